@@ -1,0 +1,83 @@
+"""Saving and loading the analyses' typed results as JSON under a run's ``results/`` folder.
+
+Analyses return frozen dataclasses; ``to_jsonable`` turns them (and numpy/pandas values inside) into
+plain JSON values, so the export stage and the CLI read exactly what the notebook reader saw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert dataclasses, numpy scalars/arrays, pandas objects and datetimes to JSON values.
+
+    NaN and infinities become None (JSON has no such numbers)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, pd.DataFrame):
+        return [to_jsonable(r) for r in value.to_dict(orient="records")]
+    if isinstance(value, pd.Series):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, pd.Timestamp | datetime | date):
+        return value.isoformat()
+    if value is pd.NaT or value is pd.NA:
+        return None
+    return value
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def dumps(value: Any) -> str:
+    """Stable, pretty JSON for a result."""
+    return json.dumps(to_jsonable(value), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def save_result(results_dir: str | Path, name: str, value: Any) -> Path:
+    """Write one result as ``<results_dir>/<name>.json`` (atomic) and return its path.
+
+    With an empty ``results_dir`` (a notebook opened by hand) nothing is written."""
+    if not str(results_dir):
+        return Path()
+    return write_text_atomic(Path(results_dir) / f"{name}.json", dumps(value))
+
+
+def load_result(results_dir: str | Path, name: str) -> Any:
+    """Read ``<results_dir>/<name>.json``; FileNotFoundError names the missing result."""
+    path = Path(results_dir) / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"result {name!r} not found at {path}: run the notebook that produces it first")
+    return json.loads(path.read_text())
