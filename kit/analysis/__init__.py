@@ -1,0 +1,1 @@
+"""Analyses: pure functions over the warehouse that return typed, JSON-serializable results."""
