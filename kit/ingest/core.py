@@ -1,0 +1,423 @@
+"""The shared ingest core: exactly-once loading of one source per transaction.
+
+Every ingest kind supplies a *loader* that inserts its rows (tagged with ``source.source_id``) and a
+``rejects`` row for each bad input line; :func:`ingest_file` wraps it with the guarantees:
+
+- **exactly once**: the file's sha256 is recorded in ``ingest_log``; the same bytes again (same kind)
+  are a no-op reported as ``unchanged``;
+- **replace**: ``replace=True`` deletes the earlier source(s) of the same path or bytes and loads anew,
+  in the same transaction, so readers see the old rows or the new ones, never a mix;
+- **append**: a plain file whose first ``size_bytes`` hash equals an earlier ingest of the same path
+  (a grown log) loads only the lines after the ones already ingested (``appended``);
+- **accounted**: ``lines_in == rows_loaded + rows_rejected + rows_skipped`` or the ingest fails;
+- **crash-safe**: one DuckDB transaction per source; a killed process leaves no partial rows.
+
+Exceptions::
+
+    ValueError
+     └── IngestError        bad input: names file, line and field where known
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import glob
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import duckdb
+
+from kit.config import DEFAULT_DB
+from kit.results import to_jsonable
+from kit.warehouse import Source, begin_source, connect, delete_source, finish_source, transaction
+
+__all__ = [
+    "PROGRESS_MIN_BYTES",
+    "IngestError",
+    "IngestSummary",
+    "LoadCounts",
+    "Loader",
+    "LiveLoader",
+    "add_common_args",
+    "add_path_args",
+    "expand_paths",
+    "first_lines",
+    "ingest_file",
+    "ingest_live",
+    "lines_relation_sql",
+    "open_text",
+    "readable_path",
+    "run_ingest_cli",
+    "sql_string",
+]
+
+PROGRESS_MIN_BYTES = 5 * 1024 * 1024   # files larger than this get a progress bar in the CLI
+RAW_MAX_CHARS = 2000                   # rejects.raw is truncated to this many characters
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".xz")
+
+
+class IngestError(ValueError):
+    """Bad input: the message names the file, and the line and field where known."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None, line_no: int | None = None,
+                 field: str | None = None) -> None:
+        where = ""
+        if path is not None:
+            where = f"{path}"
+            if line_no is not None:
+                where += f", line {line_no}"
+            if field is not None:
+                where += f", field {field}"
+            where += ": "
+        super().__init__(where + message)
+        self.path = None if path is None else str(path)
+        self.line_no = line_no
+        self.field = field
+
+
+@dataclass(frozen=True)
+class LoadCounts:
+    """What a loader reports for one source (counts of input lines/records)."""
+
+    lines_in: int
+    rows_loaded: int
+    rows_rejected: int
+    rows_skipped: int = 0          # lines deliberately skipped: comments, headers, blank lines
+    fmt: str | None = None         # the format used (given or detected)
+    formats_tried: tuple[str, ...] = field(default=())   # for the "no parsable line" error
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """What an ingest returns and the CLI prints (one line, or JSON with ``--json``)."""
+
+    kind: str
+    path: str
+    status: str                    # loaded | unchanged | replaced | appended
+    source_id: int | None
+    fmt: str | None
+    lines_in: int
+    rows_loaded: int
+    rows_rejected: int
+    rows_skipped: int
+    seconds: float
+
+    def line(self) -> str:
+        """One human-readable line: what was loaded, from where, how much."""
+        if self.status == "unchanged":
+            return (f"{self.kind} {self.path}: unchanged (already ingested as source {self.source_id}); "
+                    "nothing loaded")
+        rate = f", {self.lines_in / self.seconds:,.0f} lines/s" if self.seconds > 0 and self.lines_in else ""
+        fmt = f" [{self.fmt}]" if self.fmt else ""
+        return (f"{self.kind} {self.path}{fmt}: {self.status} as source {self.source_id}: "
+                f"{self.lines_in:,} lines in = {self.rows_loaded:,} loaded + {self.rows_rejected:,} rejected"
+                f" + {self.rows_skipped:,} skipped in {self.seconds:.2f} s{rate}")
+
+    def to_json(self) -> str:
+        """The summary as one line of JSON."""
+        return json.dumps(to_jsonable(self), sort_keys=True)
+
+
+Loader = Callable[[duckdb.DuckDBPyConnection, Source, Path, int], LoadCounts]
+LiveLoader = Callable[[duckdb.DuckDBPyConnection, Source], LoadCounts]
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+def open_text(path: str | Path) -> IO[str]:
+    """Open a text file, decompressing .gz / .bz2 / .zst / .xz transparently (UTF-8, bad bytes replaced)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(p, "rt", encoding="utf-8", errors="replace")
+    if suffix == ".bz2":
+        return bz2.open(p, "rt", encoding="utf-8", errors="replace")
+    if suffix == ".xz":
+        return lzma.open(p, "rt", encoding="utf-8", errors="replace")
+    if suffix == ".zst":
+        import zstandard
+
+        raw = open(p, "rb")  # noqa: SIM115 - closed with the wrapper
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
+        return io.TextIOWrapper(io.BufferedReader(reader), encoding="utf-8", errors="replace")
+    return open(p, encoding="utf-8", errors="replace")  # noqa: SIM115
+
+
+def _has_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def expand_paths(pattern: str | Path) -> list[Path]:
+    """The files a path or glob names (rotated logs: ``access.log*``), sorted; FileNotFoundError if none."""
+    text = str(pattern)
+    if _has_glob(text):
+        matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text)) if Path(m).is_file())
+        if not matches:
+            raise FileNotFoundError(f"no file matches {text}")
+        return matches
+    path = Path(os.path.expanduser(text))
+    if path.is_dir():
+        raise IngestError("is a directory; give a file or a glob such as DIR/*.log", path=path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {text}")
+    return [path]
+
+
+def first_lines(path: str | Path, n: int = 5, max_chars: int = 300) -> list[str]:
+    """The first ``n`` lines of a (possibly compressed) text file, each cut to ``max_chars``."""
+    lines: list[str] = []
+    try:
+        with open_text(path) as handle:
+            for line in handle:
+                lines.append(line.rstrip("\r\n")[:max_chars])
+                if len(lines) >= n:
+                    break
+    except (OSError, EOFError, ValueError) as exc:
+        lines.append(f"<unreadable: {exc}>")
+    return lines
+
+
+@contextmanager
+def readable_path(path: str | Path) -> Iterator[Path]:
+    """A path DuckDB's readers can open: the file itself when plain, .gz or .zst (DuckDB decompresses
+    those), otherwise (.bz2, .xz) a temporary decompressed copy, streamed in bounded memory."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in (".bz2", ".xz"):
+        yield p
+        return
+    opener = bz2.open if suffix == ".bz2" else lzma.open
+    fd, tmp = tempfile.mkstemp(prefix="perfkit-ingest-", suffix=p.stem[-40:].replace("/", "_"))
+    try:
+        with os.fdopen(fd, "wb") as out, opener(p, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def sql_string(value: str | Path) -> str:
+    """A SQL string literal for ``value`` (single quotes doubled)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def lines_relation_sql(path: str | Path) -> str:
+    """SQL for a relation ``(line_no BIGINT, line VARCHAR)``: every line of a plain/.gz/.zst text file,
+    1-based, read in parallel by DuckDB (empty lines are NULL). Use with :func:`readable_path`."""
+    p = Path(path)
+    compression = {".gz": "gzip", ".zst": "zstd"}.get(p.suffix.lower(), "none")
+    return (
+        "SELECT row_number() OVER () AS line_no, line FROM read_csv("
+        f"{sql_string(p)}, columns={{'line': 'VARCHAR'}}, delim='\x1f\x1e\x1d\x1c', quote='', escape='', "
+        f"header=false, auto_detect=false, strict_mode=false, compression='{compression}')"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- hashing
+
+def _sha256_and_size(path: Path, limit: int | None = None) -> tuple[str, int, int, bool]:
+    """sha256 of the file's first ``limit`` bytes (all when None), bytes hashed, newlines counted,
+    and whether the hashed part ends with a newline."""
+    digest = hashlib.sha256()
+    remaining = limit
+    size = 0
+    newlines = 0
+    last = b""
+    with open(path, "rb") as handle:
+        while remaining is None or remaining > 0:
+            want = 1 << 22 if remaining is None else min(1 << 22, remaining)
+            block = handle.read(want)
+            if not block:
+                break
+            digest.update(block)
+            size += len(block)
+            newlines += block.count(b"\n")
+            last = block[-1:]
+            if remaining is not None:
+                remaining -= len(block)
+    return digest.hexdigest(), size, newlines, last == b"\n"
+
+
+def _find_previous(con: duckdb.DuckDBPyConnection, kind: str, path_key: str, sha: str) -> dict[str, Any]:
+    """Earlier sources that matter: same bytes, and the largest earlier ingest of the same path."""
+    same = con.execute(
+        "SELECT source_id FROM ingest_log WHERE kind = ? AND sha256 = ? AND finished_at IS NOT NULL "
+        "ORDER BY source_id LIMIT 1", [kind, sha]).fetchone()
+    by_path = con.execute(
+        "SELECT source_id, sha256, size_bytes FROM ingest_log WHERE kind = ? AND path = ? "
+        "AND sha256 IS NOT NULL AND finished_at IS NOT NULL ORDER BY size_bytes DESC, source_id DESC",
+        [kind, path_key]).fetchall()
+    return {"same": None if same is None else int(same[0]), "by_path": by_path}
+
+
+# ---------------------------------------------------------------------------------------------- ingest
+
+def _check_counts(path: str, counts: LoadCounts, skip_lines: int) -> None:
+    total = counts.rows_loaded + counts.rows_rejected + counts.rows_skipped
+    if counts.lines_in != total:
+        raise IngestError(
+            f"line accounting failed: {counts.lines_in} lines in but {counts.rows_loaded} loaded + "
+            f"{counts.rows_rejected} rejected + {counts.rows_skipped} skipped = {total} (a loader bug)",
+            path=path)
+    if counts.rows_loaded == 0 and counts.lines_in > counts.rows_skipped:
+        shown = "\n".join(f"  {i + 1 + skip_lines}: {line!r}" for i, line in enumerate(
+            first_lines(path, 5 + skip_lines)[skip_lines:]))
+        tried = ", ".join(counts.formats_tried or ((counts.fmt,) if counts.fmt else ())) or "(none)"
+        raise IngestError(
+            f"no parsable line among {counts.lines_in} (formats tried: {tried}); first lines:\n{shown}",
+            path=path)
+
+
+def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: str | Path, loader: Loader, *,
+                replace: bool = False, options: dict | None = None) -> IngestSummary:
+    """Load one file exactly once, in one transaction (see the module docstring for the rules).
+
+    ``loader(con, source, path, skip_lines)`` inserts the rows; it sees the file as given (compressed
+    or not) and must skip its first ``skip_lines`` lines (non-zero for a grown log)."""
+    started = time.perf_counter()
+    p = Path(path)
+    path_key = str(p.resolve())
+    compressed = p.suffix.lower() in COMPRESSED_SUFFIXES
+    sha, size, _, _ = _sha256_and_size(p)
+    with transaction(con):
+        prev = _find_previous(con, kind, path_key, sha)
+        status = "loaded"
+        skip_lines = 0
+        if prev["same"] is not None and not replace:
+            return IngestSummary(kind, path_key, "unchanged", prev["same"], None, 0, 0, 0, 0,
+                                 time.perf_counter() - started)
+        if replace:
+            doomed = {sid for sid, _, _ in prev["by_path"]}
+            if prev["same"] is not None:
+                doomed |= {int(r[0]) for r in con.execute(
+                    "SELECT source_id FROM ingest_log WHERE kind = ? AND sha256 = ?", [kind, sha]).fetchall()}
+            for sid in sorted(doomed):
+                delete_source(con, sid)
+            if doomed:
+                status = "replaced"
+        elif not compressed:
+            for _sid, old_sha, old_size in prev["by_path"]:
+                if old_size is None or old_size >= size:
+                    continue
+                prefix_sha, _, newlines, ends_nl = _sha256_and_size(p, int(old_size))
+                if prefix_sha == old_sha:
+                    # lines already ingested; an unterminated last line was ingested as it was then
+                    skip_lines = newlines + (0 if ends_nl or old_size == 0 else 1)
+                    status = "appended"
+                    break
+        source = begin_source(con, kind, path_key, sha256=sha, size_bytes=size, options=options)
+        counts = loader(con, source, p, skip_lines)
+        _check_counts(str(p), counts, skip_lines)
+        con.execute("UPDATE ingest_log SET format = ? WHERE source_id = ?", [counts.fmt, source.source_id])
+        finish_source(con, source, lines_in=counts.lines_in, rows_loaded=counts.rows_loaded,
+                      rows_rejected=counts.rows_rejected, rows_skipped=counts.rows_skipped)
+    return IngestSummary(kind, path_key, status, source.source_id, counts.fmt, counts.lines_in,
+                         counts.rows_loaded, counts.rows_rejected, counts.rows_skipped,
+                         time.perf_counter() - started)
+
+
+def ingest_live(con: duckdb.DuckDBPyConnection, kind: str, label: str, loader: LiveLoader,
+                options: dict | None = None) -> IngestSummary:
+    """Load a live source (an API or a DSN, no sha256) in one transaction; ``label`` must hold no secret."""
+    started = time.perf_counter()
+    with transaction(con):
+        source = begin_source(con, kind, label, options=options)
+        counts = loader(con, source)
+        total = counts.rows_loaded + counts.rows_rejected + counts.rows_skipped
+        if counts.lines_in != total:
+            raise IngestError(f"record accounting failed: {counts.lines_in} in but {total} accounted for",
+                              path=label)
+        con.execute("UPDATE ingest_log SET format = ? WHERE source_id = ?", [counts.fmt, source.source_id])
+        finish_source(con, source, lines_in=counts.lines_in, rows_loaded=counts.rows_loaded,
+                      rows_rejected=counts.rows_rejected, rows_skipped=counts.rows_skipped)
+    return IngestSummary(kind, label, "loaded", source.source_id, counts.fmt, counts.lines_in,
+                         counts.rows_loaded, counts.rows_rejected, counts.rows_skipped,
+                         time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """``--db PATH``, ``--replace`` and ``--json``, shared by every ingest kind."""
+    parser.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB warehouse (default {DEFAULT_DB})")
+    parser.add_argument("--replace", action="store_true",
+                        help="replace an earlier ingest of the same file (atomically)")
+    parser.add_argument("--json", action="store_true", help="print one JSON summary per source")
+
+
+def add_path_args(parser: argparse.ArgumentParser,
+                  help_text: str = "files or globs (quoted) to ingest") -> None:
+    """The positional ``paths`` (files or globs) that :func:`run_ingest_cli` expands."""
+    parser.add_argument("paths", nargs="+", metavar="PATH", help=help_text)
+
+
+@contextmanager
+def _progress(con: duckdb.DuckDBPyConnection, label: str, enabled: bool) -> Iterator[None]:
+    """A tqdm bar (stderr) fed by DuckDB's query progress while the block runs."""
+    if not enabled:
+        yield
+        return
+    from tqdm import tqdm
+
+    stop = threading.Event()
+    bar = tqdm(total=100, desc=label[-40:], unit="%", file=sys.stderr, leave=False,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
+
+    def poll() -> None:
+        while not stop.wait(0.2):
+            try:
+                pct = con.query_progress()
+            except Exception:  # noqa: BLE001 - progress is best effort
+                return
+            if pct >= 0:
+                bar.n = min(100.0, pct)
+                bar.refresh()
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        bar.close()
+
+
+def run_ingest_cli(args: argparse.Namespace,
+                   fn: Callable[[duckdb.DuckDBPyConnection, Path | None], IngestSummary]) -> int:
+    """Connect to ``args.db``, call ``fn(con, path)`` for each file of ``args.paths`` (globs expanded;
+    ``fn(con, None)`` once when the kind takes no paths), print each summary; return the exit code.
+    Files over 5 MB get a progress bar on stderr."""
+    paths: list[Path | None] = []
+    if getattr(args, "paths", None):
+        for pattern in args.paths:
+            paths.extend(expand_paths(pattern))
+    else:
+        paths.append(None)
+    if args.db != ":memory:":
+        Path(args.db).parent.mkdir(parents=True, exist_ok=True)
+    con = connect(args.db)
+    try:
+        for path in paths:
+            big = path is not None and path.stat().st_size > PROGRESS_MIN_BYTES
+            with _progress(con, str(path), big):
+                summary = fn(con, path)
+            print(summary.to_json() if getattr(args, "json", False) else summary.line(), flush=True)
+    finally:
+        con.close()
+    return 0
