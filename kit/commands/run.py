@@ -1,0 +1,49 @@
+"""``perfkit run`` (execute the notebooks, write reports and documents) and ``perfkit params``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser(
+        "run", help="run the notebooks headlessly and write reports, results and the strategy documents",
+        description="Execute notebooks 00..90 in order with papermill. Outputs are staged and swapped into "
+                    "OUT/runs/<run_id> only when every notebook succeeds; OUT/latest, OUT/reports and "
+                    "OUT/strategy point at the newest successful run.")
+    run.add_argument("--params", metavar="FILE", help="YAML parameters file (see `perfkit params`)")
+    run.add_argument("--db", metavar="PATH", help="warehouse to analyse (overrides the parameters file)")
+    run.add_argument("--out", metavar="DIR", default="outputs", help="output folder (default: outputs)")
+    run.add_argument("--only", metavar="NAME", nargs="+",
+                     help="run only these notebooks (names or prefixes such as 10 or kpis)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=_run)
+
+    params = subparsers.add_parser("params", help="print the default parameters file, every parameter explained")
+    params.set_defaults(func=_params)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from kit.config import RunConfig
+    from kit.runner import NotebookFailed, run
+
+    config = RunConfig.load(args.params, db=args.db)
+    try:
+        result = run(config, out_dir=args.out, only=args.only, progress=not args.quiet)
+    except NotebookFailed as exc:
+        print(f"perfkit: run failed: {exc}", file=sys.stderr)
+        print("perfkit: previous outputs were left intact", file=sys.stderr)
+        return 1
+    for t in result.timings:
+        print(f"  {t.name:<22} execute {t.execute_s:6.1f} s   export {t.export_s:5.1f} s")
+    print(f"run {result.run_id} done in {result.seconds:.1f} s -> {result.run_dir}")
+    print(f"  reports:  {args.out}/reports/   documents: {args.out}/strategy/")
+    return 0
+
+
+def _params(args: argparse.Namespace) -> int:
+    from kit.config import defaults_yaml
+
+    sys.stdout.write(defaults_yaml())
+    return 0

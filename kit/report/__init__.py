@@ -1,0 +1,1 @@
+"""Documents: results (JSON) → document models → Markdown (Jinja) and JSON (validated by schemas)."""

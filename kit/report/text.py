@@ -1,0 +1,53 @@
+"""Making text from the data safe to put in Markdown/HTML documents, and number formatting."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+SECRET_KEYS = ("token", "key", "password", "passwd", "secret", "session", "auth", "api_key", "apikey",
+               "signature", "sig", "access_token", "refresh_token", "credential")
+_SECRET_PARAM = re.compile(r"(?i)(^|[?&;])([^=&;]*(?:" + "|".join(SECRET_KEYS) + r")[^=&;]*)=([^&;#]*)")
+
+
+def md_escape(value: Any) -> str:
+    """Text from logs made inert in Markdown and HTML: entities for <, >, &, quotes; backslashes for
+    Markdown's special characters; line breaks folded to spaces (safe inside table cells)."""
+    text = html.escape(str(value), quote=True)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return re.sub(r"[\r\n]+", " ", text)
+
+
+def redact_query(query: str | None) -> str | None:
+    """Query string with the values of secret-looking keys replaced by REDACTED."""
+    if query is None:
+        return None
+    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}=REDACTED", query)
+
+
+def fmt_num(value: float | int | None, digits: int = 3) -> str:
+    """Readable number: thousands separators, ``digits`` significant digits for fractions."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1000:
+        return f"{int(value):,}"
+    return f"{value:,.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def fmt_pct(value: float | None, digits: int = 2) -> str:
+    """A ratio as a percentage: 0.0123 → 1.23%."""
+    return "n/a" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def fmt_bytes(value: float | int | None) -> str:
+    """Bytes in binary units: 1536 → 1.5 KiB."""
+    if value is None:
+        return "n/a"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{size:,.1f} TiB"

@@ -1,0 +1,234 @@
+"""Run the notebooks headlessly with papermill, export HTML reports in-process, write a manifest.
+
+A run writes into ``<out>/.staging-<run_id>/`` and is swapped into ``<out>/runs/<run_id>`` only when
+every notebook succeeded; ``<out>/latest``, ``<out>/reports`` and ``<out>/strategy`` are symlinks that
+are repointed atomically, so a failed run leaves the previous outputs intact.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kit.config import NOTEBOOKS_DIR, PROJECT_ROOT, ParameterError, RunConfig
+from kit.results import dumps, write_text_atomic
+
+NOTEBOOKS = (
+    "00_data_overview",
+    "10_kpis",
+    "20_slos_alerting",
+    "30_bottlenecks",
+    "40_cache_simulation",
+    "50_optimizations",
+    "90_strategy_export",
+)
+# Parameters the runner injects itself (not part of RunConfig).
+RUN_PARAMETERS = ("results_dir", "strategy_dir")
+KEEP_RUNS = 5
+MANIFEST_PACKAGES = ("perfkit", "duckdb", "pandas", "numpy", "plotly", "papermill", "nbconvert",
+                     "numba", "libcachesim", "jupyterlab", "kaleido")
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised during a run; the message names the notebook and the failing cell."""
+
+
+@dataclass(frozen=True)
+class NotebookTiming:
+    name: str
+    execute_s: float
+    export_s: float
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    run_dir: Path
+    timings: list[NotebookTiming] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def notebook_path(name: str) -> Path:
+    return NOTEBOOKS_DIR / f"{name}.ipynb"
+
+
+def declared_parameters(name: str) -> dict[str, Any]:
+    """The parameters a notebook's ``parameters`` cell declares (papermill's inspection)."""
+    import papermill
+
+    return dict(papermill.inspect_notebook(str(notebook_path(name))))
+
+
+def select_notebooks(only: list[str] | None) -> list[str]:
+    """Notebooks to run, in order; ``only`` accepts full names or their two-digit prefixes."""
+    if not only:
+        return list(NOTEBOOKS)
+    chosen = []
+    for wanted in only:
+        matches = [n for n in NOTEBOOKS if n == wanted or n.split("_", 1)[0] == wanted or n.split("_", 1)[1] == wanted]
+        if not matches:
+            raise ParameterError(f"unknown notebook {wanted!r} in --only; choose from {', '.join(NOTEBOOKS)}")
+        chosen.extend(matches)
+    return [n for n in NOTEBOOKS if n in chosen]
+
+
+def notebook_parameters(name: str, config: RunConfig, run_values: dict[str, str]) -> dict[str, Any]:
+    """The values to inject into one notebook: those of its declared names we know."""
+    declared = declared_parameters(name)
+    known = set(config.to_dict()) | set(RUN_PARAMETERS)
+    stray = sorted(set(declared) - known)
+    if stray:
+        raise ParameterError(f"notebook {name} declares parameter(s) the kit does not know: {', '.join(stray)}")
+    values = {**config.to_dict(), **run_values}
+    return {k: values[k] for k in declared}
+
+
+def check_preconditions(config: RunConfig) -> Path:
+    """Fail before any notebook runs when the warehouse is missing or unreadable; return its path."""
+    from kit.warehouse import connect
+
+    db = Path(config.db)
+    if not db.is_absolute():
+        db = (Path.cwd() / db).resolve()
+    if not db.exists():
+        raise ParameterError(f"parameter 'db': warehouse {config.db} does not exist "
+                             f"(build the demo with `perfkit demo --db {config.db}`)")
+    connect(db, read_only=True).close()
+    return db
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {}
+    for name in MANIFEST_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    versions["python"] = platform.python_version()
+    return versions
+
+
+def _failure_message(name: str, exc: Exception, executed: Path) -> str:
+    cell = getattr(exc, "exec_count", None) or getattr(exc, "cell_index", None)
+    ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+    source = ""
+    try:
+        import nbformat
+
+        nb = nbformat.read(executed, as_version=4)
+        for index, c in enumerate(nb.cells):
+            if any(o.get("output_type") == "error" for o in c.get("outputs", [])):
+                cell, source = index, c.source.strip().splitlines()[0][:120] if c.source.strip() else ""
+                break
+    except Exception:  # noqa: BLE001 - the message is best effort; the original error is chained
+        pass
+    where = f"cell {cell}" + (f" (`{source}`)" if source else "")
+    return f"notebook {name} failed in {where}: {ename}: {evalue}. Executed notebook kept at {executed}"
+
+
+def export_html(executed: Path, target: Path) -> None:
+    """Self-contained HTML report of an executed notebook (code hidden, plotly.js embedded once)."""
+    import nbconvert
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    exporter = nbconvert.HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
+                                      exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb)
+    write_text_atomic(target, body)
+
+
+def _swap_symlink(link: Path, target: str) -> None:
+    tmp = link.with_name(f".{link.name}.tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(target)
+    if link.exists() and not link.is_symlink():
+        raise ParameterError(f"{link} exists and is not a symlink made by perfkit; move it away first")
+    os.replace(tmp, link)
+
+
+def _prune_runs(runs_dir: Path, keep: int) -> None:
+    runs = sorted(p for p in runs_dir.iterdir() if p.is_dir())
+    for old in runs[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | None = None,
+        progress: bool = True) -> RunResult:
+    """Execute the notebooks in order and publish their outputs; raises NotebookFailed or ParameterError."""
+    import papermill
+    from tqdm import tqdm
+
+    from kit.warehouse import connect, fingerprint
+
+    started = time.perf_counter()
+    names = select_notebooks(only)
+    db = check_preconditions(config)
+    config = RunConfig.from_mapping({**config.to_dict(), "db": str(db)})
+    out = Path(out_dir).resolve()
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    staging = out / f".staging-{run_id}"
+    dirs = {k: staging / k for k in ("notebooks", "reports", "results", "strategy")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    run_values = {"results_dir": str(dirs["results"]), "strategy_dir": str(dirs["strategy"])}
+    previous = out / "latest" / "results"
+    if only and previous.is_dir():
+        # A partial run builds on the latest run's results, so 90 can re-export from them.
+        for result in previous.glob("*.json"):
+            shutil.copy2(result, dirs["results"] / result.name)
+    write_text_atomic(dirs["results"] / "parameters.json", dumps(config.to_dict()))
+    plans = {name: notebook_parameters(name, config, run_values) for name in names}
+
+    timings: list[NotebookTiming] = []
+    bar = tqdm(names, desc="perfkit run", unit="notebook", disable=not progress, file=sys.stderr)
+    for name in bar:
+        bar.set_postfix_str(name)
+        executed = dirs["notebooks"] / f"{name}.ipynb"
+        t0 = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(notebook_path(name)), str(executed), parameters=plans[name], kernel_name="python3",
+                progress_bar=False, cwd=str(PROJECT_ROOT), log_output=False,
+            )
+        except Exception as exc:  # papermill raises PapermillExecutionError, or kernel errors
+            failed = out / f"failed-{run_id}"
+            shutil.move(str(staging), failed)
+            raise NotebookFailed(_failure_message(name, exc, failed / "notebooks" / executed.name)) from None
+        t1 = time.perf_counter()
+        export_html(executed, dirs["reports"] / f"{name}.html")
+        timings.append(NotebookTiming(name, round(t1 - t0, 3), round(time.perf_counter() - t1, 3)))
+
+    with connect(db, read_only=True) as con:
+        warehouse = fingerprint(con)
+    manifest = {
+        "run_id": run_id,
+        "started_at": datetime.now(UTC).isoformat(),
+        "notebooks": names,
+        "parameters": config.to_dict(),
+        "warehouse": {"path": str(db), **warehouse},
+        "packages": _package_versions(),
+        "platform": platform.platform(),
+        "timings": timings,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    write_text_atomic(staging / "manifest.json", dumps(manifest))
+
+    runs_dir = out / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    final = runs_dir / run_id
+    os.replace(staging, final)
+    _swap_symlink(out / "latest", f"runs/{run_id}")
+    for name in ("reports", "strategy", "results", "notebooks"):
+        _swap_symlink(out / name, f"latest/{name}")
+    _prune_runs(runs_dir, KEEP_RUNS)
+    return RunResult(run_id, final, timings, round(time.perf_counter() - started, 3))

@@ -1,0 +1,43 @@
+"""Figures for notebooks 00 (data overview), 30 (bottlenecks) and 50 (optimizations)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+
+def plot_requests_per_hour(per_hour: pd.DataFrame) -> go.Figure:
+    """Stacked requests per hour by service."""
+    fig = px.area(per_hour, x="hour", y="requests", color="service", title="Requests per hour by service")
+    fig.update_layout(xaxis_title=None, yaxis_title="requests / hour")
+    return fig
+
+
+def plot_field_completeness(completeness: dict[str, float]) -> go.Figure:
+    """Share of requests in which each field is present."""
+    frame = pd.DataFrame({"field": list(completeness), "present": list(completeness.values())})
+    fig = px.bar(frame, x="present", y="field", orientation="h", range_x=[0, 1],
+                 title="Field completeness in requests (share of rows with a value)")
+    fig.update_layout(xaxis_tickformat=".0%", yaxis_title=None, xaxis_title=None, hovermode="closest")
+    return fig
+
+
+def plot_time_share(top: pd.DataFrame) -> go.Figure:
+    """Share of all request time consumed by the top routes."""
+    frame = top.assign(label=top["service"] + " " + top["route"])
+    fig = px.bar(frame, x="time_share", y="label", orientation="h", hover_data=["requests", "p95_ms", "p99_ms"],
+                 title="Share of all request time, top routes")
+    fig.update_layout(xaxis_tickformat=".0%", yaxis_title=None, xaxis_title=None,
+                      yaxis={"autorange": "reversed"}, hovermode="closest")
+    return fig
+
+
+def plot_compression(by_type: pd.DataFrame) -> go.Figure:
+    """Asset bytes as stored against gzip and zstd, per content type."""
+    frame = by_type.melt(id_vars="content_type", value_vars=["size_bytes", "gzip_bytes", "zstd_bytes"],
+                         var_name="encoding", value_name="bytes")
+    fig = px.bar(frame, x="content_type", y="bytes", color="encoding", barmode="group",
+                 title="Static asset bytes: identity vs gzip -6 vs zstd -19")
+    fig.update_layout(xaxis_title=None, hovermode="closest")
+    return fig
