@@ -1,0 +1,84 @@
+"""The analysed window: resolve ``start``/``end`` parameters against the warehouse's requests.
+
+``start`` is inclusive, ``end`` exclusive, both UTC. A missing ``start`` is the first request's time;
+a missing ``end`` is just after the last request (last request + 1 ms)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open UTC interval [start, end)."""
+
+    start: datetime
+    end: datetime
+
+    @property
+    def seconds(self) -> float:
+        """Length of the window in seconds."""
+        return (self.end - self.start).total_seconds()
+
+    def previous(self) -> Window:
+        """The window of the same length that ends where this one starts."""
+        return Window(self.start - (self.end - self.start), self.start)
+
+    def sql(self, column: str = "ts") -> str:
+        """A WHERE fragment selecting this window (literal timestamps, so the SQL reads on its own)."""
+        return f"{column} >= TIMESTAMPTZ '{_iso(self.start)}' AND {column} < TIMESTAMPTZ '{_iso(self.end)}'"
+
+    def label(self) -> str:
+        return f"{_iso(self.start)} – {_iso(self.end)}"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def parse_instant(name: str, value: str | datetime | None) -> datetime | None:
+    """An ISO 8601 string (naive = UTC) as an aware UTC datetime; ValueError names the parameter."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"parameter '{name}' is not an ISO 8601 date or time: {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def services_sql(services: list[str] | tuple[str, ...] | None, column: str = "service") -> str:
+    """A WHERE fragment for a service filter ('TRUE' when empty); values are quoted safely."""
+    if not services:
+        return "TRUE"
+    quoted = ", ".join("'" + s.replace("'", "''") + "'" for s in services)
+    return f"{column} IN ({quoted})"
+
+
+def resolve_window(con: duckdb.DuckDBPyConnection, start: str | datetime | None = None,
+                   end: str | datetime | None = None, services: list[str] | None = None) -> Window:
+    """The analysed window from the parameters, filling the open ends from the requests table.
+
+    Raises ValueError when the warehouse holds no requests for the services or the window is empty."""
+    begin, finish = parse_instant("start", start), parse_instant("end", end)
+    if begin is None or finish is None:
+        row = con.execute(
+            f"SELECT min(ts), max(ts), count(*) FROM requests WHERE {services_sql(services)}").fetchone()
+        if row is None or not row[2]:
+            scope = f" for services {', '.join(services)}" if services else ""
+            raise ValueError(f"the warehouse has no requests{scope}: ingest a log or build the demo first")
+        first, last = (parse_instant("ts", r) for r in row[:2])
+        assert first is not None and last is not None
+        begin = begin or first
+        finish = finish or last + timedelta(milliseconds=1)
+    if finish <= begin:
+        raise ValueError(f"parameter 'end' ({_iso(finish)}) must be after 'start' ({_iso(begin)})")
+    return Window(begin, finish)
