@@ -152,7 +152,7 @@ def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | No
     target = str(path)
     if read_only and target != ":memory:" and not Path(target).exists():
         raise WarehouseError(f"warehouse {target} does not exist (build one with `perfkit demo --db {target}`)")
-    config: dict[str, str | int] = {"TimeZone": "UTC"}
+    config: dict[str, str | int] = {}
     if memory_limit:
         config["memory_limit"] = memory_limit
     if threads:
@@ -168,6 +168,7 @@ def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | No
                 "wait for it to finish or close it, then try again"
             ) from None
         raise WarehouseError(f"cannot open warehouse {target}: {message}") from None
+    con.execute("SET TimeZone = 'UTC'")  # after connect: ICU (built in) is loaded lazily
     if read_only:
         version = schema_version(con)
         if version != SCHEMA_VERSION:
