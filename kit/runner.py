@@ -178,16 +178,16 @@ def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | No
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     staging = out / f".staging-{run_id}"
     dirs = {k: staging / k for k in ("notebooks", "reports", "results", "strategy")}
+    run_values = {"results_dir": str(dirs["results"]), "strategy_dir": str(dirs["strategy"])}
+    plans = {name: notebook_parameters(name, config, run_values) for name in names}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
-    run_values = {"results_dir": str(dirs["results"]), "strategy_dir": str(dirs["strategy"])}
     previous = out / "latest" / "results"
     if only and previous.is_dir():
         # A partial run builds on the latest run's results, so 90 can re-export from them.
         for result in previous.glob("*.json"):
             shutil.copy2(result, dirs["results"] / result.name)
     write_text_atomic(dirs["results"] / "parameters.json", dumps(config.to_dict()))
-    plans = {name: notebook_parameters(name, config, run_values) for name in names}
 
     timings: list[NotebookTiming] = []
     bar = tqdm(names, desc="perfkit run", unit="notebook", disable=not progress, file=sys.stderr)

@@ -1,0 +1,137 @@
+"""The main job end to end: `perfkit run` on a small demo writes every output, and they hold up.
+
+Runs the real CLI in a subprocess (papermill, kernels, nbconvert, kaleido) and opens an HTML report in
+headless Chromium to check that a chart is really drawn."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from kit.report.export import DOCUMENTS
+from kit.report.render import load_schema
+from kit.runner import NOTEBOOKS
+
+pytestmark = [pytest.mark.notebook, pytest.mark.slow]
+CHROMIUM = "/usr/bin/chromium"
+
+
+def perfkit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kit.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=900)
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("demo") / "demo.duckdb"
+    result = perfkit("demo", "--db", str(db), "--requests", "60000", "--days", "7", "--seed", "7")
+    assert result.returncode == 0, result.stderr
+    return db
+
+
+@pytest.fixture(scope="module")
+def finished_run(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("outputs")
+    result = perfkit("run", "--db", str(small_demo), "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+def test_every_output_exists_and_parses(finished_run: Path) -> None:
+    latest = finished_run / "latest"
+    assert latest.is_symlink() and (finished_run / "strategy").resolve() == (latest / "strategy").resolve()
+    for name in NOTEBOOKS:
+        executed = json.loads((latest / "notebooks" / f"{name}.ipynb").read_text())
+        errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, name
+        assert (latest / "reports" / f"{name}.html").stat().st_size > 10_000, name
+    for name in DOCUMENTS:
+        assert (latest / "strategy" / name).stat().st_size > 500, name
+    manifest = json.loads((latest / "manifest.json").read_text())
+    assert [t["name"] for t in manifest["timings"]] == list(NOTEBOOKS)
+    assert manifest["warehouse"]["row_counts"]["requests"] > 0 and len(manifest["warehouse"]["sha256"]) == 64
+    assert manifest["packages"]["duckdb"] and manifest["parameters"]["apdex_t_ms"] == 300.0
+
+
+@pytest.mark.parametrize(("document", "schema"), [
+    ("Metrics_Framework_Specifications.json", "Metrics_Framework_Specifications"),
+    ("Caching_Implementation_Plan.json", "Caching_Implementation_Plan"),
+])
+def test_json_documents_validate_against_their_schemas(finished_run: Path, document: str, schema: str) -> None:
+    data = json.loads((finished_run / "strategy" / document).read_text())
+    jsonschema.validate(data, load_schema(schema))
+
+
+def test_markdown_documents_hold_numbers_from_the_data(finished_run: Path, small_demo: Path) -> None:
+    from kit.warehouse import connect
+
+    with connect(small_demo, read_only=True) as con:
+        top_route = con.execute(
+            "SELECT route FROM requests GROUP BY route ORDER BY sum(latency_ms) DESC LIMIT 1").fetchone()[0]
+    optimization = (finished_run / "strategy" / "Performance_Optimization_Strategy.md").read_text()
+    from kit.report.text import md_escape
+
+    assert md_escape(top_route) in optimization
+    monitoring = (finished_run / "strategy" / "Performance_Monitoring_Strategy.md").read_text()
+    assert "p99" in monitoring.lower()
+
+
+def test_html_report_draws_a_chart_offline(finished_run: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    report = (finished_run / "reports" / "10_kpis.html").resolve()
+    html = report.read_text()
+    assert html.count("Plotly.newPlot") >= 1 and "cdn.plot.ly" not in html.split("Plotly.newPlot")[0][-5000:]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page()
+        page.route("**/*", lambda route: route.abort() if not route.request.url.startswith("file:")
+                   else route.continue_())  # offline: any network fetch fails
+        page.goto(report.as_uri())
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
+        drawn = page.locator(".js-plotly-plot").count()
+        traces = page.locator(".js-plotly-plot .trace").count()
+        browser.close()
+    assert drawn >= 1 and traces >= 1
+
+
+def test_documents_are_byte_identical_when_re_exported(finished_run: Path, small_demo: Path) -> None:
+    before = {n: (finished_run / "strategy" / n).read_bytes() for n in DOCUMENTS}
+    result = perfkit("run", "--db", str(small_demo), "--out", str(finished_run), "--only", "90", "--quiet")
+    assert result.returncode == 0, result.stderr
+    after = {n: (finished_run / "strategy" / n).read_bytes() for n in DOCUMENTS}
+    assert before == after
+
+
+def test_failing_notebook_stops_the_run_and_keeps_previous_outputs(finished_run: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.duckdb"
+    from kit.warehouse import connect
+
+    connect(empty).close()  # schema, but no requests: 00_data_overview must fail
+    latest_before = (finished_run / "latest").resolve()
+    result = perfkit("run", "--db", str(empty), "--out", str(finished_run), "--quiet")
+    assert result.returncode == 1
+    assert "notebook 00_data_overview failed in cell" in result.stderr
+    assert "no requests" in result.stderr
+    assert (finished_run / "latest").resolve() == latest_before
+    assert not list(finished_run.glob(".staging-*"))
+
+
+def test_bad_parameters_fail_before_any_notebook_runs(small_demo: Path, tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"apdex_t_ms": "fast"}))
+    result = perfkit("run", "--db", str(small_demo), "--params", str(params), "--out", str(tmp_path / "o"))
+    assert result.returncode == 1 and "'apdex_t_ms' must be float" in result.stderr
+    assert not (tmp_path / "o").exists()
+    result = perfkit("run", "--db", str(tmp_path / "missing.duckdb"), "--out", str(tmp_path / "o"))
+    assert result.returncode == 1 and "parameter 'db'" in result.stderr and "perfkit demo" in result.stderr
+    result = perfkit("run", "--db", str(small_demo), "--only", "99_nothing", "--out", str(tmp_path / "o"))
+    assert result.returncode == 1 and "unknown notebook" in result.stderr
+    assert not (tmp_path / "o").exists()
