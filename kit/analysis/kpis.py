@@ -233,6 +233,7 @@ class KpiReport:
     histogram: tuple[HistogramBin, ...]
     heatmap_bucket_seconds: int
     heatmap: tuple[HeatCell, ...]
+    route_series_bucket_seconds: int
     use: tuple[UseSignal, ...]
     saturation_latency: tuple[SaturationPoint, ...]
     gaps: tuple[Gap, ...]
@@ -570,10 +571,16 @@ def use_signals(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5
             FROM requests WHERE {window.sql()} GROUP BY 1)
         SELECT per_bucket.name, per_bucket.b, per_bucket.x, per_bucket.k, per_bucket.s, lat.p95, coalesce(lat.n, 0)
         FROM per_bucket LEFT JOIN lat USING (b) ORDER BY 1, 2"""
-    rows = con.execute(sql).fetchall()
-    summary = {r[0]: r[1:] for r in con.execute(f"""
-        SELECT name, avg(x), quantile_cont(x, 0.95), max(x), corr(x, p95), sum(k), max(s)
-        FROM ({sql}) AS t(name, b, x, k, s, p95, n) GROUP BY name""").fetchall()} if rows else {}
+    per_bucket_rows = con.execute(sql).df()  # small: one row per metric and bucket
+    per_bucket_rows.columns = ["name", "b", "x", "k", "s", "p95", "n"]
+    rows = list(per_bucket_rows.itertuples(index=False, name=None))
+    con.register("_kpi_use_rows", per_bucket_rows)
+    try:
+        summary = {r[0]: r[1:] for r in con.execute(
+            "SELECT name, avg(x), quantile_cont(x, 0.95), max(x), corr(x, p95), sum(k), max(s) "
+            "FROM _kpi_use_rows GROUP BY name").fetchall()}
+    finally:
+        con.unregister("_kpi_use_rows")
     signals = []
     for resource, kind, name in matched:
         if name not in summary:
@@ -587,7 +594,8 @@ def use_signals(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5
         promql = f"avg(rate({name}[5m]))" if counter else f"avg(avg_over_time({name}[5m]))"
         signals.append(UseSignal(resource, kind, name, _unit_of(name), int(s or 0), int(k or 0), _f(mean),
                                  _f(p95), _f(mx), _f(corr), Definition(sql_def, promql)))
-    points = tuple(SaturationPoint(b, name, _f(x), _f(p95), int(n)) for name, b, x, _k, _s, p95, n in rows
+    points = tuple(SaturationPoint(b.to_pydatetime(), name, _f(x), _f(p95), int(n))
+                   for name, b, x, _k, _s, p95, n in rows
                    if any(sig.metric == name and sig.kind in ("utilization", "saturation") for sig in signals))
     return tuple(signals), points, tuple(gaps)
 
@@ -692,8 +700,10 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
     top_routes = tuple(dict.fromkeys(r.group for r in by_route))[:top_n]
     series_overall = red_series(con, window, bucket, None, **kw)  # type: ignore[arg-type]
     series_by_service = red_series(con, window, bucket, "service", **kw)  # type: ignore[arg-type]
-    series_by_route = red_series(con, window, bucket, "route", routes=list(top_routes), **kw)  # type: ignore[arg-type]
+    # coarse columns for the heatmap and the per-route lines keep the saved JSON small (<= 400 columns)
     heat_s = max(seconds, math.ceil(window.seconds / HEATMAP_MAX_COLUMNS / seconds) * seconds)
+    series_by_route = red_series(con, window, f"{heat_s}s", "route", routes=list(top_routes),
+                                 **kw)  # type: ignore[arg-type]
     use, sat_points, use_gaps = use_signals(con, window, bucket)
     gaps = instrumentation_gaps(con, window, services=svc) + use_gaps
 
@@ -726,4 +736,5 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
         histogram=latency_histogram(con, window, None, services=svc) + latency_histogram(
             con, window, "service", services=svc),
         heatmap_bucket_seconds=heat_s, heatmap=latency_heatmap(con, window, heat_s, services=svc),
+        route_series_bucket_seconds=heat_s,
         use=use, saturation_latency=sat_points, gaps=gaps, comparison=comparison, notes=tuple(notes))

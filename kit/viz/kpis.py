@@ -111,8 +111,9 @@ def plot_route_latency(report: Any, column: str = "p95_ms") -> go.Figure:
     df = frame(report, "series_by_route")
     if df.empty:
         return _empty("Per route", "no requests")
+    minutes = as_dict(report)["route_series_bucket_seconds"] / 60
     fig = px.line(df, x="bucket_start", y=column, color="group",
-                  title=f"Busiest routes: {column} per {as_dict(report)['bucket']} bucket")
+                  title=f"Busiest routes: {column} per {minutes:g}-minute bucket")
     fig.update_layout(xaxis_title=None, legend_title="route")
     if column.endswith("_ms"):
         fig.update_yaxes(type="log")
