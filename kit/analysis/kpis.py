@@ -45,7 +45,9 @@ HEATMAP_MAX_COLUMNS = 400
 
 __all__ = [
     "Definition", "Kpi", "RedRow", "SeriesPoint", "HistogramBin", "HeatCell", "Throughput", "UseSignal",
-    "Gap", "SaturationPoint", "ComparisonRow", "Comparison", "KpiReport", "kpi_report", "red_table",
+    "Gap", "MetricInfo",
+    "metric_inventory", "SaturationPoint", "USE_CATALOG", "ComparisonRow", "Comparison", "KpiReport",
+    "kpi_report", "red_table",
     "red_series", "throughput", "use_signals", "instrumentation_gaps", "compare_periods", "headline",
     "quantile_function", "QUANTILES", "EXACT_MAX_ROWS",
 ]
@@ -171,6 +173,7 @@ class Gap:
     kind: str
     what: str
     collect: str
+    metric: str | None = None  # the recommended metric name, when there is one
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ class KpiReport:
     heatmap: tuple[HeatCell, ...]
     route_series_bucket_seconds: int
     use: tuple[UseSignal, ...]
+    metrics: tuple[MetricInfo, ...]
     saturation_latency: tuple[SaturationPoint, ...]
     gaps: tuple[Gap, ...]
     comparison: Comparison
@@ -488,32 +492,73 @@ def headline(con: duckdb.DuckDBPyConnection, window: Window, *, services: list[s
 # ----------------------------------------------------------------------------------------------------
 # USE signals from metrics, and instrumentation gaps
 
-# (resource, kind, regex over metric names, what to collect when missing)
-USE_CATALOG: tuple[tuple[str, str, str, str], ...] = (
+# (resource, kind, regex over metric names, what to collect when missing, the metric to add:
+#  (name, Prometheus type, unit))
+USE_CATALOG: tuple[tuple[str, str, str, str, tuple[str, str, str]], ...] = (
     ("cpu", "utilization", r"cpu.*(util|usage|busy|ratio|percent)|cpu_seconds_total$",
-     "node_cpu_seconds_total (node_exporter) or process_cpu_seconds_total"),
+     "node_cpu_seconds_total (node_exporter) or process_cpu_seconds_total",
+     ("node_cpu_seconds_total", "counter", "seconds")),
     ("cpu", "saturation", r"load(1|5|15|avg)|run_?queue|pressure_cpu|cpu.*throttl",
-     "node_load1 or node_pressure_cpu_waiting_seconds_total"),
+     "node_load1 or node_pressure_cpu_waiting_seconds_total", ("node_load1", "gauge", "runnable tasks")),
     ("memory", "utilization", r"mem(ory)?.*(util|usage|used|resident|ratio|percent|rss)|resident_memory",
-     "node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes, process_resident_memory_bytes"),
+     "node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes, process_resident_memory_bytes",
+     ("node_memory_MemAvailable_bytes", "gauge", "bytes")),
     ("memory", "saturation", r"swap|pgmajfault|pressure_memory|memory.*pressure",
-     "node_vmstat_pgmajfault or node_pressure_memory_waiting_seconds_total"),
-    ("memory", "errors", r"oom", "node_vmstat_oom_kill or container_oom_events_total"),
+     "node_vmstat_pgmajfault or node_pressure_memory_waiting_seconds_total",
+     ("node_vmstat_pgmajfault", "counter", "faults")),
+    ("memory", "errors", r"oom", "node_vmstat_oom_kill or container_oom_events_total",
+     ("node_vmstat_oom_kill", "counter", "kills")),
     ("db_connections", "utilization", r"(db|pg|postgres|mysql|database|sql).*(conn|backends|active)",
-     "pg_stat_activity_count / pg_settings_max_connections (postgres_exporter)"),
+     "pg_stat_activity_count / pg_settings_max_connections (postgres_exporter)",
+     ("pg_stat_activity_count", "gauge", "connections")),
     ("db_connections", "saturation", r"(pool|conn|db|pg).*(wait|pending|queue)|lock.*wait",
-     "connection-pool wait count/time (e.g. hikaricp_connections_pending, pgbouncer_pools_client_waiting)"),
+     "connection-pool wait count/time (e.g. hikaricp_connections_pending, pgbouncer_pools_client_waiting)",
+     ("db_pool_pending_connections", "gauge", "waiting clients")),
     ("db_connections", "errors", r"(db|pg|postgres|mysql|database).*(error|deadlock|rollback|fail)",
-     "pg_stat_database_deadlocks, pg_stat_database_xact_rollback"),
+     "pg_stat_database_deadlocks, pg_stat_database_xact_rollback",
+     ("pg_stat_database_deadlocks", "counter", "deadlocks")),
     ("queue", "saturation", r"queue.*(depth|length|len|size|backlog)|backlog|queued",
-     "work queue depth per worker pool"),
+     "work queue depth per worker pool", ("work_queue_depth", "gauge", "items")),
     ("disk", "utilization", r"disk.*(util|io_time|busy)|filesystem.*(avail|size|usage)",
-     "node_disk_io_time_seconds_total, node_filesystem_avail_bytes"),
+     "node_disk_io_time_seconds_total, node_filesystem_avail_bytes",
+     ("node_disk_io_time_seconds_total", "counter", "seconds")),
     ("network", "errors", r"(net|network).*(err|drop)",
-     "node_network_receive_errs_total, node_network_transmit_drop_total"),
+     "node_network_receive_errs_total, node_network_transmit_drop_total",
+     ("node_network_receive_errs_total", "counter", "errors")),
     ("app", "errors", r"(exception|panic|crash|restart|error|failure)s?(_total)?$",
-     "application exceptions / restarts counter"),
+     "application exceptions / restarts counter", ("app_exceptions_total", "counter", "exceptions")),
 )
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """One metric name present in ``metrics`` over the window."""
+
+    name: str
+    type: str  # counter (``*_total``), histogram part, or gauge: guessed from the name
+    unit: str
+    labels: tuple[str, ...]
+    series: int
+    samples: int
+    interval_s: float | None  # median time between two samples of one series
+
+
+def metric_inventory(con: duckdb.DuckDBPyConnection, window: Window) -> tuple[MetricInfo, ...]:
+    """Every metric name in the window with its label keys, series, samples and scrape interval."""
+    rows = con.execute(f"""
+        WITH s AS (
+            SELECT name, labels, epoch(ts - lag(ts) OVER (PARTITION BY name, labels ORDER BY ts)) AS dt
+            FROM metrics WHERE {window.sql()})
+        SELECT name, count(*), count(DISTINCT labels), median(dt),
+               list_sort(list_distinct(flatten(list(DISTINCT map_keys(labels)))))
+        FROM s GROUP BY name ORDER BY name""").fetchall()
+    out = []
+    for name, samples, series, interval, keys in rows:
+        kind = ("counter" if name.endswith("_total") else
+                "histogram" if name.endswith(("_bucket", "_count", "_sum")) else "gauge")
+        out.append(MetricInfo(name, kind, _unit_of(name), tuple(keys or ()), int(series), int(samples),
+                              _f(interval)))
+    return tuple(out)
 
 
 def _unit_of(name: str) -> str:
@@ -539,12 +584,12 @@ def use_signals(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5
         f"SELECT DISTINCT name FROM metrics WHERE {window.sql()} ORDER BY name").fetchall()]
     matched: list[tuple[str, str, str]] = []
     gaps: list[Gap] = []
-    for resource, kind, pattern, collect in USE_CATALOG:
+    for resource, kind, pattern, collect, metric in USE_CATALOG:
         regex = re.compile(pattern, re.IGNORECASE)
         hits = [n for n in names if regex.search(n) and not n.endswith(("_bucket", "_count", "_sum"))]
         hits = [n for n in hits if not any(n == m for _, _, m in matched)]
         if not hits:
-            gaps.append(Gap(resource, kind, f"no {resource} {kind} metric in the warehouse", collect))
+            gaps.append(Gap(resource, kind, f"no {resource} {kind} metric in the warehouse", collect, metric[0]))
         matched.extend((resource, kind, n) for n in hits)
     if not matched:
         return (), (), tuple(gaps)
@@ -624,7 +669,8 @@ def instrumentation_gaps(con: duckdb.DuckDBPyConnection, window: Window, *,
     for (column, enables, collect), filled in zip(REQUEST_FIELDS, counts, strict=True):
         if total and filled / total < min_share:
             gaps.append(Gap("requests", column,
-                            f"{column} filled in {100 * filled / total:.1f} % of requests: no {enables}", collect))
+                            f"{column} filled in {100 * filled / total:.1f} % of requests: no {enables}",
+                            collect))
     has_prom = con.execute(
         "SELECT count(*) FROM metrics WHERE name LIKE 'http_request%' OR name LIKE 'http_server_request%'"
     ).fetchone()
@@ -633,7 +679,7 @@ def instrumentation_gaps(con: duckdb.DuckDBPyConnection, window: Window, *,
                         "no HTTP request metrics in Prometheus form: KPIs come from access logs only, "
                         "so alerts cannot be evaluated live",
                         "http_requests_total{service,route,method,status} counter and "
-                        "http_request_duration_seconds histogram"))
+                        "http_request_duration_seconds histogram", "http_requests_total"))
     return tuple(gaps)
 
 
@@ -737,4 +783,5 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
             con, window, "service", services=svc),
         heatmap_bucket_seconds=heat_s, heatmap=latency_heatmap(con, window, heat_s, services=svc),
         route_series_bucket_seconds=heat_s,
-        use=use, saturation_latency=sat_points, gaps=gaps, comparison=comparison, notes=tuple(notes))
+        use=use, metrics=metric_inventory(con, window),
+        saturation_latency=sat_points, gaps=gaps, comparison=comparison, notes=tuple(notes))
