@@ -1,0 +1,477 @@
+"""PostgreSQL → ``queries``: server logs (kind ``postgres-log``) and ``pg_stat_statements`` snapshots
+(kind ``pg-stat-statements``).
+
+**Server logs** written with ``log_min_duration_statement`` (or ``log_duration`` + statements on the
+same line): ``stderr`` (any ``log_line_prefix``; give it with ``log_line_prefix=`` for exact parsing,
+else a heuristic finds the leading timestamp, ``user=``/``db=`` or ``user@db`` and the severity),
+``csvlog`` and ``jsonlog`` (also CloudNativePG's JSON wrapping a csvlog ``record``);
+plain or compressed. The format is detected from the first lines when not
+given. Parsing runs in DuckDB; stderr continuation lines (a multi-line statement, a multi-line
+``DETAIL: parameters``) are joined to their entry with a running-sum entry id and ``string_agg``.
+
+One ``duration: X ms statement|execute|query|fastpath function call: SQL`` entry becomes one row
+(``kind = 'event'``, ``calls = 1``, ``total_ms = X``). The ``parse`` and ``bind`` phases of the extended
+protocol are *skipped* (their ``execute`` is the execution; counting all three would triple the calls),
+as are all other messages (connections, checkpoints, errors, ``DETAIL`` lines...).
+
+**How lines are counted.** ``lines_in`` counts log *entries* (an entry with its continuation lines
+counts once; for csvlog an entry is a CSV record, whose line number in rejects is the record number),
+plus each stray line before the first entry (rejected) or blank there (skipped).
+``lines_in = rows_loaded + rows_rejected + rows_skipped``.
+
+**Time zones**: zone names PostgreSQL writes (``UTC``, ``CET``, ``CEST``, ``MSK``, numeric offsets...)
+are honoured; a timestamp without a zone is taken in ``assume_tz`` (default UTC).
+
+**pg_stat_statements**: :func:`snapshot_pg_stat_statements` stores one snapshot of the view per call
+(``kind = 'snapshot'``, cumulative ``calls``/``total_ms``/``rows``/blocks, ``query_id`` = the server's
+queryid); :func:`pg_stat_deltas` turns consecutive snapshots into per-interval calls and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from kit.ingest.core import (
+    IngestError,
+    IngestSummary,
+    LoadCounts,
+    add_common_args,
+    add_path_args,
+    first_lines,
+    ingest_file,
+    ingest_live,
+    lines_relation_sql,
+    readable_path,
+    run_ingest_cli,
+    sql_string,
+)
+from kit.ingest.fingerprint import install_macros
+from kit.warehouse import Source
+
+__all__ = ["FORMATS", "KIND_LOG", "KIND_STATS", "detect_format", "ingest_postgres_log", "load_postgres_log",
+           "pg_stat_deltas", "prefix_regex", "redact_dsn", "register_ingest", "snapshot_pg_stat_statements"]
+
+KIND_LOG = "postgres-log"
+KIND_STATS = "pg-stat-statements"
+FORMATS = ("stderr", "csvlog", "jsonlog")
+
+_SEVERITIES = ("LOG|ERROR|WARNING|FATAL|PANIC|DETAIL|HINT|CONTEXT|STATEMENT|NOTICE|INFO|QUERY|LOCATION|"
+               "DEBUG[1-5]?")
+_TS = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+       r"(?: ?[A-Za-z]{1,5}|[+-][0-9]{2}(?::?[0-9]{2})?)?")
+_DURATION = (r"(?s)^duration: ([0-9.]+) ms +(statement|execute [^:]*|parse [^:]*|bind [^:]*|query|"
+             r"fastpath function call): ?(.*)$")
+_LOADED_PHASES = ("statement", "execute", "query", "fastpath function call")
+
+# Zone abbreviations PostgreSQL writes that DuckDB's ICU parser does not know, as UTC offsets.
+_TZ_OFFSETS = {"CEST": "+02", "EEST": "+03", "MSK": "+03", "MSD": "+04", "BST": "+01", "WEST": "+01",
+               "IST": "+0530", "JST": "+09", "KST": "+09", "AEST": "+10", "AEDT": "+11", "NZST": "+12",
+               "NZDT": "+13", "SGT": "+08", "HKT": "+08", "BRT": "-03", "ART": "-03", "WIB": "+07"}
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+def _ts_sql(expr: str, assume_tz: str) -> str:
+    """SQL turning a PostgreSQL log timestamp text into TIMESTAMPTZ (NULL when unparsable)."""
+    mapping = ", ".join(f"'{k}': '{v}'" for k, v in _TZ_OFFSETS.items())
+    zone = f"regexp_extract({expr}, ' ([A-Za-z]{{2,5}})$', 1)"
+    fixed = (f"CASE WHEN map_extract(MAP {{{mapping}}}, {zone}) <> [] "
+             f"THEN regexp_replace({expr}, ' [A-Za-z]{{2,5}}$', '') || map_extract(MAP {{{mapping}}}, {zone})[1] "
+             f"ELSE {expr} END")
+    no_zone = f"NOT regexp_matches({expr}, '([A-Za-z]|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$')"
+    return (f"CASE WHEN {expr} IS NULL THEN NULL "
+            f"WHEN {no_zone} THEN timezone({sql_string(assume_tz)}, try_cast({expr} AS TIMESTAMP)) "
+            f"ELSE coalesce(try_strptime({fixed}, '%Y-%m-%d %H:%M:%S.%g %Z'), "
+            f"try_strptime({fixed}, '%Y-%m-%d %H:%M:%S %Z'), try_cast({fixed} AS TIMESTAMPTZ)) END")
+
+
+_PREFIX_ESCAPES = {
+    "a": r".*?", "u": r"[^ ]*?", "d": r"[^ ]*?", "r": r"[^ ]*?", "h": r"[^ ]*?", "b": r".*?",
+    "p": r"[0-9]+", "P": r"[0-9]*", "t": _TS, "m": _TS, "n": r"[0-9.]+", "i": r".*?", "e": r"[0-9A-Z]{5}",
+    "c": r"[0-9a-f]+\.[0-9a-f]+", "l": r"[0-9]+", "s": _TS, "v": r"[0-9/]*", "x": r"[0-9]+", "Q": r"-?[0-9]+",
+}
+
+
+def prefix_regex(log_line_prefix: str) -> tuple[str, dict[str, int]]:
+    """RE2 pattern for a whole stderr line with this ``log_line_prefix`` (groups: the prefix fields, then
+    severity and message) and the group numbers of ``ts``, ``user``, ``db``, ``severity``, ``message``."""
+    parts: list[str] = []
+    groups: dict[str, int] = {}
+    count = 0
+    optional = False
+    i = 0
+    while i < len(log_line_prefix):
+        ch = log_line_prefix[i]
+        if ch == "%" and i + 1 < len(log_line_prefix):
+            code = log_line_prefix[i + 1]
+            i += 2
+            while code.isdigit() or code == "-":      # padding such as %-10u
+                if i >= len(log_line_prefix):
+                    break
+                code = log_line_prefix[i]
+                i += 1
+            if code == "%":
+                parts.append("%")
+            elif code == "q":
+                parts.append("(?:")
+                optional = True
+            elif code in _PREFIX_ESCAPES:
+                count += 1
+                parts.append("(" + _PREFIX_ESCAPES[code] + ")")
+                name = {"t": "ts", "m": "ts", "u": "user", "d": "db"}.get(code)
+                if name and name not in groups:
+                    groups[name] = count
+            else:
+                parts.append(".*?")
+            continue
+        parts.append(re.escape(ch))
+        i += 1
+    if optional:
+        parts.append(")?")
+    groups["severity"] = count + 1
+    groups["message"] = count + 2
+    return "(?s)^" + "".join(parts) + r" *(" + _SEVERITIES + r"): +(.*)$", groups
+
+
+_HEURISTIC = r"(?s)^(" + _TS + r")(.*?)(" + _SEVERITIES + r"): +(.*)$"
+
+
+def detect_format(path: str | Path) -> str:
+    """``jsonlog``, ``csvlog`` or ``stderr``, from the first non-empty line."""
+    for line in first_lines(path, 20, 2000):
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith("{"):
+            return "jsonlog"
+        if re.match(r'^"?' + _TS + r'"?,', text):
+            return "csvlog"
+        return "stderr"
+    return "stderr"
+
+
+# ------------------------------------------------------------------------------------------ entries
+
+def _stderr_entries(con: duckdb.DuckDBPyConnection, path: Path, skip_lines: int,
+                    log_line_prefix: str | None) -> None:
+    """Fill ``_pk_pg_entries`` (line_no, ts_text, user_name, database, severity, message, raw) and
+    ``_pk_pg_stray`` (line_no, line) from a stderr log."""
+    if log_line_prefix:
+        pattern, groups = prefix_regex(log_line_prefix)
+    else:
+        pattern, groups = _HEURISTIC, {"ts": 1, "severity": 3, "message": 4}
+    pat = sql_string(pattern)
+    with readable_path(path) as readable:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _pk_pg_lines AS "
+            f"SELECT line_no, coalesce(line, '') AS line FROM ({lines_relation_sql(readable)}) "
+            f"WHERE line_no > {int(skip_lines)}")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _pk_pg_class AS
+        SELECT *, sum(starts::INTEGER) OVER (ORDER BY line_no ROWS UNBOUNDED PRECEDING) AS entry,
+               starts AND coalesce(lead(starts) OVER (ORDER BY line_no), true) AS single
+        FROM (SELECT *, regexp_matches(line, {pat}) AS starts FROM _pk_pg_lines)""")
+    n_groups = groups["message"]
+    names = "[" + ", ".join(f"'g{i}'" for i in range(1, n_groups + 1)) + "]"
+
+    def grp(name: str) -> str:
+        return f"nullif(parts.g{groups[name]}, '')" if name in groups else "NULL"
+
+    user_sql = grp("user") if "user" in groups else (
+        "nullif(coalesce(nullif(regexp_extract(parts.g2, 'user=([^, ]*)', 1), ''), "
+        "regexp_extract(parts.g2, '([A-Za-z0-9_.-]+)@[A-Za-z0-9_.$-]+', 1)), '')")
+    db_sql = grp("db") if "db" in groups else (
+        "nullif(coalesce(nullif(regexp_extract(parts.g2, 'db=([^, ]*)', 1), ''), "
+        "regexp_extract(parts.g2, '[A-Za-z0-9_.-]+@([A-Za-z0-9_.$-]+)', 1)), '')")
+    # Single-line entries (the vast majority) need no aggregation.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _pk_pg_entries AS
+        WITH g AS (
+            SELECT line_no, line AS first_line, line AS raw, NULL::VARCHAR AS continuation
+            FROM _pk_pg_class WHERE single
+            UNION ALL
+            SELECT min(line_no), arg_min(line, line_no), string_agg(line, chr(10) ORDER BY line_no),
+                   string_agg(regexp_replace(line, '^\t', ''), chr(10) ORDER BY line_no) FILTER (WHERE NOT starts)
+            FROM _pk_pg_class WHERE entry > 0 AND NOT single GROUP BY entry),
+        p AS (SELECT *, regexp_extract(first_line, {pat}, {names}) AS parts FROM g)
+        SELECT line_no, {grp('ts')} AS ts_text, {user_sql} AS user_name, {db_sql} AS database,
+               {grp('severity')} AS severity,
+               {grp('message')} || coalesce(chr(10) || continuation, '') AS message, raw
+        FROM p""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _pk_pg_stray AS
+        SELECT line_no, line FROM _pk_pg_class WHERE entry = 0""")
+
+
+def _csv_entries(con: duckdb.DuckDBPyConnection, path: Path, skip_lines: int) -> None:
+    names = ["log_time", "user_name", "database_name", "process_id", "connection_from", "session_id",
+             "session_line_num", "command_tag", "session_start_time", "virtual_transaction_id",
+             "transaction_id", "error_severity", "sql_state_code", "message", "detail", "hint",
+             "internal_query", "internal_query_pos", "context", "query", "query_pos", "location",
+             "application_name", "backend_type", "leader_pid", "query_id"]
+    columns = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
+    with readable_path(path) as readable:
+        compression = {".gz": "gzip", ".zst": "zstd"}.get(readable.suffix.lower(), "none")
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _pk_pg_csv AS
+            SELECT row_number() OVER () + {int(skip_lines)} AS line_no, *
+            FROM read_csv({sql_string(readable)}, columns={columns}, header=false, auto_detect=false,
+                          null_padding=true, strict_mode=false, quote='"', escape='"', delim=',',
+                          skip={int(skip_lines)}, compression='{compression}', max_line_size=100000000)""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _pk_pg_entries AS
+        SELECT line_no, log_time AS ts_text, nullif(user_name, '') AS user_name,
+               nullif(database_name, '') AS database, error_severity AS severity, message,
+               concat_ws(',', log_time, user_name, database_name, process_id, error_severity, message) AS raw
+        FROM _pk_pg_csv""")
+    con.execute("CREATE OR REPLACE TEMP TABLE _pk_pg_stray AS SELECT 0::BIGINT AS line_no, '' AS line LIMIT 0")
+
+
+def _json_entries(con: duckdb.DuckDBPyConnection, path: Path, skip_lines: int) -> None:
+    with readable_path(path) as readable:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _pk_pg_lines AS "
+            f"SELECT line_no, coalesce(line, '') AS line, try(CAST(line AS JSON)) AS j "
+            f"FROM ({lines_relation_sql(readable)}) WHERE line_no > {int(skip_lines)}")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _pk_pg_entries AS
+        SELECT line_no, coalesce(j->>'timestamp', r->>'log_time') AS ts_text,
+               coalesce(j->>'user', r->>'user_name') AS user_name,
+               coalesce(j->>'dbname', r->>'database_name') AS database,
+               coalesce(j->>'error_severity', r->>'error_severity', '?') AS severity,
+               coalesce(r->>'message', j->>'message') AS message, line AS raw
+        FROM (SELECT *, j->'record' AS r FROM _pk_pg_lines) WHERE j IS NOT NULL""")
+    con.execute("CREATE OR REPLACE TEMP TABLE _pk_pg_stray AS "
+                "SELECT line_no, line FROM _pk_pg_lines WHERE j IS NULL")
+
+
+def load_postgres_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path, skip_lines: int = 0, *,
+                      fmt: str | None = None, log_line_prefix: str | None = None,
+                      assume_tz: str = "UTC") -> LoadCounts:
+    """Load one PostgreSQL log's timed statements into ``queries``; see the module docstring."""
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise IngestError(f"unknown PostgreSQL log format {fmt!r}; expected one of {', '.join(FORMATS)}",
+                          path=path)
+    install_macros(con)
+    if fmt == "stderr":
+        _stderr_entries(con, path, skip_lines, log_line_prefix)
+    elif fmt == "csvlog":
+        _csv_entries(con, path, skip_lines)
+    else:
+        _json_entries(con, path, skip_lines)
+    sid = int(source.source_id)
+    phases = ", ".join(sql_string(p) for p in _LOADED_PHASES)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _pk_pg_parsed AS
+        SELECT *,
+               CASE WHEN is_duration AND regexp_extract(phase_text, '^[a-z]+( function call)?', 0) IN ({phases})
+                    THEN CASE WHEN ts IS NULL THEN 'ts'
+                              WHEN duration_ms IS NULL THEN 'duration'
+                              WHEN stmt IS NULL THEN 'statement' END
+               END AS bad_field,
+               is_duration AND regexp_extract(phase_text, '^[a-z]+( function call)?', 0) IN ({phases}) AS timed
+        FROM (SELECT *, {_ts_sql('ts_text', assume_tz)} AS ts,
+                     severity = 'LOG' AND regexp_matches(message, {sql_string(_DURATION)}) AS is_duration,
+                     regexp_extract(message, {sql_string(_DURATION)}, 2) AS phase_text,
+                     try_cast(regexp_extract(message, {sql_string(_DURATION)}, 1) AS DOUBLE) AS duration_ms,
+                     nullif(trim(regexp_extract(message, {sql_string(_DURATION)}, 3)), '') AS stmt
+              FROM _pk_pg_entries)""")
+    con.execute(f"""
+        INSERT INTO queries (ts, db_system, database, user_name, kind, fingerprint, query_id, sample, calls,
+                             total_ms, source_id)
+        SELECT ts, 'postgresql', database, user_name, 'event', fp, pk_query_id(fp), pk_redact_pg(stmt), 1,
+               duration_ms, {sid}
+        FROM (SELECT *, pk_fingerprint_pg(stmt) AS fp FROM _pk_pg_parsed WHERE timed AND bad_field IS NULL)
+        ORDER BY line_no""")
+    con.execute(f"""
+        INSERT INTO rejects (source_id, line_no, field, reason, raw)
+        SELECT {sid}, line_no, bad_field,
+               CASE bad_field WHEN 'ts' THEN 'unparsable timestamp: ' || coalesce(ts_text, '(none)')
+                              WHEN 'duration' THEN 'unparsable duration'
+                              ELSE 'duration entry without a statement' END, left(raw, 2000)
+        FROM _pk_pg_parsed WHERE bad_field IS NOT NULL ORDER BY line_no""")
+    con.execute(f"""
+        INSERT INTO rejects (source_id, line_no, field, reason, raw)
+        SELECT {sid}, line_no, 'line',
+               {sql_string('not a ' + fmt + ' log entry (no timestamp and severity where expected)')},
+               left(line, 2000)
+        FROM _pk_pg_stray WHERE trim(line) <> '' ORDER BY line_no""")
+    row = con.execute("""
+        SELECT (SELECT count(*) FROM _pk_pg_parsed),
+               (SELECT count(*) FROM _pk_pg_parsed WHERE timed AND bad_field IS NULL),
+               (SELECT count(*) FROM _pk_pg_parsed WHERE bad_field IS NOT NULL),
+               (SELECT count(*) FROM _pk_pg_stray WHERE trim(line) <> ''),
+               (SELECT count(*) FROM _pk_pg_stray WHERE trim(line) = '')""").fetchone()
+    assert row is not None
+    entries, loaded, bad, stray, blank = (int(v) for v in row)
+    for table in ("_pk_pg_lines", "_pk_pg_class", "_pk_pg_entries", "_pk_pg_stray", "_pk_pg_csv",
+                  "_pk_pg_parsed"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return LoadCounts(lines_in=entries + stray + blank, rows_loaded=loaded, rows_rejected=bad + stray,
+                      rows_skipped=entries - loaded - bad + blank, fmt=fmt, formats_tried=(fmt,))
+
+
+def ingest_postgres_log(con: duckdb.DuckDBPyConnection, path: str | Path, *, fmt: str | None = None,
+                        log_line_prefix: str | None = None, assume_tz: str = "UTC",
+                        replace: bool = False) -> IngestSummary:
+    """Ingest one PostgreSQL server log exactly once into ``queries``."""
+    def loader(c: duckdb.DuckDBPyConnection, source: Source, p: Path, skip: int) -> LoadCounts:
+        return load_postgres_log(c, source, p, skip, fmt=fmt, log_line_prefix=log_line_prefix,
+                                 assume_tz=assume_tz)
+
+    options = {k: v for k, v in {"format": fmt, "log_line_prefix": log_line_prefix,
+                                 "assume_tz": assume_tz}.items() if v}
+    return ingest_file(con, KIND_LOG, path, loader, replace=replace, options=options)
+
+
+# ------------------------------------------------------------------------------- pg_stat_statements
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with any password removed (URL ``user:pw@`` or ``password=...``)."""
+    text = re.sub(r"(://[^:/@]*):[^@]*@", r"\1@", dsn)
+    return re.sub(r"(?i)password\s*=\s*('[^']*'|\S+)", "password=REDACTED", text)
+
+
+_STATS_SQL = """
+SELECT now() AS ts, d.datname AS database, r.rolname AS user_name, s.queryid::text AS query_id, s.query,
+       s.calls, {total} AS total_ms, s.rows, s.shared_blks_hit, s.shared_blks_read
+FROM pg_stat_statements s
+LEFT JOIN pg_database d ON d.oid = s.dbid
+LEFT JOIN pg_roles r ON r.oid = s.userid
+"""
+
+
+def snapshot_pg_stat_statements(con: duckdb.DuckDBPyConnection, dsn: str, *,
+                                connect_timeout_s: int = 10) -> IngestSummary:
+    """Store one snapshot of ``pg_stat_statements`` from the server at ``dsn`` (``kind='snapshot'`` rows,
+    cumulative counters); raise IngestError with a clear message when the server or view is missing."""
+    import psycopg
+
+    label = redact_dsn(dsn)
+    try:
+        with psycopg.connect(dsn, connect_timeout=connect_timeout_s, autocommit=True) as pg:
+            cols = {r[0] for r in pg.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = 'pg_stat_statements'::regclass").fetchall()}
+            total = "s.total_exec_time" if "total_exec_time" in cols else "s.total_time"
+            cur = pg.execute(_STATS_SQL.format(total=total))
+            names = [c.name for c in cur.description or []]
+            frame = pd.DataFrame(cur.fetchall(), columns=names)
+    except psycopg.errors.UndefinedTable:
+        raise IngestError("pg_stat_statements is not installed in this database: add it to "
+                          "shared_preload_libraries and run CREATE EXTENSION pg_stat_statements",
+                          path=label) from None
+    except psycopg.OperationalError as exc:
+        raise IngestError(f"cannot connect: {str(exc).strip()}", path=label) from None
+
+    def loader(c: duckdb.DuckDBPyConnection, source: Source) -> LoadCounts:
+        install_macros(c)
+        c.register("_pk_pgss", frame if len(frame) else pd.DataFrame({n: pd.Series(dtype="object")
+                                                                        for n in names}))
+        try:
+            c.execute(f"""
+                INSERT INTO queries (ts, db_system, database, user_name, kind, fingerprint, query_id, sample,
+                                     calls, total_ms, rows, shared_blks_hit, shared_blks_read, source_id)
+                SELECT CAST(ts AS TIMESTAMPTZ), 'postgresql', database, user_name, 'snapshot', fp, query_id,
+                       pk_redact_pg(query), CAST(calls AS BIGINT), CAST(total_ms AS DOUBLE),
+                       CAST(rows AS BIGINT), CAST(shared_blks_hit AS BIGINT), CAST(shared_blks_read AS BIGINT),
+                       {int(source.source_id)}
+                FROM (SELECT *, pk_fingerprint_pg(CAST(query AS VARCHAR)) AS fp FROM _pk_pgss
+                      WHERE query IS NOT NULL AND query <> '<insufficient privilege>')""")
+            c.execute(f"""
+                INSERT INTO rejects (source_id, line_no, field, reason, raw)
+                SELECT {int(source.source_id)}, NULL, 'query',
+                       'statement text not visible (connect as a superuser or pg_read_all_stats member)',
+                       'queryid ' || coalesce(CAST(query_id AS VARCHAR), '?')
+                FROM _pk_pgss WHERE query IS NULL OR query = '<insufficient privilege>'""")
+        finally:
+            c.unregister("_pk_pgss")
+        bad = int(frame["query"].isna().sum() + (frame["query"] == "<insufficient privilege>").sum()) \
+            if len(frame) else 0
+        return LoadCounts(lines_in=len(frame), rows_loaded=len(frame) - bad, rows_rejected=bad,
+                          fmt="pg_stat_statements")
+
+    return ingest_live(con, KIND_STATS, label, loader)
+
+
+def pg_stat_deltas(con: duckdb.DuckDBPyConnection, *, database: str | None = None) -> pd.DataFrame:
+    """Per-interval activity between consecutive ``pg_stat_statements`` snapshots of the same server label.
+
+    One row per (interval, database, user, queryid): ``ts_start``, ``ts_end``, ``interval_s``, ``calls``,
+    ``total_ms``, ``rows``, ``mean_ms``, ``fingerprint``. A statement missing from the earlier snapshot,
+    or whose counters went down (a reset or an eviction), counts from zero."""
+    where = "" if database is None else f"AND q.database = {sql_string(database)}"
+    return con.execute(f"""
+        WITH snaps AS (
+            SELECT l.path AS server, q.source_id, min(q.ts) AS ts
+            FROM queries q JOIN ingest_log l USING (source_id)
+            WHERE q.kind = 'snapshot' AND l.kind = '{KIND_STATS}' GROUP BY 1, 2),
+        seq AS (SELECT *, lag(ts) OVER (PARTITION BY server ORDER BY ts) AS prev_ts,
+                          lag(source_id) OVER (PARTITION BY server ORDER BY ts) AS prev_source FROM snaps),
+        cur AS (
+            SELECT s.server, s.prev_ts, s.ts, s.prev_source, q.database, q.user_name, q.query_id,
+                   any_value(q.fingerprint) AS fingerprint,
+                   sum(q.calls) AS calls, sum(q.total_ms) AS total_ms, sum(q.rows) AS rows
+            FROM queries q JOIN seq s USING (source_id)
+            WHERE s.prev_ts IS NOT NULL {where}
+            GROUP BY ALL),
+        prev AS (
+            SELECT source_id, database, user_name, query_id, sum(calls) AS calls, sum(total_ms) AS total_ms,
+                   sum(rows) AS rows
+            FROM queries WHERE kind = 'snapshot' GROUP BY ALL)
+        SELECT c.prev_ts AS ts_start, c.ts AS ts_end,
+               date_diff('millisecond', c.prev_ts, c.ts) / 1000.0 AS interval_s,
+               c.database, c.user_name, c.query_id, c.fingerprint,
+               CASE WHEN p.calls IS NULL OR c.calls < p.calls THEN c.calls ELSE c.calls - p.calls END AS calls,
+               CASE WHEN p.calls IS NULL OR c.calls < p.calls THEN c.total_ms
+                    ELSE c.total_ms - p.total_ms END AS total_ms,
+               CASE WHEN p.calls IS NULL OR c.calls < p.calls THEN c.rows ELSE c.rows - p.rows END AS rows,
+               CASE WHEN (CASE WHEN p.calls IS NULL OR c.calls < p.calls THEN c.calls
+                               ELSE c.calls - p.calls END) > 0
+                    THEN (CASE WHEN p.calls IS NULL OR c.calls < p.calls THEN c.total_ms
+                               ELSE c.total_ms - p.total_ms END)
+                         / (CASE WHEN p.calls IS NULL OR c.calls < p.calls THEN c.calls
+                                 ELSE c.calls - p.calls END) END AS mean_ms
+        FROM cur c
+        LEFT JOIN prev p ON p.source_id = c.prev_source AND p.database IS NOT DISTINCT FROM c.database
+                        AND p.user_name IS NOT DISTINCT FROM c.user_name AND p.query_id = c.query_id
+        ORDER BY ts_end, total_ms DESC""").df()
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+def register_ingest(subparsers: argparse._SubParsersAction) -> None:
+    log = subparsers.add_parser(
+        KIND_LOG, help="PostgreSQL server logs (stderr, csvlog, jsonlog) → queries",
+        description="Load PostgreSQL logs written with log_min_duration_statement: every 'duration: ... "
+                    "statement/execute' entry becomes a query event with its fingerprint.")
+    add_path_args(log)
+    log.add_argument("--format", choices=FORMATS, default=None, help="log format (default: detected)")
+    log.add_argument("--log-line-prefix", default=None,
+                     help="the server's log_line_prefix, e.g. '%%m [%%p] %%q%%u@%%d ' (stderr logs)")
+    log.add_argument("--assume-tz", default="UTC", help="zone for timestamps written without one")
+    add_common_args(log)
+
+    def run_log(args: argparse.Namespace) -> int:
+        return run_ingest_cli(args, lambda con, p: ingest_postgres_log(
+            con, p, fmt=args.format, log_line_prefix=args.log_line_prefix,  # type: ignore[arg-type]
+            assume_tz=args.assume_tz, replace=args.replace))
+
+    log.set_defaults(func=run_log)
+
+    stats = subparsers.add_parser(
+        KIND_STATS, help="one pg_stat_statements snapshot from a live server → queries",
+        description="Store one snapshot of pg_stat_statements (cumulative counters); take snapshots "
+                    "periodically and use kit.ingest.postgres.pg_stat_deltas for per-interval activity.")
+    stats.add_argument("--dsn", required=True, help="libpq connection string or postgresql:// URL")
+    add_common_args(stats)
+
+    def run_stats(args: argparse.Namespace) -> int:
+        return run_ingest_cli(args, lambda con, _p: snapshot_pg_stat_statements(con, args.dsn))
+
+    stats.set_defaults(func=run_stats)
