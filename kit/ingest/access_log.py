@@ -1,0 +1,674 @@
+"""Web server, proxy and CDN access logs → ``requests`` (parsed inside DuckDB, vectorized).
+
+Formats (``--format``; detected from a sample of lines when absent):
+
+==============  ==============================================================================
+``common``      Apache/NGINX common log format: ``%h %l %u %t "%r" %>s %b``
+``combined``    common + ``"referer" "user-agent"`` (trailing extra fields tolerated)
+``combined_kv`` combined + trailing ``key=value`` fields: ``rt=$request_time
+                urt=$upstream_response_time ucs=$upstream_cache_status`` (long names accepted too)
+``nginx-json``  one JSON object per line (NGINX ``escape=json``); keys mapped by name
+``w3c``         W3C extended / IIS / CloudFront (``#Fields:`` header; header lines are skipped)
+``squid``       Squid native: ``time elapsed client code/status bytes method URL user hier mime``
+``nginx``       any NGINX ``log_format`` given verbatim with ``--log-format`` (known variables mapped)
+==============  ==============================================================================
+
+Column rules: timestamps become UTC ``TIMESTAMPTZ``; ``$request_time`` (s) → ``latency_ms``;
+``$upstream_response_time`` → ``upstream_ms`` as the SUM of its comma/colon-separated parts (the total
+time spent waiting on upstreams, retries included; ``-`` parts count as nothing); Squid elapsed and IIS
+``time-taken`` are already milliseconds, CloudFront ``time-taken`` is seconds. ``cache_status`` comes
+from ``$upstream_cache_status`` (upper-cased) or the Squid result code (see ``SQUID_CACHE_SQL``).
+``path`` is the request target without its query string; ``query`` is redacted
+(:func:`kit.ingest.routes.redact_query_sql`); ``route`` is templated; the client address is stored as a
+salted hash only. ``bytes_sent`` is the body size (``$body_bytes_sent``; ``-`` = 0).
+
+Every line becomes a ``requests`` row, a ``rejects`` row (field and reason named) or — blank lines and
+W3C ``#`` directives — a skipped line, so ``lines_in = rows_loaded + rows_rejected + rows_skipped``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from kit.ingest.core import (
+    IngestError,
+    IngestSummary,
+    LoadCounts,
+    add_common_args,
+    add_path_args,
+    first_lines,
+    ingest_file,
+    lines_relation_sql,
+    readable_path,
+    run_ingest_cli,
+    sql_string,
+)
+from kit.ingest.routes import RouteRule, client_hash_sql, parse_route_rule, redact_query_sql, route_sql
+from kit.warehouse import Source
+
+__all__ = [
+    "AUTO_FORMATS",
+    "FORMAT_NAMES",
+    "LogFormat",
+    "detect_format",
+    "get_format",
+    "ingest_access_log",
+    "load_access_log",
+    "make_loader",
+    "parse_nginx_log_format",
+    "register_ingest",
+    "warehouse_salt",
+]
+
+KIND = "access-log"
+SAMPLE_LINES = 200
+_Q = r'"((?:[^"\\]|\\.)*)"'        # a quoted field that may hold backslash-escaped quotes (Apache)
+_QN = r'"(?:[^"\\]|\\.)*"'          # the same, without capture
+CLF_TIME = "%d/%b/%Y:%H:%M:%S %z"
+
+
+@dataclass(frozen=True)
+class LogFormat:
+    """How to read one log format. ``regex`` is anchored RE2 whose named groups use canonical names
+    (client, time, request, method, target, path, query, status, bytes, user_agent, rt, urt, ucs,
+    host, content_type, code, kv); ``check`` is the same without captures (a fast DFA test)."""
+
+    name: str
+    kind: str = "regex"                       # regex | json | w3c
+    regex: str = ""
+    check: str = ""
+    fast: str = ""                            # "" or "clf": split-based extraction for lines matching fast_check
+    fast_check: str = ""
+    time_kind: str = "clf"                    # clf | iso | epoch | auto
+    latency_ms_per_unit: float = 1000.0       # request time unit → ms
+    upstream_ms_per_unit: float = 1000.0
+    json_keys: tuple[tuple[str, str], ...] = ()   # (canonical, json key) for nginx-json
+    source_text: str = ""                     # the log_format as given
+    groups: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.kind == "regex" and not self.groups:
+            object.__setattr__(self, "groups", tuple(re.findall(r"\(\?P<([A-Za-z_][A-Za-z0-9_]*)>", self.regex)))
+
+
+def _nocap(regex: str) -> str:
+    """The regex with its named groups turned into non-capturing ones (for DFA matching)."""
+    return re.sub(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>", "(?:", regex)
+
+
+def _qf(name: str) -> str:
+    return rf'"(?P<{name}>(?:[^"\\]|\\.)*)"'
+
+
+_CLF_HEAD = rf"(?P<client>\S+) \S+ \S+ \[(?P<time>[^\]]*)\] {_qf('request')} (?P<status>\d{{3}}) (?P<bytes>\d+|-)"
+_COMBINED = rf"{_CLF_HEAD} {_qf('referer')} {_qf('user_agent')}"
+_KV_KEYS = r"(?:rt|urt|ucs|request_time|upstream_response_time|upstream_cache_status)="
+
+_FAST_HEAD = r'\S+ \S+ \S+ \[[^\]]*\] "[^"]*" \d{3} (?:\d+|-)'
+
+
+def _regex_format(name: str, regex: str, **kw: Any) -> LogFormat:
+    return LogFormat(name=name, regex=regex, check=_nocap(regex), **kw)
+
+
+BUILTIN_FORMATS: dict[str, LogFormat] = {
+    "common": _regex_format("common", rf"^{_CLF_HEAD}$", fast="clf", fast_check=rf"^{_FAST_HEAD}$"),
+    "combined": _regex_format(
+        "combined", rf"^{_COMBINED}(?P<kv>(?:\s.*)?)$", fast="clf",
+        fast_check=rf'^{_FAST_HEAD} "[^"]*" "[^"]*"(?:\s[^"]*)?$'),
+    "combined_kv": _regex_format(
+        "combined_kv", rf"^{_COMBINED}(?P<kv>\s.*{_KV_KEYS}.*)$", fast="clf",
+        fast_check=rf'^{_FAST_HEAD} "[^"]*" "[^"]*"\s[^"]*{_KV_KEYS}[^"]*$'),
+    "squid": _regex_format(
+        "squid",
+        r"^(?P<time>\d+(?:\.\d+)?)\s+(?P<rt>-?\d+) (?P<client>\S+) (?P<code>[A-Za-z_]+)/(?P<status>\d{3}) "
+        r"(?P<bytes>\d+) (?P<method>\S+) (?P<target>\S+) \S+ \S+ (?P<content_type>\S+)(?:\s.*)?$",
+        time_kind="epoch", latency_ms_per_unit=1.0),
+    "nginx-json": LogFormat(name="nginx-json", kind="json", time_kind="auto"),
+    "w3c": LogFormat(name="w3c", kind="w3c", time_kind="w3c", latency_ms_per_unit=1.0),
+}
+FORMAT_NAMES = (*BUILTIN_FORMATS, "nginx")
+AUTO_FORMATS = ("nginx-json", "w3c", "squid", "combined_kv", "combined", "common")
+
+# ---------------------------------------------------------------------------------------------- nginx log_format
+
+# nginx variable → canonical field
+NGINX_VARIABLES: dict[str, str] = {
+    "remote_addr": "client", "realip_remote_addr": "client",
+    "time_local": "time", "time_iso8601": "time", "msec": "time",
+    "request": "request", "request_method": "method", "request_uri": "target",
+    "uri": "path", "document_uri": "path", "args": "query", "query_string": "query",
+    "status": "status", "body_bytes_sent": "bytes", "bytes_sent": "bytes_total",
+    "request_time": "rt", "upstream_response_time": "urt", "upstream_cache_status": "ucs",
+    "host": "host", "http_host": "host", "server_name": "host",
+    "http_user_agent": "user_agent", "http_referer": "referer",
+    "sent_http_content_type": "content_type",
+}
+_TIME_KIND = {"time_local": "clf", "time_iso8601": "iso", "msec": "epoch"}
+_VAR_PATTERN = {
+    "status": r"\d{3}", "body_bytes_sent": r"\d+|-", "bytes_sent": r"\d+|-", "msec": r"[0-9.]+",
+    "request_time": r"[0-9.]+|-", "time_iso8601": r"[^ \"]+",
+    "upstream_response_time": r"-|[0-9.]+(?:(?:, | : )(?:[0-9.]+|-))*",
+}
+
+# JSON keys recognized in nginx-json lines (first present wins), per canonical field
+JSON_KEY_ALIASES: dict[str, tuple[str, ...]] = {
+    "time": ("time_iso8601", "time_local", "time", "timestamp", "@timestamp", "msec", "ts"),
+    "client": ("remote_addr", "realip_remote_addr", "client", "client_ip", "remote_ip", "ip"),
+    "request": ("request",),
+    "method": ("request_method", "method"),
+    "target": ("request_uri", "url"),
+    "path": ("uri", "path"),
+    "query": ("args", "query_string", "query"),
+    "status": ("status", "status_code"),
+    "bytes": ("body_bytes_sent", "bytes_sent", "bytes", "size"),
+    "rt": ("request_time", "rt", "duration"),
+    "urt": ("upstream_response_time", "urt"),
+    "ucs": ("upstream_cache_status", "ucs", "cache_status", "cache"),
+    "host": ("host", "http_host", "server_name"),
+    "user_agent": ("http_user_agent", "user_agent"),
+    "content_type": ("sent_http_content_type", "content_type"),
+}
+
+
+def _directive_strings(text: str) -> tuple[str, bool]:
+    """The format string of a ``log_format`` directive (quoted parts joined) and whether escape=json."""
+    body = text.strip().rstrip(";").strip()
+    if not body.startswith("log_format"):
+        return text.strip(), False
+    rest = body[len("log_format"):].strip()
+    parts = rest.split(None, 1)
+    rest = parts[1] if len(parts) > 1 else ""
+    escape_json = False
+    m = re.match(r"escape=(\w+)\s*", rest)
+    if m:
+        escape_json = m.group(1) == "json"
+        rest = rest[m.end():]
+    strings = re.findall(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"", rest)
+    if strings:
+        return "".join(a or b for a, b in strings), escape_json
+    return rest.strip(), escape_json
+
+
+def parse_nginx_log_format(text: str) -> LogFormat:
+    """A LogFormat from an NGINX ``log_format`` directive or its format string, verbatim.
+
+    Known variables map to columns (``NGINX_VARIABLES``); others are matched and ignored. A JSON
+    template (``escape=json``, ``{"k":"$var",...}``) gives an ``nginx-json`` format with its key mapping.
+    ValueError when the format has no time variable ($time_local, $time_iso8601, $msec)."""
+    fmt, escape_json = _directive_strings(text)
+    if fmt.lstrip().startswith("{"):
+        pairs = re.findall(r'"([^"]+)"\s*:\s*"?\$\{?([A-Za-z0-9_]+)\}?', fmt)
+        keys: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for key, var in pairs:
+            canon = NGINX_VARIABLES.get(var)
+            if canon == "bytes_total":
+                canon = "bytes" if not any(v == "body_bytes_sent" for _, v in pairs) else None
+            if canon and canon not in seen:
+                keys.append((canon, key))
+                seen.add(canon)
+        if "time" not in seen:
+            raise ValueError(f"log_format {text!r}: no time variable ($time_local, $time_iso8601 or $msec)")
+        return LogFormat(name="nginx-json", kind="json", time_kind="auto", json_keys=tuple(keys),
+                         source_text=text)
+    del escape_json
+    tokens = re.split(r"(\$\{[A-Za-z0-9_]+\}|\$[A-Za-z0-9_]+)", fmt)
+    regex = "^"
+    used: set[str] = set()
+    time_kind = ""
+    has_body_bytes = "$body_bytes_sent" in fmt or "${body_bytes_sent}" in fmt
+    for i, token in enumerate(tokens):
+        if i % 2 == 0:
+            regex += re.escape(token)
+            continue
+        var = token.strip("${}")
+        following = tokens[i + 1] if i + 1 < len(tokens) else ""
+        nxt = following[:1]
+        if nxt == '"':
+            pattern = r'(?:[^"\\]|\\.)*'
+        elif var in _VAR_PATTERN:
+            pattern = _VAR_PATTERN[var]
+        elif nxt == "]":
+            pattern = r"[^\]]*"
+        else:
+            pattern = r"\S*"
+        if var == "time_local" and nxt != '"':
+            pattern = r"[^\]]+" if nxt == "]" else r"\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}"
+        canon = NGINX_VARIABLES.get(var)
+        if canon == "bytes_total":
+            canon = None if has_body_bytes else "bytes"
+        if canon and canon not in used:
+            used.add(canon)
+            if canon == "time":
+                time_kind = _TIME_KIND[var]
+            regex += f"(?P<{canon}>{pattern})"
+        else:
+            regex += f"(?:{pattern})"
+    regex += "$"
+    if "time" not in used:
+        raise ValueError(f"log_format {text!r}: no time variable ($time_local, $time_iso8601 or $msec); "
+                         "requests need a timestamp")
+    try:
+        re.compile(regex)
+    except re.error as exc:  # pragma: no cover - the construction escapes literals
+        raise ValueError(f"log_format {text!r}: cannot build a pattern: {exc}") from None
+    return _regex_format("nginx", regex, time_kind=time_kind, source_text=text)
+
+
+def get_format(name: str | None, log_format: str | None = None) -> LogFormat | None:
+    """The LogFormat for ``--format``/``--log-format`` (None = detect). ValueError on an unknown name."""
+    if log_format:
+        return parse_nginx_log_format(log_format)
+    if not name or name == "auto":
+        return None
+    if name not in BUILTIN_FORMATS:
+        raise ValueError(f"unknown access-log format {name!r}; known: {', '.join(FORMAT_NAMES)} "
+                         "(use --log-format for an NGINX log_format string)")
+    return BUILTIN_FORMATS[name]
+
+
+# ---------------------------------------------------------------------------------------------- detection
+
+def _sample(path: Path, n: int = SAMPLE_LINES) -> list[str]:
+    return [line for line in first_lines(path, n * 2, max_chars=100_000) if line.strip()][:n]
+
+
+def detect_format(con: duckdb.DuckDBPyConnection, lines: Sequence[str]) -> tuple[LogFormat | None, dict[str, int]]:
+    """The best format for sample ``lines`` (the most lines matching; ties → the more specific format)
+    and the match count of every format tried."""
+    scores: dict[str, int] = {}
+    data = [line for line in lines if line.strip()]
+    if not data:
+        return None, scores
+    con.execute("CREATE OR REPLACE TEMP TABLE _al_sample (line VARCHAR)")
+    con.executemany("INSERT INTO _al_sample VALUES (?)", [[line] for line in data])
+    for name in AUTO_FORMATS:
+        fmt = BUILTIN_FORMATS[name]
+        if fmt.kind == "json":
+            row = con.execute("SELECT count(*) FILTER (WHERE starts_with(ltrim(line), '{') "
+                              "AND json_valid(line)) FROM _al_sample").fetchone()
+        elif fmt.kind == "w3c":
+            row = con.execute("SELECT CASE WHEN count(*) FILTER (WHERE starts_with(line, '#Fields:')) > 0 "
+                              "THEN count(*) ELSE 0 END FROM _al_sample").fetchone()
+        else:
+            row = con.execute(f"SELECT count(*) FILTER (WHERE regexp_full_match(line, {sql_string(fmt.check)})) "
+                              "FROM _al_sample").fetchone()
+        scores[name] = int(row[0]) if row else 0
+    con.execute("DROP TABLE IF EXISTS _al_sample")
+    best = max(AUTO_FORMATS, key=lambda n: (scores[n], -AUTO_FORMATS.index(n)))
+    if scores[best] == 0:
+        return None, scores
+    return BUILTIN_FORMATS[best], scores
+
+
+def _json_keys_from_sample(lines: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    keys: set[str] = set()
+    for line in lines[:50]:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            keys.update(obj)
+    return tuple((canon, next(k for k in aliases if k in keys))
+                 for canon, aliases in JSON_KEY_ALIASES.items() if any(k in keys for k in aliases))
+
+
+# ---------------------------------------------------------------------------------------------- SQL
+
+def _v(expr: str) -> str:
+    """NULL for missing, empty or '-' values."""
+    return f"nullif(nullif({expr}, ''), '-')"
+
+
+def _extract_sql(fmt: LogFormat, lines_sql: str, skip_lines: int, sample: Sequence[str]) -> str:
+    """SQL giving (line_no, line, ok, client, time, request, method, target, path, query, status,
+    bytes, rt, urt, ucs, host, user_agent, content_type, code, skip) — all raw VARCHAR."""
+    canon = ("client", "time", "request", "method", "target", "path", "query", "status", "bytes",
+             "rt", "urt", "ucs", "host", "user_agent", "content_type", "code", "kv")
+    if fmt.kind == "regex":
+        groups = list(fmt.groups)
+        slow = (f"CASE WHEN regexp_full_match(line, {sql_string(fmt.check)}) "
+                f"THEN regexp_extract(line, {sql_string(fmt.regex)}, {groups}) END")
+        cols = []
+        for c in canon:
+            slow_col = f"m.{c}" if c in groups else "NULL"
+            if fmt.fast == "clf" and c in ("client", "time", "request", "status", "bytes", "user_agent", "kv"):
+                fast_col = {
+                    "client": "split_part(pre, ' ', 1)",
+                    "time": "substr(pre, off + 2, length(pre) - off - 3)",
+                    "request": "split_part(line, '\"', 2)",
+                    "status": "split_part(mid, ' ', 2)",
+                    "bytes": "split_part(mid, ' ', 3)",
+                    "user_agent": "split_part(line, '\"', 6)" if "user_agent" in groups else "NULL",
+                    "kv": "split_part(line, '\"', 7)" if "kv" in groups else "NULL",
+                }[c]
+                cols.append(f"CASE WHEN fast_ok THEN {fast_col} ELSE {slow_col} END AS {c}")
+            else:
+                cols.append(f"{slow_col} AS {c}")
+        if fmt.fast == "clf":
+            inner = (
+                f"SELECT line_no, line, fast_ok, pre, mid, "
+                f"length(split_part(pre, ' ', 1)) + length(split_part(pre, ' ', 2)) "
+                f"+ length(split_part(pre, ' ', 3)) + 3 AS off, "
+                f"CASE WHEN NOT fast_ok THEN {slow} END AS m FROM ("
+                f"SELECT line_no, line, regexp_full_match(line, {sql_string(fmt.fast_check)}) AS fast_ok, "
+                f"split_part(line, '\"', 1) AS pre, split_part(line, '\"', 3) AS mid "
+                f"FROM ({lines_sql}) WHERE line_no > {skip_lines})")
+            ok = "fast_ok OR m IS NOT NULL"
+        else:
+            inner = f"SELECT line_no, line, {slow} AS m FROM ({lines_sql}) WHERE line_no > {skip_lines}"
+            ok = "m IS NOT NULL"
+        return (f"SELECT line_no, line, ({ok}) AS ok, {', '.join(cols)}, "
+                f"(line IS NULL OR trim(line) = '') AS skip FROM ({inner})")
+    if fmt.kind == "json":
+        keys = fmt.json_keys or _json_keys_from_sample(sample)
+        key_of = dict(keys)
+        paths = [f'$."{key_of[c]}"' for c in canon if c in key_of]
+        index = {c: i + 1 for i, c in enumerate(c for c in canon if c in key_of)}
+        cols = [f"CASE WHEN ok THEN j[{index[c]}] END AS {c}" if c in index else f"NULL AS {c}" for c in canon]
+        paths_sql = "[" + ", ".join(sql_string(p) for p in paths) + "]" if paths else "['$.x']"
+        return (f"SELECT line_no, line, ok, {', '.join(cols)}, (line IS NULL OR trim(line) = '') AS skip "
+                f"FROM (SELECT line_no, line, ok, CASE WHEN ok THEN json_extract_string(line, {paths_sql}) END AS j "
+                f"FROM (SELECT line_no, line, coalesce(starts_with(ltrim(line), '{{') AND json_valid(line) "
+                f"AND json_type(line) = 'OBJECT', false) AS ok FROM ({lines_sql})) WHERE line_no > {skip_lines})")
+    # w3c: each data line is read with the field list of the last '#Fields:' line before it
+    w3c = {
+        "client": "c-ip", "method": "cs-method", "path": "cs-uri-stem", "query": "cs-uri-query",
+        "status": "sc-status", "bytes": "sc-bytes", "rt": "time-taken", "user_agent": "cs(User-Agent)",
+        "host": "cs-host", "ucs": "x-edge-result-type", "content_type": "sc-content-type",
+    }
+
+    def val(name: str) -> str:
+        return f"parts[list_position(fields, {sql_string(name)})]"
+
+    cols = []
+    for c in canon:
+        if c == "time":
+            cols.append(f"CASE WHEN ok THEN {val('date')} || ' ' || {val('time')} END AS time")
+        elif c == "host":
+            cols.append(f"CASE WHEN ok THEN coalesce({val('cs-host')}, {val('cs(Host)')}) END AS host")
+        elif c in w3c:
+            cols.append(f"CASE WHEN ok THEN {val(w3c[c])} END AS {c}")
+        elif c == "code":
+            cols.append("CASE WHEN ok AND list_contains(fields, 'x-edge-location') THEN 'cloudfront' END AS code")
+        else:
+            cols.append(f"NULL AS {c}")
+    return (
+        f"SELECT line_no, line, ok, {', '.join(cols)}, skip, fields IS NULL AS no_header, "
+        f"len(parts) AS n_parts, len(fields) AS n_fields FROM ("
+        f"SELECT *, NOT skip AND fields IS NOT NULL AND len(parts) = len(fields) AS ok FROM ("
+        f"SELECT line_no, line, skip, fields, "
+        f"CASE WHEN NOT skip THEN string_split(line, CASE WHEN contains(line, chr(9)) THEN chr(9) ELSE ' ' END) "
+        f"END AS parts FROM ("
+        f"SELECT line_no, line, (line IS NULL OR trim(line) = '' OR starts_with(line, '#')) AS skip, "
+        f"last_value(CASE WHEN starts_with(line, '#Fields:') THEN "
+        f"string_split(trim(regexp_replace(substr(line, 9), '\\s+', ' ', 'g')), ' ') END IGNORE NULLS) "
+        f"OVER (ORDER BY line_no ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS fields "
+        f"FROM ({lines_sql})) WHERE line_no > {skip_lines}))")
+
+
+SQUID_CACHE_SQL = """CASE
+    WHEN code IS NULL THEN NULL
+    WHEN contains(code, 'STALE') THEN 'STALE'
+    WHEN contains(code, 'REFRESH_UNMODIFIED') OR contains(code, 'REFRESH_IGNORED') THEN 'REVALIDATED'
+    WHEN contains(code, 'REFRESH') THEN 'EXPIRED'
+    WHEN contains(code, 'HIT') THEN 'HIT'
+    WHEN contains(code, 'MISS') THEN 'MISS'
+    WHEN contains(code, 'TUNNEL') OR contains(code, 'DENIED') THEN 'BYPASS'
+    ELSE NULL END"""
+# CloudFront x-edge-result-type → cache status
+EDGE_CACHE_SQL = """CASE lower(ucs) WHEN 'hit' THEN 'HIT' WHEN 'refreshhit' THEN 'REVALIDATED'
+    WHEN 'miss' THEN 'MISS' WHEN 'limitexceeded' THEN NULL WHEN 'capacityexceeded' THEN NULL
+    WHEN 'error' THEN NULL WHEN 'redirect' THEN NULL ELSE upper(ucs) END"""
+
+
+def _time_sql(fmt: LogFormat) -> str:
+    clf = f"try_strptime(t, {sql_string(CLF_TIME)})"
+    iso = "try_cast(t AS TIMESTAMPTZ)"
+    epoch = ("CASE WHEN try_cast(t AS DOUBLE) BETWEEN 0 AND 1e11 "
+             "THEN to_timestamp(try_cast(t AS DOUBLE)) END")
+    return {"clf": clf, "iso": iso, "epoch": epoch, "w3c": "try_cast(t AS TIMESTAMP)::TIMESTAMPTZ",
+            "auto": f"coalesce({clf}, {iso}, {epoch})"}[fmt.time_kind]
+
+
+def _seconds_list_sql(col: str) -> str:
+    """SQL: the sum of the numbers in a comma/colon-separated list of upstream times (NULL if none)."""
+    return (f"CASE WHEN {col} IS NULL THEN NULL "
+            f"WHEN try_cast({col} AS DOUBLE) IS NOT NULL THEN try_cast({col} AS DOUBLE) "
+            f"ELSE list_sum(list_transform(regexp_split_to_array({col}, '\\s*[,:]\\s*'), "
+            f"lambda x: try_cast(nullif(x, '-') AS DOUBLE))) END")
+
+
+def _typed_sql(fmt: LogFormat, extract_sql: str, salt: str, service: str | None,
+               rules: Sequence[RouteRule]) -> str:
+    """SQL over the extracted strings: typed columns plus reject_field / reject_reason."""
+    kv_rt = "regexp_extract(kv, '(?:^|\\s)(?:rt|request_time)=\"?([^\\s\"]*)', 1)"
+    kv_urt = ("regexp_extract(kv, '(?:^|\\s)(?:urt|upstream_response_time)=\"?"
+              "(-|[0-9.]+(?:(?:, | : )(?:[0-9.]+|-))*)', 1)")
+    kv_ucs = "regexp_extract(kv, '(?:^|\\s)(?:ucs|upstream_cache_status)=\"?([^\\s\"]*)', 1)"
+    cache = (SQUID_CACHE_SQL if fmt.name == "squid"
+             else f"CASE WHEN code = 'cloudfront' THEN ({EDGE_CACHE_SQL}) ELSE upper(ucs) END")
+    rt_scale = fmt.latency_ms_per_unit
+    stage1 = (
+        f"SELECT line_no, line, ok, skip, time AS t, {_v('client')} AS client, "
+        f"{_v('status')} AS status_s, CASE WHEN bytes = '-' THEN '0' ELSE nullif(bytes, '') END AS bytes_s, "
+        f"{_v('coalesce(rt, ' + kv_rt + ')')} AS rt_s, "
+        f"{_v('coalesce(urt, ' + kv_urt + ')')} AS urt_s, "
+        f"{_v('coalesce(ucs, ' + kv_ucs + ')')} AS ucs, code, "
+        f"{_v('host')} AS host, {_v('user_agent')} AS user_agent, {_v('content_type')} AS content_type, "
+        f"coalesce({_v('method')}, CASE WHEN len(rp) BETWEEN 2 AND 3 THEN rp[1] END) AS method, "
+        f"coalesce({_v('target')}, CASE WHEN len(rp) BETWEEN 2 AND 3 THEN rp[2] END) AS target, "
+        f"{_v('path')} AS path0, {_v('query')} AS query0"
+        f"{', no_header, n_parts, n_fields' if fmt.kind == 'w3c' else ''} "
+        f"FROM (SELECT *, CASE WHEN request IS NOT NULL THEN string_split(request, ' ') END AS rp "
+        f"FROM ({extract_sql}))")
+    if fmt.kind == "w3c":
+        rt_expr = "CASE WHEN code = 'cloudfront' THEN rt * 1000.0 ELSE rt END"
+    else:
+        rt_expr = f"rt * {rt_scale!r}"
+    host_from_uri = "regexp_extract(target, '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)', 1)"
+    path_from_uri = "regexp_extract(target, '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^?#]*)', 1)"
+    stage2 = (
+        f"SELECT *, {_time_sql(fmt)} AS ts, try_cast(status_s AS SMALLINT) AS status, "
+        f"try_cast(bytes_s AS BIGINT) AS bytes_sent, "
+        f"try_cast(rt_s AS DOUBLE) AS rt, {_seconds_list_sql('urt_s')} AS urt, "
+        f"CASE WHEN path0 IS NOT NULL THEN path0 "
+        f"WHEN target IS NULL THEN NULL "
+        f"WHEN contains(target, '://') THEN coalesce(nullif({path_from_uri}, ''), '/') "
+        f"ELSE split_part(target, '?', 1) END AS path, "
+        f"CASE WHEN query0 IS NOT NULL THEN query0 WHEN contains(target, '?') "
+        f"THEN nullif(substr(target, strpos(target, '?') + 1), '') END AS query_raw, "
+        f"coalesce(host, CASE WHEN contains(target, '://') THEN nullif({host_from_uri}, '') END) AS host2 "
+        f"FROM ({stage1})")
+    reason = (
+        "CASE WHEN skip THEN NULL "
+        "WHEN NOT ok THEN 'line' "
+        "WHEN ts IS NULL THEN 'time' "
+        "WHEN status_s IS NOT NULL AND status IS NULL THEN 'status' "
+        "WHEN bytes_s IS NOT NULL AND bytes_sent IS NULL THEN 'bytes' "
+        "WHEN rt_s IS NOT NULL AND rt IS NULL THEN 'request_time' "
+        "WHEN urt_s IS NOT NULL AND urt IS NULL THEN 'upstream_response_time' END")
+    return (
+        f"SELECT line_no, line, skip, ts, {sql_string(service) if service else 'NULL'}::VARCHAR AS service, "
+        f"host2 AS host, method, path, query_raw, status, {rt_expr} AS latency_ms, "
+        f"urt * {fmt.upstream_ms_per_unit!r} AS upstream_ms, bytes_sent, content_type, "
+        f"({cache}) AS cache_status, client, user_agent, {reason} AS reject_field, t, status_s, bytes_s, "
+        f"rt_s, urt_s{', no_header, n_parts, n_fields' if fmt.kind == 'w3c' else ''} FROM ({stage2})")
+
+
+def _reason_sql(fmt: LogFormat) -> str:
+    def show(col: str) -> str:
+        return f"coalesce('''' || left({col}, 80) || '''', 'nothing')"
+
+    not_matched = f"'does not match the {fmt.name} format'"
+    if fmt.kind == "w3c":
+        not_matched = ("CASE WHEN no_header THEN 'no #Fields: header before this line' ELSE "
+                       "'has ' || n_parts || ' fields, the #Fields: header names ' || n_fields END")
+    if fmt.kind == "json":
+        not_matched = "'not a JSON object'"
+    return (
+        f"CASE reject_field WHEN 'line' THEN {not_matched} "
+        f"WHEN 'time' THEN 'unparsable time ' || {show('t')} "
+        f"WHEN 'status' THEN 'unparsable status ' || {show('status_s')} "
+        f"WHEN 'bytes' THEN 'unparsable bytes ' || {show('bytes_s')} "
+        f"WHEN 'request_time' THEN 'unparsable request time ' || {show('rt_s')} "
+        f"WHEN 'upstream_response_time' THEN 'unparsable upstream time ' || {show('urt_s')} END")
+
+
+# ---------------------------------------------------------------------------------------------- salt
+
+_MEMORY_SALTS: dict[int, str] = {}
+
+
+def warehouse_salt(con: duckdb.DuckDBPyConnection) -> str:
+    """The warehouse's secret salt for client hashes: ``$PERFKIT_SALT``, else a random salt kept in
+    ``<warehouse file>.salt`` (created on first use, mode 600), else (in-memory warehouse) one per
+    connection. The salt is never written into the warehouse."""
+    env = os.environ.get("PERFKIT_SALT")
+    if env:
+        return env
+    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    db_path = row[0] if row else None
+    if not db_path:
+        return _MEMORY_SALTS.setdefault(id(con), secrets.token_hex(16))
+    salt_file = Path(f"{db_path}.salt")
+    if salt_file.exists():
+        return salt_file.read_text().strip()
+    value = secrets.token_hex(16)
+    fd = os.open(salt_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+def load_access_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path, skip_lines: int = 0, *,
+                    fmt: LogFormat | None = None, service: str | None = None, salt: str | None = None,
+                    route_rules: Sequence[RouteRule] = ()) -> LoadCounts:
+    """Parse one access log into ``requests`` and ``rejects`` (the ingest Loader; runs inside the
+    transaction of :func:`kit.ingest.core.ingest_file`). ``fmt`` None = detect from the first lines."""
+    sample = _sample(path)
+    detected = ""
+    tried: tuple[str, ...]
+    if fmt is None:
+        fmt, scores = detect_format(con, sample)
+        tried = tuple(f"{n} ({scores.get(n, 0)}/{len(sample)} sample lines)" for n in AUTO_FORMATS)
+        if fmt is None:
+            shown = "\n".join(f"  {i + 1}: {line[:300]!r}" for i, line in enumerate(first_lines(path, 5)))
+            raise IngestError(f"no line matches a known access-log format (tried {', '.join(tried)}); "
+                              f"first lines:\n{shown}\n(give --format or --log-format)", path=path)
+        detected = f" (detected: {scores[fmt.name]}/{len(sample)} sample lines)"
+    else:
+        tried = (fmt.name,)
+    salt = salt if salt is not None else warehouse_salt(con)
+    sid = source.source_id
+    with readable_path(path) as readable:
+        extract = _extract_sql(fmt, lines_relation_sql(readable), skip_lines, sample)
+        typed = _typed_sql(fmt, extract, salt, service, route_rules)
+        reason = _reason_sql(fmt)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _al_typed AS {typed}")
+    try:
+        counts = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE skip), count(*) FILTER (WHERE reject_field IS NOT NULL) "
+            "FROM _al_typed").fetchone()
+        assert counts is not None
+        lines_in, skipped, rejected = (int(x) for x in counts)
+        con.execute(
+            "INSERT INTO requests (ts, service, host, method, route, path, query, status, latency_ms, "
+            "upstream_ms, bytes_sent, content_type, cache_status, client_hash, user_agent, source_id) "
+            f"SELECT ts, service, host, method, {route_sql('path', route_rules)}, path, "
+            f"{redact_query_sql('query_raw')}, status, latency_ms, upstream_ms, bytes_sent, content_type, "
+            f"cache_status, {client_hash_sql('client', salt)}, user_agent, {sid} "
+            "FROM _al_typed WHERE NOT skip AND reject_field IS NULL ORDER BY line_no")
+        con.execute(
+            "INSERT INTO rejects (source_id, line_no, field, reason, raw) "
+            f"SELECT {sid}, line_no, reject_field, {reason}, left(line, 2000) "
+            "FROM _al_typed WHERE reject_field IS NOT NULL ORDER BY line_no")
+    finally:
+        con.execute("DROP TABLE IF EXISTS _al_typed")
+    loaded = lines_in - skipped - rejected
+    return LoadCounts(lines_in, loaded, rejected, skipped, fmt=fmt.name + detected, formats_tried=tried)
+
+
+def make_loader(fmt: LogFormat | None = None, *, service: str | None = None, salt: str | None = None,
+                route_rules: Sequence[RouteRule] = ()):  # noqa: ANN201 - a Loader
+    """A :data:`kit.ingest.core.Loader` bound to these options."""
+    def loader(con: duckdb.DuckDBPyConnection, source: Source, path: Path, skip_lines: int) -> LoadCounts:
+        return load_access_log(con, source, path, skip_lines, fmt=fmt, service=service, salt=salt,
+                               route_rules=route_rules)
+    return loader
+
+
+def ingest_access_log(con: duckdb.DuckDBPyConnection, path: str | Path, *, format: str | None = None,
+                      log_format: str | None = None, service: str | None = None, salt: str | None = None,
+                      route_rules: Sequence[RouteRule | str] = (), replace: bool = False) -> IngestSummary:
+    """Ingest one access log file exactly once (see :func:`kit.ingest.core.ingest_file`).
+
+    ``format``: a name from ``FORMAT_NAMES`` or None to detect; ``log_format``: an NGINX log_format
+    string (overrides ``format``); ``route_rules``: RouteRule or ``"PATTERN => TEMPLATE"`` strings."""
+    fmt = get_format(format, log_format)
+    rules = tuple(r if isinstance(r, RouteRule) else parse_route_rule(r) for r in route_rules)
+    options = {"format": format, "log_format": log_format, "service": service,
+               "route_rules": [f"{r.pattern} => {r.template}" for r in rules]}
+    return ingest_file(con, KIND, path, make_loader(fmt, service=service, salt=salt, route_rules=rules),
+                       replace=replace, options=options)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+def _route_rules_from_params(path: str | None) -> list[str]:
+    if not path:
+        return []
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    rules = data.get("route_rules", []) if isinstance(data, dict) else []
+    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+        raise ValueError(f"{path}: route_rules must be a list of 'PATTERN => TEMPLATE' strings")
+    return rules
+
+
+def register_ingest(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``perfkit ingest access-log``."""
+    parser = subparsers.add_parser(
+        KIND, help="web/proxy/CDN access logs (common, combined, +rt/urt/ucs, nginx log_format, JSON, W3C, Squid)",
+        description="Load access logs into `requests`. The format is detected from the first lines unless "
+                    "--format or --log-format is given. Inputs may be plain, .gz, .bz2, .zst or .xz, files "
+                    "or quoted globs (rotated logs).")
+    add_path_args(parser)
+    parser.add_argument("--format", choices=[n for n in FORMAT_NAMES if n != "nginx"],
+                        help="log format (default: detect)")
+    parser.add_argument("--log-format", metavar="STRING",
+                        help="an NGINX log_format directive or format string, verbatim")
+    parser.add_argument("--service", help="service name stored with each request")
+    parser.add_argument("--salt", help="salt for client address hashes (default: $PERFKIT_SALT or a random "
+                                       "salt kept next to the warehouse in <db>.salt)")
+    parser.add_argument("--route-rule", action="append", default=[], metavar="'PATTERN => TEMPLATE'",
+                        help="a route rule tried before the built-in templating (repeatable)")
+    parser.add_argument("--params", metavar="YAML", help="parameters file whose route_rules are used")
+    add_common_args(parser)
+
+    def run(args: argparse.Namespace) -> int:
+        rules = [*_route_rules_from_params(args.params), *args.route_rule]
+
+        def one(con: duckdb.DuckDBPyConnection, path: Path | None) -> IngestSummary:
+            assert path is not None
+            return ingest_access_log(con, path, format=args.format, log_format=args.log_format,
+                                     service=args.service, salt=args.salt, route_rules=rules,
+                                     replace=args.replace)
+        return run_ingest_cli(args, one)
+
+    parser.set_defaults(func=run)
