@@ -60,11 +60,27 @@ def notebook_path(name: str) -> Path:
     return NOTEBOOKS_DIR / f"{name}.ipynb"
 
 
-def declared_parameters(name: str) -> dict[str, Any]:
-    """The parameters a notebook's ``parameters`` cell declares (papermill's inspection)."""
-    import papermill
+def declared_parameters(name: str) -> list[str]:
+    """Names assigned in a notebook's cell tagged ``parameters`` (read with ``ast``, so annotations
+    such as ``str | None`` are understood)."""
+    import ast
 
-    return dict(papermill.inspect_notebook(str(notebook_path(name))))
+    import nbformat
+
+    nb = nbformat.read(notebook_path(name), as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise ParameterError(f"notebook {name} must have exactly one cell tagged 'parameters', found {len(cells)}")
+    names = []
+    for node in ast.parse(cells[0].source).body:
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        else:
+            continue
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
 
 
 def select_notebooks(only: list[str] | None) -> list[str]:
@@ -140,8 +156,9 @@ def export_html(executed: Path, target: Path) -> None:
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
-    exporter = nbconvert.HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
-                                      exclude_output_prompt=True)
+    exporter = nbconvert.HTMLExporter(
+        extra_template_basedirs=[str(Path(__file__).parent / "report" / "nbconvert")], template_name="perfkit",
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
     write_text_atomic(target, body)
 
@@ -165,8 +182,13 @@ def _prune_runs(runs_dir: Path, keep: int) -> None:
 def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | None = None,
         progress: bool = True) -> RunResult:
     """Execute the notebooks in order and publish their outputs; raises NotebookFailed or ParameterError."""
+    import logging
+
     import papermill
     from tqdm import tqdm
+
+    # papermill warns about parameters its own regex cannot read (``str | None``); ast reads them above.
+    logging.getLogger("papermill").setLevel(logging.ERROR)
 
     from kit.warehouse import connect, fingerprint
 

@@ -5,8 +5,11 @@ exported HTML."""
 
 from __future__ import annotations
 
+import re
+
 import plotly.graph_objects as go
 import plotly.io as pio
+from plotly.io._base_renderers import NotebookRenderer
 
 PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"]
 
@@ -21,6 +24,22 @@ pio.templates["perfkit"] = go.layout.Template(
 pio.templates.default = "plotly_white+perfkit"
 
 
+_MATHJAX_FROM_CDN = re.compile(r'<script src="https://cdn[^"]*mathjax[^"]*"></script>')
+
+
+class OfflineNotebookRenderer(NotebookRenderer):
+    """plotly's ``notebook`` renderer (plotly.js embedded once) without the MathJax script it always
+    loads from a CDN, so exported reports fetch nothing from the network."""
+
+    def to_mimebundle(self, fig_dict: dict) -> dict:
+        bundle = super().to_mimebundle(fig_dict)
+        bundle["text/html"] = _MATHJAX_FROM_CDN.sub("", bundle["text/html"])
+        return bundle
+
+
+pio.renderers["perfkit_notebook"] = OfflineNotebookRenderer(connected=False)
+
+
 def setup_notebook() -> None:
-    """Use the renderer that embeds plotly.js once and draws offline in nbconvert HTML."""
-    pio.renderers.default = "plotly_mimetype+notebook"
+    """Use the renderers that show charts in JupyterLab and draw offline in nbconvert HTML."""
+    pio.renderers.default = "plotly_mimetype+perfkit_notebook"
