@@ -255,7 +255,7 @@ def quantile_function(rows: int, exact_max_rows: int = EXACT_MAX_ROWS) -> str:
 
 
 def _scope(window: Window, services: tuple[str, ...] | list[str] | None) -> str:
-    return f"{window.sql()} AND {services_sql(list(services or []))}"
+    return f"{window.sql()} AND {services_sql(list(services))}" if services else window.sql()
 
 
 def _num(value: float) -> str:
@@ -650,7 +650,7 @@ REQUEST_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("latency_ms", "latency KPIs, Apdex, latency SLOs", "$request_time (nginx) / %D (Apache)"),
     ("upstream_ms", "splitting proxy time from application time", "$upstream_response_time"),
     ("bytes_sent", "bandwidth, compression and CDN byte-hit analysis", "$body_bytes_sent"),
-    ("cache_status", "cache and CDN hit ratios", "$upstream_cache_status or the CDN's cache status field"),
+    ("cache_status", "cache and CDN hit ratios", "$upstream_cache_status or the cache status field of the CDN log"),
     ("route", "per-route drill-down", "a route template (or rely on perfkit's path templating)"),
     ("service", "per-service RED", "the service or virtual host name"),
 )
@@ -735,7 +735,7 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
         raise ValueError(f"no requests in the window {window.label()}"
                          + (f" for services {', '.join(svc)}" if svc else ""))
     qfunc = quantile_function(n, exact_max_rows)
-    method = ("exact: quantile_cont (linear interpolation between closest ranks, as numpy's default)"
+    method = ("exact: quantile_cont (linear interpolation between closest ranks, the numpy default)"
               if qfunc == "quantile_cont" else
               f"approximate: approx_quantile (t-digest), used above {exact_max_rows:,} rows; rank error "
               "measured under 0.05 percentage points on heavy-tailed data")
