@@ -23,7 +23,7 @@ from kit.report.render import render_markdown
 from kit.report.text import fmt_num, fmt_pct, md_escape
 
 __all__ = [
-    "PANELS", "build_metrics_framework", "build_monitoring_strategy", "code_block", "kpi_targets",
+    "PANELS", "build_metrics_framework", "dashboard_panels", "build_monitoring_strategy", "code_block", "kpi_targets",
     "monitoring_figures", "monitoring_model", "recommended_metrics", "slo_parts",
 ]
 
@@ -89,9 +89,9 @@ def _promql_string(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _selectors(config: RunConfig) -> dict[str, str]:
-    sel = ""
-    if config.services:
+def _selectors(config: RunConfig, service_selector: str | None = None) -> dict[str, str]:
+    sel = service_selector or ""
+    if config.services and not service_selector:
         sel = 'service=~"' + _promql_string("|".join(re.escape(s) for s in config.services)) + '"'
 
     def join(*parts: str) -> str:
@@ -245,8 +245,9 @@ def recommended_metrics(kpis: dict[str, Any], config: RunConfig) -> list[dict[st
 
 
 def _panels(config: RunConfig, figures: dict[str, str], objective: float | None,
-            kpis: dict[str, Any] | None, results: dict[str, Any]) -> list[dict[str, Any]]:
-    sel = _selectors(config)
+            kpis: dict[str, Any] | None, results: dict[str, Any],
+            service_selector: str | None = None) -> list[dict[str, Any]]:
+    sel = _selectors(config, service_selector)
     if objective is None and kpis:  # no SLO: the availability target of the KPI table
         objective = kpi_targets(kpis, results, config)["availability"][0]
     obj = objective if objective is not None else 0.999
@@ -259,6 +260,16 @@ def _panels(config: RunConfig, figures: dict[str, str], objective: float | None,
         panels.append({"key": key, "title": title, "kind": kind, "promql": promql, "description": question,
                        "figure": figures.get(key)})
     return panels
+
+
+def dashboard_panels(results: dict[str, Any], config: RunConfig,
+                     service_selector: str | None = None) -> list[dict[str, Any]]:
+    """The dashboard panels (key, title, kind, promql, description) for this run's results;
+    ``service_selector`` replaces the service matcher (Grafana: ``service=~"$service"``)."""
+    objective, _ = _objective(results, "availability")
+    if objective is not None and objective > 1:
+        objective /= 100
+    return _panels(config, {}, objective, results.get("kpis") or None, results, service_selector)
 
 
 # ---------------------------------------------------------------------------------------- the model
