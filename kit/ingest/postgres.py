@@ -221,7 +221,7 @@ def _csv_entries(con: duckdb.DuckDBPyConnection, path: Path, skip_lines: int) ->
             CREATE OR REPLACE TEMP TABLE _pk_pg_csv AS
             SELECT row_number() OVER () + {int(skip_lines)} AS line_no, *
             FROM read_csv({sql_string(readable)}, columns={columns}, header=false, auto_detect=false,
-                          null_padding=true, strict_mode=false, quote='"', escape='"', delim=',',
+                          null_padding=true, parallel=false, strict_mode=false, quote='"', escape='"', delim=',',
                           skip={int(skip_lines)}, compression='{compression}', max_line_size=100000000)""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _pk_pg_entries AS
