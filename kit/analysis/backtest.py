@@ -14,8 +14,10 @@ Policies compared side by side (Google SRE workbook, "Alerting on SLOs"):
 
 Scoring against ``events`` rows of kind ``incident``: an alert episode (a run of firing minutes) counts
 as a true positive when it overlaps ``[ts_start, ts_end + grace]`` of an incident on its service;
-precision = true episodes / episodes; recall = caught / budget-burning incidents (the SLO's error ratio
-over the incident above its budget); detection delay = end of the first firing minute - incident start;
+precision = true episodes / episodes; recall = caught / budget-burning incidents (those that consumed at
+least ``MATERIAL_SHARE`` = 2% of the window's error budget — the consumption the fastest page, 1 h at
+14.4x over 30 days, is designed to catch; smaller incidents are listed with their share but do not count);
+detection delay = end of the first firing minute - incident start;
 reset time = end of the catching episode - incident end.
 """
 
@@ -46,6 +48,7 @@ POLICIES = {
 }
 CHOSEN = "mwmbr"
 GRACE_S = 3600.0
+MATERIAL_SHARE = 0.02  # the budget share the fastest page (1h at 14.4x over 30 d) is designed to catch
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,9 @@ class IncidentScore:
     ts_start: datetime
     ts_end: datetime
     slo: str | None
-    burns_budget: bool
-    burn_rate: float | None
+    burns_budget: bool                  # consumed >= MATERIAL_SHARE of the window's error budget
+    burn_rate: float | None             # mean burn rate over the incident (error ratio / budget)
+    budget_consumed_ratio: float | None  # share of the window's budget the incident consumed
     peak_burn_rate: float | None
     detected: bool
     severity: str | None
@@ -203,6 +207,7 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
     detections: dict[str, dict[int, list[tuple[float, float, str]]]] = {p: {} for p in POLICIES}
     burning: dict[int, tuple[float, str]] = {}   # incident -> (max burn over the incident, slo)
     peaks: dict[int, float] = {}
+    consumed: dict[int, float] = {}
     rule_stats: dict[tuple[str, str, str], list[Episode]] = {}
     timeline = []
     for spec, (total, bad) in slos:
@@ -232,9 +237,11 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
             t_sum, b_sum = int(total[a:b].sum()), int(bad[a:b].sum())
             burn = (b_sum / t_sum) / budget if t_sum else 0.0
             peak = float(burn_5m[a:b].max()) if b > a else 0.0
-            if burn > burning.get(j, (0.0, ""))[0]:
+            share = burn * (b - a) / (spec.window_days * 1440)
+            if share > consumed.get(j, -1.0):
                 burning[j] = (burn, spec.name if spec.service is None else f"{spec.service}/{spec.name}")
                 peaks[j] = peak
+                consumed[j] = share
         for policy, by_severity in masks.items():
             for severity, mask in by_severity.items():
                 starts, ends = episodes_from_mask(mask)
@@ -256,7 +263,7 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
                     episodes.append(ep)
                     rule_stats.setdefault((policy, spec.name if not spec.service else spec.slo_id, severity),
                                           []).append(ep)
-    burning_set = {j for j, (burn, _) in burning.items() if burn > 1.0}
+    burning_set = {j for j, share in consumed.items() if share >= MATERIAL_SHARE}
     policies = []
     for policy, description in POLICIES.items():
         eps = [e for e in episodes if e.policy == policy]
@@ -278,13 +285,14 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
         incident_rows.append(IncidentScore(
             what=inc["what"], type=inc.get("type"), service=inc["service"], route=inc.get("route"),
             ts_start=inc["ts_start"], ts_end=inc["ts_end"], slo=slo, burns_budget=j in burning_set,
-            burn_rate=burn, peak_burn_rate=peaks.get(j), detected=bool(hits),
+            burn_rate=burn, budget_consumed_ratio=consumed.get(j), peak_burn_rate=peaks.get(j), detected=bool(hits),
             severity=("page" if any(h[2] == "page" for h in hits) else "ticket") if hits else None,
             delay_s=first[0] if first else None,
             reset_s=max(h[1] for h in hits) if hits else None))
     note = ("Replayed at 1-minute resolution with exact per-window event counts. An episode is a true "
             f"positive when it overlaps an incident on its service (up to {grace_s / 60:g} min after its end); "
-            "an incident burns budget when the SLO's error ratio over the incident exceeds the error budget.")
+            f"an incident burns budget when it consumed at least {MATERIAL_SHARE:.0%} of the window's error budget "
+            "(the fastest page's design point); smaller ones are listed with their share.")
     if not incidents:
         note += " The warehouse has no incident events: precision and recall cannot be computed."
     return BacktestReport(resolution_s=60, weeks=weeks, chosen_policy=CHOSEN, grace_s=grace_s,

@@ -557,8 +557,8 @@ def propose_target(total: np.ndarray, bad: np.ndarray, *, headroom: float = 2.0)
         t = total[: days * 1440].reshape(days, 1440).sum(axis=1)
         b = bad[: days * 1440].reshape(days, 1440).sum(axis=1)
         ratios = b[t > 0] / t[t > 0]
-        typical = float(np.percentile(ratios, 75)) if len(ratios) else None
-        basis_days = f"the 75th percentile of {len(ratios)} daily error ratios"
+        typical = float(np.percentile(ratios, 50)) if len(ratios) else None
+        basis_days = f"the median of {len(ratios)} daily error ratios"
     else:
         typical = float(bad.sum() / total.sum()) if total.sum() else None
         basis_days = "the error ratio of the whole (short) history"
@@ -763,3 +763,120 @@ def budget_note(window_days: float, history_days: float) -> str:
 
 def is_finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
+
+
+# --------------------------------------------------------------------------------------------- the report
+
+def saturation_candidates(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Resource saturation signals found in ``metrics``: the database connection pool
+    (``pg_stat_activity_count`` / ``pg_settings_max_connections``) and gauges named ``*_utilization`` or
+    ``*_saturation_ratio`` (limit 1). Each item: name, expr (PromQL), limit, p99 and max over the history."""
+    names = {r[0] for r in con.execute("SELECT DISTINCT name FROM metrics").fetchall()}
+    out: list[dict[str, Any]] = []
+    if {"pg_stat_activity_count", "pg_settings_max_connections"} <= names:
+        row = con.execute("""
+            WITH a AS (SELECT ts, sum(value) AS active FROM metrics
+                       WHERE name = 'pg_stat_activity_count' AND labels['state'] = 'active' GROUP BY ts),
+                 m AS (SELECT ts, max(value) AS max_conn FROM metrics
+                       WHERE name = 'pg_settings_max_connections' GROUP BY ts)
+            SELECT quantile_cont(active / max_conn, 0.99), max(active / max_conn)
+            FROM a JOIN m USING (ts)""").fetchone()
+        out.append({"name": "db_connection_pool_utilization",
+                    "expr": 'sum(pg_stat_activity_count{state="active"}) / max(pg_settings_max_connections)',
+                    "limit": 1.0, "p99": row[0] if row else None, "max": row[1] if row else None})
+    for name in sorted(n for n in names if n.endswith("_utilization") or n.endswith("_saturation_ratio")):
+        row = con.execute("SELECT quantile_cont(value, 0.99), max(value) FROM metrics WHERE name = ?",
+                          [name]).fetchone()
+        out.append({"name": name, "expr": f"max by (instance) ({name})", "limit": 1.0,
+                    "p99": row[0] if row else None, "max": row[1] if row else None})
+    return out
+
+
+def slo_report(con: duckdb.DuckDBPyConnection, *, start: str | None = None, end: str | None = None,
+               services: list[str] | None = None, availability_target: float | None = None,
+               latency_threshold_ms: float = 500.0, latency_target: float | None = None,
+               slo_window_days: float = DEFAULT_PERIOD_DAYS, slo_specs: list[str] | None = None,
+               min_bad_events: int = 10) -> tuple[SloReport, list[SloSpec], Any]:
+    """Everything notebook 20 shows: SLOs from the parameters (or spec files), evaluated over the
+    history; the alert plan; the backtest. Returns (report, specs, plan); write the rule files with
+    ``write_rule_files``."""
+    from kit.analysis.alerts import alert_plan, saturation_rules
+    from kit.analysis.backtest import backtest_slos, load_incidents
+
+    first, last = history_bounds(con, start, end)
+    history_days = (last - first).total_seconds() / 86400.0
+    pairs: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]] = []
+    if slo_specs:
+        known = {r[0] for r in con.execute("SELECT DISTINCT service FROM requests").fetchall()}
+        for path in slo_specs:
+            for spec in load_slo_specs(path, period_days=slo_window_days):
+                spec = replace(spec, warehouse_service=spec.service if spec.service in known else None)
+                if spec.warehouse_service is None and spec.evaluable:
+                    spec = replace(spec, proposal_note=(spec.proposal_note + "; " if spec.proposal_note else "")
+                                   + f"service {spec.service!r} is not in the warehouse: SLI over all requests")
+                series = minute_series(con, spec, first, last) if spec.evaluable else (
+                    np.zeros(0, np.int64), np.zeros(0, np.int64))
+                pairs.append((spec, series))
+    else:
+        pairs = slos_from_parameters(con, services or [], start=first, end=last,
+                                     availability_target=availability_target,
+                                     latency_threshold_ms=latency_threshold_ms, latency_target=latency_target,
+                                     window_days=slo_window_days)
+    statuses = tuple(evaluate_slo(con, spec, first, last, series=series) for spec, series in pairs)
+    specs = [spec for spec, _ in pairs]
+    promql_specs = [s for s in specs if s.error_ratio_query or (s.error_query and s.total_query)]
+    saturation = saturation_rules(saturation_candidates(con))
+    plan = alert_plan(promql_specs, min_bad_events=min_bad_events, saturation=saturation)
+    incidents = load_incidents(con, first, last)
+    backtest = backtest_slos([p for p in pairs if p[0].evaluable], first, incidents,
+                             min_bad_events=min_bad_events)
+    report = SloReport(
+        window_days=float(slo_window_days),
+        history={"start": first, "end": last, "days": history_days},
+        budget_note=budget_note(float(slo_window_days), history_days), slos=statuses,
+        alerts=_plan_doc(plan), backtest=backtest)
+    return report, specs, plan
+
+
+def _plan_doc(plan: Any) -> dict[str, Any]:
+    """The alert plan as the JSON shape the report sections read (rules with ``for``, not ``for_``)."""
+    rules = []
+    for r in plan.rules:
+        rules.append({"name": r.name, "slo": r.slo, "slo_id": r.slo_id, "service": r.service,
+                      "severity": r.severity, "severity_label": r.severity_label, "expr": r.expr,
+                      "windows": [list(w) for w in r.windows], "burn_rates": list(r.burn_rates),
+                      "thresholds": list(r.thresholds), "min_events": list(r.min_events), "for": r.for_,
+                      "labels": r.labels})
+    saturation = [{"name": s.name, "expr": s.expr, "severity": s.severity, "for": s.for_,
+                   "description": s.description, "metric": s.metric, "threshold": s.threshold}
+                  for s in plan.saturation]
+    return {"period_days": plan.period_days, "windows": list(plan.windows), "rules": rules,
+            "saturation": saturation, "min_traffic": plan.min_traffic}
+
+
+def write_rule_files(directory: str | Path, specs: list[SloSpec], plan: Any, *,
+                     rules_name: str = "slo_rules.yml", run_promtool: bool = True) -> dict[str, Any]:
+    """Write the rule file and its promtool test file into ``directory``; run ``promtool check rules``
+    and ``promtool test rules`` when promtool is installed. Returns paths and promtool's verdicts."""
+    import shutil
+    import subprocess
+
+    from kit.analysis.alerts import promtool_tests, rules_yaml
+    from kit.results import write_text_atomic
+
+    folder = Path(directory)
+    rules_path = folder / rules_name
+    test_path = folder / (Path(rules_name).stem + "_test.yml")
+    promql_specs = [s for s in specs if s.error_ratio_query or (s.error_query and s.total_query)]
+    write_text_atomic(rules_path, rules_yaml(promql_specs, plan))
+    write_text_atomic(test_path, promtool_tests(promql_specs, plan, rules_path.name))
+    out: dict[str, Any] = {"rules_file": str(rules_path), "rules_test_file": str(test_path)}
+    binary = shutil.which("promtool")
+    if run_promtool and binary:
+        for key, args, cwd in (("check", ["check", "rules", str(rules_path)], None),
+                               ("test", ["test", "rules", test_path.name], folder)):
+            done = subprocess.run([binary, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+            out[key] = {"ok": done.returncode == 0, "output": (done.stdout + done.stderr)[-2000:]}
+    elif run_promtool:
+        out["check"] = out["test"] = {"ok": None, "output": "promtool not installed"}
+    return out

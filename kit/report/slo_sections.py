@@ -122,16 +122,17 @@ def _policy_rows(policies: list[dict]) -> list[str]:
 
 def _incident_rows(incidents: list[dict]) -> list[str]:
     rows = [
-        "| incident | type | service | start (UTC) | SLO | peak burn | burns budget "
+        "| incident | type | service | start (UTC) | SLO | mean burn | budget consumed | burns budget "
         "| caught by | delay | reset |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for inc in incidents:
         caught = inc.get("severity") if inc.get("detected") else "not caught"
         rows.append(
             f"| {md_text(inc.get('what', ''))} | {md_text(inc.get('type') or '')} "
             f"| {md_text(inc.get('service') or 'all')} | {md_text(inc.get('ts_start', ''))} "
-            f"| {md_text(inc.get('slo') or '')} | {_num(inc.get('peak_burn_rate'))} "
+            f"| {md_text(inc.get('slo') or '')} | {_num(inc.get('burn_rate'))} "
+            f"| {_pct(inc.get('budget_consumed_ratio'))} "
             f"| {'yes' if inc.get('burns_budget') else 'no'} | {md_text(caught or '')} "
             f"| {_duration(inc.get('delay_s'))} | {_duration(inc.get('reset_s'))} |"
         )
