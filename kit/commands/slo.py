@@ -1,0 +1,83 @@
+"""``perfkit slo rules`` (spec file in, Prometheus rules and promtool test file out) and
+``perfkit slo backtest`` (replay the alert policies over a warehouse)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("slo", help="SLO alert rules and their backtest")
+    sub = parser.add_subparsers(title="slo commands", metavar="SUBCOMMAND")
+    rules = sub.add_parser("rules", help="Sloth or OpenSLO spec -> Prometheus rule file + promtool test file")
+    rules.add_argument("--spec", required=True, help="Sloth prometheus/v1 or OpenSLO v1alpha/v1 YAML file")
+    rules.add_argument("--out", required=True, help="rule file to write; the test file is written next to it")
+    rules.add_argument("--period-days", type=float, default=None, help="SLO period for Sloth specs (default 30)")
+    rules.add_argument("--min-bad-events", type=int, default=None,
+                       help="minimum-traffic guard: bad events a window pair needs before it fires (default off)")
+    rules.add_argument("--no-promtool", action="store_true", help="do not run promtool check/test afterwards")
+    rules.set_defaults(func=_rules)
+    back = sub.add_parser("backtest", help="replay the alert policies over a warehouse's history")
+    back.add_argument("--db", required=True, help="DuckDB warehouse")
+    back.add_argument("--window-days", type=float, default=30.0, help="SLO window in days")
+    back.add_argument("--json", action="store_true", help="print the full result as JSON")
+    back.set_defaults(func=_backtest)
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+
+def _rules(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kit.analysis.alerts import alert_plan
+    from kit.analysis.slo import load_slo_specs, write_rule_files
+
+    specs = load_slo_specs(args.spec, period_days=args.period_days)
+    if not specs:
+        raise ValueError(f"{args.spec}: no SLOs found")
+    plan = alert_plan(specs, min_bad_events=args.min_bad_events)
+    out = Path(args.out)
+    result = write_rule_files(out.parent, specs, plan, rules_name=out.name, run_promtool=not args.no_promtool)
+    print(f"wrote {result['rules_file']} ({len(specs)} SLOs, {len(plan.rules)} alerts)")
+    print(f"wrote {result['rules_test_file']}")
+    status = 0
+    for key in ("check", "test"):
+        verdict = result.get(key)
+        if verdict and verdict["ok"] is False:
+            print(f"promtool {key} FAILED:\n{verdict['output']}", file=sys.stderr)
+            status = 1
+        elif verdict and verdict["ok"]:
+            print(f"promtool {key}: ok")
+    return status
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from kit.analysis.slo import slo_report
+    from kit.results import dumps
+    from kit.warehouse import connect
+
+    con = connect(args.db, read_only=True)
+    try:
+        report, _, _ = slo_report(con, slo_window_days=args.window_days)
+    finally:
+        con.close()
+    bt = report.backtest
+    if args.json:
+        data = json.loads(dumps(bt))
+        data.pop("timeline", None)
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"{bt.weeks:.2f} weeks at {bt.resolution_s}-s resolution; chosen policy: {bt.chosen_policy}")
+    print(f"{'policy':<14}{'episodes':>9}{'per week':>10}{'precision':>11}{'recall':>8}{'delay':>10}{'reset':>10}")
+    for p in bt.policies:
+        def f(v: float | None, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+            return "n/a" if v is None else fmt.format(v / scale)
+        print(f"{p.policy:<14}{p.episodes:>9}{p.per_week:>10.1f}{f(p.precision):>11}{f(p.recall):>8}"
+              f"{f(p.mean_delay_s, 60, '{:.1f} m'):>10}{f(p.mean_reset_s, 60, '{:.1f} m'):>10}")
+    for inc in bt.incidents:
+        caught = f"{inc.severity} after {inc.delay_s / 60:.0f} min" if inc.detected and inc.delay_s is not None \
+            else "not caught"
+        share = "n/a" if inc.budget_consumed_ratio is None else f"{inc.budget_consumed_ratio:.1%}"
+        print(f"  {inc.ts_start:%Y-%m-%d %H:%M} {inc.type or '':<20} {inc.slo or '':<32} budget {share:>6}  {caught}")
+    return 0
