@@ -584,10 +584,19 @@ def use_signals(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5
         f"SELECT DISTINCT name FROM metrics WHERE {window.sql()} ORDER BY name").fetchall()]
     matched: list[tuple[str, str, str]] = []
     gaps: list[Gap] = []
-    for resource, kind, pattern, collect, metric in USE_CATALOG:
+    # a name goes to the first matching cell, errors before saturation before utilization
+    # (pg_connection_errors_total is an error count, not a connection gauge)
+    priority = {"errors": 0, "saturation": 1, "utilization": 2}
+    claimed: set[str] = set()
+    hits_of: dict[tuple[str, str], list[str]] = {}
+    for resource, kind, pattern, _collect, _metric in sorted(USE_CATALOG, key=lambda c: priority[c[1]]):
         regex = re.compile(pattern, re.IGNORECASE)
-        hits = [n for n in names if regex.search(n) and not n.endswith(("_bucket", "_count", "_sum"))]
-        hits = [n for n in hits if not any(n == m for _, _, m in matched)]
+        hits = [n for n in names if regex.search(n) and not n.endswith(("_bucket", "_count", "_sum"))
+                and n not in claimed]
+        claimed.update(hits)
+        hits_of[(resource, kind)] = hits
+    for resource, kind, _pattern, collect, metric in USE_CATALOG:
+        hits = hits_of[(resource, kind)]
         if not hits:
             gaps.append(Gap(resource, kind, f"no {resource} {kind} metric in the warehouse", collect, metric[0]))
         matched.extend((resource, kind, n) for n in hits)

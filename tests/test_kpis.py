@@ -1,0 +1,272 @@
+"""KPIs against independent references: hand-computed small warehouses, numpy/pandas on the same rows."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit.analysis import kpis
+from kit.analysis.window import Window, resolve_window
+from kit.cli import main
+from kit.results import dumps
+from kit.warehouse import connect
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _insert_requests(con, rows: list[tuple]) -> None:
+    """rows: (ts, service, route, status, latency_ms)."""
+    frame = pd.DataFrame(rows, columns=["ts", "service", "route", "status", "latency_ms"])  # noqa: F841
+    con.execute("INSERT INTO requests (ts, service, route, path, status, latency_ms, bytes_sent, source_id) "
+                "SELECT ts, service, route, route, status, latency_ms, 100, 1 FROM frame")
+
+
+@pytest.fixture()
+def ten():
+    """10 requests, one per minute from T0: latencies 10..90 and 400 ms; two 503, one 404."""
+    con = connect(":memory:")
+    lat = [10, 20, 30, 40, 50, 60, 70, 80, 90, 400]
+    status = [200, 200, 200, 404, 200, 200, 503, 200, 200, 503]
+    _insert_requests(con, [(T0 + timedelta(minutes=i), "shop", "/a", status[i], lat[i]) for i in range(10)])
+    yield con
+    con.close()
+
+
+@pytest.fixture()
+def random_wh():
+    """5,000 lognormal latencies over 2 hours, three services, ~3 % 5xx: returns (con, DataFrame)."""
+    rng = np.random.default_rng(7)
+    n = 5000
+    frame = pd.DataFrame({
+        "ts": [T0 + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, 7200, n))],
+        "service": rng.choice(["api", "web", "search"], n),
+        "route": rng.choice([f"/r/{i}" for i in range(8)], n),
+        "status": rng.choice([200, 404, 503], n, p=[0.92, 0.05, 0.03]),
+        "latency_ms": rng.lognormal(4, 1, n),
+    })
+    con = connect(":memory:")
+    _insert_requests(con, list(frame.itertuples(index=False, name=None)))
+    yield con, frame
+    con.close()
+
+
+def test_ten_requests_match_hand_computation(ten):
+    window = Window(T0, T0 + timedelta(minutes=10))
+    (row,) = kpis.red_table(ten, window, None, apdex_t_ms=50)
+    assert row.requests == 10
+    assert row.rate_rps == pytest.approx(10 / 600)
+    assert row.errors_5xx == 2 and row.error_rate_5xx == pytest.approx(0.2)
+    assert row.errors_4xx == 1 and row.error_rate_4xx == pytest.approx(0.1)
+    assert row.availability == pytest.approx(0.8)
+    # satisfied (<= 50 ms, not 5xx): 10, 20, 30, 40 (a 404), 50 -> 5; tolerating (50 < x <= 200, not 5xx):
+    # 60, 80, 90 -> 3; frustrated: the two 503s. Apdex = (5 + 3/2) / 10.
+    assert row.apdex == pytest.approx(0.65)
+    # linear interpolation between closest ranks on the sorted values (rank = q * (n - 1))
+    assert row.p50_ms == pytest.approx(55.0)
+    assert row.p90_ms == pytest.approx(90 + 0.1 * 310)
+    assert row.p99_ms == pytest.approx(90 + 0.91 * 310)
+    assert row.mean_ms == pytest.approx(85.0)
+
+
+def test_ten_requests_throughput_counts_every_minute(ten):
+    # 11 minutes, ten with one request each and the last one empty
+    tput = kpis.throughput(ten, Window(T0, T0 + timedelta(minutes=11)))
+    assert tput.minutes == 11
+    assert tput.peak_rps_1m == pytest.approx(1 / 60)
+    assert tput.sustained_rps_p95_1m == pytest.approx(np.percentile([1] * 10 + [0], 95) / 60)
+    assert tput.mean_rps == pytest.approx(10 / 660)
+
+
+def test_throughput_peak_and_sustained_with_an_empty_minute():
+    con = connect(":memory:")
+    counts = [120, 0, 60, 30]
+    rows = [(T0 + timedelta(minutes=m, seconds=0.25 * k), "s", "/", 200, 5.0)
+            for m, c in enumerate(counts) for k in range(c)]
+    _insert_requests(con, rows)
+    tput = kpis.throughput(con, Window(T0, T0 + timedelta(minutes=4)))
+    assert tput.peak_rps_1m == pytest.approx(2.0)
+    assert tput.peak_minute == T0
+    assert tput.sustained_rps_p95_1m == pytest.approx(np.percentile(counts, 95) / 60)
+    assert tput.median_rps_1m == pytest.approx(np.median(counts) / 60)
+
+
+def test_percentiles_per_service_match_numpy(random_wh):
+    con, frame = random_wh
+    window = resolve_window(con)
+    rows = {r.group: r for r in kpis.red_table(con, window, "service")}
+    for service, part in frame.groupby("service"):
+        expected = np.percentile(part["latency_ms"], [50, 90, 95, 99, 99.9])  # numpy default: linear
+        got = rows[service]
+        assert [got.p50_ms, got.p90_ms, got.p95_ms, got.p99_ms, got.p999_ms] == pytest.approx(expected, rel=1e-9)
+        assert got.requests == len(part)
+        assert got.error_rate_5xx == pytest.approx((part["status"] >= 500).mean())
+        assert got.error_rate_4xx == pytest.approx(((part["status"] >= 400) & (part["status"] < 500)).mean())
+
+
+def test_route_rows_keep_services_apart(random_wh):
+    con, frame = random_wh
+    rows = kpis.red_table(con, resolve_window(con), "route")
+    expected = frame.groupby(["route", "service"]).size()
+    assert len(rows) == len(expected)
+    for r in rows:
+        assert r.requests == expected[(r.group, r.service)]
+
+
+def test_bucketed_series_match_pandas(random_wh):
+    con, frame = random_wh
+    window = resolve_window(con)
+    series = kpis.red_series(con, window, "15m", None)
+    buckets = frame.assign(b=frame["ts"].dt.floor("15min")).groupby("b")
+    expected_counts = buckets.size()
+    assert [p.requests for p in series] == list(expected_counts)
+    assert [pd.Timestamp(p.bucket_start) for p in series] == list(expected_counts.index)
+    expected_p95 = buckets["latency_ms"].quantile(0.95)  # pandas default: linear
+    assert [p.p95_ms for p in series] == pytest.approx(list(expected_p95), rel=1e-9)
+    assert [p.rate_rps for p in series] == pytest.approx(list(expected_counts / 900))
+
+
+def test_approximate_path_has_small_rank_error(random_wh):
+    con, frame = random_wh
+    report = kpis.kpi_report(con, exact_max_rows=100)
+    assert "approx_quantile" in report.quantile_method
+    ordered = np.sort(frame["latency_ms"].to_numpy())
+    for q, name in zip(kpis.QUANTILES[:4], ("p50_ms", "p90_ms", "p95_ms", "p99_ms"), strict=True):
+        rank = np.searchsorted(ordered, getattr(report.overall, name)) / len(ordered)
+        assert abs(rank - q) < 0.01, name
+    exact = kpis.kpi_report(con)
+    assert exact.quantile_method.startswith("exact: quantile_cont")
+
+
+def test_window_parameters_and_service_filter(random_wh):
+    con, frame = random_wh
+    start, end = T0 + timedelta(minutes=30), T0 + timedelta(minutes=90)
+    report = kpis.kpi_report(con, start.isoformat(), end.isoformat(), ["api"])
+    part = frame[(frame["ts"] >= start) & (frame["ts"] < end) & (frame["service"] == "api")]
+    assert report.requests == len(part)
+    assert [r.group for r in report.by_service] == ["api"]
+    assert report.overall.p99_ms == pytest.approx(np.percentile(part["latency_ms"], 99))
+    assert report.window_seconds == 3600
+
+
+def test_histogram_and_heatmap_count_every_request(random_wh):
+    con, frame = random_wh
+    report = kpis.kpi_report(con)
+    overall = [b for b in report.histogram if b.group == "all"]
+    assert sum(b.count for b in overall) == len(frame)
+    one = float(frame["latency_ms"].iloc[0])
+    (containing,) = [b for b in overall if b.lo_ms <= one < b.hi_ms]
+    inside = (frame["latency_ms"] >= containing.lo_ms) & (frame["latency_ms"] < containing.hi_ms)
+    assert containing.count == inside.sum()
+    assert sum(c.count for c in report.heatmap) == len(frame)
+
+
+def test_period_over_period_compares_equal_windows():
+    con = connect(":memory:")
+    before = [(T0 + timedelta(minutes=i), "s", "/", 503 if i % 10 == 0 else 200, 20.0) for i in range(60)]
+    now = [(T0 + timedelta(hours=1, minutes=i), "s", "/", 503 if i % 5 == 0 else 200, 20.0) for i in range(60)]
+    _insert_requests(con, before + now)
+    report = kpis.kpi_report(con, (T0 + timedelta(hours=1)).isoformat(), (T0 + timedelta(hours=2)).isoformat())
+    assert report.comparison.basis == "previous window of the same length"
+    assert report.comparison.previous_requests == 60
+    rows = {r.name: r for r in report.comparison.rows}
+    assert rows["error_rate_5xx"].current == pytest.approx(12 / 60)
+    assert rows["error_rate_5xx"].previous == pytest.approx(6 / 60)
+    assert rows["error_rate_5xx"].change_pct == pytest.approx(100.0)
+    assert rows["error_rate_5xx"].verdict == "worse"
+    assert rows["availability"].verdict == "worse"
+    kpi = {k.name: k for k in report.kpis}["error_rate_5xx"]
+    assert kpi.previous == pytest.approx(0.1)
+
+
+def test_whole_history_window_compares_its_halves(ten):
+    report = kpis.kpi_report(ten)
+    assert "compared with" in report.comparison.basis
+    assert report.comparison.rows[0].current is not None
+
+
+def test_use_signals_rates_counters_and_reports_gaps():
+    con = connect(":memory:")
+    _insert_requests(con, [(T0 + timedelta(seconds=10 * i), "s", "/", 200, 10.0 * (i + 1)) for i in range(6)])
+    # counter with a reset: 0, 10, 20, 5 (reset), 15 every 10 s -> per-step rates 1, 1, 0.5, 1
+    counter = [0, 10, 20, 5, 15]
+    rows = [(T0 + timedelta(seconds=10 * i), "pg_connection_errors_total", {"instance": "db1"}, float(v))
+            for i, v in enumerate(counter)]
+    rows += [(T0 + timedelta(seconds=10 * i), "node_cpu_utilization_ratio", {"instance": "a"}, 0.5) for i in range(5)]
+    rows += [(T0 + timedelta(seconds=10 * i), "node_cpu_utilization_ratio", {"instance": "b"}, 0.7) for i in range(5)]
+    con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, 1)", rows)
+    signals, points, gaps = kpis.use_signals(con, Window(T0, T0 + timedelta(hours=1)), "1h")
+    by_metric = {s.metric: s for s in signals}
+    assert by_metric["pg_connection_errors_total"].kind == "errors"
+    assert by_metric["pg_connection_errors_total"].mean == pytest.approx((1 + 1 + 0.5 + 1) / 4)
+    cpu = by_metric["node_cpu_utilization_ratio"]
+    assert (cpu.resource, cpu.kind, cpu.series, cpu.samples) == ("cpu", "utilization", 2, 10)
+    assert cpu.mean == pytest.approx(0.6)
+    assert [p.metric for p in points] == ["node_cpu_utilization_ratio"]
+    assert points[0].p95_ms == pytest.approx(np.percentile([10, 20, 30, 40, 50, 60], 95))
+    missing = {(g.resource, g.kind) for g in gaps}
+    assert ("memory", "utilization") in missing and ("cpu", "saturation") in missing
+    assert ("cpu", "utilization") not in missing and ("db_connections", "errors") not in missing
+    inventory = {m.name: m for m in kpis.metric_inventory(con, Window(T0, T0 + timedelta(hours=1)))}
+    assert inventory["node_cpu_utilization_ratio"].series == 2
+    assert inventory["node_cpu_utilization_ratio"].interval_s == pytest.approx(10.0)
+    assert inventory["pg_connection_errors_total"].type == "counter"
+    assert inventory["node_cpu_utilization_ratio"].labels == ("instance",)
+
+
+def test_report_without_metrics_says_what_is_missing(ten):
+    report = kpis.kpi_report(ten)
+    assert report.use == () and report.saturation_latency == ()
+    kinds = {(g.resource, g.kind) for g in report.gaps}
+    assert ("cpu", "utilization") in kinds and ("requests", "prometheus") in kinds
+    assert ("requests", "upstream_ms") in kinds  # never filled in this warehouse
+
+
+def test_report_is_json_serializable_and_carries_definitions(random_wh):
+    con, _ = random_wh
+    report = kpis.kpi_report(con, bucket="1m")
+    loaded = json.loads(dumps(report))
+    assert loaded["requests"] == 5000 and loaded["bucket_seconds"] == 60
+    for k in loaded["kpis"]:
+        assert k["definition"]["sql"].startswith("SELECT")
+        assert k["definition"]["promql"]
+    p99 = next(k for k in loaded["kpis"] if k["name"] == "latency_p99_ms")
+    assert "histogram_quantile(0.99" in p99["definition"]["promql"]
+    # the SQL definition is runnable and gives the KPI's value
+    (value,) = con.execute(p99["definition"]["sql"]).fetchone()
+    assert value == pytest.approx(p99["value"])
+
+
+def test_empty_or_bad_input_fails_clearly(ten):
+    with pytest.raises(ValueError, match="no requests"):
+        kpis.kpi_report(connect(":memory:"))
+    with pytest.raises(ValueError, match="no requests in the window"):
+        kpis.kpi_report(ten, "2030-01-01", "2030-01-02")
+    with pytest.raises(ValueError, match="'end'"):
+        kpis.kpi_report(ten, "2024-01-02", "2024-01-01")
+    with pytest.raises(ValueError, match="bucket"):
+        kpis.kpi_report(ten, bucket="5 minutes")
+    with pytest.raises(ValueError, match="start"):
+        kpis.kpi_report(ten, "yesterday")
+
+
+def test_cli_kpi_json_matches_hand_numbers(tmp_path, capsys):
+    path = tmp_path / "w.duckdb"
+    con = connect(path)
+    lat = [10, 20, 30, 40, 50, 60, 70, 80, 90, 400]
+    status = [200, 200, 200, 404, 200, 200, 503, 200, 200, 503]
+    _insert_requests(con, [(T0 + timedelta(minutes=i), "shop", "/a", status[i], lat[i]) for i in range(10)])
+    con.close()
+    assert main(["kpi", "--db", str(path), "--json", "--apdex-t-ms", "50",
+                 "--start", "2024-01-01T00:00:00Z", "--end", "2024-01-01T00:10:00Z"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (row,) = out["rows"]
+    assert (row["group"], row["requests"], row["apdex"], row["p50_ms"]) == ("shop", 10, pytest.approx(0.65), 55.0)
+    assert main(["kpi", "--db", str(path), "--by", "route", "--bucket", "5m"]) == 0
+    text = capsys.readouterr().out
+    assert "/a" in text and "quantile_cont" in text
+    assert main(["kpi", "--db", str(tmp_path / "missing.duckdb")]) == 1
+    assert "does not exist" in capsys.readouterr().err
