@@ -429,21 +429,14 @@ def monitoring_figures(results: dict[str, Any]) -> dict[str, go.Figure]:
         if kpis.get("saturation_latency"):
             figures["saturation_latency"] = charts.plot_saturation_latency(kpis)
     slo = results.get("slo") or {}
-    burndowns = [(s.get("name", ""), s.get("burndown") or []) for s in slo.get("slos", []) or []]
-    burndowns = [(n, b) for n, b in burndowns if b]
-    if burndowns:
-        burn = go.Figure()
-        rate = go.Figure()
-        for name, points in burndowns:
-            ts = [p.get("ts") for p in points]
-            burn.add_scatter(x=ts, y=[p.get("remaining_ratio") for p in points], name=str(name))
-            rate.add_scatter(x=ts, y=[p.get("burn_rate_1h") for p in points], name=str(name))
-        burn.update_layout(title="SLO error budget remaining", yaxis_tickformat=".0%")
-        for w in ((slo.get("alerts") or {}).get("windows") or []):
-            if w.get("burn_rate"):
-                rate.add_hline(y=float(w["burn_rate"]), line_dash="dot",
-                               annotation_text=f"{w.get('severity', '')} {w['burn_rate']:g}×")
-        rate.update_layout(title="Burn rate (1 h window) and alert thresholds", yaxis_type="log")
-        figures["slo_burndown"] = burn
-        figures["burn_rate"] = rate
+    if slo.get("slos"):
+        from kit.viz import slo as slo_charts
+
+        figures["slo_burndown"] = slo_charts.plot_burndown(slo)
+        timelines = (slo.get("backtest") or {}).get("timeline") or []
+        if timelines:  # the first SLO with a replayed timeline, availability first
+            kinds = {s.get("slo_id"): s.get("sli_kind") for s in slo["slos"]}
+            chosen = sorted(timelines, key=lambda t: (kinds.get(t.get("slo_id")) != "availability",
+                                                      str(t.get("slo_id"))))[0]
+            figures["burn_rate"] = slo_charts.plot_burn_rate_timeline(slo, chosen["slo_id"])
     return figures

@@ -1,0 +1,231 @@
+"""The monitoring documents built from a real KPI (and SLO) run on a small hand-built warehouse:
+they parse, validate against the shipped schema, escape what came from logs, and are deterministic."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+
+import jsonschema
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from kit.analysis.kpis import kpi_report
+from kit.config import RunConfig
+from kit.report import grafana, monitoring
+from kit.report.render import load_schema
+from kit.results import dumps
+from kit.warehouse import connect
+
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+EVIL_ROUTE = "/x/<script>alert(1)</script>|*bold*|`tick`"
+
+
+@pytest.fixture(scope="module")
+def warehouse():
+    """Two days, three services, one hostile route; CPU gauge and an error counter in metrics."""
+    rng = np.random.default_rng(3)
+    n = 20_000
+    routes = ["/home", "/product/{id}", "/cart", EVIL_ROUTE]
+    frame = pd.DataFrame({  # noqa: F841 - read by DuckDB below
+        "ts": pd.to_datetime(T0) + pd.to_timedelta(np.sort(rng.uniform(0, 2 * 86400, n)), unit="s"),
+        "service": rng.choice(["web", "api", "search"], n),
+        "route": rng.choice(routes, n, p=[0.4, 0.3, 0.2, 0.1]),
+        "status": rng.choice([200, 404, 500], n, p=[0.95, 0.03, 0.02]),
+        "latency_ms": rng.lognormal(4, 0.8, n),
+    })
+    con = connect(":memory:")
+    con.execute("INSERT INTO requests (ts, service, route, path, status, latency_ms, bytes_sent, source_id) "
+                "SELECT ts, service, route, route, status, latency_ms, 512, 1 FROM frame")
+    con.execute("""INSERT INTO metrics SELECT TIMESTAMPTZ '2024-05-01 00:00:00+00' + to_seconds(i * 60),
+                   'node_cpu_utilization_ratio', MAP {'instance': 'a'}, 0.4 + 0.2 * sin(i / 100.0), 1
+                   FROM range(2880) t(i)""")
+    yield con
+    con.close()
+
+
+@pytest.fixture(scope="module")
+def results(warehouse):
+    return {"kpis": json.loads(dumps(kpi_report(warehouse, bucket="15m")))}
+
+
+@pytest.fixture(scope="module")
+def results_with_slo(warehouse, results):
+    from kit.analysis.slo import slo_report
+
+    report, _specs, _plan = slo_report(warehouse, slo_window_days=7)
+    return {**results, "slo": json.loads(dumps(report))}
+
+
+CONFIG = RunConfig(db=":memory:", title="Test <shop>")
+
+
+def _validate(document):
+    schema = load_schema("Metrics_Framework_Specifications")
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(document)
+
+
+def _table_rows(markdown: str) -> list[str]:
+    return [line for line in markdown.splitlines() if line.startswith("|")]
+
+
+def _cells(row: str) -> int:
+    """Table cells, not counting escaped pipes."""
+    return len(re.split(r"(?<!\\)\|", row)) - 2
+
+
+def test_strategy_markdown_escapes_log_text(results):
+    text = monitoring.build_monitoring_strategy(results, CONFIG, {"overview": "figures/overview.png"})
+    assert "<script>" not in text and "</script>" not in text
+    assert "&lt;script&gt;" in text
+    assert "\\*bold\\*" in text and "\\`tick\\`" in text
+    assert "Test &lt;shop&gt;" in text.splitlines()[0]
+    # every table row has as many cells as its header: the route's | did not open a new column
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("|---"):
+            width = _cells(lines[i - 1])
+            j = i + 1
+            while j < len(lines) and lines[j].startswith("|"):
+                assert _cells(lines[j]) == width, lines[j]
+                j += 1
+    assert "![Overview: rate, errors, latency](<figures/overview.png>)" in text
+
+
+def test_strategy_markdown_carries_the_numbers_and_sections(results):
+    text = monitoring.build_monitoring_strategy(results, CONFIG, {})
+    for heading in ("## 1. Key performance indicators", "## 2. Metrics to collect", "## 3. Dashboards",
+                    "## Bottleneck identification process", "## Review cadence"):
+        assert heading in text
+    kpis = results["kpis"]
+    p99 = next(k for k in kpis["kpis"] if k["name"] == "latency_p99_ms")["value"]
+    assert f"{p99:,.1f} ms" in text
+    assert f"{kpis['requests']:,} requests" in text
+    assert "not computed in this run" in text  # no slo result
+    assert "Date: 2024-05-02." in text  # the window end, not the clock
+    assert "node\\_cpu\\_utilization\\_ratio" in text  # the USE signal found
+    assert "pg\\_stat\\_activity\\_count" in text  # a gap's recommended metric
+
+
+def test_documents_are_deterministic_and_use_as_of(results):
+    one = monitoring.build_monitoring_strategy(results, CONFIG, {})
+    two = monitoring.build_monitoring_strategy(json.loads(json.dumps(results)), CONFIG, {})
+    assert one == two
+    assert dumps(monitoring.build_metrics_framework(results, CONFIG)) == \
+        dumps(monitoring.build_metrics_framework(results, CONFIG))
+    dated = RunConfig(db=":memory:", as_of="2025-01-31")
+    assert "Date: 2025-01-31." in monitoring.build_monitoring_strategy(results, dated, {})
+    assert monitoring.build_metrics_framework(results, dated)["as_of"] == "2025-01-31"
+
+
+def test_metrics_framework_validates_without_slo(results):
+    doc = monitoring.build_metrics_framework(results, CONFIG)
+    _validate(doc)
+    assert doc["slos"] == [] and doc["alerts"] == []
+    assert any("not computed in this run" in note for note in doc["notes"])
+    names = {k["name"]: k for k in doc["kpis"]}
+    assert names["availability"]["baseline"] == pytest.approx(results["kpis"]["overall"]["availability"])
+    # proposed availability target: highest standard objective the window meets (~98 % here -> 95 %)
+    assert names["availability"]["target"] == 0.95
+    assert names["error_rate_5xx"]["target"] == pytest.approx(0.05)
+    metrics = {m["name"]: m for m in doc["metrics"]}
+    assert metrics["http_request_duration_seconds"]["present_in_warehouse"] is False
+    assert 0.3 in metrics["http_request_duration_seconds"]["buckets"]  # Apdex T
+    assert 1.2 in metrics["http_request_duration_seconds"]["buckets"]  # 4T
+    assert metrics["node_cpu_utilization_ratio"]["present_in_warehouse"] is True
+    assert metrics["node_cpu_utilization_ratio"]["interval_s"] == pytest.approx(60.0)
+    assert any(g["metric"] == "node_load1" for g in doc["instrumentation_gaps"])
+
+
+def test_schema_rejects_a_broken_document(results):
+    doc = monitoring.build_metrics_framework(results, CONFIG)
+    broken = json.loads(json.dumps(doc))
+    del broken["kpis"][0]["definition"]["sql"]
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(broken)
+    broken = json.loads(json.dumps(doc))
+    broken["alerts"] = [{"name": "x", "severity": "page"}]  # no expr
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(broken)
+
+
+def test_documents_include_slo_sections_when_present(results_with_slo):
+    doc = monitoring.build_metrics_framework(results_with_slo, CONFIG)
+    _validate(doc)
+    assert doc["slos"] and doc["alerts"]
+    assert {"name", "objective", "window"} <= set(doc["slos"][0])
+    text = monitoring.build_monitoring_strategy(results_with_slo, CONFIG, {})
+    assert "SLOs, error budgets and alert rules were not computed" not in text
+    assert "## Alert rules" in text
+    figures = monitoring.monitoring_figures(results_with_slo)
+    assert {"overview", "per_service", "per_route", "latency_heatmap", "saturation_latency",
+            "slo_burndown", "burn_rate"} <= set(figures)
+    assert all(len(fig.data) for name, fig in figures.items() if name != "burn_rate")
+
+
+def test_documents_without_kpis_say_so():
+    config = RunConfig(db=":memory:", as_of="2024-01-01")
+    text = monitoring.build_monitoring_strategy({}, config, {})
+    assert "KPIs were not computed in this run" in text
+    doc = monitoring.build_metrics_framework({}, config)
+    _validate(doc)
+    assert doc["kpis"] == []
+    with pytest.raises(ValueError, match="as_of"):
+        monitoring.build_monitoring_strategy({}, RunConfig(db=":memory:"), {})
+
+
+def _promql_exprs(results) -> list[str]:
+    doc = monitoring.build_metrics_framework(results, CONFIG)
+    exprs = [k["definition"]["promql"] for k in doc["kpis"] if k["definition"]["promql"]]
+    exprs += [q for d in doc["dashboards"] for p in d["panels"] for q in p["promql"]]
+    dash = grafana.grafana_dashboard(results, CONFIG)
+    exprs += [t["expr"].replace("$service", ".*") for p in dash["panels"] for t in p["targets"]]
+    return exprs
+
+
+def test_every_promql_expression_parses_with_promtool(results, tmp_path):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found (Debian package prometheus)"
+    exprs = _promql_exprs(results)
+    assert len(exprs) > 20
+    rules = {"groups": [{"name": "perfkit_kpis", "rules": [
+        {"record": f"perfkit:check_{i}", "expr": e} for i, e in enumerate(exprs)]}]}
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    bad = tmp_path / "bad.yml"  # the check itself can fail
+    bad.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [{"record": "r", "expr": "sum(rate(x[5m])"}]}]}))
+    assert subprocess.run([promtool, "check", "rules", str(bad)], capture_output=True, timeout=60).returncode != 0
+
+
+def test_grafana_dashboard_has_the_panels(results):
+    dash = grafana.grafana_dashboard(results, CONFIG)
+    json.dumps(dash, allow_nan=False)
+    titles = [p["title"] for p in dash["panels"]]
+    assert titles == [p[1] for p in monitoring.PANELS]
+    assert {p["type"] for p in dash["panels"]} == {"timeseries", "heatmap", "table"}
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(set(ids)) == len(ids)
+    assert all(t["expr"] and t["refId"] for p in dash["panels"] for t in p["targets"])
+    assert dash["templating"]["list"][1]["name"] == "service"
+    assert all('service=~"$service"' in t["expr"] for p in dash["panels"] for t in p["targets"]
+               if "http_request" in t["expr"])
+
+
+def test_code_block_cannot_be_closed_from_inside():
+    block = monitoring.code_block("a ``` b ```` c", "sql")
+    fence = block.splitlines()[0].removesuffix("sql")
+    assert fence == "`" * 5 and block.endswith("\n" + fence)
+
+
+def test_window_date_is_used_when_no_as_of(results):
+    end = datetime.fromisoformat(results["kpis"]["window_end"])
+    assert monitoring.build_metrics_framework(results, CONFIG)["as_of"] == end.date().isoformat()
+    assert end - T0 < timedelta(days=2, minutes=1)
