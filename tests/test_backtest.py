@@ -1,0 +1,100 @@
+"""Backtest on a synthetic series with hand-computed detection delays, on the demo, and on NAB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from kit.analysis.backtest import backtest_slos, nab_score
+from kit.analysis.slo import SloSpec
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _synthetic():
+    """7 days at 1,000 requests/min. Incident: 5% errors for 60 min from day 4 10:00 (recorded).
+    Blip: 5% errors for 2 min on day 5 (not an incident)."""
+    n = 7 * 1440
+    total = np.full(n, 1000, dtype=np.int64)
+    bad = np.zeros(n, dtype=np.int64)
+    m0 = 4 * 1440 + 600
+    bad[m0:m0 + 60] = 50
+    bad[5 * 1440:5 * 1440 + 2] = 50
+    spec = SloSpec(name="a", service="svc", objective=0.999, objective_percent=99.9, warehouse_service="svc")
+    incident = {"ts_start": START + timedelta(minutes=m0), "ts_end": START + timedelta(minutes=m0 + 60),
+                "service": "svc", "route": None, "what": "planted", "type": "error_burst"}
+    return spec, total, bad, incident
+
+
+def test_synthetic_delays_and_resets_are_hand_computed():
+    spec, total, bad, incident = _synthetic()
+    report = backtest_slos([(spec, (total, bad))], START, [incident])
+    by = {p.policy: p for p in report.policies}
+    # budget B = 0.001, error ratio r = 0.05. After k bad minutes a w-minute window holds r*k/w.
+    # mwmbr page 1h/5m at 14.4x: r*k/60 > 0.0144 -> k > 17.28 -> fires after 18 min. It stops when the
+    # 6h/30m pair at 6x stops: the 30-min window holds 29-j bad minutes j minutes after the end,
+    # r*(29-j)/30 > 0.006 -> j <= 25 -> episode ends 26 min after the incident.
+    assert by["mwmbr"].mean_delay_s == 18 * 60 and by["mwmbr"].mean_reset_s == 26 * 60
+    # 10-min threshold at B: fires in the first minute; stops when r*(9-j)/10 <= B -> 9 min after.
+    assert by["threshold"].mean_delay_s == 60 and by["threshold"].mean_reset_s == 9 * 60
+    # 1 h at 14.4x: same 18 min; holds while r*(59-j)/60 > 0.0144 -> j <= 41 -> 42 min after.
+    assert by["burn_rate_1h"].mean_delay_s == 18 * 60 and by["burn_rate_1h"].mean_reset_s == 42 * 60
+    # the blip fires only the single threshold (r*2/10 = 0.01 > B; r*2/60 < 0.0144)
+    assert by["threshold"].episodes == 2 and by["threshold"].precision == 0.5
+    assert by["mwmbr"].episodes == 1 and by["mwmbr"].precision == 1.0 and by["mwmbr"].recall == 1.0
+    # the 3d/6h ticket at 1x needs r*60/4320 = 0.00069 > 0.001: no ticket
+    assert by["mwmbr"].tickets_per_week == 0
+    inc = report.incidents[0]
+    assert inc.burns_budget and inc.detected and inc.severity == "page"
+    assert inc.budget_consumed_ratio == pytest.approx(50 * 60 / 43200)
+
+
+def test_quiet_traffic_guard_delays_the_page_to_the_slow_pair():
+    spec, total, bad, incident = _synthetic()
+    total = np.full_like(total, 10)  # 10 requests/min, 1 of them bad during the incident (10%)
+    bad = np.where(bad > 0, 1, 0)
+    bad[5 * 1440:5 * 1440 + 2] = 0
+    plain = {p.policy: p for p in backtest_slos([(spec, (total, bad))], START, [incident]).policies}["mwmbr"]
+    guarded = {p.policy: p for p in backtest_slos([(spec, (total, bad))], START, [incident],
+                                                  min_bad_events=10).policies}["mwmbr"]
+    # unguarded 1h/5m: k/600 > 0.0144 -> 9 min. Guarded: 1 h holds 600 < ceil(10/0.0144) = 695 events,
+    # so only 6h/30m at 6x can fire (6 h holds 3,600 >= 1,667): k/3600 > 0.006 -> 22 min.
+    assert plain.mean_delay_s == 9 * 60
+    assert guarded.mean_delay_s == 22 * 60
+
+
+@pytest.mark.slow
+def test_demo_incidents_that_burn_budget_are_caught(tmp_path):
+    from kit.analysis.slo import slo_report
+    from kit.demo import build_demo
+    from kit.warehouse import connect
+
+    db = tmp_path / "demo.duckdb"
+    build_demo(db, requests=300_000)
+    con = connect(db, read_only=True)
+    try:
+        report, _, _ = slo_report(con)
+    finally:
+        con.close()
+    incidents = report.backtest.incidents
+    assert len(incidents) == 4
+    burning = [i for i in incidents if i.burns_budget]
+    assert burning, "the error burst at ~22% 5xx must burn budget"
+    for inc in burning:
+        assert inc.detected and inc.delay_s is not None and inc.delay_s < 3600, inc
+    by = {p.policy: p for p in report.backtest.policies}
+    assert by["mwmbr"].recall == 1.0
+    assert by["mwmbr"].episodes < by["threshold"].episodes
+
+
+def test_nab_scoring_runs_on_the_shared_series(shared_datasets):
+    report = nab_score(shared_datasets / "timeseries/nab")
+    assert len(report.series) >= 15
+    by = {p["policy"]: p for p in report.policies}
+    windows = sum(s.windows for s in report.series)
+    for p in by.values():
+        assert p["label_windows"] == windows and 0 <= p["recall"] <= 1
+    # multiple windows are much quieter than a single threshold on the same signal
+    assert by["mwmbr"]["false_episodes"] < by["threshold"]["false_episodes"]

@@ -1,0 +1,58 @@
+"""The SLO report sections: Markdown escapes text from data; the catalog matches the framework schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+
+from kit.report.slo_sections import slo_catalog, slo_section_markdown
+
+SCHEMA = Path(__file__).resolve().parents[1] / "kit/report/schemas/Metrics_Framework_Specifications.schema.json"
+
+RESULT = {
+    "window_days": 30, "history": {"start": "2026-01-01T00:00:00+00:00", "end": "2026-01-08T00:00:00+00:00",
+                                   "days": 7.0},
+    "budget_note": "normalized",
+    "slos": [{"name": "requests-availability", "service": "api<script>|x", "slo_id": "api-requests-availability",
+              "sli_kind": "availability", "sli": {"description": "no 5xx", "sql": "SELECT 1"},
+              "objective": 0.999, "objective_source": "proposed", "proposal_note": "from *history*",
+              "window_days": 30.0, "budgeting_method": "Occurrences", "achieved": 0.9995, "budget_events": 432.0,
+              "consumed_ratio": 0.25, "remaining_ratio": 0.75, "error_budget_ratio": 0.001}],
+    "alerts": {"period_days": 30.0,
+               "windows": [{"severity": "page", "long_window": "1h", "short_window": "5m",
+                            "error_budget_percent": 2.0, "burn_rate": 14.4}],
+               "rules": [{"name": "ApiSloBurn", "slo": "requests-availability", "severity": "page",
+                          "expr": "max(a > (14.4 * 0.001)) or b", "windows": [["1h", "5m"], ["6h", "30m"]],
+                          "burn_rates": [14.4, 6.0], "thresholds": [0.0144, 0.006], "for": None}],
+               "saturation": [], "min_traffic": {}},
+    "backtest": {"resolution_s": 60, "weeks": 1.0, "chosen_policy": "mwmbr",
+                 "policies": [{"policy": "mwmbr", "episodes": 2, "per_week": 2.0, "precision": 0.5, "recall": 1.0,
+                               "mean_delay_s": 1140.0, "max_delay_s": 1140.0, "mean_reset_s": 180.0}],
+                 "by_rule": [{"slo": "requests-availability", "severity": "page", "episodes": 2}],
+                 "incidents": [{"what": "burst on /api/[x](javascript:alert(1))", "type": "error_burst",
+                                "service": "api", "ts_start": "2026-01-03T10:00:00+00:00", "slo": "api/x",
+                                "burn_rate": 44.2, "budget_consumed_ratio": 0.031, "burns_budget": True,
+                                "detected": True, "severity": "page", "delay_s": 1140.0, "reset_s": 180.0}]},
+}
+
+
+def test_markdown_escapes_values_from_data():
+    text = slo_section_markdown(RESULT)
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert "api&lt;script&gt;\\|x" in text  # the | would otherwise split the table cell
+    assert "](javascript" not in text
+    assert "99.9% (proposed)" in text and "19.0 min" in text
+
+
+def test_catalog_validates_against_the_framework_schema():
+    schema = json.loads(SCHEMA.read_text())
+    catalog = slo_catalog(RESULT)
+    for kind, items in (("slo", catalog["slos"]), ("alert", catalog["alerts"])):
+        sub = {"$defs": schema["$defs"], **schema["$defs"][kind]}
+        for item in items:
+            jsonschema.validate(item, sub)
+    assert catalog["slos"][0]["window"] == "30d"
+    assert catalog["alerts"][0]["burn_rate"] == 14.4
+    assert catalog["alerts"][0]["backtest"]["episodes"] == 2
