@@ -489,6 +489,7 @@ def _text_blob(rng: np.random.Generator, kind: str, size: int) -> bytes:
     total = 0
     pick = rng.integers(0, len(w), size=(size // 40 + 8, 4))
     nums = rng.integers(0, 1000, size=(size // 40 + 8, 3))
+    tok = [t.as_py() for t in _hex16(rng.integers(0, 2**63, size=size // 100 + 8).astype(np.uint64))]
     i = 0
     if kind == "js":
         parts.append(f'"use strict";\n(self.webpackChunkshop=self.webpackChunkshop||[]).push([[{nums[0, 0]}],{{\n')
@@ -501,10 +502,11 @@ def _text_blob(rng: np.random.Generator, kind: str, size: int) -> bytes:
         x, y, z = nums[i % len(nums)]
         if kind == "js":
             s = (f"function {a}{b.title()}{x}(e,t){{const n=e.{c}||[];if(!n.length)return null;"
-                 f"return n.filter(r=>r.{d}>{y}).map(r=>({{id:r.id,{a}:r.{b},value:t*{z}}}))}}\n")
+                 f"var k=\"{tok[i % len(tok)]}\";"
+                 f"return n.filter(r=>r.{d}>{y}).map(r=>({{id:r.id,{a}:r.{b},key:k,value:t*{z}}}))}}\n")
         elif kind == "css":
             s = (f".{a}-{b}__{c}{{display:flex;margin:{x % 32}px {y % 24}px;padding:{z % 16}px;"
-                 f"color:var(--ink);border-radius:{x % 9}px}}\n")
+                 f"color:#{tok[i % len(tok)][:6]};border-radius:{x % 9}px}}\n")
         elif kind == "svg":
             s = f'  <path d="M{x % 24}.{y % 10} {z % 24}.{x % 10}L{y % 24} {z % 24}Z" fill="#{x:03x}{z:03x}"/>\n'
         else:  # json
@@ -675,7 +677,8 @@ class _Arrays:
         self.p3 = np.array([r.p3xx for r in routes])
         self.code3 = np.array([r.code3 for r in routes])
         self.static = self.svc == SERVICES.index("static")
-        self.dynamic_size = np.array([r.ctype in ("html", "json", "xml") for r in routes])
+        self.dynamic_size = np.array([r.ctype in ("html", "json", "xml") and r.service != "static"
+                                      for r in routes])
         self.json = np.array([r.ctype == "json" for r in routes])
         self.named = np.array([r.names is not None for r in routes])
         self.perm_a = np.array([_coprime_step(r.n_objects, seed * 131 + i) for i, r in enumerate(routes)])
@@ -1413,20 +1416,21 @@ def _write_assets(con: Any, src: Any, asset_rows: list[tuple[str, str, bytes]]) 
     _finish(con, src, len(asset_rows))
 
 
-# folded stacks per service: (stack, relative weight); one clearly hot function in api
+# on-CPU folded stacks per service: (stack, relative weight); one clearly hot function (pricing rules in api);
+# database waits are off-CPU, so psycopg frames are small here
 _STACKS: dict[str, tuple[tuple[str, float], ...]] = {
     "api": (
         ("main;gunicorn.worker;app.handle;views.product_detail;serializers.ProductSerializer.to_representation;"
-         "pricing.apply_promotions;pricing._match_rules", 30.0),
+         "pricing.apply_promotions;pricing._match_rules", 45.0),
         ("main;gunicorn.worker;app.handle;views.product_detail;serializers.ProductSerializer.to_representation;"
          "pricing.apply_promotions;decimal.Decimal.quantize", 9.0),
         ("main;gunicorn.worker;app.handle;views.product_list;serializers.ProductSerializer.to_representation;"
          "pricing.apply_promotions;pricing._match_rules", 7.0),
-        ("main;gunicorn.worker;app.handle;views.product_detail;orm.query;psycopg.execute", 8.0),
+        ("main;gunicorn.worker;app.handle;views.product_detail;orm.query;psycopg.execute", 3.0),
         ("main;gunicorn.worker;app.handle;views.product_detail;json.dumps", 5.0),
-        ("main;gunicorn.worker;app.handle;views.product_list;orm.query;psycopg.execute", 4.0),
+        ("main;gunicorn.worker;app.handle;views.product_list;orm.query;psycopg.execute", 2.0),
         ("main;gunicorn.worker;app.handle;views.product_list;json.dumps", 3.0),
-        ("main;gunicorn.worker;app.handle;views.user_orders;orm.query;psycopg.execute", 4.0),
+        ("main;gunicorn.worker;app.handle;views.user_orders;orm.query;psycopg.execute", 2.0),
         ("main;gunicorn.worker;app.handle;views.session;auth.verify_token;jwt.decode;hmac.compare_digest", 3.0),
         ("main;gunicorn.worker;app.handle;views.recommendations;reco.score_candidates;numpy.dot", 4.0),
         ("main;gunicorn.worker;app.handle;middleware.logging;logging.Handler.emit", 2.0),
@@ -1438,12 +1442,12 @@ _STACKS: dict[str, tuple[tuple[str, float], ...]] = {
     "web": (
         ("main;gunicorn.worker;app.handle;views.product_page;templates.render;jinja2.Template.render;"
          "jinja2.runtime.Context.call", 14.0),
-        ("main;gunicorn.worker;app.handle;views.product_page;orm.query;psycopg.execute", 8.0),
-        ("main;gunicorn.worker;app.handle;views.category_page;orm.query;psycopg.execute", 9.0),
+        ("main;gunicorn.worker;app.handle;views.product_page;orm.query;psycopg.execute", 3.0),
+        ("main;gunicorn.worker;app.handle;views.category_page;orm.query;psycopg.execute", 3.0),
         ("main;gunicorn.worker;app.handle;views.category_page;templates.render;jinja2.Template.render", 7.0),
         ("main;gunicorn.worker;app.handle;views.home;cache.get;redis.Connection.read_response", 4.0),
         ("main;gunicorn.worker;app.handle;views.home;templates.render;jinja2.Template.render", 5.0),
-        ("main;gunicorn.worker;app.handle;views.account;orm.query;psycopg.execute", 3.0),
+        ("main;gunicorn.worker;app.handle;views.account;orm.query;psycopg.execute", 1.0),
         ("main;gunicorn.worker;app.handle;views.sitemap;xml.etree.ElementTree.tostring", 3.0),
         ("main;gunicorn.worker;app.handle;middleware.session;itsdangerous.URLSafeTimedSerializer.loads", 2.0),
         ("main;gunicorn.worker;app.handle;middleware.gzip;zlib.compress", 6.0),
@@ -1461,9 +1465,9 @@ _STACKS: dict[str, tuple[tuple[str, float], ...]] = {
     "checkout": (
         ("main;gunicorn.worker;app.handle;views.checkout_confirm;payments.stripe.create_intent;"
          "requests.Session.send;ssl.SSLSocket.recv", 12.0),
-        ("main;gunicorn.worker;app.handle;views.cart_items;orm.query;psycopg.execute", 8.0),
+        ("main;gunicorn.worker;app.handle;views.cart_items;orm.query;psycopg.execute", 3.0),
         ("main;gunicorn.worker;app.handle;views.cart;pricing.apply_promotions;pricing._match_rules", 6.0),
-        ("main;gunicorn.worker;app.handle;views.checkout_confirm;orm.transaction;psycopg.execute", 6.0),
+        ("main;gunicorn.worker;app.handle;views.checkout_confirm;orm.transaction;psycopg.execute", 2.0),
         ("main;gunicorn.worker;app.handle;views.shipping_estimate;shipping.rates.lookup", 3.0),
         ("main;gunicorn.worker;app.handle;templates.render;jinja2.Template.render", 4.0),
         ("main;gunicorn.worker;gc.collect", 1.0),
@@ -1477,15 +1481,18 @@ _STACKS: dict[str, tuple[tuple[str, float], ...]] = {
 }
 
 
+_PROFILE_SHARE = {"api": 0.4, "web": 0.25, "static": 0.1, "search": 0.12, "checkout": 0.13}
+
+
 def _write_profiles(con: Any, src: Any, start: datetime, days: int, seed: int) -> None:
-    """One CPU profile per service per day (folded stacks with sample counts, 100 Hz for 60 s)."""
+    """One CPU profile per service per day (folded stacks with sample counts; busier services, more samples)."""
     rng = np.random.default_rng([seed, 5])
     ts, svc, prof, stack, samples = [], [], [], [], []
     for d in range(days):
         when = start + timedelta(days=d, hours=15)
         for service, stacks in _STACKS.items():
             w = np.array([x for _, x in stacks])
-            counts = rng.multinomial(6000, w / w.sum())
+            counts = rng.multinomial(int(60_000 * _PROFILE_SHARE[service]), w / w.sum())
             for (s, _), c in zip(stacks, counts, strict=True):
                 if c:
                     ts.append(when)
