@@ -356,7 +356,7 @@ def rules_yaml(specs: list[SloSpec], plan: AlertPlan, windows: tuple[AlertWindow
 
 # ------------------------------------------------------------------------------------------ saturation
 
-def saturation_rules(metric_summaries: list[dict[str, Any]], *, for_: str = "10m") -> tuple[SaturationRule, ...]:
+def saturation_rules(metric_summaries: list[dict[str, Any]], *, for_: str = "5m") -> tuple[SaturationRule, ...]:
     """Saturation alerts for resource gauges: ``metric_summaries`` items have ``name`` and ``p99`` / ``max``
     (from the warehouse's ``metrics``) and optional ``limit`` (1.0 for ratios, 100 for percents). The
     threshold is 90% of the limit when known, else 1.2 x the history's p99."""

@@ -18,7 +18,8 @@ precision = true episodes / episodes; recall = caught / budget-burning incidents
 least ``MATERIAL_SHARE`` = 2% of the window's error budget — the consumption the fastest page, 1 h at
 14.4x over 30 days, is designed to catch; smaller incidents are listed with their share but do not count);
 detection delay = end of the first firing minute - incident start;
-reset time = end of the catching episode - incident end.
+reset time = end of the first catching alert's episode - incident end. Firing runs separated by at most
+``MERGE_GAP_MINUTES`` quiet minutes are one episode (as Alertmanager would notify once).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ POLICIES = {
 }
 CHOSEN = "mwmbr"
 GRACE_S = 3600.0
+MERGE_GAP_MINUTES = 5  # quiet minutes that still count as the same alert episode (Alertmanager's group_interval)
 MATERIAL_SHARE = 0.02  # the budget share the fastest page (1h at 14.4x over 30 d) is designed to catch
 
 
@@ -169,11 +171,17 @@ def _guard(w: AlertWindow, budget: float, min_bad_events: int | None) -> int | N
     return min_bad_events if min_bad_events else None
 
 
-def episodes_from_mask(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (exclusive) indices of the runs of True in ``mask``."""
+def episodes_from_mask(mask: np.ndarray, merge_gap: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) indices of the runs of True in ``mask``; runs separated by at most
+    ``merge_gap`` quiet steps count as one episode (a flapping alert is one notification)."""
     padded = np.concatenate(([False], mask.astype(bool), [False]))
     diff = np.diff(padded.astype(np.int8))
-    return np.flatnonzero(diff == 1), np.flatnonzero(diff == -1)
+    starts, ends = np.flatnonzero(diff == 1), np.flatnonzero(diff == -1)
+    if merge_gap > 0 and len(starts) > 1:
+        keep = np.concatenate(([True], starts[1:] - ends[:-1] > merge_gap))
+        starts = starts[keep]
+        ends = ends[np.concatenate((keep[1:], [True]))]
+    return starts, ends
 
 
 # --------------------------------------------------------------------------------------------- incidents
@@ -197,8 +205,13 @@ def load_incidents(con: duckdb.DuckDBPyConnection, start: datetime, end: datetim
 def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], start: datetime,
                   incidents: list[dict[str, Any]], *, min_bad_events: int | None = None,
                   windows: tuple[AlertWindow, ...] | None = None, grace_s: float = GRACE_S,
-                  timeline_step_minutes: int = 10) -> BacktestReport:
-    """Replay all policies over each SLO's per-minute series and score them against ``incidents``."""
+                  timeline_step_minutes: int = 10,
+                  saturation: list[tuple[str, float, int, np.ndarray]] | None = None) -> BacktestReport:
+    """Replay all policies over each SLO's per-minute series and score them against ``incidents``.
+
+    ``saturation`` items are (alert name, threshold, ``for`` in minutes, per-minute values): the alert
+    fires once the value has been above the threshold for ``for`` consecutive minutes. When given, the
+    chosen rule set is the burn-rate alerts plus these (policy ``mwmbr+saturation``)."""
     n = len(slos[0][1][0]) if slos else 0
     weeks = n / (7 * 1440) if n else 0.0
     step = timedelta(minutes=1)
@@ -244,7 +257,7 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
                 consumed[j] = share
         for policy, by_severity in masks.items():
             for severity, mask in by_severity.items():
-                starts, ends = episodes_from_mask(mask)
+                starts, ends = episodes_from_mask(mask, MERGE_GAP_MINUTES)
                 for s_idx, e_idx in zip(starts, ends, strict=True):
                     ep_start, ep_end = start + step * int(s_idx), start + step * int(e_idx)
                     matched = None
@@ -263,9 +276,35 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
                     episodes.append(ep)
                     rule_stats.setdefault((policy, spec.name if not spec.service else spec.slo_id, severity),
                                           []).append(ep)
-    burning_set = {j for j, share in consumed.items() if share >= MATERIAL_SHARE}
+    chosen = CHOSEN
+    policy_names = dict(POLICIES)
+    if saturation:
+        detections["saturation"] = {}
+        for name, threshold, for_minutes, values in saturation:
+            above = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-np.inf) > threshold
+            mask = _rolling_sum(above.astype(np.int64), max(1, for_minutes)) >= max(1, for_minutes)
+            starts, ends = episodes_from_mask(mask, MERGE_GAP_MINUTES)
+            for s_idx, e_idx in zip(starts, ends, strict=True):
+                ep_start, ep_end = start + step * int(s_idx), start + step * int(e_idx)
+                matched = _match(incidents, range(len(incidents)), ep_start, ep_end, step, grace_s,
+                                 detections["saturation"], "warning")
+                episodes.append(Episode(name, "saturation", "warning", ep_start, ep_end,
+                                        None if matched is None else incidents[matched]["what"]))
+        chosen = f"{CHOSEN}+saturation"
+        policy_names["saturation"] = "resource saturation alerts only (cause-based)"
+        policy_names[chosen] = "the chosen rules: multi-window multi-burn-rate plus saturation alerts"
+        merged: dict[int, list[tuple[float, float, str]]] = {}
+        for source in (detections[CHOSEN], detections["saturation"]):
+            for j, hits in source.items():
+                merged.setdefault(j, []).extend(hits)
+        detections[chosen] = merged
+    burning_set = {j for j, (burn, _) in burning.items() if burn > 1.0}
     policies = []
-    for policy, description in POLICIES.items():
+    for policy, description in policy_names.items():
+        if policy == chosen and chosen != CHOSEN:
+            eps = [e for e in episodes if e.policy in (CHOSEN, "saturation")]
+            policies.append(_score(policy, description, None, None, eps, detections[policy], burning_set, weeks))
+            continue
         eps = [e for e in episodes if e.policy == policy]
         policies.append(_score(policy, description, None, None, eps, detections[policy], burning_set, weeks))
     by_rule = []
@@ -279,25 +318,40 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
                               {j: v for j, v in det.items() if v}, related, weeks))
     incident_rows = []
     for j, inc in enumerate(incidents):
-        hits = sorted(detections[CHOSEN].get(j, []), key=lambda d: d[0])
+        # the first alert to fire (page before ticket on ties) sets the delay and its reset time
+        hits = sorted(detections[chosen].get(j, []), key=lambda d: (d[0], d[2] != "page"))
         burn, slo = burning.get(j, (None, None))
         first = hits[0] if hits else None
         incident_rows.append(IncidentScore(
             what=inc["what"], type=inc.get("type"), service=inc["service"], route=inc.get("route"),
             ts_start=inc["ts_start"], ts_end=inc["ts_end"], slo=slo, burns_budget=j in burning_set,
             burn_rate=burn, budget_consumed_ratio=consumed.get(j), peak_burn_rate=peaks.get(j), detected=bool(hits),
-            severity=("page" if any(h[2] == "page" for h in hits) else "ticket") if hits else None,
+            severity=hits[0][2] if hits else None,
             delay_s=first[0] if first else None,
-            reset_s=max(h[1] for h in hits) if hits else None))
+            reset_s=max(h[1] for h in hits if h[2] == hits[0][2]) if hits else None))
     note = ("Replayed at 1-minute resolution with exact per-window event counts. An episode is a true "
             f"positive when it overlaps an incident on its service (up to {grace_s / 60:g} min after its end); "
             f"an incident burns budget when it consumed at least {MATERIAL_SHARE:.0%} of the window's error budget "
             "(the fastest page's design point); smaller ones are listed with their share.")
     if not incidents:
         note += " The warehouse has no incident events: precision and recall cannot be computed."
-    return BacktestReport(resolution_s=60, weeks=weeks, chosen_policy=CHOSEN, grace_s=grace_s,
+    return BacktestReport(resolution_s=60, weeks=weeks, chosen_policy=chosen, grace_s=grace_s,
                           policies=tuple(policies), by_rule=tuple(by_rule), incidents=tuple(incident_rows),
                           episodes=tuple(episodes), timeline=tuple(timeline), note=note)
+
+
+def _match(incidents: list[dict[str, Any]], candidates: Any, ep_start: datetime, ep_end: datetime,
+           step: timedelta, grace_s: float, detections: dict[int, list[tuple[float, float, str]]],
+           severity: str) -> int | None:
+    """The first incident an episode overlaps (up to ``grace_s`` after its end); records the detection."""
+    for j in candidates:
+        inc = incidents[j]
+        if ep_start <= inc["ts_end"] + timedelta(seconds=grace_s) and ep_end > inc["ts_start"]:
+            first = max(ep_start, inc["ts_start"])
+            delay = (first + step - inc["ts_start"]).total_seconds() if ep_start >= inc["ts_start"] else 0.0
+            detections.setdefault(j, []).append((delay, (ep_end - inc["ts_end"]).total_seconds(), severity))
+            return int(j)
+    return None
 
 
 def _score(policy: str, description: str, slo: str | None, severity: str | None, eps: list[Episode],

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 DEFAULT_PERIOD_DAYS = 30.0
-TARGET_LADDER = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995, 0.99999)
+TARGET_LADDER = (0.5, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995, 0.99999)
 
 
 class SloSpecError(ValueError):
@@ -547,11 +547,12 @@ def minute_series(con: duckdb.DuckDBPyConnection, spec: SloSpec, start: datetime
     return total, bad
 
 
-def propose_target(total: np.ndarray, bad: np.ndarray, *, headroom: float = 2.0) -> TargetProposal:
+def propose_target(total: np.ndarray, bad: np.ndarray, *, headroom: float = 1.5) -> TargetProposal:
     """Propose an objective from per-minute counts: the strictest ladder target (99%, 99.5%, 99.9%, ...)
-    whose error budget is at least ``headroom`` x the error ratio of a typical bad day (the 75th
-    percentile of daily error ratios), so normal days use at most 1/headroom of the budget while
-    incidents still burn it. Falls back to 90% when even that is not met."""
+    whose error budget is at least ``headroom`` x the error ratio of a typical day (the median of daily
+    error ratios; the whole history when shorter than 2 days), so a normal day uses at most 1/headroom
+    (2/3) of its budget while incidents still burn it. Targets below 90% come with a warning that the
+    SLI itself (e.g. the latency threshold) is probably too strict for the service; 50% is the floor."""
     days = len(total) // 1440
     if days >= 2:
         t = total[: days * 1440].reshape(days, 1440).sum(axis=1)
@@ -572,6 +573,9 @@ def propose_target(total: np.ndarray, bad: np.ndarray, *, headroom: float = 2.0)
     basis = (f"proposed from the history: {basis_days} is {typical:.3g}; the strictest target whose budget "
              f"is at least {headroom:g}x that is {chosen:.5g} (achieved over the whole history: "
              f"{achieved:.5g})" if achieved is not None else "")
+    if chosen < 0.9:
+        basis += ("; below 90%: the SLI is probably too strict for this service (for latency, raise "
+                  "latency_threshold_ms or give this service its own threshold)")
     return TargetProposal(chosen, basis, achieved, typical)
 
 
@@ -792,6 +796,32 @@ def saturation_candidates(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]
     return out
 
 
+def saturation_minutes(con: duckdb.DuckDBPyConnection, candidate: dict[str, Any], start: datetime,
+                       end: datetime) -> np.ndarray:
+    """Per-minute value of a saturation candidate over [start, end) (NaN where no sample), computed in
+    DuckDB: the DB pool's active / max connections, or the max of a gauge over its series."""
+    n = int((end - start).total_seconds() // 60)
+    base = int(start.timestamp() // 60)
+    window = f"ts >= TIMESTAMPTZ '{start.isoformat()}' AND ts < TIMESTAMPTZ '{end.isoformat()}'"
+    if candidate["name"] == "db_connection_pool_utilization":
+        sql = f"""
+            WITH a AS (SELECT ts, sum(value) AS active FROM metrics WHERE name = 'pg_stat_activity_count'
+                       AND labels['state'] = 'active' AND {window} GROUP BY ts),
+                 m AS (SELECT ts, max(value) AS max_conn FROM metrics
+                       WHERE name = 'pg_settings_max_connections' AND {window} GROUP BY ts)
+            SELECT CAST(floor(epoch(ts) / 60) AS BIGINT) - {base} AS i, max(active / max_conn) AS v
+            FROM a JOIN m USING (ts) GROUP BY 1"""
+    else:
+        sql = (f"SELECT CAST(floor(epoch(ts) / 60) AS BIGINT) - {base} AS i, max(value) AS v FROM metrics "
+               f"WHERE name = {_q(candidate['name'])} AND {window} GROUP BY 1")
+    rows = con.execute(sql).fetchnumpy()
+    out = np.full(n, np.nan)
+    idx = np.asarray(rows["i"], dtype=np.int64)
+    keep = (idx >= 0) & (idx < n)
+    out[idx[keep]] = np.asarray(rows["v"], dtype=np.float64)[keep]
+    return out
+
+
 def slo_report(con: duckdb.DuckDBPyConnection, *, start: str | None = None, end: str | None = None,
                services: list[str] | None = None, availability_target: float | None = None,
                latency_threshold_ms: float = 500.0, latency_target: float | None = None,
@@ -828,8 +858,13 @@ def slo_report(con: duckdb.DuckDBPyConnection, *, start: str | None = None, end:
     saturation = saturation_rules(saturation_candidates(con))
     plan = alert_plan(promql_specs, min_bad_events=min_bad_events, saturation=saturation)
     incidents = load_incidents(con, first, last)
+    candidates = {c["name"]: c for c in saturation_candidates(con)}
+    saturation_series = [
+        (rule.name, rule.threshold, int(parse_duration_s(rule.for_) // 60),
+         saturation_minutes(con, candidates[rule.metric], first, last))
+        for rule in saturation if rule.metric in candidates]
     backtest = backtest_slos([p for p in pairs if p[0].evaluable], first, incidents,
-                             min_bad_events=min_bad_events)
+                             min_bad_events=min_bad_events, saturation=saturation_series)
     report = SloReport(
         window_days=float(slo_window_days),
         history={"start": first, "end": last, "days": history_days},
