@@ -48,7 +48,7 @@ from kit.ingest.core import (
     add_path_args,
     first_lines,
     ingest_file,
-    lines_relation_sql,
+    lines_table,
     readable_path,
     run_ingest_cli,
     sql_string,
@@ -87,8 +87,9 @@ class LogFormat:
     kind: str = "regex"                       # regex | json | w3c
     regex: str = ""
     check: str = ""
-    fast: str = ""                            # "" or "clf": split-based extraction for lines matching fast_check
-    fast_check: str = ""
+    fast: str = ""                            # "" or "clf": split-on-quotes extraction (see _extract_sql)
+    fast_parts: int = 0                       # clf: number of '"'-separated parts of a well-formed line
+    fast_tail: str = ""                       # clf: RE2 the part after the last quote must match
     time_kind: str = "clf"                    # clf | iso | epoch | auto
     latency_ms_per_unit: float = 1000.0       # request time unit → ms
     upstream_ms_per_unit: float = 1000.0
@@ -114,7 +115,8 @@ _CLF_HEAD = rf"(?P<client>\S+) \S+ \S+ \[(?P<time>[^\]]*)\] {_qf('request')} (?P
 _COMBINED = rf"{_CLF_HEAD} {_qf('referer')} {_qf('user_agent')}"
 _KV_KEYS = r"(?:rt|urt|ucs|request_time|upstream_response_time|upstream_cache_status)="
 
-_FAST_HEAD = r'\S+ \S+ \S+ \[[^\]]*\] "[^"]*" \d{3} (?:\d+|-)'
+_FAST_PRE = r"\S+ \S+ \S+ \[[^\]]*\] "    # part 1 of a well-formed CLF line (before the first quote)
+_FAST_MID = r" \d{3} (?:\d+|-)"              # part 3: status and bytes
 
 
 def _regex_format(name: str, regex: str, **kw: Any) -> LogFormat:
@@ -122,13 +124,11 @@ def _regex_format(name: str, regex: str, **kw: Any) -> LogFormat:
 
 
 BUILTIN_FORMATS: dict[str, LogFormat] = {
-    "common": _regex_format("common", rf"^{_CLF_HEAD}$", fast="clf", fast_check=rf"^{_FAST_HEAD}$"),
-    "combined": _regex_format(
-        "combined", rf"^{_COMBINED}(?P<kv>(?:\s.*)?)$", fast="clf",
-        fast_check=rf'^{_FAST_HEAD} "[^"]*" "[^"]*"(?:\s[^"]*)?$'),
-    "combined_kv": _regex_format(
-        "combined_kv", rf"^{_COMBINED}(?P<kv>\s.*{_KV_KEYS}.*)$", fast="clf",
-        fast_check=rf'^{_FAST_HEAD} "[^"]*" "[^"]*"\s[^"]*{_KV_KEYS}[^"]*$'),
+    "common": _regex_format("common", rf"^{_CLF_HEAD}$", fast="clf", fast_parts=3),
+    "combined": _regex_format("combined", rf"^{_COMBINED}(?P<kv>(?:\s.*)?)$", fast="clf", fast_parts=7,
+                              fast_tail=r"(?:\s.*)?"),
+    "combined_kv": _regex_format("combined_kv", rf"^{_COMBINED}(?P<kv>\s.*{_KV_KEYS}.*)$", fast="clf",
+                                 fast_parts=7, fast_tail=rf"\s.*{_KV_KEYS}.*"),
     "squid": _regex_format(
         "squid",
         r"^(?P<time>\d+(?:\.\d+)?)\s+(?P<rt>-?\d+) (?P<client>\S+) (?P<code>[A-Za-z_]+)/(?P<status>\d{3}) "
@@ -341,36 +341,54 @@ def _extract_sql(fmt: LogFormat, lines_sql: str, skip_lines: int, sample: Sequen
         groups = list(fmt.groups)
         slow = (f"CASE WHEN regexp_full_match(line, {sql_string(fmt.check)}) "
                 f"THEN regexp_extract(line, {sql_string(fmt.regex)}, {groups}) END")
+        if fmt.fast != "clf":
+            cols = ", ".join(f"m.{c} AS {c}" if c in groups else f"NULL AS {c}" for c in canon)
+            return (f"SELECT line_no, line, m IS NOT NULL AS ok, {cols}, (line IS NULL OR trim(line) = '') AS skip "
+                    f"FROM (SELECT line_no, line, {slow} AS m FROM ({lines_sql}) WHERE line_no > {skip_lines})")
+        # Fast path for the CLF family: split the line on '"' once; a line whose parts have the
+        # well-formed shape (checked by short DFA matches) is read from the parts, any other line goes
+        # through the full capturing regex (which also accepts backslash-escaped quotes).
+        n = fmt.fast_parts
+        shape = (f"len(p) = {n} AND regexp_full_match(p[1], {sql_string(_FAST_PRE)}) "
+                 f"AND regexp_full_match(p[3], {sql_string(_FAST_MID + (' ' if n > 3 else ''))})")
+        if n > 3:
+            shape += f" AND p[5] = ' ' AND regexp_full_match(p[7], {sql_string(fmt.fast_tail)})"
+        kv_std = ("len(kvl) = 4 AND starts_with(kvl[2], 'rt=') AND starts_with(kvl[3], 'urt=') "
+                  "AND starts_with(kvl[4], 'ucs=')")
+        fast_cols = {
+            "client": "pw[1]",
+            "time": "substr(p[1], off + 2, length(p[1]) - off - 3)",
+            "request": "p[2]",
+            "status": "mw[2]",
+            "bytes": "mw[3]",
+        }
+        if "user_agent" in groups:
+            fast_cols["user_agent"] = "p[6]"
+        if "kv" in groups:
+            fast_cols["kv"] = f"CASE WHEN NOT ({kv_std}) THEN p[7] END"
+            fast_cols["rt"] = f"CASE WHEN {kv_std} THEN substr(kvl[2], 4) END"
+            fast_cols["urt"] = f"CASE WHEN {kv_std} THEN substr(kvl[3], 5) END"
+            fast_cols["ucs"] = f"CASE WHEN {kv_std} THEN substr(kvl[4], 5) END"
         cols = []
         for c in canon:
             slow_col = f"m.{c}" if c in groups else "NULL"
-            if fmt.fast == "clf" and c in ("client", "time", "request", "status", "bytes", "user_agent", "kv"):
-                fast_col = {
-                    "client": "split_part(pre, ' ', 1)",
-                    "time": "substr(pre, off + 2, length(pre) - off - 3)",
-                    "request": "split_part(line, '\"', 2)",
-                    "status": "split_part(mid, ' ', 2)",
-                    "bytes": "split_part(mid, ' ', 3)",
-                    "user_agent": "split_part(line, '\"', 6)" if "user_agent" in groups else "NULL",
-                    "kv": "split_part(line, '\"', 7)" if "kv" in groups else "NULL",
-                }[c]
-                cols.append(f"CASE WHEN fast_ok THEN {fast_col} ELSE {slow_col} END AS {c}")
+            if c in fast_cols:
+                cols.append(f"CASE WHEN fast_ok THEN {fast_cols[c]} ELSE {slow_col} END AS {c}")
             else:
                 cols.append(f"{slow_col} AS {c}")
-        if fmt.fast == "clf":
-            inner = (
-                f"SELECT line_no, line, fast_ok, pre, mid, "
-                f"length(split_part(pre, ' ', 1)) + length(split_part(pre, ' ', 2)) "
-                f"+ length(split_part(pre, ' ', 3)) + 3 AS off, "
-                f"CASE WHEN NOT fast_ok THEN {slow} END AS m FROM ("
-                f"SELECT line_no, line, regexp_full_match(line, {sql_string(fmt.fast_check)}) AS fast_ok, "
-                f"split_part(line, '\"', 1) AS pre, split_part(line, '\"', 3) AS mid "
-                f"FROM ({lines_sql}) WHERE line_no > {skip_lines})")
-            ok = "fast_ok OR m IS NOT NULL"
-        else:
-            inner = f"SELECT line_no, line, {slow} AS m FROM ({lines_sql}) WHERE line_no > {skip_lines}"
-            ok = "m IS NOT NULL"
-        return (f"SELECT line_no, line, ({ok}) AS ok, {', '.join(cols)}, "
+        kvl = "string_split(p[7], ' ')" if "kv" in groups else "NULL::VARCHAR[]"
+        inner = (
+            f"SELECT line_no, line, fast_ok, p, pw, mw, kvl, "
+            f"length(pw[1]) + length(pw[2]) + length(pw[3]) + 3 AS off, "
+            f"CASE WHEN NOT fast_ok THEN {slow} END AS m FROM ("
+            f"SELECT line_no, line, fast_ok, p, "
+            f"CASE WHEN fast_ok THEN string_split(p[1], ' ') END AS pw, "
+            f"CASE WHEN fast_ok THEN string_split(p[3], ' ') END AS mw, "
+            f"CASE WHEN fast_ok THEN {kvl} END AS kvl FROM ("
+            f"SELECT line_no, line, p, coalesce({shape}, false) AS fast_ok FROM ("
+            f"SELECT line_no, line, string_split(line, '\"') AS p "
+            f"FROM ({lines_sql}) WHERE line_no > {skip_lines})))")
+        return (f"SELECT line_no, line, (fast_ok OR m IS NOT NULL) AS ok, {', '.join(cols)}, "
                 f"(line IS NULL OR trim(line) = '') AS skip FROM ({inner})")
     if fmt.kind == "json":
         keys = fmt.json_keys or _json_keys_from_sample(sample)
@@ -575,30 +593,41 @@ def load_access_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
         tried = (fmt.name,)
     salt = salt if salt is not None else warehouse_salt(con)
     sid = source.source_id
-    with readable_path(path) as readable:
-        extract = _extract_sql(fmt, lines_relation_sql(readable), skip_lines, sample)
+    with readable_path(path) as readable, lines_table(con, readable) as lines_sql:
+        extract = _extract_sql(fmt, lines_sql, skip_lines, sample)
         typed = _typed_sql(fmt, extract, salt, service, route_rules)
         reason = _reason_sql(fmt)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _al_typed AS {typed}")
-    try:
-        counts = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE skip), count(*) FILTER (WHERE reject_field IS NOT NULL) "
-            "FROM _al_typed").fetchone()
-        assert counts is not None
-        lines_in, skipped, rejected = (int(x) for x in counts)
-        con.execute(
+        # One pass over the file, straight into `requests`: good rows with this source's id; rejected and
+        # skipped lines as staging rows under the NEGATIVE source id, carrying line number (bytes_sent),
+        # field (method), reason (query) and raw text (path). They move to `rejects` and are deleted from
+        # `requests` below, in the same transaction, so no reader ever sees them. (A temp table or a second
+        # parse would cost more than the whole parse.)
+        row = con.execute(
             "INSERT INTO requests (ts, service, host, method, route, path, query, status, latency_ms, "
             "upstream_ms, bytes_sent, content_type, cache_status, client_hash, user_agent, source_id) "
-            f"SELECT ts, service, host, method, {route_sql('path', route_rules)}, path, "
-            f"{redact_query_sql('query_raw')}, status, latency_ms, upstream_ms, bytes_sent, content_type, "
-            f"cache_status, {client_hash_sql('client', salt)}, user_agent, {sid} "
-            "FROM _al_typed WHERE NOT skip AND reject_field IS NULL ORDER BY line_no")
-        con.execute(
-            "INSERT INTO rejects (source_id, line_no, field, reason, raw) "
-            f"SELECT {sid}, line_no, reject_field, {reason}, left(line, 2000) "
-            "FROM _al_typed WHERE reject_field IS NOT NULL ORDER BY line_no")
-    finally:
-        con.execute("DROP TABLE IF EXISTS _al_typed")
+            "SELECT CASE WHEN bad THEN TIMESTAMPTZ '1970-01-01 00:00:00+00' ELSE ts END, "
+            "CASE WHEN NOT bad THEN service END, CASE WHEN NOT bad THEN host END, "
+            "CASE WHEN skip THEN '-skip-' WHEN bad THEN reject_field ELSE method END, "
+            f"CASE WHEN NOT bad THEN {route_sql('path', route_rules)} END, "
+            "CASE WHEN bad THEN left(line, 2000) ELSE path END, "
+            f"CASE WHEN bad THEN {reason} ELSE {redact_query_sql('query_raw')} END, "
+            "CASE WHEN NOT bad THEN status END, CASE WHEN NOT bad THEN latency_ms END, "
+            "CASE WHEN NOT bad THEN upstream_ms END, CASE WHEN bad THEN line_no ELSE bytes_sent END, "
+            "CASE WHEN NOT bad THEN content_type END, CASE WHEN NOT bad THEN cache_status END, "
+            f"CASE WHEN NOT bad THEN {client_hash_sql('client', salt)} END, "
+            "CASE WHEN NOT bad THEN user_agent END, "
+            f"CASE WHEN bad THEN {-sid} ELSE {sid} END "
+            f"FROM (SELECT *, skip OR reject_field IS NOT NULL AS bad FROM ({typed}))").fetchone()
+    lines_in = int(row[0]) if row else 0
+    counts = con.execute(
+        "SELECT count(*) FILTER (WHERE method = '-skip-'), count(*) FILTER (WHERE method <> '-skip-') "
+        "FROM requests WHERE source_id = ?", [-sid]).fetchone()
+    assert counts is not None
+    skipped, rejected = int(counts[0]), int(counts[1])
+    con.execute("INSERT INTO rejects (source_id, line_no, field, reason, raw) "
+                "SELECT ?, bytes_sent, method, query, path FROM requests "
+                "WHERE source_id = ? AND method <> '-skip-' ORDER BY bytes_sent", [sid, -sid])
+    con.execute("DELETE FROM requests WHERE source_id = ?", [-sid])
     loaded = lines_in - skipped - rejected
     return LoadCounts(lines_in, loaded, rejected, skipped, fmt=fmt.name + detected, formats_tried=tried)
 

@@ -60,6 +60,7 @@ __all__ = [
     "ingest_file",
     "ingest_live",
     "lines_relation_sql",
+    "lines_table",
     "open_text",
     "readable_path",
     "run_ingest_cli",
@@ -226,6 +227,25 @@ def lines_relation_sql(path: str | Path) -> str:
         f"{sql_string(p)}, columns={{'line': 'VARCHAR'}}, delim='\x1f\x1e\x1d\x1c', quote='', escape='', "
         f"header=false, auto_detect=false, strict_mode=false, compression='{compression}')"
     )
+
+
+_LINES_SEQ = iter(range(1, 1 << 62))
+
+
+@contextmanager
+def lines_table(con: duckdb.DuckDBPyConnection, path: str | Path) -> Iterator[str]:
+    """Load every line of a plain/.gz/.zst text file into a temporary table (read in parallel, in file
+    order) and yield SQL for the relation ``(line_no BIGINT, line VARCHAR)`` over it; the table is
+    dropped afterwards. Prefer this to :func:`lines_relation_sql` for big files: ``row_number() OVER ()``
+    forces a single-threaded pipeline, while the table's ``rowid`` (insertion order) keeps every later
+    step parallel."""
+    name = f"_lines_{next(_LINES_SEQ)}"
+    body = lines_relation_sql(path).split(" FROM ", 1)[1]
+    con.execute(f"CREATE TEMP TABLE {name} AS SELECT line FROM {body}")
+    try:
+        yield f"SELECT rowid + 1 AS line_no, line FROM {name}"
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 # ---------------------------------------------------------------------------------------------- hashing

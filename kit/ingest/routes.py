@@ -42,6 +42,7 @@ _HEX = r"[0-9a-fA-F]+"
 _ID = r"[0-9]+(\.[A-Za-z0-9]{1,8})?"
 _EXT = r"(\.[A-Za-z0-9]{1,8})$"
 _REDACT_REPLACEMENT = r"\1\2=" + REDACTED
+_ID_REPLACEMENT = r"\1{id}\2\3"
 HASH_MIN_CHARS = 16
 
 
@@ -84,12 +85,21 @@ def _segment_sql(seg: str) -> str:
     )
 
 
+_SEG_ID = r"(^|/)[0-9]+(\.[A-Za-z0-9]{1,8})?(/|$)"
+
+
 def _builtin_route_sql(col: str) -> str:
-    """SQL: the built-in templating of the path in column/expression ``col`` (segment by segment)."""
-    return (f"CASE WHEN regexp_matches({col}, '[0-9]') "
+    """SQL: the built-in templating of the path in column/expression ``col``. Paths without digits are
+    their own route; paths with a 16+ character hex/UUID run go segment by segment (a list lambda);
+    the common case (numeric ids only) is two passes of one regexp_replace (two, because adjacent
+    segments share the slash the first pass consumed)."""
+    once = f"regexp_replace({col}, {_lit(_SEG_ID)}, {_lit(_ID_REPLACEMENT)}, 'g')"
+    twice = f"regexp_replace({once}, {_lit(_SEG_ID)}, {_lit(_ID_REPLACEMENT)}, 'g')"
+    return (f"CASE WHEN NOT regexp_matches({col}, '[0-9]') THEN {col} "
+            f"WHEN regexp_matches({col}, '[0-9a-fA-F-]{{16,}}') "
             f"THEN array_to_string(list_transform(string_split({col}, '/'), "
             f"lambda seg__: {_segment_sql('seg__')}), '/') "
-            f"ELSE {col} END")
+            f"ELSE {twice} END")
 
 
 def route_sql(col: str, rules: tuple[RouteRule, ...] | list[RouteRule] = ()) -> str:
@@ -112,14 +122,17 @@ def _secret_key_regex() -> str:
 def redact_query_sql(col: str) -> str:
     """SQL expression: the query string in ``col`` with the values of secret-looking keys REDACTED
     (NULL stays NULL)."""
-    return f"regexp_replace({col}, {_lit(_secret_key_regex())}, {_lit(_REDACT_REPLACEMENT)}, 'g')"
+    return (f"CASE WHEN contains({col}, '=') "
+            f"THEN regexp_replace({col}, {_lit(_secret_key_regex())}, {_lit(_REDACT_REPLACEMENT)}, 'g') "
+            f"ELSE {col} END")
 
 
 def client_hash_sql(col: str, salt: str) -> str:
     """SQL expression: a salted hash of the client address in ``col`` (16 hex characters of
-    sha256(salt || address)); NULL or ``-`` addresses give NULL."""
+    md5(salt || address); with a secret salt the address cannot be recovered by hashing candidate
+    addresses); NULL or ``-`` addresses give NULL."""
     return (f"CASE WHEN {col} IS NULL OR {col} IN ('', '-') THEN NULL "
-            f"ELSE left(sha256({_lit(salt)} || {col}), 16) END")
+            f"ELSE left(md5({_lit(salt)} || {col}), 16) END")
 
 
 # ---------------------------------------------------------------------------------------------- Python twins
