@@ -89,11 +89,14 @@ def ingest_assets(con: duckdb.DuckDBPyConnection, root: str | Path, *, url_prefi
     if not files:
         raise IngestError("no files in the directory", path=base)
 
+    replaced: list[int] = []
+
     def loader(c: duckdb.DuckDBPyConnection, source: Source) -> LoadCounts:
         if replace:
             for (sid,) in c.execute("SELECT source_id FROM ingest_log WHERE kind = ? AND (path = ? OR sha256 = ?) "
                                     "AND source_id <> ?", [KIND, label, manifest_sha, source.source_id]).fetchall():
                 delete_source(c, int(sid))
+                replaced.append(int(sid))
         c.execute("UPDATE ingest_log SET sha256 = ?, size_bytes = ? WHERE source_id = ?",
                   [manifest_sha, sum(r[2] for r in rows), source.source_id])
         if rows:
@@ -108,7 +111,7 @@ def ingest_assets(con: duckdb.DuckDBPyConnection, root: str | Path, *, url_prefi
         return LoadCounts(lines_in=len(files), rows_loaded=len(rows), rows_rejected=len(bad), fmt="directory")
 
     summary = ingest_live(con, KIND, label, loader, options={"url_prefix": prefix})
-    if replace and previous:
+    if replaced:
         return IngestSummary(**{**summary.__dict__, "status": "replaced"})
     return summary
 
