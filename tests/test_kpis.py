@@ -197,6 +197,10 @@ def test_use_signals_rates_counters_and_reports_gaps():
             for i, v in enumerate(counter)]
     rows += [(T0 + timedelta(seconds=10 * i), "node_cpu_utilization_ratio", {"instance": "a"}, 0.5) for i in range(5)]
     rows += [(T0 + timedelta(seconds=10 * i), "node_cpu_utilization_ratio", {"instance": "b"}, 0.7) for i in range(5)]
+    # a gauge whose name ends in _count, a limit, and histogram parts: only the gauge is a USE signal
+    rows += [(T0 + timedelta(seconds=10 * i), "pg_stat_activity_count", {"state": "active"}, 5.0) for i in range(5)]
+    rows += [(T0, "pg_settings_max_connections", {}, 100.0)]
+    rows += [(T0, f"db_query_duration_seconds{part}", {}, 1.0) for part in ("_bucket", "_sum", "_count")]
     con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, 1)", rows)
     signals, points, gaps = kpis.use_signals(con, Window(T0, T0 + timedelta(hours=1)), "1h")
     by_metric = {s.metric: s for s in signals}
@@ -205,7 +209,11 @@ def test_use_signals_rates_counters_and_reports_gaps():
     cpu = by_metric["node_cpu_utilization_ratio"]
     assert (cpu.resource, cpu.kind, cpu.series, cpu.samples) == ("cpu", "utilization", 2, 10)
     assert cpu.mean == pytest.approx(0.6)
-    assert [p.metric for p in points] == ["node_cpu_utilization_ratio"]
+    assert (by_metric["pg_stat_activity_count"].resource, by_metric["pg_stat_activity_count"].kind) == (
+        "db_connections", "utilization")
+    assert not {"pg_settings_max_connections", "db_query_duration_seconds_count"} & set(by_metric)
+    assert sorted({p.metric for p in points}) == ["node_cpu_utilization_ratio", "pg_stat_activity_count"]
+    points = [p for p in points if p.metric == "node_cpu_utilization_ratio"]
     assert points[0].p95_ms == pytest.approx(np.percentile([10, 20, 30, 40, 50, 60], 95))
     missing = {(g.resource, g.kind) for g in gaps}
     assert ("memory", "utilization") in missing and ("cpu", "saturation") in missing

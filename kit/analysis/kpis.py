@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import duckdb
 
@@ -48,7 +48,7 @@ __all__ = [
     "Gap", "MetricInfo",
     "metric_inventory", "SaturationPoint", "USE_CATALOG", "ComparisonRow", "Comparison", "KpiReport",
     "kpi_report", "red_table",
-    "red_series", "throughput", "use_signals", "instrumentation_gaps", "compare_periods", "headline",
+    "red_series", "throughput", "use_signals", "instrumentation_gaps", "compare_periods", "headline", "status_label",
     "quantile_function", "QUANTILES", "EXACT_MAX_ROWS",
 ]
 
@@ -239,6 +239,7 @@ class KpiReport:
     route_series_bucket_seconds: int
     use: tuple[UseSignal, ...]
     metrics: tuple[MetricInfo, ...]
+    status_label: str  # label of the HTTP status on http_requests_total (PromQL definitions use it)
     saturation_latency: tuple[SaturationPoint, ...]
     gaps: tuple[Gap, ...]
     comparison: Comparison
@@ -418,17 +419,27 @@ def _range(seconds: float) -> str:
     return f"{max(1, round(seconds / 60))}m"
 
 
+def status_label(con: duckdb.DuckDBPyConnection) -> str:
+    """The label carrying the HTTP status on ``http_requests_total`` in ``metrics`` (``code`` as in
+    client_golang, else ``status``, the default when the metric is absent)."""
+    row = con.execute("SELECT list_distinct(flatten(list(DISTINCT map_keys(labels)))) FROM metrics "
+                      "WHERE name = 'http_requests_total'").fetchone()
+    keys = set(row[0] or []) if row else set()
+    return "code" if "code" in keys and "status" not in keys else "status"
+
+
 def headline(con: duckdb.DuckDBPyConnection, window: Window, *, services: list[str] | tuple[str, ...] | None = None,
-             apdex_t_ms: float = 300.0, qfunc: str = "quantile_cont") -> tuple[Kpi, ...]:
-    """The headline KPIs over ``window``, each with its SQL and PromQL definition."""
+             apdex_t_ms: float = 300.0, qfunc: str = "quantile_cont", status: str = "status") -> tuple[Kpi, ...]:
+    """The headline KPIs over ``window``, each with its SQL and PromQL definition (``status``: the
+    label name of the HTTP status in PromQL)."""
     overall = red_table(con, window, None, services=services, apdex_t_ms=apdex_t_ms, qfunc=qfunc)
     tput = throughput(con, window, services=services)
     row = overall[0] if overall and overall[0].requests else None
     scope = _scope(window, services)
     sel = _promql_label(services)
     s_all = f"{{{sel}}}" if sel else ""
-    s_5xx = "{" + ", ".join(x for x in (sel, 'status=~"5.."') if x) + "}"
-    s_4xx = "{" + ", ".join(x for x in (sel, 'status=~"4.."') if x) + "}"
+    s_5xx = "{" + ", ".join(x for x in (sel, f'{status}=~"5.."') if x) + "}"
+    s_4xx = "{" + ", ".join(x for x in (sel, f'{status}=~"4.."') if x) + "}"
     total = f"sum(rate(http_requests_total{s_all}[5m]))"
     rng = _range(window.seconds)
     t_s, t4_s = apdex_t_ms / 1000, 4 * apdex_t_ms / 1000
@@ -508,7 +519,7 @@ USE_CATALOG: tuple[tuple[str, str, str, str, tuple[str, str, str]], ...] = (
      ("node_vmstat_pgmajfault", "counter", "faults")),
     ("memory", "errors", r"oom", "node_vmstat_oom_kill or container_oom_events_total",
      ("node_vmstat_oom_kill", "counter", "kills")),
-    ("db_connections", "utilization", r"(db|pg|postgres|mysql|database|sql).*(conn|backends|active)",
+    ("db_connections", "utilization", r"(db|pg|postgres|mysql|database|sql).*(conn|backends|activ)",
      "pg_stat_activity_count / pg_settings_max_connections (postgres_exporter)",
      ("pg_stat_activity_count", "gauge", "connections")),
     ("db_connections", "saturation", r"(pool|conn|db|pg).*(wait|pending|queue)|lock.*wait",
@@ -517,7 +528,7 @@ USE_CATALOG: tuple[tuple[str, str, str, str, tuple[str, str, str]], ...] = (
     ("db_connections", "errors", r"(db|pg|postgres|mysql|database).*(error|deadlock|rollback|fail)",
      "pg_stat_database_deadlocks, pg_stat_database_xact_rollback",
      ("pg_stat_database_deadlocks", "counter", "deadlocks")),
-    ("queue", "saturation", r"queue.*(depth|length|len|size|backlog)|backlog|queued",
+    ("queue", "saturation", r"queue.*(depth|length|len|size|backlog)|backlog|queued|in_?flight|concurren",
      "work queue depth per worker pool", ("work_queue_depth", "gauge", "items")),
     ("disk", "utilization", r"disk.*(util|io_time|busy)|filesystem.*(avail|size|usage)",
      "node_disk_io_time_seconds_total, node_filesystem_avail_bytes",
@@ -544,14 +555,16 @@ class MetricInfo:
 
 
 def metric_inventory(con: duckdb.DuckDBPyConnection, window: Window) -> tuple[MetricInfo, ...]:
-    """Every metric name in the window with its label keys, series, samples and scrape interval."""
+    """Every metric name in the window with its label keys, series, samples and scrape interval
+    (median over series of the mean gap between a series' samples)."""
     rows = con.execute(f"""
-        WITH s AS (
-            SELECT name, labels, epoch(ts - lag(ts) OVER (PARTITION BY name, labels ORDER BY ts)) AS dt
-            FROM metrics WHERE {window.sql()})
-        SELECT name, count(*), count(DISTINCT labels), median(dt),
-               list_sort(list_distinct(flatten(list(DISTINCT map_keys(labels)))))
-        FROM s GROUP BY name ORDER BY name""").fetchall()
+        WITH series AS (
+            SELECT name, hash(labels) AS sid, any_value(map_keys(labels)) AS keys, count(*) AS n,
+                   epoch(max(ts) - min(ts)) AS span_s
+            FROM metrics WHERE {window.sql()} GROUP BY name, sid)
+        SELECT name, sum(n), count(*), median(span_s / nullif(n - 1, 0)),
+               list_sort(list_distinct(flatten(list(keys))))
+        FROM series GROUP BY name ORDER BY name""").fetchall()
     out = []
     for name, samples, series, interval, keys in rows:
         kind = ("counter" if name.endswith("_total") else
@@ -587,11 +600,15 @@ def use_signals(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5
     # a name goes to the first matching cell, errors before saturation before utilization
     # (pg_connection_errors_total is an error count, not a connection gauge)
     priority = {"errors": 0, "saturation": 1, "utilization": 2}
-    claimed: set[str] = set()
+    # histogram/summary parts are not USE signals (but pg_stat_activity_count is a plain gauge)
+    bases = {n.removesuffix("_bucket") for n in names if n.endswith("_bucket")} | \
+        {n.removesuffix("_sum") for n in names if n.endswith("_sum")}
+    claimed: set[str] = {n for n in names if n.endswith("_bucket") or
+                         any(n == f"{b}{suffix}" for b in bases for suffix in ("_count", "_sum"))}
     hits_of: dict[tuple[str, str], list[str]] = {}
     for resource, kind, pattern, _collect, _metric in sorted(USE_CATALOG, key=lambda c: priority[c[1]]):
         regex = re.compile(pattern, re.IGNORECASE)
-        hits = [n for n in names if regex.search(n) and not n.endswith(("_bucket", "_count", "_sum"))
+        hits = [n for n in names if regex.search(n) and not re.search(r"max|limit", n)  # limits: no
                 and n not in claimed]
         claimed.update(hits)
         hits_of[(resource, kind)] = hits
@@ -604,20 +621,21 @@ def use_signals(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5
         return (), (), tuple(gaps)
     names_sql = ", ".join("('" + m.replace("'", "''") + "')" for _, _, m in matched)
     sql = f"""
-        WITH m AS (
-            SELECT metrics.name, labels, ts, value,
-                   value - lag(value) OVER (PARTITION BY metrics.name, labels ORDER BY ts) AS step,
-                   epoch(ts - lag(ts) OVER (PARTITION BY metrics.name, labels ORDER BY ts)) AS dt
+        WITH raw AS (
+            SELECT metrics.name, hash(labels) AS sid, ts, value
             FROM metrics JOIN (VALUES {names_sql}) AS n(name) ON metrics.name = n.name WHERE {window.sql()}),
+        steps AS (  -- counters only: the window function is the expensive part
+            SELECT name, sid, ts, value, value - lag(value) OVER w AS step, epoch(ts - lag(ts) OVER w) AS dt
+            FROM raw WHERE name LIKE '%\\_total' ESCAPE '\\'
+            WINDOW w AS (PARTITION BY name, sid ORDER BY ts)),
         v AS (
-            SELECT name, labels, ts,
-                   CASE WHEN name LIKE '%\\_total' ESCAPE '\\'
-                        THEN (CASE WHEN step < 0 THEN value ELSE step END) / nullif(dt, 0) ELSE value END AS x
-            FROM m),
+            SELECT name, sid, ts, (CASE WHEN step < 0 THEN value ELSE step END) / nullif(dt, 0) AS x FROM steps
+            UNION ALL
+            SELECT name, sid, ts, value AS x FROM raw WHERE NOT name LIKE '%\\_total' ESCAPE '\\'),
         per_series AS (
-            SELECT name, labels, time_bucket(INTERVAL '{seconds} seconds', ts) AS b, avg(x) AS x, count(x) AS k
+            SELECT name, sid, time_bucket(INTERVAL '{seconds} seconds', ts) AS b, avg(x) AS x, count(x) AS k
             FROM v WHERE x IS NOT NULL GROUP BY ALL),
-        per_bucket AS (SELECT name, b, avg(x) AS x, sum(k) AS k, count(DISTINCT labels) AS s
+        per_bucket AS (SELECT name, b, avg(x) AS x, sum(k) AS k, count(DISTINCT sid) AS s
                        FROM per_series GROUP BY ALL),
         lat AS (
             SELECT time_bucket(INTERVAL '{seconds} seconds', ts) AS b, quantile_cont(latency_ms, 0.95) AS p95,
@@ -683,6 +701,15 @@ def instrumentation_gaps(con: duckdb.DuckDBPyConnection, window: Window, *,
     has_prom = con.execute(
         "SELECT count(*) FROM metrics WHERE name LIKE 'http_request%' OR name LIKE 'http_server_request%'"
     ).fetchone()
+    keys_row = con.execute("SELECT list_distinct(flatten(list(DISTINCT map_keys(labels)))) FROM metrics "
+                           "WHERE name = 'http_requests_total'").fetchone()
+    keys = set(keys_row[0] or []) if keys_row and keys_row[0] is not None else None
+    if keys is not None and "route" not in keys:
+        gaps.append(Gap("requests", "prometheus route label",
+                        "http_requests_total has no route label: per-route panels and alerts cannot be "
+                        "evaluated from Prometheus, only from logs",
+                        "a templated route label on http_requests_total and http_request_duration_seconds "
+                        "(bounded cardinality: templates, not raw paths)", "http_requests_total"))
     if has_prom and not has_prom[0]:
         gaps.append(Gap("requests", "prometheus",
                         "no HTTP request metrics in Prometheus form: KPIs come from access logs only, "
@@ -711,6 +738,13 @@ def compare_periods(con: duckdb.DuckDBPyConnection, current: Window, previous: W
                     qfunc: str = "quantile_cont") -> Comparison:
     """Headline KPIs of ``current`` against ``previous``; change in percent of the previous value."""
     now = headline(con, current, services=services, apdex_t_ms=apdex_t_ms, qfunc=qfunc)
+    return _compare(con, now, current, previous, basis=basis, services=services, apdex_t_ms=apdex_t_ms,
+                    qfunc=qfunc)
+
+
+def _compare(con: duckdb.DuckDBPyConnection, now: tuple[Kpi, ...], current: Window, previous: Window, *,
+             basis: str, services: list[str] | tuple[str, ...] | None, apdex_t_ms: float,
+             qfunc: str) -> Comparison:
     before_n = con.execute(f"SELECT count(*) FROM requests WHERE {_scope(previous, services)}").fetchone()
     n_prev = int(before_n[0]) if before_n else 0
     before = {k.name: k.value for k in headline(con, previous, services=services, apdex_t_ms=apdex_t_ms,
@@ -737,6 +771,7 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
         raise ValueError("parameter 'apdex_t_ms' must be > 0")
     seconds = bucket_seconds(bucket)
     svc = tuple(services or ())
+    con.execute("SET enable_progress_bar = false")  # no DuckDB progress widgets in notebook output
     window = resolve_window(con, start, end, list(svc))
     count = con.execute(f"SELECT count(*) FROM requests WHERE {_scope(window, svc)}").fetchone()
     n = int(count[0]) if count else 0
@@ -762,24 +797,24 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
     use, sat_points, use_gaps = use_signals(con, window, bucket)
     gaps = instrumentation_gaps(con, window, services=svc) + use_gaps
 
+    status = status_label(con)
+    current_kpis = headline(con, window, status=status, **kw)  # type: ignore[arg-type]
     previous = window.previous()
     prev_n = con.execute(f"SELECT count(*) FROM requests WHERE {_scope(previous, svc)}").fetchone()
     notes = []
     if prev_n and prev_n[0]:
-        comparison = compare_periods(con, window, previous, basis="previous window of the same length", **kw)  # type: ignore[arg-type]
+        comparison = _compare(con, current_kpis, window, previous, basis="previous window of the same length",
+                              **kw)  # type: ignore[arg-type]
+        by_name = {r.name: r for r in comparison.rows}
+        current_kpis = tuple(Kpi(k.name, k.unit, k.value, k.description, k.better, k.definition,
+                                 by_name[k.name].previous, by_name[k.name].change_pct) for k in current_kpis)
     else:  # the window is the whole history: compare its last day (or half) with the one before
         span = 86400.0 if window.seconds >= 2 * 86400 else window.seconds / 2
-        from datetime import timedelta
         cur = Window(window.end - timedelta(seconds=span), window.end)
         comparison = compare_periods(con, cur, cur.previous(), basis=(
             f"no requests before the window, so its last {_range(span)} is compared with the {_range(span)} "
             "before it"), **kw)  # type: ignore[arg-type]
         notes.append(comparison.basis)
-    current_kpis = headline(con, window, **kw)  # type: ignore[arg-type]
-    if comparison.basis.startswith("previous window"):
-        by_name = {r.name: r for r in comparison.rows}
-        current_kpis = tuple(Kpi(k.name, k.unit, k.value, k.description, k.better, k.definition,
-                                 by_name[k.name].previous, by_name[k.name].change_pct) for k in current_kpis)
     if by_route and len(by_route) == max_routes:
         notes.append(f"per-route table limited to the {max_routes} busiest routes")
     return KpiReport(
@@ -792,5 +827,5 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
             con, window, "service", services=svc),
         heatmap_bucket_seconds=heat_s, heatmap=latency_heatmap(con, window, heat_s, services=svc),
         route_series_bucket_seconds=heat_s,
-        use=use, metrics=metric_inventory(con, window),
+        use=use, metrics=metric_inventory(con, window), status_label=status,
         saturation_latency=sat_points, gaps=gaps, comparison=comparison, notes=tuple(notes))

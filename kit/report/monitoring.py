@@ -89,7 +89,7 @@ def _promql_string(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _selectors(config: RunConfig, service_selector: str | None = None) -> dict[str, str]:
+def _selectors(config: RunConfig, service_selector: str | None = None, status: str = "status") -> dict[str, str]:
     sel = service_selector or ""
     if config.services and not service_selector:
         sel = 'service=~"' + _promql_string("|".join(re.escape(s) for s in config.services)) + '"'
@@ -98,7 +98,7 @@ def _selectors(config: RunConfig, service_selector: str | None = None) -> dict[s
         return ", ".join(p for p in parts if p)
 
     t, t4 = config.apdex_t_ms / 1000, 4 * config.apdex_t_ms / 1000
-    return {"sel": sel, "sel_5xx": join(sel, 'status=~"5.."'), "sel_t": join(sel, f'le="{t:g}"'),
+    return {"sel": sel, "sel_5xx": join(sel, f'{status}=~"5.."'), "sel_t": join(sel, f'le="{t:g}"'),
             "sel_t4": join(sel, f'le="{t4:g}"')}
 
 
@@ -198,7 +198,8 @@ def recommended_metrics(kpis: dict[str, Any], config: RunConfig) -> list[dict[st
                       config.latency_threshold_ms / 1000})
     out: list[dict[str, Any]] = [
         {"name": "http_requests_total", "type": "counter", "unit": "requests",
-         "labels": ["service", "route", "method", "status"], "source": "application or ingress exporter",
+         "labels": ["service", "route", "method", kpis.get("status_label") or "status"],
+         "source": "application or ingress exporter",
          "interval_s": SCRAPE_INTERVAL_S, "retention_days": retention,
          "description": "requests by templated route and status: rate, error rate, availability SLI",
          "present_in_warehouse": "http_requests_total" in present},
@@ -247,7 +248,7 @@ def recommended_metrics(kpis: dict[str, Any], config: RunConfig) -> list[dict[st
 def _panels(config: RunConfig, figures: dict[str, str], objective: float | None,
             kpis: dict[str, Any] | None, results: dict[str, Any],
             service_selector: str | None = None) -> list[dict[str, Any]]:
-    sel = _selectors(config, service_selector)
+    sel = _selectors(config, service_selector, (kpis or {}).get("status_label") or "status")
     if objective is None and kpis:  # no SLO: the availability target of the KPI table
         objective = kpi_targets(kpis, results, config)["availability"][0]
     obj = objective if objective is not None else 0.999
