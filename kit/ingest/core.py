@@ -243,7 +243,13 @@ def lines_table(con: duckdb.DuckDBPyConnection, path: str | Path) -> Iterator[st
     body = lines_relation_sql(path).split(" FROM ", 1)[1]
     con.execute(f"CREATE TEMP TABLE {name} AS SELECT line FROM {body}")
     try:
-        yield f"SELECT rowid + 1 AS line_no, line FROM {name}"
+        # rowids of a fresh table are contiguous in insertion order, but inside a transaction they start
+        # at a large base (transaction-local storage): number lines from the smallest one
+        lo, hi, n = con.execute(f"SELECT min(rowid), max(rowid), count(*) FROM {name}").fetchone() or (0, 0, 0)
+        if n and hi - lo + 1 == n:
+            yield f"SELECT rowid - {int(lo) - 1} AS line_no, line FROM {name}"
+        else:  # pragma: no cover - not seen; keep correctness at the price of a serial pipeline
+            yield f"SELECT row_number() OVER (ORDER BY rowid) AS line_no, line FROM {name}"
     finally:
         con.execute(f"DROP TABLE IF EXISTS {name}")
 
