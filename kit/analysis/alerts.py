@@ -139,6 +139,7 @@ class SaturationRule:
     description: str
     metric: str
     threshold: float
+    direction: str = "above"            # fires when the signal is above (or below) the threshold
 
 
 @dataclass(frozen=True)
@@ -357,22 +358,30 @@ def rules_yaml(specs: list[SloSpec], plan: AlertPlan, windows: tuple[AlertWindow
 # ------------------------------------------------------------------------------------------ saturation
 
 def saturation_rules(metric_summaries: list[dict[str, Any]], *, for_: str = "5m") -> tuple[SaturationRule, ...]:
-    """Saturation alerts for resource gauges: ``metric_summaries`` items have ``name`` and ``p99`` / ``max``
-    (from the warehouse's ``metrics``) and optional ``limit`` (1.0 for ratios, 100 for percents). The
-    threshold is 90% of the limit when known, else 1.2 x the history's p99."""
+    """Saturation alerts for resource signals: ``metric_summaries`` items have ``name``, optional ``expr``
+    (PromQL of the signal), ``p99`` / ``max`` over the history and optional ``limit`` (1.0 for ratios).
+    The threshold is 90% of the limit when known, else 1.2 x the history's p99. Items with
+    ``direction: below`` and an explicit ``threshold`` (e.g. a cache hit ratio collapsing) fire when the
+    signal drops under it."""
     out = []
     for m in metric_summaries:
         name = str(m["name"])
         limit = m.get("limit")
-        threshold = 0.9 * float(limit) if limit else 1.2 * float(m.get("p99") or 0)
+        below = m.get("direction") == "below"
+        if m.get("threshold") is not None:
+            threshold, basis = float(m["threshold"]), str(m.get("basis") or "given threshold")
+        elif limit:
+            threshold, basis = 0.9 * float(limit), "90% of its limit"
+        else:
+            threshold, basis = 1.2 * float(m.get("p99") or 0), "1.2x its p99 over the history"
         if threshold <= 0:
             continue
         alert = "Saturation" + "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", name))
+        op, word = ("<", "below") if below else (">", "above")
         out.append(SaturationRule(
-            name=alert, expr=f"{m.get('expr') or name} > {_fmt(round(threshold, 6))}\n", severity="warning",
-            for_=for_, description=(f"{name} above {threshold:.4g} for {for_} "
-                                    f"({'90% of its limit' if limit else '1.2x its p99 over the history'})"),
-            metric=name, threshold=threshold))
+            name=alert, expr=f"{m.get('expr') or name} {op} {_fmt(round(threshold, 6))}\n", severity="warning",
+            for_=for_, description=f"{name} {word} {threshold:.4g} for {for_} ({basis})",
+            metric=name, threshold=threshold, direction="below" if below else "above"))
     return tuple(out)
 
 

@@ -10,13 +10,15 @@ Policies compared side by side (Google SRE workbook, "Alerting on SLOs"):
 
 - ``threshold``: error ratio over 10 minutes above the error budget (workbook recipe 1);
 - ``burn_rate_1h``: one window, 1 hour at the quick page's burn rate (recipe 4);
-- ``mwmbr``: the multi-window multi-burn-rate page and ticket alerts (recipe 6; the chosen rules).
+- ``mwmbr``: the multi-window multi-burn-rate page and ticket alerts (recipe 6);
+- ``saturation``: cause-based alerts (DB connection pool, cache hit ratio) when given;
+- ``mwmbr+saturation``: the chosen set (``mwmbr`` alone when there are no saturation signals).
 
 Scoring against ``events`` rows of kind ``incident``: an alert episode (a run of firing minutes) counts
 as a true positive when it overlaps ``[ts_start, ts_end + grace]`` of an incident on its service;
-precision = true episodes / episodes; recall = caught / budget-burning incidents (those that consumed at
-least ``MATERIAL_SHARE`` = 2% of the window's error budget — the consumption the fastest page, 1 h at
-14.4x over 30 days, is designed to catch; smaller incidents are listed with their share but do not count);
+precision = true episodes / episodes; recall = caught / budget-burning incidents (the SLO's error
+ratio over the incident above the error budget, i.e. a mean burn rate > 1; each incident also carries
+its share of the window's budget);
 detection delay = end of the first firing minute - incident start;
 reset time = end of the first catching alert's episode - incident end. Firing runs separated by at most
 ``MERGE_GAP_MINUTES`` quiet minutes are one episode (as Alertmanager would notify once).
@@ -50,7 +52,6 @@ POLICIES = {
 CHOSEN = "mwmbr"
 GRACE_S = 3600.0
 MERGE_GAP_MINUTES = 5  # quiet minutes that still count as the same alert episode (Alertmanager's group_interval)
-MATERIAL_SHARE = 0.02  # the budget share the fastest page (1h at 14.4x over 30 d) is designed to catch
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class IncidentScore:
     ts_start: datetime
     ts_end: datetime
     slo: str | None
-    burns_budget: bool                  # consumed >= MATERIAL_SHARE of the window's error budget
+    burns_budget: bool                  # mean burn rate over the incident > 1
     burn_rate: float | None             # mean burn rate over the incident (error ratio / budget)
     budget_consumed_ratio: float | None  # share of the window's budget the incident consumed
     peak_burn_rate: float | None
@@ -331,8 +332,9 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
             reset_s=max(h[1] for h in hits if h[2] == hits[0][2]) if hits else None))
     note = ("Replayed at 1-minute resolution with exact per-window event counts. An episode is a true "
             f"positive when it overlaps an incident on its service (up to {grace_s / 60:g} min after its end); "
-            f"an incident burns budget when it consumed at least {MATERIAL_SHARE:.0%} of the window's error budget "
-            "(the fastest page's design point); smaller ones are listed with their share.")
+            "an incident burns budget when the SLO's error ratio over it exceeds the error budget "
+            "(mean burn rate > 1); "
+            "delay and reset are those of the first alert that fired for it.")
     if not incidents:
         note += " The warehouse has no incident events: precision and recall cannot be computed."
     return BacktestReport(resolution_s=60, weeks=weeks, chosen_policy=chosen, grace_s=grace_s,
@@ -358,8 +360,9 @@ def _score(policy: str, description: str, slo: str | None, severity: str | None,
            detections: dict[int, list[tuple[float, float, str]]], burning: set[int], weeks: float) -> PolicyScore:
     true_eps = sum(1 for e in eps if e.incident is not None)
     caught = [j for j in burning if detections.get(j)]
-    delays = [min(d[0] for d in detections[j]) for j in caught]
-    resets = [max(d[1] for d in detections[j]) for j in caught]
+    firsts = [min(detections[j], key=lambda d: (d[0], d[2] != "page")) for j in caught]
+    delays = [f[0] for f in firsts]
+    resets = [max(d[1] for d in detections[j] if d[2] == f[2]) for j, f in zip(caught, firsts, strict=True)]
     per_week = (len(eps) / weeks) if weeks else 0.0
     return PolicyScore(
         policy=policy, description=description, slo=slo, severity=severity, episodes=len(eps), per_week=per_week,

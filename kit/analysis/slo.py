@@ -772,9 +772,11 @@ def is_finite(value: float | None) -> bool:
 # --------------------------------------------------------------------------------------------- the report
 
 def saturation_candidates(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """Resource saturation signals found in ``metrics``: the database connection pool
-    (``pg_stat_activity_count`` / ``pg_settings_max_connections``) and gauges named ``*_utilization`` or
-    ``*_saturation_ratio`` (limit 1). Each item: name, expr (PromQL), limit, p99 and max over the history."""
+    """Resource saturation signals: the database connection pool (``pg_stat_activity_count`` /
+    ``pg_settings_max_connections`` in ``metrics``), cache hit ratios of services that normally hit (from
+    ``requests.cache_status``; alert when under half the median 15-min ratio) and gauges named
+    ``*_utilization`` or ``*_saturation_ratio`` (limit 1). Each item: name, expr (PromQL), limit or
+    threshold, p99 and max over the history."""
     names = {r[0] for r in con.execute("SELECT DISTINCT name FROM metrics").fetchall()}
     out: list[dict[str, Any]] = []
     if {"pg_stat_activity_count", "pg_settings_max_connections"} <= names:
@@ -788,6 +790,24 @@ def saturation_candidates(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]
         out.append({"name": "db_connection_pool_utilization",
                     "expr": 'sum(pg_stat_activity_count{state="active"}) / max(pg_settings_max_connections)',
                     "limit": 1.0, "p99": row[0] if row else None, "max": row[1] if row else None})
+    # caches: services whose responses carry a cache status and normally hit (median 15-min hit ratio
+    # >= 30%); a collapse to under half of that median is an outage of the cache (CDN purge, bad key).
+    hit = con.execute("""
+        WITH m AS (SELECT service, time_bucket(INTERVAL 15 MINUTE, ts) AS b,
+                          count(*) FILTER (WHERE cache_status = 'HIT') / count(*) AS hit_ratio
+                   FROM requests WHERE cache_status IS NOT NULL AND method IN ('GET', 'HEAD') GROUP BY ALL
+                   HAVING count(*) >= 20)
+        SELECT service, median(hit_ratio) FROM m WHERE service IS NOT NULL GROUP BY 1 ORDER BY 1""").fetchall()
+    for service, median_hit in hit:
+        if median_hit is None or median_hit < 0.3:
+            continue
+        sel = f'service="{service}",method=~"GET|HEAD"'
+        out.append({"name": f"cache_hit_ratio_{service}", "service": service, "direction": "below",
+                    "threshold": round(0.5 * float(median_hit), 3),
+                    "basis": f"half its median 15-min hit ratio {float(median_hit):.3g}",
+                    "expr": (f'sum(rate(http_requests_total{{{sel},cache_status="HIT"}}[15m])) / '
+                             f'sum(rate(http_requests_total{{{sel}}}[15m]))'),
+                    "p99": None, "max": None})
     for name in sorted(n for n in names if n.endswith("_utilization") or n.endswith("_saturation_ratio")):
         row = con.execute("SELECT quantile_cont(value, 0.99), max(value) FROM metrics WHERE name = ?",
                           [name]).fetchone()
@@ -803,6 +823,21 @@ def saturation_minutes(con: duckdb.DuckDBPyConnection, candidate: dict[str, Any]
     n = int((end - start).total_seconds() // 60)
     base = int(start.timestamp() // 60)
     window = f"ts >= TIMESTAMPTZ '{start.isoformat()}' AND ts < TIMESTAMPTZ '{end.isoformat()}'"
+    if candidate.get("direction") == "below" and candidate["name"].startswith("cache_hit_ratio_"):
+        rows = con.execute(
+            f"SELECT CAST(floor(epoch(ts) / 60) AS BIGINT) - {base} AS i, count(*) AS n, "
+            "count(*) FILTER (WHERE cache_status = 'HIT') AS h FROM requests "
+            f"WHERE service = {_q(candidate['service'])} AND cache_status IS NOT NULL "
+            f"AND method IN ('GET', 'HEAD') AND {window} GROUP BY 1").fetchnumpy()
+        total = np.zeros(n)
+        hits = np.zeros(n)
+        idx = np.asarray(rows["i"], dtype=np.int64)
+        keep = (idx >= 0) & (idx < n)
+        total[idx[keep]] = np.asarray(rows["n"], dtype=np.float64)[keep]
+        hits[idx[keep]] = np.asarray(rows["h"], dtype=np.float64)[keep]
+        t15, h15 = _rolling_sum(total, 15), _rolling_sum(hits, 15)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(t15 >= 20, h15 / np.maximum(t15, 1), np.nan)
     if candidate["name"] == "db_connection_pool_utilization":
         sql = f"""
             WITH a AS (SELECT ts, sum(value) AS active FROM metrics WHERE name = 'pg_stat_activity_count'
@@ -860,8 +895,9 @@ def slo_report(con: duckdb.DuckDBPyConnection, *, start: str | None = None, end:
     incidents = load_incidents(con, first, last)
     candidates = {c["name"]: c for c in saturation_candidates(con)}
     saturation_series = [
-        (rule.name, rule.threshold, int(parse_duration_s(rule.for_) // 60),
-         saturation_minutes(con, candidates[rule.metric], first, last))
+        (rule.name, rule.threshold if rule.direction == "above" else -rule.threshold,
+         int(parse_duration_s(rule.for_) // 60),
+         saturation_minutes(con, candidates[rule.metric], first, last) * (1 if rule.direction == "above" else -1))
         for rule in saturation if rule.metric in candidates]
     backtest = backtest_slos([p for p in pairs if p[0].evaluable], first, incidents,
                              min_bad_events=min_bad_events, saturation=saturation_series)
@@ -883,7 +919,8 @@ def _plan_doc(plan: Any) -> dict[str, Any]:
                       "thresholds": list(r.thresholds), "min_events": list(r.min_events), "for": r.for_,
                       "labels": r.labels})
     saturation = [{"name": s.name, "expr": s.expr, "severity": s.severity, "for": s.for_,
-                   "description": s.description, "metric": s.metric, "threshold": s.threshold}
+                   "description": s.description, "metric": s.metric, "threshold": s.threshold,
+                   "direction": s.direction}
                   for s in plan.saturation]
     return {"period_days": plan.period_days, "windows": list(plan.windows), "rules": rules,
             "saturation": saturation, "min_traffic": plan.min_traffic}
