@@ -399,8 +399,9 @@ def _extract_sql(fmt: LogFormat, lines_sql: str, skip_lines: int, sample: Sequen
         paths_sql = "[" + ", ".join(sql_string(p) for p in paths) + "]" if paths else "['$.x']"
         return (f"SELECT line_no, line, ok, {', '.join(cols)}, (line IS NULL OR trim(line) = '') AS skip "
                 f"FROM (SELECT line_no, line, ok, CASE WHEN ok THEN json_extract_string(line, {paths_sql}) END AS j "
-                f"FROM (SELECT line_no, line, coalesce(starts_with(ltrim(line), '{{') AND json_valid(line) "
-                f"AND json_type(line) = 'OBJECT', false) AS ok FROM ({lines_sql})) WHERE line_no > {skip_lines})")
+                f"FROM (SELECT line_no, line, CASE WHEN starts_with(ltrim(line), '{{') AND json_valid(line) "
+                f"THEN json_type(line) = 'OBJECT' ELSE false END AS ok FROM ({lines_sql})) "
+                f"WHERE line_no > {skip_lines})")
     # w3c: each data line is read with the field list of the last '#Fields:' line before it
     w3c = {
         "client": "c-ip", "method": "cs-method", "path": "cs-uri-stem", "query": "cs-uri-query",
@@ -496,8 +497,8 @@ def _typed_sql(fmt: LogFormat, extract_sql: str, salt: str, service: str | None,
         rt_expr = "CASE WHEN code = 'cloudfront' THEN rt * 1000.0 ELSE rt END"
     else:
         rt_expr = f"rt * {rt_scale!r}"
-    host_from_uri = "regexp_extract(target, '^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)', 1)"
-    path_from_uri = "regexp_extract(target, '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*([^?#]*)', 1)"
+    host_from_uri = "regexp_extract(target, '^[A-Za-z][A-Za-z0-9+._-]*://([^/?#]*)', 1)"
+    path_from_uri = "regexp_extract(target, '^[A-Za-z][A-Za-z0-9+._-]*://[^/?#]*([^?#]*)', 1)"
     stage2 = (
         f"SELECT *, {_time_sql(fmt)} AS ts, try_cast(status_s AS SMALLINT) AS status, "
         f"try_cast(bytes_s AS BIGINT) AS bytes_sent, "
