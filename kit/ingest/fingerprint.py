@@ -66,13 +66,14 @@ RULES: tuple[Rule, ...] = (
     Rule("double-quoted strings", r'"(?:[^"\\]|\\.|"")*"', "?", ("mysql",), redact=True),
     Rule("unclosed strings", r"(?s)'.*", "?", redact=True),
     Rule("parameters", r"\$[0-9]+", "?", ("postgresql",), redact=True),
-    Rule("booleans and null", r"(?i)\b(?:true|false|null)\b", "?"),
     Rule("md5 hashes", r"(?i)([._-])[0-9a-f]{32}", r"\1?", redact=True),
     # Two passes: a match consumes the character after the number, which may precede the next one.
     Rule("numbers", r"(?i)(^|[^a-z0-9])[+-]?" + _NUM + r"([^a-z0-9]|$)", r"\1?\2", redact=True),
     Rule("numbers (2nd pass)", r"(?i)(^|[^a-z0-9])[+-]?" + _NUM + r"([^a-z0-9]|$)", r"\1?\2", redact=True),
     Rule("whitespace", _WS + r"+", " ", redact=True),
     Rule("trailing semicolons", r"[ ;]+$", "", redact=True),
+    # Fingerprint-only rules come last, so a fingerprint is these rules applied to the full redaction.
+    Rule("booleans and null", r"(?i)\b(?:true|false|null)\b", "?"),
     Rule("lists", r"(?i)\b(in|values?)(?:[ ,]*\([ ?,]*\))+", r"\1(?+)"),
     Rule("limit", r"(?i)\blimit \?(?: ?, ?\?| offset \?)?", "limit ?"),
     Rule("order by asc", r"(?i) asc( ?,| ?\)| ?$| limit)", r"\1"),
@@ -152,15 +153,7 @@ def _chain(expr: str, rules: list[Rule]) -> str:
 
 def fingerprint_sql(expr: str, dialect: str = "postgresql") -> str:
     """A DuckDB SQL expression computing :func:`fingerprint` of the VARCHAR expression ``expr``."""
-    body = f"trim(lower({_chain(expr, _rules(dialect, False))}), ' ')"
-    return (
-        f"CASE WHEN {expr} IS NULL THEN NULL "
-        f"WHEN regexp_matches({expr}, {_sql_str(_SPECIAL_ADMIN)}) THEN {expr} "
-        f"WHEN regexp_matches({expr}, {_sql_str(_SPECIAL_CALL)}) "
-        f"THEN lower(regexp_extract({expr}, {_sql_str(_SPECIAL_CALL)}, 1)) "
-        f"WHEN regexp_matches({expr}, {_sql_str(_SPECIAL_USE)}) THEN 'use ?' "
-        f"ELSE {body} END"
-    )
+    return _specials(expr, f"trim(lower({_chain(expr, _rules(dialect, False))}), ' ')")
 
 
 def redact_sql(expr: str, dialect: str = "postgresql", max_chars: int = 2000) -> str:
@@ -173,11 +166,30 @@ def query_id_sql(expr: str) -> str:
     return f"left(md5({expr}), 16)"
 
 
+def _specials(expr: str, otherwise: str) -> str:
+    return (
+        f"CASE WHEN {expr} IS NULL THEN NULL "
+        f"WHEN regexp_matches({expr}, {_sql_str(_SPECIAL_ADMIN)}) THEN {expr} "
+        f"WHEN regexp_matches({expr}, {_sql_str(_SPECIAL_CALL)}) "
+        f"THEN lower(regexp_extract({expr}, {_sql_str(_SPECIAL_CALL)}, 1)) "
+        f"WHEN regexp_matches({expr}, {_sql_str(_SPECIAL_USE)}) THEN 'use ?' "
+        f"ELSE {otherwise} END"
+    )
+
+
 def install_macros(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the temporary macros ``pk_fingerprint_pg(q)``, ``pk_fingerprint_mysql(q)``,
-    ``pk_redact_pg(q)``, ``pk_redact_mysql(q)`` and ``pk_query_id(fp)`` on ``con``."""
+    """Create temporary macros on ``con``, for each dialect suffix ``pg`` and ``mysql``:
+    ``pk_fingerprint_<d>(q)``, ``pk_redact_<d>(q)`` (= :func:`fingerprint`, :func:`redact`), and for bulk
+    use the cheaper pair ``pk_redacted_full_<d>(q)`` (redaction, untrimmed and untruncated) +
+    ``pk_fingerprint_redacted_<d>(q, r)`` (the fingerprint of ``q`` given ``r = pk_redacted_full_<d>(q)``);
+    plus ``pk_query_id(fp)``."""
     for dialect, suffix in (("postgresql", "pg"), ("mysql", "mysql")):
         fp_expr = fingerprint_sql("q", dialect)
         con.execute(f"CREATE OR REPLACE TEMP MACRO pk_fingerprint_{suffix}(q) AS {fp_expr}")
         con.execute(f"CREATE OR REPLACE TEMP MACRO pk_redact_{suffix}(q) AS {redact_sql('q', dialect)}")
+        con.execute(f"CREATE OR REPLACE TEMP MACRO pk_redacted_full_{suffix}(q) AS "
+                    f"{_chain('q', _rules(dialect, True))}")
+        finish = [r for r in _rules(dialect, False) if not r.redact]
+        con.execute(f"CREATE OR REPLACE TEMP MACRO pk_fingerprint_redacted_{suffix}(q, r) AS "
+                    + _specials("q", f"trim(lower({_chain('r', finish)}), ' ')"))
     con.execute(f"CREATE OR REPLACE TEMP MACRO pk_query_id(fp) AS {query_id_sql('fp')}")

@@ -133,12 +133,13 @@ def load_mysql_slow(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
                coalesce(use_name, nullif(regexp_extract(header, 'Schema: ([^ \\n]+)', 1), '')),
                nullif(coalesce(nullif(regexp_extract(header, '# User@Host: [^\\[\\n]*\\[([^\\]]*)\\]', 1), ''),
                                regexp_extract(header, '# User@Host: ([^\\[ \\n]+)', 1)), ''),
-               'event', fp, pk_query_id(fp), pk_redact_mysql(stmt), 1, query_s * 1000.0,
+               'event', fp, pk_query_id(fp), left(trim(red, ' '), 2000), 1, query_s * 1000.0,
                try_cast(regexp_extract(header, 'Rows_sent: *([0-9]+)', 1) AS BIGINT),
                try_cast(regexp_extract(header, 'Rows_examined: *([0-9]+)', 1) AS BIGINT),
                try_cast(regexp_extract(header, 'Lock_time: *([0-9.]+)', 1) AS DOUBLE) * 1000.0,
                {sid}
-        FROM (SELECT *, pk_fingerprint_mysql(stmt) AS fp FROM _pk_slow_entries WHERE bad_field IS NULL)
+        FROM (SELECT *, pk_fingerprint_redacted_mysql(stmt, red) AS fp
+              FROM (SELECT *, pk_redacted_full_mysql(stmt) AS red FROM _pk_slow_entries WHERE bad_field IS NULL))
         ORDER BY entry""")
     con.execute(f"""
         INSERT INTO rejects (source_id, line_no, field, reason, raw)

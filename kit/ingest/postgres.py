@@ -285,9 +285,11 @@ def load_postgres_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path
     con.execute(f"""
         INSERT INTO queries (ts, db_system, database, user_name, kind, fingerprint, query_id, sample, calls,
                              total_ms, source_id)
-        SELECT ts, 'postgresql', database, user_name, 'event', fp, pk_query_id(fp), pk_redact_pg(stmt), 1,
-               duration_ms, {sid}
-        FROM (SELECT *, pk_fingerprint_pg(stmt) AS fp FROM _pk_pg_parsed WHERE timed AND bad_field IS NULL)
+        SELECT ts, 'postgresql', database, user_name, 'event', fp, pk_query_id(fp), left(trim(red, ' '), 2000),
+               1, duration_ms, {sid}
+        FROM (SELECT *, pk_fingerprint_redacted_pg(stmt, red) AS fp
+              FROM (SELECT *, pk_redacted_full_pg(stmt) AS red FROM _pk_pg_parsed
+                    WHERE timed AND bad_field IS NULL))
         ORDER BY line_no""")
     con.execute(f"""
         INSERT INTO rejects (source_id, line_no, field, reason, raw)
