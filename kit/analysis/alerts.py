@@ -445,7 +445,7 @@ def promtool_tests(specs: list[SloSpec], plan: AlertPlan, rules_file: str) -> st
             for w in {p[0] for p in rule.windows} if rule.min_events else ():
                 series.append({"series": _series_name(f"slo:sli_total:events{w}", {**base, "sloth_window": w}),
                                "values": f"1e12+0x{4 * phase}"})
-        alert_tests = []
+        alert_tests: list[dict[str, Any]] = []
         for rule in rules.values():
             pairs = [(parse_duration_s(lw), parse_duration_s(sw), b) for (lw, sw), b in
                      zip(rule.windows, rule.burn_rates, strict=True)]
@@ -457,7 +457,7 @@ def promtool_tests(specs: list[SloSpec], plan: AlertPlan, rules_file: str) -> st
         # Alerts sharing a name (Sloth gives page and ticket the same name) are checked together.
         merged: dict[tuple[str, str], dict[str, Any]] = {}
         for t in alert_tests:
-            key = (t["eval_time"], t["alertname"])
+            key = (str(t["eval_time"]), str(t["alertname"]))
             if key in merged:
                 merged[key]["exp_alerts"].extend(t["exp_alerts"])
             else:

@@ -321,12 +321,13 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
     for j, inc in enumerate(incidents):
         # the first alert to fire (page before ticket on ties) sets the delay and its reset time
         hits = sorted(detections[chosen].get(j, []), key=lambda d: (d[0], d[2] != "page"))
-        burn, slo = burning.get(j, (None, None))
+        worst = burning.get(j)
+        inc_burn, inc_slo = (worst[0], worst[1]) if worst else (None, None)
         first = hits[0] if hits else None
         incident_rows.append(IncidentScore(
             what=inc["what"], type=inc.get("type"), service=inc["service"], route=inc.get("route"),
-            ts_start=inc["ts_start"], ts_end=inc["ts_end"], slo=slo, burns_budget=j in burning_set,
-            burn_rate=burn, budget_consumed_ratio=consumed.get(j), peak_burn_rate=peaks.get(j), detected=bool(hits),
+            ts_start=inc["ts_start"], ts_end=inc["ts_end"], slo=inc_slo, burns_budget=j in burning_set,
+            burn_rate=inc_burn, budget_consumed_ratio=consumed.get(j), peak_burn_rate=peaks.get(j), detected=bool(hits),
             severity=hits[0][2] if hits else None,
             delay_s=first[0] if first else None,
             reset_s=max(h[1] for h in hits if h[2] == hits[0][2]) if hits else None))
@@ -440,32 +441,32 @@ def nab_score(nab_dir: str | Path, *, objective: float = 0.99, probation: float 
             mask = np.logical_or.reduce(list(by_sev.values()))
             starts, ends = episodes_from_mask(mask)
             hit = 0
-            d = []
+            win_delays: list[float] = []
             for a, b in win_idx:
                 over = (starts < b) & (ends > a)
                 if over.any():
                     hit += 1
-                    d.append(max(0, int(starts[over].min()) - a + 1) * step_s)
+                    win_delays.append(max(0, int(starts[over].min()) - a + 1) * step_s)
             overlaps_any = np.zeros(len(starts), dtype=bool)
             for a, b in win_idx:
                 overlaps_any |= (starts < b) & (ends > a)
             detected[policy], false_eps[policy] = hit, int((~overlaps_any).sum())
             true_eps[policy] = int(overlaps_any.sum())
-            delays[policy] = float(np.mean(d)) if d else None
+            delays[policy] = float(np.mean(win_delays)) if win_delays else None
         series_scores.append(NabSeriesScore(rel, len(v), step_s, len(wins), detected, false_eps, true_eps,
                                             delays))
     policies = []
     for policy, description in POLICIES.items():
         windows_total = sum(s.windows for s in series_scores)
-        hits = sum(s.detected[policy] for s in series_scores)
-        true_eps = sum(s.true_episodes[policy] for s in series_scores)
-        false_eps = sum(s.false_episodes[policy] for s in series_scores)
-        ds = [s.mean_delay_s[policy] for s in series_scores if s.mean_delay_s[policy] is not None]
+        n_hits = sum(s.detected[policy] for s in series_scores)
+        n_true = sum(s.true_episodes[policy] for s in series_scores)
+        n_false = sum(s.false_episodes[policy] for s in series_scores)
+        delay_list = [x for s in series_scores if (x := s.mean_delay_s[policy]) is not None]
         policies.append({"policy": policy, "description": description, "label_windows": windows_total,
-                         "detected": hits, "recall": hits / windows_total if windows_total else None,
-                         "false_episodes": false_eps,
-                         "precision": true_eps / (true_eps + false_eps) if true_eps + false_eps else None,
-                         "mean_delay_from_window_start_s": float(np.mean(ds)) if ds else None})
+                         "detected": n_hits, "recall": n_hits / windows_total if windows_total else None,
+                         "false_episodes": n_false,
+                         "precision": n_true / (n_true + n_false) if n_true + n_false else None,
+                         "mean_delay_from_window_start_s": float(np.mean(delay_list)) if delay_list else None})
     return NabReport(series=tuple(series_scores), policies=tuple(policies), method=(
         f"bad sample = outside the [0.5%, 99.5%] band of the first {probation:.0%}; objective {objective:g}; "
         "30-day Google windows; precision counts detected windows against episodes outside every window"))

@@ -269,8 +269,8 @@ def _split_documents(path: str, text: str) -> list[_Doc]:
             data = yaml.safe_load(chunk)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
-            line = offset + mark.line + 1 if mark is not None else offset + 1
-            raise SloSpecError(f"{path}:{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+            at = offset + mark.line + 1 if mark is not None else offset + 1
+            raise SloSpecError(f"{path}:{at}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
         if data is not None:
             docs.append(_Doc(path, chunk, data, offset))
     return docs
@@ -424,7 +424,7 @@ def _openslo_doc(doc: _Doc, version: str) -> list[SloSpec]:
             if "value" in objective and total is None:
                 kind_name, threshold_ms = "latency", float(objective["value"])
         else:
-            indicator = ["spec", "indicator", "spec"]
+            indicator: list[str | int] = ["spec", "indicator", "spec"]
             if doc.get([*indicator, "ratioMetric"], required=False) is not None:
                 good = _openslo_query(doc, [*indicator, "ratioMetric", "good"])
                 bad = _openslo_query(doc, [*indicator, "ratioMetric", "bad"])
@@ -947,7 +947,7 @@ def write_rule_files(directory: str | Path, specs: list[SloSpec], plan: Any, *,
     out: dict[str, Any] = {"rules_file": str(rules_path), "rules_test_file": str(test_path)}
     binary = shutil.which("promtool")
     if run_promtool and binary:
-        runs = [("check", ["check", "rules", str(rules_path)], None)]
+        runs: list[tuple[str, list[str], Path | None]] = [("check", ["check", "rules", str(rules_path)], None)]
         if promtool_test:
             runs.append(("test", ["test", "rules", test_path.name], folder))
         for key, args, cwd in runs:
