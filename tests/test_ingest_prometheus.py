@@ -136,6 +136,8 @@ def test_retry_then_success_and_bad_sample_rejected(con, fake_server):
     s = ingest_prometheus_range(con, url, "m", 1700000000, 1700000060, 60, backoff_s=0.01)
     assert (s.rows_loaded, s.rows_rejected) == (1, 1)
     assert con.execute("SELECT name, labels, value FROM metrics").fetchall() == [("m", {"a": "b"}, 1.5)]
+    ingest_prometheus_range(con, url, "rate(m[5m])", 1700000000, 1700000060, 60, name="m_rate")
+    assert con.execute("SELECT count(*) FROM metrics WHERE name = 'm_rate'").fetchone()[0] == 1
 
 
 def test_auth_and_promql_errors_are_clear(con, fake_server):

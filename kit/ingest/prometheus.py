@@ -185,7 +185,7 @@ def ingest_prometheus_range(con: duckdb.DuckDBPyConnection, url: str, query: str
             raise PrometheusError(f"expected a matrix, got {payload.get('data', {}).get('resultType')}",
                                   path=url, field="query")
         bodies.append(json.dumps(payload["data"]).encode())
-    metric_name = sql_string(name if name else query)
+    override = sql_string(name) if name else "NULL"
 
     def loader(c: duckdb.DuckDBPyConnection, source: Source) -> LoadCounts:
         loaded = rejected = 0
@@ -204,7 +204,7 @@ def ingest_prometheus_range(con: duckdb.DuckDBPyConnection, url: str, query: str
                     FROM v""")
             c.execute(f"""
                 INSERT INTO metrics (ts, name, labels, value, source_id)
-                SELECT to_timestamp(ts_s), coalesce(element_at(metric, '__name__')[1], {metric_name}),
+                SELECT to_timestamp(ts_s), coalesce({override}, element_at(metric, '__name__')[1], {sql_string(query)}),
                        map_from_entries(list_filter(map_entries(metric), lambda e: e.key <> '__name__')),
                        value, {int(source.source_id)}
                 FROM _pk_prom WHERE ts_s IS NOT NULL AND value IS NOT NULL""")
