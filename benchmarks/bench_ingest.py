@@ -1,0 +1,128 @@
+"""Access-log ingest speed and memory against GoAccess, on the same generated file, in one run.
+
+Generates an N-line (default 2,000,000) combined log with ``rt= urt= ucs=`` fields, ingests it into a
+fresh warehouse (typed, route-templated, redacted, hashed) in a child process, then lets GoAccess parse
+the same file. Prints lines/s for both, the ratio, and each one's peak resident memory.
+
+    .venv/bin/python benchmarks/bench_ingest.py [--lines 2000000] [--threads 2] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = """
+import resource, sys, time, json
+from kit.warehouse import connect
+from kit.ingest.access_log import ingest_access_log
+con = connect(sys.argv[1], threads=int(sys.argv[3]))
+start = time.perf_counter()
+summary = ingest_access_log(con, sys.argv[2], format="combined_kv", salt="bench")
+seconds = time.perf_counter() - start
+con.close()
+print(json.dumps({"seconds": seconds, "loaded": summary.rows_loaded, "rejected": summary.rows_rejected,
+                  "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+PATHS = ("/product/{n}", "/api/v1/users/{n}/orders", "/static/app.{h}.js", "/search?q=shoes&page={p}&token=t{n}",
+         "/", "/cart/{n}?session=s{n}", "/img/{n}.jpg", "/blog/{u}")
+AGENTS = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+          "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+          "curl/8.5.0")
+
+
+def generate(path: Path, n: int, seed: int = 7) -> None:
+    """Write ``n`` combined + rt/urt/ucs lines (statuses, sizes, times drawn from a seeded generator)."""
+    rng = random.Random(seed)
+    with open(path, "w") as out:
+        batch = []
+        for i in range(n):
+            template = PATHS[rng.randrange(len(PATHS))]
+            target = template.format(n=rng.randrange(1, 100_000), h=f"{rng.getrandbits(64):016x}",
+                                     p=rng.randrange(1, 20), u=f"{rng.getrandbits(128):032x}")
+            status = rng.choice((200, 200, 200, 200, 304, 404, 500, 502))
+            rt = rng.random() * 0.8
+            ucs = rng.choice(("HIT", "HIT", "MISS", "EXPIRED", "-"))
+            urt = "-" if ucs == "HIT" else f"{rt * 0.9:.3f}"
+            sec = i // 50
+            batch.append(f"10.{i % 7}.{i % 251}.{i % 97} - - [26/Nov/2026:{sec // 3600 % 24:02d}:{sec // 60 % 60:02d}:"
+                         f"{sec % 60:02d} +0000] \"GET {target} HTTP/1.1\" {status} {rng.randrange(0, 60_000)} "
+                         f"\"-\" \"{AGENTS[rng.randrange(3)]}\" rt={rt:.3f} urt={urt} ucs={ucs}\n")
+            if len(batch) == 20_000:
+                out.writelines(batch)
+                batch.clear()
+        out.writelines(batch)
+
+
+def run_child(cmd: list[str], **kw) -> tuple[subprocess.CompletedProcess, float, int]:
+    """Run a command; return it, its wall seconds and its peak RSS in KiB (from wait4)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    out = proc.stdout.read() if proc.stdout else ""
+    err = proc.stderr.read() if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), seconds, usage.ru_maxrss
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=int, default=2_000_000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keep", type=Path, help="directory to keep the generated log in (reused if present)")
+    args = parser.parse_args()
+    goaccess = shutil.which("goaccess")
+    if not goaccess:
+        print("goaccess not found: apt-get install goaccess", file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    try:
+        log = (args.keep or work) / f"access-{args.lines}.log"
+        if not log.exists():
+            log.parent.mkdir(parents=True, exist_ok=True)
+            t = time.perf_counter()
+            generate(log, args.lines)
+            print(f"generated {args.lines:,} lines ({log.stat().st_size / 1e6:.0f} MB) in "
+                  f"{time.perf_counter() - t:.1f} s")
+        import json
+
+        child, wall, peak_kib = run_child([sys.executable, "-c", CHILD, str(work / "bench.duckdb"), str(log),
+                                           str(args.threads)], cwd=PROJECT_ROOT)
+        if child.returncode:
+            print(child.stderr, file=sys.stderr)
+            return 1
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        assert result["loaded"] == args.lines and result["rejected"] == 0, result
+        ours = args.lines / result["seconds"]
+        ga, ga_wall, ga_peak_kib = run_child(
+            [goaccess, str(log), "--log-format", '%h %^[%d:%t %^] "%r" %s %b "%R" "%u" rt=%T %^',
+             "--date-format", "%d/%b/%Y", "--time-format", "%H:%M:%S", "--no-global-config",
+             "-o", str(work / "report.json")])
+        if ga.returncode:
+            print(ga.stderr, file=sys.stderr)
+            return 1
+        theirs = args.lines / ga_wall
+        print(f"perfkit ingest : {result['seconds']:.2f} s  {ours:,.0f} lines/s  peak RSS {peak_kib / 1024:,.0f} MiB "
+              f"(process wall {wall:.2f} s, threads={args.threads})")
+        print(f"goaccess       : {ga_wall:.2f} s  {theirs:,.0f} lines/s  peak RSS {ga_peak_kib / 1024:,.0f} MiB")
+        print(f"ratio perfkit/goaccess: {ours / theirs:.1f}x   target >= 1,000,000 lines/s: "
+              f"{'met' if ours >= 1_000_000 else 'NOT met'}; peak < 1.5 GB: "
+              f"{'met' if peak_kib < 1.5 * 1024 * 1024 else 'NOT met'}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
