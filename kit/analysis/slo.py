@@ -759,7 +759,8 @@ def budget_note(window_days: float, history_days: float) -> str:
         return (f"Error budgets are computed over the exact rolling {window_days:g}-day window ending at the "
                 "end of the history.")
     return (f"The history covers {history_days:.3g} days, less than the {window_days:g}-day SLO window. "
-            "Each window's budget is (1 - objective) x the requests the window would hold at the "
+            "Budgets are normalized to the window: each window's budget is (1 - objective) x the requests "
+            "the window would hold at the "
             "history's mean traffic rate; 'consumed' is the share of that budget the history used "
             f"(a burn rate of 1 sustained over the history consumes {history_days / window_days:.1%}). "
             "Timeslices budgets count the window's slices.")

@@ -1,0 +1,86 @@
+"""``perfkit slo rules`` / ``perfkit slo backtest`` and notebook 20 on the default demo warehouse."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kit.cli import main
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory) -> Path:
+    from kit.demo import build_demo
+
+    path = tmp_path_factory.mktemp("slo_demo") / "demo.duckdb"
+    build_demo(path)  # the default: 1,000,000 requests over 7 days with 4 planted incidents
+    return path
+
+
+@pytest.mark.integration
+def test_rules_command_writes_rules_and_a_passing_test_file(tmp_path, shared_datasets, capsys):
+    out = tmp_path / "k8s.yml"
+    code = main(["slo", "rules", "--spec", str(shared_datasets / "slo/sloth/examples/kubernetes-apiserver.yml"),
+                 "--out", str(out), "--min-bad-events", "10"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "promtool check: ok" in printed and "promtool test: ok" in printed
+    groups = {g["name"] for g in yaml.safe_load(out.read_text())["groups"]}
+    assert "sloth-slo-alerts-k8s-apiserver-requests-latency" in groups
+    assert (tmp_path / "k8s_test.yml").exists()
+
+
+def test_rules_command_reports_a_bad_spec(tmp_path, capsys):
+    spec = tmp_path / "bad.yml"
+    spec.write_text('version: "prometheus/v1"\nservice: s\nslos:\n  - name: a\n    objective: 120\n'
+                    '    sli: {raw: {error_ratio_query: "x"}}\n')
+    assert main(["slo", "rules", "--spec", str(spec), "--out", str(tmp_path / "r.yml")]) == 1
+    assert "bad.yml:5: field 'slos.0.objective'" in capsys.readouterr().err
+
+
+def test_backtest_command_json(demo_db, capsys):
+    assert main(["slo", "backtest", "--db", str(demo_db), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {p["policy"] for p in data["policies"]} >= {"threshold", "burn_rate_1h", "mwmbr"}
+    assert all(i["detected"] for i in data["incidents"] if i["burns_budget"])
+
+
+@pytest.mark.notebook
+def test_notebook_20_on_the_demo(demo_db, tmp_path):
+    import papermill as pm
+
+    results = tmp_path / "results"
+    started = time.monotonic()
+    pm.execute_notebook(str(PROJECT / "notebooks/20_slos_alerting.ipynb"), str(tmp_path / "out.ipynb"),
+                        parameters={"db": str(demo_db), "results_dir": str(results)}, progress_bar=False)
+    elapsed = time.monotonic() - started
+    result = json.loads((results / "slo.json").read_text())
+    assert (results / "slo_rules.yml").exists() and (results / "slo_rules_test.yml").exists()
+    assert result["promtool"]["check"]["ok"] is True
+    assert "normalized" in result["budget_note"] or "exact rolling" in result["budget_note"]
+    burning = [i for i in result["backtest"]["incidents"] if i["burns_budget"]]
+    assert burning and all(i["detected"] and i["delay_s"] is not None for i in burning)
+    assert elapsed < 40, f"notebook 20 took {elapsed:.1f} s (budget: 15 s of its own work plus kernel start)"
+
+
+def test_notebook_20_is_thin_and_has_no_outputs():
+    nb = json.loads((PROJECT / "notebooks/20_slos_alerting.ipynb").read_text())
+    cells = nb["cells"]
+    assert cells[0]["cell_type"] == "markdown"
+    params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1
+    text = "".join(params[0]["source"])
+    for name in ("db: str", "start: str | None", "end: str | None", "services: list",
+                 "availability_target: float | None", "latency_threshold_ms: float", "latency_target: float | None",
+                 "slo_window_days: int", "slo_specs: list", 'results_dir: str = ""'):
+        assert name in text
+    for cell in cells:
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs") and cell.get("execution_count") is None
+            assert "def " not in "".join(cell["source"]) and "class " not in "".join(cell["source"])
