@@ -35,6 +35,7 @@ __all__ = ["DEMO_END", "DemoIncident", "DemoSummary", "build_demo", "demo_routes
 
 DEMO_END = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday, 00:00 UTC: the history ends here
 _US_PER_MIN = 60_000_000
+_SUB_BATCH = 262_144  # rows generated and inserted per statement inside a chunk
 
 SERVICES = ("web", "api", "static", "search", "checkout")
 HOSTS: dict[str, tuple[str, ...]] = {
@@ -835,7 +836,8 @@ def _hex16(x: np.ndarray) -> pa.Array:
 
 
 def _tmp_path(target: Path) -> Path:
-    return target.with_name(f".{target.name}.building-{os.getpid()}")
+    """Where the new warehouse is built: next to the target (same filesystem, so the rename is atomic)."""
+    return target.with_name(f".{target.stem}.building-{os.getpid()}{target.suffix or '.duckdb'}")
 
 
 def build_demo(db_path: str | Path, *, requests: int = 1_000_000, days: int = 7, seed: int = 42,
@@ -859,7 +861,7 @@ def build_demo(db_path: str | Path, *, requests: int = 1_000_000, days: int = 7,
     for p in (tmp, Path(str(tmp) + ".wal")):
         p.unlink(missing_ok=True)
     try:
-        con = warehouse.connect(tmp, memory_limit="1GB", threads=2)
+        con = warehouse.connect(tmp, memory_limit=os.environ.get("PERFKIT_DEMO_MEMORY", "512MB"), threads=2)
         try:
             summary = _build(con, str(target), requests=requests, days=days, seed=seed,
                              chunk_requests=chunk_requests, progress=progress, t_start=t_start)
@@ -958,7 +960,7 @@ def _build(con: Any, target: str, *, requests: int, days: int, seed: int, chunk_
     ct_html = ct_list.index(CONTENT_TYPES["html"])
     numeric = (arr.n_obj > 1) & ~arr.named
     id_base = np.array([r.id_base for r in routes], dtype=np.int64)
-    n_clients = int(min(max(requests // 12, 2000), 5_000_000))
+    n_clients = int(min(max(requests // 12, 2000), 3_000_000))
     rng_clients = np.random.default_rng([seed, 2])
     ua_p = np.array([p for _, p in _USER_AGENTS])
     ua_of_client = rng_clients.choice(len(_USER_AGENTS), size=n_clients, p=ua_p / ua_p.sum()).astype(np.int32)
@@ -1013,40 +1015,43 @@ def _build(con: Any, target: str, *, requests: int, days: int, seed: int, chunk_
         ts_us = start_us + minute_of * _US_PER_MIN + rng.integers(0, _US_PER_MIN, total)
         del minute_of
         ts_us.sort()
-        g = _gen_chunk(rng, arr, route_cdf, ts_us, load, n_clients, n_query, windows, start_us)
-        route, obj = g["route_id"], g["obj"]
-        num_id = obj + id_base[route]
-        chunk = pa.table({
-            "ts": pa.array(ts_us).cast(pa.timestamp("us", tz="UTC")),
-            "service": dict_col(arr.svc[route], "service"),
-            "host": dict_col(g["host_id"], "host"),
-            "method": dict_col(g["method_id"], "method"),
-            "route": dict_col(route, "route"),
-            "name": dict_col(np.where(arr.named[route], name_off[route] + obj, -1), "name"),
-            "num_id": pa.array(num_id, mask=~numeric[route]),
-            "query": dict_col(np.where(g["qidx"] >= 0, q_off[np.maximum(g["qkind"], 0)] + g["qidx"], -1), "query"),
-            "status": pa.array(g["status"]),
-            "latency_ms": pa.array(g["latency_ms"]),
-            "upstream_ms": pa.array(g["upstream_ms"], mask=np.isnan(g["upstream_ms"])),
-            "bytes_sent": pa.array(g["bytes_sent"]),
-            "content_type": dict_col(np.where(g["err_html"], ct_html, ct_of_route[route]), "ctype"),
-            "cache_status": dict_col(g["cache_id"], "cache"),
-            "client_hash": dict_col(g["cid"], "client"),
-            "user_agent": dict_col(ua_of_client[g["cid"]], "ua"),
-        })
-        del g, route, obj, num_id, ts_us
-        con.register("chunk", chunk)
-        con.execute(f"""
-            INSERT INTO requests
-            SELECT ts, service, host, method, route,
-                   CASE WHEN name IS NOT NULL THEN name
-                        WHEN num_id IS NOT NULL THEN replace(route, '{{id}}', CAST(num_id AS VARCHAR))
-                        ELSE route END,
-                   query, status, latency_ms, upstream_ms, bytes_sent, content_type, cache_status,
-                   client_hash, user_agent, {src_req.source_id}
-            FROM chunk""")
-        con.unregister("chunk")
-        del chunk
+        for lo in range(0, total, _SUB_BATCH):  # numpy work in sub-batches keeps memory flat
+            ts_part = ts_us[lo: lo + _SUB_BATCH]
+            g = _gen_chunk(rng, arr, route_cdf, ts_part, load, n_clients, n_query, windows, start_us)
+            route, obj = g["route_id"], g["obj"]
+            num_id = obj + id_base[route]
+            chunk = pa.table({
+                "ts": pa.array(ts_part).cast(pa.timestamp("us", tz="UTC")),
+                "service": dict_col(arr.svc[route], "service"),
+                "host": dict_col(g["host_id"], "host"),
+                "method": dict_col(g["method_id"], "method"),
+                "route": dict_col(route, "route"),
+                "name": dict_col(np.where(arr.named[route], name_off[route] + obj, -1), "name"),
+                "num_id": pa.array(num_id, mask=~numeric[route]),
+                "query": dict_col(np.where(g["qidx"] >= 0, q_off[np.maximum(g["qkind"], 0)] + g["qidx"], -1), "query"),
+                "status": pa.array(g["status"]),
+                "latency_ms": pa.array(g["latency_ms"]),
+                "upstream_ms": pa.array(g["upstream_ms"], mask=np.isnan(g["upstream_ms"])),
+                "bytes_sent": pa.array(g["bytes_sent"]),
+                "content_type": dict_col(np.where(g["err_html"], ct_html, ct_of_route[route]), "ctype"),
+                "cache_status": dict_col(g["cache_id"], "cache"),
+                "client_hash": dict_col(g["cid"], "client"),
+                "user_agent": dict_col(ua_of_client[g["cid"]], "ua"),
+            })
+            del g, route, obj, num_id, ts_part
+            con.register("chunk", chunk)
+            con.execute(f"""
+                INSERT INTO requests
+                SELECT ts, service, host, method, route,
+                       CASE WHEN name IS NOT NULL THEN name
+                            WHEN num_id IS NOT NULL THEN replace(route, '{{id}}', CAST(num_id AS VARCHAR))
+                            ELSE route END,
+                       query, status, latency_ms, upstream_ms, bytes_sent, content_type, cache_status,
+                       client_hash, user_agent, {src_req.source_id}
+                FROM chunk""")
+            con.unregister("chunk")
+            del chunk
+        con.execute("CHECKPOINT")  # keeps the final checkpoint (and its memory) small
         n_written += total
         if bar is not None:
             bar.update(total)
