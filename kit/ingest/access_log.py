@@ -342,8 +342,8 @@ def _extract_sql(fmt: LogFormat, lines_sql: str, skip_lines: int, sample: Sequen
         slow = (f"CASE WHEN regexp_full_match(line, {sql_string(fmt.check)}) "
                 f"THEN regexp_extract(line, {sql_string(fmt.regex)}, {groups}) END")
         if fmt.fast != "clf":
-            cols = ", ".join(f"m.{c} AS {c}" if c in groups else f"NULL AS {c}" for c in canon)
-            return (f"SELECT line_no, line, m IS NOT NULL AS ok, {cols}, (line IS NULL OR trim(line) = '') AS skip "
+            select = ", ".join(f"m.{c} AS {c}" if c in groups else f"NULL AS {c}" for c in canon)
+            return (f"SELECT line_no, line, m IS NOT NULL AS ok, {select}, (line IS NULL OR trim(line) = '') AS skip "
                     f"FROM (SELECT line_no, line, {slow} AS m FROM ({lines_sql}) WHERE line_no > {skip_lines})")
         # Fast path for the CLF family: split the line on '"' once; a line whose parts have the
         # well-formed shape (checked by short DFA matches) is read from the parts, any other line goes
@@ -369,7 +369,7 @@ def _extract_sql(fmt: LogFormat, lines_sql: str, skip_lines: int, sample: Sequen
             fast_cols["rt"] = f"CASE WHEN {kv_std} THEN substr(kvl[2], 4) END"
             fast_cols["urt"] = f"CASE WHEN {kv_std} THEN substr(kvl[3], 5) END"
             fast_cols["ucs"] = f"CASE WHEN {kv_std} THEN substr(kvl[4], 5) END"
-        cols = []
+        cols: list[str] = []
         for c in canon:
             slow_col = f"m.{c}" if c in groups else "NULL"
             if c in fast_cols:
@@ -395,9 +395,9 @@ def _extract_sql(fmt: LogFormat, lines_sql: str, skip_lines: int, sample: Sequen
         key_of = dict(keys)
         paths = [f'$."{key_of[c]}"' for c in canon if c in key_of]
         index = {c: i + 1 for i, c in enumerate(c for c in canon if c in key_of)}
-        cols = [f"CASE WHEN ok THEN j[{index[c]}] END AS {c}" if c in index else f"NULL AS {c}" for c in canon]
+        json_cols = [f"CASE WHEN ok THEN j[{index[c]}] END AS {c}" if c in index else f"NULL AS {c}" for c in canon]
         paths_sql = "[" + ", ".join(sql_string(p) for p in paths) + "]" if paths else "['$.x']"
-        return (f"SELECT line_no, line, ok, {', '.join(cols)}, (line IS NULL OR trim(line) = '') AS skip "
+        return (f"SELECT line_no, line, ok, {', '.join(json_cols)}, (line IS NULL OR trim(line) = '') AS skip "
                 f"FROM (SELECT line_no, line, ok, CASE WHEN ok THEN json_extract_string(line, {paths_sql}) END AS j "
                 f"FROM (SELECT line_no, line, CASE WHEN starts_with(ltrim(line), '{{') AND json_valid(line) "
                 f"THEN json_type(line) = 'OBJECT' ELSE false END AS ok FROM ({lines_sql})) "
@@ -412,20 +412,20 @@ def _extract_sql(fmt: LogFormat, lines_sql: str, skip_lines: int, sample: Sequen
     def val(name: str) -> str:
         return f"parts[list_position(fields, {sql_string(name)})]"
 
-    cols = []
+    w3c_cols: list[str] = []
     for c in canon:
         if c == "time":
-            cols.append(f"CASE WHEN ok THEN {val('date')} || ' ' || {val('time')} END AS time")
+            w3c_cols.append(f"CASE WHEN ok THEN {val('date')} || ' ' || {val('time')} END AS time")
         elif c == "host":
-            cols.append(f"CASE WHEN ok THEN coalesce({val('cs-host')}, {val('cs(Host)')}) END AS host")
+            w3c_cols.append(f"CASE WHEN ok THEN coalesce({val('cs-host')}, {val('cs(Host)')}) END AS host")
         elif c in w3c:
-            cols.append(f"CASE WHEN ok THEN {val(w3c[c])} END AS {c}")
+            w3c_cols.append(f"CASE WHEN ok THEN {val(w3c[c])} END AS {c}")
         elif c == "code":
-            cols.append("CASE WHEN ok AND list_contains(fields, 'x-edge-location') THEN 'cloudfront' END AS code")
+            w3c_cols.append("CASE WHEN ok AND list_contains(fields, 'x-edge-location') THEN 'cloudfront' END AS code")
         else:
-            cols.append(f"NULL AS {c}")
+            w3c_cols.append(f"NULL AS {c}")
     return (
-        f"SELECT line_no, line, ok, {', '.join(cols)}, skip, fields IS NULL AS no_header, "
+        f"SELECT line_no, line, ok, {', '.join(w3c_cols)}, skip, fields IS NULL AS no_header, "
         f"len(parts) AS n_parts, len(fields) AS n_fields FROM ("
         f"SELECT *, NOT skip AND fields IS NOT NULL AND len(parts) = len(fields) AS ok FROM ("
         f"SELECT line_no, line, skip, fields, "

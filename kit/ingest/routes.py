@@ -19,6 +19,7 @@ the route is ``template`` with ``\\1``… replaced by the pattern's groups (``^/
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -102,7 +103,7 @@ def _builtin_route_sql(col: str) -> str:
             f"ELSE {twice} END")
 
 
-def route_sql(col: str, rules: tuple[RouteRule, ...] | list[RouteRule] = ()) -> str:
+def route_sql(col: str, rules: Sequence[RouteRule] = ()) -> str:
     """SQL expression: the route template of the path in ``col`` (user rules first, then built-ins)."""
     builtin = _builtin_route_sql(col)
     if not rules:
@@ -137,7 +138,7 @@ def client_hash_sql(col: str, salt: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- Python twins
 
-def route_of(path: str, rules: tuple[RouteRule, ...] | list[RouteRule] = ()) -> str:
+def route_of(path: str, rules: Sequence[RouteRule] = ()) -> str:
     """The route of one path (Python, for tests and docs; ingest uses :func:`route_sql`)."""
     for rule in rules:
         if re.fullmatch(rule.pattern, path):
