@@ -196,3 +196,25 @@ def test_cli_prints_json_summary(tmp_path, capsys):
     assert (summary["kind"], summary["rows_loaded"], summary["rows_rejected"]) == ("profile", 3, 2)
     assert main(["ingest", "profile", str(path), "--db", str(db)]) == 0
     assert "unchanged" in capsys.readouterr().out
+
+
+_CELL = st.one_of(st.sampled_from(["2024-01-01T00:00:00Z", "1704067200", "", "1.5", "-2e3", "NaN", "x"]),
+                  st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters='\r\n\x00",'),
+                          max_size=12))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(_CELL, _CELL, _CELL), min_size=1, max_size=20))
+def test_random_timeseries_rows_are_accounted_for(tmp_path, rows):
+    path = tmp_path / "r.csv"
+    path.write_text("timestamp,a,b\n" + "".join(f"{t},{a},{b}\n" for t, a, b in rows), encoding="utf-8")
+    c = connect(":memory:")
+    try:
+        s = ingest_timeseries(c, path, ColumnMapping(value_cols=("a", "b")), replace=True)
+        assert s.lines_in == 2 * len(rows) == s.rows_loaded + s.rows_rejected + s.rows_skipped
+        assert s.rows_skipped == sum(1 for _t, a, b in rows for v in (a, b) if v.strip() == "")
+        assert c.execute("SELECT count(*) FROM metrics").fetchone()[0] == s.rows_loaded
+    except IngestError as exc:
+        assert "no parsable line" in str(exc)
+    finally:
+        c.close()

@@ -126,3 +126,19 @@ def test_random_lines_are_all_accounted_for(tmp_path, lines):
         assert "no parsable line" in str(exc)
     finally:
         c.close()
+
+
+def test_grown_log_ingests_only_new_entries(con, shared_datasets, tmp_path):
+    src = (shared_datasets / "db" / "go_mysql_slowlogs" / "slow010.log").read_text()
+    lines = src.splitlines(keepends=True)
+    cut = next(i for i in range(len(lines) // 2, len(lines)) if lines[i].startswith("# Time:"))
+    path = tmp_path / "slow.log"
+    path.write_text("".join(lines[:cut]))
+    first = ingest_mysql_slow(con, path)
+    with open(path, "a") as out:
+        out.write("".join(lines[cut:]))
+    second = ingest_mysql_slow(con, path)
+    assert second.status == "appended"
+    assert first.rows_loaded + second.rows_loaded == 36
+    assert con.execute("SELECT count(*), round(sum(total_ms), 3) FROM queries").fetchone() == (
+        36, round(sum(float(x.split()[2]) * 1000 for x in lines if x.startswith("# Query_time:")), 3))

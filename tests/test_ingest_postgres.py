@@ -251,3 +251,17 @@ def test_snapshot_errors_are_clear(tmp_path):
         snapshot_pg_stat_statements(con, f"host=127.0.0.1 port={_free_port()} user=x password=hunter2",
                                     connect_timeout_s=2)
     con.close()
+
+
+def test_grown_stderr_log_ingests_only_new_entries(con, shared_datasets, tmp_path):
+    with _open(_pgb(shared_datasets, "light.postgres.log.bz2")) as handle:
+        lines = handle.readlines()
+    path = tmp_path / "pg.log"
+    path.write_text("".join(lines[:300]))
+    first = ingest_postgres_log(con, path)
+    with open(path, "a") as out:
+        out.write("".join(lines[300:]))
+    second = ingest_postgres_log(con, path)
+    assert second.status == "appended"
+    assert first.rows_loaded + second.rows_loaded == _count_timed_stderr(path)
+    assert ingest_postgres_log(con, path).status == "unchanged"

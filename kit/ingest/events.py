@@ -54,7 +54,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
 def _ts_sql(expr: str) -> str:
     num = f"try_cast({expr} AS DOUBLE)"
     return (f"CASE WHEN {expr} IS NULL OR trim({expr}) = '' THEN NULL "
-            f"WHEN {num} IS NOT NULL THEN to_timestamp({num}) "
+            f"WHEN {num} IS NOT NULL THEN try(to_timestamp({num})) "
             f"WHEN regexp_matches(trim({expr}), '([+-][0-9]{{2}}(:?[0-9]{{2}})?|Z)$') "
             f"THEN try_cast(trim({expr}) AS TIMESTAMPTZ) "
             f"ELSE timezone('UTC', try_cast(trim({expr}) AS TIMESTAMP)) END")

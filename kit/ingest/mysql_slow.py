@@ -100,7 +100,7 @@ def load_mysql_slow(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
         f AS (
             SELECT *,
                    coalesce(
-                       CASE WHEN epoch_s IS NOT NULL THEN to_timestamp(epoch_s) END,
+                       CASE WHEN epoch_s IS NOT NULL THEN try(to_timestamp(epoch_s)) END,
                        try_cast(regexp_extract(header, '# Time: ([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T[^ \\n]+)', 1)
                                 AS TIMESTAMPTZ),
                        CAST(try_strptime(regexp_replace(

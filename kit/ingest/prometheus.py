@@ -200,11 +200,12 @@ def ingest_prometheus_range(con: duckdb.DuckDBPyConnection, url: str, query: str
                                FROM read_json_objects({sql_string(tmp.name)}, format='unstructured')),
                     v AS (SELECT r.metric AS metric, unnest(r."values") AS pair FROM s)
                     SELECT metric, pair[1] AS ts_text, pair[2] AS value_text,
-                           try_cast(pair[1] AS DOUBLE) AS ts_s, try_cast(pair[2] AS DOUBLE) AS value
+                           try(to_timestamp(try_cast(pair[1] AS DOUBLE))) AS ts_s,
+                           try_cast(pair[2] AS DOUBLE) AS value
                     FROM v""")
             c.execute(f"""
                 INSERT INTO metrics (ts, name, labels, value, source_id)
-                SELECT to_timestamp(ts_s), coalesce({override}, element_at(metric, '__name__')[1], {sql_string(query)}),
+                SELECT ts_s, coalesce({override}, element_at(metric, '__name__')[1], {sql_string(query)}),
                        map_from_entries(list_filter(map_entries(metric), lambda e: e.key <> '__name__')),
                        value, {int(source.source_id)}
                 FROM _pk_prom WHERE ts_s IS NOT NULL AND value IS NOT NULL""")
@@ -276,6 +277,10 @@ def load_exposition(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
             SELECT line_no, line, skip, m.name AS name, m.labels AS labels_text,
                    try_cast(m.value AS DOUBLE) AS value, m.value AS value_text,
                    CASE WHEN m.ts = '' THEN NULL ELSE try_cast(m.ts AS DOUBLE) END AS ts_num, m.ts AS ts_text,
+                   try(to_timestamp(CASE WHEN m.ts = '' THEN {at_s!r}
+                                         WHEN abs(try_cast(m.ts AS DOUBLE)) > 1e11
+                                         THEN try_cast(m.ts AS DOUBLE) / 1000.0
+                                         ELSE try_cast(m.ts AS DOUBLE) END)) AS ts,
                    m.braces <> '' AND NOT regexp_matches(m.labels, {sql_string(_LABELS_OK)}) AS bad_labels
             FROM c""")
     con.execute("""
@@ -284,12 +289,10 @@ def load_exposition(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
                CASE WHEN name = '' THEN 'name' WHEN bad_labels THEN 'labels' WHEN value IS NULL THEN 'value'
                     ELSE 'timestamp' END AS field
         FROM _pk_expo
-        WHERE NOT skip AND (name = '' OR bad_labels OR value IS NULL OR (ts_text <> '' AND ts_num IS NULL))""")
+        WHERE NOT skip AND (name = '' OR bad_labels OR value IS NULL OR ts IS NULL)""")
     con.execute(f"""
         INSERT INTO metrics (ts, name, labels, value, source_id)
-        SELECT to_timestamp(CASE WHEN ts_num IS NULL THEN {at_s!r}
-                                 WHEN abs(ts_num) > 1e11 THEN ts_num / 1000.0 ELSE ts_num END),
-               name,
+        SELECT ts, name,
                map(regexp_extract_all(labels_text, {label}, 1),
                    list_transform(regexp_extract_all(labels_text, {label}, 2),
                                   lambda v: replace(replace(replace(v, '\\"', '"'), '\\n', chr(10)), '\\\\', '\\'))),

@@ -114,8 +114,8 @@ def load_timeseries(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
         t = f"CAST({_ident(time_col)} AS VARCHAR)"
         unit = {"s": "1", "ms": "1000"}.get(m.time_unit)
         num = f"try_cast({t} AS DOUBLE)"
-        epoch = (f"to_timestamp({num} / {unit})" if unit else
-                 f"to_timestamp(CASE WHEN abs({num}) > 1e11 THEN {num} / 1000.0 ELSE {num} END)")
+        epoch = (f"try(to_timestamp({num} / {unit}))" if unit else
+                 f"try(to_timestamp(CASE WHEN abs({num}) > 1e11 THEN {num} / 1000.0 ELSE {num} END))")
         ts_sql = (f"CASE WHEN {num} IS NOT NULL THEN {epoch} "
                   f"WHEN regexp_matches({t}, '([+-][0-9]{{2}}(:?[0-9]{{2}})?|Z)$') THEN try_cast({t} AS TIMESTAMPTZ) "
                   f"ELSE timezone('UTC', try_cast({t} AS TIMESTAMP)) END")
