@@ -263,9 +263,9 @@ def _num(value: float) -> str:
     return repr(float(value))
 
 
-def _red_select(qfunc: str, t_ms: float, seconds_sql: str) -> str:
+def _red_select(qfunc: str, t_ms: float, seconds_sql: str, quantiles: tuple[float, ...] = QUANTILES) -> str:
     """The aggregate list shared by every RED query (over a relation with ts, status, latency_ms)."""
-    qs = "[" + ", ".join(_num(q) for q in QUANTILES) + "]"
+    qs = "[" + ", ".join(_num(q) for q in quantiles) + "]"
     t, t4 = _num(t_ms), _num(4 * t_ms)
     return f"""count(*) AS requests,
         count(*) / {seconds_sql} AS rate_rps,
@@ -325,22 +325,26 @@ def red_table(con: duckdb.DuckDBPyConnection, window: Window, by: str | None = "
 def red_series(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5m", by: str | None = None, *,
                services: list[str] | tuple[str, ...] | None = None, routes: list[str] | None = None,
                apdex_t_ms: float = 300.0, qfunc: str = "quantile_cont") -> tuple[SeriesPoint, ...]:
-    """RED per time bucket (``time_bucket``), overall or per ``service``/``route``; only buckets with traffic."""
+    """RED per time bucket (``time_bucket``), overall or per ``service``/``route``; only buckets with traffic.
+
+    Percentiles here are p50/p95/p99 (NaN when a bucket has no latency values); bucket starts are
+    UTC pandas Timestamps."""
     if by not in ("service", "route", None):
         raise ValueError(f"parameter 'by' must be service, route or None, got {by!r}")
     seconds = bucket_seconds(bucket)
     group = by or "'all'"
     route_filter = ("AND " + services_sql(routes, "route")) if routes else ""
-    sql = f"""SELECT time_bucket(INTERVAL '{seconds} seconds', ts) AS b, {group} AS grp,
-            {_red_select(qfunc, apdex_t_ms, str(seconds))}
-        FROM requests WHERE {_scope(window, services)} {route_filter}
-        GROUP BY 1, 2 ORDER BY 2, 1"""
-    out = []
-    for b, grp, n, rate, e5, e4, apdex, _mean, q, _sent in con.execute(sql).fetchall():
-        qv = list(q) if q is not None else [None] * len(QUANTILES)
-        out.append(SeriesPoint(b, str(grp), int(n), float(rate), int(e5), e5 / n if n else 0.0, int(e4),
-                               _f(apdex), _f(qv[0]), _f(qv[2]), _f(qv[3])))
-    return tuple(out)
+    sql = f"""SELECT b, grp::VARCHAR, requests, rate_rps, errors_5xx, errors_5xx / requests, errors_4xx, apdex,
+            q[1], q[2], q[3]
+        FROM (SELECT time_bucket(INTERVAL '{seconds} seconds', ts) AS b, {group} AS grp,
+                     {_red_select(qfunc, apdex_t_ms, str(seconds), (0.5, 0.95, 0.99))}
+              FROM requests WHERE {_scope(window, services)} {route_filter}
+              GROUP BY 1, 2)
+        ORDER BY 2, 1"""
+    # columnar fetch (numpy), then one tuple per row: no per-value Python conversion of timestamps
+    frame = con.execute(sql).df()
+    frame.iloc[:, 0] = frame.iloc[:, 0].dt.tz_convert("UTC")
+    return tuple(SeriesPoint(*row) for row in frame.itertuples(index=False, name=None))
 
 
 def _minute_grid_sql(window: Window, services: list[str] | tuple[str, ...] | None) -> str:
