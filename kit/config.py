@@ -62,6 +62,8 @@ class RunConfig:
     egress_cost_per_gb: float = field(default=0.05, metadata=_doc(
         "cost of one GB served from the origin (currency units)"))
     top_n: int = field(default=10, metadata=_doc("rows in top-N tables"))
+    route_rules: list[str] = field(default_factory=list, metadata=_doc(
+        "access-log route rules 'REGEX => TEMPLATE', tried before the built-in {id}/{uuid}/{hash} templating"))
     as_of: str | None = field(default=None, metadata=_doc(
         "date stamped on documents, ISO 8601; null = end of the analysed window (keeps runs reproducible)"))
 

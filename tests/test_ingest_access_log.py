@@ -296,6 +296,17 @@ def test_cli_globs_rotated_logs_and_prints_summaries(tmp_path, capsys):
         con.close()
     assert Path(f"{db}.salt").exists() and oct(Path(f"{db}.salt").stat().st_mode & 0o777) == "0o600"
     assert perfkit(["ingest", "access-log", str(tmp_path / "nope*"), "--db", str(db)]) == 1
+    # rules from the parameters file
+    params = tmp_path / "params.yaml"
+    params.write_text("route_rules:\n  - '^/api/v1/users/(\\d+)/orders$ => /api/v1/users/{user}/orders'\n")
+    other = tmp_path / "other.log"
+    other.write_text(KV_LINES[2].replace("5.6.7.8", "5.6.7.9") + "\n")
+    assert perfkit(["ingest", "access-log", str(other), "--db", str(db), "--params", str(params)]) == 0
+    con = connect(db)
+    try:
+        assert rows(con, "SELECT route FROM requests ORDER BY ts DESC LIMIT 1") == [("/api/v1/users/{user}/orders",)]
+    finally:
+        con.close()
 
 
 # ---------------------------------------------------------------------------------------------- formats, routes

@@ -660,15 +660,12 @@ def ingest_access_log(con: duckdb.DuckDBPyConnection, path: str | Path, *, forma
 # ---------------------------------------------------------------------------------------------- CLI
 
 def _route_rules_from_params(path: str | None) -> list[str]:
+    """The ``route_rules`` of a parameters file (validated like every run parameter)."""
     if not path:
         return []
-    import yaml
+    from kit.config import RunConfig
 
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    rules = data.get("route_rules", []) if isinstance(data, dict) else []
-    if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
-        raise ValueError(f"{path}: route_rules must be a list of 'PATTERN => TEMPLATE' strings")
-    return rules
+    return list(RunConfig.load(path).route_rules)
 
 
 def register_ingest(subparsers: argparse._SubParsersAction) -> None:
