@@ -84,3 +84,26 @@ def test_notebook_20_is_thin_and_has_no_outputs():
         if cell["cell_type"] == "code":
             assert not cell.get("outputs") and cell.get("execution_count") is None
             assert "def " not in "".join(cell["source"]) and "class " not in "".join(cell["source"])
+
+
+@pytest.mark.integration
+def test_every_shared_spec_on_the_demo_gives_rules_promtool_accepts(demo_db, shared_datasets, tmp_path):
+    """Sloth and OpenSLO specs together (duplicate SLO ids across files, raw SLIs without a total query,
+    alert names shared by several SLOs) still give one valid rule file whose generated tests pass."""
+    from kit.analysis.slo import slo_report, write_rule_files
+    from kit.warehouse import connect
+
+    files = sorted(str(p) for p in (shared_datasets / "slo/sloth/examples").glob("*.yml"))
+    files += sorted(str(p) for p in (shared_datasets / "slo/openslo").glob("*.yaml"))
+    con = connect(demo_db, read_only=True)
+    try:
+        report, specs, plan = slo_report(con, slo_specs=files)
+    finally:
+        con.close()
+    assert len({s.slo_id for s in specs}) == len(specs)
+    kinds = {s.slo_id: s for s in report.slos}
+    assert kinds["k8s-apiserver-requests-latency"].latency_threshold_ms == pytest.approx(400.0)
+    assert kinds["home-wifi-wifi-client-satisfaction"].achieved is None  # raw PromQL: not computable here
+    verdict = write_rule_files(tmp_path, specs, plan)
+    assert verdict["check"]["ok"], verdict["check"]["output"]
+    assert verdict["test"]["ok"], verdict["test"]["output"]

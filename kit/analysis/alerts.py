@@ -229,7 +229,8 @@ def alert_plan(specs: list[SloSpec], *, windows: tuple[AlertWindow, ...] | None 
                 continue
             pairs = [w for w in spec_windows if w.severity == severity]
             thresholds = tuple(w.burn_rate * spec.error_budget_ratio for w in pairs)
-            guards = [_min_events(t, min_bad_events) for t in thresholds]
+            # the guard needs a total-events query (a per-second rate); raw error-ratio SLIs have none
+            guards = [_min_events(t, min_bad_events if spec.total_query else None) for t in thresholds]
             labels, annotations = _alert_labels(spec, severity)
             rules.append(AlertRule(
                 name=spec.alerting.name or f"{spec.slo_id}-{severity}", slo=spec.name, slo_id=spec.slo_id,
@@ -454,18 +455,20 @@ def promtool_tests(specs: list[SloSpec], plan: AlertPlan, rules_file: str) -> st
                             for lw, sw, b in pairs)
                 alert_tests.append({"eval_time": f"{(k + 1) * phase - 1}m", "alertname": rule.name,
                                     "exp_alerts": [_expected(rule, spec)] if fires else []})
-        # Alerts sharing a name (Sloth gives page and ticket the same name) are checked together.
-        merged: dict[tuple[str, str], dict[str, Any]] = {}
-        for t in alert_tests:
-            key = (str(t["eval_time"]), str(t["alertname"]))
-            if key in merged:
-                merged[key]["exp_alerts"].extend(t["exp_alerts"])
-            else:
-                merged[key] = {**t, "exp_alerts": list(t["exp_alerts"])}
         recorded_series.extend(series)
-        recorded_checks.extend(merged.values())
+        recorded_checks.extend(alert_tests)
         if spec.total_query and spec.warehouse_service and spec.sli_kind == "availability":
             counter_specs.append((spec, rules))
+    # Alerts sharing a name (Sloth gives page and ticket the same name, and specs may reuse a name across
+    # SLOs) are checked together: promtool compares all firing alerts of that name at that time.
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for t in recorded_checks:
+        key = (str(t["eval_time"]), str(t["alertname"]))
+        if key in merged:
+            merged[key]["exp_alerts"].extend(t["exp_alerts"])
+        else:
+            merged[key] = {**t, "exp_alerts": list(t["exp_alerts"])}
+    recorded_checks = list(merged.values())
     if recorded_series:
         tests.append({"name": "burn-rate phases on recorded error ratios (0.5x, 2x, 20x budget, short spike)",
                       "interval": "1m", "input_series": recorded_series,

@@ -874,8 +874,12 @@ def slo_report(con: duckdb.DuckDBPyConnection, *, start: str | None = None, end:
     pairs: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]] = []
     if slo_specs:
         known = {r[0] for r in con.execute("SELECT DISTINCT service FROM requests").fetchall()}
+        seen: set[str] = set()
         for path in slo_specs:
             for spec in load_slo_specs(path, period_days=slo_window_days):
+                if spec.slo_id in seen:  # the same SLO in two files: Prometheus needs unique groups
+                    continue
+                seen.add(spec.slo_id)
                 spec = replace(spec, warehouse_service=spec.service if spec.service in known else None)
                 if spec.warehouse_service is None and spec.evaluable:
                     spec = replace(spec, proposal_note=(spec.proposal_note + "; " if spec.proposal_note else "")
