@@ -304,7 +304,8 @@ def test_cli_globs_rotated_logs_and_prints_summaries(tmp_path, capsys):
     assert perfkit(["ingest", "access-log", str(other), "--db", str(db), "--params", str(params)]) == 0
     con = connect(db)
     try:
-        assert rows(con, "SELECT route FROM requests ORDER BY ts DESC LIMIT 1") == [("/api/v1/users/{user}/orders",)]
+        assert rows(con, "SELECT route FROM requests WHERE source_id = (SELECT max(source_id) FROM requests)") == [
+            ("/api/v1/users/{user}/orders",)]
     finally:
         con.close()
 
