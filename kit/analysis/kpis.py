@@ -456,7 +456,7 @@ def headline(con: duckdb.DuckDBPyConnection, window: Window, *, services: list[s
     out: list[Kpi] = [
         Kpi("request_rate_rps", "requests/s", row.rate_rps if row else 0.0,
             "mean request rate over the window", "higher",
-            Definition(f"SELECT count(*) / {window.seconds:g} {base}", total)),
+            Definition(f"SELECT count(*) / {window.seconds:.3f} {base}", total)),
         Kpi("error_rate_5xx", "ratio", row.error_rate_5xx if row else None,
             "share of requests answered with a 5xx status", "lower",
             Definition(f"SELECT count(*) FILTER (WHERE status >= 500) / count(*) {base}",

@@ -156,7 +156,9 @@ def plot_saturation_latency(report: Any) -> go.Figure:
     fig = px.scatter(df, x="value", y="p95_ms", facet_col="metric", facet_col_wrap=3, log_y=True,
                      title="Saturation against latency (one point per bucket)", opacity=0.5)
     fig.update_xaxes(matches=None, title=None)
-    fig.update_layout(hovermode="closest")
+    fig.update_yaxes(tickformat="~s", title=None)
+    fig.for_each_annotation(lambda a: a.update(text=a.text.removeprefix("metric=")))
+    fig.update_layout(hovermode="closest", yaxis_title="p95 latency (ms)")
     return fig
 
 
