@@ -210,6 +210,7 @@ def test_combined_kv_values_by_hand(con, tmp_path):
     assert rows(con, "SELECT line_no, field, reason FROM rejects ORDER BY 1") == [
         (5, "request_time", "unparsable request time 'abc'"),
         (6, "time", "unparsable time '32/Oct/2024:13:55:40 +0200'")]
+    assert rows(con, "SELECT count(*) FROM requests WHERE source_id < 0") == [(0,)]   # no staging rows left
     hashes = rows(con, "SELECT DISTINCT client_hash FROM requests ORDER BY 1")
     assert len(hashes) == 2 and all(len(h[0]) == 16 for h in hashes)
     # the same address with another salt hashes differently
@@ -262,6 +263,12 @@ def test_cloudfront_w3c_tabs_seconds_and_edge_results(con, tmp_path):
         ("HIT", pytest.approx(2.0), 100, "d1.cloudfront.net"), ("MISS", pytest.approx(150.0), 200, "d1.cloudfront.net"),
         (None, pytest.approx(1000.0), 0, "d1.cloudfront.net")]
     assert rows(con, "SELECT line_no, reason FROM rejects") == [(6, "has 2 fields, the #Fields: header names 15")]
+    # a grown W3C log: the new lines are read with the #Fields: header from the part already ingested
+    with open(path, "a") as handle:
+        handle.write("\t".join(data[0]).replace("03:04:05", "03:05:00") + "\n")
+    grown = ingest_access_log(con, path)
+    assert (grown.status, grown.lines_in, grown.rows_loaded) == ("appended", 1, 1)
+    assert rows(con, "SELECT max(ts), count(*) FROM requests") == [(datetime(2024, 1, 2, 3, 5, tzinfo=UTC), 4)]
 
 
 def test_grown_access_log_loads_only_new_lines(con, tmp_path):
