@@ -30,6 +30,7 @@ NOTEBOOKS = (
     "50_optimizations",
     "90_strategy_export",
 )
+EXPORT_NOTEBOOK = "90_strategy_export"  # runs after the others, on their results
 # Parameters the runner injects itself (not part of RunConfig).
 RUN_PARAMETERS = ("results_dir", "strategy_dir")
 KEEP_RUNS = 5
@@ -132,22 +133,48 @@ def _package_versions() -> dict[str, str]:
     return versions
 
 
-def _failure_message(name: str, exc: Exception, executed: Path) -> str:
-    cell = getattr(exc, "exec_count", None) or getattr(exc, "cell_index", None)
-    ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
-    source = ""
+def _failing_cell(executed: Path) -> str:
+    """``cell N (`first line`)`` for the first cell with an error output in an executed notebook."""
     try:
         import nbformat
 
         nb = nbformat.read(executed, as_version=4)
-        for index, c in enumerate(nb.cells):
-            if any(o.get("output_type") == "error" for o in c.get("outputs", [])):
-                cell, source = index, c.source.strip().splitlines()[0][:120] if c.source.strip() else ""
-                break
-    except Exception:  # noqa: BLE001 - the message is best effort; the original error is chained
-        pass
-    where = f"cell {cell}" + (f" (`{source}`)" if source else "")
-    return f"notebook {name} failed in {where}: {ename}: {evalue}. Executed notebook kept at {executed}"
+    except Exception:  # noqa: BLE001 - the notebook may not have been written at all
+        return "an unknown cell"
+    for index, cell in enumerate(nb.cells):
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            first = cell.source.strip().splitlines()[0][:120] if cell.source.strip() else ""
+            return f"cell {index}" + (f" (`{first}`)" if first else "")
+    return "an unknown cell"
+
+
+@dataclass(frozen=True)
+class _Execution:
+    """What a worker reports for one notebook (plain values, so it crosses process boundaries)."""
+
+    name: str
+    seconds: float
+    error: str | None = None
+
+
+def _execute(name: str, executed: str, parameters: dict[str, Any]) -> _Execution:
+    """Run one notebook with papermill (in a worker process); errors are returned, not raised."""
+    import logging
+
+    import papermill
+
+    # papermill warns about parameters its own regex cannot read (``str | None``); ast reads them.
+    logging.getLogger("papermill").setLevel(logging.ERROR)
+    t0 = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(notebook_path(name)), executed, parameters=parameters,
+                                   kernel_name="python3", progress_bar=False, cwd=str(PROJECT_ROOT),
+                                   log_output=False)
+    except Exception as exc:  # noqa: BLE001 - PapermillExecutionError, dead kernels, timeouts
+        ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+        where = _failing_cell(Path(executed))
+        return _Execution(name, time.perf_counter() - t0, f"failed in {where}: {ename}: {evalue}")
+    return _Execution(name, time.perf_counter() - t0)
 
 
 def export_html(executed: Path, target: Path) -> None:
@@ -180,15 +207,15 @@ def _prune_runs(runs_dir: Path, keep: int) -> None:
 
 
 def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | None = None,
-        progress: bool = True) -> RunResult:
-    """Execute the notebooks in order and publish their outputs; raises NotebookFailed or ParameterError."""
-    import logging
+        progress: bool = True, workers: int = 2) -> RunResult:
+    """Execute the notebooks and publish their outputs; raises NotebookFailed or ParameterError.
 
-    import papermill
+    The analysis notebooks (00-50) only read the warehouse, so ``workers`` of them run at once (each in
+    its own kernel); 90_strategy_export runs last, on their results."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
     from tqdm import tqdm
-
-    # papermill warns about parameters its own regex cannot read (``str | None``); ast reads them above.
-    logging.getLogger("papermill").setLevel(logging.ERROR)
 
     from kit.warehouse import connect, fingerprint
 
@@ -211,24 +238,36 @@ def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | No
             shutil.copy2(result, dirs["results"] / result.name)
     write_text_atomic(dirs["results"] / "parameters.json", dumps(config.to_dict()))
 
-    timings: list[NotebookTiming] = []
-    bar = tqdm(names, desc="perfkit run", unit="notebook", disable=not progress, file=sys.stderr)
-    for name in bar:
-        bar.set_postfix_str(name)
-        executed = dirs["notebooks"] / f"{name}.ipynb"
+    executed = {name: dirs["notebooks"] / f"{name}.ipynb" for name in names}
+    stages = [[n for n in names if n != EXPORT_NOTEBOOK], [n for n in names if n == EXPORT_NOTEBOOK]]
+    results: dict[str, _Execution] = {}
+    bar = tqdm(total=len(names), desc="perfkit run", unit="notebook", disable=not progress, file=sys.stderr)
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+        for stage in filter(None, stages):
+            pending = {pool.submit(_execute, n, str(executed[n]), plans[n]) for n in stage}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    outcome = future.result()
+                    results[outcome.name] = outcome
+                    bar.update()
+                    bar.set_postfix_str(outcome.name)
+                    if outcome.error:
+                        for other in pending:
+                            other.cancel()
+                        bar.close()
+                        failed = out / f"failed-{run_id}"
+                        pool.shutdown(wait=True, cancel_futures=True)
+                        shutil.move(str(staging), failed)
+                        raise NotebookFailed(f"notebook {outcome.name} {outcome.error}. Executed notebook kept at "
+                                             f"{failed / 'notebooks' / executed[outcome.name].name}")
+    bar.close()
+
+    timings = []
+    for name in names:
         t0 = time.perf_counter()
-        try:
-            papermill.execute_notebook(
-                str(notebook_path(name)), str(executed), parameters=plans[name], kernel_name="python3",
-                progress_bar=False, cwd=str(PROJECT_ROOT), log_output=False,
-            )
-        except Exception as exc:  # papermill raises PapermillExecutionError, or kernel errors
-            failed = out / f"failed-{run_id}"
-            shutil.move(str(staging), failed)
-            raise NotebookFailed(_failure_message(name, exc, failed / "notebooks" / executed.name)) from None
-        t1 = time.perf_counter()
-        export_html(executed, dirs["reports"] / f"{name}.html")
-        timings.append(NotebookTiming(name, round(t1 - t0, 3), round(time.perf_counter() - t1, 3)))
+        export_html(executed[name], dirs["reports"] / f"{name}.html")
+        timings.append(NotebookTiming(name, round(results[name].seconds, 3), round(time.perf_counter() - t0, 3)))
 
     with connect(db, read_only=True) as con:
         warehouse = fingerprint(con)
@@ -236,6 +275,7 @@ def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | No
         "run_id": run_id,
         "started_at": datetime.now(UTC).isoformat(),
         "notebooks": names,
+        "workers": workers,
         "parameters": config.to_dict(),
         "warehouse": {"path": str(db), **warehouse},
         "packages": _package_versions(),

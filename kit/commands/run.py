@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--out", metavar="DIR", default="outputs", help="output folder (default: outputs)")
     run.add_argument("--only", metavar="NAME", nargs="+",
                      help="run only these notebooks (names or prefixes such as 10 or kpis)")
+    run.add_argument("--workers", type=int, default=2, metavar="N",
+                     help="analysis notebooks executed at once, each in its own kernel (default: 2)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=_run)
 
@@ -30,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = RunConfig.load(args.params, db=args.db)
     try:
-        result = run(config, out_dir=args.out, only=args.only, progress=not args.quiet)
+        result = run(config, out_dir=args.out, only=args.only, progress=not args.quiet, workers=args.workers)
     except NotebookFailed as exc:
         print(f"perfkit: run failed: {exc}", file=sys.stderr)
         print("perfkit: previous outputs were left intact", file=sys.stderr)
