@@ -155,3 +155,18 @@ def test_promtool_end_to_end_with_guard_and_a_wrong_expectation_fails(tmp_path):
     bad = _run(tmp_path, "test", "rules", tests.name)
     assert bad.returncode != 0
     assert "FAILED" in bad.stdout + bad.stderr
+
+
+@pytest.mark.integration
+def test_custom_sloth_windows_through_promtool(tmp_path, shared_datasets):
+    windows = load_alert_windows(shared_datasets / "slo/sloth/windows/7d.yaml")
+    specs = load_slo_specs(shared_datasets / "slo/sloth/examples/getting-started.yml", period_days=7)
+    plan = alert_plan(specs, windows=windows)
+    assert [r.burn_rates for r in plan.rules] == [pytest.approx((13.44, 3.5)), pytest.approx((1.4, 0.98))]
+    (tmp_path / "rules.yml").write_text(rules_yaml(specs, plan))
+    (tmp_path / "rules_test.yml").write_text(promtool_tests(specs, plan, "rules.yml"))
+    assert "slo:sli_error:ratio_rate7d" in (tmp_path / "rules.yml").read_text()
+    test = _run(tmp_path, "test", "rules", "rules_test.yml")
+    assert test.returncode == 0, test.stdout + test.stderr
+    with pytest.raises(ValueError, match="7-day SLO period"):
+        alert_plan(load_slo_specs(shared_datasets / "slo/sloth/examples/getting-started.yml"), windows=windows)

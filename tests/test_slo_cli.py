@@ -23,6 +23,32 @@ def demo_db(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
+def test_demo_incidents_that_burn_budget_are_caught(demo_db):
+    from kit.analysis.slo import slo_report
+    from kit.warehouse import connect
+
+    con = connect(demo_db, read_only=True)
+    try:
+        report, _, _ = slo_report(con)
+    finally:
+        con.close()
+    incidents = report.backtest.incidents
+    assert len(incidents) == 4
+    burning = [i for i in incidents if i.burns_budget]
+    assert burning, "the error burst at ~22% 5xx must burn budget"
+    for inc in burning:
+        assert inc.detected and inc.delay_s is not None and inc.delay_s < 3600, inc
+    by = {p.policy: p for p in report.backtest.policies}
+    assert report.backtest.chosen_policy == "mwmbr+saturation"
+    assert by["mwmbr+saturation"].recall == 1.0
+    assert by["mwmbr"].episodes < by["threshold"].episodes / 10
+    # the cause-based alerts catch the DB saturation and the CDN outage they were built for
+    types = {i.type: i for i in incidents}
+    caught_by = {e.incident for e in report.backtest.episodes if e.policy == "saturation"}
+    assert types["db_saturation"].what in caught_by and types["cdn_cache_outage"].what in caught_by
+
+
 @pytest.mark.integration
 def test_rules_command_writes_rules_and_a_passing_test_file(tmp_path, shared_datasets, capsys):
     out = tmp_path / "k8s.yml"
@@ -107,3 +133,25 @@ def test_every_shared_spec_on_the_demo_gives_rules_promtool_accepts(demo_db, sha
     verdict = write_rule_files(tmp_path, specs, plan)
     assert verdict["check"]["ok"], verdict["check"]["output"]
     assert verdict["test"]["ok"], verdict["test"]["output"]
+
+
+def test_slo_figures_from_the_notebook_result(demo_db):
+    from kit.analysis.slo import slo_report
+    from kit.results import to_jsonable
+    from kit.viz.slo import plot_burn_rate_timeline, plot_burndown
+    from kit.warehouse import connect
+
+    con = connect(demo_db, read_only=True)
+    try:
+        result = to_jsonable(slo_report(con)[0])
+    finally:
+        con.close()
+    burndown = plot_burndown(result)
+    assert len(burndown.data) == len(result["slos"])
+    assert all(min(t.y) <= 1.0 for t in burndown.data)
+    slo_id = "api-requests-availability"
+    timeline = plot_burn_rate_timeline(result, slo_id)
+    episodes = [e for e in result["backtest"]["episodes"] if e["slo_id"] == slo_id and e["policy"] == "mwmbr"]
+    shapes = timeline.layout.shapes
+    assert len(shapes) >= len(episodes) > 0  # one shaded rectangle per firing episode (+ incident outlines)
+    assert {t.name for t in timeline.data} == {"burn rate 1 h", "burn rate 5 min (max per step)"}

@@ -17,7 +17,15 @@ dashboards work on it. Deliberate differences from Sloth:
 - an optional minimum-traffic guard (off unless ``min_bad_events`` is set; on for SLOs built from the
   warehouse): each window pair also needs ``ceil(min_bad_events / threshold)`` events in its long
   window, recorded as ``slo:sli_total:events<w>`` — so a quiet service cannot page on one error;
-- optional saturation alerts (``saturation_rules``) in their own group.
+- optional saturation alerts (``saturation_rules``) in their own group;
+- OpenSLO specs get page and ticket alerts too (Sloth generates none for OpenSLO, which has no alerting
+  section); their alert name is ``<service>-<slo>-page`` / ``-ticket``;
+- specs whose period has no window spec of its own keep the 30-day budget percents with factors
+  rescaled (Sloth refuses such periods unless given an AlertWindows file, which perfkit also accepts).
+
+Everything else — the recording rules per window, the period recording, the meta recordings, the alert
+expressions and their labels and annotations — matches Sloth's output for all its examples (checked by
+``tests/test_alerts.py`` with whitespace-normalized expressions and thresholds to 1e-9).
 """
 
 from __future__ import annotations
@@ -151,6 +159,7 @@ class AlertPlan:
     rules: tuple[AlertRule, ...]
     saturation: tuple[SaturationRule, ...]
     min_traffic: dict[str, Any]
+    custom_windows: tuple[AlertWindow, ...] = ()   # a loaded Sloth AlertWindows spec, if any
 
 
 # ------------------------------------------------------------------------------------------ PromQL text
@@ -217,10 +226,17 @@ def _alert_expr(spec: SloSpec, pairs: list[AlertWindow], guards: list[int | None
 def alert_plan(specs: list[SloSpec], *, windows: tuple[AlertWindow, ...] | None = None,
                min_bad_events: int | None = None, saturation: tuple[SaturationRule, ...] = ()
                ) -> AlertPlan:
-    """Page and ticket alerts for each SLO (all SLOs must share one period when ``windows`` is given)."""
+    """Page and ticket alerts for each SLO. Custom ``windows`` (a Sloth AlertWindows spec) must have the
+    SLOs' period, as Sloth requires."""
     rules: list[AlertRule] = []
     periods = {s.window_days for s in specs} or {30.0}
     period = next(iter(periods)) if len(periods) == 1 else max(periods)
+    if windows:
+        window_days = windows[0].period_s / 86400.0
+        wrong = sorted({s.slo_id for s in specs if abs(s.window_days - window_days) > 1e-9})
+        if wrong:
+            raise ValueError(f"alert windows are for a {window_days:g}-day SLO period but SLO(s) "
+                             f"{', '.join(wrong)} have another period (set it with --period-days)")
     for spec in specs:
         spec_windows = windows or window_specs(spec.window_days)
         for severity in ("page", "ticket"):
@@ -248,7 +264,7 @@ def alert_plan(specs: list[SloSpec], *, windows: tuple[AlertWindow, ...] | None 
             "events' worth of traffic at the pair's threshold (min events = "
             f"ceil({min_bad_events} / threshold)), so a quiet service does not page on a single error")}
     return AlertPlan(period_days=float(period), windows=window_rows, rules=tuple(rules),
-                     saturation=tuple(saturation), min_traffic=guard_doc)
+                     saturation=tuple(saturation), min_traffic=guard_doc, custom_windows=tuple(windows or ()))
 
 
 def _alert_labels(spec: SloSpec, severity: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -295,7 +311,7 @@ def rule_groups(specs: list[SloSpec], plan: AlertPlan, windows: tuple[AlertWindo
         base = _base_labels(spec)
         sel = _selector(spec)
         recordings: list[dict[str, Any]] = []
-        for seconds in _windows_used(windows or window_specs(spec.window_days)):
+        for seconds in _windows_used(windows or plan.custom_windows or window_specs(spec.window_days)):
             w = format_duration(seconds)
             recordings.append({"record": f"slo:sli_error:ratio_rate{w}", "expr": _Literal(_sli_expr(spec, w)),
                                "labels": {**base, "sloth_window": w}})

@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rules.add_argument("--period-days", type=float, default=None, help="SLO period for Sloth specs (default 30)")
     rules.add_argument("--min-bad-events", type=int, default=None,
                        help="minimum-traffic guard: bad events a window pair needs before it fires (default off)")
+    rules.add_argument("--windows", default=None,
+                       help="Sloth AlertWindows YAML (default: Google's windows for the period)")
     rules.add_argument("--no-promtool", action="store_true", help="do not run promtool check/test afterwards")
     rules.set_defaults(func=_rules)
     back = sub.add_parser("backtest", help="replay the alert policies over a warehouse's history")
@@ -30,13 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _rules(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from kit.analysis.alerts import alert_plan
+    from kit.analysis.alerts import alert_plan, load_alert_windows
     from kit.analysis.slo import load_slo_specs, write_rule_files
 
     specs = load_slo_specs(args.spec, period_days=args.period_days)
     if not specs:
         raise ValueError(f"{args.spec}: no SLOs found")
-    plan = alert_plan(specs, min_bad_events=args.min_bad_events)
+    windows = load_alert_windows(args.windows) if args.windows else None
+    plan = alert_plan(specs, min_bad_events=args.min_bad_events, windows=windows)
     out = Path(args.out)
     result = write_rule_files(out.parent, specs, plan, rules_name=out.name, run_promtool=not args.no_promtool)
     print(f"wrote {result['rules_file']} ({len(specs)} SLOs, {len(plan.rules)} alerts)")
