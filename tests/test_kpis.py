@@ -278,3 +278,27 @@ def test_cli_kpi_json_matches_hand_numbers(tmp_path, capsys):
     assert "/a" in text and "quantile_cont" in text
     assert main(["kpi", "--db", str(tmp_path / "missing.duckdb")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.notebook
+def test_notebook_10_runs_and_saves_what_kpi_report_computes(tmp_path, random_wh):
+    import papermill as pm
+
+    from kit.config import PROJECT_ROOT
+
+    con, frame = random_wh
+    path = tmp_path / "w.duckdb"
+    file_con = connect(path)
+    _insert_requests(file_con, list(frame.itertuples(index=False, name=None)))
+    file_con.close()
+    results = tmp_path / "results"
+    pm.execute_notebook(str(PROJECT_ROOT / "notebooks" / "10_kpis.ipynb"), str(tmp_path / "out.ipynb"),
+                        parameters={"db": str(path), "results_dir": str(results), "bucket": "15m",
+                                    "apdex_t_ms": 100.0}, kernel_name="python3", progress_bar=False,
+                        cwd=str(tmp_path))
+    saved = json.loads((results / "kpis.json").read_text())
+    expected = kpis.kpi_report(con, bucket="15m", apdex_t_ms=100.0)
+    assert saved["requests"] == expected.requests == 5000
+    assert saved["overall"]["p99_ms"] == pytest.approx(expected.overall.p99_ms)
+    assert saved["overall"]["apdex"] == pytest.approx(expected.overall.apdex)
+    assert saved["bucket_seconds"] == 900
