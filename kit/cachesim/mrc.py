@@ -344,10 +344,10 @@ def _byte_curve(byte_dist: np.ndarray, sizes: np.ndarray, n: int, total_bytes: i
     bd = byte_dist[reuse]
     sz = sizes[reuse].astype(np.float64)
     w = np.ones(len(bd)) if weight is None else weight[reuse]
-    order = np.argsort(bd, kind="stable")
+    order = np.argsort(bd)
     bd, sz, w = bd[order], sz[order], w[order]
-    cap, first = np.unique(bd, return_index=True)
-    last = np.r_[first[1:], len(bd)] - 1
+    last = np.r_[np.flatnonzero(bd[1:] != bd[:-1]), len(bd) - 1] if len(bd) else np.zeros(0, np.int64)
+    cap = bd[last]
     hits = np.cumsum(w)[last] if len(bd) else np.zeros(0)
     hit_bytes = np.cumsum(w * sz)[last] if len(bd) else np.zeros(0)
     dr = float(n if denom_req is None else denom_req)

@@ -1,0 +1,473 @@
+"""Cache analysis of the warehouse: from the requests the service served, miss-ratio curves per key
+design, policies, TTLs per content class, size admission, sizing and the cost model, the per-layer
+evidence the caching plan needs, and the precomputed grid the notebook's widgets read.
+
+Entry point: :func:`analyze_cache` → :class:`CacheResult` (JSON-serializable, curves ≤ 200 points).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from kit.cachesim.mrc import MissRatioCurve, exact_lru, shards
+from kit.cachesim.policies import POLICIES, compare_policies, lru_ttl, size_admission, spatial_sample
+from kit.cachesim.sizing import CostModel, capacity_for_hit_ratio, cost_model, knee
+from kit.cachesim.trace import CACHE_KEYS, Trace, TraceStats, normalize_sizes, trace_stats
+
+__all__ = ["CONTENT_CLASSES", "CacheResult", "CurvePoints", "analyze_cache", "curve_points",
+           "explorer_lookup"]
+
+# content class -> SQL predicate on content_type / path
+CONTENT_CLASSES: dict[str, str] = {
+    "static": "(content_type ILIKE 'image/%' OR content_type ILIKE 'font/%' OR content_type ILIKE '%javascript%' "
+              "OR content_type ILIKE 'text/css%' OR path ILIKE '/static/%')",
+    "html": "content_type ILIKE 'text/html%'",
+    "api": "(content_type ILIKE '%json%' OR path ILIKE '/api/%')",
+}
+TTL_CHOICES_S = (0.0, 10.0, 60.0, 300.0, 3600.0, 86400.0)   # 0 = no expiry
+EXACT_MAX_REQUESTS = 50_000_000        # above this the curves come from SHARDS
+POLICY_SAMPLE_REQUESTS = 60_000        # policy grid runs on a spatial sample of about this many requests
+
+
+@dataclass(frozen=True)
+class CurvePoints:
+    """A downsampled miss-ratio curve (≤ 200 points) for JSON and charts."""
+
+    unit: str
+    method: str
+    sample_rate: float
+    capacity: list[float]
+    miss_ratio: list[float]
+    byte_miss_ratio: list[float]
+    error_estimate: list[float] | None
+    exact_from_capacity: float
+
+
+def curve_points(curve: MissRatioCurve, points: int = 200) -> CurvePoints:
+    """The curve at ≤ ``points`` log-spaced capacities."""
+    c = curve.downsample(points)
+    return CurvePoints(c.unit, c.method, c.sample_rate, c.capacity.tolist(), c.miss_ratio.tolist(),
+                       c.byte_miss_ratio.tolist(),
+                       None if c.error_estimate is None else c.error_estimate.tolist(),
+                       float(c.exact_from_capacity))
+
+
+@dataclass(frozen=True)
+class KeyCurves:
+    """Exact LRU curves for one key design."""
+
+    key: str
+    requests: int
+    unique_objects: int
+    unique_bytes: int
+    reuse_ratio: float
+    objects: CurvePoints
+    bytes: CurvePoints
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """What the curves say about capacity (bytes unless named otherwise)."""
+
+    knee_bytes: float
+    knee_hit_ratio: float
+    knee_byte_hit_ratio: float
+    target_hit_ratio: float
+    target_capacity_bytes: float | None     # None: the target is above what any capacity reaches
+    max_hit_ratio: float                    # infinite cache (reuse ratio)
+    max_byte_hit_ratio: float
+    recommended_capacity_bytes: float
+    recommended_hit_ratio: float
+    recommended_byte_hit_ratio: float
+    recommendation_basis: str
+    cost: CostModel
+
+
+@dataclass(frozen=True)
+class ClassTtl:
+    """Expiry effect on one content class (its requests alone, cache large enough to hold them all)."""
+
+    content_class: str
+    requests: int
+    bytes: int
+    reuse_time_p50_s: float | None
+    reuse_time_p90_s: float | None
+    hit_ratio_by_ttl: dict[str, float]       # "0" = no expiry
+    byte_hit_ratio_by_ttl: dict[str, float]
+    current_hit_ratio: float | None          # from requests.cache_status, where logged
+
+
+@dataclass(frozen=True)
+class CacheResult:
+    """Everything notebook 40 computes; ``results["cache"]`` for the caching plan."""
+
+    parameters: dict[str, Any]
+    trace: TraceStats
+    keys: list[KeyCurves]
+    main_key: str
+    capacity_grid_bytes: list[float]
+    policies: dict[str, Any]                 # PolicyTable as JSON-ready dict
+    ttl_grid: list[dict[str, float]]         # LRU at each grid capacity x TTL
+    ttl_by_class: list[ClassTtl]
+    admission: list[dict[str, Any]]
+    sizing: Sizing
+    latency: dict[str, Any]
+    observed: dict[str, Any]                 # today's cache as logged (cache_status)
+    browser: dict[str, Any]
+    application: dict[str, Any]
+    database: dict[str, Any]
+    explorer: dict[str, Any]                 # the widgets' precomputed grid
+    seconds: float
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def _curve_for(trace: Trace) -> tuple[MissRatioCurve, MissRatioCurve, str]:
+    if len(trace) > EXACT_MAX_REQUESTS:
+        res = shards(trace.obj_id, trace.size_bytes, rate=min(1.0, 1e6 / len(trace)))
+        assert res.bytes is not None
+        return res.objects, res.bytes, res.variant
+    ex = exact_lru(trace.obj_id, trace.size_bytes)
+    assert ex.bytes is not None
+    return ex.objects, ex.bytes, "exact"
+
+
+def _latency(con: duckdb.DuckDBPyConnection, where: str, params: list) -> dict[str, Any]:
+    row = con.execute(
+        f"SELECT median(latency_ms) FILTER (WHERE upper(cache_status) = 'HIT'), "
+        f"median(latency_ms) FILTER (WHERE upper(cache_status) IN ('MISS', 'EXPIRED')), "
+        f"count(*) FILTER (WHERE upper(cache_status) = 'HIT'), "
+        f"count(*) FILTER (WHERE upper(cache_status) IN ('MISS', 'EXPIRED')), "
+        f"median(latency_ms), median(latency_ms - upstream_ms) FILTER (WHERE upstream_ms IS NOT NULL) "
+        f"FROM requests WHERE {where}", params).fetchone()
+    assert row is not None
+    hit, miss, nh, nm, med, edge = row
+    if hit is not None and miss is not None and nh and nm:
+        return {"hit_latency_ms": float(hit), "miss_latency_ms": float(miss),
+                "source": f"median latency_ms of requests with cache_status HIT ({nh:,}) and MISS/EXPIRED "
+                          f"({nm:,})"}
+    if med is not None and edge is not None:
+        return {"hit_latency_ms": float(edge), "miss_latency_ms": float(med),
+                "source": "no cache_status logged: miss = median latency_ms, hit = median (latency_ms - upstream_ms)"}
+    return {"hit_latency_ms": None, "miss_latency_ms": None, "source": "no latency data"}
+
+
+def _where(start: str | None, end: str | None) -> tuple[str, list]:
+    clauses = ["coalesce(upper(method), 'GET') IN ('GET', 'HEAD')",
+               "coalesce(status, 200) BETWEEN 200 AND 399"]
+    params: list = []
+    if start:
+        clauses.append("ts >= CAST(? AS TIMESTAMPTZ)")
+        params.append(start)
+    if end:
+        clauses.append("ts < CAST(? AS TIMESTAMPTZ)")
+        params.append(end)
+    return " AND ".join(clauses), params
+
+
+def _browser(frame: Any) -> dict[str, Any]:
+    """Per-client repeat requests (what a private browser cache could serve if responses were cacheable)."""
+    from kit.cachesim.trace import _prev_access_kernel
+
+    sel = frame["has_client"].to_numpy(bool)
+    n = int(sel.sum())
+    if not n:
+        return {"requests": 0, "source": "no client_hash in requests"}
+    ids = frame["h_client"].to_numpy(np.uint64)[sel]
+    t = frame["t"].to_numpy(np.float64)[sel]
+    sz = frame["sz"].to_numpy(np.float64)[sel]
+    static = (frame["cls"].to_numpy()[sel] == "static")
+    codes, uniq = pd.factorize(ids)
+    prev = _prev_access_kernel(codes.astype(np.int64), len(uniq))
+    rep = prev >= 0
+    gaps = t[rep] - t[prev[rep]]
+    return {"requests": n, "repeat_requests": int(rep.sum()), "repeat_ratio": float(rep.mean()),
+            "repeat_byte_ratio": float(sz[rep].sum() / max(sz.sum(), 1.0)),
+            "reuse_time_p50_s": float(np.percentile(gaps, 50)) if len(gaps) else None,
+            "reuse_time_p90_s": float(np.percentile(gaps, 90)) if len(gaps) else None,
+            "static_repeat_ratio": float(rep[static].mean()) if static.any() else None,
+            "source": "requests grouped by (client_hash, cache key): a repeat is a second request of the same "
+                      "object by the same client (upper bound of private-cache hits with long max-age)"}
+
+
+def _database(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    out: dict[str, Any] = {"source": "queries"}
+    snap = con.execute(
+        """WITH s AS (SELECT query_id, max(shared_blks_hit) - min(shared_blks_hit) AS hit,
+                             max(shared_blks_read) - min(shared_blks_read) AS rd,
+                             max(calls) - min(calls) AS calls, max(total_ms) - min(total_ms) AS ms,
+                             any_value(fingerprint) AS fp
+                      FROM queries WHERE kind = 'snapshot' GROUP BY query_id)
+           SELECT sum(hit), sum(rd), sum(calls), sum(ms) FROM s""").fetchone()
+    if snap and snap[0] is not None and (snap[0] or 0) + (snap[1] or 0) > 0:
+        out["buffer_hit_ratio"] = float(snap[0]) / float(snap[0] + snap[1])
+        out["buffer_hit_source"] = ("queries snapshots: shared_blks_hit / (hit + read), deltas between the "
+                                    "first and last snapshot per query_id")
+    top = con.execute(
+        """WITH s AS (SELECT fingerprint, max(calls) - min(calls) AS calls, max(total_ms) - min(total_ms) AS ms
+                      FROM queries WHERE kind = 'snapshot' GROUP BY query_id, fingerprint)
+           SELECT fingerprint, sum(calls) AS calls, sum(ms) AS ms FROM s
+           WHERE upper(ltrim(fingerprint)) LIKE 'SELECT%' GROUP BY 1 ORDER BY ms DESC LIMIT 5""").fetchall()
+    total = con.execute(
+        """SELECT sum(c), sum(m) FROM (SELECT max(calls) - min(calls) AS c, max(total_ms) - min(total_ms) AS m
+           FROM queries WHERE kind = 'snapshot' GROUP BY query_id)""").fetchone()
+    if top and total and total[1]:
+        out["top_read_queries"] = [{"fingerprint": str(f)[:200], "calls": int(c or 0), "total_ms": float(m or 0),
+                                    "share_of_db_time": float(m or 0) / float(total[1])} for f, c, m in top]
+        out["top_read_share_of_db_time"] = float(sum((m or 0) for _, _, m in top)) / float(total[1])
+    if len(out) == 1:
+        out["note"] = "no query statistics in the warehouse"
+    return out
+
+
+def _class_ttl(frame: Any, main: Trace, rate: float) -> list[ClassTtl]:
+    """Per content class: hit ratios under each TTL with a cache that holds the whole class (so only
+    expiry decides), on the class's spatially sampled requests."""
+    out = []
+    cls_col = frame["cls"].to_numpy()
+    status = frame["cs"]
+    for cls in CONTENT_CLASSES:
+        sel = cls_col == cls
+        if not sel.any():
+            continue
+        assert main.time_s is not None
+        tr = Trace(cls, main.obj_id[sel], main.size_bytes[sel], main.time_s[sel])
+        small = spatial_sample(tr, min(1.0, rate * len(main) / len(tr)))
+        if len(small) < 100:
+            small = tr
+        st = trace_stats(small, buckets=4)
+        cap = int(small.size_bytes.sum()) + 1
+        hr, bhr = {}, {}
+        for ttl in TTL_CHOICES_S:
+            m, b = lru_ttl(small, cap, ttl)
+            hr[str(int(ttl))], bhr[str(int(ttl))] = 1 - m, 1 - b
+        cs = status[sel].dropna()
+        cur = float((cs == "HIT").mean()) if len(cs) else None
+        rt = st.reuse_time_s_quantiles or {}
+        out.append(ClassTtl(cls, int(sel.sum()), int(frame["sz"].to_numpy()[sel].sum()), rt.get("p50"),
+                            rt.get("p90"), hr, bhr, cur))
+    return out
+
+
+def _load(con: duckdb.DuckDBPyConnection, where: str, params: list, keys: tuple[str, ...], cache_key: str) -> Any:
+    """One scan of requests: time, a hash per key design, the per-client key, size, content class, status."""
+    cols = ", ".join(f"hash({CACHE_KEYS[k]}) AS h_{k}" for k in keys)
+    cls = " ".join(f"WHEN {pred} THEN '{name}'" for name, pred in CONTENT_CLASSES.items())
+    return con.execute(
+        f"SELECT epoch(ts) AS t, {cols}, hash(client_hash, {CACHE_KEYS[cache_key]}) AS h_client, "
+        f"client_hash IS NOT NULL AS has_client, coalesce(bytes_sent, 0) AS sz, "
+        f"CASE {cls} ELSE 'other' END AS cls, upper(cache_status) AS cs "
+        f"FROM requests WHERE {where} AND path IS NOT NULL ORDER BY ts", params).fetch_df()
+
+
+def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", start: str | None = None,
+                  end: str | None = None, policies: list[str] | None = None, size_points: int = 24,
+                  target_hit_ratio: float = 0.9, memory_cost_per_gb_month: float = 4.0,
+                  egress_cost_per_gb: float = 0.05, keys: tuple[str, ...] = tuple(CACHE_KEYS),
+                  policy_sample_requests: int = POLICY_SAMPLE_REQUESTS) -> CacheResult:
+    """The whole cache study of the warehouse's requests (GET/HEAD, status 200-399, in [start, end))."""
+    t_all = time.perf_counter()
+    timings: dict[str, float] = {}
+    policies = list(policies or ["lru", "fifo", "clock", "arc", "lfu", "twoq", "s3fifo", "sieve", "tinylfu",
+                                 "gdsf", "belady"])
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        raise ValueError(f"unknown cache policy(ies) {', '.join(unknown)}; known: {', '.join(POLICIES)}")
+    if cache_key not in keys:
+        keys = (cache_key, *keys)
+    where, params = _where(start, end)
+
+    t0 = time.perf_counter()
+    frame = _load(con, where, params, keys, cache_key)
+    if frame.empty:
+        raise ValueError("no cacheable requests (GET/HEAD, status 200-399) in the analysed window")
+    t_s = frame["t"].to_numpy(np.float64)
+    raw_sz = frame["sz"].to_numpy(np.int64)
+    traces: dict[str, Trace] = {}
+    for k in keys:
+        ids = frame[f"h_{k}"].to_numpy(np.uint64)
+        traces[k] = Trace(f"requests:{k}", ids, normalize_sizes(ids, raw_sz), t_s, k,
+                          f"requests WHERE {where} (params {params})")
+    main = traces[cache_key]
+    timings["load_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    curves: dict[str, tuple[MissRatioCurve, MissRatioCurve]] = {}
+    key_curves = []
+    for k, tr in traces.items():
+        t1 = time.perf_counter()
+        obj_c, byte_c, _ = _curve_for(tr)
+        curves[k] = (obj_c, byte_c)
+        first = np.unique(tr.obj_id, return_index=True)[1]
+        unique_bytes = int(tr.size_bytes[first].sum())
+        key_curves.append(KeyCurves(k, len(tr), int(len(obj_c.capacity)), unique_bytes,
+                                    float(1 - obj_c.miss_ratio[-1]), curve_points(obj_c), curve_points(byte_c),
+                                    time.perf_counter() - t1))
+    timings["curves_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    stats = trace_stats(main, object_curve=curves[cache_key][0])
+    timings["stats_s"] = time.perf_counter() - t0
+    obj_c, byte_c = curves[cache_key]
+
+    # capacity grid: from the largest object to the footprint (every object once)
+    lo = max(float(stats.max_object_bytes), 1.0)
+    hi = max(float(stats.unique_bytes), lo * 2)
+    grid = np.unique(np.round(np.geomspace(lo, hi, size_points)))
+
+    t0 = time.perf_counter()
+    rate = min(1.0, policy_sample_requests / len(main))
+    table = compare_policies(main, policies, grid, unit="bytes", sample_rate=rate)
+    timings["policies_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ttl_grid = []
+    if main.time_s is not None:
+        small = spatial_sample(main, rate)     # the same miniature trace as the policy table
+        for ttl in TTL_CHOICES_S:
+            for cap in grid:
+                if ttl == 0:   # no expiry: the exact curve
+                    mm, bb = byte_c.at(cap)
+                    m, b = float(mm[0]), float(bb[0])
+                else:
+                    m, b = lru_ttl(small, max(1, int(round(cap * rate))), ttl)
+                ttl_grid.append({"ttl_s": ttl, "capacity_bytes": float(cap), "miss_ratio": m,
+                                 "byte_miss_ratio": b, "sample_rate": 1.0 if ttl == 0 else rate})
+    timings["ttl_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ttl_cls = _class_ttl(frame, main, rate)
+    timings["ttl_by_class_s"] = time.perf_counter() - t0
+
+    # sizing and cost
+    lat = _latency(con, where, params)
+    duration = stats.duration_s
+    cm = cost_model(byte_c, requests=len(main), total_bytes=int(main.size_bytes.sum()), duration_s=duration,
+                    memory_cost_per_gb_month=memory_cost_per_gb_month, egress_cost_per_gb=egress_cost_per_gb,
+                    target_hit_ratio=target_hit_ratio, hit_latency_ms=lat["hit_latency_ms"],
+                    miss_latency_ms=lat["miss_latency_ms"], latency_source=lat["source"])
+    k_cap = knee(byte_c)
+    k_m, k_b = byte_c.at(k_cap)
+    t_cap = capacity_for_hit_ratio(byte_c, target_hit_ratio)
+    if t_cap is not None:
+        rec, basis = t_cap, f"smallest capacity reaching the target object hit ratio {target_hit_ratio:.0%}"
+    else:
+        rec, basis = k_cap, (f"the target hit ratio {target_hit_ratio:.0%} is above the trace's reuse ratio "
+                             f"{1 - byte_c.miss_ratio[-1]:.1%}: the knee of the curve instead")
+    r_m, r_b = byte_c.at(rec)
+    sizing = Sizing(k_cap, float(1 - k_m[0]), float(1 - k_b[0]), target_hit_ratio, t_cap,
+                    float(1 - byte_c.miss_ratio[-1]), float(1 - byte_c.byte_miss_ratio[-1]), float(rec),
+                    float(1 - r_m[0]), float(1 - r_b[0]), basis, cm)
+
+    t0 = time.perf_counter()
+    sizes_sorted = np.sort(main.size_bytes)
+    thresholds = sorted({int(np.quantile(sizes_sorted, q)) + 1 for q in (0.5, 0.9, 0.99)})
+    admission = size_admission(spatial_sample(main, rate), max(1, int(round(rec * rate))), thresholds)
+    for row in admission:
+        row["capacity_bytes"] = float(rec)
+        row["sample_rate"] = rate
+    timings["admission_s"] = time.perf_counter() - t0
+
+    obs = con.execute(
+        f"SELECT count(*) FILTER (WHERE cache_status IS NOT NULL), "
+        f"count(*) FILTER (WHERE upper(cache_status) = 'HIT'), "
+        f"sum(bytes_sent) FILTER (WHERE upper(cache_status) = 'HIT'), "
+        f"sum(bytes_sent) FILTER (WHERE cache_status IS NOT NULL) FROM requests WHERE {where}", params).fetchone()
+    assert obs is not None
+    observed = {"requests_with_status": int(obs[0] or 0),
+                "hit_ratio": (obs[1] / obs[0]) if obs[0] else None,
+                "byte_hit_ratio": (float(obs[2] or 0) / float(obs[3])) if obs[3] else None,
+                "source": "requests.cache_status (HIT over all logged statuses) of cacheable requests"}
+
+    t0 = time.perf_counter()
+    browser = _browser(frame)
+    app_sel = frame["cls"].isin(["html", "api"]).to_numpy()
+    application: dict[str, Any] = {"source": f"requests of content class html or api (see CONTENT_CLASSES), "
+                                              f"key {cache_key}, LRU by entry count (exact curve)"}
+    if app_sel.any():
+        ex = exact_lru(main.obj_id[app_sel], None, bytes_curve=False)
+        mean_sz = float(raw_sz[app_sel].mean())
+        t_entries = capacity_for_hit_ratio(ex.objects, target_hit_ratio)
+        k_entries = knee(ex.objects)
+        chosen = t_entries if t_entries is not None else k_entries
+        m, _ = ex.objects.at(chosen)
+        application.update({
+            "requests": ex.requests, "unique_objects": ex.unique_objects,
+            "max_hit_ratio": float(1 - ex.objects.miss_ratio[-1]),
+            "target_entries": t_entries, "knee_entries": k_entries, "recommended_entries": chosen,
+            "recommended_hit_ratio": float(1 - m[0]), "mean_response_bytes": mean_sz,
+            "recommended_memory_bytes": chosen * mean_sz, "curve": curve_points(ex.objects, 120)})
+    timings["layers_s"] = time.perf_counter() - t0
+
+    database = _database(con)
+
+    explorer = _explorer(curves, table, ttl_grid, grid, policies, list(traces), cache_key)
+    return CacheResult(
+        parameters={"cache_key": cache_key, "start": start, "end": end, "policies": policies,
+                    "size_points": size_points, "target_hit_ratio": target_hit_ratio,
+                    "memory_cost_per_gb_month": memory_cost_per_gb_month,
+                    "egress_cost_per_gb": egress_cost_per_gb, "policy_sample_rate": rate,
+                    "ttl_choices_s": list(TTL_CHOICES_S)},
+        trace=stats, keys=key_curves, main_key=cache_key, capacity_grid_bytes=grid.tolist(),
+        policies={"unit": table.unit, "trace": table.trace, "requests": table.requests,
+                  "sample_rate": table.sample_rate, "capacities": table.capacities,
+                  "rows": [{"policy": r.policy, "capacity_bytes": r.capacity, "miss_ratio": r.miss_ratio,
+                            "byte_miss_ratio": r.byte_miss_ratio, "sample_rate": r.sample_rate}
+                           for r in table.rows],
+                  "method": ("libcachesim, full trace" if rate >= 1 else
+                             f"libcachesim miniature simulation: keys sampled spatially at R={rate:.4f}, "
+                             "capacities scaled by R")},
+        ttl_grid=ttl_grid, ttl_by_class=ttl_cls, admission=admission, sizing=sizing, latency=lat,
+        observed=observed, browser=browser, application=application, database=database, explorer=explorer,
+        seconds=time.perf_counter() - t_all, timings_s=timings)
+
+
+def _explorer(curves: dict[str, tuple[MissRatioCurve, MissRatioCurve]], table: Any, ttl_grid: list[dict],
+              grid: np.ndarray, policies: list[str], keys: list[str], main_key: str) -> dict[str, Any]:
+    """hit[key][policy][ttl] -> object hit ratios at each grid capacity (None where not simulated):
+    LRU without expiry is the exact curve of every key; other policies come from the policy table and TTLs
+    from the LRU+TTL simulation, both for the main key."""
+    hit: dict[str, dict[str, dict[str, list[float | None]]]] = {}
+    byte_hit: dict[str, dict[str, dict[str, list[float | None]]]] = {}
+    ttls = sorted({str(int(r["ttl_s"])) for r in ttl_grid} | {"0"}, key=int)
+    for k in keys:
+        hit[k], byte_hit[k] = {}, {}
+        for p in policies:
+            hit[k][p] = {t: [None] * len(grid) for t in ttls}
+            byte_hit[k][p] = {t: [None] * len(grid) for t in ttls}
+        if "lru" not in hit[k]:
+            hit[k]["lru"] = {t: [None] * len(grid) for t in ttls}
+            byte_hit[k]["lru"] = {t: [None] * len(grid) for t in ttls}
+        m, b = curves[k][1].at(grid)
+        hit[k]["lru"]["0"] = (1 - m).tolist()
+        byte_hit[k]["lru"]["0"] = (1 - b).tolist()
+    index = {float(c): i for i, c in enumerate(grid)}
+    for r in table.rows:
+        if r.policy == "lru":
+            continue   # the exact curve is the LRU reference (the table's LRU is a sampled estimate)
+        i = index[float(r.capacity)]
+        hit[main_key][r.policy]["0"][i] = 1 - r.miss_ratio
+        byte_hit[main_key][r.policy]["0"][i] = 1 - r.byte_miss_ratio
+    for r in ttl_grid:
+        if r["ttl_s"] == 0:
+            continue
+        i = index[float(r["capacity_bytes"])]
+        hit[main_key]["lru"][str(int(r["ttl_s"]))][i] = 1 - r["miss_ratio"]
+        byte_hit[main_key]["lru"][str(int(r["ttl_s"]))][i] = 1 - r["byte_miss_ratio"]
+    return {"keys": keys, "policies": sorted(set(policies) | {"lru"}, key=lambda p: (p != "lru", p)),
+            "ttls_s": ttls, "capacities_bytes": grid.tolist(), "hit_ratio": hit, "byte_hit_ratio": byte_hit,
+            "main_key": main_key}
+
+
+def explorer_lookup(explorer: dict[str, Any], key: str, policy: str, ttl_s: str, index: int
+                    ) -> tuple[float | None, float | None]:
+    """(object hit ratio, byte hit ratio) the widgets show for one choice (None: not simulated)."""
+    try:
+        return (explorer["hit_ratio"][key][policy][ttl_s][index], explorer["byte_hit_ratio"][key][policy][ttl_s][index])
+    except (KeyError, IndexError):
+        return None, None
