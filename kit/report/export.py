@@ -63,7 +63,7 @@ def render_figures(figures: dict[str, Any], directory: Path) -> dict[str, Path]:
 
 def write_documents(results_dir: str | Path, strategy_dir: str | Path, config: RunConfig,
                     images: bool = True) -> ExportedDocuments:
-    """Build, validate and atomically write the four documents and the Grafana dashboard."""
+    """Build, validate and atomically write the four documents, the Grafana dashboard and the alert rules."""
     from kit.report import caching_plan, grafana, monitoring, optimization
 
     results = load_results(results_dir)
@@ -84,5 +84,7 @@ def write_documents(results_dir: str | Path, strategy_dir: str | Path, config: R
         CACHING_JSON: dumps(plan),
         "grafana_dashboard.json": dumps(grafana.grafana_dashboard(results, config)),
     }
+    # Alert rule files the SLO notebook generated (Prometheus rules and their promtool tests) ship too.
+    texts.update({p.name: p.read_text() for p in sorted(Path(results_dir).glob("*.yml"))})
     documents = {name: write_text_atomic(out / name, text) for name, text in texts.items()}
     return ExportedDocuments(out, documents, figure_paths)
