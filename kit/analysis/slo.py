@@ -936,7 +936,8 @@ def write_rule_files(directory: str | Path, specs: list[SloSpec], plan: Any, *,
                      promtool_test: bool = True) -> dict[str, Any]:
     """Write the rule file and its promtool test file into ``directory``; run ``promtool check rules``
     and (``promtool_test``) ``promtool test rules`` when promtool is installed. Returns paths and promtool's
-    verdicts (``{"ok": bool | None, "output": str}`` under ``check`` and ``test``)."""
+    verdicts (``{"ok": bool | None, "output": str}`` under ``check`` and ``test``); ``rules_name`` and
+    ``rules_test_name`` are the bare file names (what a result should record: run folders move)."""
     import shutil
     import subprocess
 
@@ -949,7 +950,8 @@ def write_rule_files(directory: str | Path, specs: list[SloSpec], plan: Any, *,
     promql_specs = [s for s in specs if s.error_ratio_query or (s.error_query and s.total_query)]
     write_text_atomic(rules_path, rules_yaml(promql_specs, plan))
     write_text_atomic(test_path, promtool_tests(promql_specs, plan, rules_path.name))
-    out: dict[str, Any] = {"rules_file": str(rules_path), "rules_test_file": str(test_path)}
+    out: dict[str, Any] = {"rules_file": str(rules_path), "rules_test_file": str(test_path),
+                           "rules_name": rules_path.name, "rules_test_name": test_path.name}
     binary = shutil.which("promtool")
     if run_promtool and binary:
         runs: list[tuple[str, list[str], Path | None]] = [("check", ["check", "rules", str(rules_path)], None)]

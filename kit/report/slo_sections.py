@@ -185,7 +185,8 @@ def slo_section_markdown(slo_result: dict) -> str:
                        f"| {md_text(s.get('for') or '')} | {md_code(s.get('expr', ''))} |")
     files = [f for f in (slo_result.get("rules_file"), slo_result.get("rules_test_file")) if f]
     if files:
-        out += ["", "Rule file and its promtool unit test: " + ", ".join(md_code(f) for f in files) + "."]
+        out += ["", "Rule file and its promtool unit test (in the run's results folder): "
+                + ", ".join(md_code(f) for f in files) + "."]
 
     backtest = slo_result.get("backtest") or {}
     if backtest:
