@@ -343,8 +343,9 @@ def red_series(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5m
         ORDER BY 2, 1"""
     # columnar fetch (numpy), then one tuple per row: no per-value Python conversion of timestamps
     frame = con.execute(sql).df()
-    frame.iloc[:, 0] = frame.iloc[:, 0].dt.tz_convert("UTC")
-    return tuple(SeriesPoint(*row) for row in frame.itertuples(index=False, name=None))
+    columns = [frame.iloc[:, 0].dt.tz_convert("UTC").tolist()] + [frame.iloc[:, i].tolist()
+                                                                    for i in range(1, frame.shape[1])]
+    return tuple(SeriesPoint(*row) for row in zip(*columns, strict=True))
 
 
 def _minute_grid_sql(window: Window, services: list[str] | tuple[str, ...] | None) -> str:
@@ -364,7 +365,7 @@ def throughput(con: duckdb.DuckDBPyConnection, window: Window, *,
     sql = _minute_grid_sql(window, services) + """
         SELECT sum(n), median(n) / 60, quantile_cont(n, 0.95) / 60, max(n) / 60, arg_max(minute, n), count(*)
         FROM filled"""
-    row = con.execute(sql).fetchone()
+    row = con.execute(sql).fetchall()[0]
     assert row is not None
     total, median, p95, peak, peak_minute, minutes = row
     return Throughput(mean_rps=(total or 0) / window.seconds, median_rps_1m=float(median or 0),
@@ -427,7 +428,7 @@ def status_label(con: duckdb.DuckDBPyConnection) -> str:
     """The label carrying the HTTP status on ``http_requests_total`` in ``metrics`` (``code`` as in
     client_golang, else ``status``, the default when the metric is absent)."""
     row = con.execute("SELECT list_distinct(flatten(list(DISTINCT map_keys(labels)))) FROM metrics "
-                      "WHERE name = 'http_requests_total'").fetchone()
+                      "WHERE name = 'http_requests_total'").fetchall()[0]
     keys = set(row[0] or []) if row else set()
     return "code" if "code" in keys and "status" not in keys else "status"
 
@@ -693,7 +694,7 @@ def instrumentation_gaps(con: duckdb.DuckDBPyConnection, window: Window, *,
     """Request fields filled in fewer than ``min_share`` of the window's requests, and missing
     Prometheus request metrics (the KPIs then come from logs only)."""
     cols = ", ".join(f"count({c})" for c, _, _ in REQUEST_FIELDS)
-    row = con.execute(f"SELECT count(*), {cols} FROM requests WHERE {_scope(window, services)}").fetchone()
+    row = con.execute(f"SELECT count(*), {cols} FROM requests WHERE {_scope(window, services)}").fetchall()[0]
     assert row is not None
     total, counts = row[0], row[1:]
     gaps = []
@@ -704,9 +705,9 @@ def instrumentation_gaps(con: duckdb.DuckDBPyConnection, window: Window, *,
                             collect))
     has_prom = con.execute(
         "SELECT count(*) FROM metrics WHERE name LIKE 'http_request%' OR name LIKE 'http_server_request%'"
-    ).fetchone()
+    ).fetchall()[0]
     keys_row = con.execute("SELECT list_distinct(flatten(list(DISTINCT map_keys(labels)))) FROM metrics "
-                           "WHERE name = 'http_requests_total'").fetchone()
+                           "WHERE name = 'http_requests_total'").fetchall()[0]
     keys = set(keys_row[0] or []) if keys_row and keys_row[0] is not None else None
     if keys is not None and "route" not in keys:
         gaps.append(Gap("requests", "prometheus route label",
@@ -749,7 +750,7 @@ def compare_periods(con: duckdb.DuckDBPyConnection, current: Window, previous: W
 def _compare(con: duckdb.DuckDBPyConnection, now: tuple[Kpi, ...], current: Window, previous: Window, *,
              basis: str, services: list[str] | tuple[str, ...] | None, apdex_t_ms: float,
              qfunc: str) -> Comparison:
-    before_n = con.execute(f"SELECT count(*) FROM requests WHERE {_scope(previous, services)}").fetchone()
+    before_n = con.execute(f"SELECT count(*) FROM requests WHERE {_scope(previous, services)}").fetchall()[0]
     n_prev = int(before_n[0]) if before_n else 0
     before = {k.name: k.value for k in headline(con, previous, services=services, apdex_t_ms=apdex_t_ms,
                                                  qfunc=qfunc)} if n_prev else {}
@@ -777,7 +778,7 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
     svc = tuple(services or ())
     con.execute("SET enable_progress_bar = false")  # no DuckDB progress widgets in notebook output
     window = resolve_window(con, start, end, list(svc))
-    count = con.execute(f"SELECT count(*) FROM requests WHERE {_scope(window, svc)}").fetchone()
+    count = con.execute(f"SELECT count(*) FROM requests WHERE {_scope(window, svc)}").fetchall()[0]
     n = int(count[0]) if count else 0
     if n == 0:
         raise ValueError(f"no requests in the window {window.label()}"
@@ -804,7 +805,7 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
     status = status_label(con)
     current_kpis = headline(con, window, status=status, **kw)  # type: ignore[arg-type]
     previous = window.previous()
-    prev_n = con.execute(f"SELECT count(*) FROM requests WHERE {_scope(previous, svc)}").fetchone()
+    prev_n = con.execute(f"SELECT count(*) FROM requests WHERE {_scope(previous, svc)}").fetchall()[0]
     notes = []
     if prev_n and prev_n[0]:
         comparison = _compare(con, current_kpis, window, previous, basis="previous window of the same length",

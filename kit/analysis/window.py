@@ -71,7 +71,7 @@ def resolve_window(con: duckdb.DuckDBPyConnection, start: str | datetime | None 
     begin, finish = parse_instant("start", start), parse_instant("end", end)
     if begin is None or finish is None:
         row = con.execute(
-            f"SELECT min(ts), max(ts), count(*) FROM requests WHERE {services_sql(services)}").fetchone()
+            f"SELECT min(ts), max(ts), count(*) FROM requests WHERE {services_sql(services)}").fetchall()[0]
         if row is None or not row[2]:
             scope = f" for services {', '.join(services)}" if services else ""
             raise ValueError(f"the warehouse has no requests{scope}: ingest a log or build the demo first")

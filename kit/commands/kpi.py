@@ -47,7 +47,7 @@ def _kpi(args: argparse.Namespace) -> int:
     try:
         window = resolve_window(con, args.start, args.end, args.services)
         n_row = con.execute(f"SELECT count(*) FROM requests WHERE {window.sql()} AND "
-                            f"{services_sql(args.services)}").fetchone()
+                            f"{services_sql(args.services)}").fetchall()[0]
         n = int(n_row[0]) if n_row else 0
         qfunc = kpis.quantile_function(n, args.exact_max_rows or kpis.EXACT_MAX_ROWS)
         by = None if args.by == "all" else args.by
