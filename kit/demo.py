@@ -371,6 +371,21 @@ def plan_incidents(days: int = 7, end: datetime = DEMO_END) -> tuple[DemoInciden
     )
 
 
+def _campaign_window(start: datetime, days: int,
+                     incidents: tuple[DemoIncident, ...]) -> tuple[datetime, datetime] | None:
+    """A 2-hour marketing e-mail campaign that doubles traffic (a load peak, not an incident)."""
+    if days < 4:
+        return None
+    s = start + timedelta(days=int(days * 0.33), hours=12)
+    e = s + timedelta(hours=2)
+    if any(s < i.end + timedelta(hours=1) and i.start - timedelta(hours=1) < e for i in incidents):
+        return None
+    return s, e
+
+
+CAMPAIGN_FACTOR = 2.0
+
+
 def _other_events(start: datetime, days: int, incidents: tuple[DemoIncident, ...]) -> list[dict[str, Any]]:
     """Deploys and config changes (besides the incidents themselves)."""
     span = timedelta(days=days)
@@ -405,6 +420,14 @@ def _other_events(start: datetime, days: int, incidents: tuple[DemoIncident, ...
                    "what": "load balancer config push: upstream keepalive disabled for api (reverted)",
                    "details": {"component": "load-balancer", "setting": "upstream keepalive",
                                "old": "32", "new": "0", "reverted": True}})
+    campaign = _campaign_window(start, days, incidents)
+    if campaign:
+        events.append({"ts_start": campaign[0], "ts_end": campaign[1], "kind": "campaign", "service": "web",
+                       "route": "/deals",
+                       "what": f"marketing e-mail campaign 'Black Friday preview': traffic about x{CAMPAIGN_FACTOR:g} "
+                               "for 2 h",
+                       "details": {"type": "traffic_spike", "traffic_factor": CAMPAIGN_FACTOR,
+                                   "utm_campaign": "bf2026", "channel": "email"}})
     ts = (start + span * 0.25).replace(minute=30, second=0, microsecond=0)
     events.append({"ts_start": ts, "ts_end": None, "kind": "config", "service": "static", "route": "/static/*",
                    "what": "CDN: default TTL for /static/img raised from 1 d to 7 d",
@@ -625,6 +648,8 @@ _USER_AGENTS: tuple[tuple[str, float], ...] = (
 )
 
 
+_BOT_UAS = np.array([i for i, (ua, _) in enumerate(_USER_AGENTS) if "bot" in ua.lower()])
+
 # ----------------------------------------------------------------------------------------------------
 # The build
 # ----------------------------------------------------------------------------------------------------
@@ -684,8 +709,8 @@ class _Arrays:
         self.named = np.array([r.names is not None for r in routes])
         self.perm_a = np.array([_coprime_step(r.n_objects, seed * 131 + i) for i, r in enumerate(routes)])
         self.perm_b = np.array([(seed * 977 + i * 31) % r.n_objects for i, r in enumerate(routes)])
-        self.p5 = np.where(self.svc == SERVICES.index("checkout"), 0.0015, 0.0007)
-        self.p5 = np.where(self.static, 0.0002, self.p5)
+        self.p5 = np.where(self.svc == SERVICES.index("checkout"), 0.002, 0.0011)
+        self.p5 = np.where(self.static, 0.0004, self.p5)  # origin errors, only on CDN misses
         # sizes of named objects come from the real asset content
         self.name_off = np.zeros(n, dtype=np.int64)
         flat: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
@@ -713,18 +738,30 @@ def object_sizes(arr: _Arrays, route: np.ndarray, obj: np.ndarray) -> np.ndarray
 
 def _gen_chunk(rng: np.random.Generator, arr: _Arrays, route_cdf: np.ndarray, ts_us: np.ndarray,
                load: np.ndarray, n_clients: int, n_query: np.ndarray, windows: dict[str, tuple[int, int]],
-               start_us: int) -> dict[str, np.ndarray]:
+               start_us: int, ua_of_client: np.ndarray) -> dict[str, np.ndarray]:
     """One chunk of requests as integer/float columns (strings are joined in SQL)."""
     n = len(ts_us)
+    cid = _zipf_rank(rng.random(n), np.full(n, float(n_clients)), np.full(n, 0.75))
+    bot = np.isin(ua_of_client[cid], _BOT_UAS)
     route = np.searchsorted(route_cdf, rng.random(n), side="right").clip(0, len(route_cdf) - 1)
     n_obj = arr.n_obj[route]
     rank = _zipf_rank(rng.random(n), n_obj.astype(np.float64), arr.zipf_a[route])
+    # crawlers walk the catalogue evenly (the long tail a cache must not be polluted by)
+    rank = np.where(bot, np.floor(rng.random(n) * n_obj).astype(np.int64), rank)
     obj = (rank * arr.perm_a[route] + arr.perm_b[route]) % n_obj
+    # temporal locality: a quarter of catalogue traffic goes to the day's trending items
+    day = (ts_us - start_us) // (1440 * _US_PER_MIN)
+    trending = (n_obj >= 1000) & ~bot & (rng.random(n) < 0.25)
+    t_rank = _zipf_rank(rng.random(n), np.full(n, 300.0), np.full(n, 1.2))
+    t_obj = (t_rank * 7919 + day * 104_729 + arr.perm_b[route]) % n_obj
+    obj = np.where(trending, t_obj, obj)
+    rank = np.where(trending, t_rank, rank)
     svc = arr.svc[route]
     host_first = np.array([sum(len(HOSTS[s]) for s in SERVICES[:i]) for i in range(len(SERVICES))])
     host_n = np.array([len(HOSTS[s]) for s in SERVICES])
     host = host_first[svc] + np.floor(rng.random(n) * host_n[svc]).astype(np.int64)
     method = (rng.random(n)[:, None] > arr.method_cum[route]).sum(axis=1).clip(0, 3)
+    method = np.where(bot, 0, method)
 
     # CDN cache status: static tail objects miss more often; writes bypass
     u = rng.random(n)
@@ -738,7 +775,8 @@ def _gen_chunk(rng: np.random.Generator, arr: _Arrays, route_cdf: np.ndarray, ts
 
     # latency: lognormal per route, load-dependent, with a heavy (Pareto) tail
     minute = (ts_us - start_us) // _US_PER_MIN
-    load_f = 1.0 + 0.35 * load[minute] ** 4
+    rho = 0.85 * load[minute]  # utilization of the busiest resource: latency turns up past ~0.6 (queueing)
+    load_f = 1.0 + 0.25 * rho / (1.0 - rho)
     origin = np.exp(arr.lat_mu[route] + arr.lat_sigma[route] * rng.standard_normal(n)) * load_f
     origin = origin * np.where(method == 1, 1.35, 1.0)
     heavy = rng.random(n) < 0.012
@@ -815,7 +853,6 @@ def _gen_chunk(rng: np.random.Generator, arr: _Arrays, route_cdf: np.ndarray, ts
     q_n = n_query[np.maximum(qk, 0)]
     qidx = _zipf_rank(rng.random(n), q_n.astype(np.float64), np.full(n, 0.9))
     qidx = np.where(has_q, qidx, -1)
-    cid = _zipf_rank(rng.random(n), np.full(n, float(n_clients)), np.full(n, 0.75))
     return {
         "ts": ts_us, "route_id": route.astype(np.int32), "obj": obj.astype(np.int64),
         "host_id": host.astype(np.int16), "method_id": method.astype(np.int8), "status": status.astype(np.int16),
@@ -840,6 +877,21 @@ def _tmp_path(target: Path) -> Path:
     return target.with_name(f".{target.stem}.building-{os.getpid()}{target.suffix or '.duckdb'}")
 
 
+def _remove_stale_builds(target: Path) -> None:
+    """Delete temporary files of earlier builds of ``target`` whose process is gone (killed builds)."""
+    prefix = f".{target.stem}.building-"
+    for p in target.parent.glob(f"{prefix}*"):
+        pid_text = p.name[len(prefix):].split(".", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            p.unlink(missing_ok=True)
+        except PermissionError:  # alive, owned by someone else
+            pass
+
+
 def build_demo(db_path: str | Path, *, requests: int = 1_000_000, days: int = 7, seed: int = 42,
                chunk_requests: int = 2_000_000, progress: bool = True) -> DemoSummary:
     """Build the demo warehouse at ``db_path`` (replacing any existing file atomically).
@@ -858,6 +910,7 @@ def build_demo(db_path: str | Path, *, requests: int = 1_000_000, days: int = 7,
     target = Path(db_path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(target)
+    _remove_stale_builds(target)
     for p in (tmp, Path(str(tmp) + ".wal")):
         p.unlink(missing_ok=True)
     try:
@@ -988,6 +1041,11 @@ def _build(con: Any, target: str, *, requests: int, days: int, seed: int, chunk_
             a = int((inc.start - start).total_seconds() // 60)
             b = int((inc.end - start).total_seconds() // 60)
             rates[a:b] *= 1.08
+    campaign = _campaign_window(start, days, incidents)
+    if campaign:
+        a = int((campaign[0] - start).total_seconds() // 60)
+        b = int((campaign[1] - start).total_seconds() // 60)
+        rates[a:b] *= CAMPAIGN_FACTOR * np.clip(np.arange(b - a) / 10.0, 0.5, 1.0)  # ramps up in 10 min
     load = rates / rates.max()
     counts = rng_time.multinomial(requests, rates / rates.sum())
     cum = np.cumsum(counts)
@@ -1017,7 +1075,8 @@ def _build(con: Any, target: str, *, requests: int, days: int, seed: int, chunk_
         ts_us.sort()
         for lo in range(0, total, _SUB_BATCH):  # numpy work in sub-batches keeps memory flat
             ts_part = ts_us[lo: lo + _SUB_BATCH]
-            g = _gen_chunk(rng, arr, route_cdf, ts_part, load, n_clients, n_query, windows, start_us)
+            g = _gen_chunk(rng, arr, route_cdf, ts_part, load, n_clients, n_query, windows, start_us,
+                           ua_of_client)
             route, obj = g["route_id"], g["obj"]
             num_id = obj + id_base[route]
             chunk = pa.table({
@@ -1064,7 +1123,7 @@ def _build(con: Any, target: str, *, requests: int, days: int, seed: int, chunk_
     _write_metrics(con, source("metrics"), start, n_minutes, incidents, routes, host_list, seed, days)
     _write_queries(con, source("queries"), start, n_minutes, incidents, seed, days)
     _write_assets(con, source("assets"), asset_rows)
-    _write_profiles(con, source("profiles"), start, days, seed)
+    _write_profiles(con, source("profiles"), start, days, seed, incidents)
     _write_events(con, source("events"), start, days, incidents)
     con.execute("DROP TABLE dim_routes")
     rows = {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
@@ -1489,7 +1548,8 @@ _STACKS: dict[str, tuple[tuple[str, float], ...]] = {
 _PROFILE_SHARE = {"api": 0.4, "web": 0.25, "static": 0.1, "search": 0.12, "checkout": 0.13}
 
 
-def _write_profiles(con: Any, src: Any, start: datetime, days: int, seed: int) -> None:
+def _write_profiles(con: Any, src: Any, start: datetime, days: int, seed: int,
+                    incidents: tuple[DemoIncident, ...]) -> None:
     """One CPU profile per service per day (folded stacks with sample counts; busier services, more samples)."""
     rng = np.random.default_rng([seed, 5])
     ts, svc, prof, stack, samples = [], [], [], [], []
@@ -1505,6 +1565,24 @@ def _write_profiles(con: Any, src: Any, start: datetime, days: int, seed: int) -
                     prof.append(f"{service}-cpu-{when:%Y%m%dT%H%M}")
                     stack.append(s)
                     samples.append(int(c))
+    # an extra api profile taken during the latency regression shows the N+1 queries of release 2.14.0
+    reg = next((i for i in incidents if i.type == "latency_regression"), None)
+    if reg is not None:
+        when = reg.start + (reg.end - reg.start) / 2
+        stacks = (*_STACKS["api"], (
+            "main;gunicorn.worker;app.handle;views.product_detail;serializers.ProductSerializer.to_representation;"
+            "serializers.ProductSerializer.get_variants;orm.query;psycopg.execute", 30.0), (
+            "main;gunicorn.worker;app.handle;views.product_detail;serializers.ProductSerializer.to_representation;"
+            "serializers.ProductSerializer.get_variants;orm.Model.from_db", 12.0))
+        w = np.array([x for _, x in stacks])
+        counts = rng.multinomial(int(60_000 * _PROFILE_SHARE["api"]), w / w.sum())
+        for (stk, _), c in zip(stacks, counts, strict=True):
+            if c:
+                ts.append(when)
+                svc.append("api")
+                prof.append(f"api-cpu-{when:%Y%m%dT%H%M}")
+                stack.append(stk)
+                samples.append(int(c))
     con.register("p_src", pa.table({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "service": svc,
                                     "profile": prof, "stack": stack, "samples": pa.array(samples, pa.int64())}))
     con.execute(f"INSERT INTO profiles SELECT ts, service, profile, stack, samples, {src.source_id} FROM p_src")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 import zlib
 from datetime import timedelta
 from pathlib import Path
@@ -223,6 +225,42 @@ def test_query_strings_are_redacted(con: duckdb.DuckDBPyConnection) -> None:
     assert leaked == 0
 
 
+def test_catalogue_popularity_drifts_day_to_day(con: duckdb.DuckDBPyConnection) -> None:
+    # temporal locality: the top product pages of one day are only partly the top of the next
+    overlaps = [r[0] for r in con.execute("""
+        WITH d AS (SELECT date_trunc('day', ts) AS d, path, count(*) AS n FROM requests
+                   WHERE route = '/product/{id}' GROUP BY ALL),
+             t AS (SELECT d, path FROM (SELECT d, path, row_number() OVER (PARTITION BY d ORDER BY n DESC, path) AS rk
+                                        FROM d) WHERE rk <= 50)
+        SELECT count(*) / 50 FROM t a JOIN t b ON b.d = a.d + INTERVAL 1 day AND a.path = b.path GROUP BY a.d
+        """).fetchall()]
+    assert len(overlaps) == 6
+    assert all(0.1 < o < 0.9 for o in overlaps), overlaps
+
+
+def test_crawlers_walk_the_long_tail(con: duckdb.DuckDBPyConnection) -> None:
+    (bot_share, bot_unique), (human_share, human_unique) = con.execute("""
+        SELECT count(*) / sum(count(*)) OVER (), count(DISTINCT path) / count(*) FROM requests
+        GROUP BY regexp_matches(user_agent, 'bot', 'i') ORDER BY 1""").fetchall()
+    assert 0.01 < bot_share < 0.1
+    assert bot_unique > 1.5 * human_unique
+    assert one(con, "SELECT count(*) FROM requests WHERE user_agent ILIKE '%bot%' AND method <> 'GET'") == 0
+
+
+def test_campaign_load_peak_slows_origins(con: duckdb.DuckDBPyConnection) -> None:
+    s, e = con.execute("SELECT ts_start, ts_end FROM events WHERE kind = 'campaign'").fetchone()
+    sql = """SELECT count(*), median(upstream_ms) FILTER (WHERE service IN ('web', 'static', 'search'))
+             FROM requests WHERE ts >= ? AND ts < ?"""
+    n_in, med_in = con.execute(sql, [s, e]).fetchone()
+    # the same hours two days earlier (no incident, also a weekday)
+    n_before, med_before = con.execute(sql, [s - timedelta(days=2), e - timedelta(days=2)]).fetchone()
+    assert n_in / n_before > 1.6
+    assert med_in / med_before > 1.3, (med_in, med_before)
+    # the campaign is a load peak, not an incident: no error spike
+    err = one(con, "SELECT avg((status >= 500)::INT) FROM requests WHERE ts >= ? AND ts < ?", [s, e])
+    assert err < 0.003
+
+
 # ---- metrics, queries, assets, profiles ------------------------------------------------------------
 
 def test_metric_counters_match_requests(con: duckdb.DuckDBPyConnection) -> None:
@@ -328,6 +366,12 @@ def test_profiles_have_one_hot_function(con: duckdb.DuckDBPyConnection) -> None:
     inclusive = one(con, """SELECT sum(samples) FILTER (WHERE stack LIKE '%pricing.apply_promotions%') / sum(samples)
                             FROM profiles""")
     assert inclusive > 0.2
+    # the profile taken during the latency regression shows its cause (N+1 queries in get_variants)
+    s, e, *_ = incident(con, "latency_regression")
+    by_profile = dict(con.execute("""
+        SELECT ts >= ? AND ts < ?, sum(samples) FILTER (WHERE stack LIKE '%get_variants;orm.query%') / sum(samples)
+        FROM profiles WHERE service = 'api' GROUP BY 1""", [s, e]).fetchall())
+    assert by_profile[True] > 0.2 and by_profile[False] is None
     assert one(con, "SELECT count(DISTINCT service) FROM profiles") == 5
     assert one(con, "SELECT count(*) FROM profiles WHERE stack NOT LIKE '%;%' OR samples <= 0") == 0
 
@@ -502,6 +546,14 @@ def test_rebuild_replaces_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyP
     db = tmp_path / "w.duckdb"
     build_demo(db, requests=10_000, days=1, seed=1, progress=False)
     before = db.read_bytes()
+    # leftovers of a killed build (dead pid) are cleaned up; a live build's file is left alone
+    child = subprocess.Popen(["true"])
+    child.wait()
+    dead_pid = child.pid
+    stale = tmp_path / f".w.building-{dead_pid}.duckdb"
+    live = tmp_path / f".w.building-{os.getppid()}.duckdb"
+    stale.write_bytes(b"x")
+    live.write_bytes(b"y")
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full (simulated)")
@@ -510,6 +562,8 @@ def test_rebuild_replaces_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(RuntimeError, match="simulated"):
         build_demo(db, requests=12_000, days=1, seed=2, progress=False)
     assert db.read_bytes() == before, "a failed build must leave the existing warehouse untouched"
+    assert not stale.exists() and live.exists()
+    live.unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.duckdb"], "temporary files left behind"
     monkeypatch.undo()
     build_demo(db, requests=12_000, days=1, seed=2, progress=False)
