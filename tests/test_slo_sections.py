@@ -31,7 +31,7 @@ RESULT = {
                  "policies": [{"policy": "mwmbr", "episodes": 2, "per_week": 2.0, "precision": 0.5, "recall": 1.0,
                                "mean_delay_s": 1140.0, "max_delay_s": 1140.0, "mean_reset_s": 180.0}],
                  "by_rule": [{"slo": "requests-availability", "severity": "page", "episodes": 2}],
-                 "incidents": [{"what": "burst on /api/[x](javascript:alert(1))", "type": "error_burst",
+                 "incidents": [{"what": "burst on /api/[x](javascript:alert(1)) it's", "type": "error_burst",
                                 "service": "api", "ts_start": "2026-01-03T10:00:00+00:00", "slo": "api/x",
                                 "burn_rate": 44.2, "budget_consumed_ratio": 0.031, "burns_budget": True,
                                 "detected": True, "severity": "page", "delay_s": 1140.0, "reset_s": 180.0}]},
@@ -43,6 +43,8 @@ def test_markdown_escapes_values_from_data():
     assert "<script>" not in text and "&lt;script&gt;" in text
     assert "api&lt;script&gt;\\|x" in text  # the | would otherwise split the table cell
     assert "](javascript" not in text
+    assert "it's" in text and "&#x27;" not in text  # quotes stay readable (no entity to break)
+    assert "| 432 |" in text  # budget in whole events
     assert "99.9% (proposed)" in text and "19.0 min" in text
 
 

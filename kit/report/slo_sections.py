@@ -21,8 +21,10 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
 
 
 def md_text(value: Any) -> str:
-    """Text from logs or specs made inert in Markdown and HTML (entities, backslash escapes, one line)."""
-    text = html.escape(str(value), quote=True)
+    """Text from logs or specs made inert in Markdown and HTML (entities for ``<>&``, backslash escapes
+    for Markdown's special characters, one line). Quotes stay as they are: this is text, not an attribute,
+    and an entity such as ``&#x27;`` would be broken by escaping its ``#``."""
+    text = html.escape(str(value), quote=False)
     text = _MD_SPECIAL.sub(r"\\\1", text)
     return re.sub(r"[\r\n]+", " ", text)
 
@@ -44,8 +46,8 @@ def _pct(value: float | None, digits: int = 3) -> str:
 def _num(value: float | None, digits: int = 3) -> str:
     if value is None:
         return "n/a"
-    if isinstance(value, int) or (float(value).is_integer() and abs(value) >= 1000):
-        return f"{int(value):,}"
+    if isinstance(value, int) or abs(value) >= 100:
+        return f"{value:,.0f}"
     return f"{value:.{digits}g}"
 
 
@@ -149,8 +151,8 @@ def slo_section_markdown(slo_result: dict) -> str:
         f"{md_text(history.get('start', 'n/a'))} to {md_text(history.get('end', 'n/a'))} "
         f"({_num(history.get('days'))} days)."
     )
-    if slo_result.get("budget_note"):
-        out += ["", md_text(slo_result["budget_note"])]
+    if slo_result.get("budget_note"):  # written by kit.analysis.slo, no data inside but numbers
+        out += ["", str(slo_result["budget_note"]).replace("\n", " ")]
     slos = slo_result.get("slos", [])
     out += [""] + _slo_rows(slos)
     proposed = [s for s in slos if s.get("objective_source") == "proposed"]
@@ -196,8 +198,8 @@ def slo_section_markdown(slo_result: dict) -> str:
             f"{_num(backtest.get('resolution_s'))}-second resolution "
             f"({_num(backtest.get('weeks'))} weeks), scored against the recorded incidents."
         )
-        if backtest.get("note"):
-            out += ["", md_text(backtest["note"])]
+        if backtest.get("note"):  # written by kit.analysis.backtest
+            out += ["", str(backtest["note"]).replace("\n", " ")]
         out += ["", *_policy_rows(backtest.get("policies", []))]
         if backtest.get("incidents"):
             chosen = md_text(backtest.get("chosen_policy", ""))
