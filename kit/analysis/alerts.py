@@ -134,6 +134,7 @@ class AlertRule:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     for_: str | None = None
+    warnings: tuple[str, ...] = ()      # e.g. a pair whose threshold is >= 1 and so can never fire
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,10 @@ def alert_plan(specs: list[SloSpec], *, windows: tuple[AlertWindow, ...] | None 
             # the guard needs a total-events query (a per-second rate); raw error-ratio SLIs have none
             guards = [_min_events(t, min_bad_events if spec.total_query else None) for t in thresholds]
             labels, annotations = _alert_labels(spec, severity)
+            warnings = tuple(
+                f"{w.long_window}/{w.short_window} at {w.burn_rate:g}x needs an error ratio above {t:.3g}: it can "
+                f"never fire with an objective of {spec.objective:.5g} (tighten the SLI or the objective)"
+                for w, t in zip(pairs, thresholds, strict=True) if t >= 1.0)
             rules.append(AlertRule(
                 name=spec.alerting.name or f"{spec.slo_id}-{severity}", slo=spec.name, slo_id=spec.slo_id,
                 service=spec.service, severity=severity, severity_label=labels.get("severity", severity),
@@ -255,6 +260,7 @@ def alert_plan(specs: list[SloSpec], *, windows: tuple[AlertWindow, ...] | None 
                 windows=tuple((w.long_window, w.short_window) for w in pairs),
                 burn_rates=tuple(w.burn_rate for w in pairs), thresholds=thresholds,
                 min_events=tuple(g for g in guards if g is not None), labels=labels, annotations=annotations,
+                warnings=warnings,
             ))
     window_rows = tuple(w.as_dict() for w in (windows or window_specs(period)))
     guard_doc: dict[str, Any] = {}

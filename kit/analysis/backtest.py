@@ -51,6 +51,7 @@ POLICIES = {
 }
 CHOSEN = "mwmbr"
 GRACE_S = 3600.0
+Hit = tuple[float, float, str, str]  # (delay_s, reset_s, severity, alert) of one detection
 MERGE_GAP_MINUTES = 5  # quiet minutes that still count as the same alert episode (Alertmanager's group_interval)
 
 
@@ -107,6 +108,7 @@ class IncidentScore:
     severity: str | None
     delay_s: float | None
     reset_s: float | None
+    alert: str | None = None            # the first alert that fired: "<slo_id> page|ticket" or a saturation alert
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
     step = timedelta(minutes=1)
     episodes: list[Episode] = []
     # detections[policy][incident index] -> list of (delay_s, reset_s, severity)
-    detections: dict[str, dict[int, list[tuple[float, float, str]]]] = {p: {} for p in POLICIES}
+    detections: dict[str, dict[int, list[Hit]]] = {p: {} for p in POLICIES}
     burning: dict[int, tuple[float, str]] = {}   # incident -> (max burn over the incident, slo)
     peaks: dict[int, float] = {}
     consumed: dict[int, float] = {}
@@ -261,17 +263,8 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
                 starts, ends = episodes_from_mask(mask, MERGE_GAP_MINUTES)
                 for s_idx, e_idx in zip(starts, ends, strict=True):
                     ep_start, ep_end = start + step * int(s_idx), start + step * int(e_idx)
-                    matched = None
-                    for j in relevant:
-                        inc = incidents[j]
-                        if ep_start <= inc["ts_end"] + timedelta(seconds=grace_s) and ep_end > inc["ts_start"]:
-                            matched = j
-                            first = max(ep_start, inc["ts_start"])
-                            delay = (first + step - inc["ts_start"]).total_seconds() if ep_start >= inc[
-                                "ts_start"] else 0.0
-                            reset = (ep_end - inc["ts_end"]).total_seconds()
-                            detections[policy].setdefault(j, []).append((delay, reset, severity))
-                            break
+                    matched = _match(incidents, relevant, ep_start, ep_end, step, grace_s, detections[policy],
+                                     severity, f"{spec.slo_id} {severity}")
                     ep = Episode(spec.slo_id, policy, severity, ep_start, ep_end,
                                  None if matched is None else incidents[matched]["what"])
                     episodes.append(ep)
@@ -288,13 +281,13 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
             for s_idx, e_idx in zip(starts, ends, strict=True):
                 ep_start, ep_end = start + step * int(s_idx), start + step * int(e_idx)
                 matched = _match(incidents, range(len(incidents)), ep_start, ep_end, step, grace_s,
-                                 detections["saturation"], "warning")
+                                 detections["saturation"], "warning", name)
                 episodes.append(Episode(name, "saturation", "warning", ep_start, ep_end,
                                         None if matched is None else incidents[matched]["what"]))
         chosen = f"{CHOSEN}+saturation"
         policy_names["saturation"] = "resource saturation alerts only (cause-based)"
         policy_names[chosen] = "the chosen rules: multi-window multi-burn-rate plus saturation alerts"
-        merged: dict[int, list[tuple[float, float, str]]] = {}
+        merged: dict[int, list[Hit]] = {}
         for source in (detections[CHOSEN], detections["saturation"]):
             for j, hits in source.items():
                 merged.setdefault(j, []).extend(hits)
@@ -330,7 +323,8 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
             burn_rate=inc_burn, budget_consumed_ratio=consumed.get(j), peak_burn_rate=peaks.get(j), detected=bool(hits),
             severity=hits[0][2] if hits else None,
             delay_s=first[0] if first else None,
-            reset_s=max(h[1] for h in hits if h[2] == hits[0][2]) if hits else None))
+            reset_s=max(h[1] for h in hits if h[3] == hits[0][3]) if hits else None,
+            alert=hits[0][3] if hits else None))
     note = ("Replayed at 1-minute resolution with exact per-window event counts. An episode is a true "
             f"positive when it overlaps an incident on its service (up to {grace_s / 60:g} min after its end); "
             "an incident burns budget when the SLO's error ratio over it exceeds the error budget "
@@ -344,26 +338,26 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
 
 
 def _match(incidents: list[dict[str, Any]], candidates: Any, ep_start: datetime, ep_end: datetime,
-           step: timedelta, grace_s: float, detections: dict[int, list[tuple[float, float, str]]],
-           severity: str) -> int | None:
+           step: timedelta, grace_s: float, detections: dict[int, list[Hit]],
+           severity: str, alert: str) -> int | None:
     """The first incident an episode overlaps (up to ``grace_s`` after its end); records the detection."""
     for j in candidates:
         inc = incidents[j]
         if ep_start <= inc["ts_end"] + timedelta(seconds=grace_s) and ep_end > inc["ts_start"]:
             first = max(ep_start, inc["ts_start"])
             delay = (first + step - inc["ts_start"]).total_seconds() if ep_start >= inc["ts_start"] else 0.0
-            detections.setdefault(j, []).append((delay, (ep_end - inc["ts_end"]).total_seconds(), severity))
+            detections.setdefault(j, []).append((delay, (ep_end - inc["ts_end"]).total_seconds(), severity, alert))
             return int(j)
     return None
 
 
 def _score(policy: str, description: str, slo: str | None, severity: str | None, eps: list[Episode],
-           detections: dict[int, list[tuple[float, float, str]]], burning: set[int], weeks: float) -> PolicyScore:
+           detections: dict[int, list[Hit]], burning: set[int], weeks: float) -> PolicyScore:
     true_eps = sum(1 for e in eps if e.incident is not None)
     caught = [j for j in burning if detections.get(j)]
     firsts = [min(detections[j], key=lambda d: (d[0], d[2] != "page")) for j in caught]
     delays = [f[0] for f in firsts]
-    resets = [max(d[1] for d in detections[j] if d[2] == f[2]) for j, f in zip(caught, firsts, strict=True)]
+    resets = [max(d[1] for d in detections[j] if d[3] == f[3]) for j, f in zip(caught, firsts, strict=True)]
     per_week = (len(eps) / weeks) if weeks else 0.0
     return PolicyScore(
         policy=policy, description=description, slo=slo, severity=severity, episodes=len(eps), per_week=per_week,

@@ -922,7 +922,7 @@ def _plan_doc(plan: Any) -> dict[str, Any]:
                       "severity": r.severity, "severity_label": r.severity_label, "expr": r.expr,
                       "windows": [list(w) for w in r.windows], "burn_rates": list(r.burn_rates),
                       "thresholds": list(r.thresholds), "min_events": list(r.min_events), "for": r.for_,
-                      "labels": r.labels})
+                      "labels": r.labels, "warnings": list(r.warnings)})
     saturation = [{"name": s.name, "expr": s.expr, "severity": s.severity, "for": s.for_,
                    "description": s.description, "metric": s.metric, "threshold": s.threshold,
                    "direction": s.direction}

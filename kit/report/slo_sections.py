@@ -125,11 +125,11 @@ def _policy_rows(policies: list[dict]) -> list[str]:
 def _incident_rows(incidents: list[dict]) -> list[str]:
     rows = [
         "| incident | type | service | start (UTC) | SLO | mean burn | budget consumed | burns budget "
-        "| caught by | delay | reset |",
+        "| first alert | delay | reset |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for inc in incidents:
-        caught = inc.get("severity") if inc.get("detected") else "not caught"
+        caught = (inc.get("alert") or inc.get("severity")) if inc.get("detected") else "not caught"
         rows.append(
             f"| {md_text(inc.get('what', ''))} | {md_text(inc.get('type') or '')} "
             f"| {md_text(inc.get('service') or 'all')} | {md_text(inc.get('ts_start', ''))} "
@@ -176,9 +176,14 @@ def slo_section_markdown(slo_result: dict) -> str:
             f"| {_num(w.get('burn_rate'), 6)}× |"
         )
     out += ["", *_alert_rows(alerts)]
+    warnings = [(rule, w) for rule in alerts.get("rules", []) for w in rule.get("warnings") or []]
+    if warnings:
+        out += ["", "Window pairs that cannot fire:", ""]
+        out += [f"- {md_text(rule.get('name', ''))} ({md_text(rule.get('severity', ''))}): {md_text(w)}"
+                for rule, w in warnings]
     guard = alerts.get("min_traffic") or {}
-    if guard:
-        out += ["", f"Minimum-traffic guard: {md_text(guard.get('description', ''))}"]
+    if guard:  # description written by kit.analysis.alerts
+        out += ["", f"Minimum-traffic guard: {guard.get('description', '')}."]
     saturation = alerts.get("saturation", [])
     if saturation:
         out += ["", "Saturation alerts:", "", "| alert | severity | for | expression |", "|---|---|---|---|"]
