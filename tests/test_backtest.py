@@ -74,3 +74,41 @@ def test_nab_scoring_runs_on_the_shared_series(shared_datasets):
         assert p["label_windows"] == windows and 0 <= p["recall"] <= 1
     # multiple windows are much quieter than a single threshold on the same signal
     assert by["mwmbr"]["false_episodes"] < by["threshold"]["false_episodes"]
+
+
+def _brute_force_mask(total, bad, budget, windows, severity):
+    """The alert condition evaluated minute by minute with explicit window sums (slow, obviously right)."""
+    out = []
+    for i in range(len(total)):
+        fires = False
+        for w in windows:
+            if w.severity != severity:
+                continue
+            ok = True
+            for seconds in (w.long_window_s, w.short_window_s):
+                width = int(seconds // 60)
+                lo = max(0, i - width + 1)
+                t = int(total[lo:i + 1].sum())
+                b = int(bad[lo:i + 1].sum())
+                ok = ok and t > 0 and b / t > w.burn_rate * budget
+            fires = fires or ok
+        out.append(fires)
+    return np.array(out)
+
+
+def test_vectorized_masks_match_a_brute_force_replay():
+    from kit.analysis.alerts import window_specs
+    from kit.analysis.backtest import policy_masks
+
+    rng = np.random.default_rng(7)
+    n = 5 * 1440
+    total = rng.poisson(40, n)
+    rate = np.where(rng.random(n) < 0.02, 0.2, 0.0005)   # scattered bad minutes
+    rate[3000:3090] = 0.05                                 # and one sustained burn
+    bad = rng.binomial(total, rate)
+    windows = window_specs(30)
+    masks = policy_masks(total, bad, 0.001, windows)
+    for severity in ("page", "ticket"):
+        expected = _brute_force_mask(total, bad, 0.001, windows, severity)
+        assert expected.any()
+        assert (masks["mwmbr"][severity] == expected).all(), severity
