@@ -112,3 +112,56 @@ def test_vectorized_masks_match_a_brute_force_replay():
         expected = _brute_force_mask(total, bad, 0.001, windows, severity)
         assert expected.any()
         assert (masks["mwmbr"][severity] == expected).all(), severity
+
+
+@pytest.mark.integration
+def test_backtest_and_the_generated_promql_agree_under_prometheus(tmp_path):
+    """The replay and the rule file implement the same condition: feed the minute counts as Prometheus
+    counters to promtool and expect the page alert exactly where the backtest fires (checked at minutes
+    at least 3 minutes away from any change of the backtest's state, to leave rate()'s extrapolation out)."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    from kit.analysis.alerts import alert_plan, rules_yaml, window_specs
+    from kit.analysis.backtest import policy_masks
+    from kit.analysis.slo import AlertingSpec, default_queries
+
+    n = 8 * 60
+    total = np.full(n, 600, dtype=np.int64)
+    bad = np.zeros(n, dtype=np.int64)
+    bad[180:240] = 60            # 10% errors for an hour from 3 h
+    bad[330:334] = 300           # a 4-minute 50% spike at 5.5 h
+    error_q, total_q = default_queries("svc", "availability", None)
+    spec = SloSpec(name="avail", service="svc", objective=0.999, objective_percent=99.9, error_query=error_q,
+                   total_query=total_q, warehouse_service="svc",
+                   alerting=AlertingSpec(name="SvcBurn", page_labels={"severity": "critical"}, ticket_disabled=True))
+    page = policy_masks(total, bad, spec.error_budget_ratio, window_specs(30))["mwmbr"]["page"]
+    assert page.any() and not page.all()
+    stable = [i for i in range(3, n - 3) if (page[i - 3:i + 4] == page[i]).all()]
+    picks = sorted({stable[k] for k in np.linspace(0, len(stable) - 1, 24).astype(int)})
+    assert any(page[i] for i in picks) and not all(page[i] for i in picks)
+
+    (tmp_path / "rules.yml").write_text(rules_yaml([spec], alert_plan([spec])))
+    ok = np.concatenate(([0], np.cumsum(total - bad)))     # sample k = count of minutes 0..k-1
+    err = np.concatenate(([0], np.cumsum(bad)))
+    labels = {"sloth_id": "svc-avail", "sloth_service": "svc", "sloth_slo": "avail", "sloth_severity": "page",
+              "severity": "critical"}
+    annotations = {"summary": "svc avail SLO error budget burn rate is over expected.",
+                   "title": "(page) svc avail SLO error budget burn rate is too fast."}
+    checks = [{"eval_time": f"{i + 1}m", "alertname": "SvcBurn",
+               "exp_alerts": [{"exp_labels": labels, "exp_annotations": annotations}] if page[i] else []}
+              for i in picks]
+    doc = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [
+            {"series": 'http_requests_total{service="svc", code="200"}', "values": " ".join(map(str, ok))},
+            {"series": 'http_requests_total{service="svc", code="500"}', "values": " ".join(map(str, err))}],
+        "alert_rule_test": checks}]}
+    (tmp_path / "agree_test.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is required"
+    done = subprocess.run([promtool, "test", "rules", "agree_test.yml"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
