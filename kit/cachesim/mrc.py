@@ -22,21 +22,58 @@ _HASH_MOD = 1 << _HASH_BITS
 
 # --------------------------------------------------------------------------------------------- kernels
 @nb.njit(cache=True, nogil=True)
-def _stack_distances(codes: np.ndarray, sizes: np.ndarray, n_obj: int, want_bytes: bool):
+def _compact(tree, btree, owner, psize, last, m_cap, want_bytes):
+    """Renumber live positions 0..k-1 in access order and rebuild the Fenwick trees in O(M)."""
+    k = 0
+    for pos in range(m_cap):
+        o = owner[pos]
+        if o >= 0 and last[o] == pos:
+            owner[k] = o
+            psize[k] = psize[pos]
+            last[o] = k
+            k += 1
+    for pos in range(k, m_cap):
+        owner[pos] = -1
+    for j in range(m_cap + 1):
+        tree[j] = 0
+        if want_bytes:
+            btree[j] = 0
+    for j in range(1, k + 1):
+        tree[j] = 1
+        if want_bytes:
+            btree[j] = psize[j - 1]
+    for j in range(1, m_cap + 1):
+        parent = j + (j & (-j))
+        if parent <= m_cap:
+            tree[parent] += tree[j]
+            if want_bytes:
+                btree[parent] += btree[j]
+    return k
+
+
+@nb.njit(cache=True, nogil=True)
+def _stack_distances(codes: np.ndarray, sizes: np.ndarray, n_obj: int, want_bytes: bool, window: int):
     """One pass: per-distance request counts/bytes, and (optionally) per-request byte distances.
 
     Returns (hist_req[d], hist_bytes[d]) for object stack distance d (index 0 = cold miss) and
-    byte_dist[i] (-1 for a cold miss) when ``want_bytes``."""
+    byte_dist[i] (-1 for a cold miss) when ``want_bytes``. Positions live in a window of
+    ``window`` slots (at least objects + 1) that is compacted when full, so the trees stay cache-sized."""
     n = codes.shape[0]
-    tree = np.zeros(n + 1, np.int32)
-    btree = np.zeros(n + 1 if want_bytes else 1, np.int64)
+    m_cap = max(min(n, window), n_obj + 1)
+    tree = np.zeros(m_cap + 1, np.int32)
+    btree = np.zeros(m_cap + 1 if want_bytes else 1, np.int64)
+    owner = np.full(m_cap, -1, np.int64)
+    psize = np.zeros(m_cap, np.int64)
     last = np.full(n_obj, -1, np.int64)
     hist_req = np.zeros(n_obj + 1, np.int64)
     hist_bytes = np.zeros(n_obj + 1, np.int64)
     byte_dist = np.full(n if want_bytes else 0, -1, np.int64)
     live = 0
     live_bytes = 0
+    cur = 0
     for i in range(n):
+        if cur == m_cap:
+            cur = _compact(tree, btree, owner, psize, last, m_cap, want_bytes)
         o = codes[i]
         s = sizes[i]
         p = last[o]
@@ -58,8 +95,8 @@ def _stack_distances(codes: np.ndarray, sizes: np.ndarray, n_obj: int, want_byte
             hist_req[d] += 1
             hist_bytes[d] += s
             k = p + 1
-            old = sizes[p]
-            while k <= n:
+            old = psize[p]
+            while k <= m_cap:
                 tree[k] -= 1
                 if want_bytes:
                     btree[k] -= old
@@ -67,15 +104,18 @@ def _stack_distances(codes: np.ndarray, sizes: np.ndarray, n_obj: int, want_byte
             if want_bytes:
                 byte_dist[i] = live_bytes - bacc + s
                 live_bytes -= old
-        k = i + 1
-        while k <= n:
+        k = cur + 1
+        while k <= m_cap:
             tree[k] += 1
             if want_bytes:
                 btree[k] += s
             k += k & (-k)
         if want_bytes:
             live_bytes += s
-        last[o] = i
+        owner[cur] = o
+        psize[cur] = s
+        last[o] = cur
+        cur += 1
     return hist_req, hist_bytes, byte_dist
 
 
@@ -357,10 +397,12 @@ def _byte_curve(byte_dist: np.ndarray, sizes: np.ndarray, n: int, total_bytes: i
                           float(sizes.max()) if len(sizes) else 0.0)
 
 
-def exact_lru(obj_id: np.ndarray, size_bytes: np.ndarray | None = None, *, bytes_curve: bool = True) -> ExactLru:
+def exact_lru(obj_id: np.ndarray, size_bytes: np.ndarray | None = None, *, bytes_curve: bool = True,
+              window: int | None = None) -> ExactLru:
     """Exact LRU miss-ratio curves of a trace in one pass (O(n log n)).
 
-    ``obj_id`` any integer ids (one per request); ``size_bytes`` per request (default 1)."""
+    ``obj_id`` any integer ids (one per request); ``size_bytes`` per request (default 1); ``window``
+    position slots of the Fenwick trees (default 4 x objects; smaller only to test compaction)."""
     import time
 
     t0 = time.perf_counter()
@@ -370,7 +412,8 @@ def exact_lru(obj_id: np.ndarray, size_bytes: np.ndarray | None = None, *, bytes
              else np.ascontiguousarray(size_bytes, dtype=np.int64))
     codes, n_obj = _factorize(obj_id)
     want_bytes = bool(bytes_curve and size_bytes is not None)
-    hist_req, hist_bytes, byte_dist = _stack_distances(codes, sizes, n_obj, want_bytes)
+    window = max(4 * n_obj, 65536) if window is None else window
+    hist_req, hist_bytes, byte_dist = _stack_distances(codes, sizes, n_obj, want_bytes, int(window))
     total_bytes = int(sizes.sum())
     objects = _object_curve(hist_req, hist_bytes, n, total_bytes)
     byte_curve = _byte_curve(byte_dist, sizes, n, total_bytes) if want_bytes else None
@@ -439,7 +482,7 @@ def shards(obj_id: np.ndarray, size_bytes: np.ndarray | None = None, *, rate: fl
         idx = _shards_select(obj_id, seed, threshold)
         codes, n_obj = _factorize(obj_id[idx])
         sizes = sizes_all[idx]
-        byte_dist = _stack_distances(codes, sizes, n_obj, want_bytes)[2]
+        byte_dist = _stack_distances(codes, sizes, n_obj, want_bytes, max(4 * n_obj, 65536))[2]
         ns = len(idx)
         dist = _per_request_distance(codes, n_obj)
         weight = np.ones(ns)
