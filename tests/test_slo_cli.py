@@ -155,3 +155,10 @@ def test_slo_figures_from_the_notebook_result(demo_db):
     shapes = timeline.layout.shapes
     assert len(shapes) >= len(episodes) > 0  # one shaded rectangle per firing episode (+ incident outlines)
     assert {t.name for t in timeline.data} == {"burn rate 1 h", "burn rate 5 min (max per step)"}
+
+
+def test_backtest_command_scores_nab(shared_datasets, capsys):
+    assert main(["slo", "backtest", "--nab", str(shared_datasets / "timeseries/nab"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {p["policy"] for p in data["policies"]} == {"threshold", "burn_rate_1h", "mwmbr"}
+    assert all(p["label_windows"] > 0 for p in data["policies"])

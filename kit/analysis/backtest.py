@@ -463,4 +463,5 @@ def nab_score(nab_dir: str | Path, *, objective: float = 0.99, probation: float 
                          "mean_delay_from_window_start_s": float(np.mean(delay_list)) if delay_list else None})
     return NabReport(series=tuple(series_scores), policies=tuple(policies), method=(
         f"bad sample = outside the [0.5%, 99.5%] band of the first {probation:.0%}; objective {objective:g}; "
-        "30-day Google windows; precision counts detected windows against episodes outside every window"))
+        "30-day Google windows; recall = label windows with an overlapping episode; precision = episodes "
+        "overlapping a label window / all episodes"))

@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rules.add_argument("--no-promtool", action="store_true", help="do not run promtool check/test afterwards")
     rules.set_defaults(func=_rules)
     back = sub.add_parser("backtest", help="replay the alert policies over a warehouse's history")
-    back.add_argument("--db", required=True, help="DuckDB warehouse")
+    back.add_argument("--db", help="DuckDB warehouse (required unless --nab is given)")
+    back.add_argument("--nab", metavar="DIR", help="also score the policies on a NAB checkout (data/, labels/)")
     back.add_argument("--window-days", type=float, default=30.0, help="SLO window in days")
     back.add_argument("--json", action="store_true", help="print the full result as JSON")
     back.set_defaults(func=_backtest)
@@ -56,10 +57,17 @@ def _rules(args: argparse.Namespace) -> int:
 
 
 def _backtest(args: argparse.Namespace) -> int:
+    from kit.analysis.backtest import nab_score
     from kit.analysis.slo import slo_report
-    from kit.results import dumps
+    from kit.results import dumps, to_jsonable
     from kit.warehouse import connect
 
+    nab = nab_score(args.nab) if args.nab else None
+    if not args.db:
+        if nab is None:
+            raise ValueError("give --db PATH (and/or --nab DIR)")
+        print(json.dumps(to_jsonable(nab), indent=2) if args.json else _nab_table(nab))
+        return 0
     con = connect(args.db, read_only=True)
     try:
         report, _, _ = slo_report(con, slo_window_days=args.window_days)
@@ -69,18 +77,33 @@ def _backtest(args: argparse.Namespace) -> int:
     if args.json:
         data = json.loads(dumps(bt))
         data.pop("timeline", None)
+        if nab is not None:
+            data["nab"] = to_jsonable(nab)
         print(json.dumps(data, indent=2))
         return 0
     print(f"{bt.weeks:.2f} weeks at {bt.resolution_s}-s resolution; chosen policy: {bt.chosen_policy}")
-    print(f"{'policy':<14}{'episodes':>9}{'per week':>10}{'precision':>11}{'recall':>8}{'delay':>10}{'reset':>10}")
+    print(f"{'policy':<18}{'episodes':>9}{'per week':>10}{'precision':>11}{'recall':>8}{'delay':>10}{'reset':>10}")
     for p in bt.policies:
         def f(v: float | None, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
             return "n/a" if v is None else fmt.format(v / scale)
-        print(f"{p.policy:<14}{p.episodes:>9}{p.per_week:>10.1f}{f(p.precision):>11}{f(p.recall):>8}"
+        print(f"{p.policy:<18}{p.episodes:>9}{p.per_week:>10.1f}{f(p.precision):>11}{f(p.recall):>8}"
               f"{f(p.mean_delay_s, 60, '{:.1f} m'):>10}{f(p.mean_reset_s, 60, '{:.1f} m'):>10}")
     for inc in bt.incidents:
-        caught = f"{inc.severity} after {inc.delay_s / 60:.0f} min" if inc.detected and inc.delay_s is not None \
+        caught = f"{inc.alert} after {inc.delay_s / 60:.0f} min" if inc.detected and inc.delay_s is not None \
             else "not caught"
         share = "n/a" if inc.budget_consumed_ratio is None else f"{inc.budget_consumed_ratio:.1%}"
         print(f"  {inc.ts_start:%Y-%m-%d %H:%M} {inc.type or '':<20} {inc.slo or '':<32} budget {share:>6}  {caught}")
+    if nab is not None:
+        print(_nab_table(nab))
     return 0
+
+
+def _nab_table(nab: object) -> str:
+    lines = [f"NAB ({getattr(nab, 'method', '')})",
+             f"{'policy':<14}{'windows':>8}{'detected':>9}{'recall':>8}{'false ep.':>10}{'precision':>10}"]
+    for p in getattr(nab, "policies", ()):
+        recall = "n/a" if p["recall"] is None else f"{p['recall']:.2f}"
+        precision = "n/a" if p["precision"] is None else f"{p['precision']:.2f}"
+        lines.append(f"{p['policy']:<14}{p['label_windows']:>8}{p['detected']:>9}{recall:>8}"
+                     f"{p['false_episodes']:>10}{precision:>10}")
+    return "\n".join(lines)
