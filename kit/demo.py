@@ -12,8 +12,31 @@ The shop has five services, each with 2-4 instances named in ``host``:
 - ``search``   search pages and suggestions,
 - ``checkout`` cart and checkout flow (POST-heavy, never cached).
 
+What the tables hold (default: 1,000,000 requests over the 7 days 2026-11-16 .. 2026-11-23 UTC):
+
+- ``requests``  132 route templates (Zipf popularity by rank, exponent ~1.05), Zipf-popular object ids
+  inside each route plus a daily "trending" set and crawlers walking the long tail (so ``path`` is a
+  realistic cache key with a stable size per static object); diurnal (trough ~04:00, peak ~20:00 UTC)
+  and weekly (weekend ~0.7x) seasonality; per-route lognormal origin latency with a Pareto tail and a
+  queueing knee at high load; status mix (~95% 2xx, 3-6% 3xx incl. 304, 1-3% 4xx, ~0.1% 5xx); CDN
+  ``cache_status`` (static ~92% HIT, API mostly MISS/BYPASS, checkout BYPASS); ``upstream_ms`` is NULL
+  for edge hits and <= ``latency_ms`` otherwise; redacted secrets in ``query``.
+- ``metrics``   every 60 s (coarser beyond 7 days): per instance ``process_cpu_seconds_total``,
+  ``process_resident_memory_bytes`` (grows between deploys), ``http_server_requests_in_flight``;
+  ``pg_stat_activity_count{state}`` and ``pg_settings_max_connections``; per service
+  ``http_requests_total{service,code}`` and ``http_request_duration_seconds_{bucket,sum,count}``,
+  cumulative and equal to counts of the requests table.
+- ``queries``   pg_stat_statements-like cumulative snapshots every 10 min of 31 fingerprints, and
+  slow-query log events (> 100 ms).
+- ``assets`` + ``asset_content``  ~140 static files with real content (compressible JS/CSS/SVG/JSON,
+  incompressible PNG/JPEG/WOFF2/ICO bytes), at exactly the sizes the requests report.
+- ``profiles``  one on-CPU folded-stack profile per service per day (hot spot:
+  ``pricing.apply_promotions;pricing._match_rules`` in api) plus one taken during the regression.
+- ``events``    deploys, two config changes, a marketing campaign (a 2x load peak) and the incidents.
+
 Ground truth for the planted incidents lives in ``events`` (kind ``incident``; ``details.type`` is one
-of ``latency_regression``, ``error_burst``, ``db_saturation``, ``cdn_cache_outage``).
+of ``latency_regression``, ``error_burst``, ``db_saturation``, ``cdn_cache_outage``); see
+``plan_incidents`` for their windows.
 """
 
 from __future__ import annotations
@@ -722,6 +745,7 @@ class _Arrays:
                 offset += r.n_objects
         self.name_size = np.concatenate(flat)
         self.has_name_size = np.array([r.names in name_sizes for r in routes])
+        self.regression_route = next(i for i, r in enumerate(routes) if r.template == REGRESSION_ROUTE)
         self.route_key = np.arange(n, dtype=np.uint64) * np.uint64(1 << 40) + np.uint64(seed) * np.uint64(
             (1 << 56) + 1)
 
@@ -789,7 +813,7 @@ def _gen_chunk(rng: np.random.Generator, arr: _Arrays, route_cdf: np.ndarray, ts
         a, b = windows[name]
         return (ts_us >= a) & (ts_us < b)
 
-    w = in_window("latency_regression") & (route == arr.regression_route) & ~hit  # type: ignore[attr-defined]
+    w = in_window("latency_regression") & (route == arr.regression_route) & ~hit
     origin = np.where(w, origin * np.exp(np.log(4.0) + 0.1 * rng.standard_normal(n)), origin)
     outage = in_window("cdn_cache_outage") & arr.static[route]
     cache = np.where(outage & (cache == 0) & (rng.random(n) > 0.02), 1, cache)
@@ -900,6 +924,8 @@ def build_demo(db_path: str | Path, *, requests: int = 1_000_000, days: int = 7,
     content. Requests are generated and inserted ``chunk_requests`` at a time (bounded memory)."""
     from kit import warehouse
 
+    if str(db_path) == ":memory:":
+        raise ValueError("the demo warehouse needs a file path (it is built aside and renamed into place)")
     if requests < 1000:
         raise ValueError(f"requests must be >= 1000, got {requests}")
     if not 1 <= days <= 366:
@@ -969,7 +995,6 @@ def _build(con: Any, target: str, *, requests: int, days: int, seed: int, chunk_
         name_sizes[key] = np.array(actual, dtype=np.int64)
     arr = _Arrays(routes, seed, names, name_sizes)
     route_ids = {r.template: i for i, r in enumerate(routes)}
-    arr.regression_route = route_ids[REGRESSION_ROUTE]  # type: ignore[attr-defined]
     # favicon, manifest and the most popular product images are assets too, sized like their requests
     fav = route_ids["/favicon.ico"]
     asset_rows.append(("/favicon.ico", CONTENT_TYPES["ico"], _binary_blob(
