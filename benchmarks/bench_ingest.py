@@ -66,12 +66,15 @@ def generate(path: Path, n: int, seed: int = 7) -> None:
 
 def run_child(cmd: list[str], **kw) -> tuple[subprocess.CompletedProcess, float, int, float]:
     """Run a command; return it, its wall seconds, its peak RSS in KiB and its CPU seconds (wait4)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    out = proc.stdout.read() if proc.stdout else ""
-    err = proc.stderr.read() if proc.stderr else ""
+    with tempfile.TemporaryFile("w+") as out_file, tempfile.TemporaryFile("w+") as err_file:
+        # files, not pipes: a child writing more than a pipe buffer (GoAccess's progress) would block
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out_file, stderr=err_file, text=True, **kw)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        out_file.seek(0)
+        err_file.seek(0)
+        out, err = out_file.read(), err_file.read()
     proc.returncode = os.waitstatus_to_exitcode(status)
     return (subprocess.CompletedProcess(cmd, proc.returncode, out, err), seconds, usage.ru_maxrss,
             usage.ru_utime + usage.ru_stime)
@@ -106,6 +109,9 @@ def main() -> int:
         result = json.loads(child.stdout.strip().splitlines()[-1])
         assert result["loaded"] == args.lines and result["rejected"] == 0, result
         ours = args.lines / result["seconds"]
+        print(f"perfkit ingest : {result['seconds']:.2f} s  {ours:,.0f} lines/s  peak RSS {peak_kib / 1024:,.0f} MiB  "
+              f"CPU {cpu:.1f} s = {args.lines / cpu:,.0f} lines per CPU-second "
+              f"(process wall {wall:.2f} s, threads={args.threads})", flush=True)
         ga, ga_wall, ga_peak_kib, ga_cpu = run_child(
             [goaccess, str(log), "--log-format", '%h %^[%d:%t %^] "%r" %s %b "%R" "%u" rt=%T %^',
              "--date-format", "%d/%b/%Y", "--time-format", "%H:%M:%S", "--no-global-config",
@@ -114,9 +120,6 @@ def main() -> int:
             print(ga.stderr, file=sys.stderr)
             return 1
         theirs = args.lines / ga_wall
-        print(f"perfkit ingest : {result['seconds']:.2f} s  {ours:,.0f} lines/s  peak RSS {peak_kib / 1024:,.0f} MiB  "
-              f"CPU {cpu:.1f} s = {args.lines / cpu:,.0f} lines per CPU-second "
-              f"(process wall {wall:.2f} s, threads={args.threads})")
         print(f"goaccess       : {ga_wall:.2f} s  {theirs:,.0f} lines/s  peak RSS {ga_peak_kib / 1024:,.0f} MiB  "
               f"CPU {ga_cpu:.1f} s = {args.lines / ga_cpu:,.0f} lines per CPU-second")
         print(f"ratio perfkit/goaccess: {ours / theirs:.1f}x wall, {ga_cpu / cpu:.1f}x CPU; load average during the "
