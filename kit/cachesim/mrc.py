@@ -328,6 +328,8 @@ class MissRatioCurve:
     def at(self, capacity: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Object and byte miss ratios at the given capacities (step function, exact between points)."""
         cap = np.atleast_1d(np.asarray(capacity, dtype=np.float64))
+        if len(self.capacity) == 0:      # no reuse at all: everything misses
+            return np.ones(len(cap)), np.ones(len(cap))
         idx = np.searchsorted(self.capacity, cap, side="right") - 1
         mr = np.where(idx >= 0, self.miss_ratio[np.clip(idx, 0, None)], 1.0)
         bmr = np.where(idx >= 0, self.byte_miss_ratio[np.clip(idx, 0, None)], 1.0)
@@ -431,7 +433,7 @@ class ShardsResult:
     sample_rate: float    # final rate R
     seed: int
     sampled_requests: int
-    sampled_objects: int
+    sampled_objects: int       # objects in the final sample set
     max_error_estimate: float   # max of the objects-curve error band over capacities >= 100/R
     seconds: float
 
@@ -487,6 +489,7 @@ def shards(obj_id: np.ndarray, size_bytes: np.ndarray | None = None, *, rate: fl
         dist = _per_request_distance(codes, n_obj)
         weight = np.ones(ns)
         variant = "shards-fixed-rate"
+        final_objects = n_obj
     else:
         codes_all, n_obj_all = _factorize(obj_id)
         hashes = _hashes(obj_id, seed)
@@ -497,6 +500,7 @@ def shards(obj_id: np.ndarray, size_bytes: np.ndarray | None = None, *, rate: fl
         codes, n_obj = _factorize(o)
         ns = len(o)
         variant = "shards-fixed-size"
+        final_objects = int(len(np.unique(codes_all[hashes < final_thr])))
     # scaled distances; cold misses have distance 0 here
     rec_rate = r / weight
     dist_scaled = np.where(dist > 0, dist / rec_rate, 0.0)
@@ -541,7 +545,7 @@ def shards(obj_id: np.ndarray, size_bytes: np.ndarray | None = None, *, rate: fl
                                 variant, r, None, n, ns, float(sizes_all.max()) if n else 0.0)
     sel = grid >= lo
     max_err = float(band[sel].max()) if sel.any() else float(band.max())
-    return ShardsResult(objects, byte_c, variant, r, seed, ns, n_obj, max_err, time.perf_counter() - t0)
+    return ShardsResult(objects, byte_c, variant, r, seed, ns, final_objects, max_err, time.perf_counter() - t0)
 
 
 @nb.njit(cache=True, nogil=True)

@@ -118,7 +118,9 @@ def write_oracle_general(trace: Trace, path: str | Path) -> Path:
     -1 when never again), so libcachesim's C reader replays it."""
     n = len(trace)
     rec = np.empty(n, ORACLE_DTYPE)
-    t = np.zeros(n) if trace.time_s is None else trace.time_s - np.nanmin(trace.time_s)
+    t = np.zeros(n) if trace.time_s is None else np.nan_to_num(trace.time_s)
+    if n and (t.min() < 0 or t.max() >= 2**32):
+        t = t - t.min()     # keep absolute seconds when they fit the uint32 field, else make them relative
     rec["clock_time"] = np.clip(np.nan_to_num(t), 0, 2**32 - 1).astype(np.uint32)
     rec["obj_id"] = trace.obj_id
     rec["obj_size"] = np.clip(trace.size_bytes, 1, 2**32 - 1).astype(np.uint32)
