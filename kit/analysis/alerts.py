@@ -42,7 +42,7 @@ from kit.analysis.slo import SloSpec, format_duration, parse_duration_s
 
 __all__ = [
     "GOOGLE_28D", "GOOGLE_30D", "AlertPlan", "AlertRule", "AlertWindow", "SaturationRule", "alert_plan",
-    "load_alert_windows", "promtool_tests", "rules_yaml", "saturation_rules", "window_specs",
+    "load_alert_windows", "promtool_tests", "rule_groups", "rules_yaml", "saturation_rules", "window_specs",
 ]
 
 

@@ -40,8 +40,8 @@ from kit.analysis.alerts import AlertWindow, window_specs
 from kit.analysis.slo import SloSpec, _rolling_sum
 
 __all__ = [
-    "POLICIES", "BacktestReport", "Episode", "IncidentScore", "PolicyScore", "backtest_slos",
-    "episodes_from_mask", "load_incidents", "nab_score", "policy_masks",
+    "POLICIES", "BacktestReport", "Episode", "IncidentScore", "NabReport", "NabSeriesScore", "PolicyScore",
+    "backtest_slos", "episodes_from_mask", "load_incidents", "nab_score", "pair_mask", "policy_masks",
 ]
 
 POLICIES = {

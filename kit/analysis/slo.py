@@ -21,7 +21,6 @@ count slices: ``(1 - objective) x window / slice``, with empty slices counted as
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -34,8 +33,9 @@ import yaml
 
 __all__ = [
     "AlertingSpec", "BurnPoint", "SloReport", "SloSpec", "SloSpecError", "SloStatus", "TargetProposal",
-    "evaluate_slo", "history_bounds", "load_slo_specs", "minute_series", "parse_duration_s",
-    "propose_target", "sli_sql", "slos_from_parameters",
+    "budget_note", "budget_series", "default_queries", "evaluate_slo", "format_duration", "history_bounds",
+    "load_slo_specs", "minute_series", "parse_duration_s", "propose_target", "saturation_candidates",
+    "saturation_minutes", "sli_sql", "slo_report", "slos_from_parameters", "write_rule_files",
 ]
 
 DEFAULT_PERIOD_DAYS = 30.0
@@ -164,7 +164,6 @@ class SloReport:
     rules_file: str = ""
     rules_test_file: str = ""
     promtool: dict[str, Any] = field(default_factory=dict)
-    nab: Any = None
 
 
 # --------------------------------------------------------------------------------------------- durations
@@ -765,9 +764,6 @@ def budget_note(window_days: float, history_days: float) -> str:
             f"(a burn rate of 1 sustained over the history consumes {history_days / window_days:.1%}). "
             "Timeslices budgets count the window's slices.")
 
-
-def is_finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
 
 
 # --------------------------------------------------------------------------------------------- the report
