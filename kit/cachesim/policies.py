@@ -40,7 +40,7 @@ POLICIES: dict[str, tuple[str, dict[str, Any], str]] = {
     "sieve": ("Sieve", {}, "SIEVE"),
     "tinylfu": ("WTinyLFU", {}, "W-TinyLFU (window LRU + SLRU main, count-min admission)"),
     "gdsf": ("GDSF", {}, "greedy dual size frequency (size-aware)"),
-    "lhd": ("LHD", {}, "least hit density"),
+    "lhd": ("LHD", {}, "least hit density (randomized: runs differ slightly)"),
     "belady": ("Belady", {}, "Belady/OPT: evicts the object used furthest in the future (a bound)"),
     "beladysize": ("BeladySize", {}, "size-aware Belady (sampled)"),
 }
