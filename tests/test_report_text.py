@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from html import unescape
+
 import mistune
 import pytest
 
@@ -14,6 +17,7 @@ HOSTILE = [
     "| col | injected |",
     "**bold** _it_ `code`",
     "line\nbreak\r\n<b>x</b>",
+    "/it's/#anchor",
 ]
 
 
@@ -23,6 +27,8 @@ def test_escaped_text_renders_as_the_same_visible_text_and_no_markup(text: str) 
     assert "<script" not in html and "<img" not in html and "<a " not in html and "<b>" not in html
     assert "<strong>" not in html and "<em>" not in html and "<code>" not in html
     assert html.count("<td") == 1  # the | inside the value did not open new cells
+    visible = html.split("<td>")[1].split("</td>")[0]
+    assert unescape(visible) == re.sub(r"[\r\n]+", " ", text).strip()  # the reader sees the text as it was
 
 
 @pytest.mark.parametrize(("query", "expected"), [

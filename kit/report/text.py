@@ -13,9 +13,9 @@ _SECRET_PARAM = re.compile(r"(?i)(^|[?&;])([^=&;]*(?:" + "|".join(SECRET_KEYS) +
 
 
 def md_escape(value: Any) -> str:
-    """Text from logs made inert in Markdown and HTML: entities for <, >, &, quotes; backslashes for
+    """Text from logs made inert in Markdown and HTML: entities for <, > and &; backslashes for
     Markdown's special characters; line breaks folded to spaces (safe inside table cells)."""
-    text = html.escape(str(value), quote=True)
+    text = html.escape(str(value), quote=False)  # entities for < > & only: quotes are harmless in text
     text = _MD_SPECIAL.sub(r"\\\1", text)
     return re.sub(r"[\r\n]+", " ", text)
 
