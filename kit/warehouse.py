@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -152,7 +153,7 @@ def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | No
     target = str(path)
     if read_only and target != ":memory:" and not Path(target).exists():
         raise WarehouseError(f"warehouse {target} does not exist (build one with `perfkit demo --db {target}`)")
-    config: dict[str, str | int] = {}
+    config: dict[str, Any] = {}
     if memory_limit:
         config["memory_limit"] = memory_limit
     if threads:
