@@ -940,7 +940,7 @@ def build_demo(db_path: str | Path, *, requests: int = 1_000_000, days: int = 7,
     for p in (tmp, Path(str(tmp) + ".wal")):
         p.unlink(missing_ok=True)
     try:
-        con = warehouse.connect(tmp, memory_limit=os.environ.get("PERFKIT_DEMO_MEMORY", "512MB"), threads=2)
+        con = warehouse.connect(tmp, memory_limit=os.environ.get("PERFKIT_DEMO_MEMORY", "256MB"), threads=2)
         try:
             summary = _build(con, str(target), requests=requests, days=days, seed=seed,
                              chunk_requests=chunk_requests, progress=progress, t_start=t_start)
