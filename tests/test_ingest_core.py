@@ -265,7 +265,7 @@ def test_sigkill_mid_ingest_leaves_no_partial_rows(tmp_path):
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "IN-TRANSACTION"
-        time.sleep(1.0)                 # well inside the parse of 600,000 lines
+        time.sleep(0.3)                 # well inside the load of 600,000 lines (seconds)
         assert proc.poll() is None, f"ingest finished before the kill: {proc.stderr.read() if proc.stderr else ''}"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
