@@ -25,7 +25,7 @@ CHILD = """
 import resource, sys, time, json
 from kit.warehouse import connect
 from kit.ingest.access_log import ingest_access_log
-con = connect(sys.argv[1], threads=int(sys.argv[3]))
+con = connect(sys.argv[1], threads=int(sys.argv[3]), memory_limit="1GB")   # as `perfkit ingest` does
 start = time.perf_counter()
 summary = ingest_access_log(con, sys.argv[2], format="combined_kv", salt="bench")
 seconds = time.perf_counter() - start

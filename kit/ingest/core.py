@@ -68,6 +68,7 @@ __all__ = [
 ]
 
 PROGRESS_MIN_BYTES = 5 * 1024 * 1024   # files larger than this get a progress bar in the CLI
+DEFAULT_INGEST_MEMORY = "1GB"          # DuckDB memory_limit of `perfkit ingest` ($PERFKIT_INGEST_MEMORY)
 RAW_MAX_CHARS = 2000                   # rejects.raw is truncated to this many characters
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".xz")
 
@@ -440,7 +441,9 @@ def run_ingest_cli(args: argparse.Namespace,
         paths.append(None)
     if args.db != ":memory:":
         Path(args.db).parent.mkdir(parents=True, exist_ok=True)
-    con = connect(args.db)
+    # bounded memory for any input size: DuckDB spills to disk beyond this (1 GB kept a 1.15 GB,
+    # 6-million-line log under 1.2 GB resident)
+    con = connect(args.db, memory_limit=os.environ.get("PERFKIT_INGEST_MEMORY", DEFAULT_INGEST_MEMORY))
     try:
         for path in paths:
             big = path is not None and path.stat().st_size > PROGRESS_MIN_BYTES
