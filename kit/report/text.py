@@ -1,4 +1,6 @@
-"""Making text from the data safe to put in Markdown/HTML documents, and number formatting."""
+"""Making text from the data safe to put in Markdown/HTML documents, and number formatting.
+
+(Secrets in query strings are redacted at ingest: ``kit.ingest.routes.redact_query``.)"""
 
 from __future__ import annotations
 
@@ -7,9 +9,6 @@ import re
 from typing import Any
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
-SECRET_KEYS = ("token", "key", "password", "passwd", "secret", "session", "auth", "api_key", "apikey",
-               "signature", "sig", "access_token", "refresh_token", "credential")
-_SECRET_PARAM = re.compile(r"(?i)(^|[?&;])([^=&;]*(?:" + "|".join(SECRET_KEYS) + r")[^=&;]*)=([^&;#]*)")
 
 
 def md_escape(value: Any) -> str:
@@ -18,13 +17,6 @@ def md_escape(value: Any) -> str:
     text = html.escape(str(value), quote=False)  # entities for < > & only: quotes are harmless in text
     text = _MD_SPECIAL.sub(r"\\\1", text)
     return re.sub(r"[\r\n]+", " ", text)
-
-
-def redact_query(query: str | None) -> str | None:
-    """Query string with the values of secret-looking keys replaced by REDACTED."""
-    if query is None:
-        return None
-    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}=REDACTED", query)
 
 
 def fmt_num(value: float | int | None, digits: int = 3) -> str:
