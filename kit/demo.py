@@ -45,6 +45,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -842,7 +843,7 @@ def _gen_chunk(rng: np.random.Generator, arr: _Arrays, route_cdf: np.ndarray, ts
     status = np.where(is4, c4, status)
     status = np.where(is5 & ~hit, c5, status)
     # error burst on api: 502/503 from the load balancer
-    burst = in_window("error_burst") & (svc == SERVICES.index("api")) & (rng.random(n) < 0.22)
+    burst = in_window("error_burst") & (svc == SERVICES.index("api")) & ~hit & (rng.random(n) < 0.24)
     status = np.where(burst, np.array([502, 503, 500])[rng.integers(0, 3, n)], status)
     # DB saturation: timeouts
     db_err = dbw & (rng.random(n) < 0.045 * ramp)
@@ -911,9 +912,17 @@ def _remove_stale_builds(target: Path) -> None:
         try:
             os.kill(int(pid_text), 0)
         except ProcessLookupError:
-            p.unlink(missing_ok=True)
+            _remove(p)
         except PermissionError:  # alive, owned by someone else
             pass
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or a directory tree (DuckDB's spill folder ``<db>.tmp``), if present."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def build_demo(db_path: str | Path, *, requests: int = 1_000_000, days: int = 7, seed: int = 42,
@@ -950,8 +959,8 @@ def build_demo(db_path: str | Path, *, requests: int = 1_000_000, days: int = 7,
         Path(str(target) + ".wal").unlink(missing_ok=True)
         os.replace(tmp, target)
     except BaseException:
-        for p in (tmp, Path(str(tmp) + ".wal")):
-            p.unlink(missing_ok=True)
+        for p in (tmp, Path(str(tmp) + ".wal"), Path(str(tmp) + ".tmp")):
+            _remove(p)
         raise
     return DemoSummary(**{**summary.__dict__, "seconds": round(time.perf_counter() - t_start, 2)})
 

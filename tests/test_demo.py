@@ -553,6 +553,9 @@ def test_rebuild_replaces_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyP
     stale = tmp_path / f".w.building-{dead_pid}.duckdb"
     live = tmp_path / f".w.building-{os.getppid()}.duckdb"
     stale.write_bytes(b"x")
+    stale_spill = tmp_path / f".w.building-{dead_pid}.duckdb.tmp"
+    stale_spill.mkdir()
+    (stale_spill / "spill.bin").write_bytes(b"z")
     live.write_bytes(b"y")
 
     def boom(*args: object, **kwargs: object) -> None:
@@ -562,7 +565,7 @@ def test_rebuild_replaces_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(RuntimeError, match="simulated"):
         build_demo(db, requests=12_000, days=1, seed=2, progress=False)
     assert db.read_bytes() == before, "a failed build must leave the existing warehouse untouched"
-    assert not stale.exists() and live.exists()
+    assert not stale.exists() and not stale_spill.exists() and live.exists()
     live.unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.duckdb"], "temporary files left behind"
     monkeypatch.undo()
