@@ -55,7 +55,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["DEMO_END", "DemoIncident", "DemoSummary", "build_demo", "demo_routes", "plan_incidents"]
+__all__ = ["DEMO_END", "REGRESSION_ROUTE", "SLOW_QUERY", "DemoIncident", "DemoSummary", "Route", "build_demo",
+           "demo_routes", "plan_incidents"]
 
 DEMO_END = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday, 00:00 UTC: the history ends here
 _US_PER_MIN = 60_000_000
