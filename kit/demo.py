@@ -389,10 +389,10 @@ def plan_incidents(days: int = 7, end: datetime = DEMO_END) -> tuple[DemoInciden
              "status_codes": [504, 500]}),
         DemoIncident(
             "cdn_cache_outage", c0, c1, "static", "/static/*",
-            "CDN cache outage: a purge-all plus a misconfigured cache key drops the static hit ratio to ~0; "
-            "origin upstream_ms up",
+            "CDN cache outage: a config push added Vary: Cookie to static responses, so the CDN stops "
+            "serving from cache (hit ratio ~0) and the origin slows under the load (upstream_ms up); reverted",
             {"type": "cdn_cache_outage", "hit_ratio_during": 0.02, "origin_latency_factor": 3.0,
-             "cause": "purge-all and Vary: Cookie on static responses"}),
+             "cause": "config: Vary: Cookie on static responses"}),
     )
 
 
@@ -747,9 +747,23 @@ class _Arrays:
                 offset += r.n_objects
         self.name_size = np.concatenate(flat)
         self.has_name_size = np.array([r.names in name_sizes for r in routes])
+        self.obj_off = np.concatenate([[0], np.cumsum(self.n_obj)[:-1]]).astype(np.int64)
+        # routes whose cache status follows a simulated cache (cacheable, keyed by path alone)
+        self.track = np.array([r.cache != "bypass" and r.query_p < 0.5 for r in routes])
         self.regression_route = next(i for i, r in enumerate(routes) if r.template == REGRESSION_ROUTE)
         self.route_key = np.arange(n, dtype=np.uint64) * np.uint64(1 << 40) + np.uint64(seed) * np.uint64(
             (1 << 56) + 1)
+
+
+class _CdnState:
+    """Which objects the CDN holds (one flag per object of every cacheable route), across chunks."""
+
+    def __init__(self, arr: _Arrays, warm_share: float = 0.03):
+        self.seen = np.zeros(int(arr.obj_off[-1] + arr.n_obj[-1]), dtype=bool)
+        for r in np.flatnonzero(arr.track):  # the most popular objects are cached before the history starts
+            k = max(1, math.ceil(warm_share * arr.n_obj[r]))
+            warm = (np.arange(k) * arr.perm_a[r] + arr.perm_b[r]) % arr.n_obj[r]
+            self.seen[arr.obj_off[r] + warm] = True
 
 
 def object_sizes(arr: _Arrays, route: np.ndarray, obj: np.ndarray) -> np.ndarray:
@@ -764,7 +778,7 @@ def object_sizes(arr: _Arrays, route: np.ndarray, obj: np.ndarray) -> np.ndarray
 
 def _gen_chunk(rng: np.random.Generator, arr: _Arrays, route_cdf: np.ndarray, ts_us: np.ndarray,
                load: np.ndarray, n_clients: int, n_query: np.ndarray, windows: dict[str, tuple[int, int]],
-               start_us: int, ua_of_client: np.ndarray) -> dict[str, np.ndarray]:
+               start_us: int, ua_of_client: np.ndarray, cdn: _CdnState) -> dict[str, np.ndarray]:
     """One chunk of requests as integer/float columns (strings are joined in SQL)."""
     n = len(ts_us)
     cid = _zipf_rank(rng.random(n), np.full(n, float(n_clients)), np.full(n, 0.75))
@@ -819,6 +833,16 @@ def _gen_chunk(rng: np.random.Generator, arr: _Arrays, route_cdf: np.ndarray, ts
     origin = np.where(w, origin * np.exp(np.log(4.0) + 0.1 * rng.standard_normal(n)), origin)
     outage = in_window("cdn_cache_outage") & arr.static[route]
     cache = np.where(outage & (cache == 0) & (rng.random(n) > 0.02), 1, cache)
+    # a real cache: the first request for an object misses (objects popular before the history starts
+    # are warm); during the outage static responses vary by cookie, so nothing new gets cached
+    track = arr.track[route] & (cache != 3)
+    key = (arr.obj_off[route] + obj)[track]
+    first = np.zeros(len(key), dtype=bool)
+    first[np.unique(key, return_index=True)[1]] = True
+    cold = first & ~cdn.seen[key]
+    cached = cache[track]
+    cache[track] = np.where(cold, 1, cached)
+    cdn.seen[key[~outage[track]]] = True
     hit = cache == 0
     origin = np.where(outage & ~hit, origin * 3.0 * np.exp(0.3 * rng.standard_normal(n)), origin)
     dbw = in_window("db_saturation") & arr.db[route] & ~hit
@@ -1095,6 +1119,7 @@ def _build(con: Any, target: str, *, requests: int, days: int, seed: int, chunk_
         from tqdm import tqdm
         bar = tqdm(total=requests, unit="req", desc="demo requests", leave=False, dynamic_ncols=True)
 
+    cdn = _CdnState(arr)
     with warehouse.transaction(con):
         src_req = source("requests")
     n_written = 0
@@ -1108,10 +1133,12 @@ def _build(con: Any, target: str, *, requests: int, days: int, seed: int, chunk_
         ts_us = start_us + minute_of * _US_PER_MIN + rng.integers(0, _US_PER_MIN, total)
         del minute_of
         ts_us.sort()
-        for lo in range(0, total, _SUB_BATCH):  # numpy work in sub-batches keeps memory flat
-            ts_part = ts_us[lo: lo + _SUB_BATCH]
+        # numpy work in sub-batches keeps memory flat
+        cuts = [*range(0, total, _SUB_BATCH), total]
+        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+            ts_part = ts_us[lo:hi]
             g = _gen_chunk(rng, arr, route_cdf, ts_part, load, n_clients, n_query, windows, start_us,
-                           ua_of_client)
+                           ua_of_client, cdn)
             route, obj = g["route_id"], g["obj"]
             num_id = obj + id_base[route]
             chunk = pa.table({
