@@ -1471,7 +1471,7 @@ def _write_queries(con: Any, src: Any, start: datetime, n_minutes: int, incident
            "rows": np.cumsum(rows_d, axis=1) + base * rows_pc[:, None],
            "hit": np.cumsum(hit_d, axis=1) + base * blks_pc[:, None],
            "read": np.cumsum(read_d, axis=1) + np.rint(base * blks_pc[:, None] * read_share[:, None])}
-    user = ["shop_app"] * F
+    user = ["backoffice" if ("audit_log" in fp or "count(*)" in fp) else "shop_app" for fp in fps]
     snap = pa.table({
         "ts": pa.array(np.tile(ts_us, F)).cast(pa.timestamp("us", tz="UTC")),
         "user_name": pa.array([u for u in user for _ in range(n_b)]),
@@ -1500,7 +1500,7 @@ def _write_queries(con: Any, src: Any, start: datetime, n_minutes: int, incident
     order = np.argsort(ev_ts, kind="stable")
     ev = pa.table({
         "ts": pa.array(ev_ts[order]).cast(pa.timestamp("us", tz="UTC")),
-        "user_name": pa.array(["shop_app"] * E),
+        "user_name": pa.array(np.array(user, dtype=object)[f_idx[order]], pa.string()),
         "kind": pa.array(["event"] * E),
         "fingerprint": pa.array(np.array(fps, dtype=object)[f_idx[order]], pa.string()),
         "calls": pa.array(np.ones(E, dtype=np.int64)),
