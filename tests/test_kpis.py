@@ -13,6 +13,7 @@ from kit.analysis import kpis
 from kit.analysis.window import Window, resolve_window
 from kit.cli import main
 from kit.results import dumps
+from kit.viz import kpis as charts
 from kit.warehouse import connect
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -302,3 +303,78 @@ def test_notebook_10_runs_and_saves_what_kpi_report_computes(tmp_path, random_wh
     assert saved["overall"]["p99_ms"] == pytest.approx(expected.overall.p99_ms)
     assert saved["overall"]["apdex"] == pytest.approx(expected.overall.apdex)
     assert saved["bucket_seconds"] == 900
+
+
+def test_sliced_series_equal_pandas_per_route_and_minute(random_wh):
+    # slice_rows=700 cuts the 2 hours into 8 bucket-aligned slices queried one by one: every
+    # (route, minute) must still carry the exact count and linear-interpolation quantiles of pandas
+    con, frame = random_wh
+    window = resolve_window(con)
+    sliced = kpis.red_series(con, window, "1m", "route", slice_rows=700)
+    whole = kpis.red_series(con, window, "1m", "route")
+    assert sliced == whole
+    groups = frame.assign(b=frame["ts"].dt.floor("1min")).groupby(["route", "b"])["latency_ms"]
+    expected = groups.quantile([0.5, 0.95, 0.99]).unstack()
+    counts = groups.size()
+    assert len(sliced) == len(expected)
+    for p in sliced:
+        key = (p.group, pd.Timestamp(p.bucket_start))
+        assert p.requests == counts[key]
+        assert [p.p50_ms, p.p95_ms, p.p99_ms] == pytest.approx(list(expected.loc[key]), rel=1e-12)
+
+
+def test_slices_are_bucket_aligned_and_cover_the_window():
+    window = Window(T0 + timedelta(seconds=17), T0 + timedelta(hours=5, seconds=3))
+    parts = kpis._slices(window, 900, rows=100, slice_rows=30)
+    assert parts[0].start == window.start and parts[-1].end == window.end
+    assert all(a.end == b.start for a, b in zip(parts, parts[1:], strict=False))
+    assert all(p.start.timestamp() % 900 == 0 for p in parts[1:])  # cuts on 15-minute boundaries
+    assert 4 <= len(parts) <= 5
+    assert kpis._slices(window, 900, rows=30, slice_rows=30) == [window]
+
+
+@pytest.mark.parametrize("seconds", [60, 300, 1500, 7 * 86400])
+def test_integer_buckets_equal_time_bucket(seconds):
+    # 1500 s does not divide a day and 7 days aligns to Mondays: both follow time_bucket's 2000-01-03 origin
+    con = connect(":memory:")
+    index_sql, start_sql = kpis._bucket_sql(seconds)
+    rows = con.execute(f"""
+        WITH t AS (SELECT TIMESTAMPTZ '1999-12-30 23:59:59.5+00' + to_microseconds(i * 7_777_777_777) AS ts
+                   FROM range(400) r(i))
+        SELECT count(*) FILTER (WHERE got IS DISTINCT FROM want), count(*) FROM (
+            SELECT time_bucket(INTERVAL '{seconds} seconds', ts) AS want,
+                   (SELECT {start_sql} FROM (SELECT {index_sql} AS b)) AS got FROM t)""").fetchall()[0]
+    assert rows == (0, 400)
+
+
+def test_series_step_keeps_long_windows_small():
+    assert kpis.series_step_s(86400, 300, 1000) == 300  # 288 buckets: as requested
+    assert kpis.series_step_s(7 * 86400, 300, 1000) == 900  # 2016 five-minute buckets: 672 of 15 min
+    assert kpis.series_step_s(7 * 86400, 300, 200) == 3600
+    assert kpis.series_step_s(7 * 86400, 7200, 200) == 7200  # never finer than the requested bucket
+
+
+def test_report_json_is_columnar_rounded_and_draws_the_same(random_wh):
+    con, frame = random_wh
+    report = kpis.kpi_report(con, bucket="15m")
+    saved = kpis.report_json(report)
+    series = saved["series_overall"]
+    assert isinstance(series, dict) and len(series["requests"]) == len(report.series_overall)
+    assert series["requests"] == [p.requests for p in report.series_overall]
+    # 4 significant digits: within 5e-4 relative of the exact value
+    assert series["p95_ms"] == pytest.approx([p.p95_ms for p in report.series_overall], rel=5e-4)
+    assert all(len(f"{v:.10g}".replace(".", "").lstrip("0")) <= 4 for v in series["p95_ms"])
+    assert sum(saved["heatmap"]["count"]) == len(frame)
+    assert saved["by_route"][0]["group"] == report.by_route[0].group  # small tables stay records
+    df = charts.frame(saved, "series_overall")
+    assert str(df["bucket_start"].dt.tz) == "UTC" and len(df) == len(report.series_overall)
+
+
+def test_saved_json_is_compact(random_wh, tmp_path):
+    con, _ = random_wh
+    result = kpis.report_json(kpis.kpi_report(con, bucket="1m"))
+    path = kpis.save_report_json(tmp_path, result)
+    assert path == tmp_path / "kpis.json"
+    assert json.loads(path.read_text()) == result
+    assert "\n " not in path.read_text()  # no indentation
+    assert kpis.save_report_json("", result) is None

@@ -25,15 +25,19 @@ Definitions used everywhere:
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from kit.analysis.window import Window, resolve_window, services_sql
 from kit.config import bucket_seconds
+from kit.results import to_jsonable, write_text_atomic
 
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99, 0.999)
 QUANTILE_NAMES: tuple[str, ...] = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms")
@@ -41,13 +45,24 @@ EXACT_MAX_ROWS = 20_000_000
 # Latency histogram: 10 log-spaced bins per decade from 0.1 ms to 100 s (outside values clamp to the ends).
 HIST_BINS_PER_DECADE = 10
 HIST_MIN_EXP, HIST_MAX_EXP = -1, 5
-HEATMAP_MAX_COLUMNS = 400
+# Time resolution kept in the report (and its JSON) so it stays small whatever the window: the series
+# use the requested bucket, or the first step of SERIES_STEPS_S that keeps them within these counts.
+SERIES_MAX_POINTS = 1000  # overall series
+SERVICE_SERIES_MAX_POINTS = 400  # per-service series and the saturation points
+HEATMAP_MAX_COLUMNS = 200  # heatmap columns and the per-route series
+SERIES_STEPS_S: tuple[int, ...] = (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800)
+# Per-bucket series over more requests than this are computed in time slices (aligned to the bucket), one
+# query each: a group (bucket, route) lies in one slice, so the exact quantiles are unchanged, while the
+# memory held by ``quantile_cont`` (every value of the slice) stays bounded and smaller hash tables run faster.
+SERIES_SLICE_ROWS = 8_000_000
+# time_bucket's default origin (Monday 2000-01-03 UTC), in microseconds since the Unix epoch.
+_BUCKET_ORIGIN_US = 946_857_600_000_000
 
 __all__ = [
     "Definition", "Kpi", "RedRow", "SeriesPoint", "HistogramBin", "HeatCell", "Throughput", "UseSignal",
     "Gap", "MetricInfo",
     "metric_inventory", "SaturationPoint", "USE_CATALOG", "ComparisonRow", "Comparison", "KpiReport",
-    "kpi_report", "red_table",
+    "kpi_report", "report_json", "save_report_json", "red_table", "series_step_s",
     "red_series", "throughput", "use_signals", "instrumentation_gaps", "compare_periods", "headline", "status_label",
     "quantile_function", "QUANTILES", "EXACT_MAX_ROWS",
 ]
@@ -243,6 +258,8 @@ class KpiReport:
     saturation_latency: tuple[SaturationPoint, ...]
     gaps: tuple[Gap, ...]
     comparison: Comparison
+    series_bucket_seconds: int  # bucket of series_overall (the requested one unless the window is long)
+    service_series_bucket_seconds: int  # bucket of series_by_service and saturation_latency
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -261,6 +278,28 @@ def _scope(window: Window, services: tuple[str, ...] | list[str] | None) -> str:
 
 def _num(value: float) -> str:
     return repr(float(value))
+
+
+def _bucket_sql(seconds: int, column: str = "ts") -> tuple[str, str]:
+    """(integer bucket index of ``column``, that bucket's start as TIMESTAMPTZ from ``b``) for buckets of
+    ``seconds``: the same buckets as ``time_bucket(INTERVAL 'seconds seconds', ts)`` (origin 2000-01-03),
+    but integer arithmetic on ``epoch_us`` instead of the time-zone-aware TIMESTAMPTZ function, which
+    made grouping 1.5x slower at 50M rows. The origin is moved back a whole number of buckets to before
+    1970 so the integer division never sees a negative value."""
+    width = int(seconds) * 1_000_000
+    origin = _BUCKET_ORIGIN_US - (_BUCKET_ORIGIN_US // width + 1) * width
+    return f"((epoch_us({column}) - ({origin})) // {width})", f"make_timestamptz({origin} + b * {width})"
+
+
+def series_step_s(window_seconds: float, bucket_s: int, max_points: int) -> int:
+    """The bucket length used for a series: ``bucket_s``, or the first of ``SERIES_STEPS_S`` above it that
+    keeps the window within ``max_points`` buckets (the longest step when none does)."""
+    if window_seconds / bucket_s <= max_points:
+        return bucket_s
+    for step in SERIES_STEPS_S:
+        if step > bucket_s and window_seconds / step <= max_points:
+            return step
+    return max(bucket_s, SERIES_STEPS_S[-1])
 
 
 def _red_select(qfunc: str, t_ms: float, seconds_sql: str, quantiles: tuple[float, ...] = QUANTILES) -> str:
@@ -324,34 +363,74 @@ def red_table(con: duckdb.DuckDBPyConnection, window: Window, by: str | None = "
 
 def red_series(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5m", by: str | None = None, *,
                services: list[str] | tuple[str, ...] | None = None, routes: list[str] | None = None,
-               apdex_t_ms: float = 300.0, qfunc: str = "quantile_cont") -> tuple[SeriesPoint, ...]:
-    """RED per time bucket (``time_bucket``), overall or per ``service``/``route``; only buckets with traffic.
+               apdex_t_ms: float = 300.0, qfunc: str = "quantile_cont",
+               rows: int | None = None, slice_rows: int = SERIES_SLICE_ROWS) -> tuple[SeriesPoint, ...]:
+    """RED per time bucket, overall or per ``service``/``route``; only buckets with traffic.
 
-    Percentiles here are p50/p95/p99 (NaN when a bucket has no latency values); bucket starts are
-    UTC pandas Timestamps."""
+    Buckets are those of ``time_bucket`` (origin 2000-01-03 UTC). Percentiles here are p50/p95/p99 (NaN
+    when a bucket has no latency values); bucket starts are UTC pandas Timestamps. Over more than
+    ``slice_rows`` requests (``rows``: the window's count when known, else counted) the window is cut
+    into bucket-aligned time slices queried one after the other: same result, bounded memory."""
     if by not in ("service", "route", None):
         raise ValueError(f"parameter 'by' must be service, route or None, got {by!r}")
     seconds = bucket_seconds(bucket)
     group = by or "'all'"
     route_filter = ("AND " + services_sql(routes, "route")) if routes else ""
-    sql = f"""SELECT b, grp::VARCHAR, requests, rate_rps, errors_5xx, errors_5xx / requests, errors_4xx, apdex,
-            q[1], q[2], q[3]
-        FROM (SELECT time_bucket(INTERVAL '{seconds} seconds', ts) AS b, {group} AS grp,
-                     {_red_select(qfunc, apdex_t_ms, str(seconds), (0.5, 0.95, 0.99))}
-              FROM requests WHERE {_scope(window, services)} {route_filter}
-              GROUP BY 1, 2)
-        ORDER BY 2, 1"""
+    index_sql, start_sql = _bucket_sql(seconds)
+    if rows is None:
+        counted = con.execute(f"SELECT count(*) FROM requests WHERE {_scope(window, services)}").fetchall()[0]
+        rows = int(counted[0]) if counted else 0
+    frames = []
+    for part in _slices(window, seconds, rows, slice_rows):
+        sql = f"""SELECT {start_sql} AS b_start, grp::VARCHAR, requests, rate_rps, errors_5xx,
+                errors_5xx / requests, errors_4xx, apdex, q[1], q[2], q[3]
+            FROM (SELECT {index_sql} AS b, {group} AS grp,
+                         {_red_select(qfunc, apdex_t_ms, str(seconds), (0.5, 0.95, 0.99))}
+                  FROM requests WHERE {_scope(part, services)} {route_filter}
+                  GROUP BY 1, 2)
+            ORDER BY 2, 1"""
+        frames.append(con.execute(sql).df())
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    if len(frames) > 1:
+        frame = frame.sort_values([frame.columns[1], frame.columns[0]], kind="stable")
     # columnar fetch (numpy), then one tuple per row: no per-value Python conversion of timestamps
-    frame = con.execute(sql).df()
     columns = [frame.iloc[:, 0].dt.tz_convert("UTC").tolist()] + [frame.iloc[:, i].tolist()
                                                                     for i in range(1, frame.shape[1])]
     return tuple(SeriesPoint(*row) for row in zip(*columns, strict=True))
 
 
+def _slices(window: Window, bucket_s: int, rows: int, slice_rows: int) -> list[Window]:
+    """``window`` cut at bucket boundaries into about ``rows / slice_rows`` parts of equal length
+    (the whole window when it holds at most ``slice_rows`` requests)."""
+    if rows <= slice_rows:
+        return [window]
+    parts = math.ceil(rows / slice_rows)
+    width_us = bucket_s * 1_000_000
+    start_us = _epoch_us(window.start)
+    end_us = _epoch_us(window.end)
+    first = (start_us - _BUCKET_ORIGIN_US) // width_us * width_us + _BUCKET_ORIGIN_US  # bucket of the start
+    step_us = max(1, math.ceil((end_us - first) / parts / width_us)) * width_us
+    cuts = [start_us] + list(range(first + step_us, end_us, step_us)) + [end_us]
+    return [Window(_from_epoch_us(a), _from_epoch_us(b)) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+
+
+def _epoch_us(moment: datetime) -> int:
+    delta = moment.astimezone(UTC) - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_epoch_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _minute_grid_sql(window: Window, services: list[str] | tuple[str, ...] | None) -> str:
     return f"""WITH per_minute AS (
-            SELECT time_bucket(INTERVAL '1 minute', ts) AS minute, count(*) AS n
-            FROM requests WHERE {_scope(window, services)} GROUP BY 1),
+            SELECT {_bucket_sql(60)[1]} AS minute, n
+            FROM (SELECT {_bucket_sql(60)[0]} AS b, count(*) AS n
+                  FROM requests WHERE {_scope(window, services)} GROUP BY 1)),
         grid AS (
             SELECT unnest(generate_series(time_bucket(INTERVAL '1 minute', TIMESTAMPTZ '{window.start.isoformat()}'),
                                           TIMESTAMPTZ '{window.end.isoformat()}' - INTERVAL '1 microsecond',
@@ -400,8 +479,11 @@ def _rounded_edges(k: int) -> tuple[float, float]:
 def latency_heatmap(con: duckdb.DuckDBPyConnection, window: Window, bucket_s: int, *,
                     services: list[str] | tuple[str, ...] | None = None) -> tuple[HeatCell, ...]:
     """Non-empty (time bucket × latency bin) counts, same bins as the histogram."""
-    sql = f"""SELECT time_bucket(INTERVAL '{bucket_s} seconds', ts) AS b, {_hist_bin_sql()} AS k, count(*)
-        FROM requests WHERE {_scope(window, services)} AND latency_ms IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2"""
+    index_sql, start_sql = _bucket_sql(bucket_s)
+    sql = f"""SELECT {start_sql}, k, n FROM (
+            SELECT {index_sql} AS b, {_hist_bin_sql()} AS k, count(*) AS n
+            FROM requests WHERE {_scope(window, services)} AND latency_ms IS NOT NULL GROUP BY 1, 2)
+        ORDER BY 1, 2"""
     return tuple(HeatCell(b, *_rounded_edges(k), int(n)) for b, k, n in con.execute(sql).fetchall())
 
 
@@ -590,7 +672,8 @@ def _unit_of(name: str) -> str:
     return ""
 
 
-def use_signals(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5m"
+def use_signals(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5m",
+                qfunc: str = "quantile_cont"
                 ) -> tuple[tuple[UseSignal, ...], tuple[SaturationPoint, ...], tuple[Gap, ...]]:
     """USE signals matched by name in ``metrics`` over the window, their per-bucket series against
     overall p95 latency, and the USE cells no metric covers (the instrumentation gaps).
@@ -643,7 +726,7 @@ def use_signals(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5
         per_bucket AS (SELECT name, b, avg(x) AS x, sum(k) AS k, count(DISTINCT sid) AS s
                        FROM per_series GROUP BY ALL),
         lat AS (
-            SELECT time_bucket(INTERVAL '{seconds} seconds', ts) AS b, quantile_cont(latency_ms, 0.95) AS p95,
+            SELECT time_bucket(INTERVAL '{seconds} seconds', ts) AS b, {qfunc}(latency_ms, 0.95) AS p95,
                    count(*) AS n
             FROM requests WHERE {window.sql()} GROUP BY 1)
         SELECT per_bucket.name, per_bucket.b, per_bucket.x, per_bucket.k, per_bucket.s, lat.p95, coalesce(lat.n, 0)
@@ -793,13 +876,17 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
     by_service = red_table(con, window, "service", **kw)  # type: ignore[arg-type]
     by_route = red_table(con, window, "route", limit=max_routes, **kw)  # type: ignore[arg-type]
     top_routes = tuple(dict.fromkeys(r.group for r in by_route))[:top_n]
-    series_overall = red_series(con, window, bucket, None, **kw)  # type: ignore[arg-type]
-    series_by_service = red_series(con, window, bucket, "service", **kw)  # type: ignore[arg-type]
-    # coarse columns for the heatmap and the per-route lines keep the saved JSON small (<= 400 columns)
-    heat_s = max(seconds, math.ceil(window.seconds / HEATMAP_MAX_COLUMNS / seconds) * seconds)
+    # the series are exact at any size (time slices bound the memory, see red_series); coarser buckets
+    # over long windows keep the report and its JSON small
+    skw = {"services": svc, "apdex_t_ms": apdex_t_ms, "rows": n}
+    overall_s = series_step_s(window.seconds, seconds, SERIES_MAX_POINTS)
+    service_s = series_step_s(window.seconds, seconds, SERVICE_SERIES_MAX_POINTS)
+    heat_s = series_step_s(window.seconds, seconds, HEATMAP_MAX_COLUMNS)
+    series_overall = red_series(con, window, f"{overall_s}s", None, **skw)  # type: ignore[arg-type]
+    series_by_service = red_series(con, window, f"{service_s}s", "service", **skw)  # type: ignore[arg-type]
     series_by_route = red_series(con, window, f"{heat_s}s", "route", routes=list(top_routes),
-                                 **kw)  # type: ignore[arg-type]
-    use, sat_points, use_gaps = use_signals(con, window, bucket)
+                                 **skw)  # type: ignore[arg-type]
+    use, sat_points, use_gaps = use_signals(con, window, f"{service_s}s", qfunc)
     gaps = instrumentation_gaps(con, window, services=svc) + use_gaps
 
     status = status_label(con)
@@ -820,6 +907,11 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
             f"no requests before the window, so its last {_range(span)} is compared with the {_range(span)} "
             "before it"), **kw)  # type: ignore[arg-type]
         notes.append(comparison.basis)
+    if max(overall_s, service_s, heat_s) > seconds:
+        notes.append(f"series over this {window.seconds / 86400:.1f}-day window in coarser buckets than {bucket}: "
+                     f"overall "
+                     f"{_range(overall_s)}, per service and saturation {_range(service_s)}, per route and "
+                     f"heatmap {_range(heat_s)}")
     if by_route and len(by_route) == max_routes:
         notes.append(f"per-route table limited to the {max_routes} busiest routes")
     return KpiReport(
@@ -831,6 +923,44 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
         histogram=latency_histogram(con, window, None, services=svc) + latency_histogram(
             con, window, "service", services=svc),
         heatmap_bucket_seconds=heat_s, heatmap=latency_heatmap(con, window, heat_s, services=svc),
-        route_series_bucket_seconds=heat_s,
+        route_series_bucket_seconds=heat_s, series_bucket_seconds=overall_s,
+        service_series_bucket_seconds=service_s,
         use=use, metrics=metric_inventory(con, window), status_label=status,
         saturation_latency=sat_points, gaps=gaps, comparison=comparison, notes=tuple(notes))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The saved JSON
+
+# Lists stored column-wise in the JSON ({"column": [values...]}, which pandas.DataFrame reads as it reads
+# a list of records): the long per-bucket lists, where repeating every key would dominate the size.
+COLUMNAR_KEYS: tuple[str, ...] = ("series_overall", "series_by_service", "series_by_route", "histogram",
+                                  "heatmap", "saturation_latency")
+SIGNIFICANT_DIGITS = 4  # floats of the columnar lists are rounded to 4 significant digits (<= 0.005 % off)
+
+
+def _round_sig(value: object, digits: int = SIGNIFICANT_DIGITS) -> object:
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    return value
+
+
+def report_json(report: KpiReport) -> dict:
+    """The report as JSON values, compact: the ``COLUMNAR_KEYS`` lists as {column: [values]} with floats
+    rounded to ``SIGNIFICANT_DIGITS`` significant digits; everything else as ``to_jsonable`` gives it."""
+    out = to_jsonable(report)
+    for key in COLUMNAR_KEYS:
+        rows = out.get(key)
+        if rows:
+            out[key] = {column: [_round_sig(row[column]) for row in rows] for column in rows[0]}
+    return out
+
+
+def save_report_json(results_dir: str | Path, result: dict) -> Path | None:
+    """Write ``result`` (from ``report_json``) as ``<results_dir>/kpis.json`` without indentation (the
+    columnar lists would otherwise take one line per value); nothing is written when ``results_dir``
+    is empty. Returns the path written."""
+    if not str(results_dir):
+        return None
+    text = json.dumps(result, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return write_text_atomic(Path(results_dir) / "kpis.json", text + "\n")

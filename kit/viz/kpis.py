@@ -12,7 +12,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from kit.results import to_jsonable
+from kit.analysis.kpis import report_json
 
 __all__ = [
     "as_dict", "frame", "plot_overview", "plot_service_red", "plot_service_latency", "plot_route_drilldown",
@@ -22,18 +22,30 @@ __all__ = [
 
 
 def as_dict(report: Any) -> dict[str, Any]:
-    """The report as plain JSON values (a KpiReport is converted; a loaded dict is returned as is)."""
-    return report if isinstance(report, dict) else to_jsonable(report)
+    """The report as plain JSON values (a KpiReport goes through ``report_json``, the saved shape; a loaded
+    dict is returned as is)."""
+    return report if isinstance(report, dict) else report_json(report)
 
 
 def frame(report: Any, key: str) -> pd.DataFrame:
     """One list of the report (``by_service``, ``series_overall``, ``heatmap`` …) as a DataFrame,
-    with ``bucket_start`` parsed to UTC timestamps."""
+    with ``bucket_start`` parsed to UTC timestamps; a list of records or a {column: values} dict."""
     rows = as_dict(report).get(key) or []
     df = pd.DataFrame(rows)
     if "bucket_start" in df:
         df["bucket_start"] = pd.to_datetime(df["bucket_start"], utc=True)
     return df
+
+
+def _bucket_label(r: dict[str, Any], key: str) -> str:
+    """The bucket of a series as 5m / 1h / 1d (the requested ``bucket`` when the report predates ``key``)."""
+    seconds = r.get(key)
+    if not seconds:
+        return str(r.get("bucket", ""))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _empty(title: str, message: str) -> go.Figure:
@@ -59,7 +71,7 @@ def plot_overview(report: Any) -> go.Figure:
         fig.add_scatter(x=df["bucket_start"], y=df[col], name=col.removesuffix("_ms"), row=3, col=1)
     fig.update_yaxes(tickformat=".1%", row=2, col=1)
     fig.update_yaxes(type="log", row=3, col=1)
-    fig.update_layout(title=f"Overview: RED per {r['bucket']} bucket", height=650)
+    fig.update_layout(title=f"Overview: RED per {_bucket_label(r, 'series_bucket_seconds')} bucket", height=650)
     return fig
 
 
@@ -84,7 +96,8 @@ def plot_service_latency(report: Any, column: str = "p95_ms") -> go.Figure:
     if df.empty:
         return _empty("Per service", "no requests")
     fig = px.line(df, x="bucket_start", y=column, color="group",
-                  title=f"Per service: {column} per {as_dict(report)['bucket']} bucket")
+                  title=f"Per service: {column} per "
+                        f"{_bucket_label(as_dict(report), 'service_series_bucket_seconds')} bucket")
     fig.update_layout(xaxis_title=None, legend_title="service")
     if column.endswith("_ms"):
         fig.update_yaxes(type="log")
