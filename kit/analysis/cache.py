@@ -354,11 +354,14 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
     k_cap = knee(byte_c)
     k_m, k_b = byte_c.at(k_cap)
     t_cap = capacity_for_hit_ratio(byte_c, target_hit_ratio)
+    reachable = float(1 - byte_c.miss_ratio[-1])
     if t_cap is not None:
         rec, basis = t_cap, f"smallest capacity reaching the target object hit ratio {target_hit_ratio:.0%}"
     else:
-        rec, basis = k_cap, (f"the target hit ratio {target_hit_ratio:.0%} is above the trace's reuse ratio "
-                             f"{1 - byte_c.miss_ratio[-1]:.1%}: the knee of the curve instead")
+        aim = 0.95 * reachable
+        rec = capacity_for_hit_ratio(byte_c, aim) or k_cap
+        basis = (f"the target hit ratio {target_hit_ratio:.0%} is above the trace's reuse ratio {reachable:.1%} "
+                 f"(what an infinite cache reaches): smallest capacity reaching 95% of it ({aim:.1%})")
     r_m, r_b = byte_c.at(rec)
     sizing = Sizing(k_cap, float(1 - k_m[0]), float(1 - k_b[0]), target_hit_ratio, t_cap,
                     float(1 - byte_c.miss_ratio[-1]), float(1 - byte_c.byte_miss_ratio[-1]), float(rec),
