@@ -41,6 +41,7 @@ from typing import Any
 import duckdb
 
 from kit.ingest.core import (
+    COMPRESSED_SUFFIXES,
     IngestError,
     IngestSummary,
     LoadCounts,
@@ -48,6 +49,7 @@ from kit.ingest.core import (
     add_path_args,
     first_lines,
     ingest_file,
+    line_stats,
     lines_table,
     readable_path,
     run_ingest_cli,
@@ -574,11 +576,206 @@ def warehouse_salt(con: duckdb.DuckDBPyConnection) -> str:
 
 # ---------------------------------------------------------------------------------------------- loading
 
+_REQUEST_COLUMNS = ("ts, service, host, method, route, path, query, status, latency_ms, upstream_ms, bytes_sent, "
+                    "content_type, cache_status, client_hash, user_agent, source_id")
+
+
+def _insert_sql(typed: str, reason: str, sid: int, salt: str, route_rules: Sequence[RouteRule],
+                staging: bool = True) -> str:
+    """One pass over ``typed`` straight into ``requests`` (``staging`` False: the good rows only).
+    With ``staging``: good rows with this source's id; rejected and skipped lines as staging rows under
+    the NEGATIVE source id, carrying line number (bytes_sent), field (method), reason (query) and raw text
+    (path). Callers move them to ``rejects`` (or re-read them) and
+    delete them from ``requests`` in the same transaction, so no reader ever sees them (a temp table or
+    a second parse would cost more than the whole parse)."""
+    if not staging:
+        return (
+            f"INSERT INTO requests ({_REQUEST_COLUMNS}) "
+            f"SELECT ts, service, host, method, {route_sql('path', route_rules)}, path, "
+            f"{redact_query_sql('query_raw')}, status, latency_ms, upstream_ms, bytes_sent, content_type, "
+            f"cache_status, {client_hash_sql('client', salt)}, user_agent, {sid} "
+            f"FROM ({typed}) WHERE NOT skip AND reject_field IS NULL")
+    return (
+        f"INSERT INTO requests ({_REQUEST_COLUMNS}) "
+        "SELECT CASE WHEN bad THEN TIMESTAMPTZ '1970-01-01 00:00:00+00' ELSE ts END, "
+        "CASE WHEN NOT bad THEN service END, CASE WHEN NOT bad THEN host END, "
+        "CASE WHEN skip THEN '-skip-' WHEN bad THEN reject_field ELSE method END, "
+        f"CASE WHEN NOT bad THEN {route_sql('path', route_rules)} END, "
+        "CASE WHEN bad THEN left(line, 2000) ELSE path END, "
+        f"CASE WHEN bad THEN {reason} ELSE {redact_query_sql('query_raw')} END, "
+        "CASE WHEN NOT bad THEN status END, CASE WHEN NOT bad THEN latency_ms END, "
+        "CASE WHEN NOT bad THEN upstream_ms END, CASE WHEN bad THEN line_no ELSE bytes_sent END, "
+        "CASE WHEN NOT bad THEN content_type END, CASE WHEN NOT bad THEN cache_status END, "
+        f"CASE WHEN NOT bad THEN {client_hash_sql('client', salt)} END, "
+        "CASE WHEN NOT bad THEN user_agent END, "
+        f"CASE WHEN bad THEN {-sid} ELSE {sid} END "
+        f"FROM (SELECT *, skip OR reject_field IS NOT NULL AS bad FROM ({typed}))")
+
+
+def _load_general(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, lines_sql: str, skip_lines: int,
+                  sample: Sequence[str], salt: str, service: str | None,
+                  route_rules: Sequence[RouteRule]) -> tuple[int, int, int]:
+    """The general path over a ``(line_no, line)`` relation: rows into ``requests``, rejects into
+    ``rejects``. Returns (lines in, rejected, skipped)."""
+    typed = _typed_sql(fmt, _extract_sql(fmt, lines_sql, skip_lines, sample), salt, service, route_rules)
+    row = con.execute(_insert_sql(typed, _reason_sql(fmt), sid, salt, route_rules)).fetchone()
+    lines_in = int(row[0]) if row else 0
+    counts = con.execute(
+        "SELECT count(*) FILTER (WHERE method = '-skip-'), count(*) FILTER (WHERE method <> '-skip-') "
+        "FROM requests WHERE source_id = ?", [-sid]).fetchone()
+    assert counts is not None
+    skipped, rejected = int(counts[0]), int(counts[1])
+    con.execute("INSERT INTO rejects (source_id, line_no, field, reason, raw) "
+                "SELECT ?, bytes_sent, method, query, path FROM requests "
+                "WHERE source_id = ? AND method <> '-skip-' ORDER BY bytes_sent", [sid, -sid])
+    con.execute("DELETE FROM requests WHERE source_id = ?", [-sid])
+    return lines_in, rejected, skipped
+
+
+# CSV columns of the fast path: the '"'-separated parts of a line (one more than a well-formed line has,
+# so that a line with extra quotes is seen: its part 8 is set, while missing parts are NULL)
+_FAST_COLUMNS = 8
+_ODD_BACKSLASH_END = r"(?:^|[^\\])(?:\\\\)*\\$"   # a part whose last backslash would escape the quote
+FAST_MAX_BAD_FRACTION = 0.2   # more non-fast lines than this: the general path reads the whole file
+
+
+def _parts_sql(path: Path, skip_lines: int) -> str:
+    """SQL: DuckDB's CSV reader (C++, parallel) used as a pure splitter of each line at '"' — no quoting,
+    no escapes — into VARCHAR p1..p8; empty parts are '' and missing ones NULL (nullstr is a newline,
+    which no part can hold). Rows it cannot read (invalid UTF-8, over-long lines) are dropped, which the
+    caller detects by counting rows against the file's lines."""
+    cols = "{" + ", ".join(f"'p{i}': 'VARCHAR'" for i in range(1, _FAST_COLUMNS + 1)) + "}"
+    return (f"SELECT * FROM read_csv({sql_string(path)}, columns={cols}, delim='\"', quote='', escape='', "
+            "header=false, auto_detect=false, strict_mode=false, null_padding=true, nullstr='\n', "
+            f"ignore_errors=true, skip={int(skip_lines)}, compression='none', parallel=true)")
+
+
+def _fast_extract_sql(fmt: LogFormat, parts_sql: str) -> str:
+    """SQL with the columns of :func:`_extract_sql` for the CLF family, read from the CSV parts.
+    ``ok`` holds exactly when the full regex of ``fmt`` matches the line with the same captures: the
+    parts have the well-formed shape (short DFA matches) and no quoted part ends in an odd backslash run
+    (which the regex would read as an escaped quote). Other lines get ``ok`` false and their text."""
+    n = fmt.fast_parts
+
+    def closed(col: str) -> str:
+        return f"NOT (suffix({col}, '\\') AND regexp_matches({col}, {sql_string(_ODD_BACKSLASH_END)}))"
+
+    shape = [f"p{n} IS NOT NULL", f"p{n + 1} IS NULL",
+             f"regexp_full_match(p1, {sql_string(_FAST_PRE)})",
+             f"regexp_full_match(p3, {sql_string(_FAST_MID + (' ' if n > 3 else ''))})", closed("p2")]
+    if n > 3:
+        shape += ["p5 = ' '", f"regexp_full_match(p7, {sql_string(fmt.fast_tail)})", closed("p4"), closed("p6")]
+    groups = set(fmt.groups)
+    kv_std = ("len(kvl) = 4 AND starts_with(kvl[2], 'rt=') AND starts_with(kvl[3], 'urt=') "
+              "AND starts_with(kvl[4], 'ucs=')")
+    cols = {
+        "client": "pw[1]",
+        "time": "substr(p1, off + 2, length(p1) - off - 3)",
+        "request": "p2",
+        "status": "mw[2]",
+        "bytes": "mw[3]",
+    }
+    if "user_agent" in groups:
+        cols["user_agent"] = "p6"
+    if "kv" in groups:
+        cols["kv"] = f"CASE WHEN NOT ({kv_std}) THEN p7 END"
+        cols["rt"] = f"CASE WHEN {kv_std} THEN substr(kvl[2], 4) END"
+        cols["urt"] = f"CASE WHEN {kv_std} THEN substr(kvl[3], 5) END"
+        cols["ucs"] = f"CASE WHEN {kv_std} THEN substr(kvl[4], 5) END"
+    canon = ("client", "time", "request", "method", "target", "path", "query", "status", "bytes",
+             "rt", "urt", "ucs", "host", "user_agent", "content_type", "code", "kv")
+    select = ", ".join(f"CASE WHEN ok THEN {cols[c]} END AS {c}" if c in cols else f"NULL::VARCHAR AS {c}"
+                       for c in canon)
+    kvl = "string_split(p7, ' ')" if "kv" in groups else "NULL::VARCHAR[]"
+    parts = ", ".join(f"p{i}" for i in range(1, _FAST_COLUMNS + 1))
+    return (
+        f"SELECT NULL::BIGINT AS line_no, CASE WHEN NOT ok THEN concat_ws('\"', {parts}) END AS line, ok, "
+        f"{select}, false AS skip FROM ("
+        f"SELECT *, length(pw[1]) + length(pw[2]) + length(pw[3]) + 3 AS off FROM ("
+        f"SELECT ok, p1, p2, p6, p7, "
+        f"CASE WHEN ok THEN string_split(p1, ' ') END AS pw, CASE WHEN ok THEN string_split(p3, ' ') END AS mw, "
+        f"CASE WHEN ok THEN {kvl} END AS kvl, {parts} FROM ("
+        f"SELECT *, coalesce({' AND '.join(shape)}, false) AS ok FROM ({parts_sql}))))")
+
+
+def _raw_lines(path: Path, wanted: Sequence[int]) -> dict[int, str]:
+    """The text of the lines numbered ``wanted`` (1-based), newline removed."""
+    want = set(wanted)
+    last = max(want)
+    found: dict[int, str] = {}
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            if number in want:
+                found[number] = raw.rstrip(b"\n").decode("utf-8", errors="replace")
+            if number >= last:
+                break
+    return found
+
+
+def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: Path, skip_lines: int,
+               sample: Sequence[str], salt: str, service: str | None,
+               route_rules: Sequence[RouteRule]) -> tuple[int, int, int] | None:
+    """The fast path for common/combined/combined_kv on a plain file: DuckDB's CSV reader splits every
+    line at '"' (see :func:`_parts_sql`) and one INSERT ... SELECT types, templates, redacts and hashes
+    the rows. Lines the fast reading cannot take are staged in file order; their line numbers come from
+    their position (rowids of one insert are contiguous in file order, checked), their raw text from the
+    file (checked against the parts), and the general path reads them. Returns (lines in, rejected,
+    skipped), or None, with nothing inserted, when the file is not for the fast path (compressed, carriage
+    returns, empty lines, a BOM, rows not one per line)."""
+    if path.suffix.lower() in COMPRESSED_SUFFIXES:
+        return None
+    stats = line_stats(path)
+    if stats is None or stats.cr or stats.empty_line or stats.bom or stats.lines <= skip_lines:
+        return None
+    expected = stats.lines - skip_lines
+    typed = _typed_sql(fmt, _fast_extract_sql(fmt, _parts_sql(path, skip_lines)), salt, service, route_rules)
+
+    def undo() -> None:
+        con.execute("DELETE FROM requests WHERE source_id IN (?, ?)", [sid, -sid])
+
+    # first the common case, every line a good row: a plain projection of the good rows
+    row = con.execute(_insert_sql(typed, "", sid, salt, route_rules, staging=False)).fetchone()
+    if row and int(row[0]) == expected:
+        return expected, 0, 0
+    undo()
+    # some lines are not (or there are fewer or more rows than lines): all rows again, in file order
+    row = con.execute(_insert_sql(typed, _reason_sql(fmt), sid, salt, route_rules)).fetchone()
+    rows = int(row[0]) if row else 0
+    if rows != expected:
+        undo()
+        return None
+    lo, hi, bad_rows = con.execute(
+        "SELECT min(rowid), max(rowid), count(*) FILTER (WHERE source_id < 0) FROM requests "
+        "WHERE source_id IN (?, ?)", [sid, -sid]).fetchone() or (0, 0, 0)
+    if bad_rows == 0:
+        return rows, 0, 0
+    if hi - lo + 1 != rows or bad_rows > FAST_MAX_BAD_FRACTION * rows + 1000:
+        undo()
+        return None
+    staged = con.execute(f"SELECT rowid - {int(lo)} + 1 + {int(skip_lines)} AS line_no, path FROM requests "
+                         "WHERE source_id = ? ORDER BY line_no", [-sid]).fetchall()
+    raw = _raw_lines(path, [int(n) for n, _ in staged])
+    if any(not raw.get(int(n), "\n").startswith(text or "") for n, text in staged):  # pragma: no cover
+        undo()   # not seen: rows out of file order; the general path reads the whole file
+        return None
+    con.execute("DELETE FROM requests WHERE source_id = ?", [-sid])
+    table = f"_al_bad_{sid}"
+    con.execute(f"CREATE TEMP TABLE {table} AS SELECT unnest(?::BIGINT[]) AS line_no, "
+                "unnest(?::VARCHAR[]) AS line", [[int(n) for n, _ in staged], [raw[int(n)] for n, _ in staged]])
+    try:
+        _, rejected, skipped = _load_general(con, fmt, sid, f"SELECT line_no, line FROM {table}", 0, sample,
+                                             salt, service, route_rules)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return rows, rejected, skipped
+
+
 def load_access_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path, skip_lines: int = 0, *,
                     fmt: LogFormat | None = None, service: str | None = None, salt: str | None = None,
-                    route_rules: Sequence[RouteRule] = ()) -> LoadCounts:
+                    route_rules: Sequence[RouteRule] = (), fast: bool = True) -> LoadCounts:
     """Parse one access log into ``requests`` and ``rejects`` (the ingest Loader; runs inside the
-    transaction of :func:`kit.ingest.core.ingest_file`). ``fmt`` None = detect from the first lines."""
+    transaction of :func:`kit.ingest.core.ingest_file`). ``fmt`` None = detect from the first lines.
+    ``fast`` False forces the general path (the fast one gives the same rows; see :func:`_load_fast`)."""
     sample = _sample(path)
     detected = ""
     tried: tuple[str, ...]
@@ -594,66 +791,40 @@ def load_access_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
         tried = (fmt.name,)
     salt = salt if salt is not None else warehouse_salt(con)
     sid = source.source_id
-    with readable_path(path) as readable, lines_table(con, readable) as lines_sql:
-        extract = _extract_sql(fmt, lines_sql, skip_lines, sample)
-        typed = _typed_sql(fmt, extract, salt, service, route_rules)
-        reason = _reason_sql(fmt)
-        # One pass over the file, straight into `requests`: good rows with this source's id; rejected and
-        # skipped lines as staging rows under the NEGATIVE source id, carrying line number (bytes_sent),
-        # field (method), reason (query) and raw text (path). They move to `rejects` and are deleted from
-        # `requests` below, in the same transaction, so no reader ever sees them. (A temp table or a second
-        # parse would cost more than the whole parse.)
-        row = con.execute(
-            "INSERT INTO requests (ts, service, host, method, route, path, query, status, latency_ms, "
-            "upstream_ms, bytes_sent, content_type, cache_status, client_hash, user_agent, source_id) "
-            "SELECT CASE WHEN bad THEN TIMESTAMPTZ '1970-01-01 00:00:00+00' ELSE ts END, "
-            "CASE WHEN NOT bad THEN service END, CASE WHEN NOT bad THEN host END, "
-            "CASE WHEN skip THEN '-skip-' WHEN bad THEN reject_field ELSE method END, "
-            f"CASE WHEN NOT bad THEN {route_sql('path', route_rules)} END, "
-            "CASE WHEN bad THEN left(line, 2000) ELSE path END, "
-            f"CASE WHEN bad THEN {reason} ELSE {redact_query_sql('query_raw')} END, "
-            "CASE WHEN NOT bad THEN status END, CASE WHEN NOT bad THEN latency_ms END, "
-            "CASE WHEN NOT bad THEN upstream_ms END, CASE WHEN bad THEN line_no ELSE bytes_sent END, "
-            "CASE WHEN NOT bad THEN content_type END, CASE WHEN NOT bad THEN cache_status END, "
-            f"CASE WHEN NOT bad THEN {client_hash_sql('client', salt)} END, "
-            "CASE WHEN NOT bad THEN user_agent END, "
-            f"CASE WHEN bad THEN {-sid} ELSE {sid} END "
-            f"FROM (SELECT *, skip OR reject_field IS NOT NULL AS bad FROM ({typed}))").fetchone()
-    lines_in = int(row[0]) if row else 0
-    counts = con.execute(
-        "SELECT count(*) FILTER (WHERE method = '-skip-'), count(*) FILTER (WHERE method <> '-skip-') "
-        "FROM requests WHERE source_id = ?", [-sid]).fetchone()
-    assert counts is not None
-    skipped, rejected = int(counts[0]), int(counts[1])
-    con.execute("INSERT INTO rejects (source_id, line_no, field, reason, raw) "
-                "SELECT ?, bytes_sent, method, query, path FROM requests "
-                "WHERE source_id = ? AND method <> '-skip-' ORDER BY bytes_sent", [sid, -sid])
-    con.execute("DELETE FROM requests WHERE source_id = ?", [-sid])
+    result = None
+    if fast and fmt.fast == "clf":
+        result = _load_fast(con, fmt, sid, path, skip_lines, sample, salt, service, route_rules)
+    if result is None:
+        with readable_path(path) as readable, lines_table(con, readable) as lines_sql:
+            result = _load_general(con, fmt, sid, lines_sql, skip_lines, sample, salt, service, route_rules)
+    lines_in, rejected, skipped = result
     loaded = lines_in - skipped - rejected
     return LoadCounts(lines_in, loaded, rejected, skipped, fmt=fmt.name + detected, formats_tried=tried)
 
 
 def make_loader(fmt: LogFormat | None = None, *, service: str | None = None, salt: str | None = None,
-                route_rules: Sequence[RouteRule] = ()):  # noqa: ANN201 - a Loader
+                route_rules: Sequence[RouteRule] = (), fast: bool = True):  # noqa: ANN201 - a Loader
     """A :data:`kit.ingest.core.Loader` bound to these options."""
     def loader(con: duckdb.DuckDBPyConnection, source: Source, path: Path, skip_lines: int) -> LoadCounts:
         return load_access_log(con, source, path, skip_lines, fmt=fmt, service=service, salt=salt,
-                               route_rules=route_rules)
+                               route_rules=route_rules, fast=fast)
     return loader
 
 
 def ingest_access_log(con: duckdb.DuckDBPyConnection, path: str | Path, *, format: str | None = None,
                       log_format: str | None = None, service: str | None = None, salt: str | None = None,
-                      route_rules: Sequence[RouteRule | str] = (), replace: bool = False) -> IngestSummary:
+                      route_rules: Sequence[RouteRule | str] = (), replace: bool = False,
+                      fast: bool = True) -> IngestSummary:
     """Ingest one access log file exactly once (see :func:`kit.ingest.core.ingest_file`).
 
     ``format``: a name from ``FORMAT_NAMES`` or None to detect; ``log_format``: an NGINX log_format
-    string (overrides ``format``); ``route_rules``: RouteRule or ``"PATTERN => TEMPLATE"`` strings."""
+    string (overrides ``format``); ``route_rules``: RouteRule or ``"PATTERN => TEMPLATE"`` strings;
+    ``fast`` False: the general path only (for comparisons; both give the same rows)."""
     fmt = get_format(format, log_format)
     rules = tuple(r if isinstance(r, RouteRule) else parse_route_rule(r) for r in route_rules)
     options = {"format": format, "log_format": log_format, "service": service,
                "route_rules": [f"{r.pattern} => {r.template}" for r in rules]}
-    return ingest_file(con, KIND, path, make_loader(fmt, service=service, salt=salt, route_rules=rules),
+    return ingest_file(con, KIND, path, make_loader(fmt, service=service, salt=salt, route_rules=rules, fast=fast),
                        replace=replace, options=options)
 
 
