@@ -376,3 +376,112 @@ def test_route_rules_come_first(con):
 ])
 def test_query_redaction(query, expected):
     assert redact_query(query) == expected
+
+
+# ---------------------------------------------------------------------------------------------- fast path
+
+REQUEST_COLUMNS = ("ts, service, host, method, route, path, query, status, latency_ms, upstream_ms, bytes_sent, "
+                   "content_type, cache_status, client_hash, user_agent")
+
+
+@pytest.fixture()
+def fast_calls(monkeypatch):
+    """Records what each call of the fast path returned (None = it declined the file)."""
+    import kit.ingest.access_log as access_log
+
+    calls: list = []
+    real = access_log._load_fast
+
+    def spy(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append(result)
+        return result
+    monkeypatch.setattr(access_log, "_load_fast", spy)
+    return calls
+
+
+def both_paths(path: Path, **kwargs) -> tuple[tuple, tuple]:
+    """(summary counts, requests rows, rejects rows) from the fast and from the general path."""
+    out = []
+    for fast in (True, False):
+        c = connect(":memory:")
+        try:
+            s = ingest_access_log(c, path, salt="s", fast=fast, **kwargs)
+            out.append(((s.fmt, s.lines_in, s.rows_loaded, s.rows_rejected, s.rows_skipped),
+                        rows(c, f"SELECT {REQUEST_COLUMNS} FROM requests ORDER BY ALL"),
+                        rows(c, "SELECT line_no, field, reason, raw FROM rejects ORDER BY ALL")))
+        finally:
+            c.close()
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize("name,fmt,expected", [
+    ("elastic_apache/elastic_examples_apache_logs.log", None, (10_000, 1)),
+    ("netdata_weblog/common.log", "common", (500, 44)),
+])
+def test_fast_path_equals_general_path_on_real_logs(logs, fast_calls, name, fmt, expected):
+    fast, general = both_paths(logs / name, format=fmt)
+    assert fast_calls[0] is not None and fast_calls[0][:2] == expected   # the fast path read it (lines, rejects)
+    assert fast == general
+    assert fast[0][1:4] == (expected[0], expected[0] - expected[1], expected[1])
+
+
+def test_fast_path_equals_general_path_on_benchmark_lines(tmp_path, fast_calls):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_ingest import generate
+
+    path = tmp_path / "bench.log"
+    generate(path, 3_000, seed=3)
+    fast, general = both_paths(path, format="combined_kv")
+    assert fast_calls[0] == (3_000, 0, 0)
+    assert fast == general and len(fast[1]) == 3_000
+    # spot values against the raw text: the first line's status, bytes, rt and ucs
+    first = path.read_text().splitlines()[0]
+    status, size = first.split('"')[2].split()
+    kv = dict(item.split("=", 1) for item in first.rsplit('"', 1)[1].split())
+    assert (status, size) in {(str(r[7]), str(r[10])) for r in fast[1]}
+    assert any(r[8] == pytest.approx(float(kv["rt"]) * 1000) and r[12] == (None if kv["ucs"] == "-" else kv["ucs"])
+               for r in fast[1] if str(r[10]) == size)
+
+
+def test_fast_path_numbers_rejects_by_file_line(tmp_path, fast_calls):
+    good = KV_LINES[0]
+    lines = [good] * 6
+    lines[1] = KV_LINES[4]                       # rt=abc: well-formed shape, bad value
+    lines[3] = "garbage"                         # no shape at all
+    lines[4] = KV_LINES[3]                       # escaped quote: the general path loads it
+    lines[5] = "  "                              # blank: skipped
+    path = tmp_path / "mixed.log"
+    path.write_text("\n".join(lines) + "\n" + good)   # and a last line without newline
+    fast, general = both_paths(path, format="combined_kv")
+    assert fast_calls[0] == (7, 2, 1)
+    assert fast == general
+    assert [(r[0], r[1]) for r in fast[2]] == [(2, "request_time"), (4, "line")]
+    assert fast[0][1:] == (7, 4, 2, 1)
+
+
+def test_grown_log_uses_the_fast_path_for_the_new_lines(con, tmp_path, fast_calls):
+    path = tmp_path / "access.log"
+    path.write_text("\n".join(KV_LINES[:2]) + "\n")
+    ingest_access_log(con, path, salt="s")
+    with open(path, "a") as handle:
+        handle.write(KV_LINES[2] + "\ngarbage\n")
+    grown = ingest_access_log(con, path, salt="s")
+    assert fast_calls == [(2, 0, 0), (2, 1, 0)]
+    assert (grown.status, grown.rows_loaded, grown.rows_rejected) == ("appended", 1, 1)
+    assert rows(con, "SELECT line_no, raw FROM rejects") == [(4, "garbage")]
+
+
+@pytest.mark.parametrize("content", [
+    b"\xef\xbb\xbf" + KV_LINES[0].encode() + b"\n",                      # BOM
+    (KV_LINES[0] + "\r\n" + KV_LINES[1] + "\r\n").encode(),              # CRLF
+    (KV_LINES[0] + "\n\n" + KV_LINES[1] + "\n").encode(),                # an empty line
+])
+def test_fast_path_declines_files_it_cannot_number(tmp_path, fast_calls, content):
+    path = tmp_path / "odd.log"
+    path.write_bytes(content)
+    fast, general = both_paths(path, format="combined_kv")
+    assert fast_calls[0] is None
+    assert fast == general and fast[0][2] >= 1

@@ -95,3 +95,54 @@ def test_mutated_lines_are_all_accounted_for(fmt_name, data):
 def test_random_text_never_crashes_the_combined_parser(lines):
     n, loaded, rejected, skipped = run("combined", lines)
     assert loaded + rejected + skipped == n
+
+
+# ---------------------------------------------------------------------------------------------- fast = general
+
+FAST_FORMATS = ("common", "combined", "combined_kv")
+KV_VARIANTS = [VALID["combined_kv"],
+               VALID["combined_kv"].replace("urt=0.010, 0.020", "urt=-"),                    # standard rt/urt/ucs
+               VALID["combined"] + " rt=0.5 urt=0.4 ucs=HIT",
+               VALID["combined"] + ' ucs=MISS rt=0.5',                                      # other order
+               VALID["combined"].replace("/a/1", "/x/0123456789abcdef0/550e8400-e29b-41d4-a716-446655440000")
+               + " rt=1 urt=1 ucs=-"]
+quote_edits = st.lists(st.tuples(st.integers(0, 300), st.integers(0, 3),
+                                 st.sampled_from(['"', '\\', '\\"', '\\\\', ' ', '""', '\t', '\r', ']', '[', '-',
+                                                  '?token=1&a=2', '/123', 'x'])),
+                       min_size=1, max_size=3)
+
+
+def rows_of(fmt_name: str, lines: list[str], fast: bool) -> tuple:
+    """(counts, requests rows, rejects rows) of one ingest with the fast path on or off."""
+    fmt = get_format(fmt_name)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "p.log"
+        path.write_bytes("\n".join(lines).encode("utf-8") + b"\n")
+        _CON.execute("BEGIN TRANSACTION")
+        try:
+            source = begin_source(_CON, "access-log", f"prop-{next(_counter)}")
+            counts = load_access_log(_CON, source, path, fmt=fmt, salt="s", fast=fast)
+            got = _CON.execute(
+                "SELECT ts, method, route, path, query, status, latency_ms, upstream_ms, bytes_sent, cache_status, "
+                "client_hash, user_agent FROM requests WHERE source_id = ? ORDER BY ALL",
+                [source.source_id]).fetchall()
+            rejected = _CON.execute("SELECT line_no, field, reason, raw FROM rejects WHERE source_id = ? "
+                                    "ORDER BY ALL", [source.source_id]).fetchall()
+        finally:
+            _CON.execute("ROLLBACK")
+    return (counts.lines_in, counts.rows_loaded, counts.rows_rejected, counts.rows_skipped), got, rejected
+
+
+@pytest.mark.parametrize("fmt_name", FAST_FORMATS)
+@SETTINGS
+@given(data=st.data())
+def test_fast_and_general_paths_give_identical_rows(fmt_name, data):
+    bases = KV_VARIANTS if fmt_name == "combined_kv" else [VALID[fmt_name]]
+    base = st.sampled_from(bases)
+    lines = data.draw(st.lists(st.one_of(base, st.tuples(base, quote_edits).map(lambda t: mutate(*t)),
+                                         st.tuples(base, edits).map(lambda t: mutate(*t)), line_text),
+                               min_size=1, max_size=12))
+    fast = rows_of(fmt_name, lines, fast=True)
+    general = rows_of(fmt_name, lines, fast=False)
+    assert fast == general
+    assert sum(fast[0][1:]) == fast[0][0]
