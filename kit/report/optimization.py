@@ -8,7 +8,7 @@ from typing import Any
 
 from kit.config import RunConfig
 from kit.report.render import render_markdown
-from kit.report.text import fmt_bytes, fmt_pct, md_escape
+from kit.report.text import fmt_bytes, fmt_pct, md_code, md_escape
 
 EFFORT_WEIGHT = {"low": 1.0, "medium": 2.0, "high": 4.0}
 
@@ -35,7 +35,7 @@ def bottleneck_opportunities(bottlenecks: dict[str, Any], top: int = 3) -> list[
     """The routes that consume the most request time."""
     found = []
     for row in bottlenecks.get("top", [])[:top]:
-        route = f"{md_escape(row['service'])} `{md_escape(row['route'])}`"
+        route = f"{md_escape(row['service'])} {md_code(row['route'])}"
         found.append(Opportunity(
             area="code",
             title=f"Cut the latency of {route}",
@@ -72,19 +72,21 @@ def compression_opportunities(compression: dict[str, Any], served_bytes_total: i
 
 
 def cache_opportunity(plan: dict[str, Any] | None) -> list[Opportunity]:
-    """The caching plan's headline, when the plan states an expected origin offload."""
-    if not plan:
+    """The caching plan's CDN layer: the byte hit ratio it expects over the one measured today."""
+    layers = [layer for layer in (plan or {}).get("layers", []) if layer.get("layer") == "cdn"]
+    expected = layers[0].get("expected", {}) if layers else {}
+    after = (expected.get("byte_hit_ratio") or {}).get("value")
+    before = (expected.get("current_byte_hit_ratio") or {}).get("value")
+    if after is None or before is None or after <= before:
         return []
-    summary = plan.get("summary") or {}
-    share = summary.get("origin_byte_offload") or summary.get("expected_byte_hit_ratio")
-    if share is None:
-        return []
+    gain = float(after) - float(before)
     return [Opportunity(
         area="caching",
         title="Implement the caching plan (Caching_Implementation_Plan.json)",
-        evidence=md_escape(summary.get("headline", "see the caching plan")),
-        impact=f"{fmt_pct(float(share))} of origin bytes offloaded",
-        impact_share=float(share),
+        evidence=md_escape((plan or {}).get("summary", {}).get("headline", "see the caching plan")),
+        impact=(f"CDN byte hit ratio {fmt_pct(float(before))} → {fmt_pct(float(after))}: "
+                f"{fmt_pct(gain / (1 - float(before)))} less origin traffic"),
+        impact_share=gain,
         effort="medium",
         verify="roll out per the plan's steps and watch the hit-ratio metrics and alerts it lists",
     )]

@@ -10,12 +10,12 @@ from typing import Any
 import jinja2
 import jsonschema
 
-from kit.report.text import fmt_bytes, fmt_num, fmt_pct, md_escape
+from kit.report.text import fmt_bytes, fmt_num, fmt_pct, md_code, md_escape
 
 
 @cache
 def environment() -> jinja2.Environment:
-    """Templates from ``kit/report/templates``; filters: md (escape), num, pct, bytes."""
+    """Templates from ``kit/report/templates``; filters: md (escape text), code (code span), num, pct, bytes."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("kit.report", "templates"),
         undefined=jinja2.StrictUndefined,
@@ -24,7 +24,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,  # Markdown, not HTML: every value from the data goes through the md filter
     )
-    env.filters.update(md=md_escape, num=fmt_num, pct=fmt_pct, bytes=fmt_bytes)
+    env.filters.update(md=md_escape, code=md_code, num=fmt_num, pct=fmt_pct, bytes=fmt_bytes)
     return env
 
 

@@ -11,31 +11,10 @@ the JSON of ``kit.analysis.slo.SloReport``). Two entry points:
 
 from __future__ import annotations
 
-import html
-import re
-from typing import Any
+from kit.report.text import md_code
+from kit.report.text import md_escape as md_text
 
-__all__ = ["md_code", "md_text", "slo_catalog", "slo_section_markdown"]
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
-
-
-def md_text(value: Any) -> str:
-    """Text from logs or specs made inert in Markdown and HTML (entities for ``<>&``, backslash escapes
-    for Markdown's special characters, one line). Quotes stay as they are: this is text, not an attribute,
-    and an entity such as ``&#x27;`` would be broken by escaping its ``#``."""
-    text = html.escape(str(value), quote=False)
-    text = _MD_SPECIAL.sub(r"\\\1", text)
-    return re.sub(r"[\r\n]+", " ", text)
-
-
-def md_code(value: Any) -> str:
-    """An inline code span for an expression: whitespace folded, ``|`` escaped for table cells,
-    HTML-escaped (code spans in tables are still parsed for ``|`` and raw HTML by some renderers)."""
-    text = re.sub(r"\s+", " ", str(value)).strip()
-    text = html.escape(text, quote=False).replace("|", "\\|").replace("`", "'")
-    return f"`{text}`"
-
+__all__ = ["slo_catalog", "slo_section_markdown"]
 
 def _pct(value: float | None, digits: int = 3) -> str:
     if value is None:

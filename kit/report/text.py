@@ -8,7 +8,8 @@ import html
 import re
 from typing import Any
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+# Inline Markdown syntax: emphasis, code, links/images (via the brackets), tables, headings, strikethrough.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]#|~])")
 
 
 def md_escape(value: Any) -> str:
@@ -17,6 +18,18 @@ def md_escape(value: Any) -> str:
     text = html.escape(str(value), quote=False)  # entities for < > & only: quotes are harmless in text
     text = _MD_SPECIAL.sub(r"\\\1", text)
     return re.sub(r"[\r\n]+", " ", text)
+
+
+def md_code(value: Any, table: bool = True) -> str:
+    """Text from logs as an inline code span: shown verbatim (CommonMark renders a code span's content
+    as text, so no entities are needed), on one line, with a backtick fence longer than any backtick run
+    inside so it cannot be closed early; ``table`` escapes ``|`` so a table cell is not split."""
+    text = re.sub(r"\s+", " ", str(value)).strip()
+    if table:
+        text = text.replace("|", "\\|")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def fmt_num(value: float | int | None, digits: int = 3) -> str:
