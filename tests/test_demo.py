@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from kit import warehouse
-from kit.demo import DEMO_END, build_demo
+from kit.demo import DEMO_END, build_demo, plan_incidents
 
 N_REQUESTS = 150_000
 
@@ -408,6 +408,14 @@ def test_incidents_do_not_overlap_and_have_details(con: duckdb.DuckDBPyConnectio
         assert e1 <= s2
     lo, hi = one(con, "SELECT min(ts), max(ts) FROM requests")
     assert all(lo <= s < e <= hi for s, e, _ in rows)
+
+
+def test_plan_incidents_matches_the_warehouse(con: duckdb.DuckDBPyConnection) -> None:
+    # the public ground-truth helper describes exactly what the build stored
+    stored = {json.loads(d)["type"]: (s, e, svc) for s, e, svc, d in con.execute(
+        "SELECT ts_start, ts_end, service, details FROM events WHERE kind = 'incident'").fetchall()}
+    planned = {i.type: (i.start, i.end, i.service) for i in plan_incidents(7)}
+    assert stored == planned
 
 
 def test_latency_regression_after_deploy(con: duckdb.DuckDBPyConnection) -> None:
