@@ -321,6 +321,11 @@ def test_sliced_series_equal_pandas_per_route_and_minute(random_wh):
         key = (p.group, pd.Timestamp(p.bucket_start))
         assert p.requests == counts[key]
         assert [p.p50_ms, p.p95_ms, p.p99_ms] == pytest.approx(list(expected.loc[key]), rel=1e-12)
+    lean = kpis.latency_series_frame(con, window, "1m", "route", slice_rows=700)
+    assert list(lean.columns) == ["bucket_start", "group", "requests", "p50_ms", "p95_ms", "p99_ms"]
+    assert lean["requests"].tolist() == [p.requests for p in sliced]
+    assert lean["p99_ms"].tolist() == [p.p99_ms for p in sliced]
+    assert lean["bucket_start"].tolist() == [pd.Timestamp(p.bucket_start) for p in sliced]
 
 
 def test_slices_are_bucket_aligned_and_cover_the_window():

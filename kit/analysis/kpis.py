@@ -62,7 +62,8 @@ __all__ = [
     "Definition", "Kpi", "RedRow", "SeriesPoint", "HistogramBin", "HeatCell", "Throughput", "UseSignal",
     "Gap", "MetricInfo",
     "metric_inventory", "SaturationPoint", "USE_CATALOG", "ComparisonRow", "Comparison", "KpiReport",
-    "kpi_report", "report_json", "save_report_json", "red_table", "series_step_s",
+    "kpi_report", "report_json", "save_report_json", "red_table", "series_step_s", "red_series_frame",
+    "latency_series_frame",
     "red_series", "throughput", "use_signals", "instrumentation_gaps", "compare_periods", "headline", "status_label",
     "quantile_function", "QUANTILES", "EXACT_MAX_ROWS",
 ]
@@ -365,15 +366,57 @@ def red_series(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5m
                services: list[str] | tuple[str, ...] | None = None, routes: list[str] | None = None,
                apdex_t_ms: float = 300.0, qfunc: str = "quantile_cont",
                rows: int | None = None, slice_rows: int = SERIES_SLICE_ROWS) -> tuple[SeriesPoint, ...]:
-    """RED per time bucket, overall or per ``service``/``route``; only buckets with traffic.
+    """RED per time bucket, overall or per ``service``/``route``; only buckets with traffic, ordered by
+    bucket then group. One ``SeriesPoint`` per row of ``red_series_frame`` (same arguments): use the
+    frame for large outputs (per route and minute over days), where Python objects cost more than SQL."""
+    frame = red_series_frame(con, window, bucket, by, services=services, routes=routes, apdex_t_ms=apdex_t_ms,
+                             qfunc=qfunc, rows=rows, slice_rows=slice_rows)
+    # columnar fetch (numpy), then one tuple per row: no per-value Python conversion of timestamps
+    columns = [frame["bucket_start"].dt.tz_convert("UTC").tolist()] + [frame[c].tolist()
+                                                                         for c in frame.columns[1:]]
+    return tuple(SeriesPoint(*row) for row in zip(*columns, strict=True))
 
-    Buckets are those of ``time_bucket`` (origin 2000-01-03 UTC). Percentiles here are p50/p95/p99 (NaN
-    when a bucket has no latency values); bucket starts are UTC pandas Timestamps. Over more than
-    ``slice_rows`` requests (``rows``: the window's count when known, else counted) the window is cut
-    into bucket-aligned time slices queried one after the other: same result, bounded memory."""
+
+def red_series_frame(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5m", by: str | None = None, *,
+                     services: list[str] | tuple[str, ...] | None = None, routes: list[str] | None = None,
+                     apdex_t_ms: float = 300.0, qfunc: str = "quantile_cont",
+                     rows: int | None = None, slice_rows: int = SERIES_SLICE_ROWS) -> pd.DataFrame:
+    """RED per time bucket as a DataFrame with the ``SeriesPoint`` fields as columns (bucket_start UTC).
+
+    Buckets are those of ``time_bucket`` (origin 2000-01-03 UTC); rows are ordered by bucket, then group.
+    Percentiles are p50/p95/p99 (NaN when a bucket has no latency values), exact with the default
+    ``quantile_cont``. Over more than ``slice_rows`` requests (``rows``: the window's count when known,
+    else counted) the window is cut into bucket-aligned time slices queried one after the other: each
+    (bucket, group) lies in one slice, so the result is the same, while the memory ``quantile_cont``
+    holds (every value of a slice) stays bounded."""
+    seconds = bucket_seconds(bucket)
+    select = _red_select(qfunc, apdex_t_ms, str(seconds), (0.5, 0.95, 0.99))
+    columns = ("requests, rate_rps, errors_5xx, errors_5xx / requests AS error_rate_5xx, errors_4xx, apdex, "
+               "q[1] AS p50_ms, q[2] AS p95_ms, q[3] AS p99_ms")
+    return _sliced_series(con, window, seconds, by, select, columns, services=services, routes=routes, rows=rows,
+                          slice_rows=slice_rows)
+
+
+def latency_series_frame(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "1m", by: str | None = None,
+                         *, services: list[str] | tuple[str, ...] | None = None, routes: list[str] | None = None,
+                         rows: int | None = None, slice_rows: int = SERIES_SLICE_ROWS) -> pd.DataFrame:
+    """Request count and exact p50/p95/p99 latency (``quantile_cont``, ms) per time bucket, overall or per
+    ``service``/``route``: columns bucket_start (UTC), group, requests, p50_ms, p95_ms, p99_ms, ordered by
+    bucket then group. The lean part of ``red_series_frame`` (same buckets, same time slices), for the
+    per-route, per-minute latency series over large warehouses."""
+    columns = "requests, q[1] AS p50_ms, q[2] AS p95_ms, q[3] AS p99_ms"
+    select = "count(*) AS requests, quantile_cont(latency_ms, [0.5, 0.95, 0.99]) AS q"
+    return _sliced_series(con, window, bucket_seconds(bucket), by, select, columns, services=services,
+                          routes=routes, rows=rows, slice_rows=slice_rows)
+
+
+def _sliced_series(con: duckdb.DuckDBPyConnection, window: Window, seconds: int, by: str | None, select: str,
+                   columns: str, *, services: list[str] | tuple[str, ...] | None, routes: list[str] | None,
+                   rows: int | None, slice_rows: int) -> pd.DataFrame:
+    """``SELECT bucket_start, group, <columns> FROM (SELECT bucket, group, <select> ... GROUP BY 1, 2)``
+    per bucket-aligned time slice of the window, concatenated in time order."""
     if by not in ("service", "route", None):
         raise ValueError(f"parameter 'by' must be service, route or None, got {by!r}")
-    seconds = bucket_seconds(bucket)
     group = by or "'all'"
     route_filter = ("AND " + services_sql(routes, "route")) if routes else ""
     index_sql, start_sql = _bucket_sql(seconds)
@@ -382,21 +425,14 @@ def red_series(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5m
         rows = int(counted[0]) if counted else 0
     frames = []
     for part in _slices(window, seconds, rows, slice_rows):
-        sql = f"""SELECT {start_sql} AS b_start, grp::VARCHAR, requests, rate_rps, errors_5xx,
-                errors_5xx / requests, errors_4xx, apdex, q[1], q[2], q[3]
-            FROM (SELECT {index_sql} AS b, {group} AS grp,
-                         {_red_select(qfunc, apdex_t_ms, str(seconds), (0.5, 0.95, 0.99))}
+        sql = f"""SELECT {start_sql} AS bucket_start, grp::VARCHAR AS "group", {columns}
+            FROM (SELECT {index_sql} AS b, {group} AS grp, {select}
                   FROM requests WHERE {_scope(part, services)} {route_filter}
                   GROUP BY 1, 2)
-            ORDER BY 2, 1"""
-        frames.append(con.execute(sql).df())
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    if len(frames) > 1:
-        frame = frame.sort_values([frame.columns[1], frame.columns[0]], kind="stable")
-    # columnar fetch (numpy), then one tuple per row: no per-value Python conversion of timestamps
-    columns = [frame.iloc[:, 0].dt.tz_convert("UTC").tolist()] + [frame.iloc[:, i].tolist()
-                                                                    for i in range(1, frame.shape[1])]
-    return tuple(SeriesPoint(*row) for row in zip(*columns, strict=True))
+            ORDER BY b, grp"""
+        frames.append(con.sql(sql).to_arrow_table().to_pandas())  # via Arrow: ~2x faster than .df() here
+    # slices are in time order and each is ordered by bucket: the concatenation is ordered too
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def _slices(window: Window, bucket_s: int, rows: int, slice_rows: int) -> list[Window]:
