@@ -660,20 +660,24 @@ def _fast_extract_sql(fmt: LogFormat, parts_sql: str) -> str:
     def closed(col: str) -> str:
         return f"NOT (suffix({col}, '\\') AND regexp_matches({col}, {sql_string(_ODD_BACKSLASH_END)}))"
 
+    groups = set(fmt.groups)
+    kv_std = ("len(kvl) = 4 AND starts_with(kvl[2], 'rt=') AND starts_with(kvl[3], 'urt=') "
+              "AND starts_with(kvl[4], 'ucs=')")
     shape = [f"p{n} IS NOT NULL", f"p{n + 1} IS NULL",
              f"regexp_full_match(p1, {sql_string(_FAST_PRE)})",
              f"regexp_full_match(p3, {sql_string(_FAST_MID + (' ' if n > 3 else ''))})", closed("p2")]
     if n > 3:
-        shape += ["p5 = ' '", f"regexp_full_match(p7, {sql_string(fmt.fast_tail)})", closed("p4"), closed("p6")]
-    groups = set(fmt.groups)
-    kv_std = ("len(kvl) = 4 AND starts_with(kvl[2], 'rt=') AND starts_with(kvl[3], 'urt=') "
-              "AND starts_with(kvl[4], 'ucs=')")
+        tail = f"regexp_full_match(p7, {sql_string(fmt.fast_tail)})"
+        if "kv" in groups:   # the standard ' rt=.. urt=.. ucs=..' tail matches fast_tail: skip the regex
+            tail = f"((kvl[1] = '' AND {kv_std}) OR {tail})"
+        shape += ["p5 = ' '", tail, closed("p4"), closed("p6")]
+    # values are computed for every row (cheaper than CASE WHEN ok ...) and only used where ok
     cols = {
         "client": "pw[1]",
         "time": "substr(p1, off + 2, length(p1) - off - 3)",
         "request": "p2",
-        "status": "mw[2]",
-        "bytes": "mw[3]",
+        "status": "substr(p3, 2, 3)",
+        "bytes": f"substr(p3, 6, length(p3) - {6 if n > 3 else 5})",
     }
     if "user_agent" in groups:
         cols["user_agent"] = "p6"
@@ -684,18 +688,15 @@ def _fast_extract_sql(fmt: LogFormat, parts_sql: str) -> str:
         cols["ucs"] = f"CASE WHEN {kv_std} THEN substr(kvl[4], 5) END"
     canon = ("client", "time", "request", "method", "target", "path", "query", "status", "bytes",
              "rt", "urt", "ucs", "host", "user_agent", "content_type", "code", "kv")
-    select = ", ".join(f"CASE WHEN ok THEN {cols[c]} END AS {c}" if c in cols else f"NULL::VARCHAR AS {c}"
-                       for c in canon)
+    select = ", ".join(f"{cols[c]} AS {c}" if c in cols else f"NULL::VARCHAR AS {c}" for c in canon)
     kvl = "string_split(p7, ' ')" if "kv" in groups else "NULL::VARCHAR[]"
     parts = ", ".join(f"p{i}" for i in range(1, _FAST_COLUMNS + 1))
     return (
         f"SELECT NULL::BIGINT AS line_no, CASE WHEN NOT ok THEN concat_ws('\"', {parts}) END AS line, ok, "
         f"{select}, false AS skip FROM ("
-        f"SELECT *, length(pw[1]) + length(pw[2]) + length(pw[3]) + 3 AS off FROM ("
-        f"SELECT ok, p1, p2, p6, p7, "
-        f"CASE WHEN ok THEN string_split(p1, ' ') END AS pw, CASE WHEN ok THEN string_split(p3, ' ') END AS mw, "
-        f"CASE WHEN ok THEN {kvl} END AS kvl, {parts} FROM ("
-        f"SELECT *, coalesce({' AND '.join(shape)}, false) AS ok FROM ({parts_sql}))))")
+        f"SELECT *, coalesce({' AND '.join(shape)}, false) AS ok, "
+        f"length(pw[1]) + length(pw[2]) + length(pw[3]) + 3 AS off FROM ("
+        f"SELECT string_split(p1, ' ') AS pw, {kvl} AS kvl, {parts} FROM ({parts_sql})))")
 
 
 def _raw_lines(path: Path, wanted: Sequence[int]) -> dict[int, str]:
@@ -721,11 +722,11 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
     their position (rowids of one insert are contiguous in file order, checked), their raw text from the
     file (checked against the parts), and the general path reads them. Returns (lines in, rejected,
     skipped), or None, with nothing inserted, when the file is not for the fast path (compressed, carriage
-    returns, empty lines, a BOM, rows not one per line)."""
+    returns, a BOM, or rows not one per line: empty lines, which the CSV reader drops, or unreadable ones)."""
     if path.suffix.lower() in COMPRESSED_SUFFIXES:
         return None
     stats = line_stats(path)
-    if stats is None or stats.cr or stats.empty_line or stats.bom or stats.lines <= skip_lines:
+    if stats is None or stats.cr or stats.bom or stats.lines <= skip_lines:
         return None
     expected = stats.lines - skip_lines
     typed = _typed_sql(fmt, _fast_extract_sql(fmt, _parts_sql(path, skip_lines)), salt, service, route_rules)
