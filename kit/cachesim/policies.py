@@ -41,7 +41,8 @@ POLICIES: dict[str, tuple[str, dict[str, Any], str]] = {
     "tinylfu": ("WTinyLFU", {}, "W-TinyLFU (window LRU + SLRU main, count-min admission)"),
     "gdsf": ("GDSF", {}, "greedy dual size frequency (size-aware)"),
     "lhd": ("LHD", {}, "least hit density (randomized: runs differ slightly)"),
-    "belady": ("Belady", {}, "Belady/OPT: evicts the object used furthest in the future (a bound)"),
+    "belady": ("Belady", {}, "Belady/OPT: evicts the object used furthest in the future (the bound for "
+                          "equal sizes; a reference only when sizes vary)"),
     "beladysize": ("BeladySize", {}, "size-aware Belady (sampled)"),
 }
 
