@@ -485,3 +485,14 @@ def test_fast_path_declines_files_it_cannot_number(tmp_path, fast_calls, content
     fast, general = both_paths(path, format="combined_kv")
     assert fast_calls[0] is None
     assert fast == general and fast[0][2] >= 1
+
+
+def test_invalid_utf8_lines_are_read_with_replacement_characters(con, tmp_path, fast_calls):
+    path = tmp_path / "latin.log"
+    path.write_bytes(KV_LINES[0].encode() + b"\n" + KV_LINES[1].replace("/product/123", "/caf\xe9").encode("latin-1")
+                     + b"\n" + b"\xff\xfe garbage\n" + KV_LINES[2].encode() + b"\n")
+    summary = ingest_access_log(con, path, salt="s")
+    assert fast_calls == [None]          # the CSV reader drops invalid UTF-8: the fast path declines
+    assert (summary.lines_in, summary.rows_loaded, summary.rows_rejected) == (4, 3, 1)
+    assert rows(con, "SELECT path FROM requests WHERE starts_with(path, '/caf')") == [("/caf\ufffd",)]
+    assert rows(con, "SELECT line_no, raw FROM rejects") == [(3, "\ufffd\ufffd garbage")]

@@ -29,11 +29,14 @@ W3C ``#`` directives — a skipped line, so ``lines_in = rows_loaded + rows_reje
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import os
 import re
 import secrets
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -771,6 +774,35 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
     return rows, rejected, skipped
 
 
+@contextmanager
+def _valid_utf8(path: Path) -> Iterator[Path]:
+    """``path`` itself when it is valid UTF-8 (or compressed: not checked), else a temporary copy with
+    the invalid bytes replaced by U+FFFD, as :func:`kit.ingest.core.open_text` reads them. (DuckDB's
+    line reader stops at invalid UTF-8, which would abort the ingest's transaction.)"""
+    if path.suffix.lower() in COMPRESSED_SUFFIXES:
+        yield path
+        return
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 22):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        yield path
+        return
+    except UnicodeDecodeError:
+        pass
+    fd, tmp = tempfile.mkstemp(prefix="perfkit-utf8-", suffix=".log")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out, open(path, encoding="utf-8", errors="replace",
+                                                               newline="") as src:
+            while chunk := src.read(1 << 20):
+                out.write(chunk)
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def load_access_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path, skip_lines: int = 0, *,
                     fmt: LogFormat | None = None, service: str | None = None, salt: str | None = None,
                     route_rules: Sequence[RouteRule] = (), fast: bool = True) -> LoadCounts:
@@ -796,7 +828,7 @@ def load_access_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
     if fast and fmt.fast == "clf":
         result = _load_fast(con, fmt, sid, path, skip_lines, sample, salt, service, route_rules)
     if result is None:
-        with readable_path(path) as readable, lines_table(con, readable) as lines_sql:
+        with readable_path(path) as readable, _valid_utf8(readable) as text, lines_table(con, text) as lines_sql:
             result = _load_general(con, fmt, sid, lines_sql, skip_lines, sample, salt, service, route_rules)
     lines_in, rejected, skipped = result
     loaded = lines_in - skipped - rejected
