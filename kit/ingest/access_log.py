@@ -24,6 +24,17 @@ salted hash only. ``bytes_sent`` is the body size (``$body_bytes_sent``; ``-`` =
 
 Every line becomes a ``requests`` row, a ``rejects`` row (field and reason named) or — blank lines and
 W3C ``#`` directives — a skipped line, so ``lines_in = rows_loaded + rows_rejected + rows_skipped``.
+
+Two paths give the same rows (tested on the shared logs and with hypothesis):
+
+- **fast** (common/combined/combined_kv, plain files without carriage returns or a BOM): DuckDB's CSV
+  reader splits each line at ``"`` (no quoting, parallel, C++); one ``INSERT ... SELECT`` checks the
+  shape, types, templates, redacts and hashes. The line count comes from the hashing pass (C-level
+  ``bytes.count``); when rows and lines do not match one to one the fast path declines. Lines it cannot
+  take (bad shape, bad value, escaped quotes, blank) are numbered by their insert position, re-read
+  from the file, and go through the general path — so rejects keep exact line numbers.
+- **general**: every line numbered in a temporary table, then matched by the format's RE2 regex (with a
+  split-on-quotes shortcut for the CLF family). Invalid UTF-8 is read with U+FFFD replacements.
 """
 
 from __future__ import annotations
