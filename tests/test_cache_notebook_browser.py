@@ -1,0 +1,103 @@
+"""Notebook 40's widgets in a real browser: JupyterLab on 127.0.0.1, Chromium driven by Playwright, run all,
+move the size slider, and read the readout the precomputed grid says it must show."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory):
+    """A small demo warehouse, notebook 40 parameterized for it, and JupyterLab serving that folder."""
+    from papermill.iorw import load_notebook_node, write_ipynb
+    from papermill.parameterize import parameterize_notebook
+
+    from kit.config import NOTEBOOKS_DIR
+    from kit.demo import build_demo
+
+    assert Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+    root = tmp_path_factory.mktemp("lab")
+    build_demo(root / "demo.duckdb", requests=20_000, days=2, seed=3, progress=False)
+    node = load_notebook_node(str(NOTEBOOKS_DIR / "40_cache_simulation.ipynb"))
+    node = parameterize_notebook(node, {"db": str(root / "demo.duckdb"), "results_dir": str(root / "results"),
+                                        "cache_size_points": 10})
+    write_ipynb(node, str(root / "nb40.ipynb"))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(root / ".rt")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False",
+         "--LabApp.news_url=", "--ServerApp.disable_check_xsrf=False"],
+        cwd=root, env=env, stdout=open(root / "lab.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("JupyterLab did not start")
+        yield {"url": url, "token": token, "root": root}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(root / ".rt", ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_slider_updates_readout_from_precomputed_grid(lab) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from kit.viz.cache import readout_text
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{lab['url']}/lab/tree/nb40.ipynb?token={lab['token']}")
+            page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
+            page.locator("text=Kernel status: Idle").first.wait_for(state="attached", timeout=90_000)
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click(timeout=10_000)
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click(timeout=10_000)
+            readout = page.wait_for_selector(".perfkit-cache-readout .perfkit-readout-text", timeout=180_000)
+            results = json.loads((lab["root"] / "results" / "cache.json").read_text())
+            ex = results["explorer"]
+            start = len(ex["capacities_bytes"]) // 2
+            assert readout.inner_text() == readout_text(ex, ex["main_key"], "lru", "0", start)
+            handle = page.locator(".widget-slider .noUi-handle").first
+            handle.focus()
+            page.keyboard.press("ArrowRight")
+            page.keyboard.press("ArrowRight")
+            want = readout_text(ex, ex["main_key"], "lru", "0", start + 2)
+            page.wait_for_function(
+                "w => document.querySelector('.perfkit-cache-readout .perfkit-readout-text').innerText === w",
+                arg=want, timeout=20_000)
+            assert want != readout_text(ex, ex["main_key"], "lru", "0", start)
+        finally:
+            browser.close()
