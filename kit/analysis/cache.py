@@ -398,12 +398,12 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
         t_entries = capacity_for_hit_ratio(ex.objects, target_hit_ratio)
         k_entries = knee(ex.objects)
         chosen = t_entries if t_entries is not None else k_entries
-        m, _ = ex.objects.at(chosen)
+        m_app, _ = ex.objects.at(chosen)
         application.update({
             "requests": ex.requests, "unique_objects": ex.unique_objects,
             "max_hit_ratio": float(1 - ex.objects.miss_ratio[-1]),
             "target_entries": t_entries, "knee_entries": k_entries, "recommended_entries": chosen,
-            "recommended_hit_ratio": float(1 - m[0]), "mean_response_bytes": mean_sz,
+            "recommended_hit_ratio": float(1 - m_app[0]), "mean_response_bytes": mean_sz,
             "recommended_memory_bytes": chosen * mean_sz, "curve": curve_points(ex.objects, 120)})
     timings["layers_s"] = time.perf_counter() - t0
 

@@ -211,10 +211,10 @@ def compare_policies(trace: Trace, policies: list[str], capacities: list[float] 
 
 
 def size_admission(trace: Trace, capacity_bytes: int, thresholds: list[int], *, policy: str = "lru"
-                   ) -> list[dict[str, float]]:
+                   ) -> list[dict[str, float | None]]:
     """Miss ratios with a size-threshold admission filter (objects at or above the threshold bypass the
     cache), per threshold, at one capacity; libcachesim's SizeAdmissioner."""
-    out = []
+    out: list[dict[str, float | None]] = []
     with quiet_stderr(), Replay(trace) as replay:
         mr0, bmr0 = replay.run(policy, capacity_bytes)
         out.append({"threshold_bytes": None, "miss_ratio": mr0, "byte_miss_ratio": bmr0})

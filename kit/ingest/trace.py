@@ -304,7 +304,13 @@ def register_ingest(subparsers: argparse._SubParsersAction) -> None:
 
     def run(args: argparse.Namespace) -> int:
         return run_ingest_cli(args, lambda con, p: ingest_trace(
-            con, p, args.format, trace_name=args.name, columns=args.columns, delimiter=args.delimiter,
+            con, _given(p), args.format, trace_name=args.name, columns=args.columns, delimiter=args.delimiter,
             replace=args.replace))
 
     parser.set_defaults(func=run)
+
+
+def _given(path: Path | None) -> Path:
+    if path is None:
+        raise TraceFormatError("perfkit ingest trace needs a FILE")
+    return path

@@ -39,7 +39,7 @@ def _ttl_rule(cls: dict[str, Any], keep_share: float = 0.9) -> dict[str, Any]:
     chosen = next((t for t in finite if by_ttl[t] >= keep_share * full), finite[-1] if finite else 0)
     cap = MAX_TTL_S.get(cls["content_class"])
     capped = cap is not None and chosen > cap
-    if capped:
+    if cap is not None and capped:
         chosen = max((t for t in finite if t <= cap), default=chosen)
     return {
         "content_class": cls["content_class"],
