@@ -8,11 +8,13 @@ instrumentation, as PromQL.
 
 Percentiles: exact by default with ``quantile_cont`` (linear interpolation between the two closest
 ranks, the same as ``numpy.percentile``'s default ``linear`` method). When the window holds more than
-``exact_max_rows`` requests, ``approx_quantile`` (DuckDB's t-digest) is used instead. Its error is small
-in *rank*: measured on 3,000,000 heavy-tailed (lognormal + 1 % slow outliers) samples, the returned
-p50…p99.9 sat within 0.04 percentage points of the requested rank; where the distribution has a gap
-(a bimodal tail) the *value* can still differ a lot from the exact one, so exact is the default and
-the report states which method was used. That switch applies to the whole-window tables (a few
+``exact_max_rows`` requests, the whole-window percentiles come from a log-spaced latency histogram
+(``histogram_quantiles``: 1 % buckets, DDSketch-style) instead: each estimate is within
+``HIST_RELATIVE_ERROR`` = 0.4975 % of the exact ``quantile_cont`` value (tested against numpy), and the
+histogram is a plain GROUP BY that spills under a memory limit. DuckDB's ``approx_quantile`` (t-digest),
+used here before, only bounds the *rank* error: across a gap in a bimodal tail its *value* can be far
+off. The report states which method was used.
+That switch applies to the whole-window tables (a few
 groups holding every value); the per-bucket series stay exact at any size: they are computed in
 bucket-aligned time slices of at most ``SERIES_SLICE_ROWS`` requests (``red_series_frame``,
 ``latency_series_frame``), so ``quantile_cont`` never holds more than one slice's values (we measured
@@ -58,6 +60,16 @@ from kit.results import to_jsonable, write_text_atomic
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99, 0.999)
 QUANTILE_NAMES: tuple[str, ...] = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms")
 EXACT_MAX_ROWS = 20_000_000
+# Above EXACT_MAX_ROWS the whole-window percentiles come from a log-spaced histogram (DDSketch-style):
+# bucket k = floor(ln(x) / ln(HIST_GAMMA)) holds [GAMMA^k, GAMMA^(k+1)) and stands for 2 GAMMA^(k+1) /
+# (GAMMA + 1), which is within HIST_RELATIVE_ERROR of every value of the bucket. The estimate interpolates
+# between the representatives of the two ranks quantile_cont would interpolate between, so it is within
+# HIST_RELATIVE_ERROR (0.4975 %) of the exact quantile_cont value. Latencies below HIST_MIN_MS count as
+# HIST_MIN_MS / 2 (absolute error below 0.5 µs).
+LOG_HISTOGRAM = "log_histogram"
+HIST_GAMMA = 1.01
+HIST_RELATIVE_ERROR = (HIST_GAMMA - 1) / (HIST_GAMMA + 1)
+HIST_MIN_MS = 0.001
 # Latency histogram: 10 log-spaced bins per decade from 0.1 ms to 100 s (outside values clamp to the ends).
 HIST_BINS_PER_DECADE = 10
 HIST_MIN_EXP, HIST_MAX_EXP = -1, 5
@@ -81,7 +93,7 @@ __all__ = [
     "kpi_report", "report_json", "save_report_json", "red_table", "series_step_s", "red_series_frame",
     "latency_series_frame",
     "red_series", "throughput", "use_signals", "instrumentation_gaps", "compare_periods", "headline", "status_label",
-    "quantile_function", "QUANTILES", "EXACT_MAX_ROWS",
+    "quantile_function", "QUANTILES", "EXACT_MAX_ROWS", "histogram_quantiles", "HIST_RELATIVE_ERROR",
 ]
 
 
@@ -285,8 +297,63 @@ class KpiReport:
 
 
 def quantile_function(rows: int, exact_max_rows: int = EXACT_MAX_ROWS) -> str:
-    """``quantile_cont`` (exact) up to ``exact_max_rows`` rows, ``approx_quantile`` (t-digest) above."""
-    return "quantile_cont" if rows <= exact_max_rows else "approx_quantile"
+    """``quantile_cont`` (exact) up to ``exact_max_rows`` rows, ``log_histogram`` (relative error at most
+    ``HIST_RELATIVE_ERROR``, see ``histogram_quantiles``) above."""
+    return "quantile_cont" if rows <= exact_max_rows else LOG_HISTOGRAM
+
+
+def histogram_quantiles(con: duckdb.DuckDBPyConnection, where_sql: str, group_sql: str = "'all'",
+                        quantiles: tuple[float, ...] = QUANTILES) -> dict[tuple, list[float]]:
+    """Latency quantiles (ms) per group of ``group_sql`` (a comma-separated list of expressions) over
+    ``requests WHERE where_sql``, from a log-spaced histogram: within ``HIST_RELATIVE_ERROR`` of
+    ``quantile_cont`` (linear interpolation at rank q (n - 1)). A plain GROUP BY with few groups, so it is
+    fast and spills to disk under a memory limit, unlike the holistic quantile aggregates.
+
+    Returns {group key tuple: [one value per quantile]}."""
+    ln_gamma = _num(math.log(HIST_GAMMA))
+    n_keys = len(_split_top_level(group_sql))
+    keys = ", ".join(f"g{i}" for i in range(n_keys))
+    qs = ", ".join(f"({i}, {_num(q)})" for i, q in enumerate(quantiles))
+    rep = (f"CASE WHEN {{k}} IS NULL THEN NULL WHEN {{k}} = -2147483648 THEN {_num(HIST_MIN_MS / 2)} "
+           f"ELSE 2 * pow({_num(HIST_GAMMA)}, {{k}} + 1) / {_num(HIST_GAMMA + 1)} END")
+    sql = f"""
+        WITH h AS (
+            SELECT {", ".join(f"{g} AS g{i}" for i, g in enumerate(_split_top_level(group_sql)))},
+                   CASE WHEN latency_ms < {_num(HIST_MIN_MS)} THEN -2147483648
+                        ELSE floor(ln(latency_ms) / {ln_gamma})::INTEGER END AS k, count(*) AS c
+            FROM requests WHERE ({where_sql}) AND latency_ms IS NOT NULL GROUP BY ALL),
+        cum AS (
+            SELECT {keys}, k, sum(c) OVER (PARTITION BY {keys} ORDER BY k ROWS UNBOUNDED PRECEDING) AS upto,
+                   sum(c) OVER (PARTITION BY {keys}) AS n
+            FROM h),
+        ranks AS (
+            SELECT {keys}, i, min(k) FILTER (WHERE upto > floor(q * (n - 1))) AS k_lo,
+                   min(k) FILTER (WHERE upto > ceil(q * (n - 1))) AS k_hi,
+                   any_value(q * (n - 1) - floor(q * (n - 1))) AS frac
+            FROM cum, (VALUES {qs}) AS qs(i, q) GROUP BY ALL)
+        SELECT {keys}, list(v ORDER BY i) FROM (
+            SELECT {keys}, i, {rep.format(k="k_lo")} + frac * ({rep.format(k="k_hi")} - {rep.format(k="k_lo")}) AS v
+            FROM ranks)
+        GROUP BY ALL"""
+    return {tuple(row[:-1]): list(row[-1]) for row in con.execute(sql).fetchall()}
+
+
+def _split_top_level(sql: str) -> list[str]:
+    """Split a comma-separated list of SQL expressions at top-level commas."""
+    parts, depth, current = [], 0, ""
+    for char in sql:
+        if char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+            continue
+        depth += (char == "(") - (char == ")")
+        current += char
+    return [*parts, current.strip()]
+
+
+def _series_qfunc(qfunc: str) -> str:
+    """Per-bucket series stay exact in time slices: the histogram path is for whole-window tables only."""
+    return "quantile_cont" if qfunc == LOG_HISTOGRAM else qfunc
 
 
 def _scope(window: Window, services: tuple[str, ...] | list[str] | None) -> str:
@@ -319,9 +386,11 @@ def series_step_s(window_seconds: float, bucket_s: int, max_points: int) -> int:
     return max(bucket_s, SERIES_STEPS_S[-1])
 
 
-def _red_select(qfunc: str, t_ms: float, seconds_sql: str, quantiles: tuple[float, ...] = QUANTILES) -> str:
-    """The aggregate list shared by every RED query (over a relation with ts, status, latency_ms)."""
+def _red_select(qfunc: str | None, t_ms: float, seconds_sql: str, quantiles: tuple[float, ...] = QUANTILES) -> str:
+    """The aggregate list shared by every RED query (over a relation with ts, status, latency_ms);
+    ``qfunc`` None: ``NULL AS q`` (quantiles computed apart)."""
     qs = "[" + ", ".join(_num(q) for q in quantiles) + "]"
+    quantile_sql = f"{qfunc}(latency_ms, {qs})" if qfunc else "NULL"
     t, t4 = _num(t_ms), _num(4 * t_ms)
     return f"""count(*) AS requests,
         count(*) / {seconds_sql} AS rate_rps,
@@ -331,7 +400,7 @@ def _red_select(qfunc: str, t_ms: float, seconds_sql: str, quantiles: tuple[floa
          + 0.5 * count(*) FILTER (WHERE status < 500 AND latency_ms > {t} AND latency_ms <= {t4}))
          / nullif(count(*) FILTER (WHERE latency_ms IS NOT NULL OR status >= 500), 0) AS apdex,
         avg(latency_ms) AS mean_ms,
-        {qfunc}(latency_ms, {qs}) AS q,
+        {quantile_sql} AS q,
         sum(bytes_sent) AS bytes_sent"""
 
 
@@ -372,10 +441,17 @@ def red_table(con: duckdb.DuckDBPyConnection, window: Window, by: str | None = "
     if by == "route":  # a route may be shared by services: keep them apart
         keys = ("route", "service")
         group_by = "GROUP BY 1, 2"
-    sql = f"""SELECT {keys[0]} AS grp, {keys[1]} AS svc, {_red_select(qfunc, apdex_t_ms, _num(window.seconds))}
+    hist = qfunc == LOG_HISTOGRAM  # then the quantiles come from histogram_quantiles below
+    select = _red_select(None if hist else qfunc, apdex_t_ms, _num(window.seconds))
+    sql = f"""SELECT {keys[0]} AS grp, {keys[1]} AS svc, {select}
         FROM requests WHERE {_scope(window, services)} {group_by}
         ORDER BY requests DESC, grp {f'LIMIT {int(limit)}' if limit else ''}"""
-    return _red_rows(con.execute(sql).fetchall(), by == "service")
+    rows = con.execute(sql).fetchall()
+    if hist:
+        group_sql = {"service": "service", "route": "route, service", None: "'all'"}[by]
+        found = histogram_quantiles(con, _scope(window, services), group_sql)
+        rows = [(*r[:8], found.get((r[0], r[1]) if by == "route" else (r[0],)), r[9]) for r in rows]
+    return _red_rows(rows, by == "service")
 
 
 def red_series(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5m", by: str | None = None, *,
@@ -406,7 +482,7 @@ def red_series_frame(con: duckdb.DuckDBPyConnection, window: Window, bucket: str
     (bucket, group) lies in one slice, so the result is the same, while the memory ``quantile_cont``
     holds (every value of a slice) stays bounded."""
     seconds = bucket_seconds(bucket)
-    select = _red_select(qfunc, apdex_t_ms, str(seconds), (0.5, 0.95, 0.99))
+    select = _red_select(_series_qfunc(qfunc), apdex_t_ms, str(seconds), (0.5, 0.95, 0.99))
     columns = ("requests, rate_rps, errors_5xx, errors_5xx / requests AS error_rate_5xx, errors_4xx, apdex, "
                "q[1] AS p50_ms, q[2] AS p95_ms, q[3] AS p99_ms")
     return _sliced_series(con, window, seconds, by, select, columns, services=services, routes=routes, rows=rows,
@@ -609,10 +685,13 @@ def headline(con: duckdb.DuckDBPyConnection, window: Window, *, services: list[s
         value = getattr(row, name) if row else None
         out.append(Kpi(
             f"latency_{name}", "ms", value, f"{q * 100:g}th percentile of request latency", "lower",
-            Definition(f"SELECT {qfunc}(latency_ms, {q:g}) {base}",
+            Definition(f"SELECT {qfunc}(latency_ms, {q:g}) {base}" if qfunc != LOG_HISTOGRAM else
+                       f"quantile {q:g} of the log histogram (buckets floor(ln(latency_ms) / ln({HIST_GAMMA:g})), "
+                       f"linear interpolation at rank {q:g} (n - 1)) {base}",
                        f"1000 * histogram_quantile({q:g}, sum by (le) (rate({hist}{s_all}[5m])))",
                        "quantile_cont = linear interpolation between closest ranks"
-                       if qfunc == "quantile_cont" else "approx_quantile = t-digest estimate")))
+                       if qfunc == "quantile_cont" else
+                       f"log-histogram estimate within {100 * HIST_RELATIVE_ERROR:.2f} % of quantile_cont")))
     out.append(Kpi(
         "apdex", "score 0-1", row.apdex if row else None,
         f"Apdex with T = {apdex_t_ms:g} ms (5xx count as frustrated)", "higher",
@@ -733,6 +812,7 @@ def use_signals(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5
     Counters (``*_total``) become per-second rates (resets handled: a negative step counts as the new
     value); gauges are averaged per series per bucket, then across series."""
     seconds = bucket_seconds(bucket)
+    qfunc = "approx_quantile" if qfunc == LOG_HISTOGRAM else qfunc  # p95 per bucket: a t-digest per bucket
     names = [r[0] for r in con.execute(
         f"SELECT DISTINCT name FROM metrics WHERE {window.sql()} ORDER BY name").fetchall()]
     matched: list[tuple[str, str, str]] = []
@@ -921,8 +1001,8 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
     qfunc = quantile_function(n, exact_max_rows)
     method = ("exact: quantile_cont (linear interpolation between closest ranks, the numpy default)"
               if qfunc == "quantile_cont" else
-              f"approximate: approx_quantile (t-digest), used above {exact_max_rows:,} rows; rank error "
-              "measured under 0.05 percentage points on heavy-tailed data")
+              f"approximate above {exact_max_rows:,} rows: log histogram ({100 * (HIST_GAMMA - 1):g} % buckets), "
+              f"within {100 * HIST_RELATIVE_ERROR:.2f} % of the exact value; per-bucket series stay exact")
     kw = {"services": svc, "apdex_t_ms": apdex_t_ms, "qfunc": qfunc}
     overall = red_table(con, window, None, **kw)[0]  # type: ignore[arg-type]
     by_service = red_table(con, window, "service", **kw)  # type: ignore[arg-type]
