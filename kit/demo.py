@@ -1072,7 +1072,7 @@ def _build(con: Any, target: str, *, requests: int, days: int, seed: int, chunk_
     ct_html = ct_list.index(CONTENT_TYPES["html"])
     numeric = (arr.n_obj > 1) & ~arr.named
     id_base = np.array([r.id_base for r in routes], dtype=np.int64)
-    n_clients = int(min(max(requests // 12, 2000), 3_000_000))
+    n_clients = int(min(max(requests // 12, 2000), 1_000_000))
     rng_clients = np.random.default_rng([seed, 2])
     ua_p = np.array([p for _, p in _USER_AGENTS])
     ua_of_client = rng_clients.choice(len(_USER_AGENTS), size=n_clients, p=ua_p / ua_p.sum()).astype(np.int32)
