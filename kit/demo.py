@@ -725,7 +725,8 @@ class _Arrays:
         self.qkind = np.array([_QUERY_KINDS.index(r.query) if r.query else -1 for r in routes])
         self.query_p = np.array([r.query_p for r in routes])
         self.p4 = np.array([r.p4xx for r in routes])
-        self.p3 = np.array([r.p3xx for r in routes])
+        # cacheable JSON answers conditional requests (ETag) with 304 now and then
+        self.p3 = np.array([r.p3xx if r.p3xx or r.cache != "api" else 0.03 for r in routes])
         self.code3 = np.array([r.code3 for r in routes])
         self.static = self.svc == SERVICES.index("static")
         self.dynamic_size = np.array([r.ctype in ("html", "json", "xml") and r.service != "static"
