@@ -32,7 +32,7 @@ What the tables hold (default: 1,000,000 requests over the 7 days 2026-11-16 .. 
   incompressible PNG/JPEG/WOFF2/ICO bytes), at exactly the sizes the requests report.
 - ``profiles``  one on-CPU folded-stack profile per service per day (hot spot:
   ``pricing.apply_promotions;pricing._match_rules`` in api) plus one taken during the regression.
-- ``events``    deploys, two config changes, a marketing campaign (a 2x load peak) and the incidents.
+- ``events``    deploys, three config changes, a marketing campaign (a 2x load peak) and the incidents.
 
 Ground truth for the planted incidents lives in ``events`` (kind ``incident``; ``details.type`` is one
 of ``latency_regression``, ``error_burst``, ``db_saturation``, ``cdn_cache_outage``); see
@@ -445,6 +445,12 @@ def _other_events(start: datetime, days: int, incidents: tuple[DemoIncident, ...
                    "what": "load balancer config push: upstream keepalive disabled for api (reverted)",
                    "details": {"component": "load-balancer", "setting": "upstream keepalive",
                                "old": "32", "new": "0", "reverted": True}})
+    outage = incidents[3]
+    events.append({"ts_start": outage.start, "ts_end": outage.end, "kind": "config", "service": "static",
+                   "route": "/static/*",
+                   "what": "CDN config push: Vary: Cookie added to /static responses (reverted)",
+                   "details": {"component": "cdn", "setting": "vary", "old": "Accept-Encoding",
+                               "new": "Accept-Encoding, Cookie", "reverted": True}})
     campaign = _campaign_window(start, days, incidents)
     if campaign:
         events.append({"ts_start": campaign[0], "ts_end": campaign[1], "kind": "campaign", "service": "web",
