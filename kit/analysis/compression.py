@@ -38,8 +38,9 @@ def compression_opportunity(con: duckdb.DuckDBPyConnection, window: Window) -> C
     zstd = zstandard.ZstdCompressor(level=19)
     sizes = {sha: (len(gzip.compress(bytes(blob), 6, mtime=0)), len(zstd.compress(bytes(blob))))
              for sha, blob in zip(assets.loc[compressible, "sha256"], assets.loc[compressible, "content"], strict=True)}
-    assets["gzip_bytes"] = [sizes.get(s, (n, n))[0] for s, n in zip(assets["sha256"], assets["size_bytes"], strict=True)]
-    assets["zstd_bytes"] = [sizes.get(s, (n, n))[1] for s, n in zip(assets["sha256"], assets["size_bytes"], strict=True)]
+    pairs = [sizes.get(s, (n, n)) for s, n in zip(assets["sha256"], assets["size_bytes"], strict=True)]
+    assets["gzip_bytes"] = [gz for gz, _ in pairs]  # incompressible types keep their size
+    assets["zstd_bytes"] = [zs for _, zs in pairs]
     counts = con.execute(
         "SELECT path, count(*) AS requests FROM requests WHERE ts >= ? AND ts < ? AND status = 200 "
         "AND path IN (SELECT path FROM assets) GROUP BY path", [window.start, window.end]).df()

@@ -12,7 +12,8 @@ import kit.ingest
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "ingest", help="load a source (logs, metrics, query stats, traces, assets, profiles, events) into the warehouse",
+        "ingest",
+        help="load a source (logs, metrics, query stats, traces, assets, profiles, events) into the warehouse",
         description="Load a source into the warehouse, exactly once: re-ingesting the same file is a no-op, "
                     "--replace swaps it, and a grown log ingests only its new lines.")
     kinds = parser.add_subparsers(title="kinds", metavar="KIND")
