@@ -9,7 +9,7 @@ the file stem; with several value columns the stored name is ``<name>_<column>``
 
 **How records are counted**: one input record is one (row, value column) *sample*, so
 ``lines_in = rows × value columns`` (+ 0 for the CSV header, which is not counted). A sample loads
-when its time and value parse; an empty value is skipped; an unparsable time or value is rejected with
+when its time and value parse; an empty value (or only spaces) is skipped; an unparsable time or value is rejected with
 the row's line number (CSV: the file line, header = line 1; Parquet: the row number) and the field.
 Times: ISO 8601 text (zone honoured, UTC when absent) or epoch numbers in ``time_unit`` (s or ms;
 ``auto`` takes numbers above 10^11 as ms).
