@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from kit.cachesim.trace import zipf_trace
 
     t0 = time.perf_counter()
-    trace = zipf_trace(args.requests, args.objects, 0.9, seed=7)
+    trace = zipf_trace(args.requests, args.objects, 0.9, seed=7, with_time=False)
     n = len(trace)
     print(f"trace: {n:,} requests over {args.objects:,} objects, Zipf(0.9); generated in "
           f"{time.perf_counter() - t0:.1f} s; peak RSS {_peak_rss_mb():,.0f} MB")

@@ -365,8 +365,11 @@ class ExactLru:
 
 
 def _factorize(obj_id: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense 0-based object codes (int32 when they fit: half the memory on long traces)."""
     codes, uniques = pd.factorize(obj_id, sort=False)
-    return codes.astype(np.int64, copy=False), len(uniques)
+    n_obj = len(uniques)
+    del uniques
+    return codes.astype(np.int32 if n_obj < 2**31 - 1 else np.int64), n_obj
 
 
 def _object_curve(hist_req: np.ndarray, hist_bytes: np.ndarray, n: int, total_bytes: int,
@@ -410,7 +413,8 @@ def exact_lru(obj_id: np.ndarray, size_bytes: np.ndarray | None = None, *, bytes
     t0 = time.perf_counter()
     obj_id = np.ascontiguousarray(obj_id)
     n = len(obj_id)
-    sizes = (np.ones(n, np.int64) if size_bytes is None
+    # without sizes every request weighs one byte; a broadcast view costs no memory
+    sizes = (np.broadcast_to(np.int64(1), (n,)) if size_bytes is None
              else np.ascontiguousarray(size_bytes, dtype=np.int64))
     codes, n_obj = _factorize(obj_id)
     want_bytes = bool(bytes_curve and size_bytes is not None)
@@ -472,7 +476,7 @@ def shards(obj_id: np.ndarray, size_bytes: np.ndarray | None = None, *, rate: fl
     t0 = time.perf_counter()
     obj_id = np.ascontiguousarray(obj_id).astype(np.uint64, copy=False)
     n = len(obj_id)
-    sizes_all = (np.ones(n, np.int64) if size_bytes is None
+    sizes_all = (np.broadcast_to(np.int64(1), (n,)) if size_bytes is None
                  else np.ascontiguousarray(size_bytes, dtype=np.int64))
     total_bytes = int(sizes_all.sum())
     want_bytes = bool(bytes_curve and size_bytes is not None)

@@ -34,7 +34,7 @@ POLICIES: dict[str, tuple[str, dict[str, Any], str]] = {
     "clock": ("Clock", {}, "CLOCK (second chance, 1-bit)"),
     "arc": ("ARC", {}, "adaptive replacement cache"),
     "lfu": ("LFU", {}, "least frequently used"),
-    "lfuda": ("LFUDA", {}, "LFU with dynamic aging"),
+    "lfuda": ("LFUDA", {}, "LFU with dynamic aging (libcachesim 0.3.5 can hang with tiny object-count caches)"),
     "twoq": ("TwoQ", {}, "2Q"),
     "s3fifo": ("S3FIFO", {}, "S3-FIFO (small, main and ghost FIFO queues)"),
     "sieve": ("Sieve", {}, "SIEVE"),

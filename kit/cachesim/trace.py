@@ -253,21 +253,25 @@ def trace_stats(trace: Trace, *, buckets: int = 24, zipf_ranks: int = 1000,
 
 
 def zipf_trace(n: int, n_objects: int, alpha: float = 0.9, *, seed: int = 0,
-               size_bytes: tuple[int, int] | None = None) -> Trace:
+               size_bytes: tuple[int, int] | None = None, with_time: bool = True) -> Trace:
     """A synthetic trace: ``n`` requests over ``n_objects`` objects with Zipf(``alpha``) popularity
-    (object ids are shuffled ranks); sizes uniform in ``size_bytes`` (per object) or 1."""
+    (object ids are shuffled ranks); sizes uniform in ``size_bytes`` (per object) or 1; one request per
+    millisecond when ``with_time``. Generated in chunks (memory: the id array and one chunk)."""
     rng = np.random.default_rng(seed)
     ranks = np.arange(1, n_objects + 1, dtype=np.float64)
     cdf = np.cumsum(ranks ** -alpha)
     cdf /= cdf[-1]
-    idx = np.searchsorted(cdf, rng.random(n), side="right")
-    idx = np.minimum(idx, n_objects - 1)
     perm = rng.permutation(n_objects).astype(np.uint64) + np.uint64(1)
-    ids = perm[idx]
-    if size_bytes is None:
-        sizes = np.ones(n, np.int64)
-    else:
-        obj_sizes = rng.integers(size_bytes[0], size_bytes[1] + 1, n_objects)
-        sizes = obj_sizes[idx].astype(np.int64)
-    return Trace(f"zipf{alpha}-{n}x{n_objects}", ids, sizes, np.arange(n, dtype=np.float64) / 1000.0,
+    obj_sizes = None if size_bytes is None else rng.integers(size_bytes[0], size_bytes[1] + 1, n_objects)
+    ids = np.empty(n, np.uint64)
+    sizes = np.empty(n, np.int64) if obj_sizes is not None else np.broadcast_to(np.int64(1), (n,))
+    chunk = 1 << 21
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        idx = np.minimum(np.searchsorted(cdf, rng.random(hi - lo), side="right"), n_objects - 1)
+        ids[lo:hi] = perm[idx]
+        if obj_sizes is not None:
+            sizes[lo:hi] = obj_sizes[idx]
+    return Trace(f"zipf{alpha}-{n}x{n_objects}", ids, sizes,
+                 np.arange(n, dtype=np.float64) / 1000.0 if with_time else None,
                  "synthetic", f"zipf_trace(n={n}, n_objects={n_objects}, alpha={alpha}, seed={seed})")
