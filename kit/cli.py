@@ -9,8 +9,6 @@ import sys
 
 import kit.commands
 from kit import __version__
-from kit.config import ParameterError
-from kit.warehouse import WarehouseError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    from kit.config import ParameterError
+    from kit.warehouse import WarehouseError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):

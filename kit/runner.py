@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from kit.config import NOTEBOOKS_DIR, PROJECT_ROOT, ParameterError, RunConfig
-from kit.results import dumps, write_text_atomic
 
 NOTEBOOKS = (
     "00_data_overview",
@@ -182,6 +181,8 @@ def export_html(executed: Path, target: Path) -> None:
     import nbconvert
     import nbformat
 
+    from kit.results import write_text_atomic
+
     nb = nbformat.read(executed, as_version=4)
     exporter = nbconvert.HTMLExporter(
         extra_template_basedirs=[str(Path(__file__).parent / "report" / "nbconvert")], template_name="perfkit",
@@ -217,6 +218,7 @@ def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | No
 
     from tqdm import tqdm
 
+    from kit.results import dumps, write_text_atomic
     from kit.warehouse import connect, fingerprint
 
     started = time.perf_counter()
@@ -242,8 +244,10 @@ def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | No
     stages = [[n for n in names if n != EXPORT_NOTEBOOK], [n for n in names if n == EXPORT_NOTEBOOK]]
     results: dict[str, _Execution] = {}
     bar = tqdm(total=len(names), desc="perfkit run", unit="notebook", disable=not progress, file=sys.stderr)
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
-        for stage in filter(None, stages):
+    for stage in filter(None, stages):
+        # A pool per stage: its workers are gone before the export stage starts its own kernel and Chromium.
+        with ProcessPoolExecutor(max_workers=max(1, min(workers, len(stage))),
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
             pending = {pool.submit(_execute, n, str(executed[n]), plans[n]) for n in stage}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)

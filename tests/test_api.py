@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
+
 import kit
 from kit.cli import build_parser, main
 
 
 def test_public_api_is_exactly_all() -> None:
-    public = {n for n in dir(kit) if not n.startswith("_") and n not in {"config", "warehouse", "annotations"}}
-    public -= {m for m in public if getattr(getattr(kit, m), "__file__", None)}  # sub-modules imported by others
-    assert public == set(kit.__all__) - {"__version__"}
+    namespace: dict = {}
+    exec("from kit import *", namespace)  # noqa: S102 - the star import is what is being tested
+    assert set(namespace) - {"__builtins__"} == set(kit.__all__)
+    assert all(namespace[name] is not None for name in kit.__all__)
+    assert kit.RunConfig.__module__ == "kit.config" and kit.connect.__module__ == "kit.warehouse"
+    with pytest.raises(AttributeError):
+        kit.not_a_name  # noqa: B018
+
+
+def test_importing_the_runner_does_not_load_the_data_stack() -> None:
+    code = "import sys, kit.runner; print(sorted({'duckdb', 'pandas', 'numpy'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # papermill workers stay small
 
 
 def test_every_command_has_help(capsys) -> None:  # type: ignore[no-untyped-def]
