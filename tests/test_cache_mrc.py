@@ -106,8 +106,8 @@ def test_exact_bytes_equal_libcachesim_lru_on_cloudphysics(shared_datasets: Path
 def test_exact_objects_equal_libcachesim_lru_on_cache2k(shared_datasets: Path, tmp_path: Path) -> None:
     import libcachesim as lcs
 
-    from kit.ingest.trace import read_trace
     from kit.cachesim.trace import write_oracle_general
+    from kit.ingest.trace import read_trace
 
     trace = read_trace(shared_datasets / WEB07, "u32be")
     res = exact_lru(trace.obj_id, None)
