@@ -43,7 +43,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
                                         "cache_size_points": 10})
     write_ipynb(node, str(root / "nb40.ipynb"))
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(root / ".rt")}
+    settings = root / ".lab-settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"autoStartDefaultKernel": True}))
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(root / ".rt"),
+           "JUPYTERLAB_SETTINGS_DIR": str(root / ".lab-settings")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False",
@@ -82,15 +86,22 @@ def test_slider_updates_readout_from_precomputed_grid(lab) -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{lab['url']}/lab/tree/nb40.ipynb?token={lab['token']}")
             page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click(timeout=30_000)
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click(timeout=10_000)
-            # JupyterLab may ask which kernel to start (a fresh server has no preference): accept Python 3
+            page.locator("text=Kernel status: Idle").first.wait_for(state="attached", timeout=90_000)
             selector = ".perfkit-cache-readout .perfkit-readout-text"
+            started = page.locator(".jp-InputArea-prompt", has_text="*").or_(
+                page.locator(".jp-InputArea-prompt", has_text="1]"))
             deadline = time.monotonic() + 180
+            next_try = 0.0
             while not page.locator(selector).count():
+                # JupyterLab may ask which kernel to start: accept Python 3 (that drops the pending run)
                 dialog = page.locator(".jp-Dialog button.jp-mod-accept")
                 if dialog.count() and dialog.first.is_visible():
                     dialog.first.click()
+                    next_try = 0.0
+                if not started.count() and time.monotonic() >= next_try:   # nothing running yet: run all
+                    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click(timeout=30_000)
+                    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click(timeout=10_000)
+                    next_try = time.monotonic() + 15
                 if time.monotonic() > deadline:
                     page.screenshot(path=str(lab["root"] / "failure.png"), full_page=True)
                     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
