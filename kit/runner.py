@@ -33,6 +33,7 @@ EXPORT_NOTEBOOK = "90_strategy_export"  # runs after the others, on their result
 # Parameters the runner injects itself (not part of RunConfig).
 RUN_PARAMETERS = ("results_dir", "strategy_dir")
 KEEP_RUNS = 5
+CELL_TIMEOUT_S = 900  # a cell still running after this fails the run (a hung kernel must not hang CI)
 MANIFEST_PACKAGES = ("perfkit", "duckdb", "pandas", "numpy", "plotly", "papermill", "nbconvert",
                      "numba", "libcachesim", "jupyterlab", "kaleido")
 
@@ -168,7 +169,7 @@ def _execute(name: str, executed: str, parameters: dict[str, Any]) -> _Execution
     try:
         papermill.execute_notebook(str(notebook_path(name)), executed, parameters=parameters,
                                    kernel_name="python3", progress_bar=False, cwd=str(PROJECT_ROOT),
-                                   log_output=False)
+                                   log_output=False, execution_timeout=CELL_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - PapermillExecutionError, dead kernels, timeouts
         ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
         where = _failing_cell(Path(executed))
