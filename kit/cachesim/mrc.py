@@ -193,6 +193,15 @@ def _heap_pop(heap_h, heap_o, n):
 
 
 @nb.njit(cache=True, nogil=True)
+def _fenwick_add(tree, btree, k, n, count, size):
+    """Add ``count`` objects and ``size`` bytes at 1-based position ``k`` of the two Fenwick trees."""
+    while k <= n:
+        tree[k] += count
+        btree[k] += size
+        k += k & (-k)
+
+
+@nb.njit(cache=True, nogil=True)
 def _shards_fixed_size(codes: np.ndarray, hashes: np.ndarray, sizes: np.ndarray, n_obj: int, s_max: int):
     """Fixed-size SHARDS: keep at most ``s_max`` sampled objects, lowering the threshold by evicting the
     largest hash. Returns per sampled request: object code, stack distance (0 = cold), byte distance,
@@ -237,17 +246,9 @@ def _shards_fixed_size(codes: np.ndarray, hashes: np.ndarray, sizes: np.ndarray,
             d = live - acc + 1
             bd = live_bytes - bacc + s
             old = last_size[o]
-            k = p + 1
-            while k <= n:
-                tree[k] -= 1
-                btree[k] -= old
-                k += k & (-k)
+            _fenwick_add(tree, btree, p + 1, n, -1, -old)
             live_bytes -= old
-        k = m + 1
-        while k <= n:
-            tree[k] += 1
-            btree[k] += s
-            k += k & (-k)
+        _fenwick_add(tree, btree, m + 1, n, 1, s)
         live_bytes += s
         last[o] = m
         last_size[o] = s
@@ -258,34 +259,17 @@ def _shards_fixed_size(codes: np.ndarray, hashes: np.ndarray, sizes: np.ndarray,
         out_t[m] = thr
         m += 1
         while hn > s_max:
-            victim_h = heap_h[0]
-            victim = heap_o[0]
-            hn = _heap_pop(heap_h, heap_o, hn)
-            thr = victim_h
-            vp = last[victim]
-            old = last_size[victim]
-            k = vp + 1
-            while k <= n:
-                tree[k] -= 1
-                btree[k] -= old
-                k += k & (-k)
-            live -= 1
-            live_bytes -= old
-            last[victim] = -1
-            # drop any other heap entries at the same hash (same-hash objects share fate)
+            # the largest sampled hash becomes the threshold; every object at or above it leaves the
+            # sample (same-hash objects share fate)
+            thr = heap_h[0]
             while hn > 0 and heap_h[0] >= thr:
-                v2 = heap_o[0]
+                victim = heap_o[0]
                 hn = _heap_pop(heap_h, heap_o, hn)
-                vp = last[v2]
-                old = last_size[v2]
-                k = vp + 1
-                while k <= n:
-                    tree[k] -= 1
-                    btree[k] -= old
-                    k += k & (-k)
+                old = last_size[victim]
+                _fenwick_add(tree, btree, last[victim] + 1, n, -1, -old)
                 live -= 1
                 live_bytes -= old
-                last[v2] = -1
+                last[victim] = -1
     return out_o[:m], out_d[:m], out_b[:m], out_s[:m], out_t[:m], thr
 
 
