@@ -283,6 +283,24 @@ class LineStats:
 _LINE_STATS: dict[tuple[str, int, int], LineStats] = {}   # (resolved path, size, mtime_ns) → stats
 
 
+def finish_staged_lines(con: duckdb.DuckDBPyConnection, source_id: int, lines: str, bad: str,
+                        reason_sql: str, *, fmt: str, formats_tried: tuple[str, ...]) -> LoadCounts:
+    """The common end of a line-staged loader: move the bad lines staged in temp table ``bad``
+    (line_no, field, line) into ``rejects`` with the reason ``reason_sql`` computes from ``field``, count
+    the lines of temp table ``lines`` (line_no, line, skip), drop both tables and return the counts."""
+    con.execute(f"""
+        INSERT INTO rejects (source_id, line_no, field, reason, raw)
+        SELECT {int(source_id)}, line_no, field, {reason_sql}, left(line, 2000)
+        FROM {bad} ORDER BY line_no""")
+    row = con.execute(f"SELECT count(*), count(*) FILTER (WHERE skip), (SELECT count(*) FROM {bad}) "
+                      f"FROM {lines}").fetchall()[0]
+    total, skipped, rejected = (int(v) for v in row)
+    con.execute(f"DROP TABLE {lines}")
+    con.execute(f"DROP TABLE {bad}")
+    return LoadCounts(lines_in=total, rows_loaded=total - skipped - rejected, rows_rejected=rejected,
+                      rows_skipped=skipped, fmt=fmt, formats_tried=formats_tried)
+
+
 def _sha256_and_size(path: Path, limit: int | None = None) -> tuple[str, int, int, bool]:
     """sha256 of the file's first ``limit`` bytes (all when None), bytes hashed, newlines counted,
     and whether the hashed part ends with a newline. A whole-file pass also remembers the file's

@@ -25,6 +25,7 @@ from kit.ingest.core import (
     LoadCounts,
     add_common_args,
     add_path_args,
+    finish_staged_lines,
     ingest_file,
     lines_relation_sql,
     readable_path,
@@ -64,20 +65,11 @@ def load_folded(con: duckdb.DuckDBPyConnection, source: Source, path: Path, skip
         SELECT {ts}, {sql_string(service) if service else 'NULL'}, {sql_string(name)}, trim(stack), samples, {sid}
         FROM _pk_folded WHERE NOT skip AND line_no NOT IN (SELECT line_no FROM _pk_folded_bad)
         ORDER BY line_no""")
-    con.execute(f"""
-        INSERT INTO rejects (source_id, line_no, field, reason, raw)
-        SELECT {sid}, line_no, field,
-               CASE field WHEN 'samples' THEN 'no sample count at the end of the line (frame;frame count)'
-                          ELSE 'empty stack or empty frame' END, left(line, 2000)
-        FROM _pk_folded_bad ORDER BY line_no""")
-    row = con.execute("SELECT count(*), count(*) FILTER (WHERE skip), (SELECT count(*) FROM _pk_folded_bad) "
-                      "FROM _pk_folded").fetchone()
-    assert row is not None
-    total, skipped, bad = (int(v) for v in row)
-    con.execute("DROP TABLE _pk_folded")
-    con.execute("DROP TABLE _pk_folded_bad")
-    return LoadCounts(lines_in=total, rows_loaded=total - skipped - bad, rows_rejected=bad, rows_skipped=skipped,
-                      fmt="folded", formats_tried=("folded",))
+    return finish_staged_lines(
+        con, sid, "_pk_folded", "_pk_folded_bad",
+        "CASE field WHEN 'samples' THEN 'no sample count at the end of the line (frame;frame count)' "
+        "ELSE 'empty stack or empty frame' END",
+        fmt="folded", formats_tried=("folded",))
 
 
 def ingest_profile(con: duckdb.DuckDBPyConnection, path: str | Path, *, profile: str | None = None,

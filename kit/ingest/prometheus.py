@@ -41,6 +41,7 @@ from kit.ingest.core import (
     IngestSummary,
     LoadCounts,
     add_common_args,
+    finish_staged_lines,
     ingest_file,
     ingest_live,
     lines_relation_sql,
@@ -299,22 +300,12 @@ def load_exposition(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
                value, {sid}
         FROM _pk_expo WHERE NOT skip AND line_no NOT IN (SELECT line_no FROM _pk_expo_bad)
         ORDER BY line_no""")
-    con.execute(f"""
-        INSERT INTO rejects (source_id, line_no, field, reason, raw)
-        SELECT {sid}, line_no, field,
-               CASE field WHEN 'name' THEN 'not a sample line (name{{labels}} value [timestamp])'
-                          WHEN 'labels' THEN 'malformed label set'
-                          WHEN 'value' THEN 'sample value is not a number'
-                          ELSE 'timestamp is not a number' END, left(line, 2000)
-        FROM _pk_expo_bad ORDER BY line_no""")
-    row = con.execute("SELECT count(*), count(*) FILTER (WHERE skip), (SELECT count(*) FROM _pk_expo_bad) "
-                      "FROM _pk_expo").fetchone()
-    assert row is not None
-    total, skipped, bad = (int(v) for v in row)
-    con.execute("DROP TABLE _pk_expo")
-    con.execute("DROP TABLE _pk_expo_bad")
-    return LoadCounts(lines_in=total, rows_loaded=total - skipped - bad, rows_rejected=bad, rows_skipped=skipped,
-                      fmt="exposition", formats_tried=("exposition", "openmetrics"))
+    return finish_staged_lines(
+        con, sid, "_pk_expo", "_pk_expo_bad",
+        "CASE field WHEN 'name' THEN 'not a sample line (name{labels} value [timestamp])' "
+        "WHEN 'labels' THEN 'malformed label set' WHEN 'value' THEN 'sample value is not a number' "
+        "ELSE 'timestamp is not a number' END",
+        fmt="exposition", formats_tried=("exposition", "openmetrics"))
 
 
 def ingest_prometheus_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, at: str | None = None,
