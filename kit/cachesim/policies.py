@@ -226,6 +226,16 @@ def size_admission(trace: Trace, capacity_bytes: int, thresholds: list[int], *, 
 
 # --------------------------------------------------------------------------------------------- TTL
 @nb.njit(cache=True)
+def _push_head(prev: np.ndarray, nxt: np.ndarray, head: int, tail: int, o: int) -> tuple[int, int]:
+    """Link object ``o`` (already unlinked) at the head of the LRU list; returns the new (head, tail)."""
+    prev[o] = -1
+    nxt[o] = head
+    if head >= 0:
+        prev[head] = o
+    return o, (o if tail < 0 else tail)
+
+
+@nb.njit(cache=True)
 def _lru_ttl_kernel(codes: np.ndarray, sizes: np.ndarray, t: np.ndarray, ttl: np.ndarray, n_obj: int,
                     capacity: int):
     """Byte-capacity LRU with per-request TTL (seconds; <= 0 = no expiry). Returns (hits, hit bytes)."""
@@ -259,14 +269,7 @@ def _lru_ttl_kernel(codes: np.ndarray, sizes: np.ndarray, t: np.ndarray, ttl: np
             else:
                 hits += 1
                 hit_bytes += s
-                # relink at head
-                prev[o] = -1
-                nxt[o] = head
-                if head >= 0:
-                    prev[head] = o
-                head = o
-                if tail < 0:
-                    tail = o
+                head, tail = _push_head(prev, nxt, head, tail, o)
                 continue
         if s > capacity:
             continue
@@ -283,13 +286,7 @@ def _lru_ttl_kernel(codes: np.ndarray, sizes: np.ndarray, t: np.ndarray, ttl: np
         osz[o] = s
         fill[o] = t[i]
         used += s
-        prev[o] = -1
-        nxt[o] = head
-        if head >= 0:
-            prev[head] = o
-        head = o
-        if tail < 0:
-            tail = o
+        head, tail = _push_head(prev, nxt, head, tail, o)
     return hits, hit_bytes
 
 
