@@ -118,6 +118,11 @@ class LogFormat:
             object.__setattr__(self, "groups", tuple(re.findall(r"\(\?P<([A-Za-z_][A-Za-z0-9_]*)>", self.regex)))
 
 
+# The standard NGINX tail ' rt=.. urt=.. ucs=..' split on spaces into kvl (both CLF fast paths read it).
+_KV_STD = ("len(kvl) = 4 AND starts_with(kvl[2], 'rt=') AND starts_with(kvl[3], 'urt=') "
+           "AND starts_with(kvl[4], 'ucs=')")
+
+
 def _nocap(regex: str) -> str:
     """The regex with its named groups turned into non-capturing ones (for DFA matching)."""
     return re.sub(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>", "(?:", regex)
@@ -369,8 +374,7 @@ def _extract_sql(fmt: LogFormat, lines_sql: str, skip_lines: int, sample: Sequen
                  f"AND regexp_full_match(p[3], {sql_string(_FAST_MID + (' ' if n > 3 else ''))})")
         if n > 3:
             shape += f" AND p[5] = ' ' AND regexp_full_match(p[7], {sql_string(fmt.fast_tail)})"
-        kv_std = ("len(kvl) = 4 AND starts_with(kvl[2], 'rt=') AND starts_with(kvl[3], 'urt=') "
-                  "AND starts_with(kvl[4], 'ucs=')")
+        kv_std = _KV_STD
         fast_cols = {
             "client": "pw[1]",
             "time": "substr(p[1], off + 2, length(p[1]) - off - 3)",
@@ -666,8 +670,7 @@ def _fast_extract_sql(fmt: LogFormat, parts_sql: str) -> str:
         return f"NOT (suffix({col}, '\\') AND regexp_matches({col}, {sql_string(_ODD_BACKSLASH_END)}))"
 
     groups = set(fmt.groups)
-    kv_std = ("len(kvl) = 4 AND starts_with(kvl[2], 'rt=') AND starts_with(kvl[3], 'urt=') "
-              "AND starts_with(kvl[4], 'ucs=')")
+    kv_std = _KV_STD
     shape = [f"p{n} IS NOT NULL", f"p{n + 1} IS NULL",
              f"regexp_full_match(p1, {sql_string(_FAST_PRE)})",
              f"regexp_full_match(p3, {sql_string(_FAST_MID + (' ' if n > 3 else ''))})", closed("p2")]
