@@ -74,6 +74,39 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         shutil.rmtree(root / ".rt", ignore_errors=True)
 
 
+def _run_all_until(page, lab: dict, selector: str, deadline_s: float) -> bool:
+    """Open the notebook, run all cells, and wait until ``selector`` shows; False when it never does."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.goto(f"{lab['url']}/lab/tree/nb40.ipynb?token={lab['token']}")
+        page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
+        page.locator("text=Kernel status: Idle").first.wait_for(state="attached", timeout=90_000)
+    except PlaywrightTimeout:
+        return False
+    started = page.locator(".jp-InputArea-prompt", has_text="*").or_(
+        page.locator(".jp-InputArea-prompt", has_text="1]"))
+    deadline = time.monotonic() + deadline_s
+    next_try = 0.0
+    while not page.locator(selector).count():
+        # JupyterLab may ask which kernel to start: accept Python 3 (that drops the pending run)
+        dialog = page.locator(".jp-Dialog button.jp-mod-accept")
+        if dialog.count() and dialog.first.is_visible():
+            dialog.first.click()
+            next_try = 0.0
+        if not started.count() and time.monotonic() >= next_try:   # nothing running yet: run all
+            try:
+                page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click(timeout=30_000)
+                page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click(timeout=10_000)
+            except PlaywrightTimeout:
+                pass  # a dialog or a re-render took the menu away: try again on the next round
+            next_try = time.monotonic() + 15
+        if time.monotonic() > deadline:
+            return False
+        page.wait_for_timeout(500)
+    return True
+
+
 @pytest.mark.integration
 def test_slider_updates_readout_from_precomputed_grid(lab) -> None:
     from playwright.sync_api import sync_playwright
@@ -84,30 +117,16 @@ def test_slider_updates_readout_from_precomputed_grid(lab) -> None:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{lab['url']}/lab/tree/nb40.ipynb?token={lab['token']}")
-            page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
-            page.locator("text=Kernel status: Idle").first.wait_for(state="attached", timeout=90_000)
             selector = ".perfkit-cache-readout .perfkit-readout-text"
-            started = page.locator(".jp-InputArea-prompt", has_text="*").or_(
-                page.locator(".jp-InputArea-prompt", has_text="1]"))
-            deadline = time.monotonic() + 180
-            next_try = 0.0
-            while not page.locator(selector).count():
-                # JupyterLab may ask which kernel to start: accept Python 3 (that drops the pending run)
-                dialog = page.locator(".jp-Dialog button.jp-mod-accept")
-                if dialog.count() and dialog.first.is_visible():
-                    dialog.first.click()
-                    next_try = 0.0
-                if not started.count() and time.monotonic() >= next_try:   # nothing running yet: run all
-                    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click(timeout=30_000)
-                    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click(timeout=10_000)
-                    next_try = time.monotonic() + 15
-                if time.monotonic() > deadline:
-                    page.screenshot(path=str(lab["root"] / "failure.png"), full_page=True)
-                    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-                    raise AssertionError(f"no readout; stderr outputs: {errors.all_inner_texts()[:3]}; "
-                                         f"screenshot {lab['root'] / 'failure.png'}")
-                page.wait_for_timeout(500)
+            # JupyterLab now and then ignores "Run All" on a freshly started kernel (a UI race, not the
+            # notebook): a second page load gets one more chance; the values checked below are unchanged.
+            for attempt in (1, 2):
+                if _run_all_until(page, lab, selector, deadline_s=150):
+                    break
+                page.screenshot(path=str(lab["root"] / f"failure-{attempt}.png"), full_page=True)
+                errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+                assert attempt == 1, (f"no readout after two page loads; stderr outputs: "
+                                      f"{errors.all_inner_texts()[:3]}; screenshots in {lab['root']}")
             readout = page.locator(selector).first
             results = json.loads((lab["root"] / "results" / "cache.json").read_text())
             ex = results["explorer"]
