@@ -6,6 +6,8 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import json
+import os
 import re
 import shutil
 import socket
@@ -112,11 +114,175 @@ def test_rds_empty_statements_are_rejected_with_line_numbers(con, shared_dataset
     assert rejects == [(8, "statement"), (9, "statement"), (10, "statement")]
 
 
-def test_jsonlog_and_unsupported_syslog(con, shared_datasets):
+def test_jsonlog(con, shared_datasets):
     s = ingest_postgres_log(con, _pgb(shared_datasets, "cnpg.log.gz"))
     assert s.fmt == "jsonlog" and s.rows_loaded > 0
-    with pytest.raises(IngestError, match="no parsable line"):
-        ingest_postgres_log(con, _pgb(shared_datasets, "pg-syslog.2.gz"))
+
+
+# ------------------------------------------------------------- syslog / Heroku logplex / Cloud SQL wrappers
+
+_SYSLOG_LINE = re.compile(r"^[A-Z][a-z]{2} +\d+ [\d:]{8} (\S+) ([^ \[:]+)\[(\d+)\]: \[(\d+)-(\d+)\] ?(.*)$")
+_LOGPLEX_LINE = re.compile(r"^\S+ (?:\S+ )?app\[([^\]]+)\]:? \[(\w+)\] \[(\d+)-(\d+)\] ?(.*)$")
+_OWN_SEVERITY = re.compile(r"^\S.*?\b(LOG|ERROR|WARNING|FATAL|PANIC|DETAIL|HINT|CONTEXT|STATEMENT|NOTICE):  |"
+                           r"^ sql_error_code = \w{5} [A-Z]+:  ")
+_TIMED_MESSAGE = re.compile(r"\bLOG: +duration: [0-9.]+ ms +(statement|execute [^:]*|query): ?")
+
+
+def _wrapped_entries(lines, wrapper: re.Pattern) -> list[list[str]]:
+    """Entries (lists of message lines) of a syslog/logplex file, joined by process + [N-M] entry number."""
+    entries: list[list[str]] = []
+    current: dict[tuple, list[str]] = {}
+    for line in lines:
+        m = wrapper.match(line.rstrip("\n"))
+        if not m:
+            continue
+        *proc, n, seq, body = m.groups()
+        key = (*proc, n)
+        body = body.replace("#011", "\t")
+        if seq == "1" or key not in current or _OWN_SEVERITY.match(body):
+            current[key] = [body]
+            entries.append(current[key])
+        else:
+            current[key].append(body.removeprefix("\t"))
+    return entries
+
+
+def _count_timed_entries(entries: list[list[str]]) -> int:
+    """Independent count: entries whose message is a timed statement with a non-empty statement."""
+    count = 0
+    for first, *rest in entries:
+        m = _TIMED_MESSAGE.search(first)
+        if m and " ".join([first[m.end():], *rest]).strip():
+            count += 1
+    return count
+
+
+@pytest.mark.parametrize("name", ["pg-syslog.1.bz2", "pg-syslog.2.gz"])
+def test_syslog_loads_every_timed_entry(con, shared_datasets, name):
+    path = _pgb(shared_datasets, name)
+    assert detect_format(path) == "syslog"
+    s = ingest_postgres_log(con, path, year=2019)
+    assert s.fmt == "syslog"
+    assert s.lines_in == s.rows_loaded + s.rows_rejected + s.rows_skipped
+    with _open(path) as handle:
+        lines = handle.readlines()
+    entries = _wrapped_entries(lines, _SYSLOG_LINE)
+    assert s.rows_loaded == _count_timed_entries(entries) > 50_000
+    others = sum(1 for line in lines if not _SYSLOG_LINE.match(line))   # systemd's lines: skipped
+    assert s.rows_rejected == 0 and s.lines_in == len(entries) + others
+
+
+def test_syslog_row_by_hand(con, shared_datasets):
+    # [7-1] .. [7-8] of process 10819: the psql \l query on 8 lines, continuations tab-escaped as #011;
+    # 'Feb 11 13:15:40' in a log that says 'CET' is 12:15:40 UTC
+    ingest_postgres_log(con, _pgb(shared_datasets, "pg-syslog.1.bz2"), year=2019, assume_tz="Europe/Paris")
+    row = con.execute("SELECT ts, user_name, database, total_ms, fingerprint FROM queries "
+                      "ORDER BY rowid LIMIT 1").fetchone()
+    assert row[0].strftime("%Y-%m-%d %H:%M:%S") == "2019-02-11 12:15:40"
+    assert row[1:4] == ("postgres", "postgres", 13.997)
+    assert row[4] == ('select d.datname as "name", pg_catalog.pg_get_userbyid(d.datdba) as "owner", '
+                      'pg_catalog.pg_encoding_to_char(d.encoding) as "encoding", d.datcollate as "collate", '
+                      'd.datctype as "ctype", pg_catalog.array_to_string(d.datacl, ?) as "access privileges" '
+                      'from pg_catalog.pg_database d order by ?')
+
+
+def test_syslog_year_defaults_to_the_file_time(con, shared_datasets, tmp_path):
+    path = _pgb(shared_datasets, "pg-syslog.2.gz")
+    ingest_postgres_log(con, path)
+    first = con.execute("SELECT min(ts) FROM queries").fetchone()[0]
+    assert first.year == time.gmtime(path.stat().st_mtime).tm_year
+    assert first.strftime("%m-%d %H:%M:%S") == "02-10 23:15:40"
+    # a log spanning New Year, last written on 2 January: its December lines are of the year before
+    log = tmp_path / "postgresql.log"
+    log.write_text(
+        "Dec 31 23:59:59 db1 postgres[7]: [1-1] db=shop,user=bob LOG:  duration: 2.5 ms  statement: select 1\n"
+        "Jan  1 00:00:01 db1 postgres[7]: [2-1] db=shop,user=bob LOG:  duration: 1.5 ms  statement: select 2\n")
+    stamp = time.mktime((2024, 1, 2, 12, 0, 0, 0, 0, -1))
+    os.utime(log, (stamp, stamp))
+    s = ingest_postgres_log(con, log)
+    assert s.fmt == "syslog" and s.rows_loaded == 2
+    got = [r[0].strftime("%Y-%m-%d %H:%M:%S") for r in con.execute(
+        "SELECT ts FROM queries WHERE source_id = ? ORDER BY ts", [s.source_id]).fetchall()]
+    assert got == ["2023-12-31 23:59:59", "2024-01-01 00:00:01"]
+
+
+def test_logplex_loads_every_timed_entry(con, shared_datasets):
+    path = _pgb(shared_datasets, "logplex.gz")
+    assert detect_format(path) == "logplex"
+    s = ingest_postgres_log(con, path)
+    assert s.fmt == "logplex" and s.rows_rejected == 0
+    assert s.lines_in == s.rows_loaded + s.rows_skipped
+    with _open(path) as handle:
+        entries = _wrapped_entries(handle, _LOGPLEX_LINE)
+    assert s.rows_loaded == _count_timed_entries(entries) == 4
+    assert s.lines_in == len(entries)
+    # [921320-1..6] of postgres.5925: a 6-line execute; Heroku's prefix names no user or database
+    row = con.execute("SELECT ts, user_name, database, total_ms, fingerprint FROM queries "
+                      "WHERE total_ms > 80000").fetchone()
+    assert row[0].strftime("%Y-%m-%d %H:%M:%S") == "2021-09-07 04:01:27"
+    assert row[1:4] == (None, None, 85756.273)
+    assert row[4] == ('update "checkers" set redundant_missions_count = ( select count(id) from missions '
+                      'where missions.checker_id = checkers.id and missions.date < now() )')
+
+
+def test_cloudsql_export(con, shared_datasets, tmp_path):
+    path = _pgb(shared_datasets, "cloudsql.log.gz")
+    assert detect_format(path) == "cloudsql"
+    s = ingest_postgres_log(con, path)
+    with gzip.open(path, "rt") as handle:
+        records = [json.loads(line) for line in handle]
+    payloads = [r["textPayload"] for r in records]
+    # this export holds connections, vacuums and checkpoints but no timed statement; its continuation
+    # lines ('\tpages: ...' of an automatic vacuum) come as records of their own, without [pid]: [N-M]
+    firsts = [t for t in payloads if re.match(r"^\[\d+\]: \[\d+-\d+\] ", t)]
+    assert sum(1 for t in firsts if _TIMED_MESSAGE.search(t)) == 0 == s.rows_loaded
+    assert s.lines_in == s.rows_skipped == len(firsts) == len(records) - sum(t.startswith("\t") for t in payloads)
+    # a timed statement and its continuation record, in the export's own record layout
+    template = records[0]
+    lines = []
+    for ts, text in (("2020-05-02T13:00:20.382318Z", "[24667]: [4-1] db=shop,user=bob LOG:  duration: 12.5 ms"
+                      "  statement: SELECT * FROM orders WHERE id = 42"),
+                     ("2020-05-02T13:00:20.382400Z", "\tAND status = 'paid'")):
+        lines.append(json.dumps({**template, "timestamp": ts, "textPayload": text}))
+    export = tmp_path / "cloudsql.json"
+    export.write_text("\n".join(lines) + "\n")
+    s = ingest_postgres_log(con, export)
+    assert (s.fmt, s.lines_in, s.rows_loaded) == ("cloudsql", 1, 1)
+    row = con.execute("SELECT ts, user_name, database, total_ms, fingerprint FROM queries "
+                      "WHERE source_id = ?", [s.source_id]).fetchone()
+    assert row[0].strftime("%Y-%m-%d %H:%M:%S.%f") == "2020-05-02 13:00:20.382318"
+    assert row[1:] == ("bob", "shop", 12.5, "select * from orders where id = ? and status = ?")
+
+
+_SYSLOG_LINES = st.one_of(
+    st.sampled_from([
+        "Feb 11 13:15:40 h postgres[1]: [7-1] db=d,user=u LOG:  duration: 1.5 ms  statement: select 1",
+        "Feb 11 13:15:40 h postgres[1]: [7-2] #011from t",
+        "Feb 11 13:15:40 h postgres[2]: [7-2] #011where x = 1",
+        "Feb 11 13:15:40 h postgres[1]: [8-1] db=d,user=u LOG:  duration: x ms  statement: select 1",
+        "Feb 30 13:15:40 h postgres[3]: [1-1] db=d,user=u LOG:  duration: 2 ms  execute s1: select $1",
+        "Feb 11 13:15:40 h postgres[3]: [1-2] db=d,user=u DETAIL:  parameters: $1 = '1'",
+        "Feb 11 13:15:40 h postgres[1]: [9-1] db=d,user=u LOG:  duration: 3 ms  statement: ",
+        "Feb 11 13:15:41 h systemd[1]: Started PostgreSQL Cluster 11-main.", "#011orphan", ""]),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"), max_size=40))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(_SYSLOG_LINES, max_size=25))
+def test_random_syslog_lines_are_accounted_for(tmp_path, lines):
+    path = tmp_path / "pg.log"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    c = connect(":memory:")
+    try:
+        s = ingest_postgres_log(c, path, fmt="syslog", year=2024, replace=True)
+        assert s.lines_in == s.rows_loaded + s.rows_rejected + s.rows_skipped
+        assert c.execute("SELECT count(*) FROM rejects").fetchone()[0] == s.rows_rejected
+        assert c.execute("SELECT count(*) FROM rejects WHERE line_no IS NULL OR field IS NULL "
+                         "OR reason IS NULL").fetchone()[0] == 0
+    except IngestError as exc:
+        assert "no parsable line" in str(exc)
+    finally:
+        c.close()
 
 
 def test_prefix_regex_and_dsn_redaction():

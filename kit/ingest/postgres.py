@@ -4,10 +4,21 @@
 **Server logs** written with ``log_min_duration_statement`` (or ``log_duration`` + statements on the
 same line): ``stderr`` (any ``log_line_prefix``; give it with ``log_line_prefix=`` for exact parsing,
 else a heuristic finds the leading timestamp, ``user=``/``db=`` or ``user@db`` and the severity),
-``csvlog`` and ``jsonlog`` (also CloudNativePG's JSON wrapping a csvlog ``record``);
+``csvlog`` and ``jsonlog`` (also CloudNativePG's JSON wrapping a csvlog ``record``); and stderr-style
+messages wrapped by a log service: ``syslog`` (``Feb 11 13:15:39 host postgres[10808]: [3-1] db=,user=
+LOG:  ...``, or an RFC 3339 timestamp; ``#011`` read as a tab), ``logplex`` (Heroku:
+``2019-03-14T00:22:56+00:00 app[postgres.4882]: [GREEN] [15-1]  sql_error_code = 00000 LOG:  ...``) and
+``cloudsql`` (a Google Cloud Logging JSON export: ``timestamp`` and ``textPayload`` ``[24667]: [1-1] ...``);
 plain or compressed. The format is detected from the first lines when not
 given. Parsing runs in DuckDB; stderr continuation lines (a multi-line statement, a multi-line
 ``DETAIL: parameters``) are joined to their entry with a running-sum entry id and ``string_agg``.
+In the wrapped formats the running sum is per process and ``[N-M]`` entry number (PostgreSQL's syslog
+sequence: entry N of that process, line M of it), so interleaved processes do not mix; a line with its
+own prefix and severity (a ``DETAIL``/``HINT`` of the same entry) is an entry of its own, as in stderr.
+Syslog timestamps have no year and no zone: the year is ``year=`` (``--year``) when given, else the
+file's modification year, or the year before for a date more than a day after the modification time
+(a log spanning New Year); the zone is ``assume_tz``. A syslog line of another program (no ``[N-M]``,
+no PostgreSQL message) is skipped.
 
 One ``duration: X ms statement|execute|query|fastpath function call: SQL`` entry becomes one row
 (``kind = 'event'``, ``calls = 1``, ``total_ms = X``). The ``parse`` and ``bind`` phases of the extended
@@ -16,7 +27,9 @@ as are all other messages (connections, checkpoints, errors, ``DETAIL`` lines...
 
 **How lines are counted.** ``lines_in`` counts log *entries* (an entry with its continuation lines
 counts once; for csvlog an entry is a CSV record, whose line number in rejects is the record number),
-plus each stray line before the first entry (rejected) or blank there (skipped).
+plus each stray line before the first entry (rejected) or blank there (skipped); in the wrapped
+formats, each line without a wrapper or continuing an entry that is not in the file (rejected), and
+each syslog line of another program (skipped).
 ``lines_in = rows_loaded + rows_rejected + rows_skipped``.
 
 **Time zones**: zone names PostgreSQL writes (``UTC``, ``CET``, ``CEST``, ``MSK``, numeric offsets...)
@@ -58,7 +71,7 @@ __all__ = ["FORMATS", "KIND_LOG", "KIND_STATS", "detect_format", "ingest_postgre
 
 KIND_LOG = "postgres-log"
 KIND_STATS = "pg-stat-statements"
-FORMATS = ("stderr", "csvlog", "jsonlog")
+FORMATS = ("stderr", "csvlog", "jsonlog", "syslog", "logplex", "cloudsql")
 
 _SEVERITIES = ("LOG|ERROR|WARNING|FATAL|PANIC|DETAIL|HINT|CONTEXT|STATEMENT|NOTICE|INFO|QUERY|LOCATION|"
                "DEBUG[1-5]?")
@@ -140,19 +153,46 @@ def prefix_regex(log_line_prefix: str) -> tuple[str, dict[str, int]]:
 
 _HEURISTIC = r"(?s)^(" + _TS + r")(.*?)(" + _SEVERITIES + r"): +(.*)$"
 
+# Wrapped formats: a wrapper (syslog header, logplex header, Cloud Logging JSON) around PostgreSQL's
+# ``[N-M] `` syslog sequence (entry N of the process, line M of the entry), then a stderr-style message.
+_SEQ_BODY = r"(?:\[([0-9]+)-([0-9]+)\] ?)?(.*)$"
+_SYSLOG_TS = (r"[A-Z][a-z]{2} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}|"
+              r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(?:Z|[+-][0-9]{2}:?[0-9]{2})?")
+_SYSLOG = r"(?s)^(" + _SYSLOG_TS + r") +([^ ]+) +([^ \[:]+)\[([0-9]+)\]: +" + _SEQ_BODY
+_LOGPLEX = (r"(?s)^([0-9]{4}-[0-9]{2}-[0-9]{2}T[^ ]+) +(?:[^ ]+ +)?app\[([^\]]+)\]:? +\[([^\]]+)\] +"
+            r"\[([0-9]+)-([0-9]+)\] ?(.*)$")
+_CLOUDSQL = r"(?s)^(?:[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:.]+ [A-Z]+ )?\[([0-9]+)\]: +\[([0-9]+)-([0-9]+)\] ?(.*)$"
+_WRAPPED_MESSAGE = r"(?s)^(.*?)\b(" + _SEVERITIES + r"): +(.*)$"
+
 
 def detect_format(path: str | Path) -> str:
-    """``jsonlog``, ``csvlog`` or ``stderr``, from the first non-empty line."""
+    """One of :data:`FORMATS`, from the first non-empty line (``stderr`` when nothing else fits)."""
     for line in first_lines(path, 20, 2000):
         text = line.strip()
         if not text:
             continue
         if text.startswith("{"):
-            return "jsonlog"
+            return "cloudsql" if '"textPayload"' in text else "jsonlog"
+        if re.match(_LOGPLEX, text):
+            return "logplex"
+        if re.match(_SYSLOG, text):
+            return "syslog"
         if re.match(r'^"?' + _TS + r'"?,', text):
             return "csvlog"
         return "stderr"
     return "stderr"
+
+
+def _prefix_user_sql(prefix: str) -> str:
+    """SQL for the user named in a log line prefix (``user=NAME`` or ``NAME@db``), NULL when absent."""
+    return (f"nullif(coalesce(nullif(regexp_extract({prefix}, 'user=([^, ]*)', 1), ''), "
+            f"regexp_extract({prefix}, '([A-Za-z0-9_.-]+)@[A-Za-z0-9_.$-]+', 1)), '')")
+
+
+def _prefix_db_sql(prefix: str) -> str:
+    """SQL for the database named in a log line prefix (``db=NAME`` or ``user@NAME``), NULL when absent."""
+    return (f"nullif(coalesce(nullif(regexp_extract({prefix}, 'db=([^, ]*)', 1), ''), "
+            f"regexp_extract({prefix}, '[A-Za-z0-9_.-]+@([A-Za-z0-9_.$-]+)', 1)), '')")
 
 
 # ------------------------------------------------------------------------------------------ entries
@@ -182,12 +222,8 @@ def _stderr_entries(con: duckdb.DuckDBPyConnection, path: Path, skip_lines: int,
     def grp(name: str) -> str:
         return f"nullif(parts.g{groups[name]}, '')" if name in groups else "NULL"
 
-    user_sql = grp("user") if "user" in groups else (
-        "nullif(coalesce(nullif(regexp_extract(parts.g2, 'user=([^, ]*)', 1), ''), "
-        "regexp_extract(parts.g2, '([A-Za-z0-9_.-]+)@[A-Za-z0-9_.$-]+', 1)), '')")
-    db_sql = grp("db") if "db" in groups else (
-        "nullif(coalesce(nullif(regexp_extract(parts.g2, 'db=([^, ]*)', 1), ''), "
-        "regexp_extract(parts.g2, '[A-Za-z0-9_.-]+@([A-Za-z0-9_.$-]+)', 1)), '')")
+    user_sql = grp("user") if "user" in groups else _prefix_user_sql("parts.g2")
+    db_sql = grp("db") if "db" in groups else _prefix_db_sql("parts.g2")
     # Single-line entries (the vast majority) need no aggregation.
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _pk_pg_entries AS
@@ -205,7 +241,7 @@ def _stderr_entries(con: duckdb.DuckDBPyConnection, path: Path, skip_lines: int,
         FROM p""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _pk_pg_stray AS
-        SELECT line_no, line FROM _pk_pg_class WHERE entry = 0""")
+        SELECT line_no, line, trim(line) = '' AS skip FROM _pk_pg_class WHERE entry = 0""")
 
 
 def _csv_entries(con: duckdb.DuckDBPyConnection, path: Path, skip_lines: int) -> None:
@@ -229,7 +265,8 @@ def _csv_entries(con: duckdb.DuckDBPyConnection, path: Path, skip_lines: int) ->
                nullif(database_name, '') AS database, error_severity AS severity, message,
                concat_ws(',', log_time, user_name, database_name, process_id, error_severity, message) AS raw
         FROM _pk_pg_csv""")
-    con.execute("CREATE OR REPLACE TEMP TABLE _pk_pg_stray AS SELECT 0::BIGINT AS line_no, '' AS line LIMIT 0")
+    con.execute("CREATE OR REPLACE TEMP TABLE _pk_pg_stray AS "
+                "SELECT 0::BIGINT AS line_no, '' AS line, false AS skip LIMIT 0")
 
 
 def _json_entries(con: duckdb.DuckDBPyConnection, path: Path, skip_lines: int) -> None:
@@ -247,13 +284,123 @@ def _json_entries(con: duckdb.DuckDBPyConnection, path: Path, skip_lines: int) -
                coalesce(r->>'message', j->>'message') AS message, line AS raw
         FROM (SELECT *, j->'record' AS r FROM _pk_pg_lines) WHERE j IS NOT NULL""")
     con.execute("CREATE OR REPLACE TEMP TABLE _pk_pg_stray AS "
-                "SELECT line_no, line FROM _pk_pg_lines WHERE j IS NULL")
+                "SELECT line_no, line, trim(line) = '' AS skip FROM _pk_pg_lines WHERE j IS NULL")
+
+
+def _syslog_ts_sql(expr: str, year: int | None, mtime: float) -> str:
+    """SQL turning a syslog timestamp into text ``_ts_sql`` reads: RFC 3339 as it is; a BSD ``Mon dd
+    hh:mm:ss`` (no year, no zone) gets ``year``, or else the year that puts it at most a day after
+    ``mtime`` (epoch s), so a December line in a file last written in January lands in the year before.
+    An unparsable one stays as it was (its entry is then rejected on ``ts``)."""
+    bsd = f"regexp_replace({expr}, ' +', ' ', 'g')"
+    fmt = "'%b %d %H:%M:%S %Y'"
+    if year is not None:
+        guess = f"try_strptime({bsd} || ' {int(year)}', {fmt})"
+    else:
+        modified = f"CAST(to_timestamp({float(mtime)}) AS TIMESTAMP)"
+        this_year = f"try_strptime({bsd} || ' ' || year({modified}), {fmt})"
+        last_year = f"try_strptime({bsd} || ' ' || (year({modified}) - 1), {fmt})"
+        guess = (f"CASE WHEN {this_year} IS NULL OR {this_year} > {modified} + INTERVAL 1 DAY "
+                 f"THEN {last_year} ELSE {this_year} END")
+    return (f"CASE WHEN regexp_matches({expr}, '^[0-9]{{4}}-') THEN {expr} "
+            f"ELSE coalesce(strftime({guess}, '%Y-%m-%d %H:%M:%S'), {expr}) END")
+
+
+def _wrapped_lines(con: duckdb.DuckDBPyConnection, fmt: str, readable: Path, skip_lines: int,
+                   year: int | None, mtime: float) -> None:
+    """Fill ``_pk_pg_w`` (line_no, raw, ts_text, proc, n, m, body, inherit): one row per line of a
+    syslog / logplex / Cloud Logging file, unwrapped. ``proc`` names the writing process (NULL when the
+    line has no wrapper), ``n``/``m`` its ``[N-M]`` sequence, ``inherit`` marks a line without one that
+    continues whatever line came before it (Cloud SQL exports continuation lines that way)."""
+    lines = f"SELECT line_no, coalesce(line, '') AS line FROM ({lines_relation_sql(readable)}) " \
+            f"WHERE line_no > {int(skip_lines)}"
+    if fmt == "syslog":
+        names = "['ts', 'host', 'prog', 'pid', 'n', 'm', 'body']"
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _pk_pg_w AS
+            SELECT line_no, line AS raw, {_syslog_ts_sql('p.ts', year, mtime)} AS ts_text,
+                   CASE WHEN p.pid <> '' THEN p.host || ' ' || p.prog || '[' || p.pid || ']' END AS proc,
+                   try_cast(p.n AS BIGINT) AS n, try_cast(p.m AS BIGINT) AS m,
+                   replace(p.body, '#011', chr(9)) AS body, false AS inherit
+            FROM (SELECT *, regexp_extract(line, {sql_string(_SYSLOG)}, {names}) AS p FROM ({lines}))""")
+    elif fmt == "logplex":
+        names = "['ts', 'app', 'color', 'n', 'm', 'body']"
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _pk_pg_w AS
+            SELECT line_no, line AS raw, nullif(p.ts, '') AS ts_text,
+                   CASE WHEN p.app <> '' THEN p.app || ' ' || p.color END AS proc,
+                   try_cast(p.n AS BIGINT) AS n, try_cast(p.m AS BIGINT) AS m, p.body, false AS inherit
+            FROM (SELECT *, regexp_extract(line, {sql_string(_LOGPLEX)}, {names}) AS p FROM ({lines}))""")
+    else:
+        names = "['pid', 'n', 'm', 'body']"
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _pk_pg_w AS
+            SELECT line_no, line AS raw, j->>'timestamp' AS ts_text,
+                   CASE WHEN p.pid <> '' THEN coalesce(j->'resource'->'labels'->>'database_id', '')
+                                              || '[' || p.pid || ']' END AS proc,
+                   try_cast(p.n AS BIGINT) AS n, try_cast(p.m AS BIGINT) AS m,
+                   CASE WHEN p.pid <> '' THEN p.body ELSE text END AS body,
+                   p.pid = '' AND text IS NOT NULL AS inherit
+            FROM (SELECT *, regexp_extract(coalesce(text, ''), {sql_string(_CLOUDSQL)}, {names}) AS p
+                  FROM (SELECT *, j->>'textPayload' AS text
+                        FROM (SELECT *, try(CAST(line AS JSON)) AS j FROM ({lines}))))""")
+
+
+def _wrapped_entries(con: duckdb.DuckDBPyConnection, fmt: str, path: Path, skip_lines: int,
+                     year: int | None) -> None:
+    """Fill ``_pk_pg_entries`` and ``_pk_pg_stray`` from a syslog / logplex / Cloud Logging file.
+
+    A line starts an entry when its message has a prefix and a severity and does not begin with a tab
+    (PostgreSQL indents continuation lines with one); other lines join the latest entry of the same
+    process and ``[N-M]`` entry number, so interleaved processes do not mix."""
+    with readable_path(path) as readable:
+        _wrapped_lines(con, fmt, readable, skip_lines, year, path.stat().st_mtime)
+    group = "CASE WHEN proc IS NOT NULL THEN proc || '|' || coalesce(CAST(n AS VARCHAR), '') END"
+    if fmt == "cloudsql":
+        group = (f"CASE WHEN inherit THEN last_value({group} IGNORE NULLS) OVER (ORDER BY line_no "
+                 f"ROWS UNBOUNDED PRECEDING) ELSE {group} END")
+    msg = sql_string(_WRAPPED_MESSAGE)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _pk_pg_class AS
+        SELECT *, sum(starts::INTEGER) OVER (PARTITION BY grp ORDER BY line_no ROWS UNBOUNDED PRECEDING) AS entry,
+               starts AND coalesce(lead(starts) OVER (PARTITION BY grp ORDER BY line_no), true) AS single
+        FROM (SELECT *, grp IS NOT NULL AND NOT starts_with(body, chr(9)) AND regexp_matches(body, {msg})
+                        AS starts
+              FROM (SELECT *, {group} AS grp FROM _pk_pg_w))""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _pk_pg_entries AS
+        WITH g AS (
+            SELECT line_no, ts_text, body AS first_body, raw, NULL::VARCHAR AS continuation
+            FROM _pk_pg_class WHERE single
+            UNION ALL
+            SELECT min(line_no), arg_min(ts_text, line_no), arg_min(body, line_no),
+                   string_agg(raw, chr(10) ORDER BY line_no),
+                   string_agg(regexp_replace(body, '^\t', ''), chr(10) ORDER BY line_no) FILTER (WHERE NOT starts)
+            FROM _pk_pg_class WHERE entry > 0 AND NOT single GROUP BY grp, entry),
+        p AS (SELECT *, regexp_extract(first_body, {msg}, ['prefix', 'severity', 'message']) AS parts FROM g)
+        SELECT line_no, ts_text, {_prefix_user_sql('parts.prefix')} AS user_name,
+               {_prefix_db_sql('parts.prefix')} AS database, parts.severity AS severity,
+               parts.message || coalesce(chr(10) || continuation, '') AS message, raw
+        FROM p""")
+    # a syslog line of another program (no [N-M], no PostgreSQL message) is skipped, not rejected
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _pk_pg_stray AS
+        SELECT line_no, raw AS line, trim(raw) = '' OR (proc IS NOT NULL AND n IS NULL AND NOT inherit) AS skip
+        FROM _pk_pg_class WHERE coalesce(entry, 0) = 0""")
+
+
+_STRAY_REASONS = {
+    "syslog": "not a PostgreSQL syslog line with a message, nor a continuation of an earlier entry of its process",
+    "logplex": "not a Heroku logplex PostgreSQL line, nor a continuation of an earlier entry of its process",
+    "cloudsql": "not a Cloud Logging JSON record with a PostgreSQL textPayload, nor a continuation of one",
+}
 
 
 def load_postgres_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path, skip_lines: int = 0, *,
                       fmt: str | None = None, log_line_prefix: str | None = None,
-                      assume_tz: str = "UTC") -> LoadCounts:
-    """Load one PostgreSQL log's timed statements into ``queries``; see the module docstring."""
+                      assume_tz: str = "UTC", year: int | None = None) -> LoadCounts:
+    """Load one PostgreSQL log's timed statements into ``queries``; see the module docstring (``year``:
+    for syslog timestamps, which have none)."""
     fmt = fmt or detect_format(path)
     if fmt not in FORMATS:
         raise IngestError(f"unknown PostgreSQL log format {fmt!r}; expected one of {', '.join(FORMATS)}",
@@ -263,8 +410,10 @@ def load_postgres_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path
         _stderr_entries(con, path, skip_lines, log_line_prefix)
     elif fmt == "csvlog":
         _csv_entries(con, path, skip_lines)
-    else:
+    elif fmt == "jsonlog":
         _json_entries(con, path, skip_lines)
+    else:
+        _wrapped_entries(con, fmt, path, skip_lines, year)
     sid = int(source.source_id)
     phases = ", ".join(sql_string(p) for p in _LOADED_PHASES)
     con.execute(f"""
@@ -301,18 +450,19 @@ def load_postgres_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path
     con.execute(f"""
         INSERT INTO rejects (source_id, line_no, field, reason, raw)
         SELECT {sid}, line_no, 'line',
-               {sql_string('not a ' + fmt + ' log entry (no timestamp and severity where expected)')},
+               {sql_string(_STRAY_REASONS.get(fmt, 'not a ' + fmt + ' log entry (no timestamp and severity '
+                                                         'where expected)'))},
                left(line, 2000)
-        FROM _pk_pg_stray WHERE trim(line) <> '' ORDER BY line_no""")
+        FROM _pk_pg_stray WHERE NOT skip ORDER BY line_no""")
     row = con.execute("""
         SELECT (SELECT count(*) FROM _pk_pg_parsed),
                (SELECT count(*) FROM _pk_pg_parsed WHERE timed AND bad_field IS NULL),
                (SELECT count(*) FROM _pk_pg_parsed WHERE bad_field IS NOT NULL),
-               (SELECT count(*) FROM _pk_pg_stray WHERE trim(line) <> ''),
-               (SELECT count(*) FROM _pk_pg_stray WHERE trim(line) = '')""").fetchone()
+               (SELECT count(*) FROM _pk_pg_stray WHERE NOT skip),
+               (SELECT count(*) FROM _pk_pg_stray WHERE skip)""").fetchone()
     assert row is not None
     entries, loaded, bad, stray, blank = (int(v) for v in row)
-    for table in ("_pk_pg_lines", "_pk_pg_class", "_pk_pg_entries", "_pk_pg_stray", "_pk_pg_csv",
+    for table in ("_pk_pg_lines", "_pk_pg_w", "_pk_pg_class", "_pk_pg_entries", "_pk_pg_stray", "_pk_pg_csv",
                   "_pk_pg_parsed"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return LoadCounts(lines_in=entries + stray + blank, rows_loaded=loaded, rows_rejected=bad + stray,
@@ -320,15 +470,16 @@ def load_postgres_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path
 
 
 def ingest_postgres_log(con: duckdb.DuckDBPyConnection, path: str | Path, *, fmt: str | None = None,
-                        log_line_prefix: str | None = None, assume_tz: str = "UTC",
+                        log_line_prefix: str | None = None, assume_tz: str = "UTC", year: int | None = None,
                         replace: bool = False) -> IngestSummary:
-    """Ingest one PostgreSQL server log exactly once into ``queries``."""
+    """Ingest one PostgreSQL server log exactly once into ``queries`` (``year``: for syslog timestamps;
+    default: the file's modification year, see :func:`load_postgres_log`)."""
     def loader(c: duckdb.DuckDBPyConnection, source: Source, p: Path, skip: int) -> LoadCounts:
         return load_postgres_log(c, source, p, skip, fmt=fmt, log_line_prefix=log_line_prefix,
-                                 assume_tz=assume_tz)
+                                 assume_tz=assume_tz, year=year)
 
     options = {k: v for k, v in {"format": fmt, "log_line_prefix": log_line_prefix,
-                                 "assume_tz": assume_tz}.items() if v}
+                                 "assume_tz": assume_tz, "year": year}.items() if v}
     return ingest_file(con, KIND_LOG, path, loader, replace=replace, options=options)
 
 
@@ -449,7 +600,7 @@ def pg_stat_deltas(con: duckdb.DuckDBPyConnection, *, database: str | None = Non
 
 def register_ingest(subparsers: argparse._SubParsersAction) -> None:
     log = subparsers.add_parser(
-        KIND_LOG, help="PostgreSQL server logs (stderr, csvlog, jsonlog) → queries",
+        KIND_LOG, help="PostgreSQL server logs (stderr, csvlog, jsonlog, syslog, logplex, cloudsql) → queries",
         description="Load PostgreSQL logs written with log_min_duration_statement: every 'duration: ... "
                     "statement/execute' entry becomes a query event with its fingerprint.")
     add_path_args(log)
@@ -457,12 +608,15 @@ def register_ingest(subparsers: argparse._SubParsersAction) -> None:
     log.add_argument("--log-line-prefix", default=None,
                      help="the server's log_line_prefix, e.g. '%%m [%%p] %%q%%u@%%d ' (stderr logs)")
     log.add_argument("--assume-tz", default="UTC", help="zone for timestamps written without one")
+    log.add_argument("--year", type=int, default=None,
+                     help="year of syslog timestamps (they have none; default: the file's modification year, "
+                          "or the year before for dates more than a day after it)")
     add_common_args(log)
 
     def run_log(args: argparse.Namespace) -> int:
         return run_ingest_cli(args, lambda con, p: ingest_postgres_log(
             con, p, fmt=args.format, log_line_prefix=args.log_line_prefix,  # type: ignore[arg-type]
-            assume_tz=args.assume_tz, replace=args.replace))
+            assume_tz=args.assume_tz, year=args.year, replace=args.replace))
 
     log.set_defaults(func=run_log)
 
