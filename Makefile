@@ -41,7 +41,8 @@ lab: $(STAMP) $(DB) ## open the notebooks in JupyterLab
 
 bench: $(STAMP) ## benchmarks: demo build and full run, ingest, KPIs, cache simulation (ratios vs baselines)
 	$(BIN)/python benchmarks/bench_run.py
-	@for b in benchmarks/bench_ingest.py benchmarks/bench_kpis.py benchmarks/bench_cache.py; do \
+	@for b in benchmarks/bench_ingest.py benchmarks/bench_db_ingest.py benchmarks/bench_kpis.py \
+	  benchmarks/bench_cache.py; do \
 	  if test -f $$b; then $(BIN)/python $$b || exit 1; fi; done
 
 clean: ## remove outputs and the demo warehouse (keeps .venv)
