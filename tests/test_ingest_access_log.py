@@ -477,9 +477,8 @@ def test_grown_log_uses_the_fast_path_for_the_new_lines(con, tmp_path, fast_call
 @pytest.mark.parametrize("content", [
     b"\xef\xbb\xbf" + KV_LINES[0].encode() + b"\n",                      # BOM
     (KV_LINES[0] + "\r\n" + KV_LINES[1] + "\r\n").encode(),              # CRLF
-    (KV_LINES[0] + "\n\n" + KV_LINES[1] + "\n").encode(),                # an empty line
 ])
-def test_fast_path_declines_files_it_cannot_number(tmp_path, fast_calls, content):
+def test_fast_path_declines_files_whose_lines_the_general_path_strips(tmp_path, fast_calls, content):
     path = tmp_path / "odd.log"
     path.write_bytes(content)
     fast, general = both_paths(path, format="combined_kv")
@@ -487,12 +486,20 @@ def test_fast_path_declines_files_it_cannot_number(tmp_path, fast_calls, content
     assert fast == general and fast[0][2] >= 1
 
 
+def test_fast_path_skips_empty_lines_and_counts_them(tmp_path, fast_calls):
+    path = tmp_path / "gaps.log"
+    path.write_text(KV_LINES[0] + "\n\n" + KV_LINES[1] + "\n\n")
+    fast, general = both_paths(path, format="combined_kv")
+    assert fast_calls[0] == (4, 0, 2)
+    assert fast == general and fast[0][1:] == (4, 2, 0, 2)
+
+
 def test_invalid_utf8_lines_are_read_with_replacement_characters(con, tmp_path, fast_calls):
     path = tmp_path / "latin.log"
     path.write_bytes(KV_LINES[0].encode() + b"\n" + KV_LINES[1].replace("/product/123", "/caf\xe9").encode("latin-1")
                      + b"\n" + b"\xff\xfe garbage\n" + KV_LINES[2].encode() + b"\n")
     summary = ingest_access_log(con, path, salt="s")
-    assert fast_calls == [None]          # the CSV reader drops invalid UTF-8: the fast path declines
+    assert fast_calls == [(4, 1, 0)]     # the compiled reader hands invalid UTF-8 to the general path
     assert (summary.lines_in, summary.rows_loaded, summary.rows_rejected) == (4, 3, 1)
     assert rows(con, "SELECT path FROM requests WHERE starts_with(path, '/caf')") == [("/caf\ufffd",)]
     assert rows(con, "SELECT line_no, raw FROM rejects") == [(3, "\ufffd\ufffd garbage")]

@@ -27,12 +27,12 @@ W3C ``#`` directives — a skipped line, so ``lines_in = rows_loaded + rows_reje
 
 Two paths give the same rows (tested on the shared logs and with hypothesis):
 
-- **fast** (common/combined/combined_kv, plain files without carriage returns or a BOM): DuckDB's CSV
-  reader splits each line at ``"`` (no quoting, parallel, C++); one ``INSERT ... SELECT`` checks the
-  shape, types, templates, redacts and hashes. The line count comes from the hashing pass (C-level
-  ``bytes.count``); when rows and lines do not match one to one the fast path declines. Lines it cannot
-  take (bad shape, bad value, escaped quotes, blank) are numbered by their insert position, re-read
-  from the file, and go through the general path — so rejects keep exact line numbers.
+- **fast** (common/combined/combined_kv, plain files without carriage returns or a BOM): a compiled
+  reader (:mod:`kit.ingest.clf_fast`, numba, parallel over lines) turns each chunk of lines into typed
+  Arrow columns, route templates included, while DuckDB stores the previous chunk; one INSERT per chunk
+  redacts query strings and hashes clients. The reader is strict; every line it does not take (blank,
+  malformed, escaped quotes, invalid UTF-8, absolute URIs, exotic values) is kept with its line number
+  and goes through the general path.
 - **general**: every line numbered in a temporary table, then matched by the format's RE2 regex (with a
   split-on-quotes shortcut for the CLF family). Invalid UTF-8 is read with U+FFFD replacements.
 """
@@ -47,13 +47,15 @@ import re
 import secrets
 import tempfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 
+from kit.ingest import clf_fast
 from kit.ingest.core import (
     COMPRESSED_SUFFIXES,
     IngestError,
@@ -87,6 +89,7 @@ __all__ = [
 ]
 
 KIND = "access-log"
+T = TypeVar("T")
 SAMPLE_LINES = 200
 _Q = r'"((?:[^"\\]|\\.)*)"'        # a quoted field that may hold backslash-escaped quotes (Apache)
 _QN = r'"(?:[^"\\]|\\.)*"'          # the same, without capture
@@ -517,6 +520,7 @@ def _typed_sql(fmt: LogFormat, extract_sql: str, salt: str, service: str | None,
         rt_expr = "CASE WHEN code = 'cloudfront' THEN rt * 1000.0 ELSE rt END"
     else:
         rt_expr = f"rt * {rt_scale!r}"
+    absolute = "regexp_matches(target, '^[A-Za-z][A-Za-z0-9+._-]*://')"   # absolute-form target (a proxy's)
     host_from_uri = "regexp_extract(target, '^[A-Za-z][A-Za-z0-9+._-]*://([^/?#]*)', 1)"
     path_from_uri = "regexp_extract(target, '^[A-Za-z][A-Za-z0-9+._-]*://[^/?#]*([^?#]*)', 1)"
     stage2 = (
@@ -525,11 +529,11 @@ def _typed_sql(fmt: LogFormat, extract_sql: str, salt: str, service: str | None,
         f"try_cast(rt_s AS DOUBLE) AS rt, {_seconds_list_sql('urt_s')} AS urt, "
         f"CASE WHEN path0 IS NOT NULL THEN path0 "
         f"WHEN target IS NULL THEN NULL "
-        f"WHEN contains(target, '://') THEN coalesce(nullif({path_from_uri}, ''), '/') "
+        f"WHEN {absolute} THEN coalesce(nullif({path_from_uri}, ''), '/') "
         f"ELSE split_part(target, '?', 1) END AS path, "
         f"CASE WHEN query0 IS NOT NULL THEN query0 WHEN contains(target, '?') "
         f"THEN nullif(substr(target, strpos(target, '?') + 1), '') END AS query_raw, "
-        f"coalesce(host, CASE WHEN contains(target, '://') THEN nullif({host_from_uri}, '') END) AS host2 "
+        f"coalesce(host, CASE WHEN {absolute} THEN nullif({host_from_uri}, '') END) AS host2 "
         f"FROM ({stage1})")
     reason = (
         "CASE WHEN skip THEN NULL "
@@ -641,137 +645,70 @@ def _load_general(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, line
     return lines_in, rejected, skipped
 
 
-# CSV columns of the fast path: the '"'-separated parts of a line (one more than a well-formed line has,
-# so that a line with extra quotes is seen: its part 8 is set, while missing parts are NULL)
-_FAST_COLUMNS = 8
-_ODD_BACKSLASH_END = r"(?:^|[^\\])(?:\\\\)*\\$"   # a part whose last backslash would escape the quote
-FAST_MAX_BAD_FRACTION = 0.2   # more non-fast lines than this: the general path reads the whole file
+_FAST_KINDS = {"common": clf_fast.KIND_COMMON, "combined": clf_fast.KIND_COMBINED,
+               "combined_kv": clf_fast.KIND_KV}
 
 
-def _parts_sql(path: Path, skip_lines: int) -> str:
-    """SQL: DuckDB's CSV reader (C++, parallel) used as a pure splitter of each line at '"' — no quoting,
-    no escapes — into VARCHAR p1..p8; empty parts are '' and missing ones NULL (nullstr is a newline,
-    which no part can hold). Rows it cannot read (invalid UTF-8, over-long lines) are dropped, which the
-    caller detects by counting rows against the file's lines."""
-    cols = "{" + ", ".join(f"'p{i}': 'VARCHAR'" for i in range(1, _FAST_COLUMNS + 1)) + "}"
-    return (f"SELECT * FROM read_csv({sql_string(path)}, columns={cols}, delim='\"', quote='', escape='', "
-            "header=false, auto_detect=false, strict_mode=false, null_padding=true, nullstr='\n', "
-            f"ignore_errors=true, skip={int(skip_lines)}, compression='none', parallel=true)")
-
-
-def _fast_extract_sql(fmt: LogFormat, parts_sql: str) -> str:
-    """SQL with the columns of :func:`_extract_sql` for the CLF family, read from the CSV parts.
-    ``ok`` holds exactly when the full regex of ``fmt`` matches the line with the same captures: the
-    parts have the well-formed shape (short DFA matches) and no quoted part ends in an odd backslash run
-    (which the regex would read as an escaped quote). Other lines get ``ok`` false and their text."""
-    n = fmt.fast_parts
-
-    def closed(col: str) -> str:
-        return f"NOT (suffix({col}, '\\') AND regexp_matches({col}, {sql_string(_ODD_BACKSLASH_END)}))"
-
-    groups = set(fmt.groups)
-    kv_std = _KV_STD
-    shape = [f"p{n} IS NOT NULL", f"p{n + 1} IS NULL",
-             f"regexp_full_match(p1, {sql_string(_FAST_PRE)})",
-             f"regexp_full_match(p3, {sql_string(_FAST_MID + (' ' if n > 3 else ''))})", closed("p2")]
-    if n > 3:
-        tail = f"regexp_full_match(p7, {sql_string(fmt.fast_tail)})"
-        if "kv" in groups:   # the standard ' rt=.. urt=.. ucs=..' tail matches fast_tail: skip the regex
-            tail = f"((kvl[1] = '' AND {kv_std}) OR {tail})"
-        shape += ["p5 = ' '", tail, closed("p4"), closed("p6")]
-    # values are computed for every row (cheaper than CASE WHEN ok ...) and only used where ok
-    cols = {
-        "client": "pw[1]",
-        "time": "substr(p1, off + 2, length(p1) - off - 3)",
-        "request": "p2",
-        "status": "substr(p3, 2, 3)",
-        "bytes": f"substr(p3, 6, length(p3) - {6 if n > 3 else 5})",
-    }
-    if "user_agent" in groups:
-        cols["user_agent"] = "p6"
-    if "kv" in groups:
-        cols["kv"] = f"CASE WHEN NOT ({kv_std}) THEN p7 END"
-        cols["rt"] = f"CASE WHEN {kv_std} THEN substr(kvl[2], 4) END"
-        cols["urt"] = f"CASE WHEN {kv_std} THEN substr(kvl[3], 5) END"
-        cols["ucs"] = f"CASE WHEN {kv_std} THEN substr(kvl[4], 5) END"
-    canon = ("client", "time", "request", "method", "target", "path", "query", "status", "bytes",
-             "rt", "urt", "ucs", "host", "user_agent", "content_type", "code", "kv")
-    select = ", ".join(f"{cols[c]} AS {c}" if c in cols else f"NULL::VARCHAR AS {c}" for c in canon)
-    kvl = "string_split(p7, ' ')" if "kv" in groups else "NULL::VARCHAR[]"
-    parts = ", ".join(f"p{i}" for i in range(1, _FAST_COLUMNS + 1))
+def _fast_insert_sql(table: str, fmt: LogFormat, sid: int, salt: str, service: str | None,
+                     route_rules: Sequence[RouteRule]) -> str:
+    """SQL moving one chunk table of :func:`kit.ingest.clf_fast.read_clf_chunks` into ``requests``: the
+    route (user rules over the compiled built-in templating), redaction and client hash are added here."""
+    route = route_sql("path", route_rules, builtin="route") if route_rules else "route"
     return (
-        f"SELECT NULL::BIGINT AS line_no, CASE WHEN NOT ok THEN concat_ws('\"', {parts}) END AS line, ok, "
-        f"{select}, false AS skip FROM ("
-        f"SELECT *, coalesce({' AND '.join(shape)}, false) AS ok, "
-        f"length(pw[1]) + length(pw[2]) + length(pw[3]) + 3 AS off FROM ("
-        f"SELECT string_split(p1, ' ') AS pw, {kvl} AS kvl, {parts} FROM ({parts_sql})))")
+        f"INSERT INTO requests ({_REQUEST_COLUMNS}) "
+        f"SELECT ts, {sql_string(service) if service else 'NULL'}, NULL, method, {route}, path, "
+        f"{redact_query_sql('query_raw')}, status, latency_s * {fmt.latency_ms_per_unit!r}, "
+        f"upstream_s * {fmt.upstream_ms_per_unit!r}, bytes_sent, NULL, cache_status, "
+        f"{client_hash_sql('client', salt)}, user_agent, {int(sid)} FROM {table}")
 
 
-def _raw_lines(path: Path, wanted: Sequence[int]) -> dict[int, str]:
-    """The text of the lines numbered ``wanted`` (1-based), newline removed."""
-    want = set(wanted)
-    last = max(want)
-    found: dict[int, str] = {}
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            if number in want:
-                found[number] = raw.rstrip(b"\n").decode("utf-8", errors="replace")
-            if number >= last:
-                break
-    return found
+def _read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """The items of ``items``, the next one produced in a background thread while the caller works on
+    the current one (parsing chunk k+1 while DuckDB stores chunk k; both release the GIL)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="perfkit-read-ahead") as pool:
+        ahead = pool.submit(next, items, None)
+        while (item := ahead.result()) is not None:
+            ahead = pool.submit(next, items, None)
+            yield item
 
 
 def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: Path, skip_lines: int,
                sample: Sequence[str], salt: str, service: str | None,
                route_rules: Sequence[RouteRule]) -> tuple[int, int, int] | None:
-    """The fast path for common/combined/combined_kv on a plain file: DuckDB's CSV reader splits every
-    line at '"' (see :func:`_parts_sql`) and one INSERT ... SELECT types, templates, redacts and hashes
-    the rows. Lines the fast reading cannot take are staged in file order; their line numbers come from
-    their position (rowids of one insert are contiguous in file order, checked), their raw text from the
-    file (checked against the parts), and the general path reads them. Returns (lines in, rejected,
-    skipped), or None, with nothing inserted, when the file is not for the fast path (compressed, carriage
-    returns, a BOM, or rows not one per line: empty lines, which the CSV reader drops, or unreadable ones)."""
-    if path.suffix.lower() in COMPRESSED_SUFFIXES:
+    """The fast path for common/combined/combined_kv on a plain file: the compiled reader
+    (:mod:`kit.ingest.clf_fast`) turns each chunk of lines into typed Arrow columns that one INSERT
+    stores; the lines it does not take are collected with their line numbers in a temp table and read
+    by the general path. Returns (lines in, rejected, skipped), or None, with nothing inserted, when the
+    file is not for the fast path (compressed, carriage returns or a BOM, which the general path strips)."""
+    if fmt.name not in _FAST_KINDS or path.suffix.lower() in COMPRESSED_SUFFIXES:
         return None
     stats = line_stats(path)
-    if stats is None or stats.cr or stats.bom or stats.lines <= skip_lines:
+    if stats is None or stats.cr or stats.bom:
         return None
-    expected = stats.lines - skip_lines
-    typed = _typed_sql(fmt, _fast_extract_sql(fmt, _parts_sql(path, skip_lines)), salt, service, route_rules)
-
-    def undo() -> None:
-        con.execute("DELETE FROM requests WHERE source_id IN (?, ?)", [sid, -sid])
-
-    # good rows and staged ones in one insert (a good-rows-only projection measured no faster)
-    row = con.execute(_insert_sql(typed, _reason_sql(fmt), sid, salt, route_rules)).fetchone()
-    rows = int(row[0]) if row else 0
-    if rows != expected:
-        undo()
-        return None
-    lo, hi, bad_rows = con.execute(
-        "SELECT min(rowid), max(rowid), count(*) FILTER (WHERE source_id < 0) FROM requests "
-        "WHERE source_id IN (?, ?)", [sid, -sid]).fetchone() or (0, 0, 0)
-    if bad_rows == 0:
-        return rows, 0, 0
-    if hi - lo + 1 != rows or bad_rows > FAST_MAX_BAD_FRACTION * rows + 1000:
-        undo()
-        return None
-    staged = con.execute(f"SELECT rowid - {int(lo)} + 1 + {int(skip_lines)} AS line_no, path FROM requests "
-                         "WHERE source_id = ? ORDER BY line_no", [-sid]).fetchall()
-    raw = _raw_lines(path, [int(n) for n, _ in staged])
-    if any(not raw.get(int(n), "\n").startswith(text or "") for n, text in staged):  # pragma: no cover
-        undo()   # not seen: rows out of file order; the general path reads the whole file
-        return None
-    con.execute("DELETE FROM requests WHERE source_id = ?", [-sid])
-    table = f"_al_bad_{sid}"
-    con.execute(f"CREATE TEMP TABLE {table} AS SELECT unnest(?::BIGINT[]) AS line_no, "
-                "unnest(?::VARCHAR[]) AS line", [[int(n) for n, _ in staged], [raw[int(n)] for n, _ in staged]])
+    chunk_table, others = f"_al_chunk_{sid}", f"_al_others_{sid}"
+    insert = _fast_insert_sql(chunk_table, fmt, sid, salt, service, route_rules)
+    con.execute(f"CREATE TEMP TABLE {others} (line_no BIGINT, line VARCHAR)")
     try:
-        _, rejected, skipped = _load_general(con, fmt, sid, f"SELECT line_no, line FROM {table}", 0, sample,
-                                             salt, service, route_rules)
+        lines = n_others = 0
+        for chunk in _read_ahead(clf_fast.read_clf_chunks(path, _FAST_KINDS[fmt.name], skip_lines)):
+            con.register(chunk_table, chunk.table)
+            try:
+                con.execute(insert)
+            finally:
+                con.unregister(chunk_table)
+            lines += chunk.lines
+            if chunk.others:
+                n_others += len(chunk.others)
+                con.execute(f"INSERT INTO {others} SELECT unnest(?::BIGINT[]), unnest(?::VARCHAR[])",
+                            [[n for n, _ in chunk.others],
+                             [raw.decode("utf-8", errors="replace") for _, raw in chunk.others]])
+        rejected = skipped = 0
+        if n_others:
+            _, rejected, skipped = _load_general(con, fmt, sid, f"SELECT line_no, line FROM {others}", 0, sample,
+                                                 salt, service, route_rules)
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {table}")
-    return rows, rejected, skipped
+        con.execute(f"DROP TABLE IF EXISTS {others}")
+    return lines, rejected, skipped
 
 
 @contextmanager

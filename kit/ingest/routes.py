@@ -103,9 +103,10 @@ def _builtin_route_sql(col: str) -> str:
             f"ELSE {twice} END")
 
 
-def route_sql(col: str, rules: Sequence[RouteRule] = ()) -> str:
-    """SQL expression: the route template of the path in ``col`` (user rules first, then built-ins)."""
-    builtin = _builtin_route_sql(col)
+def route_sql(col: str, rules: Sequence[RouteRule] = (), builtin: str | None = None) -> str:
+    """SQL expression: the route template of the path in ``col`` (user rules first, then built-ins, or
+    the expression ``builtin`` when the built-in templating was done already)."""
+    builtin = builtin or _builtin_route_sql(col)
     if not rules:
         return builtin
     whens = " ".join(

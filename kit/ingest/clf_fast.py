@@ -1,0 +1,670 @@
+"""Compiled reader of the CLF family (common, combined, combined + ``rt= urt= ucs=``) into Arrow columns.
+
+A file is read in chunks of whole lines; a numba kernel (parallel over lines, no Python per line) splits
+each line into its fields, types them (time → UTC microseconds, status, bytes, request times), templates
+the path into its route and copies the text columns into Arrow string buffers. DuckDB then only redacts
+query strings, hashes client addresses and stores the rows.
+
+The kernel is deliberately *strict*: it takes a line only when it has exactly the well-formed shape
+
+    client ident user [DD/Mon/YYYY:HH:MM:SS +ZZZZ] "METHOD /target[ PROTO]" SSS BYTES "referer" "agent" TAIL
+
+(``TAIL`` empty, or `` rt=X urt=Y ucs=Z`` with plain decimal times; ``common`` stops after BYTES), valid
+UTF-8, no control characters, no backslash before a quote, an origin-form target (``/...``). Every other
+line — blank, malformed, escaped quotes, absolute URIs, exotic numbers or zones — is handed back by line
+number, and the caller reads it with the general (regex) path, so both paths give the same rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+# numba's OpenMP threads would otherwise spin between parallel regions, taking CPU from DuckDB's threads
+# (read before OpenMP starts, at the first parallel call)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+__all__ = ["CHUNK_BYTES", "ClfChunk", "read_clf_chunks"]
+
+CHUNK_BYTES = 48 << 20   # bytes of whole lines per chunk: bounds memory (about 5x this at peak)
+
+# rows of the column-major int32 field table F (offsets into the chunk, -1 = missing) and int64 table W
+(_CLIENT_S, _CLIENT_E, _METHOD_S, _METHOD_E, _PATH_S, _PATH_E, _QUERY_S, _QUERY_E, _UA_S, _UA_E,
+ _UCS_S, _UCS_E, _ROUTE_LEN, _STATUS) = range(14)
+_NFIELDS = 14
+_TS, _BYTES = 0, 1
+_MONTHS = np.frombuffer(b"JanFebMarAprMayJunJulAugSepOctNovDec", dtype=np.uint8)
+_POW10 = np.array([10.0 ** k for k in range(16)])   # exact doubles
+_TOKENS = np.frombuffer(b"{id}\0\0{uuid}{hash}", dtype=np.uint8)   # route tokens at 0, 6, 12
+_TOKEN_LEN = np.array([0, 4, 6, 6])
+
+KIND_COMMON, KIND_COMBINED, KIND_KV = 0, 1, 2
+
+
+# ---------------------------------------------------------------------------------------------- scalars
+
+@numba.njit(cache=True, inline="always")
+def _digit(c: int) -> bool:
+    return 48 <= c <= 57
+
+
+@numba.njit(cache=True, inline="always")
+def _hex(c: int) -> bool:
+    return 48 <= c <= 57 or 65 <= c <= 70 or 97 <= c <= 102
+
+
+@numba.njit(cache=True, inline="always")
+def _alnum(c: int) -> bool:
+    return 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122
+
+
+@numba.njit(cache=True)
+def _uint(buf: np.ndarray, s: int, e: int) -> int:
+    """The decimal digits buf[s:e] as an integer (caller checked they are 1-18 digits)."""
+    v = 0
+    for i in range(s, e):
+        v = v * 10 + (buf[i] - 48)
+    return v
+
+
+@numba.njit(cache=True)
+def _decimal(buf: np.ndarray, s: int, e: int) -> float:
+    """buf[s:e] as a double when it is ``D+`` or ``D+.D+`` with at most 15 digits (so that one IEEE division
+    of two exact integers gives the correctly rounded value, as DuckDB's cast does); NaN otherwise."""
+    mant = 0
+    digits = 0
+    scale = -1
+    for i in range(s, e):
+        c = buf[i]
+        if _digit(c):
+            mant = mant * 10 + (c - 48)
+            digits += 1
+            if scale >= 0:
+                scale += 1
+        elif c == 46 and scale < 0 and digits > 0:
+            scale = 0
+        else:
+            return np.nan
+    if digits == 0 or digits > 15 or scale == 0:
+        return np.nan
+    if scale < 0:
+        return float(mant)
+    return mant / _POW10[scale]
+
+
+@numba.njit(cache=True)
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+@numba.njit(cache=True)
+def _clf_time_us(buf: np.ndarray, s: int, months: np.ndarray) -> tuple[bool, int]:
+    """``DD/Mon/YYYY:HH:MM:SS +ZZZZ`` at buf[s:s+26] → (valid, UTC microseconds since the epoch)."""
+    for k in (0, 1, 7, 8, 9, 10, 12, 13, 15, 16, 18, 19, 22, 23, 24, 25):
+        if not _digit(buf[s + k]):
+            return False, 0
+    if buf[s + 2] != 47 or buf[s + 6] != 47 or buf[s + 11] != 58 or buf[s + 14] != 58 or buf[s + 17] != 58 \
+            or buf[s + 20] != 32 or (buf[s + 21] != 43 and buf[s + 21] != 45):
+        return False, 0
+    month = 0
+    for m in range(12):
+        if buf[s + 3] == months[3 * m] and buf[s + 4] == months[3 * m + 1] and buf[s + 5] == months[3 * m + 2]:
+            month = m + 1
+            break
+    day = _uint(buf, s, s + 2)
+    year = _uint(buf, s + 7, s + 11)
+    hour = _uint(buf, s + 12, s + 14)
+    minute = _uint(buf, s + 15, s + 17)
+    sec = _uint(buf, s + 18, s + 20)
+    zh = _uint(buf, s + 22, s + 24)
+    zm = _uint(buf, s + 24, s + 26)
+    if month == 0 or year < 1 or hour > 23 or minute > 59 or sec > 59 or zh > 14 or zm > 59 or day < 1:
+        return False, 0
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    mdays = 29 if month == 2 and leap else (28 if month == 2 else (30 if month in (4, 6, 9, 11) else 31))
+    if day > mdays:
+        return False, 0
+    offset = (zh * 3600 + zm * 60) * (1 if buf[s + 21] == 43 else -1)
+    seconds = _days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + sec - offset
+    return True, seconds * 1_000_000
+
+
+@numba.njit(cache=True)
+def _valid_utf8(buf: np.ndarray, s: int, e: int) -> bool:
+    """buf[s:e] is well-formed UTF-8 (no overlongs, surrogates or code points over U+10FFFF)."""
+    i = s
+    while i < e:
+        c = buf[i]
+        if c < 0x80:
+            i += 1
+            continue
+        if 0xC2 <= c <= 0xDF:
+            n, lo, hi = 1, 0x80, 0xBF
+        elif c == 0xE0:
+            n, lo, hi = 2, 0xA0, 0xBF
+        elif 0xE1 <= c <= 0xEC or 0xEE <= c <= 0xEF:
+            n, lo, hi = 2, 0x80, 0xBF
+        elif c == 0xED:
+            n, lo, hi = 2, 0x80, 0x9F
+        elif c == 0xF0:
+            n, lo, hi = 3, 0x90, 0xBF
+        elif 0xF1 <= c <= 0xF3:
+            n, lo, hi = 3, 0x80, 0xBF
+        elif c == 0xF4:
+            n, lo, hi = 3, 0x80, 0x8F
+        else:
+            return False
+        if i + n >= e:
+            return False
+        if not lo <= buf[i + 1] <= hi:
+            return False
+        for k in range(2, n + 1):
+            if not 0x80 <= buf[i + k] <= 0xBF:
+                return False
+        i += n + 1
+    return True
+
+
+# ---------------------------------------------------------------------------------------------- routes
+
+@numba.njit(cache=True)
+def _segment_kind(buf: np.ndarray, s: int, e: int) -> tuple[int, int]:
+    """Template of the path segment buf[s:e]: (0 keep | 1 {id} | 2 {uuid} | 3 {hash}, start of the file
+    extension kept after {id}, or e). Rules of :mod:`kit.ingest.routes`."""
+    n = e - s
+    if n == 0:
+        return 0, e
+    i = s
+    while i < e and _digit(buf[i]):
+        i += 1
+    if i > s:
+        if i == e:
+            return 1, e
+        if buf[i] == 46 and 2 <= e - i <= 9:
+            ok = True
+            for k in range(i + 1, e):
+                if not _alnum(buf[k]):
+                    ok = False
+                    break
+            if ok:
+                return 1, i
+    if n == 36:
+        ok = True
+        for k in range(36):
+            c = buf[s + k]
+            if k in (8, 13, 18, 23):
+                if c != 45:
+                    ok = False
+                    break
+            elif not _hex(c):
+                ok = False
+                break
+        if ok:
+            return 2, e
+    if n >= 16:
+        digit = False
+        for k in range(s, e):
+            c = buf[k]
+            if not _hex(c):
+                return 0, e
+            digit = digit or _digit(c)
+        if digit:
+            return 3, e
+    return 0, e
+
+
+@numba.njit(cache=True)
+def _route(buf: np.ndarray, s: int, e: int, out: np.ndarray, o: int) -> int:
+    """Write the route of the path buf[s:e] into out[o:] (when out has room; len(out) == 0 only measures);
+    return its length. A path without a digit is its own route (as the SQL does)."""
+    has_digit = False
+    for k in range(s, e):
+        if _digit(buf[k]):
+            has_digit = True
+            break
+    write = out.shape[0] > 0
+    if not has_digit:
+        if write:
+            out[o:o + e - s] = buf[s:e]
+        return e - s
+    length = 0
+    seg = s
+    while True:
+        end = seg
+        while end < e and buf[end] != 47:
+            end += 1
+        kind, ext = _segment_kind(buf, seg, end)
+        if kind == 0:
+            if write:
+                out[o + length:o + length + end - seg] = buf[seg:end]
+            length += end - seg
+        else:
+            n_token = _TOKEN_LEN[kind]
+            if write:
+                t0 = 6 * (kind - 1)
+                out[o + length:o + length + n_token] = _TOKENS[t0:t0 + n_token]
+            length += n_token
+            if write:
+                out[o + length:o + length + end - ext] = buf[ext:end]
+            length += end - ext
+        if end >= e:
+            break
+        if write:
+            out[o + length] = 47
+        length += 1
+        seg = end + 1
+    return length
+
+
+# ---------------------------------------------------------------------------------------------- lines
+
+_ONES = np.uint64(0x0101010101010101)
+_HIGHS = np.uint64(0x8080808080808080)
+
+
+@numba.njit(cache=True, inline="always")
+def _find(buf: np.ndarray, words: np.ndarray, i: int, e: int, c: int) -> int:
+    """Position of the first byte ``c`` in buf[i:e], or e. ``words`` is ``buf`` viewed as uint64 (buf
+    8-byte aligned): whole words without ``c`` are skipped eight bytes at a time."""
+    while i < e and (i & 7) != 0:
+        if buf[i] == c:
+            return i
+        i += 1
+    pattern = np.uint64(c) * _ONES
+    while i + 8 <= e:
+        x = words[i >> 3] ^ pattern
+        if (x - _ONES) & ~x & _HIGHS:
+            break
+        i += 8
+    while i < e:
+        if buf[i] == c:
+            return i
+        i += 1
+    return e
+
+
+@numba.njit(cache=True)
+def _parse_line(buf: np.ndarray, s: int, e: int, kind: int, months: np.ndarray, F: np.ndarray, W: np.ndarray,
+                N: np.ndarray, r: int, no_out: np.ndarray) -> bool:
+    """Parse the line buf[s:e] into column ``r`` of the field tables ``F`` (offsets, route length,
+    status), ``W`` (time in UTC microseconds, bytes) and ``N`` (rt, urt seconds; NaN = NULL). False when
+    the line is not of the strict shape. (``no_out``: an empty array, for measuring the route.)
+
+    One vectorized pass counts the quotes and finds the smallest and largest byte; the fields are then
+    located left to right, except the user agent, whose closing quote is found from the line's end
+    (every region scanned holds no other quote, so with the count right the agent holds none either)."""
+    if e - s < 40:
+        return False
+    lo = 255
+    hi = 0
+    nq = 0
+    for i in range(s, e):          # branch-free: vectorized
+        c = buf[i]
+        lo = min(lo, c)
+        hi = max(hi, c)
+        nq += c == 34
+    if lo < 32 or nq != (2 if kind == KIND_COMMON else 6) or (hi >= 128 and not _valid_utf8(buf, s, e)):
+        return False
+    # client ident user [DD/Mon/YYYY:HH:MM:SS +ZZZZ] "
+    i = s
+    for t in range(3):
+        token = i
+        while i < e and buf[i] != 32:
+            if buf[i] == 34:
+                return False
+            i += 1
+        if i == token or i >= e:
+            return False
+        if t == 0:
+            F[_CLIENT_S, r], F[_CLIENT_E, r] = s, i
+        i += 1
+    q0 = i + 29
+    if q0 >= e or buf[i] != 91 or buf[i + 27] != 93 or buf[i + 28] != 32 or buf[q0] != 34:
+        return False
+    valid, ts = _clf_time_us(buf, i + 1, months)
+    if not valid:
+        return False
+    W[_TS, r] = ts
+    # "METHOD /target[?query][ PROTO]"
+    sp1 = q0 + 1
+    while buf[sp1] != 32:
+        if buf[sp1] == 34:
+            return False
+        sp1 += 1
+    if sp1 == q0 + 1 or buf[sp1 + 1] != 47 or (sp1 == q0 + 2 and buf[q0 + 1] == 45):
+        return False
+    qm = -1
+    sp2 = sp1 + 1
+    while buf[sp2] != 32 and buf[sp2] != 34:
+        if buf[sp2] == 63 and qm < 0:
+            qm = sp2
+        sp2 += 1
+    q1 = sp2
+    while buf[q1] != 34:
+        if buf[q1 + 1] == 32:
+            return False
+        q1 += 1
+    if buf[q1 - 1] == 92:
+        return False
+    if qm < 0:
+        qm = sp2
+    F[_METHOD_S, r], F[_METHOD_E, r] = q0 + 1, sp1
+    F[_PATH_S, r], F[_PATH_E, r] = sp1 + 1, qm
+    if qm + 1 < sp2:
+        F[_QUERY_S, r], F[_QUERY_E, r] = qm + 1, sp2
+    else:
+        F[_QUERY_S, r], F[_QUERY_E, r] = -1, -1
+    # ' SSS BYTES' then the end (common) or ' "referer"'
+    m = q1 + 1
+    if m + 6 > e or buf[m] != 32 or buf[m + 4] != 32 \
+            or not (_digit(buf[m + 1]) and _digit(buf[m + 2]) and _digit(buf[m + 3])):
+        return False
+    F[_STATUS, r] = _uint(buf, m + 1, m + 4)
+    b0 = m + 5
+    b1 = b0
+    while b1 < e and _digit(buf[b1]):
+        b1 += 1
+    if b1 == b0 and buf[b0] == 45:
+        b1 = b0 + 1
+        W[_BYTES, r] = 0
+    elif b1 == b0 or b1 - b0 > 18:
+        return False
+    else:
+        W[_BYTES, r] = _uint(buf, b0, b1)
+    N[0, r] = np.nan
+    N[1, r] = np.nan
+    F[_UCS_S, r], F[_UCS_E, r] = -1, -1
+    F[_UA_S, r], F[_UA_E, r] = -1, -1
+    if kind == KIND_COMMON:
+        if b1 != e:
+            return False
+    else:
+        # "referer" "agent", the agent's closing quote found from the end
+        q2 = b1 + 1
+        if q2 >= e or buf[b1] != 32 or buf[q2] != 34:
+            return False
+        q3 = q2 + 1
+        while q3 < e and buf[q3] != 34:
+            q3 += 1
+        if q3 + 2 >= e or buf[q3 - 1] == 92 or buf[q3 + 1] != 32 or buf[q3 + 2] != 34:
+            return False
+        q4 = q3 + 2
+        q5 = e - 1
+        while buf[q5] != 34:
+            q5 -= 1
+        if q5 <= q4 or buf[q5 - 1] == 92:
+            return False
+        if q5 > q4 + 1 and not (q5 - q4 == 2 and buf[q4 + 1] == 45):
+            F[_UA_S, r], F[_UA_E, r] = q4 + 1, q5
+        # tail: nothing, or exactly ' rt=X urt=Y ucs=Z'
+        t = q5 + 1
+        if kind == KIND_KV and t == e:
+            return False
+        if t < e:
+            if e - t < 14 or buf[t] != 32 or buf[t + 1] != 114 or buf[t + 2] != 116 or buf[t + 3] != 61:
+                return False
+            rs = t + 4
+            re_ = rs
+            while re_ < e and buf[re_] != 32:
+                re_ += 1
+            if re_ + 5 > e or buf[re_ + 1] != 117 or buf[re_ + 2] != 114 or buf[re_ + 3] != 116 \
+                    or buf[re_ + 4] != 61:
+                return False
+            us = re_ + 5
+            ue = us
+            while ue < e and buf[ue] != 32:
+                ue += 1
+            if ue + 5 > e or buf[ue + 1] != 117 or buf[ue + 2] != 99 or buf[ue + 3] != 115 or buf[ue + 4] != 61:
+                return False
+            cs = ue + 5
+            for k in range(cs, e):
+                c = buf[k]
+                if c == 32 or c >= 128:
+                    return False
+            for vs, ve, slot in ((rs, re_, 0), (us, ue, 1)):
+                if ve > vs and not (ve - vs == 1 and buf[vs] == 45):
+                    value = _decimal(buf, vs, ve)
+                    if np.isnan(value):
+                        return False
+                    N[slot, r] = value
+            if e > cs and not (e - cs == 1 and buf[cs] == 45):
+                F[_UCS_S, r], F[_UCS_E, r] = cs, e
+    F[_ROUTE_LEN, r] = _route(buf, F[_PATH_S, r], F[_PATH_E, r], no_out, 0)
+    return True
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _line_ends(buf: np.ndarray, words: np.ndarray, blocks: int) -> np.ndarray:
+    """Positions of the line ends in ``buf``: each newline, plus len(buf) when the last line has none."""
+    n = buf.shape[0]
+    size = ((n + blocks - 1) // blocks + 7) // 8 * 8
+    counts = np.zeros(blocks + 1, dtype=np.int64)
+    for b in numba.prange(blocks):
+        c = 0
+        for i in range(b * size, min(n, (b + 1) * size)):   # branch-free: vectorized
+            c += buf[i] == 10
+        counts[b + 1] = c
+    for b in range(blocks):
+        counts[b + 1] += counts[b]
+    unterminated = n > 0 and buf[n - 1] != 10
+    ends = np.empty(counts[blocks] + unterminated, dtype=np.int64)
+    for b in numba.prange(blocks):
+        k = counts[b]
+        i = b * size
+        stop = min(n, (b + 1) * size)
+        while True:
+            i = _find(buf, words, i, stop, 10)
+            if i >= stop:
+                break
+            ends[k] = i
+            k += 1
+            i += 1
+    if unterminated:
+        ends[-1] = n
+    return ends
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _parse_lines(buf: np.ndarray, ends: np.ndarray, kind: int,
+                 months: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every line (ending at ``ends``) parsed: ok flags and the column-major tables F, W, N of
+    :func:`_parse_line`."""
+    n = ends.shape[0]
+    ok = np.zeros(n, dtype=np.bool_)
+    F = np.empty((_NFIELDS, n), dtype=np.int32)
+    W = np.empty((2, n), dtype=np.int64)
+    N = np.empty((2, n), dtype=np.float64)
+    no_out = np.empty(0, dtype=np.uint8)
+    for i in numba.prange(n):
+        start = ends[i - 1] + 1 if i > 0 else 0
+        ok[i] = _parse_line(buf, start, ends[i], kind, months, F, W, N, i, no_out)
+    return ok, F, W, N
+
+
+@numba.njit(cache=True)
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    offsets = np.empty(lengths.shape[0] + 1, dtype=np.int64)
+    offsets[0] = 0
+    total = 0
+    for i in range(lengths.shape[0]):
+        total += lengths[i]
+        offsets[i + 1] = total
+    return offsets
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _gather(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: np.ndarray,
+            upper: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Byte ranges [starts[r], ends[r]) of the rows ``rows`` (missing when starts[r] < 0) as Arrow string
+    (offsets, data, validity); ``upper`` upper-cases ASCII letters."""
+    n = rows.shape[0]
+    lengths = np.empty(n, dtype=np.int64)
+    valid = np.empty(n, dtype=np.bool_)
+    for j in numba.prange(n):
+        r = rows[j]
+        valid[j] = starts[r] >= 0
+        lengths[j] = ends[r] - starts[r] if valid[j] else 0
+    offsets = _offsets(lengths)
+    data = np.empty(offsets[n], dtype=np.uint8)
+    for j in numba.prange(n):
+        r = rows[j]
+        o = offsets[j]
+        if upper:
+            for k in range(lengths[j]):
+                c = buf[starts[r] + k]
+                data[o + k] = c - 32 if 97 <= c <= 122 else c
+        elif lengths[j]:
+            data[o:o + lengths[j]] = buf[starts[r]:ends[r]]
+    return offsets, data, valid
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _routes(buf: np.ndarray, fields: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arrow string (offsets, data) of the routes of the rows' paths."""
+    n = rows.shape[0]
+    lengths = np.empty(n, dtype=np.int64)
+    for j in numba.prange(n):
+        lengths[j] = fields[_ROUTE_LEN, rows[j]]
+    offsets = _offsets(lengths)
+    data = np.empty(offsets[n], dtype=np.uint8)
+    for j in numba.prange(n):
+        r = rows[j]
+        _route(buf, fields[_PATH_S, r], fields[_PATH_E, r], data, offsets[j])
+    return offsets, data
+
+
+# ---------------------------------------------------------------------------------------------- Arrow
+
+def _string_array(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray | None) -> pa.Array:
+    n = len(offsets) - 1
+    bitmap = None
+    null_count = 0
+    if valid is not None:
+        null_count = int(n - np.count_nonzero(valid))
+        if null_count:
+            bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data), bitmap, null_count)
+
+
+def _float(values: np.ndarray) -> pa.Array:
+    nulls = np.isnan(values)
+    return pa.array(values, mask=nulls if nulls.any() else None)
+
+
+@dataclass
+class ClfChunk:
+    """One chunk of a file: the good lines as an Arrow table (ts, client, method, route, path, query_raw,
+    status, latency_s, upstream_s, bytes_sent, cache_status, user_agent — times in seconds), and the
+    other lines as (1-based file line number, raw bytes) for the general path."""
+
+    table: pa.Table
+    others: list[tuple[int, bytes]]
+    lines: int
+
+
+def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np.ndarray,
+                 rows: np.ndarray) -> pa.Table:
+    def text(s: int, e: int, upper: bool = False) -> pa.Array:
+        return _string_array(*_gather(buf, fields[s], fields[e], rows, upper))
+
+    return pa.table({
+        "ts": pa.array(wide[_TS, rows], type=pa.timestamp("us", tz="UTC")),
+        "client": text(_CLIENT_S, _CLIENT_E),
+        "method": text(_METHOD_S, _METHOD_E),
+        "route": _string_array(*_routes(buf, fields, rows), None),
+        "path": text(_PATH_S, _PATH_E),
+        "query_raw": text(_QUERY_S, _QUERY_E),
+        "status": pa.array(fields[_STATUS, rows].astype(np.int16)),
+        "latency_s": _float(nums[0, rows]),
+        "upstream_s": _float(nums[1, rows]),
+        "bytes_sent": pa.array(wide[_BYTES, rows]),
+        "cache_status": text(_UCS_S, _UCS_E, upper=True),
+        "user_agent": text(_UA_S, _UA_E),
+    })
+
+
+def _parse_chunk(buf: np.ndarray, first_line: int, kind: int) -> ClfChunk:
+    """Parse the whole lines in ``buf`` (8-byte aligned); the chunk keeps no reference to ``buf``."""
+    words = buf[:len(buf) // 8 * 8].view(np.uint64)
+    ends = _line_ends(buf, words, max(1, numba.get_num_threads() * 4))
+    ok, fields, wide, nums = _parse_lines(buf, ends, kind, _MONTHS)
+    good = np.flatnonzero(ok)
+    others = []
+    if len(good) < len(ok):
+        for i in np.flatnonzero(~ok):
+            start = int(ends[i - 1]) + 1 if i > 0 else 0
+            others.append((first_line + int(i), buf[start:int(ends[i])].tobytes()))
+    return ClfChunk(_chunk_table(buf, fields, wide, nums, good), others, len(ends))
+
+
+def _skip_offset(handle: BinaryIO, skip_lines: int) -> int | None:
+    """Byte offset where line ``skip_lines + 1`` starts (None: the file has no such line)."""
+    offset = skipped = 0
+    while skipped < skip_lines:
+        block = handle.read(1 << 22)
+        if not block:
+            return None
+        count = block.count(b"\n")
+        if skipped + count < skip_lines:
+            skipped += count
+            offset += len(block)
+            continue
+        pos = -1
+        for _ in range(skip_lines - skipped):
+            pos = block.index(b"\n", pos + 1)
+        return offset + pos + 1
+    return offset
+
+
+def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0,
+                    chunk_bytes: int = CHUNK_BYTES) -> Iterator[ClfChunk]:
+    """Read the plain text file ``path`` (after its first ``skip_lines`` lines) in chunks of whole
+    lines, into one reused buffer (fresh memory costs page faults, which are slow in VMs)."""
+    with open(path, "rb") as handle:
+        start = _skip_offset(handle, skip_lines)
+        if start is None:
+            return
+        handle.seek(start)
+        buf = np.empty(chunk_bytes, dtype=np.uint8)
+        held = 0                      # bytes of an incomplete line kept at the buffer's start
+        line_no = skip_lines + 1
+        while True:
+            if held == len(buf):      # one line longer than the buffer: grow it
+                buf = np.concatenate([buf, np.empty(len(buf), dtype=np.uint8)])
+            got = handle.readinto(buf[held:].data)
+            total = held + got
+            if total == 0:
+                return
+            cut = total if got == 0 else _after_last_newline(buf, total)   # at the end: the last line
+            if cut == 0:
+                held = total
+                continue
+            chunk = _parse_chunk(buf[:cut], line_no, kind)
+            line_no += chunk.lines
+            held = total - cut
+            buf[:held] = buf[cut:total]
+            yield chunk
+            if got == 0:
+                return
+
+
+@numba.njit(cache=True)
+def _after_last_newline(buf: np.ndarray, n: int) -> int:
+    """1 + the position of the last newline in buf[:n], or 0."""
+    i = n - 1
+    while i >= 0 and buf[i] != 10:
+        i -= 1
+    return i + 1

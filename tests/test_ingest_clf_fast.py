@@ -1,0 +1,107 @@
+"""The compiled CLF reader (kit.ingest.clf_fast): on random well-formed lines it takes every line and gives
+the same rows as the general (DuckDB regex + strptime + SQL templating) path; chunking never loses or
+renumbers a line."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kit.ingest import clf_fast
+from kit.ingest.routes import route_of
+from tests.test_ingest_properties import rows_of
+
+HEX = "0123456789abcdefABCDEF"
+segment = st.one_of(
+    st.integers(0, 10**12).map(str),
+    st.tuples(st.integers(0, 999), st.sampled_from([".json", ".jpg", ".x", ".abcdefgh", ".abcdefghi", ".j-s"]))
+    .map(lambda t: f"{t[0]}{t[1]}"),
+    st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()),
+    st.just("abcdefab-abcd-abcd-abcd-abcdefabcdef"),          # a UUID without digits: SQL keeps it
+    st.text(HEX, min_size=14, max_size=40),
+    st.text("abcxyz-_.~%é", max_size=8),
+)
+paths = st.lists(segment, min_size=1, max_size=5).map(lambda segs: "/" + "/".join(segs))
+queries = st.one_of(st.just(""), st.just("?"), st.sampled_from(["?a=1", "?token=x&page=2", "?q=a%20b&Session_ID=7",
+                                                                 "?x", "?a=1&a=2&API_KEY=k"]))
+decimals = st.one_of(st.just("-"), st.just(""), st.integers(0, 10**9).map(str),
+                     st.tuples(st.integers(0, 99_999), st.integers(0, 10**9), st.integers(1, 9))
+                     .map(lambda t: f"{t[0]}.{str(t[1]).zfill(t[2])[:t[2]]}"))
+times = st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 12, 31))
+offsets = st.tuples(st.sampled_from("+-"), st.integers(0, 14), st.integers(0, 59))
+
+
+@st.composite
+def clf_lines(draw, kind: str) -> str:
+    t = draw(times)
+    sign, zh, zm = draw(offsets)
+    stamp = t.strftime("%d/%b/%Y:%H:%M:%S") + f" {sign}{zh:02d}{zm:02d}"
+    client = draw(st.sampled_from(["1.2.3.4", "-", "2001:db8::1", "10.0.0.7"]))
+    method = draw(st.sampled_from(["GET", "POST", "PURGE", "get"]))
+    proto = draw(st.sampled_from([" HTTP/1.1", " HTTP/2.0", "", " "]))
+    request = f"{method} {draw(paths)}{draw(queries)}{proto}"
+    status = draw(st.integers(100, 599))
+    size = draw(st.one_of(st.just("-"), st.integers(0, 10**15).map(str)))
+    line = f'{client} - {draw(st.sampled_from(["-", "bob"]))} [{stamp}] "{request}" {status} {size}'
+    if kind == "common":
+        return line
+    agent = draw(st.sampled_from(["-", "", "curl/8", "Mozilla/5.0 (X11; Linux) Gecko/20100101 Firefox/120.0 ü"]))
+    line += f' "{draw(st.sampled_from(["-", "https://example.org/a?b=1"]))}" "{agent}"'
+    if kind == "combined" and draw(st.booleans()):
+        return line
+    ucs = draw(st.sampled_from(["HIT", "miss", "-", "", "STALE"]))
+    return line + f" rt={draw(decimals)} urt={draw(decimals)} ucs={ucs}"
+
+
+def _read_all(path: Path, kind: int, **kw) -> tuple[pa.Table, list[tuple[int, bytes]], int]:
+    chunks = list(clf_fast.read_clf_chunks(path, kind, **kw))
+    table = pa.concat_tables([c.table for c in chunks]) if chunks else None
+    return table, [o for c in chunks for o in c.others], sum(c.lines for c in chunks)
+
+
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize("fmt", ["common", "combined", "combined_kv"])
+@SETTINGS
+@given(data=st.data())
+def test_compiled_reader_takes_well_formed_lines_and_matches_the_general_path(tmp_path_factory, fmt, data):
+    lines = data.draw(st.lists(clf_lines(fmt), min_size=1, max_size=10))
+    path = tmp_path_factory.mktemp("clf") / "a.log"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _, others, n = _read_all(path, {"common": 0, "combined": 1, "combined_kv": 2}[fmt])
+    assert (n, others) == (len(lines), [])
+    fast, general = rows_of(fmt, lines, fast=True), rows_of(fmt, lines, fast=False)
+    assert fast == general
+    assert fast[0] == (len(lines), len(lines), 0, 0)
+
+
+def test_routes_follow_the_documented_rules(tmp_path):
+    paths_in = ["/product/12345", "/a/1/2/3", "/img/7.jpg", "/x/0123456789abcdef0", "/w/deadbeefdeadbeef",
+                "/u/550e8400-e29b-41d4-a716-446655440000", "/w/deadbeefdeadbeefzz", "/7.abcdefghi", "/", "//", "/a//1/"]
+    lines = [f'1.2.3.4 - - [10/Oct/2024:13:55:36 +0200] "GET {p} HTTP/1.1" 200 1' for p in paths_in]
+    path = tmp_path / "r.log"
+    path.write_text("\n".join(lines) + "\n")
+    table, others, _ = _read_all(path, clf_fast.KIND_COMMON)
+    assert others == []
+    assert table.column("route").to_pylist() == [route_of(p) for p in paths_in]
+
+
+@pytest.mark.parametrize("chunk_bytes", [64, 200, 1000, 1 << 20])
+@pytest.mark.parametrize("skip", [0, 1, 5])
+def test_chunks_keep_every_line_and_its_number(tmp_path, chunk_bytes, skip):
+    good = '1.2.3.4 - - [10/Oct/2024:13:55:36 +0200] "GET /a/{} HTTP/1.1" 200 {}'
+    lines = [good.format(i, i) if i % 4 else f"bad line {i}" for i in range(1, 40)]
+    path = tmp_path / "c.log"
+    path.write_text("\n".join(lines))            # no newline after the last line
+    table, others, n = _read_all(path, clf_fast.KIND_COMMON, skip_lines=skip, chunk_bytes=chunk_bytes)
+    assert n == len(lines) - skip
+    assert [no for no, _ in others] == [i for i in range(skip + 1, 40) if i % 4 == 0]
+    assert all(raw == f"bad line {no}".encode() for no, raw in others)
+    assert table.column("bytes_sent").to_pylist() == [i for i in range(skip + 1, 40) if i % 4]
+    assert table.column("path").to_pylist() == [f"/a/{i}" for i in range(skip + 1, 40) if i % 4]
