@@ -494,6 +494,34 @@ def test_fast_path_skips_empty_lines_and_counts_them(tmp_path, fast_calls):
     assert fast == general and fast[0][1:] == (4, 2, 0, 2)
 
 
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".zst"])
+def test_fast_path_reads_compressed_rotated_logs(tmp_path, fast_calls, suffix):
+    import bz2
+    import gzip
+
+    import zstandard
+
+    text = ("\n".join(KV_LINES[:6]) + "\n").encode()
+    packed = {".gz": gzip.compress, ".bz2": bz2.compress, ".zst": zstandard.ZstdCompressor().compress}[suffix](text)
+    path = tmp_path / f"access.log.1{suffix}"
+    path.write_bytes(packed)
+    fast, general = both_paths(path, format="combined_kv")
+    assert fast_calls[0] is not None and fast_calls[0][0] == 6
+    assert fast == general and fast[0][1:] == (6, 4, 2, 0)
+
+
+def test_a_query_holding_a_url_is_not_an_absolute_uri(con, tmp_path):
+    path = tmp_path / "redirect.log"
+    path.write_text('1.2.3.4 - - [10/Oct/2024:13:55:36 +0200] "GET /r/7?to=https://example.org/x HTTP/1.1" 302 0\n'
+                    '1.2.3.4 - - [10/Oct/2024:13:55:36 +0200] "GET http://shop.example/p/7?a=1 HTTP/1.1" 200 0\n')
+    for fast in (True, False):
+        c = connect(":memory:")
+        ingest_access_log(c, path, format="common", salt="s", fast=fast)
+        assert rows(c, "SELECT host, path, route, query FROM requests ORDER BY host NULLS FIRST") == [
+            (None, "/r/7", "/r/{id}", "to=https://example.org/x"), ("shop.example", "/p/7", "/p/{id}", "a=1")]
+        c.close()
+
+
 def test_invalid_utf8_lines_are_read_with_replacement_characters(con, tmp_path, fast_calls):
     path = tmp_path / "latin.log"
     path.write_bytes(KV_LINES[0].encode() + b"\n" + KV_LINES[1].replace("/product/123", "/caf\xe9").encode("latin-1")

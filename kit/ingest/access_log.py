@@ -65,7 +65,6 @@ from kit.ingest.core import (
     add_path_args,
     first_lines,
     ingest_file,
-    line_stats,
     lines_table,
     readable_path,
     run_ingest_cli,
@@ -675,15 +674,12 @@ def _read_ahead(items: Iterator[T]) -> Iterator[T]:
 def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: Path, skip_lines: int,
                sample: Sequence[str], salt: str, service: str | None,
                route_rules: Sequence[RouteRule]) -> tuple[int, int, int] | None:
-    """The fast path for common/combined/combined_kv on a plain file: the compiled reader
-    (:mod:`kit.ingest.clf_fast`) turns each chunk of lines into typed Arrow columns that one INSERT
-    stores; the lines it does not take are collected with their line numbers in a temp table and read
-    by the general path. Returns (lines in, rejected, skipped), or None, with nothing inserted, when the
-    file is not for the fast path (compressed, carriage returns or a BOM, which the general path strips)."""
-    if fmt.name not in _FAST_KINDS or path.suffix.lower() in COMPRESSED_SUFFIXES:
-        return None
-    stats = line_stats(path)
-    if stats is None or stats.cr or stats.bom:
+    """The fast path for common/combined/combined_kv: the compiled reader (:mod:`kit.ingest.clf_fast`)
+    turns each chunk of lines into typed Arrow columns that one INSERT stores; the lines it does not
+    take are collected with their line numbers in a temp table and read by the general path. Returns
+    (lines in, rejected, skipped), or None, with nothing inserted, when the file has carriage returns or
+    a byte order mark (which the general path strips)."""
+    if fmt.name not in _FAST_KINDS:
         return None
     chunk_table, others = f"_al_chunk_{sid}", f"_al_others_{sid}"
     insert = _fast_insert_sql(chunk_table, fmt, sid, salt, service, route_rules)
@@ -706,6 +702,9 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
         if n_others:
             _, rejected, skipped = _load_general(con, fmt, sid, f"SELECT line_no, line FROM {others}", 0, sample,
                                                  salt, service, route_rules)
+    except clf_fast.NotForFastPath:
+        con.execute("DELETE FROM requests WHERE source_id = ?", [sid])
+        return None
     finally:
         con.execute(f"DROP TABLE IF EXISTS {others}")
     return lines, rejected, skipped

@@ -17,11 +17,11 @@ number, and the caller reads it with the general (regex) path, so both paths giv
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 # numba's OpenMP threads would otherwise spin between parallel regions, taking CPU from DuckDB's threads
 # (read before OpenMP starts, at the first parallel call)
@@ -31,7 +31,9 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-__all__ = ["CHUNK_BYTES", "ClfChunk", "read_clf_chunks"]
+from kit.ingest.core import open_binary  # noqa: E402
+
+__all__ = ["CHUNK_BYTES", "ClfChunk", "NotForFastPath", "read_clf_chunks"]
 
 CHUNK_BYTES = 48 << 20   # bytes of whole lines per chunk: bounds memory (about 5x this at peak)
 
@@ -447,16 +449,21 @@ def _parse_line(buf: np.ndarray, s: int, e: int, kind: int, months: np.ndarray, 
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _line_ends(buf: np.ndarray, words: np.ndarray, blocks: int) -> np.ndarray:
-    """Positions of the line ends in ``buf``: each newline, plus len(buf) when the last line has none."""
+def _line_ends(buf: np.ndarray, words: np.ndarray, blocks: int) -> tuple[np.ndarray, int]:
+    """(positions of the line ends in ``buf`` — each newline, plus len(buf) when the last line has
+    none —, number of carriage returns)."""
     n = buf.shape[0]
     size = ((n + blocks - 1) // blocks + 7) // 8 * 8
     counts = np.zeros(blocks + 1, dtype=np.int64)
+    crs = np.zeros(blocks, dtype=np.int64)
     for b in numba.prange(blocks):
         c = 0
+        r = 0
         for i in range(b * size, min(n, (b + 1) * size)):   # branch-free: vectorized
             c += buf[i] == 10
+            r += buf[i] == 13
         counts[b + 1] = c
+        crs[b] = r
     for b in range(blocks):
         counts[b + 1] += counts[b]
     unterminated = n > 0 and buf[n - 1] != 10
@@ -474,7 +481,7 @@ def _line_ends(buf: np.ndarray, words: np.ndarray, blocks: int) -> np.ndarray:
             i += 1
     if unterminated:
         ends[-1] = n
-    return ends
+    return ends, crs.sum()
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -596,10 +603,16 @@ def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np
     })
 
 
+class NotForFastPath(Exception):
+    """The file has carriage returns or a byte order mark, which the general path strips: read it there."""
+
+
 def _parse_chunk(buf: np.ndarray, first_line: int, kind: int) -> ClfChunk:
     """Parse the whole lines in ``buf`` (8-byte aligned); the chunk keeps no reference to ``buf``."""
     words = buf[:len(buf) // 8 * 8].view(np.uint64)
-    ends = _line_ends(buf, words, max(1, numba.get_num_threads() * 4))
+    ends, crs = _line_ends(buf, words, max(1, numba.get_num_threads() * 4))
+    if crs or (first_line == 1 and buf[:3].tobytes() == b"\xef\xbb\xbf"):
+        raise NotForFastPath
     ok, fields, wide, nums = _parse_lines(buf, ends, kind, _MONTHS)
     good = np.flatnonzero(ok)
     others = []
@@ -610,7 +623,7 @@ def _parse_chunk(buf: np.ndarray, first_line: int, kind: int) -> ClfChunk:
     return ClfChunk(_chunk_table(buf, fields, wide, nums, good), others, len(ends))
 
 
-def _skip_offset(handle: BinaryIO, skip_lines: int) -> int | None:
+def _skip_offset(handle: io.BufferedIOBase, skip_lines: int) -> int | None:
     """Byte offset where line ``skip_lines + 1`` starts (None: the file has no such line)."""
     offset = skipped = 0
     while skipped < skip_lines:
@@ -631,13 +644,15 @@ def _skip_offset(handle: BinaryIO, skip_lines: int) -> int | None:
 
 def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0,
                     chunk_bytes: int = CHUNK_BYTES) -> Iterator[ClfChunk]:
-    """Read the plain text file ``path`` (after its first ``skip_lines`` lines) in chunks of whole
-    lines, into one reused buffer (fresh memory costs page faults, which are slow in VMs)."""
-    with open(path, "rb") as handle:
+    """Read the text file ``path`` (plain or compressed; after its first ``skip_lines`` lines) in
+    chunks of whole lines, into one reused buffer (fresh memory costs page faults, slow in VMs).
+    Raises :class:`NotForFastPath` on carriage returns or a byte order mark."""
+    with open_binary(path) as handle:
         start = _skip_offset(handle, skip_lines)
         if start is None:
             return
-        handle.seek(start)
+        if skip_lines:
+            handle.seek(start)
         buf = np.empty(chunk_bytes, dtype=np.uint8)
         held = 0                      # bytes of an incomplete line kept at the buffer's start
         line_no = skip_lines + 1

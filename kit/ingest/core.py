@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import duckdb
 
@@ -143,23 +143,27 @@ LiveLoader = Callable[[duckdb.DuckDBPyConnection, Source], LoadCounts]
 
 # ---------------------------------------------------------------------------------------------- files
 
-def open_text(path: str | Path) -> IO[str]:
-    """Open a text file, decompressing .gz / .bz2 / .zst / .xz transparently (UTF-8, bad bytes replaced)."""
+def open_binary(path: str | Path) -> io.BufferedIOBase:
+    """Open a file for reading bytes, decompressing .gz / .bz2 / .zst / .xz transparently."""
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix == ".gz":
-        return gzip.open(p, "rt", encoding="utf-8", errors="replace")
+        return gzip.open(p, "rb")
     if suffix == ".bz2":
-        return bz2.open(p, "rt", encoding="utf-8", errors="replace")
+        return bz2.open(p, "rb")
     if suffix == ".xz":
-        return lzma.open(p, "rt", encoding="utf-8", errors="replace")
+        return lzma.open(p, "rb")
     if suffix == ".zst":
         import zstandard
 
         raw = open(p, "rb")  # noqa: SIM115 - closed with the wrapper
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
-        return io.TextIOWrapper(io.BufferedReader(reader), encoding="utf-8", errors="replace")
-    return open(p, encoding="utf-8", errors="replace")  # noqa: SIM115
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+    return open(p, "rb")  # noqa: SIM115
+
+
+def open_text(path: str | Path) -> IO[str]:
+    """Open a text file, decompressing .gz / .bz2 / .zst / .xz transparently (UTF-8, bad bytes replaced)."""
+    return io.TextIOWrapper(cast(IO[bytes], open_binary(path)), encoding="utf-8", errors="replace")
 
 
 def _has_glob(pattern: str) -> bool:
