@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -c 'from kit.ingest.clf_fast import warm_up; warm_up()'   # compile the log reader once
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv (when missing) and install the kit with its dev tools
