@@ -105,3 +105,20 @@ def test_chunks_keep_every_line_and_its_number(tmp_path, chunk_bytes, skip):
     assert all(raw == f"bad line {no}".encode() for no, raw in others)
     assert table.column("bytes_sent").to_pylist() == [i for i in range(skip + 1, 40) if i % 4]
     assert table.column("path").to_pylist() == [f"/a/{i}" for i in range(skip + 1, 40) if i % 4]
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_reading_reports_the_fraction_of_the_file_read(tmp_path, suffix):
+    import gzip
+
+    from kit.ingest import core
+
+    text = "".join(f'1.2.3.4 - - [10/Oct/2024:13:55:36 +0200] "GET /a/{i} HTTP/1.1" 200 {i}\n' for i in range(5000))
+    path = tmp_path / f"p.log{suffix}"
+    path.write_bytes(gzip.compress(text.encode(), mtime=0) if suffix else text.encode())
+    seen = []
+    for _ in clf_fast.read_clf_chunks(path, clf_fast.KIND_COMMON, chunk_bytes=20_000):
+        seen.append(core._file_progress[-1]())
+    assert core._file_progress == []          # removed when the reading ends
+    assert len(seen) > 5 and seen == sorted(seen) and 0 < seen[0] < 1
+    assert seen[-1] == pytest.approx(1.0)

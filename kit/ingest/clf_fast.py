@@ -31,7 +31,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from kit.ingest.core import open_binary  # noqa: E402
+from kit.ingest.core import open_measured, reading_progress  # noqa: E402
 
 __all__ = ["CHUNK_BYTES", "ClfChunk", "NotForFastPath", "read_clf_chunks", "warm_up"]
 
@@ -646,8 +646,9 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0,
                     chunk_bytes: int = CHUNK_BYTES) -> Iterator[ClfChunk]:
     """Read the text file ``path`` (plain or compressed; after its first ``skip_lines`` lines) in
     chunks of whole lines, into one reused buffer (fresh memory costs page faults, slow in VMs).
-    Raises :class:`NotForFastPath` on carriage returns or a byte order mark."""
-    with open_binary(path) as handle:
+    Raises :class:`NotForFastPath` on carriage returns or a byte order mark. Reports the fraction read
+    to the CLI's progress bar."""
+    with open_measured(path) as (handle, fraction), reading_progress(fraction):
         start = _skip_offset(handle, skip_lines)
         if start is None:
             return

@@ -143,6 +143,32 @@ LiveLoader = Callable[[duckdb.DuckDBPyConnection, Source], LoadCounts]
 
 # ---------------------------------------------------------------------------------------------- files
 
+def _decompressing(raw: IO[bytes], suffix: str) -> io.BufferedIOBase:
+    """A reader of the bytes of ``raw`` decompressed by its suffix (.gz / .bz2 / .zst / .xz); ``raw``
+    itself for other suffixes. Closing a decompressing reader leaves ``raw`` open."""
+    if suffix == ".gz":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if suffix == ".bz2":
+        return bz2.BZ2File(raw, "rb")
+    if suffix == ".xz":
+        return lzma.LZMAFile(raw, "rb")
+    if suffix == ".zst":
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=False))
+    return cast(io.BufferedIOBase, raw)
+
+
+@contextmanager
+def open_measured(path: str | Path) -> Iterator[tuple[io.BufferedIOBase, Callable[[], float]]]:
+    """The file's bytes, decompressed by its suffix, and a function giving the fraction of the file (as
+    stored) read so far — for progress bars."""
+    p = Path(path)
+    size = max(p.stat().st_size, 1)
+    with open(p, "rb") as raw, _decompressing(raw, p.suffix.lower()) as handle:
+        yield handle, lambda: min(1.0, raw.tell() / size)
+
+
 def open_binary(path: str | Path) -> io.BufferedIOBase:
     """Open a file for reading bytes, decompressing .gz / .bz2 / .zst / .xz transparently."""
     p = Path(path)
@@ -462,9 +488,24 @@ def add_path_args(parser: argparse.ArgumentParser,
     parser.add_argument("paths", nargs="+", metavar="PATH", help=help_text)
 
 
+_file_progress: list[Callable[[], float]] = []   # set by a loader that reads its file in chunks
+
+
+@contextmanager
+def reading_progress(fraction: Callable[[], float]) -> Iterator[None]:
+    """Within the block, the CLI's progress bar shows ``fraction()`` (of the file read) instead of
+    DuckDB's per-query progress (which restarts with every query of a chunked loader)."""
+    _file_progress.append(fraction)
+    try:
+        yield
+    finally:
+        _file_progress.remove(fraction)
+
+
 @contextmanager
 def _progress(con: duckdb.DuckDBPyConnection, label: str, enabled: bool) -> Iterator[None]:
-    """A tqdm bar (stderr) fed by DuckDB's query progress while the block runs."""
+    """A tqdm bar (stderr) fed, while the block runs, by the loader's file fraction when it reports one
+    (:func:`reading_progress`), else by DuckDB's query progress."""
     if not enabled:
         yield
         return
@@ -477,7 +518,7 @@ def _progress(con: duckdb.DuckDBPyConnection, label: str, enabled: bool) -> Iter
     def poll() -> None:
         while not stop.wait(0.2):
             try:
-                pct = con.query_progress()
+                pct = 100.0 * _file_progress[-1]() if _file_progress else con.query_progress()
             except Exception:  # noqa: BLE001 - progress is best effort
                 return
             if pct >= 0:
