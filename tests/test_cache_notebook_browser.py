@@ -84,8 +84,8 @@ def _run_all_until(page, lab: dict, selector: str, deadline_s: float) -> bool:
         page.locator("text=Kernel status: Idle").first.wait_for(state="attached", timeout=90_000)
     except PlaywrightTimeout:
         return False
-    started = page.locator(".jp-InputArea-prompt", has_text="*").or_(
-        page.locator(".jp-InputArea-prompt", has_text="1]"))
+    # a cell queued or running shows [*]; a stale [1] (autosaved by an earlier, dropped run) means nothing
+    running = page.locator(".jp-InputArea-prompt", has_text="*")
     deadline = time.monotonic() + deadline_s
     next_try = 0.0
     while not page.locator(selector).count():
@@ -94,7 +94,7 @@ def _run_all_until(page, lab: dict, selector: str, deadline_s: float) -> bool:
         if dialog.count() and dialog.first.is_visible():
             dialog.first.click()
             next_try = 0.0
-        if not started.count() and time.monotonic() >= next_try:   # nothing running yet: run all
+        if not running.count() and time.monotonic() >= next_try:   # nothing running: run all (again)
             try:
                 page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click(timeout=30_000)
                 page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click(timeout=10_000)
