@@ -1,8 +1,11 @@
-"""Wall time and peak memory (PSS summed over the whole process tree, sampled) of a command."""
+"""Wall time and memory of a command: peak PSS summed over its process tree (sampled, :func:`measure`), or
+peak RSS and CPU time from the kernel's accounting of one child (:func:`run_child`)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -39,3 +42,19 @@ def measure(command: list[str], interval_s: float = 0.1) -> Measurement:
             pass
         time.sleep(interval_s)
     return Measurement(time.perf_counter() - started, peak, proc.returncode)
+
+
+def run_child(cmd: list[str], **kw) -> tuple[subprocess.CompletedProcess, float, int, float]:
+    """Run a command; return it (stdout, stderr as text), its wall seconds, its peak RSS in KiB and its
+    CPU seconds (user + system, from wait4)."""
+    with tempfile.TemporaryFile("w+") as out_file, tempfile.TemporaryFile("w+") as err_file:
+        # files, not pipes: a child writing more than a pipe buffer (GoAccess's progress) would block
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out_file, stderr=err_file, text=True, **kw)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        out_file.seek(0)
+        err_file.seek(0)
+        out, err = out_file.read(), err_file.read()
+    return (subprocess.CompletedProcess(cmd, os.waitstatus_to_exitcode(status), out, err), seconds,
+            usage.ru_maxrss, usage.ru_utime + usage.ru_stime)

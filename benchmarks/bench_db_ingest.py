@@ -22,11 +22,12 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _measure import run_child
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PG_PREFIX = "%m [%p] %q%u@%d "
@@ -143,21 +144,6 @@ def generate_mysql(path: Path, entries: int, seed: int = 13) -> int:
     return lines
 
 
-def run_measured(cmd: list[str], **kw) -> tuple[str, str, int, float, int, float]:
-    """Run a command; return its stdout, stderr, exit code, wall seconds, peak RSS (KiB) and CPU seconds
-    (user + system, from wait4)."""
-    with tempfile.TemporaryFile("w+") as out_file, tempfile.TemporaryFile("w+") as err_file:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out_file, stderr=err_file, text=True, **kw)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        out_file.seek(0)
-        err_file.seek(0)
-        out, err = out_file.read(), err_file.read()
-    return (out, err, os.waitstatus_to_exitcode(status), seconds, usage.ru_maxrss,
-            usage.ru_utime + usage.ru_stime)
-
-
 def _report(label: str, lines: int, seconds: float, cpu: float, peak_kib: int) -> None:
     print(f"{label:28s}: {seconds:7.2f} s  {lines / seconds:>11,.0f} lines/s  {cpu / lines * 1e6:6.2f} CPU-us/line  "
           f"peak RSS {peak_kib / 1024:6,.0f} MiB", flush=True)
@@ -167,21 +153,21 @@ def bench(kind: str, log: Path, lines: int, expected: int, work: Path, threads: 
           baseline: list[str] | None, baseline_name: str) -> None:
     """Ingest ``log`` with perfkit in a child process, then run the baseline on it; print both and the ratios."""
     db = work / f"bench-{kind}.duckdb"
-    out, err, code, wall, peak_kib, _cpu = run_measured(
+    child, _wall, peak_kib, _cpu = run_child(
         [sys.executable, "-c", CHILD, kind, str(db), str(log), str(threads), PG_PREFIX], cwd=PROJECT_ROOT)
-    if code:
-        print(err, file=sys.stderr)
+    if child.returncode:
+        print(child.stderr, file=sys.stderr)
         raise SystemExit(1)
-    result = json.loads(out.strip().splitlines()[-1])
+    result = json.loads(child.stdout.strip().splitlines()[-1])
     assert result["loaded"] == expected and result["rejected"] == 0, (result, expected)
     for leftover in work.glob(f"bench-{kind}.duckdb*"):
         leftover.unlink()
     _report(f"perfkit {kind} (threads={threads})", lines, result["seconds"], result["cpu"], peak_kib)
     floor = baseline is None
     cmd = baseline or [sys.executable, "-c", COUNT_LINES, str(log)]
-    b_out, b_err, b_code, b_wall, b_peak, b_cpu = run_measured(cmd, cwd=work)
-    if b_code:
-        print(b_err[-2000:], file=sys.stderr)
+    base, b_wall, b_peak, b_cpu = run_child(cmd, cwd=work)
+    if base.returncode:
+        print(base.stderr[-2000:], file=sys.stderr)
         raise SystemExit(1)
     name = "python line count (floor)" if floor else baseline_name
     _report(name, lines, b_wall, b_cpu, b_peak)

@@ -20,11 +20,12 @@ import argparse
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _measure import run_child
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,22 +91,6 @@ def generate(path: Path, n: int, seed: int = 7) -> None:
                 out.writelines(batch)
                 batch.clear()
         out.writelines(batch)
-
-
-def run_child(cmd: list[str], **kw) -> tuple[subprocess.CompletedProcess, float, int, float]:
-    """Run a command; return it, its wall seconds, its peak RSS in KiB and its CPU seconds (wait4)."""
-    with tempfile.TemporaryFile("w+") as out_file, tempfile.TemporaryFile("w+") as err_file:
-        # files, not pipes: a child writing more than a pipe buffer (GoAccess's progress) would block
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out_file, stderr=err_file, text=True, **kw)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        out_file.seek(0)
-        err_file.seek(0)
-        out, err = out_file.read(), err_file.read()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return (subprocess.CompletedProcess(cmd, proc.returncode, out, err), seconds, usage.ru_maxrss,
-            usage.ru_utime + usage.ru_stime)
 
 
 def main() -> int:

@@ -267,24 +267,6 @@ _SYSLOG_LINES = st.one_of(
     st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"), max_size=40))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(_SYSLOG_LINES, max_size=25))
-def test_random_syslog_lines_are_accounted_for(tmp_path, lines):
-    path = tmp_path / "pg.log"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    c = connect(":memory:")
-    try:
-        s = ingest_postgres_log(c, path, fmt="syslog", year=2024, replace=True)
-        assert s.lines_in == s.rows_loaded + s.rows_rejected + s.rows_skipped
-        assert c.execute("SELECT count(*) FROM rejects").fetchone()[0] == s.rows_rejected
-        assert c.execute("SELECT count(*) FROM rejects WHERE line_no IS NULL OR field IS NULL "
-                         "OR reason IS NULL").fetchone()[0] == 0
-    except IngestError as exc:
-        assert "no parsable line" in str(exc)
-    finally:
-        c.close()
-
-
 def test_prefix_regex_and_dsn_redaction():
     pattern, groups = prefix_regex("%m [%p] %q%u@%d ")
     m = re.match(pattern, "2024-01-02 03:04:05.678 UTC [42] bob@shop LOG:  duration: 1.5 ms  statement: select 1")
@@ -302,16 +284,21 @@ _LINES = st.one_of(
     st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"), max_size=40))
 
 
+@pytest.mark.parametrize("fmt,strategy,options", [("stderr", _LINES, {}),
+                                                   ("syslog", _SYSLOG_LINES, {"year": 2024})])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(_LINES, max_size=25))
-def test_random_stderr_lines_are_accounted_for(tmp_path, lines):
+@given(data=st.data())
+def test_random_lines_are_accounted_for(tmp_path, fmt, strategy, options, data):
+    lines = data.draw(st.lists(strategy, max_size=25))
     path = tmp_path / "pg.log"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     c = connect(":memory:")
     try:
-        s = ingest_postgres_log(c, path, fmt="stderr", replace=True)
+        s = ingest_postgres_log(c, path, fmt=fmt, replace=True, **options)
         assert s.lines_in == s.rows_loaded + s.rows_rejected + s.rows_skipped
         assert c.execute("SELECT count(*) FROM rejects").fetchone()[0] == s.rows_rejected
+        assert c.execute("SELECT count(*) FROM rejects WHERE line_no IS NULL OR field IS NULL "
+                         "OR reason IS NULL").fetchone()[0] == 0
     except IngestError as exc:
         assert "no parsable line" in str(exc)
     finally:
