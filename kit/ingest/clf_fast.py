@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -648,6 +649,9 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0,
     chunks of whole lines, into one reused buffer (fresh memory costs page faults, slow in VMs).
     Raises :class:`NotForFastPath` on carriage returns or a byte order mark. Reports the fraction read
     to the CLI's progress bar."""
+    if not _parse_lines.signatures and not any((Path(__file__).parent / "__pycache__").glob("clf_fast._parse_lines-*")):
+        print("perfkit: compiling the access-log reader, once (about 15 s; `make install` does it ahead)",
+              file=sys.stderr, flush=True)
     with open_measured(path) as (handle, fraction), reading_progress(fraction):
         start = _skip_offset(handle, skip_lines)
         if start is None:
