@@ -52,8 +52,8 @@ def clf_lines(draw, kind: str) -> str:
         return line
     agent = draw(st.sampled_from(["-", "", "curl/8", "Mozilla/5.0 (X11; Linux) Gecko/20100101 Firefox/120.0 ü"]))
     line += f' "{draw(st.sampled_from(["-", "https://example.org/a?b=1"]))}" "{agent}"'
-    if kind == "combined" and draw(st.booleans()):
-        return line
+    if kind == "combined" and draw(st.booleans()):   # NGINX's default "main" adds X-Forwarded-For
+        return line + draw(st.sampled_from(["", ' "-"', ' "203.0.113.9, 10.0.0.1"', ' x "q" \\"', " é"]))
     ucs = draw(st.sampled_from(["HIT", "miss", "-", "", "STALE"]))
     return line + f" rt={draw(decimals)} urt={draw(decimals)} ucs={ucs}"
 

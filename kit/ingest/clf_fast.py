@@ -9,7 +9,8 @@ The kernel is deliberately *strict*: it takes a line only when it has exactly th
 
     client ident user [DD/Mon/YYYY:HH:MM:SS +ZZZZ] "METHOD /target[ PROTO]" SSS BYTES "referer" "agent" TAIL
 
-(``TAIL`` empty, or `` rt=X urt=Y ucs=Z`` with plain decimal times; ``common`` stops after BYTES), valid
+(``TAIL`` empty, or `` rt=X urt=Y ucs=Z`` with plain decimal times, or — combined — any text after a space
+without ``=``, such as NGINX's default ``"$http_x_forwarded_for"``; ``common`` stops after BYTES), valid
 UTF-8, no control characters, no backslash before a quote, an origin-form target (``/...``). Every other
 line — blank, malformed, escaped quotes, absolute URIs, exotic numbers or zones — is handed back by line
 number, and the caller reads it with the general (regex) path, so both paths give the same rows.
@@ -300,6 +301,40 @@ def _find(buf: np.ndarray, words: np.ndarray, i: int, e: int, c: int) -> int:
 
 
 @numba.njit(cache=True)
+def _standard_tail(buf: np.ndarray, t: int, e: int, F: np.ndarray, N: np.ndarray, r: int) -> bool:
+    """buf[t:e] is exactly `` rt=X urt=Y ucs=Z`` with plain decimal (or empty, or '-') times and an ASCII
+    cache status: fill N[0, r], N[1, r] (seconds) and the cache status offsets; False otherwise."""
+    if e - t < 14 or buf[t] != 32 or buf[t + 1] != 114 or buf[t + 2] != 116 or buf[t + 3] != 61:
+        return False
+    rs = t + 4
+    re_ = rs
+    while re_ < e and buf[re_] != 32:
+        re_ += 1
+    if re_ + 5 > e or buf[re_ + 1] != 117 or buf[re_ + 2] != 114 or buf[re_ + 3] != 116 or buf[re_ + 4] != 61:
+        return False
+    us = re_ + 5
+    ue = us
+    while ue < e and buf[ue] != 32:
+        ue += 1
+    if ue + 5 > e or buf[ue + 1] != 117 or buf[ue + 2] != 99 or buf[ue + 3] != 115 or buf[ue + 4] != 61:
+        return False
+    cs = ue + 5
+    for k in range(cs, e):
+        c = buf[k]
+        if c == 32 or c >= 128:
+            return False
+    for vs, ve, slot in ((rs, re_, 0), (us, ue, 1)):
+        if ve > vs and not (ve - vs == 1 and buf[vs] == 45):
+            value = _decimal(buf, vs, ve)
+            if np.isnan(value):
+                return False
+            N[slot, r] = value
+    if e > cs and not (e - cs == 1 and buf[cs] == 45):
+        F[_UCS_S, r], F[_UCS_E, r] = cs, e
+    return True
+
+
+@numba.njit(cache=True)
 def _parse_line(buf: np.ndarray, s: int, e: int, kind: int, months: np.ndarray, F: np.ndarray, W: np.ndarray,
                 N: np.ndarray, r: int, no_out: np.ndarray) -> bool:
     """Parse the line buf[s:e] into column ``r`` of the field tables ``F`` (offsets, route length,
@@ -307,8 +342,9 @@ def _parse_line(buf: np.ndarray, s: int, e: int, kind: int, months: np.ndarray, 
     the line is not of the strict shape. (``no_out``: an empty array, for measuring the route.)
 
     One vectorized pass counts the quotes and finds the smallest and largest byte; the fields are then
-    located left to right, except the user agent, whose closing quote is found from the line's end
-    (every region scanned holds no other quote, so with the count right the agent holds none either)."""
+    located left to right, except the user agent of a line with exactly 6 quotes, whose closing quote is
+    found from the line's end (every region scanned holds no other quote, so with the count right the
+    agent holds none either)."""
     if e - s < 40:
         return False
     lo = 255
@@ -319,7 +355,9 @@ def _parse_line(buf: np.ndarray, s: int, e: int, kind: int, months: np.ndarray, 
         lo = min(lo, c)
         hi = max(hi, c)
         nq += c == 34
-    if lo < 32 or nq != (2 if kind == KIND_COMMON else 6) or (hi >= 128 and not _valid_utf8(buf, s, e)):
+    want = 2 if kind == KIND_COMMON else 6
+    if lo < 32 or nq < want or (nq > want and kind != KIND_COMBINED) \
+            or (hi >= 128 and not _valid_utf8(buf, s, e)):
         return False
     # client ident user [DD/Mon/YYYY:HH:MM:SS +ZZZZ] "
     i = s
@@ -405,46 +443,28 @@ def _parse_line(buf: np.ndarray, s: int, e: int, kind: int, months: np.ndarray, 
         if q3 + 2 >= e or buf[q3 - 1] == 92 or buf[q3 + 1] != 32 or buf[q3 + 2] != 34:
             return False
         q4 = q3 + 2
-        q5 = e - 1
-        while buf[q5] != 34:
-            q5 -= 1
+        if nq == 6:                   # the agent's closing quote is the last one
+            q5 = e - 1
+            while buf[q5] != 34:
+                q5 -= 1
+        else:                         # quoted fields follow (combined): the first one after the agent opens
+            q5 = q4 + 1
+            while buf[q5] != 34:
+                q5 += 1
         if q5 <= q4 or buf[q5 - 1] == 92:
             return False
         if q5 > q4 + 1 and not (q5 - q4 == 2 and buf[q4 + 1] == 45):
             F[_UA_S, r], F[_UA_E, r] = q4 + 1, q5
-        # tail: nothing, or exactly ' rt=X urt=Y ucs=Z'
+        # tail: nothing, exactly ' rt=X urt=Y ucs=Z', or (combined) any text after a space without '='
         t = q5 + 1
         if kind == KIND_KV and t == e:
             return False
-        if t < e:
-            if e - t < 14 or buf[t] != 32 or buf[t + 1] != 114 or buf[t + 2] != 116 or buf[t + 3] != 61:
+        if t < e and not _standard_tail(buf, t, e, F, N, r):
+            if kind == KIND_KV or buf[t] != 32:
                 return False
-            rs = t + 4
-            re_ = rs
-            while re_ < e and buf[re_] != 32:
-                re_ += 1
-            if re_ + 5 > e or buf[re_ + 1] != 117 or buf[re_ + 2] != 114 or buf[re_ + 3] != 116 \
-                    or buf[re_ + 4] != 61:
-                return False
-            us = re_ + 5
-            ue = us
-            while ue < e and buf[ue] != 32:
-                ue += 1
-            if ue + 5 > e or buf[ue + 1] != 117 or buf[ue + 2] != 99 or buf[ue + 3] != 115 or buf[ue + 4] != 61:
-                return False
-            cs = ue + 5
-            for k in range(cs, e):
-                c = buf[k]
-                if c == 32 or c >= 128:
+            for k in range(t, e):
+                if buf[k] == 61:      # a key=value the general path would read rt/urt/ucs from
                     return False
-            for vs, ve, slot in ((rs, re_, 0), (us, ue, 1)):
-                if ve > vs and not (ve - vs == 1 and buf[vs] == 45):
-                    value = _decimal(buf, vs, ve)
-                    if np.isnan(value):
-                        return False
-                    N[slot, r] = value
-            if e > cs and not (e - cs == 1 and buf[cs] == 45):
-                F[_UCS_S, r], F[_UCS_E, r] = cs, e
     F[_ROUTE_LEN, r] = _route(buf, F[_PATH_S, r], F[_PATH_E, r], no_out, 0)
     return True
 
