@@ -60,8 +60,6 @@ __all__ = [
     "ingest_file",
     "ingest_live",
     "lines_relation_sql",
-    "LineStats",
-    "line_stats",
     "lines_table",
     "open_text",
     "readable_path",
@@ -292,27 +290,6 @@ def lines_table(con: duckdb.DuckDBPyConnection, path: str | Path) -> Iterator[st
 
 # ---------------------------------------------------------------------------------------------- hashing
 
-@dataclass(frozen=True)
-class LineStats:
-    """Byte-level facts about a plain text file, found in C (``bytes.count``, ``in``) while it is hashed:
-    ``newlines``; ``ends_newline``; ``cr`` (it holds a carriage return); ``bom`` (starts with a UTF-8
-    BOM). (Empty lines are not looked for: a scan for two newlines costs as much as the sha256.)"""
-
-    size_bytes: int
-    newlines: int
-    ends_newline: bool
-    cr: bool
-    bom: bool
-
-    @property
-    def lines(self) -> int:
-        """Lines in the file: newlines, plus an unterminated last line."""
-        return self.newlines + (0 if self.ends_newline or self.size_bytes == 0 else 1)
-
-
-_LINE_STATS: dict[tuple[str, int, int], LineStats] = {}   # (resolved path, size, mtime_ns) → stats
-
-
 def finish_staged_lines(con: duckdb.DuckDBPyConnection, source_id: int, lines: str, bad: str,
                         reason_sql: str, *, fmt: str, formats_tried: tuple[str, ...]) -> LoadCounts:
     """The common end of a line-staged loader: move the bad lines staged in temp table ``bad``
@@ -332,47 +309,25 @@ def finish_staged_lines(con: duckdb.DuckDBPyConnection, source_id: int, lines: s
 
 
 def _sha256_and_size(path: Path, limit: int | None = None) -> tuple[str, int, int, bool]:
-    """sha256 of the file's first ``limit`` bytes (all when None), bytes hashed, newlines counted,
-    and whether the hashed part ends with a newline. A whole-file pass also remembers the file's
-    :class:`LineStats` (see :func:`line_stats`)."""
+    """sha256 of the file's first ``limit`` bytes (all when None), bytes hashed, and — for a prefix
+    (``limit`` given; the grown-log check) — the newlines in it and whether it ends with one (0 and
+    False for a whole-file pass, which needs neither)."""
     digest = hashlib.sha256()
     remaining = limit
     size = newlines = 0
-    cr = bom = False
     last = b""
-    stat = path.stat() if limit is None else None
     with open(path, "rb") as handle:
         while remaining is None or remaining > 0:
-            want = 1 << 22 if remaining is None else min(1 << 22, remaining)
-            block = handle.read(want)
+            block = handle.read(1 << 22 if remaining is None else min(1 << 22, remaining))
             if not block:
                 break
-            if size == 0:
-                bom = block.startswith(b"\xef\xbb\xbf")
             digest.update(block)
             size += len(block)
-            newlines += block.count(b"\n")
-            if limit is None:
-                cr = cr or b"\r" in block
-            last = block[-1:]
             if remaining is not None:
+                newlines += block.count(b"\n")
+                last = block[-1:]
                 remaining -= len(block)
-    if stat is not None and stat.st_size == size:
-        _LINE_STATS.clear()   # one entry: the file being ingested
-        _LINE_STATS[(str(path.resolve()), size, stat.st_mtime_ns)] = LineStats(
-            size, newlines, last == b"\n", cr, bom)
     return digest.hexdigest(), size, newlines, last == b"\n"
-
-
-def line_stats(path: str | Path) -> LineStats | None:
-    """The :class:`LineStats` of a plain file: remembered from the ingest's hashing pass when the file
-    has not changed since, otherwise counted now; None when the file changes while being counted."""
-    p = Path(path)
-    stat = p.stat()
-    key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _LINE_STATS:
-        _sha256_and_size(p)
-    return _LINE_STATS.get(key)
 
 
 def _find_previous(con: duckdb.DuckDBPyConnection, kind: str, path_key: str, sha: str) -> dict[str, Any]:
