@@ -141,19 +141,21 @@ LiveLoader = Callable[[duckdb.DuckDBPyConnection, Source], LoadCounts]
 
 # ---------------------------------------------------------------------------------------------- files
 
-def _decompressing(raw: IO[bytes], suffix: str) -> io.BufferedIOBase:
-    """A reader of the bytes of ``raw`` decompressed by its suffix (.gz / .bz2 / .zst / .xz); ``raw``
-    itself for other suffixes. Closing a decompressing reader leaves ``raw`` open."""
+def _decompressing(source: Path | IO[bytes], suffix: str) -> io.BufferedIOBase:
+    """A reader of the bytes of ``source`` (a path, which the reader opens and closes, or an open file,
+    which it leaves open), decompressed by ``suffix`` (.gz / .bz2 / .zst / .xz; other suffixes: as is)."""
     if suffix == ".gz":
-        return gzip.GzipFile(fileobj=raw, mode="rb")
+        return gzip.open(source, "rb")
     if suffix == ".bz2":
-        return bz2.BZ2File(raw, "rb")
+        return bz2.open(source, "rb")
     if suffix == ".xz":
-        return lzma.LZMAFile(raw, "rb")
+        return lzma.open(source, "rb")
+    owned = isinstance(source, Path)
+    raw = open(source, "rb") if isinstance(source, Path) else source  # noqa: SIM115 - closed by the reader
     if suffix == ".zst":
         import zstandard
 
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=False))
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=owned))
     return cast(io.BufferedIOBase, raw)
 
 
@@ -170,19 +172,7 @@ def open_measured(path: str | Path) -> Iterator[tuple[io.BufferedIOBase, Callabl
 def open_binary(path: str | Path) -> io.BufferedIOBase:
     """Open a file for reading bytes, decompressing .gz / .bz2 / .zst / .xz transparently."""
     p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix == ".gz":
-        return gzip.open(p, "rb")
-    if suffix == ".bz2":
-        return bz2.open(p, "rb")
-    if suffix == ".xz":
-        return lzma.open(p, "rb")
-    if suffix == ".zst":
-        import zstandard
-
-        raw = open(p, "rb")  # noqa: SIM115 - closed with the wrapper
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
-    return open(p, "rb")  # noqa: SIM115
+    return _decompressing(p, p.suffix.lower())
 
 
 def open_text(path: str | Path) -> IO[str]:
