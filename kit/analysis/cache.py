@@ -18,7 +18,7 @@ import pandas as pd
 from kit.cachesim.mrc import MissRatioCurve, exact_lru, shards
 from kit.cachesim.policies import POLICIES, compare_policies, lru_ttl, size_admission, spatial_sample
 from kit.cachesim.sizing import CostModel, capacity_for_hit_ratio, cost_model, knee
-from kit.cachesim.trace import CACHE_KEYS, Trace, TraceStats, normalize_sizes, trace_stats
+from kit.cachesim.trace import CACHE_KEYS, Trace, TraceStats, normalize_sizes, requests_filter, trace_stats
 
 __all__ = ["CONTENT_CLASSES", "CacheResult", "CurvePoints", "analyze_cache", "curve_points",
            "explorer_lookup"]
@@ -158,19 +158,6 @@ def _latency(con: duckdb.DuckDBPyConnection, where: str, params: list) -> dict[s
     return {"hit_latency_ms": None, "miss_latency_ms": None, "source": "no latency data"}
 
 
-def _where(start: str | None, end: str | None) -> tuple[str, list]:
-    clauses = ["coalesce(upper(method), 'GET') IN ('GET', 'HEAD')",
-               "coalesce(status, 200) BETWEEN 200 AND 399"]
-    params: list = []
-    if start:
-        clauses.append("ts >= CAST(? AS TIMESTAMPTZ)")
-        params.append(start)
-    if end:
-        clauses.append("ts < CAST(? AS TIMESTAMPTZ)")
-        params.append(end)
-    return " AND ".join(clauses), params
-
-
 def _browser(frame: Any) -> dict[str, Any]:
     """Per-client repeat requests (what a private browser cache could serve if responses were cacheable)."""
     from kit.cachesim.trace import _prev_access_kernel
@@ -281,7 +268,7 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
         raise ValueError(f"unknown cache policy(ies) {', '.join(unknown)}; known: {', '.join(POLICIES)}")
     if cache_key not in keys:
         keys = (cache_key, *keys)
-    where, params = _where(start, end)
+    where, params = requests_filter(start, end)
 
     t0 = time.perf_counter()
     frame = _load(con, where, params, keys, cache_key)

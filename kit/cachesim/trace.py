@@ -61,8 +61,15 @@ def normalize_sizes(obj_id: np.ndarray, size_bytes: np.ndarray) -> np.ndarray:
     return np.maximum(biggest[codes], 1)
 
 
-def _time_filter(start: str | None, end: str | None) -> tuple[str, list]:
-    clauses, params = [], []
+# what a shared cache may store: GET/HEAD with status 200-399 (missing method/status count as GET/200)
+CACHEABLE_SQL = "coalesce(upper(method), 'GET') IN ('GET', 'HEAD') AND coalesce(status, 200) BETWEEN 200 AND 399"
+
+
+def requests_filter(start: str | None, end: str | None, cacheable_only: bool = True) -> tuple[str, list]:
+    """SQL condition over ``requests`` (and its parameters): ``ts`` in [start, end) (ISO 8601; None = open)
+    and, with ``cacheable_only``, :data:`CACHEABLE_SQL`."""
+    clauses = [CACHEABLE_SQL] if cacheable_only else []
+    params: list = []
     if start:
         clauses.append("ts >= CAST(? AS TIMESTAMPTZ)")
         params.append(start)
@@ -79,9 +86,7 @@ def trace_from_requests(con: duckdb.DuckDBPyConnection, cache_key: str = "path",
     ``cacheable_only`` keeps GET/HEAD requests with status 200-399 (what a shared cache may store)."""
     if cache_key not in CACHE_KEYS:
         raise ValueError(f"cache_key must be one of {', '.join(CACHE_KEYS)}, got {cache_key!r}")
-    where, params = _time_filter(start, end)
-    if cacheable_only:
-        where += " AND coalesce(upper(method), 'GET') IN ('GET', 'HEAD') AND coalesce(status, 200) BETWEEN 200 AND 399"
+    where, params = requests_filter(start, end, cacheable_only)
     expr = CACHE_KEYS[cache_key]
     df = con.execute(
         f"SELECT epoch(ts) AS t, hash({expr}) AS id, coalesce(bytes_sent, 0) AS sz FROM requests "
