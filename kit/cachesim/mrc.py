@@ -21,6 +21,31 @@ _HASH_MOD = 1 << _HASH_BITS
 
 
 # --------------------------------------------------------------------------------------------- kernels
+@nb.njit(cache=True, nogil=True, inline="always")
+def _fenwick_sum(tree, btree, k, with_bytes):
+    """(objects, bytes) marked at 1-based positions 1..k of the two Fenwick trees (bytes 0 unless
+    ``with_bytes``)."""
+    count = 0
+    size = 0
+    while k > 0:
+        count += tree[k]
+        if with_bytes:
+            size += btree[k]
+        k -= k & (-k)
+    return count, size
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _fenwick_add(tree, btree, k, n, count, size, with_bytes):
+    """Add ``count`` objects (and, ``with_bytes``, ``size`` bytes) at 1-based position ``k`` of the two
+    Fenwick trees of ``n`` positions."""
+    while k <= n:
+        tree[k] += count
+        if with_bytes:
+            btree[k] += size
+        k += k & (-k)
+
+
 @nb.njit(cache=True, nogil=True)
 def _compact(tree, btree, owner, psize, last, m_cap, want_bytes):
     """Renumber live positions 0..k-1 in access order and rebuild the Fenwick trees in O(M)."""
@@ -83,33 +108,16 @@ def _stack_distances(codes: np.ndarray, sizes: np.ndarray, n_obj: int, want_byte
             live += 1
         else:
             # marks at positions <= p (p itself included) -> objects touched after p = live - that
-            k = p + 1
-            acc = 0
-            bacc = 0
-            while k > 0:
-                acc += tree[k]
-                if want_bytes:
-                    bacc += btree[k]
-                k -= k & (-k)
+            acc, bacc = _fenwick_sum(tree, btree, p + 1, want_bytes)
             d = live - acc + 1
             hist_req[d] += 1
             hist_bytes[d] += s
-            k = p + 1
             old = psize[p]
-            while k <= m_cap:
-                tree[k] -= 1
-                if want_bytes:
-                    btree[k] -= old
-                k += k & (-k)
+            _fenwick_add(tree, btree, p + 1, m_cap, -1, -old, want_bytes)
             if want_bytes:
                 byte_dist[i] = live_bytes - bacc + s
                 live_bytes -= old
-        k = cur + 1
-        while k <= m_cap:
-            tree[k] += 1
-            if want_bytes:
-                btree[k] += s
-            k += k & (-k)
+        _fenwick_add(tree, btree, cur + 1, m_cap, 1, s, want_bytes)
         if want_bytes:
             live_bytes += s
         owner[cur] = o
@@ -193,15 +201,6 @@ def _heap_pop(heap_h, heap_o, n):
 
 
 @nb.njit(cache=True, nogil=True)
-def _fenwick_add(tree, btree, k, n, count, size):
-    """Add ``count`` objects and ``size`` bytes at 1-based position ``k`` of the two Fenwick trees."""
-    while k <= n:
-        tree[k] += count
-        btree[k] += size
-        k += k & (-k)
-
-
-@nb.njit(cache=True, nogil=True)
 def _shards_fixed_size(codes: np.ndarray, hashes: np.ndarray, sizes: np.ndarray, n_obj: int, s_max: int):
     """Fixed-size SHARDS: keep at most ``s_max`` sampled objects, lowering the threshold by evicting the
     largest hash. Returns per sampled request: object code, stack distance (0 = cold), byte distance,
@@ -236,19 +235,13 @@ def _shards_fixed_size(codes: np.ndarray, hashes: np.ndarray, sizes: np.ndarray,
             live += 1
             hn = _heap_push(heap_h, heap_o, hn, h, o)
         else:
-            k = p + 1
-            acc = 0
-            bacc = 0
-            while k > 0:
-                acc += tree[k]
-                bacc += btree[k]
-                k -= k & (-k)
+            acc, bacc = _fenwick_sum(tree, btree, p + 1, True)
             d = live - acc + 1
             bd = live_bytes - bacc + s
             old = last_size[o]
-            _fenwick_add(tree, btree, p + 1, n, -1, -old)
+            _fenwick_add(tree, btree, p + 1, n, -1, -old, True)
             live_bytes -= old
-        _fenwick_add(tree, btree, m + 1, n, 1, s)
+        _fenwick_add(tree, btree, m + 1, n, 1, s, True)
         live_bytes += s
         last[o] = m
         last_size[o] = s
@@ -266,7 +259,7 @@ def _shards_fixed_size(codes: np.ndarray, hashes: np.ndarray, sizes: np.ndarray,
                 victim = heap_o[0]
                 hn = _heap_pop(heap_h, heap_o, hn)
                 old = last_size[victim]
-                _fenwick_add(tree, btree, last[victim] + 1, n, -1, -old)
+                _fenwick_add(tree, btree, last[victim] + 1, n, -1, -old, True)
                 live -= 1
                 live_bytes -= old
                 last[victim] = -1
@@ -540,6 +533,7 @@ def shards(obj_id: np.ndarray, size_bytes: np.ndarray | None = None, *, rate: fl
 def _per_request_distance_kernel(codes: np.ndarray, n_obj: int) -> np.ndarray:
     n = codes.shape[0]
     tree = np.zeros(n + 1, np.int32)
+    no_bytes = np.zeros(1, np.int64)
     last = np.full(n_obj, -1, np.int64)
     out = np.zeros(n, np.int64)
     live = 0
@@ -549,20 +543,10 @@ def _per_request_distance_kernel(codes: np.ndarray, n_obj: int) -> np.ndarray:
         if p < 0:
             live += 1
         else:
-            k = p + 1
-            acc = 0
-            while k > 0:
-                acc += tree[k]
-                k -= k & (-k)
+            acc, _ = _fenwick_sum(tree, no_bytes, p + 1, False)
             out[i] = live - acc + 1
-            k = p + 1
-            while k <= n:
-                tree[k] -= 1
-                k += k & (-k)
-        k = i + 1
-        while k <= n:
-            tree[k] += 1
-            k += k & (-k)
+            _fenwick_add(tree, no_bytes, p + 1, n, -1, 0, False)
+        _fenwick_add(tree, no_bytes, i + 1, n, 1, 0, False)
         last[o] = i
     return out
 
