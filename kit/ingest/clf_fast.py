@@ -48,6 +48,7 @@ _MONTHS = np.frombuffer(b"JanFebMarAprMayJunJulAugSepOctNovDec", dtype=np.uint8)
 _POW10 = np.array([10.0 ** k for k in range(16)])   # exact doubles
 _TOKENS = np.frombuffer(b"{id}\0\0{uuid}{hash}", dtype=np.uint8)   # route tokens at 0, 6, 12
 _TOKEN_LEN = np.array([0, 4, 6, 6])
+_KEY_RT, _KEY_URT, _KEY_UCS = (np.frombuffer(k, dtype=np.uint8) for k in (b" rt=", b" urt=", b" ucs="))
 
 KIND_COMMON, KIND_COMBINED, KIND_KV = 0, 1, 2
 
@@ -300,25 +301,41 @@ def _find(buf: np.ndarray, words: np.ndarray, i: int, e: int, c: int) -> int:
     return e
 
 
+@numba.njit(cache=True, inline="always")
+def _after_key(buf: np.ndarray, i: int, e: int, key: np.ndarray) -> int:
+    """Position just after ``key`` when buf[i:e] starts with it, else -1."""
+    n = key.shape[0]
+    if i + n > e:
+        return -1
+    for k in range(n):
+        if buf[i + k] != key[k]:
+            return -1
+    return i + n
+
+
+@numba.njit(cache=True, inline="always")
+def _token_end(buf: np.ndarray, i: int, e: int) -> int:
+    """Position of the first space in buf[i:e], or e."""
+    while i < e and buf[i] != 32:
+        i += 1
+    return i
+
+
 @numba.njit(cache=True)
 def _standard_tail(buf: np.ndarray, t: int, e: int, F: np.ndarray, N: np.ndarray, r: int) -> bool:
     """buf[t:e] is exactly `` rt=X urt=Y ucs=Z`` with plain decimal (or empty, or '-') times and an ASCII
     cache status: fill N[0, r], N[1, r] (seconds) and the cache status offsets; False otherwise."""
-    if e - t < 14 or buf[t] != 32 or buf[t + 1] != 114 or buf[t + 2] != 116 or buf[t + 3] != 61:
+    rs = _after_key(buf, t, e, _KEY_RT)
+    if rs < 0:
         return False
-    rs = t + 4
-    re_ = rs
-    while re_ < e and buf[re_] != 32:
-        re_ += 1
-    if re_ + 5 > e or buf[re_ + 1] != 117 or buf[re_ + 2] != 114 or buf[re_ + 3] != 116 or buf[re_ + 4] != 61:
+    re_ = _token_end(buf, rs, e)
+    us = _after_key(buf, re_, e, _KEY_URT)
+    if us < 0:
         return False
-    us = re_ + 5
-    ue = us
-    while ue < e and buf[ue] != 32:
-        ue += 1
-    if ue + 5 > e or buf[ue + 1] != 117 or buf[ue + 2] != 99 or buf[ue + 3] != 115 or buf[ue + 4] != 61:
+    ue = _token_end(buf, us, e)
+    cs = _after_key(buf, ue, e, _KEY_UCS)
+    if cs < 0:
         return False
-    cs = ue + 5
     for k in range(cs, e):
         c = buf[k]
         if c == 32 or c >= 128:
