@@ -1,10 +1,16 @@
-"""Shared fixtures: paths to the project's shared real datasets (read in place, never copied)."""
+"""Shared fixtures: paths to the project's shared real datasets (read in place, never copied); the
+line-accounting check every ingest property test makes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import duckdb
 import pytest
+
+from kit.ingest.core import IngestError, IngestSummary
+from kit.warehouse import connect
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
@@ -15,3 +21,25 @@ def shared_datasets() -> Path:
     """``../shared/datasets`` next to the project; the tests that use it fail when it is missing."""
     assert SHARED_DATASETS.is_dir(), f"shared datasets not found at {SHARED_DATASETS}"
     return SHARED_DATASETS
+
+
+def assert_lines_accounted_for(ingest: Callable[[duckdb.DuckDBPyConnection], IngestSummary],
+                               table: str) -> IngestSummary | None:
+    """Run ``ingest`` on a fresh in-memory warehouse and check the ingest's line accounting against the
+    tables: lines in = loaded + rejected + skipped, ``table`` holds the loaded rows and ``rejects`` the
+    rejected lines, each with its line number, field and reason. An input with no parsable line may fail
+    instead, with an error that says so (then None is returned)."""
+    con = connect(":memory:")
+    try:
+        try:
+            summary = ingest(con)
+        except IngestError as exc:
+            assert "no parsable line" in str(exc)
+            return None
+        assert summary.lines_in == summary.rows_loaded + summary.rows_rejected + summary.rows_skipped
+        assert con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] == summary.rows_loaded
+        assert con.execute("SELECT count(*), count(*) FILTER (WHERE line_no IS NULL OR field IS NULL "
+                           "OR reason IS NULL) FROM rejects").fetchall()[0] == (summary.rows_rejected, 0)
+        return summary
+    finally:
+        con.close()
