@@ -34,3 +34,19 @@ def test_every_command_has_help(capsys) -> None:  # type: ignore[no-untyped-def]
     for name, sub in commands.items():
         assert sub.format_help().strip(), name
     assert main([]) == 2
+
+
+def test_ingest_cli_lists_every_loader_and_does_not_load_numba() -> None:
+    import importlib
+    import pkgutil
+
+    import kit.ingest
+    from kit.commands.ingest import KIND_MODULES
+
+    loaders = {m.name for m in pkgutil.iter_modules(kit.ingest.__path__)
+               if hasattr(importlib.import_module(f"kit.ingest.{m.name}"), "register_ingest")}
+    assert set(KIND_MODULES) == loaders
+    code = ("import sys; from kit.cli import build_parser; build_parser(); "
+            "print(sorted({'kit.ingest.access_log', 'numba'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['kit.ingest.access_log']"   # the loaders are registered, numba is not loaded

@@ -55,7 +55,6 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from kit.ingest import clf_fast
 from kit.ingest.core import (
     COMPRESSED_SUFFIXES,
     IngestError,
@@ -644,8 +643,7 @@ def _load_general(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, line
     return lines_in, rejected, skipped
 
 
-_FAST_KINDS = {"common": clf_fast.KIND_COMMON, "combined": clf_fast.KIND_COMBINED,
-               "combined_kv": clf_fast.KIND_KV}
+_FAST_FORMATS = ("common", "combined", "combined_kv")   # the formats kit.ingest.clf_fast reads
 
 
 def _fast_insert_sql(table: str, fmt: LogFormat, sid: int, salt: str, service: str | None,
@@ -679,14 +677,16 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
     take are collected with their line numbers in a temp table and read by the general path. Returns
     (lines in, rejected, skipped), or None, with nothing inserted, when the file has carriage returns or
     a byte order mark (which the general path strips)."""
-    if fmt.name not in _FAST_KINDS:
+    if fmt.name not in _FAST_FORMATS:
         return None
+    from kit.ingest import clf_fast  # numba: imported when an access log is read, not for every CLI call
+
     chunk_table, others = f"_al_chunk_{sid}", f"_al_others_{sid}"
     insert = _fast_insert_sql(chunk_table, fmt, sid, salt, service, route_rules)
     con.execute(f"CREATE TEMP TABLE {others} (line_no BIGINT, line VARCHAR)")
     try:
         lines = n_others = 0
-        for chunk in _read_ahead(clf_fast.read_clf_chunks(path, _FAST_KINDS[fmt.name], skip_lines)):
+        for chunk in _read_ahead(clf_fast.read_clf_chunks(path, clf_fast.KIND_BY_FORMAT[fmt.name], skip_lines)):
             con.register(chunk_table, chunk.table)
             try:
                 con.execute(insert)

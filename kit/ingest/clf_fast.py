@@ -51,6 +51,7 @@ _TOKEN_LEN = np.array([0, 4, 6, 6])
 _KEY_RT, _KEY_URT, _KEY_UCS = (np.frombuffer(k, dtype=np.uint8) for k in (b" rt=", b" urt=", b" ucs="))
 
 KIND_COMMON, KIND_COMBINED, KIND_KV = 0, 1, 2
+KIND_BY_FORMAT = {"common": KIND_COMMON, "combined": KIND_COMBINED, "combined_kv": KIND_KV}
 
 
 # ---------------------------------------------------------------------------------------------- scalars

@@ -22,12 +22,14 @@ import gzip
 import lzma
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from kit.cachesim.trace import ORACLE_DTYPE, Trace
+if TYPE_CHECKING:   # kit.cachesim loads numba: imported where a trace is read, not for every CLI call
+    from kit.cachesim.trace import Trace
 
 FORMATS = ("oracleGeneral", "csv", "text", "timeidsize", "u32be", "u64be")
 TEXT_FORMATS = ("csv", "text", "timeidsize")
@@ -74,6 +76,8 @@ def read_binary(path: str | Path, fmt: str) -> BinaryRecords:
     partial = len(data) - whole * width
     buf = memoryview(data)[: whole * width]
     if fmt == "oracleGeneral":
+        from kit.cachesim.trace import ORACLE_DTYPE
+
         rec = np.frombuffer(buf, ORACLE_DTYPE)
         return BinaryRecords(rec["clock_time"].astype(np.float64), rec["obj_id"].astype(np.uint64),
                              rec["obj_size"].astype(np.int64), partial, width)
@@ -188,6 +192,8 @@ _KEY_TO_ID = ("CASE WHEN regexp_full_match(key, '[0-9]{1,19}') AND try_cast(key 
 def read_trace(path: str | Path, fmt: str, *, columns: str | None = None, delimiter: str = ",") -> Trace:
     """Read a trace file into arrays (sizes default to 1 byte; times to None). Raises TraceFormatError
     naming the file, line and field of the first bad line."""
+    from kit.cachesim.trace import Trace
+
     p = Path(path)
     if fmt not in FORMATS:
         raise TraceFormatError(f"{p}: unknown trace format {fmt!r}; one of {', '.join(FORMATS)}")
