@@ -1,8 +1,10 @@
 """Shared fixtures: paths to the project's shared real datasets (read in place, never copied); the
-line-accounting check every ingest property test makes."""
+line-accounting check every ingest property test makes; waiting for a test service to answer."""
 
 from __future__ import annotations
 
+import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,3 +45,18 @@ def assert_lines_accounted_for(ingest: Callable[[duckdb.DuckDBPyConnection], Ing
         return summary
     finally:
         con.close()
+
+
+def wait_until_ok(url: str, seconds: float) -> bool:
+    """Poll ``url`` until it answers HTTP 200 (True) or ``seconds`` pass (False): a service started by a
+    test is ready."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False

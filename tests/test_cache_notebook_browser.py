@@ -11,10 +11,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import wait_until_ok
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -55,15 +56,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
         cwd=root, env=env, stdout=open(root / "lab.log", "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise AssertionError("JupyterLab did not start")
+        assert wait_until_ok(f"{url}/api/status?token={token}", 90), "JupyterLab did not start"
         yield {"url": url, "token": token, "root": root}
     finally:
         proc.terminate()

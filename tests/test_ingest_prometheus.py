@@ -25,7 +25,7 @@ from kit.ingest.prometheus import (
     range_chunks,
 )
 from kit.warehouse import connect
-from tests.conftest import assert_lines_accounted_for
+from tests.conftest import assert_lines_accounted_for, wait_until_ok
 
 
 @pytest.fixture()
@@ -187,15 +187,7 @@ def prometheus_server(tmp_path_factory):
                             stdout=subprocess.DEVNULL, stderr=open(root / "prometheus.log", "w"))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
-        else:
+        if not wait_until_ok(f"{url}/-/ready", 30):
             raise RuntimeError("Prometheus did not become ready: " + (root / "prometheus.log").read_text()[-2000:])
         yield url
     finally:
