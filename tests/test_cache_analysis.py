@@ -4,7 +4,6 @@ LRU simulation in Python), the caching plan against its JSON Schema, and noteboo
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from pathlib import Path
 
 import jsonschema
@@ -15,6 +14,7 @@ from kit.config import RunConfig
 from kit.report.caching_plan import build_caching_plan, caching_summary_markdown
 from kit.results import dumps, to_jsonable
 from kit.warehouse import connect
+from tests.cache_reference import slow_lru
 
 SCHEMA = Path(__file__).resolve().parents[1] / "kit" / "report" / "schemas" / "Caching_Implementation_Plan.schema.json"
 
@@ -38,27 +38,6 @@ def study(demo_db: Path):
         con.close()
 
 
-def _slow_lru(keys: list[str], sizes: dict[str, int], capacity: int) -> tuple[float, float]:
-    cache: OrderedDict[str, int] = OrderedDict()
-    used = hits = hit_bytes = 0
-    total = sum(sizes[k] for k in keys)
-    for k in keys:
-        s = sizes[k]
-        if k in cache:
-            cache.move_to_end(k)
-            hits += 1
-            hit_bytes += s
-            continue
-        if s > capacity:
-            continue
-        while used + s > capacity:
-            _, old = cache.popitem(last=False)
-            used -= old
-        cache[k] = s
-        used += s
-    return 1 - hits / len(keys), 1 - hit_bytes / total
-
-
 def test_trace_and_curve_match_independent_reference(demo_db: Path, study) -> None:
     con = connect(demo_db, read_only=True)
     rows = con.execute(
@@ -75,10 +54,10 @@ def test_trace_and_curve_match_independent_reference(demo_db: Path, study) -> No
     ex = study.explorer
     for i in (0, 3, len(ex["capacities_bytes"]) // 2, len(ex["capacities_bytes"]) - 1):
         cap = int(ex["capacities_bytes"][i])
-        want = _slow_lru(keys, sizes, cap)
+        want = slow_lru(keys, [sizes[k] for k in keys], cap)
         hit, bhit = explorer_lookup(ex, "path", "lru", "0", i)
         assert (hit, bhit) == pytest.approx((1 - want[0], 1 - want[1]), abs=1e-12)
-    want = _slow_lru(keys, sizes, int(study.sizing.recommended_capacity_bytes))
+    want = slow_lru(keys, [sizes[k] for k in keys], int(study.sizing.recommended_capacity_bytes))
     assert study.sizing.recommended_hit_ratio == pytest.approx(1 - want[0], abs=1e-12)
 
 

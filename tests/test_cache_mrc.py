@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -12,31 +11,10 @@ from hypothesis import strategies as st
 
 from kit.cachesim.mrc import exact_lru, shards
 from kit.cachesim.trace import zipf_trace
+from tests.cache_reference import slow_lru
 
 CLOUD = Path("cache_traces/libcachesim/cloudPhysicsIO.oracleGeneral.bin")
 WEB07 = Path("cache_traces/caffeine/cache2k/web07.trace.xz")
-
-
-def slow_lru(ids, sizes, capacity: int, by_bytes: bool) -> tuple[float, float]:
-    """Reference: one LRU cache of ``capacity`` (objects or bytes) simulated request by request, with
-    libcachesim's rules (an object larger than the cache is not admitted)."""
-    cache: OrderedDict[int, int] = OrderedDict()
-    used = hits = hit_bytes = 0
-    for o, s in zip(ids.tolist(), sizes.tolist(), strict=True):
-        if o in cache:
-            cache.move_to_end(o)
-            hits += 1
-            hit_bytes += s
-            continue
-        need = s if by_bytes else 1
-        if need > capacity:
-            continue
-        while used + need > capacity:
-            _, old = cache.popitem(last=False)
-            used -= old if by_bytes else 1
-        cache[o] = s
-        used += need
-    return 1 - hits / len(ids), 1 - hit_bytes / float(np.sum(sizes))
 
 
 def _small_trace(seed: int, n: int = 4000, objects: int = 300):
@@ -51,7 +29,7 @@ def test_exact_curve_equals_per_size_simulation(seed: int) -> None:
     ids, sizes = _small_trace(seed)
     res = exact_lru(ids, sizes)
     for cap in (1, 2, 3, 7, 20, 64, 150, 299, 1000):
-        want = slow_lru(ids, sizes, cap, by_bytes=False)
+        want = slow_lru(ids.tolist(), sizes.tolist(), cap, by_bytes=False)
         got = res.objects.at(cap)
         assert (got[0][0], got[1][0]) == pytest.approx(want, abs=1e-12), cap
     assert res.bytes is not None
@@ -59,7 +37,7 @@ def test_exact_curve_equals_per_size_simulation(seed: int) -> None:
     for cap in (biggest, biggest + 1, 100, 333, 1000, 2500, 10_000, 100_000):
         if cap < biggest:
             continue
-        want = slow_lru(ids, sizes, cap, by_bytes=True)
+        want = slow_lru(ids.tolist(), sizes.tolist(), cap)
         got = res.bytes.at(cap)
         assert (got[0][0], got[1][0]) == pytest.approx(want, abs=1e-12), cap
 
@@ -71,7 +49,7 @@ def test_window_compaction_changes_nothing() -> None:
     assert np.array_equal(a.objects.miss_ratio, b.objects.miss_ratio)
     assert np.array_equal(a.bytes.capacity, b.bytes.capacity)
     assert np.array_equal(a.bytes.byte_miss_ratio, b.bytes.byte_miss_ratio)
-    want = slow_lru(ids, sizes, 40, by_bytes=False)
+    want = slow_lru(ids.tolist(), sizes.tolist(), 40, by_bytes=False)
     assert b.objects.at(40)[0][0] == pytest.approx(want[0], abs=1e-12)
 
 
@@ -81,10 +59,11 @@ def test_exact_curve_property(keys: list[int], capacity: int, size_seed: int) ->
     ids = np.array(keys)
     sizes = (np.arange(13) * (size_seed + 1) % 7 + 1)[ids]
     res = exact_lru(ids, sizes)
-    assert res.objects.at(capacity)[0][0] == pytest.approx(slow_lru(ids, sizes, capacity, False)[0], abs=1e-12)
+    want = slow_lru(ids.tolist(), sizes.tolist(), capacity, by_bytes=False)
+    assert res.objects.at(capacity)[0][0] == pytest.approx(want[0], abs=1e-12)
     cap_b = int(sizes.max()) + capacity * 3
     assert res.bytes is not None
-    assert res.bytes.at(cap_b)[0][0] == pytest.approx(slow_lru(ids, sizes, cap_b, True)[0], abs=1e-12)
+    assert res.bytes.at(cap_b)[0][0] == pytest.approx(slow_lru(ids.tolist(), sizes.tolist(), cap_b)[0], abs=1e-12)
 
 
 def test_exact_bytes_equal_libcachesim_lru_on_cloudphysics(shared_datasets: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from kit.cachesim.mrc import exact_lru
 from kit.cachesim.policies import POLICIES, Replay, compare_policies, lru_ttl, size_admission
 from kit.cachesim.trace import Trace, zipf_trace
 from kit.ingest.trace import read_trace
+from tests.cache_reference import slow_lru
 
 CLOUD = Path("cache_traces/libcachesim/cloudPhysicsIO.oracleGeneral.bin")
 # every deterministic policy (LHD samples eviction candidates at random: two libcachesim runs differ)
@@ -57,31 +57,6 @@ def test_lru_row_equals_exact_curve() -> None:
         assert (row.miss_ratio, row.byte_miss_ratio) == pytest.approx((m[0], b[0]), abs=1e-12)
 
 
-def slow_lru_ttl(ids, sizes, t, capacity: int, ttl: float) -> tuple[float, float]:
-    """Reference LRU with expiry: an entry filled at f hits until f + ttl (inclusive)."""
-    cache: OrderedDict[int, tuple[int, float]] = OrderedDict()
-    used = hits = hit_bytes = 0
-    for o, s, now in zip(ids.tolist(), sizes.tolist(), t.tolist(), strict=True):
-        if o in cache:
-            size, filled = cache[o]
-            if ttl > 0 and now > filled + ttl:
-                del cache[o]
-                used -= size
-            else:
-                cache.move_to_end(o)
-                hits += 1
-                hit_bytes += s
-                continue
-        if s > capacity:
-            continue
-        while used + s > capacity:
-            _, (old, _) = cache.popitem(last=False)
-            used -= old
-        cache[o] = (s, now)
-        used += s
-    return 1 - hits / len(ids), 1 - hit_bytes / float(np.sum(sizes))
-
-
 @pytest.mark.parametrize("ttl", [0.0, 0.5, 2.0, 10.0])
 @pytest.mark.parametrize("capacity", [300, 3_000, 100_000])
 def test_lru_ttl_equals_reference(ttl: float, capacity: int) -> None:
@@ -90,7 +65,8 @@ def test_lru_ttl_equals_reference(ttl: float, capacity: int) -> None:
     sizes = rng.integers(1, 80, 400)[ids]
     t = np.cumsum(rng.exponential(0.01, 5000))
     trace = Trace("ttl", ids.astype(np.uint64), sizes.astype(np.int64), t)
-    assert lru_ttl(trace, capacity, ttl) == pytest.approx(slow_lru_ttl(ids, sizes, t, capacity, ttl), abs=1e-12)
+    assert lru_ttl(trace, capacity, ttl) == pytest.approx(
+        slow_lru(ids.tolist(), sizes.tolist(), capacity, times=t.tolist(), ttl=ttl), abs=1e-12)
 
 
 def test_lru_ttl_without_expiry_equals_libcachesim(shared_datasets: Path) -> None:
@@ -110,23 +86,9 @@ def test_size_admission_matches_reference() -> None:
         th = row["threshold_bytes"]
         keep = np.ones(len(ids), bool) if th is None else sizes < th
         # reference: LRU over admitted objects; bypassed requests always miss
-        cache: OrderedDict[int, int] = OrderedDict()
-        used = hits = hb = 0
-        for o, s, k in zip(ids.tolist(), sizes.tolist(), keep.tolist(), strict=True):
-            if o in cache:
-                cache.move_to_end(o)
-                hits += 1
-                hb += s
-                continue
-            if not k:
-                continue
-            while used + s > 2_000:
-                _, old = cache.popitem(last=False)
-                used -= old
-            cache[o] = s
-            used += s
+        want = slow_lru(ids.tolist(), sizes.tolist(), 2_000, admit=keep.tolist())
         assert (row["miss_ratio"], row["byte_miss_ratio"]) == pytest.approx(
-            (1 - hits / len(ids), 1 - hb / sizes.sum()), abs=1e-12), th
+            want, abs=1e-12), th
 
 
 def test_replay_survives_garbage_collection(tmp_path: Path) -> None:
