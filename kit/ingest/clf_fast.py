@@ -41,8 +41,8 @@ CHUNK_BYTES = 48 << 20   # bytes of whole lines per chunk: bounds memory (about 
 
 # rows of the column-major int32 field table F (offsets into the chunk, -1 = missing) and int64 table W
 (_CLIENT_S, _CLIENT_E, _METHOD_S, _METHOD_E, _PATH_S, _PATH_E, _QUERY_S, _QUERY_E, _UA_S, _UA_E,
- _UCS_S, _UCS_E, _ROUTE_LEN, _STATUS) = range(14)
-_NFIELDS = 14
+ _UCS_S, _UCS_E, _STATUS) = range(13)
+_NFIELDS = 13
 _TS, _BYTES = 0, 1
 _MONTHS = np.frombuffer(b"JanFebMarAprMayJunJulAugSepOctNovDec", dtype=np.uint8)
 _POW10 = np.array([10.0 ** k for k in range(16)])   # exact doubles
@@ -234,17 +234,16 @@ def _segment_kind(buf: np.ndarray, s: int, e: int) -> tuple[int, int]:
 
 @numba.njit(cache=True)
 def _route(buf: np.ndarray, s: int, e: int, out: np.ndarray, o: int) -> int:
-    """Write the route of the path buf[s:e] into out[o:] (when out has room; len(out) == 0 only measures);
-    return its length. A path without a digit is its own route (as the SQL does)."""
+    """Write the route of the path buf[s:e] into out[o:] (at most 4 * (e - s) bytes: a 1-digit segment
+    becoming ``{id}`` grows most); return its length. A path without a digit is its own route (as the SQL
+    does)."""
     has_digit = False
     for k in range(s, e):
         if _digit(buf[k]):
             has_digit = True
             break
-    write = out.shape[0] > 0
     if not has_digit:
-        if write:
-            out[o:o + e - s] = buf[s:e]
+        out[o:o + e - s] = buf[s:e]
         return e - s
     length = 0
     seg = s
@@ -254,22 +253,18 @@ def _route(buf: np.ndarray, s: int, e: int, out: np.ndarray, o: int) -> int:
             end += 1
         kind, ext = _segment_kind(buf, seg, end)
         if kind == 0:
-            if write:
-                out[o + length:o + length + end - seg] = buf[seg:end]
+            out[o + length:o + length + end - seg] = buf[seg:end]
             length += end - seg
         else:
             n_token = _TOKEN_LEN[kind]
-            if write:
-                t0 = 6 * (kind - 1)
-                out[o + length:o + length + n_token] = _TOKENS[t0:t0 + n_token]
+            t0 = 6 * (kind - 1)
+            out[o + length:o + length + n_token] = _TOKENS[t0:t0 + n_token]
             length += n_token
-            if write:
-                out[o + length:o + length + end - ext] = buf[ext:end]
+            out[o + length:o + length + end - ext] = buf[ext:end]
             length += end - ext
         if end >= e:
             break
-        if write:
-            out[o + length] = 47
+        out[o + length] = 47
         length += 1
         seg = end + 1
     return length
@@ -354,10 +349,10 @@ def _standard_tail(buf: np.ndarray, t: int, e: int, F: np.ndarray, N: np.ndarray
 
 @numba.njit(cache=True)
 def _parse_line(buf: np.ndarray, s: int, e: int, kind: int, months: np.ndarray, F: np.ndarray, W: np.ndarray,
-                N: np.ndarray, r: int, no_out: np.ndarray) -> bool:
-    """Parse the line buf[s:e] into column ``r`` of the field tables ``F`` (offsets, route length,
+                N: np.ndarray, r: int) -> bool:
+    """Parse the line buf[s:e] into column ``r`` of the field tables ``F`` (offsets,
     status), ``W`` (time in UTC microseconds, bytes) and ``N`` (rt, urt seconds; NaN = NULL). False when
-    the line is not of the strict shape. (``no_out``: an empty array, for measuring the route.)
+    the line is not of the strict shape.
 
     One vectorized pass counts the quotes and finds the smallest and largest byte; the fields are then
     located left to right, except the user agent of a line with exactly 6 quotes, whose closing quote is
@@ -483,7 +478,6 @@ def _parse_line(buf: np.ndarray, s: int, e: int, kind: int, months: np.ndarray, 
             for k in range(t, e):
                 if buf[k] == 61:      # a key=value the general path would read rt/urt/ucs from
                     return False
-    F[_ROUTE_LEN, r] = _route(buf, F[_PATH_S, r], F[_PATH_E, r], no_out, 0)
     return True
 
 
@@ -533,10 +527,9 @@ def _parse_lines(buf: np.ndarray, ends: np.ndarray, kind: int,
     F = np.empty((_NFIELDS, n), dtype=np.int32)
     W = np.empty((2, n), dtype=np.int64)
     N = np.empty((2, n), dtype=np.float64)
-    no_out = np.empty(0, dtype=np.uint8)
     for i in numba.prange(n):
         start = ends[i - 1] + 1 if i > 0 else 0
-        ok[i] = _parse_line(buf, start, ends[i], kind, months, F, W, N, i, no_out)
+        ok[i] = _parse_line(buf, start, ends[i], kind, months, F, W, N, i)
     return ok, F, W, N
 
 
@@ -579,16 +572,22 @@ def _gather(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: np.ndar
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _routes(buf: np.ndarray, fields: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Arrow string (offsets, data) of the routes of the rows' paths."""
+    """Arrow string (offsets, data) of the routes of the rows' paths: each written once into room for
+    its longest possible route, then packed."""
     n = rows.shape[0]
+    room = np.empty(n, dtype=np.int64)
+    for j in numba.prange(n):
+        room[j] = 4 * (fields[_PATH_E, rows[j]] - fields[_PATH_S, rows[j]])
+    at = _offsets(room)
+    scratch = np.empty(at[n], dtype=np.uint8)
     lengths = np.empty(n, dtype=np.int64)
     for j in numba.prange(n):
-        lengths[j] = fields[_ROUTE_LEN, rows[j]]
+        r = rows[j]
+        lengths[j] = _route(buf, fields[_PATH_S, r], fields[_PATH_E, r], scratch, at[j])
     offsets = _offsets(lengths)
     data = np.empty(offsets[n], dtype=np.uint8)
     for j in numba.prange(n):
-        r = rows[j]
-        _route(buf, fields[_PATH_S, r], fields[_PATH_E, r], data, offsets[j])
+        data[offsets[j]:offsets[j + 1]] = scratch[at[j]:at[j] + lengths[j]]
     return offsets, data
 
 
