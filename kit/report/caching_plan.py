@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from kit.config import RunConfig
-from kit.report.text import fmt_bytes, fmt_pct, md_escape
+from kit.report.text import fmt_bytes, fmt_pct, md_escape, md_table
 
 __all__ = ["build_caching_plan", "caching_summary_markdown", "PLAN_VERSION"]
 
@@ -354,17 +354,18 @@ def caching_summary_markdown(plan: dict[str, Any]) -> str:
     lines.append(md_escape(summary.get("headline", "")))
     if plan.get("status") != "complete":
         return "\n".join(lines) + "\n"
-    lines += ["", "| Layer | Key | Policy | Capacity | Expected hit ratio | Expected byte hit ratio |",
-              "|---|---|---|---|---|---|"]
+    rows = []
     for layer in plan["layers"]:
         cap = layer["capacity"]
         capacity = (fmt_bytes(cap["bytes"]["value"]) if cap.get("bytes", {}).get("value") is not None else "n/a")
         if "entries" in cap and cap["entries"]["value"] is not None:
             capacity = f"{cap['entries']['value']:,.0f} entries (~{capacity})"
         exp = layer["expected"]
-        lines.append(f"| {md_escape(layer['layer'])} | {md_escape(layer['key_design']['key'])} | "
-                     f"{md_escape(layer['policy']['name'])} | {md_escape(capacity)} | "
-                     f"{fmt_pct(exp['hit_ratio']['value'])} | {fmt_pct(exp['byte_hit_ratio']['value'])} |")
+        rows.append([md_escape(layer["layer"]), md_escape(layer["key_design"]["key"]),
+                     md_escape(layer["policy"]["name"]), md_escape(capacity), fmt_pct(exp["hit_ratio"]["value"]),
+                     fmt_pct(exp["byte_hit_ratio"]["value"])])
+    lines += ["", *md_table(["Layer", "Key", "Policy", "Capacity", "Expected hit ratio", "Expected byte hit ratio"],
+                            rows)]
     cdn = next((la for la in plan["layers"] if la["layer"] == "cdn"), None)
     if cdn:
         rules = ", ".join(f"{md_escape(r['content_class'])} {r['ttl_s']} s" for r in cdn["ttl_rules"])

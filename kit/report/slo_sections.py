@@ -11,7 +11,7 @@ the JSON of ``kit.analysis.slo.SloReport``). Two entry points:
 
 from __future__ import annotations
 
-from kit.report.text import md_code
+from kit.report.text import md_code, md_table
 from kit.report.text import md_escape as md_text
 
 __all__ = ["slo_catalog", "slo_section_markdown"]
@@ -48,11 +48,7 @@ def _window_days_text(days: float | None) -> str:
 
 
 def _slo_rows(slos: list[dict]) -> list[str]:
-    rows = [
-        "| SLO | service | SLI | objective | achieved | budget (bad events / window) "
-        "| consumed | remaining |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for slo in slos:
         objective = _pct(slo.get("objective"), 5)
         if slo.get("objective_source") == "proposed":
@@ -61,63 +57,46 @@ def _slo_rows(slos: list[dict]) -> list[str]:
         budget = _num(slo.get("budget_events"))
         if method == "Timeslices":
             budget += " bad slices"
-        rows.append(
-            f"| {md_text(slo.get('name', ''))} | {md_text(slo.get('service') or 'all')} "
-            f"| {md_text(slo.get('sli_kind', ''))}: {md_text((slo.get('sli') or {}).get('description', ''))} "
-            f"| {objective} over {_window_days_text(slo.get('window_days'))} ({md_text(method)}) "
-            f"| {_pct(slo.get('achieved'), 5)} | {budget} "
-            f"| {_pct(slo.get('consumed_ratio'), 3)} | {_pct(slo.get('remaining_ratio'), 3)} |"
-        )
-    return rows
+        rows.append([
+            md_text(slo.get("name", "")), md_text(slo.get("service") or "all"),
+            f"{md_text(slo.get('sli_kind', ''))}: {md_text((slo.get('sli') or {}).get('description', ''))}",
+            f"{objective} over {_window_days_text(slo.get('window_days'))} ({md_text(method)})",
+            _pct(slo.get("achieved"), 5), budget, _pct(slo.get("consumed_ratio"), 3),
+            _pct(slo.get("remaining_ratio"), 3)])
+    return md_table(["SLO", "service", "SLI", "objective", "achieved", "budget (bad events / window)", "consumed",
+                     "remaining"], rows)
 
 
 def _alert_rows(alerts: dict) -> list[str]:
-    rows = [
-        "| alert | SLO | severity | windows (long/short) | burn rate | error-ratio threshold |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = []
     for rule in alerts.get("rules", []):
         windows = ", ".join(f"{w[0]}/{w[1]}" for w in rule.get("windows", []))
         burns = ", ".join(f"{b:g}×" for b in rule.get("burn_rates", []))
         thresholds = ", ".join(f"{t:.4g}" for t in rule.get("thresholds", []))
-        rows.append(
-            f"| {md_text(rule.get('name', ''))} | {md_text(rule.get('slo', ''))} "
-            f"| {md_text(rule.get('severity', ''))} | {windows} | {burns} | {thresholds} |"
-        )
-    return rows
+        rows.append([md_text(rule.get("name", "")), md_text(rule.get("slo", "")),
+                     md_text(rule.get("severity", "")), windows, burns, thresholds])
+    return md_table(["alert", "SLO", "severity", "windows (long/short)", "burn rate", "error-ratio threshold"], rows)
 
 
 def _policy_rows(policies: list[dict]) -> list[str]:
-    rows = [
-        "| policy | alert episodes | per week | precision | recall | mean delay | max delay | mean reset |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for p in policies:
-        rows.append(
-            f"| {md_text(p.get('policy', ''))} | {_num(p.get('episodes'))} | {_num(p.get('per_week'))} "
-            f"| {_pct(p.get('precision'))} | {_pct(p.get('recall'))} | {_duration(p.get('mean_delay_s'))} "
-            f"| {_duration(p.get('max_delay_s'))} | {_duration(p.get('mean_reset_s'))} |"
-        )
-    return rows
+    rows = [[md_text(p.get("policy", "")), _num(p.get("episodes")), _num(p.get("per_week")),
+             _pct(p.get("precision")), _pct(p.get("recall")), _duration(p.get("mean_delay_s")),
+             _duration(p.get("max_delay_s")), _duration(p.get("mean_reset_s"))] for p in policies]
+    return md_table(["policy", "alert episodes", "per week", "precision", "recall", "mean delay", "max delay",
+                     "mean reset"], rows)
 
 
 def _incident_rows(incidents: list[dict]) -> list[str]:
-    rows = [
-        "| incident | type | service | start (UTC) | SLO | mean burn | budget consumed | burns budget "
-        "| first alert | delay | reset |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for inc in incidents:
         caught = (inc.get("alert") or inc.get("severity")) if inc.get("detected") else "not caught"
-        rows.append(
-            f"| {md_text(inc.get('what', ''))} | {md_text(inc.get('type') or '')} "
-            f"| {md_text(inc.get('service') or 'all')} | {md_text(inc.get('ts_start', ''))} "
-            f"| {md_text(inc.get('slo') or '')} | {_num(inc.get('burn_rate'))} "
-            f"| {_pct(inc.get('budget_consumed_ratio'))} "
-            f"| {'yes' if inc.get('burns_budget') else 'no'} | {md_text(caught or '')} "
-            f"| {_duration(inc.get('delay_s'))} | {_duration(inc.get('reset_s'))} |"
-        )
-    return rows
+        rows.append([md_text(inc.get("what", "")), md_text(inc.get("type") or ""),
+                     md_text(inc.get("service") or "all"), md_text(inc.get("ts_start", "")),
+                     md_text(inc.get("slo") or ""), _num(inc.get("burn_rate")), _pct(inc.get("budget_consumed_ratio")),
+                     "yes" if inc.get("burns_budget") else "no", md_text(caught or ""),
+                     _duration(inc.get("delay_s")), _duration(inc.get("reset_s"))])
+    return md_table(["incident", "type", "service", "start (UTC)", "SLO", "mean burn", "budget consumed",
+                     "burns budget", "first alert", "delay", "reset"], rows)
 
 
 def slo_section_markdown(slo_result: dict) -> str:
@@ -146,14 +125,10 @@ def slo_section_markdown(slo_result: dict) -> str:
         "over both the long and the short window exceeds burn rate × error budget. Window set for a "
         f"{_num(alerts.get('period_days'))}-day SLO period:"
     )
-    out += ["", "| severity | long window | short window | budget consumed | burn rate |",
-            "|---|---|---|---|---|"]
-    for w in alerts.get("windows", []):
-        out.append(
-            f"| {md_text(w.get('severity', ''))} | {md_text(w.get('long_window', ''))} "
-            f"| {md_text(w.get('short_window', ''))} | {_num(w.get('error_budget_percent'))}% "
-            f"| {_num(w.get('burn_rate'), 6)}× |"
-        )
+    out += ["", *md_table(["severity", "long window", "short window", "budget consumed", "burn rate"], (
+        [md_text(w.get("severity", "")), md_text(w.get("long_window", "")), md_text(w.get("short_window", "")),
+         f"{_num(w.get('error_budget_percent'))}%", f"{_num(w.get('burn_rate'), 6)}×"]
+        for w in alerts.get("windows", [])))]
     out += ["", *_alert_rows(alerts)]
     warnings = [(rule, w) for rule in alerts.get("rules", []) for w in rule.get("warnings") or []]
     if warnings:
@@ -165,10 +140,9 @@ def slo_section_markdown(slo_result: dict) -> str:
         out += ["", f"Minimum-traffic guard: {guard.get('description', '')}."]
     saturation = alerts.get("saturation", [])
     if saturation:
-        out += ["", "Saturation alerts:", "", "| alert | severity | for | expression |", "|---|---|---|---|"]
-        for s in saturation:
-            out.append(f"| {md_text(s.get('name', ''))} | {md_text(s.get('severity', ''))} "
-                       f"| {md_text(s.get('for') or '')} | {md_code(s.get('expr', ''))} |")
+        out += ["", "Saturation alerts:", "", *md_table(["alert", "severity", "for", "expression"], (
+            [md_text(s.get("name", "")), md_text(s.get("severity", "")), md_text(s.get("for") or ""),
+             md_code(s.get("expr", ""))] for s in saturation))]
     files = [f for f in (slo_result.get("rules_file"), slo_result.get("rules_test_file")) if f]
     if files:
         out += ["", "Rule file and its promtool unit test (in the run's results folder): "
