@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -170,3 +172,18 @@ def test_custom_sloth_windows_through_promtool(tmp_path, shared_datasets):
     assert test.returncode == 0, test.stdout + test.stderr
     with pytest.raises(ValueError, match="7-day SLO period"):
         alert_plan(load_slo_specs(shared_datasets / "slo/sloth/examples/getting-started.yml"), windows=windows)
+
+
+def test_generated_rule_tests_do_not_depend_on_hash_seeds(tmp_path):
+    """Two processes with different string-hash seeds write the same promtool test file (runs are
+    reproducible; set order once made the guard series' order vary)."""
+    code = ("import sys; from pathlib import Path; from tests.test_alerts import _warehouse_specs, _write; "
+            "_write(Path(sys.argv[1]), _warehouse_specs(), min_bad_events=10)")
+    texts = []
+    for seed in ("1", "2", "3"):
+        out = tmp_path / seed
+        out.mkdir()
+        subprocess.run([sys.executable, "-c", code, str(out)], check=True, cwd=Path(__file__).resolve().parents[1],
+                       env={**os.environ, "PYTHONHASHSEED": seed})
+        texts.append((out / "rules_test.yml").read_text())
+    assert "slo:sli_total:events" in texts[0] and texts[0] == texts[1] == texts[2]

@@ -465,7 +465,7 @@ def promtool_tests(specs: list[SloSpec], plan: AlertPlan, rules_file: str) -> st
             series.append({"series": _series_name(f"slo:sli_error:ratio_rate{w}", {**base, "sloth_window": w}),
                            "values": values})
         for rule in rules.values():
-            for w in {p[0] for p in rule.windows} if rule.min_events else ():
+            for w in dict.fromkeys(p[0] for p in rule.windows) if rule.min_events else ():   # ordered, unique
                 series.append({"series": _series_name(f"slo:sli_total:events{w}", {**base, "sloth_window": w}),
                                "values": f"1e12+0x{4 * phase}"})
         alert_tests: list[dict[str, Any]] = []
