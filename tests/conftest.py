@@ -1,8 +1,12 @@
 """Shared fixtures: paths to the project's shared real datasets (read in place, never copied); the
-line-accounting check every ingest property test makes; waiting for a test service to answer."""
+line-accounting check every ingest property test makes; waiting for a test service to answer; running
+code under several string-hash seeds (for reproducible outputs)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -60,3 +64,11 @@ def wait_until_ok(url: str, seconds: float) -> bool:
             pass
         time.sleep(0.2)
     return False
+
+
+def outputs_under_hash_seeds(code: str, *args: str, seeds: tuple[str, ...] = ("1", "2", "3")) -> list[str]:
+    """The standard output of ``python -c code args`` (run from the project root) under each
+    PYTHONHASHSEED: equal outputs mean the result does not hang on set or dict-of-str order."""
+    return [subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True,
+                           cwd=PROJECT_ROOT, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+            for seed in seeds]

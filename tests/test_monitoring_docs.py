@@ -21,6 +21,7 @@ from kit.report import grafana, monitoring
 from kit.report.render import load_schema
 from kit.results import dumps
 from kit.warehouse import connect
+from tests.conftest import outputs_under_hash_seeds
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 EVIL_ROUTE = "/x/<script>alert(1)</script>|*bold*|`tick`"
@@ -113,12 +114,17 @@ def test_strategy_markdown_carries_the_numbers_and_sections(results):
     assert "pg\\_stat\\_activity\\_count" in text  # a gap's recommended metric
 
 
-def test_documents_are_deterministic_and_use_as_of(results):
-    one = monitoring.build_monitoring_strategy(results, CONFIG, {})
-    two = monitoring.build_monitoring_strategy(json.loads(json.dumps(results)), CONFIG, {})
-    assert one == two
-    assert dumps(monitoring.build_metrics_framework(results, CONFIG)) == \
-        dumps(monitoring.build_metrics_framework(results, CONFIG))
+def test_documents_are_deterministic_and_use_as_of(results, tmp_path):
+    """The same results give the same documents, also in processes with other string-hash seeds."""
+    saved = tmp_path / "results.json"
+    saved.write_text(json.dumps(results))
+    code = ("import json, sys; from kit.report import monitoring; from kit.results import dumps; "
+            "from tests.test_monitoring_docs import CONFIG; r = json.load(open(sys.argv[1])); "
+            "print(monitoring.build_monitoring_strategy(r, CONFIG, {})); "
+            "print(dumps(monitoring.build_metrics_framework(r, CONFIG)))")
+    texts = outputs_under_hash_seeds(code, str(saved))
+    assert texts[0] == texts[1] == texts[2]
+    assert texts[0].startswith(monitoring.build_monitoring_strategy(results, CONFIG, {}))
     dated = RunConfig(db=":memory:", as_of="2025-01-31")
     assert "Date: 2025-01-31." in monitoring.build_monitoring_strategy(results, dated, {})
     assert monitoring.build_metrics_framework(results, dated)["as_of"] == "2025-01-31"
