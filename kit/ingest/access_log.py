@@ -643,7 +643,6 @@ def _load_general(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, line
     return lines_in, rejected, skipped
 
 
-_FAST_FORMATS = ("common", "combined", "combined_kv")   # the formats kit.ingest.clf_fast reads
 
 
 def _fast_insert_sql(table: str, fmt: LogFormat, sid: int, salt: str, service: str | None,
@@ -677,8 +676,6 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
     take are collected with their line numbers in a temp table and read by the general path. Returns
     (lines in, rejected, skipped), or None, with nothing inserted, when the file has carriage returns or
     a byte order mark (which the general path strips)."""
-    if fmt.name not in _FAST_FORMATS:
-        return None
     from kit.ingest import clf_fast  # numba: imported when an access log is read, not for every CLI call
 
     chunk_table, others = f"_al_chunk_{sid}", f"_al_others_{sid}"
