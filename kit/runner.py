@@ -257,15 +257,18 @@ def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | No
                     results[outcome.name] = outcome
                     bar.update()
                     bar.set_postfix_str(outcome.name)
-                    if outcome.error:
-                        for other in pending:
-                            other.cancel()
-                        bar.close()
-                        failed = out / f"failed-{run_id}"
-                        pool.shutdown(wait=True, cancel_futures=True)
-                        shutil.move(str(staging), failed)
-                        raise NotebookFailed(f"notebook {outcome.name} {outcome.error}. Executed notebook kept at "
-                                             f"{failed / 'notebooks' / executed[outcome.name].name}")
+                errors = [future.result() for future in done if future.result().error]
+                if errors:
+                    # let the notebooks already running finish, then name the first failure in run order
+                    # (not whichever kernel happened to fail first)
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    errors += [f.result() for f in pending if not f.cancelled() and f.result().error]
+                    first = min(errors, key=lambda o: stage.index(o.name))
+                    bar.close()
+                    failed = out / f"failed-{run_id}"
+                    shutil.move(str(staging), failed)
+                    raise NotebookFailed(f"notebook {first.name} {first.error}. Executed notebook kept at "
+                                         f"{failed / 'notebooks' / executed[first.name].name}")
     bar.close()
 
     timings = []
