@@ -1,6 +1,7 @@
 """Shared fixtures: paths to the project's shared real datasets (read in place, never copied); the
 line-accounting check every ingest property test makes; waiting for a test service to answer; running
-code under several string-hash seeds (for reproducible outputs)."""
+code under several string-hash seeds (for reproducible outputs). Before any test runs, the session stops
+with one message when a system tool the tests use is missing (``tests/system_deps.py``)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,19 @@ import pytest
 
 from kit.ingest.core import IngestError, IngestSummary
 from kit.warehouse import connect
+from tests import system_deps
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Missing system tools stop the run at once with the command that installs them, rather than failing
+    or hanging the tests that start them. ``make test`` installs them first when it can."""
+    absent = system_deps.missing(system_deps.tools_for("test"))
+    if absent:
+        print(system_deps.report(absent, as_root=os.geteuid() == 0), file=sys.stderr, flush=True)
+        pytest.exit("missing system tools, see above", returncode=2)
 
 
 @pytest.fixture(scope="session")
