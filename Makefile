@@ -8,10 +8,10 @@ PARAMS ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo run test lint lab bench clean
+.PHONY: help install system-deps demo run test lint lab bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv (when missing) and install the kit with its dev tools
 
+system-deps: ## install the missing Debian packages the tests use (as root), or print the command and stop
+	@$(PYTHON) tests/system_deps.py --install
+
 $(DB): kit/demo.py | $(STAMP)
 	$(BIN)/perfkit demo --db $(DB)
 
@@ -30,7 +33,9 @@ demo: $(DB) ## build the seeded demo warehouse (data/demo.duckdb)
 run: $(STAMP) $(DB) ## build the demo if missing, run every notebook, write reports and documents to outputs/
 	$(BIN)/perfkit run --db $(DB) $(if $(PARAMS),--params $(PARAMS))
 
-test: $(STAMP) ## the whole test suite: unit, real services (PostgreSQL, Prometheus, nginx, Chromium), notebooks
+# system-deps first: a missing tool stops the run before the venv is built. lint runs here, so `make test`
+# gives the same verdict as CI, which runs just this target (.ci/run).
+test: system-deps lint ## lint, then the whole suite: unit, real services (PostgreSQL, Prometheus, nginx, Chromium), notebooks
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff and mypy
@@ -41,6 +46,7 @@ lab: $(STAMP) $(DB) ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
 bench: $(STAMP) ## benchmarks: demo build and full run, ingest, KPIs, cache simulation (ratios vs baselines)
+	@$(PYTHON) tests/system_deps.py --install --for bench
 	$(BIN)/python benchmarks/bench_run.py
 	@for b in benchmarks/bench_ingest.py benchmarks/bench_db_ingest.py benchmarks/bench_kpis.py \
 	  benchmarks/bench_cache.py; do \
