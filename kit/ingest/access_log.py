@@ -20,7 +20,10 @@ time spent waiting on upstreams, retries included; ``-`` parts count as nothing)
 from ``$upstream_cache_status`` (upper-cased) or the Squid result code (see ``SQUID_CACHE_SQL``).
 ``path`` is the request target without its query string; ``query`` is redacted
 (:func:`kit.ingest.routes.redact_query_sql`); ``route`` is templated; the client address is stored as a
-salted hash only. ``bytes_sent`` is the body size (``$body_bytes_sent``; ``-`` = 0).
+salted hash only. ``bytes_sent`` is the body size (``$body_bytes_sent``; ``-`` = 0). ``service`` is
+never NULL: ``--service``, else the row's virtual host (``host``, lower-cased), else the file's name without
+compression, rotation and ``.log`` suffixes; how it was chosen is recorded in ``ingest_log.options``
+(:mod:`kit.ingest.services`).
 
 Every line becomes a ``requests`` row, a ``rejects`` row (field and reason named) or — blank lines and
 W3C ``#`` directives — a skipped line, so ``lines_in = rows_loaded + rows_rejected + rows_skipped``.
@@ -41,12 +44,13 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import functools
 import json
 import os
 import re
 import secrets
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,6 +74,7 @@ from kit.ingest.core import (
     sql_string,
 )
 from kit.ingest.routes import RouteRule, client_hash_sql, parse_route_rule, redact_query_sql, route_sql
+from kit.ingest.services import record_service_naming, service_sql
 from kit.warehouse import Source
 
 __all__ = [
@@ -88,6 +93,7 @@ __all__ = [
 
 KIND = "access-log"
 T = TypeVar("T")
+ServiceSql = Callable[[str | None], str]   # SQL for the service column, given SQL for the host (or None)
 SAMPLE_LINES = 200
 _Q = r'"((?:[^"\\]|\\.)*)"'        # a quoted field that may hold backslash-escaped quotes (Apache)
 _QN = r'"(?:[^"\\]|\\.)*"'          # the same, without capture
@@ -491,9 +497,10 @@ def _seconds_list_sql(col: str) -> str:
             f"lambda x: try_cast(nullif(x, '-') AS DOUBLE))) END")
 
 
-def _typed_sql(fmt: LogFormat, extract_sql: str, salt: str, service: str | None,
+def _typed_sql(fmt: LogFormat, extract_sql: str, salt: str, service_of: ServiceSql,
                rules: Sequence[RouteRule]) -> str:
-    """SQL over the extracted strings: typed columns plus reject_field / reject_reason."""
+    """SQL over the extracted strings: typed columns plus reject_field / reject_reason. ``service_of``
+    gives the service column from the host column (:func:`kit.ingest.services.service_sql`)."""
     kv_rt = "regexp_extract(kv, '(?:^|\\s)(?:rt|request_time)=\"?([^\\s\"]*)', 1)"
     kv_urt = ("regexp_extract(kv, '(?:^|\\s)(?:urt|upstream_response_time)=\"?"
               "(-|[0-9.]+(?:(?:, | : )(?:[0-9.]+|-))*)', 1)")
@@ -542,7 +549,7 @@ def _typed_sql(fmt: LogFormat, extract_sql: str, salt: str, service: str | None,
         "WHEN rt_s IS NOT NULL AND rt IS NULL THEN 'request_time' "
         "WHEN urt_s IS NOT NULL AND urt IS NULL THEN 'upstream_response_time' END")
     return (
-        f"SELECT line_no, line, skip, ts, {sql_string(service) if service else 'NULL'}::VARCHAR AS service, "
+        f"SELECT line_no, line, skip, ts, {service_of('host2')}::VARCHAR AS service, "
         f"host2 AS host, method, path, query_raw, status, {rt_expr} AS latency_ms, "
         f"urt * {fmt.upstream_ms_per_unit!r} AS upstream_ms, bytes_sent, content_type, "
         f"({cache}) AS cache_status, client, user_agent, {reason} AS reject_field, t, status_s, bytes_s, "
@@ -624,11 +631,11 @@ def _insert_sql(typed: str, reason: str, sid: int, salt: str, route_rules: Seque
 
 
 def _load_general(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, lines_sql: str, skip_lines: int,
-                  sample: Sequence[str], salt: str, service: str | None,
+                  sample: Sequence[str], salt: str, service_of: ServiceSql,
                   route_rules: Sequence[RouteRule]) -> tuple[int, int, int]:
     """The general path over a ``(line_no, line)`` relation: rows into ``requests``, rejects into
     ``rejects``. Returns (lines in, rejected, skipped)."""
-    typed = _typed_sql(fmt, _extract_sql(fmt, lines_sql, skip_lines, sample), salt, service, route_rules)
+    typed = _typed_sql(fmt, _extract_sql(fmt, lines_sql, skip_lines, sample), salt, service_of, route_rules)
     row = con.execute(_insert_sql(typed, _reason_sql(fmt), sid, salt, route_rules)).fetchone()
     lines_in = int(row[0]) if row else 0
     counts = con.execute(
@@ -645,14 +652,15 @@ def _load_general(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, line
 
 
 
-def _fast_insert_sql(table: str, fmt: LogFormat, sid: int, salt: str, service: str | None,
+def _fast_insert_sql(table: str, fmt: LogFormat, sid: int, salt: str, service_of: ServiceSql,
                      route_rules: Sequence[RouteRule]) -> str:
     """SQL moving one chunk table of :func:`kit.ingest.clf_fast.read_clf_chunks` into ``requests``: the
-    route (user rules over the compiled built-in templating), redaction and client hash are added here."""
+    route (user rules over the compiled built-in templating), redaction, client hash and service are
+    added here (the reader takes no line with a host, so the service is the option or the file's)."""
     route = route_sql("path", route_rules, builtin="route") if route_rules else "route"
     return (
         f"INSERT INTO requests ({_REQUEST_COLUMNS}) "
-        f"SELECT ts, {sql_string(service) if service else 'NULL'}, NULL, method, {route}, path, "
+        f"SELECT ts, {service_of(None)}, NULL, method, {route}, path, "
         f"{redact_query_sql('query_raw')}, status, latency_s * {fmt.latency_ms_per_unit!r}, "
         f"upstream_s * {fmt.upstream_ms_per_unit!r}, bytes_sent, NULL, cache_status, "
         f"{client_hash_sql('client', salt)}, user_agent, {int(sid)} FROM {table}")
@@ -669,7 +677,7 @@ def _read_ahead(items: Iterator[T]) -> Iterator[T]:
 
 
 def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: Path, skip_lines: int,
-               sample: Sequence[str], salt: str, service: str | None,
+               sample: Sequence[str], salt: str, service_of: ServiceSql,
                route_rules: Sequence[RouteRule]) -> tuple[int, int, int] | None:
     """The fast path for common/combined/combined_kv: the compiled reader (:mod:`kit.ingest.clf_fast`)
     turns each chunk of lines into typed Arrow columns that one INSERT stores; the lines it does not
@@ -679,7 +687,7 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
     from kit.ingest import clf_fast  # numba: imported when an access log is read, not for every CLI call
 
     chunk_table, others = f"_al_chunk_{sid}", f"_al_others_{sid}"
-    insert = _fast_insert_sql(chunk_table, fmt, sid, salt, service, route_rules)
+    insert = _fast_insert_sql(chunk_table, fmt, sid, salt, service_of, route_rules)
     con.execute(f"CREATE TEMP TABLE {others} (line_no BIGINT, line VARCHAR)")
     try:
         lines = n_others = 0
@@ -698,7 +706,7 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
         rejected = skipped = 0
         if n_others:
             _, rejected, skipped = _load_general(con, fmt, sid, f"SELECT line_no, line FROM {others}", 0, sample,
-                                                 salt, service, route_rules)
+                                                 salt, service_of, route_rules)
     except clf_fast.NotForFastPath:
         con.execute("DELETE FROM requests WHERE source_id = ?", [sid])
         return None
@@ -741,6 +749,8 @@ def load_access_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
                     route_rules: Sequence[RouteRule] = (), fast: bool = True) -> LoadCounts:
     """Parse one access log into ``requests`` and ``rejects`` (the ingest Loader; runs inside the
     transaction of :func:`kit.ingest.core.ingest_file`). ``fmt`` None = detect from the first lines.
+    ``service`` None: each row is named by its virtual host, else by the file name ``path`` (see
+    :mod:`kit.ingest.services`, which also records the naming in the source's options).
     ``fast`` False forces the general path (the fast one gives the same rows; see :func:`_load_fast`)."""
     sample = _sample(path)
     detected = ""
@@ -757,14 +767,16 @@ def load_access_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
         tried = (fmt.name,)
     salt = salt if salt is not None else warehouse_salt(con)
     sid = source.source_id
+    service_of = functools.partial(service_sql, service, path)
     result = None
     if fast and fmt.fast == "clf":
-        result = _load_fast(con, fmt, sid, path, skip_lines, sample, salt, service, route_rules)
+        result = _load_fast(con, fmt, sid, path, skip_lines, sample, salt, service_of, route_rules)
     if result is None:
         with readable_path(path) as readable, _valid_utf8(readable) as text, lines_table(con, text) as lines_sql:
-            result = _load_general(con, fmt, sid, lines_sql, skip_lines, sample, salt, service, route_rules)
+            result = _load_general(con, fmt, sid, lines_sql, skip_lines, sample, salt, service_of, route_rules)
     lines_in, rejected, skipped = result
     loaded = lines_in - skipped - rejected
+    record_service_naming(con, sid, service)
     return LoadCounts(lines_in, loaded, rejected, skipped, fmt=fmt.name + detected, formats_tried=tried)
 
 
@@ -817,7 +829,9 @@ def register_ingest(subparsers: argparse._SubParsersAction) -> None:
                         help="log format (default: detect)")
     parser.add_argument("--log-format", metavar="STRING",
                         help="an NGINX log_format directive or format string, verbatim")
-    parser.add_argument("--service", help="service name stored with each request")
+    parser.add_argument("--service", help="service name stored with each request (default: each request's "
+                                          "virtual host where the log has one, else the file name without "
+                                          "compression, rotation and .log suffixes: access.log.1.gz → access)")
     parser.add_argument("--salt", help="salt for client address hashes (default: $PERFKIT_SALT or a random "
                                        "salt kept next to the warehouse in <db>.salt)")
     parser.add_argument("--route-rule", action="append", default=[], metavar="'PATTERN => TEMPLATE'",

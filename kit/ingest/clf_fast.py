@@ -3,7 +3,8 @@
 A file is read in chunks of whole lines; a numba kernel (parallel over lines, no Python per line) splits
 each line into its fields, types them (time → UTC microseconds, status, bytes, request times), templates
 the path into its route and copies the text columns into Arrow string buffers. DuckDB then only redacts
-query strings, hashes client addresses and stores the rows.
+query strings, hashes client addresses, adds the service (the ``--service`` given or the file's name: the
+reader takes no line with a host) and stores the rows.
 
 The kernel is deliberately *strict*: it takes a line only when it has exactly the well-formed shape
 
