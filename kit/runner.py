@@ -177,6 +177,17 @@ def _execute(name: str, executed: str, parameters: dict[str, Any]) -> _Execution
     return _Execution(name, time.perf_counter() - t0)
 
 
+def export_notices(result: RunResult) -> list[str]:
+    """What this run's export left out and how to get it, one line each (e.g. the dashboard PNGs without
+    Chromium), as notebook 90 saved it; empty when 90 did not run in this run."""
+    import json
+
+    saved = result.run_dir / "results" / "export.json"
+    if EXPORT_NOTEBOOK not in {t.name for t in result.timings} or not saved.exists():
+        return []
+    return [str(notice) for notice in json.loads(saved.read_text()).get("notices", [])]
+
+
 def export_html(executed: Path, target: Path) -> None:
     """Self-contained HTML report of an executed notebook (code hidden, plotly.js embedded once)."""
     import nbconvert

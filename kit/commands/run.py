@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from kit.config import RunConfig
-    from kit.runner import NotebookFailed, run
+    from kit.runner import NotebookFailed, export_notices, run
 
     config = RunConfig.load(args.params, db=args.db)
     try:
@@ -41,6 +41,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  {t.name:<22} execute {t.execute_s:6.1f} s   export {t.export_s:5.1f} s")
     print(f"run {result.run_id} done in {result.seconds:.1f} s -> {result.run_dir}")
     print(f"  reports:  {args.out}/reports/   documents: {args.out}/strategy/")
+    for notice in export_notices(result):
+        print(f"  note: {notice}")
     return 0
 
 

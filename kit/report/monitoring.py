@@ -276,8 +276,10 @@ def dashboard_panels(results: dict[str, Any], config: RunConfig,
 # ---------------------------------------------------------------------------------------- the model
 
 
-def monitoring_model(results: dict[str, Any], config: RunConfig, figures: dict[str, str]) -> dict[str, Any]:
-    """Everything the Markdown document shows, as plain values (not yet escaped or formatted)."""
+def monitoring_model(results: dict[str, Any], config: RunConfig, figures: dict[str, str],
+                     figures_skipped: str = "") -> dict[str, Any]:
+    """Everything the Markdown document shows, as plain values (not yet escaped or formatted);
+    ``figures_skipped`` says why the panel images were not drawn, when they were wanted but could not be."""
     kpis = results.get("kpis")
     slo_md, slo_catalog, slo_reason = slo_parts(results)
     objective, _ = _objective(results, "availability")
@@ -286,7 +288,7 @@ def monitoring_model(results: dict[str, Any], config: RunConfig, figures: dict[s
     model: dict[str, Any] = {
         "title": config.title, "date": _document_date(results, config), "kpis": kpis,
         "slo_markdown": slo_md, "slo_reason": slo_reason, "config": config,
-        "panels": _panels(config, figures, objective, kpis, results),
+        "panels": _panels(config, figures, objective, kpis, results), "figures_skipped": figures_skipped,
         "bottlenecks": _bottleneck_rows(results.get("bottlenecks"), config.top_n),
     }
     if kpis:
@@ -356,10 +358,12 @@ def _fmt_value(value: float | None, unit: str) -> str:
     return fmt_num(value)
 
 
-def build_monitoring_strategy(results: dict[str, Any], config: RunConfig, figures: dict[str, str]) -> str:
+def build_monitoring_strategy(results: dict[str, Any], config: RunConfig, figures: dict[str, str],
+                              figures_skipped: str = "") -> str:
     """Performance_Monitoring_Strategy.md from the run's results; ``figures`` maps panel keys to
-    image paths relative to the document (panels without one are listed without an image)."""
-    model = monitoring_model(results, config, figures)
+    image paths relative to the document (panels without one are listed without an image). With
+    ``figures_skipped`` (why the images could not be drawn) one line in the dashboard section says so."""
+    model = monitoring_model(results, config, figures, figures_skipped)
     return render_markdown("Performance_Monitoring_Strategy.md.j2", m=model, code=code_block,
                            value=_fmt_value, when=_fmt_time, day=_fmt_day)
 
