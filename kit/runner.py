@@ -157,6 +157,21 @@ class _Execution:
     error: str | None = None
 
 
+def _kernel_config() -> Any:
+    """Configuration for the kernels papermill starts: their traffic is encrypted (CurveZMQ keys made by
+    the kernel manager, for kernelspecs that declare support, as ipykernel 7's does). Without it every
+    ipykernel 7 kernel prints "Kernel is running over TCP without encryption" on the console. Older
+    jupyter_client has no such option (and its kernels no such warning), and a libzmq built without
+    CurveZMQ cannot encrypt: then the default is kept."""
+    import zmq
+    from jupyter_client import KernelManager
+    from traitlets.config import Config
+
+    if not KernelManager.class_traits().get("transport_encryption") or not zmq.has("curve"):
+        return Config()
+    return Config({"KernelManager": {"transport_encryption": "auto"}})
+
+
 def _execute(name: str, executed: str, parameters: dict[str, Any]) -> _Execution:
     """Run one notebook with papermill (in a worker process); errors are returned, not raised."""
     import logging
@@ -169,7 +184,7 @@ def _execute(name: str, executed: str, parameters: dict[str, Any]) -> _Execution
     try:
         papermill.execute_notebook(str(notebook_path(name)), executed, parameters=parameters,
                                    kernel_name="python3", progress_bar=False, cwd=str(PROJECT_ROOT),
-                                   log_output=False, execution_timeout=CELL_TIMEOUT_S)
+                                   log_output=False, execution_timeout=CELL_TIMEOUT_S, config=_kernel_config())
     except Exception as exc:  # noqa: BLE001 - PapermillExecutionError, dead kernels, timeouts
         ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
         where = _failing_cell(Path(executed))

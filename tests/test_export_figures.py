@@ -1,6 +1,6 @@
 """The dashboard PNGs are an extra: without Chromium the documents are written at once, complete, with one
 line saying what was skipped and how to get it; a renderer that hangs is stopped at its deadline; with
-Chromium the PNGs are written."""
+Chromium the PNGs are written. Also: the kernels `perfkit run` starts print no per-notebook warning."""
 
 from __future__ import annotations
 
@@ -173,3 +173,26 @@ def test_the_export_notices_reach_the_run_summary(tmp_path: Path) -> None:
     # a partial run without 90 copies the previous run's results: their notices are not this run's
     assert export_notices(RunResult("r", tmp_path, [NotebookTiming("10_kpis", 1.0, 0.1)])) == []
 
+
+def test_the_kernels_of_a_run_do_not_warn_about_plain_tcp(tmp_path: Path) -> None:
+    """ipykernel 7 warns on every kernel start when its traffic is not encrypted; the runner's kernel
+    configuration has the kernel manager provision CurveZMQ keys, so it is encrypted and says nothing."""
+    from jupyter_client import KernelManager
+
+    from kit.runner import _kernel_config
+
+    if not _kernel_config():
+        pytest.skip("this jupyter_client or libzmq cannot encrypt kernel traffic")
+    log = tmp_path / "kernel.log"
+    manager = KernelManager(kernel_name="python3", config=_kernel_config())
+    with log.open("w") as output:
+        manager.start_kernel(stdout=output, stderr=output)
+        try:
+            client = manager.client()
+            client.start_channels()
+            client.wait_for_ready(timeout=60)
+            client.stop_channels()
+        finally:
+            manager.shutdown_kernel(now=True)
+    assert manager.curve_publickey is not None
+    assert "without encryption" not in log.read_text()
