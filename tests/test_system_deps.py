@@ -18,11 +18,11 @@ from tests import system_deps
 from tests.conftest import PROJECT_ROOT
 from tests.system_deps import TOOLS, ensure, tools_for
 
-# Programs of Essential Debian packages, on every Debian system: no table entry needed.
-ESSENTIAL = {"runuser", "true"}
+# Programs of Essential Debian packages (util-linux, coreutils, dash), on every Debian system: no table entry.
+ESSENTIAL = {"runuser", "unshare", "true", "sh"}
 SUBPROCESS = {"subprocess.run", "subprocess.Popen", "subprocess.call", "subprocess.check_call",
               "subprocess.check_output"}
-ABSOLUTE = re.compile(r"/(usr|bin|sbin|opt)/[\w.+/-]+")  # a whole string that is a system path
+ABSOLUTE = re.compile(r"/(usr|bin|sbin)/[\w.+/-]+")  # a whole string that is a path Debian packages own
 
 
 def _programs(source: str) -> set[str]:
@@ -58,7 +58,8 @@ def _sources() -> list[Path]:
 def test_the_scan_finds_each_way_of_naming_a_program():
     source = ('import shutil, subprocess\nfrom pathlib import Path\nBASE = Path("/usr/lib/x/bin")\n'
               'shutil.which("a")\nsubprocess.run(["b", "-v"])\nsubprocess.Popen([str(BASE / "c")])\n'
-              'EXE = "/usr/bin/d"\nsubprocess.run([sys.executable, "-m", "e"])\n')
+              'EXE = "/usr/bin/d"\nsubprocess.run([sys.executable, "-m", "e"])\nFAKE = "/opt/f"\n'
+              'LOG = "/usr/sbin/mysqld, Version: 8.0"\n')
     assert _programs(source) == {"a", "b", "/usr/lib/x/bin", "/usr/lib/x/bin/c", "/usr/bin/d"}
 
 
