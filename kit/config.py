@@ -32,7 +32,9 @@ class RunConfig:
     """Every parameter of a run; notebooks receive the ones their ``parameters`` cell declares."""
 
     db: str = field(default=DEFAULT_DB, metadata=_doc("DuckDB warehouse to analyse"))
-    title: str = field(default="Demo web shop", metadata=_doc("name of the system, used in report titles"))
+    title: str = field(default="", metadata=_doc(
+        "name of the system, used in report titles; empty = 'Demo web shop' for the demo warehouse, else the "
+        "warehouse's file name"))
     start: str | None = field(default=None, metadata=_doc(
         "first instant analysed, ISO 8601 UTC (inclusive); null = first request in the warehouse"))
     end: str | None = field(default=None, metadata=_doc(
@@ -83,6 +85,9 @@ class RunConfig:
         if self.cache_key not in ("path", "path_query", "route"):
             raise ParameterError(f"parameter 'cache_key' must be path, path_query or route, got {self.cache_key!r}")
         bucket_seconds(self.bucket)
+        if not self.title:  # a user's warehouse is not the demo shop: name the system after its file
+            name = "Demo web shop" if Path(self.db).name == Path(DEFAULT_DB).name else Path(self.db).stem
+            object.__setattr__(self, "title", name)
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> RunConfig:
@@ -171,6 +176,7 @@ def defaults_yaml() -> str:
     defaults = RunConfig()
     for f in dataclasses.fields(RunConfig):
         lines.append(f"# {f.metadata.get('doc', '')}")
-        dumped = yaml.safe_dump({f.name: getattr(defaults, f.name)}, default_flow_style=True, width=200)
+        value = "" if f.name == "title" else getattr(defaults, f.name)  # the title is derived from db
+        dumped = yaml.safe_dump({f.name: value}, default_flow_style=True, width=200)
         lines.append(dumped.strip().removeprefix("{").removesuffix("}"))
     return "\n".join(lines) + "\n"

@@ -16,9 +16,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kit.config import NOTEBOOKS_DIR, PROJECT_ROOT, ParameterError, RunConfig
+
+if TYPE_CHECKING:
+    from kit.analysis.coverage import Coverage
 
 NOTEBOOKS = (
     "00_data_overview",
@@ -31,7 +34,7 @@ NOTEBOOKS = (
 )
 EXPORT_NOTEBOOK = "90_strategy_export"  # runs after the others, on their results
 # Parameters the runner injects itself (not part of RunConfig).
-RUN_PARAMETERS = ("results_dir", "strategy_dir")
+RUN_PARAMETERS = ("results_dir", "strategy_dir", "headless")
 KEEP_RUNS = 5
 CELL_TIMEOUT_S = 900  # a cell still running after this fails the run (a hung kernel must not hang CI)
 MANIFEST_PACKAGES = ("perfkit", "duckdb", "pandas", "numpy", "plotly", "papermill", "nbconvert",
@@ -97,7 +100,7 @@ def select_notebooks(only: list[str] | None) -> list[str]:
     return [n for n in NOTEBOOKS if n in chosen]
 
 
-def notebook_parameters(name: str, config: RunConfig, run_values: dict[str, str]) -> dict[str, Any]:
+def notebook_parameters(name: str, config: RunConfig, run_values: dict[str, Any]) -> dict[str, Any]:
     """The values to inject into one notebook: those of its declared names we know."""
     declared = declared_parameters(name)
     known = set(config.to_dict()) | set(RUN_PARAMETERS)
@@ -108,8 +111,10 @@ def notebook_parameters(name: str, config: RunConfig, run_values: dict[str, str]
     return {k: values[k] for k in declared}
 
 
-def check_preconditions(config: RunConfig) -> Path:
-    """Fail before any notebook runs when the warehouse is missing or unreadable; return its path."""
+def check_preconditions(config: RunConfig) -> tuple[Path, Coverage]:
+    """Fail before any notebook runs when the warehouse is missing, unreadable or empty; return its path
+    and what it holds."""
+    from kit.analysis.coverage import data_coverage, empty_warehouse_message
     from kit.warehouse import connect
 
     db = Path(config.db)
@@ -118,8 +123,42 @@ def check_preconditions(config: RunConfig) -> Path:
     if not db.exists():
         raise ParameterError(f"parameter 'db': warehouse {config.db} does not exist "
                              f"(build the demo with `perfkit demo --db {config.db}`)")
-    connect(db, read_only=True).close()
-    return db
+    with connect(db, read_only=True) as con:
+        coverage = data_coverage(con)
+    if coverage.empty:
+        raise ParameterError(f"parameter 'db': {empty_warehouse_message(config.db)}")
+    return db, coverage
+
+
+NEEDS_TAG = "needs:"
+
+
+def prepare_notebook(name: str, coverage: Coverage) -> Any:
+    """The notebook with every cell whose ``needs:<name>`` tag the warehouse cannot meet taken out.
+
+    The first cell that misses a given need is replaced by that gap's one-sentence explanation (a
+    markdown cell keeps its heading above the sentence); later cells with the same gap are dropped, so each
+    notebook says once what it could not analyse, why, and how to add the data."""
+    import nbformat
+
+    nb = nbformat.read(notebook_path(name), as_version=4)
+    said: set[str] = set()  # what is missing, once per notebook
+    cells = []
+    for cell in nb.cells:
+        needs = [t[len(NEEDS_TAG):] for t in cell.get("metadata", {}).get("tags", []) if t.startswith(NEEDS_TAG)]
+        gaps = coverage.gaps(*needs)
+        if not gaps:
+            cells.append(cell)
+            continue
+        heading = [line for line in cell.source.splitlines()[:1] if line.startswith("#")] \
+            if cell.cell_type == "markdown" else []
+        new = [g for g in gaps if g.missing not in said]
+        said.update(g.missing for g in new)
+        if new:
+            text = "\n\n".join(heading + [f"*{g.sentence()}*" for g in new])
+            cells.append(nbformat.v4.new_markdown_cell(text, metadata={"tags": ["perfkit-gap"]}))
+    nb.cells = cells
+    return nb
 
 
 def _package_versions() -> dict[str, str]:
@@ -172,7 +211,7 @@ def _kernel_config() -> Any:
     return Config({"KernelManager": {"transport_encryption": "auto"}})
 
 
-def _execute(name: str, executed: str, parameters: dict[str, Any]) -> _Execution:
+def _execute(name: str, source: str, executed: str, parameters: dict[str, Any]) -> _Execution:
     """Run one notebook with papermill (in a worker process); errors are returned, not raised."""
     import logging
 
@@ -182,7 +221,7 @@ def _execute(name: str, executed: str, parameters: dict[str, Any]) -> _Execution
     logging.getLogger("papermill").setLevel(logging.ERROR)
     t0 = time.perf_counter()
     try:
-        papermill.execute_notebook(str(notebook_path(name)), executed, parameters=parameters,
+        papermill.execute_notebook(source, executed, parameters=parameters,
                                    kernel_name="python3", progress_bar=False, cwd=str(PROJECT_ROOT),
                                    log_output=False, execution_timeout=CELL_TIMEOUT_S, config=_kernel_config())
     except Exception as exc:  # noqa: BLE001 - PapermillExecutionError, dead kernels, timeouts
@@ -243,6 +282,7 @@ def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | No
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+    import nbformat
     from tqdm import tqdm
 
     from kit.results import dumps, write_text_atomic
@@ -250,16 +290,20 @@ def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | No
 
     started = time.perf_counter()
     names = select_notebooks(only)
-    db = check_preconditions(config)
+    db, coverage = check_preconditions(config)
     config = RunConfig.from_mapping({**config.to_dict(), "db": str(db)})
     out = Path(out_dir).resolve()
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     staging = out / f".staging-{run_id}"
     dirs = {k: staging / k for k in ("notebooks", "reports", "results", "strategy")}
-    run_values = {"results_dir": str(dirs["results"]), "strategy_dir": str(dirs["strategy"])}
+    run_values = {"results_dir": str(dirs["results"]), "strategy_dir": str(dirs["strategy"]), "headless": True}
     plans = {name: notebook_parameters(name, config, run_values) for name in names}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
+    sources = {name: staging / ".inputs" / f"{name}.ipynb" for name in names}
+    sources[names[0]].parent.mkdir()
+    for name in names:
+        nbformat.write(prepare_notebook(name, coverage), sources[name])
     previous = out / "latest" / "results"
     if only and previous.is_dir():
         # A partial run builds on the latest run's results, so 90 can re-export from them.
@@ -275,7 +319,7 @@ def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | No
         # A pool per stage: its workers are gone before the export stage starts its own kernel and Chromium.
         with ProcessPoolExecutor(max_workers=max(1, min(workers, len(stage))),
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
-            pending = {pool.submit(_execute, n, str(executed[n]), plans[n]) for n in stage}
+            pending = {pool.submit(_execute, n, str(sources[n]), str(executed[n]), plans[n]) for n in stage}
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -318,6 +362,7 @@ def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | No
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_text_atomic(staging / "manifest.json", dumps(manifest))
+    shutil.rmtree(staging / ".inputs")  # the notebooks as prepared for this warehouse; kept only on failure
 
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)

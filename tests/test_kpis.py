@@ -273,7 +273,7 @@ def test_report_is_json_serializable_and_carries_definitions(random_wh):
 
 
 def test_empty_or_bad_input_fails_clearly(ten):
-    with pytest.raises(ValueError, match="no requests"):
+    with pytest.raises(ValueError, match="holds no data: ingest a source"):
         kpis.kpi_report(connect(":memory:"))
     with pytest.raises(ValueError, match="no requests in the window"):
         kpis.kpi_report(ten, "2030-01-01", "2030-01-02")

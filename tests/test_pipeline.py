@@ -110,18 +110,28 @@ def test_documents_are_byte_identical_when_re_exported(finished_run: Path, small
     assert before == after
 
 
-def test_failing_notebook_stops_the_run_and_keeps_previous_outputs(finished_run: Path, tmp_path: Path) -> None:
-    empty = tmp_path / "empty.duckdb"
-    from kit.warehouse import connect
-
-    connect(empty).close()  # schema, but no requests: 00_data_overview must fail
+def test_failing_notebook_stops_the_run_and_keeps_previous_outputs(finished_run: Path, small_demo: Path,
+                                                                    tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"  # a service the warehouse does not have: 00_data_overview must fail
+    params.write_text(yaml.safe_dump({"services": ["no-such-service"]}))
     latest_before = (finished_run / "latest").resolve()
-    result = perfkit("run", "--db", str(empty), "--out", str(finished_run), "--quiet")
+    result = perfkit("run", "--db", str(small_demo), "--params", str(params), "--out", str(finished_run), "--quiet")
     assert result.returncode == 1
     assert "notebook 00_data_overview failed in cell" in result.stderr
-    assert "no requests" in result.stderr
+    assert "no requests for services no-such-service" in result.stderr
     assert (finished_run / "latest").resolve() == latest_before
     assert not list(finished_run.glob(".staging-*"))
+
+
+def test_empty_warehouse_fails_before_any_notebook_runs(tmp_path: Path) -> None:
+    from kit.warehouse import connect
+
+    empty = tmp_path / "empty.duckdb"
+    connect(empty).close()  # the schema and nothing else
+    result = perfkit("run", "--db", str(empty), "--out", str(tmp_path / "o"), "--quiet")
+    assert result.returncode == 1
+    assert "holds no data" in result.stderr and f"perfkit ingest access-log --db {empty}" in result.stderr
+    assert not (tmp_path / "o").exists()  # no notebook ran, nothing was staged
 
 
 def test_bad_parameters_fail_before_any_notebook_runs(small_demo: Path, tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -396,9 +396,10 @@ def _red_select(qfunc: str | None, t_ms: float, seconds_sql: str, quantiles: tup
         count(*) / {seconds_sql} AS rate_rps,
         count(*) FILTER (WHERE status >= 500) AS errors_5xx,
         count(*) FILTER (WHERE status >= 400 AND status < 500) AS errors_4xx,
+        CASE WHEN count(latency_ms) > 0 THEN
         (count(*) FILTER (WHERE status < 500 AND latency_ms <= {t})
          + 0.5 * count(*) FILTER (WHERE status < 500 AND latency_ms > {t} AND latency_ms <= {t4}))
-         / nullif(count(*) FILTER (WHERE latency_ms IS NOT NULL OR status >= 500), 0) AS apdex,
+         / nullif(count(*) FILTER (WHERE latency_ms IS NOT NULL OR status >= 500), 0) END AS apdex,
         avg(latency_ms) AS mean_ms,
         {quantile_sql} AS q,
         sum(bytes_sent) AS bytes_sent"""
@@ -1039,6 +1040,14 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
             f"no requests before the window, so its last {_range(span)} is compared with the {_range(span)} "
             "before it"), **kw)  # type: ignore[arg-type]
         notes.append(comparison.basis)
+    measured = tuple(k for k in current_kpis if k.value is not None)
+    if len(measured) < len(current_kpis):
+        from kit.analysis.coverage import NEEDS
+
+        missing = ", ".join(k.name for k in current_kpis if k.value is None)
+        notes.append(f"{missing} left out: {NEEDS['latency'].sentence()}")
+        current_kpis = measured
+        comparison = replace(comparison, rows=tuple(r for r in comparison.rows if r.current is not None))
     if max(overall_s, service_s, heat_s) > seconds:
         notes.append(f"series over this {window.seconds / 86400:.1f}-day window in coarser buckets than {bucket}: "
                      f"overall "

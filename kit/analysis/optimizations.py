@@ -12,9 +12,9 @@ from kit.analysis.window import Window
 NOT_COVERED = (
     {"area": "CDN", "why": "per-POP and per-content-class hit ratios, TTL and cache-key advice are not analysed yet; "
                            "the caching plan's CDN layer is the current guidance."},
-    {"area": "Database", "why": "query fingerprints are ingested, but ranking them by total time, regressions and "
+    {"area": "Database", "why": "ranking query fingerprints by total time, regressions and "
                                 "index advice are not analysed yet."},
-    {"area": "Code profiles", "why": "folded stacks are ingested, but hot-path attribution is not analysed yet."},
+    {"area": "Code profiles", "why": "hot-path attribution of folded stacks is not analysed yet."},
     {"area": "Scaling", "why": "capacity headroom, the utilization where latency turns up and autoscaling "
                                "thresholds are not analysed yet."},
 )

@@ -8,7 +8,9 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
+from kit.analysis.coverage import NEEDS, Coverage, Gap, data_coverage
 from kit.analysis.window import Window, services_sql
+from kit.ingest.services import ServiceNaming, service_naming
 from kit.warehouse import CORE_TABLES
 
 _TIME_COLUMNS = {"requests": "ts", "metrics": "ts", "queries": "ts", "cache_requests": "ts",
@@ -34,6 +36,9 @@ class Overview:
     services: pd.DataFrame           # service, requests, routes, hosts, first_ts, last_ts
     field_completeness: dict[str, float]  # requests column -> share of non-null values in the window
     requests_per_hour: pd.DataFrame  # hour, service, requests
+    coverage: Coverage               # what the warehouse holds, per data kind
+    gaps: list[Gap]                  # every analysis the warehouse cannot support, with the command that adds it
+    service_naming: list[ServiceNaming]  # per source and service: how the service name was chosen
 
 
 def warehouse_overview(con: duckdb.DuckDBPyConnection, window: Window,
@@ -65,4 +70,6 @@ def warehouse_overview(con: duckdb.DuckDBPyConnection, window: Window,
     per_hour = con.execute(
         f"SELECT time_bucket(INTERVAL 1 hour, ts) AS hour, service, count(*) AS requests FROM requests "
         f"WHERE {where} GROUP BY ALL ORDER BY hour, service", params).df()
-    return Overview(window, tables, sources, rejects, per_service, completeness, per_hour)
+    coverage = data_coverage(con)
+    return Overview(window, tables, sources, rejects, per_service, completeness, per_hour, coverage,
+                    coverage.gaps(*NEEDS), service_naming(con))

@@ -728,9 +728,15 @@ def slos_from_parameters(con: duckdb.DuckDBPyConnection, services: list[str], *,
     if not services:
         services = [r[0] for r in con.execute(
             "SELECT DISTINCT service FROM requests WHERE service IS NOT NULL ORDER BY 1").fetchall()]
+    if not services:
+        raise ValueError("no request names its service, so no SLO can be defined: re-ingest the log with "
+                         "`perfkit ingest access-log --replace` (which names the service) or pass --service")
+    timed = {r[0] for r in con.execute(
+        "SELECT service FROM requests WHERE latency_ms IS NOT NULL GROUP BY 1").fetchall()}
     out = []
     for service in services:
-        for kind, target in (("availability", availability_target), ("latency", latency_target)):
+        kinds = (("availability", availability_target), ("latency", latency_target))
+        for kind, target in kinds if service in timed else kinds[:1]:  # no request time: no latency SLO
             error_q, total_q = default_queries(service, kind, latency_threshold_ms)
             spec = SloSpec(
                 name=f"requests-{kind}", service=service, objective=target or 0.99,

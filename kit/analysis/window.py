@@ -1,7 +1,9 @@
-"""The analysed window: resolve ``start``/``end`` parameters against the warehouse's requests.
+"""The analysed window: resolve ``start``/``end`` parameters against the warehouse's data.
 
 ``start`` is inclusive, ``end`` exclusive, both UTC. A missing ``start`` is the first request's time;
-a missing ``end`` is just after the last request (last request + 1 ms)."""
+a missing ``end`` is just after the last request (last request + 1 ms). A warehouse without requests
+takes the span of its other timestamped rows (metrics, queries, cache requests, profiles, events), and one
+without any timestamp the span of its ingests."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ class Window:
 
     start: datetime
     end: datetime
+    basis: str = "requests"  # what the open ends were taken from: requests, other tables, ingest times, parameters
 
     @property
     def seconds(self) -> float:
@@ -25,7 +28,7 @@ class Window:
 
     def previous(self) -> Window:
         """The window of the same length that ends where this one starts."""
-        return Window(self.start - (self.end - self.start), self.start)
+        return Window(self.start - (self.end - self.start), self.start, self.basis)
 
     def sql(self, column: str = "ts") -> str:
         """A WHERE fragment selecting this window (literal timestamps, so the SQL reads on its own)."""
@@ -69,16 +72,43 @@ def resolve_window(con: duckdb.DuckDBPyConnection, start: str | datetime | None 
 
     Raises ValueError when the warehouse holds no requests for the services or the window is empty."""
     begin, finish = parse_instant("start", start), parse_instant("end", end)
+    basis = "parameters"
     if begin is None or finish is None:
-        row = con.execute(
-            f"SELECT min(ts), max(ts), count(*) FROM requests WHERE {services_sql(services)}").fetchall()[0]
-        if row is None or not row[2]:
-            scope = f" for services {', '.join(services)}" if services else ""
-            raise ValueError(f"the warehouse has no requests{scope}: ingest a log or build the demo first")
-        first, last = (parse_instant("ts", r) for r in row[:2])
-        assert first is not None and last is not None
+        first, last, basis = _data_span(con, services)
         begin = begin or first
         finish = finish or last + timedelta(milliseconds=1)
     if finish <= begin:
         raise ValueError(f"parameter 'end' ({_iso(finish)}) must be after 'start' ({_iso(begin)})")
-    return Window(begin, finish)
+    return Window(begin, finish, basis)
+
+
+_OTHER_SPANS = ("SELECT ts FROM metrics UNION ALL SELECT ts FROM queries UNION ALL "
+                "SELECT ts FROM cache_requests UNION ALL SELECT ts FROM profiles UNION ALL "
+                "SELECT ts_start FROM events UNION ALL SELECT ts_end FROM events")
+
+
+def _data_span(con: duckdb.DuckDBPyConnection, services: list[str] | None) -> tuple[datetime, datetime, str]:
+    """First and last instant of the data the window defaults to, and what they were taken from."""
+    row = con.execute(f"SELECT min(ts), max(ts), count(*) FROM requests WHERE {services_sql(services)}").fetchone()
+    if row and row[2]:
+        return _aware(row[0]), _aware(row[1]), "requests"
+    if services:
+        raise ValueError(f"the warehouse has no requests for services {', '.join(services)} "
+                         "(parameter 'services')")
+    candidates = [
+        (f"SELECT min(ts), max(ts) FROM ({_OTHER_SPANS}) t(ts)", "the timestamps of metrics, queries, "
+         "cache requests, profiles and events (the warehouse holds no requests)"),
+        ("SELECT min(started_at), max(coalesce(finished_at, started_at)) FROM ingest_log",
+         "the ingest times (the warehouse holds no timestamped rows)"),
+    ]
+    for sql, basis in candidates:
+        first, last = con.execute(sql).fetchone() or (None, None)
+        if first is not None:
+            return _aware(first), _aware(last), basis
+    raise ValueError("the warehouse holds no data: ingest a source first (`perfkit ingest --help`)")
+
+
+def _aware(value: object) -> datetime:
+    moment = parse_instant("ts", value)  # type: ignore[arg-type]
+    assert moment is not None
+    return moment

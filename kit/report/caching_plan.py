@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kit.analysis.coverage import gap_text
 from kit.config import RunConfig
 from kit.report.text import fmt_bytes, fmt_pct, md_escape, md_table
 
@@ -88,7 +89,8 @@ def build_caching_plan(results: dict[str, Any], config: RunConfig) -> dict[str, 
     base = {"plan_version": PLAN_VERSION, "system": config.title, "as_of": config.as_of}
     if not cache:
         return {**base, "status": "incomplete",
-                "summary": {"headline": "no cache simulation results: run notebook 40_cache_simulation"},
+                "summary": {"headline": gap_text(results, "cacheable", fallback=(
+                    "no cache simulation results: run notebook 40_cache_simulation"))},
                 "parameters": {}, "trace": None, "layers": []}
     sizing = cache["sizing"]
     cost = sizing["cost"]
@@ -349,7 +351,7 @@ def _alert_floor(expected: float | None, margin: float = 0.10) -> float | None:
 
 def caching_summary_markdown(plan: dict[str, Any]) -> str:
     """A short Markdown section for Performance_Optimization_Strategy.md (text from data escaped)."""
-    lines = ["## Caching", ""]
+    lines = []
     summary = plan.get("summary") or {}
     lines.append(md_escape(summary.get("headline", "")))
     if plan.get("status") != "complete":

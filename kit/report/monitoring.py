@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
 
+from kit.analysis.coverage import coverage_of, gap_text
 from kit.config import RunConfig
 from kit.report.render import render_markdown
 from kit.report.text import fmt_num, fmt_pct, md_escape
@@ -119,8 +121,9 @@ def slo_parts(results: dict[str, Any]) -> tuple[str | None, dict[str, list] | No
     exists and the module imports; otherwise (None, None, reason)."""
     slo = results.get("slo")
     if not slo:
-        return None, None, "SLOs, error budgets and alert rules were not computed in this run " \
-                           "(no `slo` result: notebook 20_slos_alerting did not run or saved nothing)."
+        return None, None, gap_text(results, "requests", fallback=(
+            "SLOs, error budgets and alert rules were not computed in this run "
+            "(no `slo` result: notebook 20_slos_alerting did not run or saved nothing)."))
     try:
         from kit.report import slo_sections
     except ImportError as exc:  # pragma: no cover - depends on the installed kit
@@ -290,6 +293,16 @@ def monitoring_model(results: dict[str, Any], config: RunConfig, figures: dict[s
         "slo_markdown": slo_md, "slo_reason": slo_reason, "config": config,
         "panels": _panels(config, figures, objective, kpis, results), "figures_skipped": figures_skipped,
         "bottlenecks": _bottleneck_rows(results.get("bottlenecks"), config.top_n),
+        "service_naming": _service_naming_text(results),
+        "timed": coverage_of(results).has("latency"),
+        "latency_missing": gap_text(results, "latency", fallback=""),
+        "kpis_missing": gap_text(results, "requests", fallback="KPIs were not computed in this run (no `kpis` "
+                                 "result: notebook 10_kpis did not run), so this document has no baselines."),
+        "use_missing": gap_text(results, "metrics", fallback=(
+            "No metric in the warehouse is one perfkit recognizes as a resource signal (CPU, memory, "
+            "connections, queues).")),
+        "bottlenecks_missing": gap_text(results, "requests", "latency", fallback=(
+            "The bottleneck ranking was not computed in this run (no `bottlenecks` result).")),
     }
     if kpis:
         targets = kpi_targets(kpis, results, config)
@@ -303,6 +316,20 @@ def monitoring_model(results: dict[str, Any], config: RunConfig, figures: dict[s
             [r for r in kpis.get("by_route", []) if r["errors_5xx"]],
             key=lambda r: (-r["errors_5xx"], r["group"]))[: config.top_n]
     return model
+
+
+def _service_naming_text(results: dict[str, Any]) -> str:
+    """How the services of access logs without a service field were named, as one escaped sentence
+    (empty when every service was given or the log named it)."""
+    named = [n for n in (results.get("overview") or {}).get("service_naming", [])
+             if n.get("how") in ("virtual host", "file name") and n.get("service")]
+    if not named:
+        return ""
+    parts = [f"{md_escape(n['service'])} (from the {n['how']} of {md_escape(Path(str(n.get('path') or '')).name)})"
+             for n in named[:10]]
+    more = f" and {len(named) - 10} more" if len(named) > 10 else ""
+    return ("The logs do not name their service, so perfkit named each one (`--service` at ingest overrides "
+            f"this): {', '.join(parts)}{more}.")
 
 
 def _median(values: list[float]) -> float:
@@ -394,7 +421,8 @@ def build_metrics_framework(results: dict[str, Any], config: RunConfig) -> dict[
         notes.append(f"Percentiles: {kpis.get('quantile_method', '')}")
         notes.append(f"Apdex T = {kpis.get('apdex_t_ms'):g} ms; a 5xx response counts as frustrated.")
     else:
-        notes.append("KPIs were not computed in this run (no kpis result: notebook 10_kpis did not run).")
+        notes.append(gap_text(results, "requests", fallback=(
+            "KPIs were not computed in this run (no kpis result: notebook 10_kpis did not run).")).replace("`", ""))
     if slo_reason:
         notes.append(slo_reason.replace("`", ""))
     panels = [{k: v for k, v in p.items() if k not in ("key", "figure")} | {"figure": p["key"]}
@@ -428,6 +456,7 @@ def monitoring_figures(results: dict[str, Any]) -> dict[str, go.Figure]:
     kpis = results.get("kpis")
     if kpis:
         figures["overview"] = charts.plot_overview(kpis)
+    if kpis and coverage_of(results).has("latency"):  # the other panels draw request times
         figures["per_service"] = charts.plot_service_latency(kpis, "p95_ms")
         figures["per_route"] = charts.plot_route_drilldown(kpis)
         figures["latency_heatmap"] = charts.plot_latency_heatmap(kpis)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kit.analysis.coverage import coverage_of, gap_text
 from kit.config import RunConfig
 from kit.report.render import render_markdown
 from kit.report.text import fmt_bytes, fmt_pct, md_code, md_escape
@@ -102,9 +103,17 @@ def build_optimization_strategy(results: dict[str, Any], config: RunConfig, as_o
     opportunities = (bottleneck_opportunities(bottlenecks) + compression_opportunities(
         compression, optimizations.get("served_bytes_total")) + cache_opportunity(caching_plan))
     opportunities.sort(key=lambda o: (-o.score, o.title))
+    missing = {
+        "bottlenecks": gap_text(results, "requests", "latency",
+                                fallback="Not computed in this run (notebook 30_bottlenecks did not run)."),
+        "caching": gap_text(results, "cacheable",
+                            fallback="Not computed in this run (notebook 40_cache_simulation did not run)."),
+        "compression": gap_text(results, "assets", fallback="No static asset could be compressed further."),
+    }
     return render_markdown(
         "Performance_Optimization_Strategy.md.j2",
         title=config.title, as_of=as_of, config=config, opportunities=opportunities,
-        bottlenecks=bottlenecks, compression=compression, optimizations=optimizations,
-        caching_summary=caching_summary,
+        bottlenecks=bottlenecks, top=bottlenecks.get("top") or [], compression=compression,
+        by_type=compression.get("by_type") or [], not_covered=optimizations.get("not_covered") or [],
+        caching_summary=None if coverage_of(results).gap("cacheable") else caching_summary, missing=missing,
     )

@@ -43,3 +43,24 @@ pio.renderers["perfkit_notebook"] = OfflineNotebookRenderer(connected=False)
 def setup_notebook() -> None:
     """Use the renderers that show charts in JupyterLab and draw offline in nbconvert HTML."""
     pio.renderers.default = "plotly_mimetype+perfkit_notebook"
+
+
+MISSING = "—"  # shown in tables where a value does not exist (no previous window, no latency, ...)
+
+
+def table(rows: object, drop: tuple[str, ...] = (), digits: int | None = None) -> object:
+    """A DataFrame for display: ``rows`` (records, a DataFrame or a Series) without the ``drop`` columns
+    and without columns that are empty in every row, numbers rounded to ``digits`` decimals, and with
+    ``MISSING`` where a value does not exist, so no table shows ``nan``/``None``. An empty table becomes
+    one sentence that says so."""
+    import pandas as pd
+
+    df = rows if isinstance(rows, pd.DataFrame | pd.Series) else pd.DataFrame(rows)
+    if digits is not None:
+        df = df.round(digits)
+    if isinstance(df, pd.Series):
+        return df.astype(object).where(df.notna(), MISSING).to_frame("value")
+    if df.empty:
+        return "Nothing to show: no rows."
+    df = df.drop(columns=[c for c in drop if c in df.columns]).dropna(axis=1, how="all")
+    return df.astype(object).where(df.notna(), MISSING)

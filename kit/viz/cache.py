@@ -156,10 +156,19 @@ def readout_text(explorer: dict[str, Any], key: str, policy: str, ttl_s: str, in
     return f"{where}: hit ratio {hit:.1%}, byte hit ratio {bhit:.1%}"
 
 
-def cache_explorer(explorer: dict[str, Any]) -> Any:
+def cache_explorer(explorer: dict[str, Any], static: bool = False) -> Any:
     """ipywidgets UI over the precomputed grid: size slider, policy, TTL and key dropdowns, a readout
-    (``.perfkit-cache-readout``) and the chart; nothing is simulated on change."""
+    (``.perfkit-cache-readout``) and the chart; nothing is simulated on change.
+
+    ``static`` (headless runs) prints the readout and returns the chart for the middle size instead: a
+    report has no kernel to drive the widgets, and an Output widget can stall papermill's kernel client."""
     import html
+
+    if static:
+        middle = len(explorer["capacities_bytes"]) // 2
+        print(readout_text(explorer, explorer["main_key"], "lru", "0", middle)
+              + " (open the notebook in JupyterLab to explore other sizes, policies, TTLs and keys)")
+        return plot_explorer(explorer, explorer["main_key"], "lru", "0", middle)
 
     import ipywidgets as w
     from IPython.display import display

@@ -62,16 +62,20 @@ def plot_overview(report: Any) -> go.Figure:
     if df.empty:
         return _empty("Overview", "no requests in the window")
     df["error_rate_4xx"] = df["errors_4xx"] / df["requests"]
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                        subplot_titles=("request rate (req/s)", "error rate", "latency (ms)"))
+    timed = bool(df["p50_ms"].notna().any())  # a log without request times has no latency panel
+    titles = ("request rate (req/s)", "error rate", "latency (ms)")[:3 if timed else 2]
+    fig = make_subplots(rows=len(titles), cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=titles)
     fig.add_scatter(x=df["bucket_start"], y=df["rate_rps"], name="req/s", row=1, col=1)
     fig.add_scatter(x=df["bucket_start"], y=df["error_rate_5xx"], name="5xx", row=2, col=1)
     fig.add_scatter(x=df["bucket_start"], y=df["error_rate_4xx"], name="4xx", row=2, col=1)
-    for col in ("p50_ms", "p95_ms", "p99_ms"):
+    for col in ("p50_ms", "p95_ms", "p99_ms") if timed else ():
         fig.add_scatter(x=df["bucket_start"], y=df[col], name=col.removesuffix("_ms"), row=3, col=1)
     fig.update_yaxes(tickformat=".1%", row=2, col=1)
-    fig.update_yaxes(type="log", row=3, col=1)
-    fig.update_layout(title=f"Overview: RED per {_bucket_label(r, 'series_bucket_seconds')} bucket", height=650)
+    if timed:
+        fig.update_yaxes(type="log", row=3, col=1)
+    fig.update_layout(title=f"Overview: RED per {_bucket_label(r, 'series_bucket_seconds')} bucket",
+                      height=650 if timed else 450)
     return fig
 
 
@@ -80,11 +84,14 @@ def plot_service_red(report: Any) -> go.Figure:
     df = frame(report, "by_service")
     if df.empty:
         return _empty("Per service", "no services")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("latency (ms)", "5xx error rate"))
-    for col in ("p50_ms", "p95_ms", "p99_ms"):
+    timed = bool(df["p50_ms"].notna().any())
+    fig = make_subplots(rows=1, cols=2 if timed else 1,
+                        subplot_titles=("latency (ms)", "5xx error rate") if timed else ("5xx error rate",))
+    for col in ("p50_ms", "p95_ms", "p99_ms") if timed else ():
         fig.add_bar(x=df["group"], y=df[col], name=col.removesuffix("_ms"), row=1, col=1)
-    fig.add_bar(x=df["group"], y=df["error_rate_5xx"], name="5xx rate", row=1, col=2, showlegend=False)
-    fig.update_yaxes(tickformat=".2%", row=1, col=2)
+    fig.add_bar(x=df["group"], y=df["error_rate_5xx"], name="5xx rate", row=1, col=2 if timed else 1,
+                showlegend=False)
+    fig.update_yaxes(tickformat=".2%", row=1, col=2 if timed else 1)
     fig.update_layout(title="Per service: latency percentiles and 5xx error rate", barmode="group",
                       hovermode="closest")
     return fig
