@@ -115,12 +115,16 @@ def test_schema_rejects_a_plan_missing_a_layer(study) -> None:
 
 @pytest.mark.notebook
 def test_notebook_40_runs_headless(demo_db: Path, tmp_path: Path) -> None:
+    import nbformat
     import papermill
 
-    from kit.config import NOTEBOOKS_DIR
+    from kit.analysis.coverage import data_coverage
+    from kit.runner import prepare_notebook
 
+    with connect(demo_db, read_only=True) as con:  # as perfkit run does: cells without their data are left out
+        nbformat.write(prepare_notebook("40_cache_simulation", data_coverage(con)), tmp_path / "in.ipynb")
     results = tmp_path / "results"
-    papermill.execute_notebook(str(NOTEBOOKS_DIR / "40_cache_simulation.ipynb"), str(tmp_path / "out.ipynb"),
+    papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"),
                                parameters={"db": str(demo_db), "results_dir": str(results),
                                            "cache_size_points": 12, "headless": True},
                                progress_bar=False, kernel_name="python3", execution_timeout=600)

@@ -338,17 +338,8 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
                     memory_cost_per_gb_month=memory_cost_per_gb_month, egress_cost_per_gb=egress_cost_per_gb,
                     target_hit_ratio=target_hit_ratio, hit_latency_ms=lat["hit_latency_ms"],
                     miss_latency_ms=lat["miss_latency_ms"], latency_source=lat["source"])
-    k_cap = knee(byte_c)
+    k_cap, t_cap, rec, basis = recommend_capacity(byte_c, target_hit_ratio)
     k_m, k_b = byte_c.at(k_cap)
-    t_cap = capacity_for_hit_ratio(byte_c, target_hit_ratio)
-    reachable = float(1 - byte_c.miss_ratio[-1])
-    if t_cap is not None:
-        rec, basis = t_cap, f"smallest capacity reaching the target object hit ratio {target_hit_ratio:.0%}"
-    else:
-        aim = 0.95 * reachable
-        rec = capacity_for_hit_ratio(byte_c, aim) or k_cap
-        basis = (f"the target hit ratio {target_hit_ratio:.0%} is above the trace's reuse ratio {reachable:.1%} "
-                 f"(what an infinite cache reaches): smallest capacity reaching 95% of it ({aim:.1%})")
     r_m, r_b = byte_c.at(rec)
     sizing = Sizing(k_cap, float(1 - k_m[0]), float(1 - k_b[0]), target_hit_ratio, t_cap,
                     float(1 - byte_c.miss_ratio[-1]), float(1 - byte_c.byte_miss_ratio[-1]), float(rec),
@@ -415,6 +406,82 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
         ttl_grid=ttl_grid, ttl_by_class=ttl_cls, admission=admission, sizing=sizing, latency=lat,
         observed=observed, browser=browser, application=application, database=database, explorer=explorer,
         seconds=time.perf_counter() - t_all, timings_s=timings)
+
+
+def recommend_capacity(byte_curve: MissRatioCurve, target_hit_ratio: float
+                       ) -> tuple[float, float | None, float, str]:
+    """(knee, capacity reaching the target object hit ratio or None, recommended capacity, why), all in
+    the curve's capacity unit (bytes for a byte-capacity curve)."""
+    k_cap = knee(byte_curve)
+    t_cap = capacity_for_hit_ratio(byte_curve, target_hit_ratio)
+    if t_cap is not None:
+        return k_cap, t_cap, t_cap, f"smallest capacity reaching the target object hit ratio {target_hit_ratio:.0%}"
+    reachable = float(1 - byte_curve.miss_ratio[-1])
+    aim = 0.95 * reachable
+    return k_cap, None, capacity_for_hit_ratio(byte_curve, aim) or k_cap, (
+        f"the target hit ratio {target_hit_ratio:.0%} is above the trace's reuse ratio {reachable:.1%} "
+        f"(what an infinite cache reaches): smallest capacity reaching 95% of it ({aim:.1%})")
+
+
+@dataclass(frozen=True)
+class TraceStudy:
+    """Notebook 40's study of a cache trace loaded into ``cache_requests`` (``perfkit ingest trace``):
+    the same curves, policy table and sizing as for the requests, without the request-only layers."""
+
+    trace: TraceStats
+    keys: list[KeyCurves]                    # one entry: the trace's own key
+    main_key: str
+    capacity_grid_bytes: list[float]
+    policies: dict[str, Any]                 # as CacheResult.policies
+    sizing: dict[str, Any]                   # knee, target and recommended capacity (bytes) with hit ratios
+    seconds: float
+
+
+def analyze_trace(con: duckdb.DuckDBPyConnection, *, trace: str | None = None, policies: list[str] | None = None,
+                  size_points: int = 24, target_hit_ratio: float = 0.9,
+                  policy_sample_requests: int = POLICY_SAMPLE_REQUESTS) -> TraceStudy:
+    """Exact (or SHARDS) LRU curves, trace statistics, the policy comparison and sizing of the loaded trace
+    ``trace`` (the largest one when None); capacities in bytes (objects of unknown size count 1 byte)."""
+    from kit.cachesim.trace import trace_from_cache_requests
+
+    t_all = time.perf_counter()
+    if trace is None:
+        biggest = con.execute("SELECT trace FROM cache_requests GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+                              ).fetchone()
+        if biggest is None:
+            raise ValueError("the warehouse has no cache_requests: load one with `perfkit ingest trace`")
+        trace = str(biggest[0])
+    raw = trace_from_cache_requests(con, trace)
+    tr = Trace(raw.name, raw.obj_id, normalize_sizes(raw.obj_id, raw.size_bytes), raw.time_s, raw.key, raw.source)
+    obj_c, byte_c, _ = _curve_for(tr)
+    stats = trace_stats(tr, object_curve=obj_c)
+    grid = np.unique(np.round(np.geomspace(max(float(stats.max_object_bytes), 1.0),
+                                           max(float(stats.unique_bytes), 2.0 * max(stats.max_object_bytes, 1)),
+                                           size_points)))
+    rate = min(1.0, policy_sample_requests / len(tr))
+    table = compare_policies(tr, list(policies or ["lru", "fifo", "s3fifo", "sieve", "arc", "belady"]), grid,
+                             unit="bytes", sample_rate=rate)
+    k_cap, t_cap, rec, basis = recommend_capacity(byte_c, target_hit_ratio)
+    (k_m,), (k_b,) = byte_c.at(k_cap)
+    (r_m,), (r_b,) = byte_c.at(rec)
+    key = KeyCurves(tr.key or "obj_id", len(tr), stats.unique_objects, stats.unique_bytes, stats.reuse_ratio,
+                    curve_points(obj_c), curve_points(byte_c), 0.0)
+    return TraceStudy(
+        trace=stats, keys=[key], main_key=key.key, capacity_grid_bytes=grid.tolist(),
+        policies={"unit": table.unit, "trace": table.trace, "requests": table.requests,
+                  "sample_rate": table.sample_rate, "capacities": table.capacities,
+                  "rows": [{"policy": r.policy, "capacity_bytes": r.capacity, "miss_ratio": r.miss_ratio,
+                            "byte_miss_ratio": r.byte_miss_ratio, "sample_rate": r.sample_rate}
+                           for r in table.rows],
+                  "method": ("libcachesim, full trace" if rate >= 1 else
+                             f"libcachesim miniature simulation: keys sampled spatially at R={rate:.4f}, "
+                             "capacities scaled by R")},
+        sizing={"knee_bytes": float(k_cap), "knee_hit_ratio": float(1 - k_m), "knee_byte_hit_ratio": float(1 - k_b),
+                "target_hit_ratio": target_hit_ratio, "target_capacity_bytes": t_cap,
+                "max_hit_ratio": float(1 - byte_c.miss_ratio[-1]),
+                "recommended_capacity_bytes": float(rec), "recommended_hit_ratio": float(1 - r_m),
+                "recommended_byte_hit_ratio": float(1 - r_b), "recommendation_basis": basis},
+        seconds=time.perf_counter() - t_all)
 
 
 def _explorer(curves: dict[str, tuple[MissRatioCurve, MissRatioCurve]], table: Any, ttl_grid: list[dict],

@@ -51,6 +51,8 @@ NEEDS: dict[str, Gap] = {
                      "(GET/HEAD with status 200-399; a loaded cache trace is studied with "
                      "`perfkit cache mrc --db WAREHOUSE`)",
                      _LOG),
+    "cache_trace": Gap("simulation of a cache's own request trace", "the warehouse holds no cache trace",
+                       "perfkit ingest trace --db WAREHOUSE --format oracleGeneral trace.bin"),
     "assets": Gap("resource compression", "the warehouse holds no static assets",
                   "perfkit ingest assets --db WAREHOUSE ./public"),
     "events": Gap("incident scoring in the alert backtest", "the warehouse holds no incidents in `events`",
@@ -76,6 +78,8 @@ class Coverage:
                   "bytes": "bytes_sent"}
         if need in fields:
             return self.request_fields.get(fields[need], 0) > 0
+        if need == "cache_trace":
+            return self.rows.get("cache_requests", 0) > 0
         if need == "cacheable":
             return self.request_fields.get("cacheable", 0) > 0
         if need == "events":

@@ -93,6 +93,24 @@ def cache_opportunity(plan: dict[str, Any] | None) -> list[Opportunity]:
     )]
 
 
+def cache_trace_summary(study: dict[str, Any] | None) -> str:
+    """What notebook 40 found in a loaded cache trace (``cache_trace`` result), as one paragraph."""
+    if not study:
+        return ""
+    t, sizing = study["trace"], study["sizing"]
+    rec = sizing["recommended_capacity_bytes"]
+    rows = study["policies"]["rows"]
+    nearest = min({r["capacity_bytes"] for r in rows}, key=lambda c: abs(c - rec)) if rows else None
+    at = sorted((r for r in rows if r["capacity_bytes"] == nearest and r["policy"] != "belady"),
+                key=lambda r: (r["miss_ratio"], r["policy"]))
+    best = (f" At the nearest simulated size, {fmt_bytes(nearest)}, the best online policy is {md_escape(at[0]['policy'])} "
+            f"(hit ratio {fmt_pct(1 - at[0]['miss_ratio'])}; {study['policies']['method']})." if at else "")
+    return (f"The loaded cache trace {md_code(t['name'])} ({t['requests']:,} requests, {t['unique_objects']:,} "
+            f"objects, footprint {fmt_bytes(t['unique_bytes'])}) reaches at most "
+            f"{fmt_pct(sizing['max_hit_ratio'])} hit ratio with an unbounded cache; {fmt_bytes(rec)} of LRU cache gives "
+            f"{fmt_pct(sizing['recommended_hit_ratio'])} ({md_escape(sizing['recommendation_basis'])}).{best}")
+
+
 def build_optimization_strategy(results: dict[str, Any], config: RunConfig, as_of: str,
                                 caching_plan: dict[str, Any] | None = None,
                                 caching_summary: str | None = None) -> str:
@@ -103,11 +121,12 @@ def build_optimization_strategy(results: dict[str, Any], config: RunConfig, as_o
     opportunities = (bottleneck_opportunities(bottlenecks) + compression_opportunities(
         compression, optimizations.get("served_bytes_total")) + cache_opportunity(caching_plan))
     opportunities.sort(key=lambda o: (-o.score, o.title))
+    trace_summary = cache_trace_summary(results.get("cache_trace"))
     missing = {
         "bottlenecks": gap_text(results, "requests", "latency",
                                 fallback="Not computed in this run (notebook 30_bottlenecks did not run)."),
-        "caching": gap_text(results, "cacheable",
-                            fallback="Not computed in this run (notebook 40_cache_simulation did not run)."),
+        "caching": " ".join(filter(None, (gap_text(results, "cacheable", fallback=(
+            "Not computed in this run (notebook 40_cache_simulation did not run).")), trace_summary))),
         "compression": gap_text(results, "assets", fallback="No static asset could be compressed further."),
     }
     return render_markdown(
