@@ -103,12 +103,13 @@ def cache_trace_summary(study: dict[str, Any] | None) -> str:
     nearest = min({r["capacity_bytes"] for r in rows}, key=lambda c: abs(c - rec)) if rows else None
     at = sorted((r for r in rows if r["capacity_bytes"] == nearest and r["policy"] != "belady"),
                 key=lambda r: (r["miss_ratio"], r["policy"]))
-    best = (f" At the nearest simulated size, {fmt_bytes(nearest)}, the best online policy is {md_escape(at[0]['policy'])} "
-            f"(hit ratio {fmt_pct(1 - at[0]['miss_ratio'])}; {study['policies']['method']})." if at else "")
+    best = (f" At the nearest simulated size, {fmt_bytes(nearest)}, the best online policy is "
+            f"{md_escape(at[0]['policy'])} (hit ratio {fmt_pct(1 - at[0]['miss_ratio'])}; "
+            f"{study['policies']['method']})." if at else "")
     return (f"The loaded cache trace {md_code(t['name'])} ({t['requests']:,} requests, {t['unique_objects']:,} "
             f"objects, footprint {fmt_bytes(t['unique_bytes'])}) reaches at most "
-            f"{fmt_pct(sizing['max_hit_ratio'])} hit ratio with an unbounded cache; {fmt_bytes(rec)} of LRU cache gives "
-            f"{fmt_pct(sizing['recommended_hit_ratio'])} ({md_escape(sizing['recommendation_basis'])}).{best}")
+            f"{fmt_pct(sizing['max_hit_ratio'])} hit ratio with an unbounded cache; {fmt_bytes(rec)} of LRU cache "
+            f"gives {fmt_pct(sizing['recommended_hit_ratio'])} ({md_escape(sizing['recommendation_basis'])}).{best}")
 
 
 def build_optimization_strategy(results: dict[str, Any], config: RunConfig, as_of: str,
