@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,7 @@ class PolicyScore:
     per_week: float
     pages_per_week: float
     tickets_per_week: float
-    true_episodes: int
+    true_episodes: int | None  # None without incidents to score against
     precision: float | None
     recall: float | None
     caught: int
@@ -332,6 +332,7 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
             "delay and reset are those of the first alert that fired for it.")
     if not incidents:
         note += " The warehouse has no incident events: precision and recall cannot be computed."
+        policies = [replace(p, precision=None, true_episodes=None) for p in policies]  # not 0: unknown
     return BacktestReport(resolution_s=60, weeks=weeks, chosen_policy=chosen, grace_s=grace_s,
                           policies=tuple(policies), by_rule=tuple(by_rule), incidents=tuple(incident_rows),
                           episodes=tuple(episodes), timeline=tuple(timeline), note=note)

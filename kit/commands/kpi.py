@@ -34,6 +34,7 @@ def _kpi(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from kit.analysis import kpis
+    from kit.analysis.coverage import NEEDS
     from kit.analysis.window import resolve_window, services_sql
     from kit.config import bucket_seconds
     from kit.results import to_jsonable
@@ -71,10 +72,13 @@ def _kpi(args: argparse.Namespace) -> int:
     print(f"throughput: mean {tput.mean_rps:.3g} req/s, sustained (p95 of 1-min) {tput.sustained_rps_p95_1m:.3g}, "
           f"peak 1-min {tput.peak_rps_1m:.3g}")
     if df.empty:
-        print("(no rows)")
+        print("(no rows)" if n else NEEDS["requests"].sentence())
         return 0
+    if df.get("p50_ms") is not None and df["p50_ms"].isna().all():
+        print(NEEDS["latency"].sentence())
     columns = [c for c in ("bucket_start", "group", "service", "requests", "rate_rps", "error_rate_5xx",
-                           "error_rate_4xx", "apdex", "p50_ms", "p95_ms", "p99_ms", "p999_ms") if c in df]
+                           "error_rate_4xx", "apdex", "p50_ms", "p95_ms", "p99_ms", "p999_ms")
+               if c in df and df[c].notna().any()]
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
         print(df[columns].head(args.limit).to_string(index=False))
     if len(df) > args.limit:
