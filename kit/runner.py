@@ -180,10 +180,17 @@ def _failing_cell(executed: Path) -> str:
         nb = nbformat.read(executed, as_version=4)
     except Exception:  # noqa: BLE001 - the notebook may not have been written at all
         return "an unknown cell"
-    for index, cell in enumerate(nb.cells):
-        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-            first = cell.source.strip().splitlines()[0][:120] if cell.source.strip() else ""
-            return f"cell {index}" + (f" (`{first}`)" if first else "")
+    def failed(cell: Any) -> bool:
+        return any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+
+    def running(cell: Any) -> bool:  # a kernel that died leaves no error output, only this status
+        return cell.get("metadata", {}).get("papermill", {}).get("status") == "running"
+
+    for found in (failed, running):
+        for index, cell in enumerate(nb.cells):
+            if found(cell):
+                first = cell.source.strip().splitlines()[0][:120] if cell.source.strip() else ""
+                return f"cell {index}" + (f" (`{first}`)" if first else "")
     return "an unknown cell"
 
 

@@ -443,7 +443,7 @@ def red_table(con: duckdb.DuckDBPyConnection, window: Window, by: str | None = "
         keys = ("route", "service")
         group_by = "GROUP BY 1, 2"
     hist = qfunc == LOG_HISTOGRAM  # then the quantiles come from histogram_quantiles below
-    select = _red_select(None if hist else qfunc, apdex_t_ms, _num(window.seconds))
+    select = _red_select(None if hist else qfunc, apdex_t_ms, _num(rate_seconds(window)))
     sql = f"""SELECT {keys[0]} AS grp, {keys[1]} AS svc, {select}
         FROM requests WHERE {_scope(window, services)} {group_by}
         ORDER BY requests DESC, grp {f'LIMIT {int(limit)}' if limit else ''}"""
@@ -567,6 +567,15 @@ def _minute_grid_sql(window: Window, services: list[str] | tuple[str, ...] | Non
         filled AS (SELECT grid.minute, coalesce(per_minute.n, 0) AS n FROM grid LEFT JOIN per_minute USING (minute))"""
 
 
+MIN_RATE_SECONDS = 60.0  # rates are per second of at least one minute (the 1-minute rates' bucket)
+
+
+def rate_seconds(window: Window) -> float:
+    """The seconds a mean request rate divides by: the window, but at least one minute, so a log whose
+    lines all share one timestamp (a burst, a test fixture) has no mean rate above its busiest minute."""
+    return max(window.seconds, MIN_RATE_SECONDS)
+
+
 def throughput(con: duckdb.DuckDBPyConnection, window: Window, *,
                services: list[str] | tuple[str, ...] | None = None) -> Throughput:
     """Mean, median, p95 ("sustained") and peak of the 1-minute request rates, in requests/s."""
@@ -576,7 +585,7 @@ def throughput(con: duckdb.DuckDBPyConnection, window: Window, *,
     row = con.execute(sql).fetchall()[0]
     assert row is not None
     total, median, p95, peak, peak_minute, minutes = row
-    return Throughput(mean_rps=(total or 0) / window.seconds, median_rps_1m=float(median or 0),
+    return Throughput(mean_rps=(total or 0) / rate_seconds(window), median_rps_1m=float(median or 0),
                       sustained_rps_p95_1m=float(p95 or 0), peak_rps_1m=float(peak or 0),
                       peak_minute=peak_minute if peak else None, minutes=int(minutes))
 
@@ -668,7 +677,7 @@ def headline(con: duckdb.DuckDBPyConnection, window: Window, *, services: list[s
     out: list[Kpi] = [
         Kpi("request_rate_rps", "requests/s", row.rate_rps if row else 0.0,
             "mean request rate over the window", "higher",
-            Definition(f"SELECT count(*) / {window.seconds:.3f} {base}", total)),
+            Definition(f"SELECT count(*) / {rate_seconds(window):.3f} {base}", total)),
         Kpi("error_rate_5xx", "ratio", row.error_rate_5xx if row else None,
             "share of requests answered with a 5xx status", "lower",
             Definition(f"SELECT count(*) FILTER (WHERE status >= 500) / count(*) {base}",
@@ -833,10 +842,15 @@ def use_signals(con: duckdb.DuckDBPyConnection, window: Window, bucket: str = "5
                 and n not in claimed]
         claimed.update(hits)
         hits_of[(resource, kind)] = hits
-    for resource, kind, _pattern, collect, metric in USE_CATALOG:
+    elsewhere = [r[0] for r in con.execute(  # metrics the warehouse holds outside the window
+        f"SELECT DISTINCT name FROM metrics WHERE NOT ({window.sql()}) ORDER BY name").fetchall()]
+    for resource, kind, pattern, collect, metric in USE_CATALOG:
         hits = hits_of[(resource, kind)]
         if not hits:
-            gaps.append(Gap(resource, kind, f"no {resource} {kind} metric in the warehouse", collect, metric[0]))
+            outside = [n for n in elsewhere if re.search(pattern, n, re.IGNORECASE) and n not in names][:3]
+            what = (f"{resource} {kind} metric {', '.join(outside)} has no sample in the analysed window"
+                    if outside else f"no {resource} {kind} metric in the warehouse")
+            gaps.append(Gap(resource, kind, what, collect, metric[0]))
         matched.extend((resource, kind, n) for n in hits)
     if not matched:
         return (), (), tuple(gaps)
@@ -1048,6 +1062,9 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
         notes.append(f"{missing} left out: {NEEDS['latency'].sentence()}")
         current_kpis = measured
         comparison = replace(comparison, rows=tuple(r for r in comparison.rows if r.current is not None))
+    if window.seconds < MIN_RATE_SECONDS:
+        notes.append(f"the window is {window.seconds:.3g} s long, under a minute: request rates are per minute "
+                     "of history (requests / 60 s)")
     if max(overall_s, service_s, heat_s) > seconds:
         notes.append(f"series over this {window.seconds / 86400:.1f}-day window in coarser buckets than {bucket}: "
                      f"overall "
