@@ -110,3 +110,17 @@ def test_trace_study_matches_the_slow_lru_reference() -> None:
     expected, _ = slow_lru(ids.tolist(), sizes.tolist(), int(rec))
     assert study.sizing["recommended_hit_ratio"] == pytest.approx(1 - expected, abs=1e-9)
     assert study.sizing["recommended_hit_ratio"] >= 0.5
+
+
+def test_an_analysis_run_without_its_data_says_what_to_ingest() -> None:
+    """In JupyterLab nothing leaves out a cell whose data is missing: its error must say what to ingest."""
+    from kit.analysis.cache import analyze_cache
+    from kit.analysis.kpis import kpi_report
+    from kit.analysis.slo import slo_report
+
+    con = connect(":memory:")
+    con.execute("INSERT INTO queries (ts, db_system, kind, fingerprint, source_id) VALUES "
+                "('2024-03-01 10:00:00+00', 'postgresql', 'event', 'select ?', 1)")
+    for analysis in (kpi_report, analyze_cache, slo_report):
+        with pytest.raises(ValueError, match="To add it: `perfkit ingest access-log"):
+            analysis(con)

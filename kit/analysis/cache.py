@@ -273,7 +273,10 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
     t0 = time.perf_counter()
     frame = _load(con, where, params, keys, cache_key)
     if frame.empty:
-        raise ValueError("no cacheable requests (GET/HEAD, status 200-399) in the analysed window")
+        from kit.analysis.coverage import NEEDS
+
+        raise ValueError(f"no cacheable requests (GET/HEAD, status 200-399) in the analysed window. "
+                         f"{NEEDS['cacheable'].sentence()}")
     t_s = frame["t"].to_numpy(np.float64)
     raw_sz = frame["sz"].to_numpy(np.int64)
     traces: dict[str, Trace] = {}

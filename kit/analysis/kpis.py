@@ -1011,8 +1011,11 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
     count = con.execute(f"SELECT count(*) FROM requests WHERE {_scope(window, svc)}").fetchall()[0]
     n = int(count[0]) if count else 0
     if n == 0:
+        from kit.analysis.coverage import NEEDS
+
         raise ValueError(f"no requests in the window {window.label()}"
-                         + (f" for services {', '.join(svc)}" if svc else ""))
+                         + (f" for services {', '.join(svc)}" if svc else "")
+                         + ("" if window.basis == "requests" else f". {NEEDS['requests'].sentence()}"))
     qfunc = quantile_function(n, exact_max_rows)
     method = ("exact: quantile_cont (linear interpolation between closest ranks, the numpy default)"
               if qfunc == "quantile_cont" else

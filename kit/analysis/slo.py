@@ -509,7 +509,9 @@ def history_bounds(con: duckdb.DuckDBPyConnection, start: str | None = None, end
     aligned outwards to whole minutes."""
     row = con.execute("SELECT min(ts), max(ts) FROM requests").fetchone()
     if row is None or row[0] is None:
-        raise ValueError("the warehouse has no requests: nothing to evaluate SLOs on")
+        from kit.analysis.coverage import NEEDS
+
+        raise ValueError(f"nothing to evaluate SLOs on. {NEEDS['requests'].sentence()}")
     first = _parse(start) or row[0].astimezone(UTC)
     last = _parse(end) or (row[1].astimezone(UTC) + timedelta(milliseconds=1))
     first = first.replace(second=0, microsecond=0)
@@ -729,6 +731,10 @@ def slos_from_parameters(con: duckdb.DuckDBPyConnection, services: list[str], *,
         services = [r[0] for r in con.execute(
             "SELECT DISTINCT service FROM requests WHERE service IS NOT NULL ORDER BY 1").fetchall()]
     if not services:
+        from kit.analysis.coverage import NEEDS
+
+        if not con.execute("SELECT count(*) FROM requests").fetchone()[0]:  # type: ignore[index]
+            raise ValueError(NEEDS["requests"].sentence())
         raise ValueError("no request names its service, so no SLO can be defined: re-ingest the log with "
                          "`perfkit ingest access-log --replace` (which names the service) or pass --service")
     timed = {r[0] for r in con.execute(
