@@ -305,10 +305,7 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
     timings["stats_s"] = time.perf_counter() - t0
     obj_c, byte_c = curves[cache_key]
 
-    # capacity grid: from the largest object to the footprint (every object once)
-    lo = max(float(stats.max_object_bytes), 1.0)
-    hi = max(float(stats.unique_bytes), lo * 2)
-    grid = np.unique(np.round(np.geomspace(lo, hi, size_points)))
+    grid = _capacity_grid(stats, size_points)
 
     t0 = time.perf_counter()
     rate = min(1.0, policy_sample_requests / len(main))
@@ -398,17 +395,27 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
                     "egress_cost_per_gb": egress_cost_per_gb, "policy_sample_rate": rate,
                     "ttl_choices_s": list(TTL_CHOICES_S)},
         trace=stats, keys=key_curves, main_key=cache_key, capacity_grid_bytes=grid.tolist(),
-        policies={"unit": table.unit, "trace": table.trace, "requests": table.requests,
-                  "sample_rate": table.sample_rate, "capacities": table.capacities,
-                  "rows": [{"policy": r.policy, "capacity_bytes": r.capacity, "miss_ratio": r.miss_ratio,
-                            "byte_miss_ratio": r.byte_miss_ratio, "sample_rate": r.sample_rate}
-                           for r in table.rows],
-                  "method": ("libcachesim, full trace" if rate >= 1 else
-                             f"libcachesim miniature simulation: keys sampled spatially at R={rate:.4f}, "
-                             "capacities scaled by R")},
+        policies=_policy_block(table, rate),
         ttl_grid=ttl_grid, ttl_by_class=ttl_cls, admission=admission, sizing=sizing, latency=lat,
         observed=observed, browser=browser, application=application, database=database, explorer=explorer,
         seconds=time.perf_counter() - t_all, timings_s=timings)
+
+
+def _policy_block(table: Any, rate: float) -> dict[str, Any]:
+    """A PolicyTable as the JSON-ready ``policies`` block of a study, with the simulation method."""
+    return {"unit": table.unit, "trace": table.trace, "requests": table.requests,
+            "sample_rate": table.sample_rate, "capacities": table.capacities,
+            "rows": [{"policy": r.policy, "capacity_bytes": r.capacity, "miss_ratio": r.miss_ratio,
+                      "byte_miss_ratio": r.byte_miss_ratio, "sample_rate": r.sample_rate} for r in table.rows],
+            "method": ("libcachesim, full trace" if rate >= 1 else
+                       f"libcachesim miniature simulation: keys sampled spatially at R={rate:.4f}, "
+                       "capacities scaled by R")}
+
+
+def _capacity_grid(stats: TraceStats, size_points: int) -> np.ndarray:
+    """Log-spaced cache capacities in bytes, from the largest object to the footprint (every object once)."""
+    lo = max(float(stats.max_object_bytes), 1.0)
+    return np.unique(np.round(np.geomspace(lo, max(float(stats.unique_bytes), lo * 2), size_points)))
 
 
 def recommend_capacity(byte_curve: MissRatioCurve, target_hit_ratio: float
@@ -458,9 +465,7 @@ def analyze_trace(con: duckdb.DuckDBPyConnection, *, trace: str | None = None, p
     tr = Trace(raw.name, raw.obj_id, normalize_sizes(raw.obj_id, raw.size_bytes), raw.time_s, raw.key, raw.source)
     obj_c, byte_c, _ = _curve_for(tr)
     stats = trace_stats(tr, object_curve=obj_c)
-    grid = np.unique(np.round(np.geomspace(max(float(stats.max_object_bytes), 1.0),
-                                           max(float(stats.unique_bytes), 2.0 * max(stats.max_object_bytes, 1)),
-                                           size_points)))
+    grid = _capacity_grid(stats, size_points)
     rate = min(1.0, policy_sample_requests / len(tr))
     table = compare_policies(tr, list(policies or ["lru", "fifo", "s3fifo", "sieve", "arc", "belady"]), grid,
                              unit="bytes", sample_rate=rate)
@@ -471,14 +476,7 @@ def analyze_trace(con: duckdb.DuckDBPyConnection, *, trace: str | None = None, p
                     curve_points(obj_c), curve_points(byte_c), 0.0)
     return TraceStudy(
         trace=stats, keys=[key], main_key=key.key, capacity_grid_bytes=grid.tolist(),
-        policies={"unit": table.unit, "trace": table.trace, "requests": table.requests,
-                  "sample_rate": table.sample_rate, "capacities": table.capacities,
-                  "rows": [{"policy": r.policy, "capacity_bytes": r.capacity, "miss_ratio": r.miss_ratio,
-                            "byte_miss_ratio": r.byte_miss_ratio, "sample_rate": r.sample_rate}
-                           for r in table.rows],
-                  "method": ("libcachesim, full trace" if rate >= 1 else
-                             f"libcachesim miniature simulation: keys sampled spatially at R={rate:.4f}, "
-                             "capacities scaled by R")},
+        policies=_policy_block(table, rate),
         sizing={"knee_bytes": float(k_cap), "knee_hit_ratio": float(1 - k_m), "knee_byte_hit_ratio": float(1 - k_b),
                 "target_hit_ratio": target_hit_ratio, "target_capacity_bytes": t_cap,
                 "max_hit_ratio": float(1 - byte_c.miss_ratio[-1]),
