@@ -1,4 +1,7 @@
-"""The ``perfkit`` command: finds the sub-command modules in ``kit.commands`` and dispatches."""
+"""The ``perfkit`` command: finds the sub-command modules in ``kit.commands`` and dispatches.
+
+A :class:`kit.errors.PerfkitError` (bad input, parameters or data) is printed as one line
+``perfkit: error: <message>`` with exit code 1; any other exception is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import sys
 
 import kit.commands
 from kit import __version__
+from kit.errors import PerfkitError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,9 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    from kit.config import ParameterError
-    from kit.warehouse import WarehouseError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (WarehouseError, ParameterError, FileNotFoundError, ValueError) as exc:
+    except PerfkitError as exc:
         print(f"perfkit: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

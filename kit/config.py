@@ -13,14 +13,12 @@ from typing import Any
 
 import yaml
 
+from kit.errors import InputNotFoundError, ParameterError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 DEFAULT_DB = "data/demo.duckdb"
 DEFAULT_OUT = "outputs"
-
-
-class ParameterError(ValueError):
-    """A run parameter is unknown, has the wrong type, or contradicts another one."""
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -103,8 +101,12 @@ class RunConfig:
         """Read a YAML parameters file (optional) and apply overrides that are not None."""
         values: dict[str, Any] = {}
         if path is not None:
-            text = Path(path).read_text()
-            loaded = yaml.safe_load(text) or {}
+            if not Path(path).is_file():
+                raise InputNotFoundError(f"no such parameters file: {path}")
+            try:
+                loaded = yaml.safe_load(Path(path).read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ParameterError(f"{path}: not valid YAML: {exc}") from None
             if not isinstance(loaded, dict):
                 raise ParameterError(f"{path}: a parameters file must be a mapping of name: value")
             values.update(loaded)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kit.config import NOTEBOOKS_DIR, PROJECT_ROOT, ParameterError, RunConfig
+from kit.errors import NotebookFailed
 
 if TYPE_CHECKING:
     from kit.analysis.coverage import Coverage
@@ -39,10 +40,6 @@ KEEP_RUNS = 5
 CELL_TIMEOUT_S = 900  # a cell still running after this fails the run (a hung kernel must not hang CI)
 MANIFEST_PACKAGES = ("perfkit", "duckdb", "pandas", "numpy", "plotly", "papermill", "nbconvert",
                      "numba", "libcachesim", "jupyterlab", "kaleido")
-
-
-class NotebookFailed(RuntimeError):
-    """A notebook raised during a run; the message names the notebook and the failing cell."""
 
 
 @dataclass(frozen=True)

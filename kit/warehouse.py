@@ -17,6 +17,8 @@ from typing import Any
 
 import duckdb
 
+from kit.errors import WarehouseError, WarehouseLockedError
+
 SCHEMA_VERSION = 1
 
 # One entry per schema version: the statements that bring version N-1 to N.
@@ -133,14 +135,6 @@ _MIGRATIONS: dict[int, list[str]] = {
 
 DATA_TABLES = ("requests", "metrics", "queries", "cache_requests", "assets", "profiles", "events")
 CORE_TABLES = (*DATA_TABLES, "ingest_log", "rejects")
-
-
-class WarehouseError(RuntimeError):
-    """A warehouse cannot be opened or used."""
-
-
-class WarehouseLockedError(WarehouseError):
-    """Another process holds the warehouse open for writing."""
 
 
 def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | None = None,

@@ -19,6 +19,7 @@ from kit.cachesim.mrc import MissRatioCurve, exact_lru, shards
 from kit.cachesim.policies import POLICIES, compare_policies, lru_ttl, size_admission, spatial_sample
 from kit.cachesim.sizing import CostModel, capacity_for_hit_ratio, cost_model, knee
 from kit.cachesim.trace import CACHE_KEYS, Trace, TraceStats, normalize_sizes, requests_filter, trace_stats
+from kit.errors import DataError, ParameterError
 
 __all__ = ["CONTENT_CLASSES", "CacheResult", "CurvePoints", "analyze_cache", "curve_points",
            "explorer_lookup"]
@@ -265,7 +266,7 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
                                  "gdsf", "belady"])
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
-        raise ValueError(f"unknown cache policy(ies) {', '.join(unknown)}; known: {', '.join(POLICIES)}")
+        raise ParameterError(f"unknown cache policy(ies) {', '.join(unknown)}; known: {', '.join(POLICIES)}")
     if cache_key not in keys:
         keys = (cache_key, *keys)
     where, params = requests_filter(start, end)
@@ -275,8 +276,8 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
     if frame.empty:
         from kit.analysis.coverage import NEEDS
 
-        raise ValueError(f"no cacheable requests (GET/HEAD, status 200-399) in the analysed window. "
-                         f"{NEEDS['cacheable'].sentence()}")
+        raise DataError(f"no cacheable requests (GET/HEAD, status 200-399) in the analysed window. "
+                        f"{NEEDS['cacheable'].sentence()}")
     t_s = frame["t"].to_numpy(np.float64)
     raw_sz = frame["sz"].to_numpy(np.int64)
     traces: dict[str, Trace] = {}
@@ -459,7 +460,7 @@ def analyze_trace(con: duckdb.DuckDBPyConnection, *, trace: str | None = None, p
         biggest = con.execute("SELECT trace FROM cache_requests GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
                               ).fetchone()
         if biggest is None:
-            raise ValueError("the warehouse has no cache_requests: load one with `perfkit ingest trace`")
+            raise DataError("the warehouse has no cache_requests: load one with `perfkit ingest trace`")
         trace = str(biggest[0])
     raw = trace_from_cache_requests(con, trace)
     tr = Trace(raw.name, raw.obj_id, normalize_sizes(raw.obj_id, raw.size_bytes), raw.time_s, raw.key, raw.source)

@@ -55,6 +55,7 @@ import pandas as pd
 
 from kit.analysis.window import Window, resolve_window, services_sql
 from kit.config import bucket_seconds
+from kit.errors import DataError, ParameterError
 from kit.results import to_jsonable, write_text_atomic
 
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99, 0.999)
@@ -435,7 +436,7 @@ def red_table(con: duckdb.DuckDBPyConnection, window: Window, by: str | None = "
 
     Rows are ordered by request count, largest first; ``limit`` keeps the first rows."""
     if by not in ("service", "route", None):
-        raise ValueError(f"parameter 'by' must be service, route or None, got {by!r}")
+        raise ParameterError(f"parameter 'by' must be service, route or None, got {by!r}")
     keys = {"service": ("service", "service"), "route": ("route", "any_value(service)"),
             None: ("'all'", "NULL")}[by]
     group_by = "GROUP BY 1" if by else ""
@@ -509,7 +510,7 @@ def _sliced_series(con: duckdb.DuckDBPyConnection, window: Window, seconds: int,
     """``SELECT bucket_start, group, <columns> FROM (SELECT bucket, group, <select> ... GROUP BY 1, 2)``
     per bucket-aligned time slice of the window, concatenated in time order."""
     if by not in ("service", "route", None):
-        raise ValueError(f"parameter 'by' must be service, route or None, got {by!r}")
+        raise ParameterError(f"parameter 'by' must be service, route or None, got {by!r}")
     group = by or "'all'"
     route_filter = ("AND " + services_sql(routes, "route")) if routes else ""
     index_sql, start_sql = _bucket_sql(seconds)
@@ -1003,7 +1004,7 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
                max_routes: int = 500) -> KpiReport:
     """All KPIs of notebook 10 over the window [start, end) for ``services`` (empty = all)."""
     if apdex_t_ms <= 0:
-        raise ValueError("parameter 'apdex_t_ms' must be > 0")
+        raise ParameterError("parameter 'apdex_t_ms' must be > 0")
     seconds = bucket_seconds(bucket)
     svc = tuple(services or ())
     con.execute("SET enable_progress_bar = false")  # no DuckDB progress widgets in notebook output
@@ -1013,9 +1014,9 @@ def kpi_report(con: duckdb.DuckDBPyConnection, start: str | datetime | None = No
     if n == 0:
         from kit.analysis.coverage import NEEDS
 
-        raise ValueError(f"no requests in the window {window.label()}"
-                         + (f" for services {', '.join(svc)}" if svc else "")
-                         + ("" if window.basis == "requests" else f". {NEEDS['requests'].sentence()}"))
+        raise DataError(f"no requests in the window {window.label()}"
+                        + (f" for services {', '.join(svc)}" if svc else "")
+                        + ("" if window.basis == "requests" else f". {NEEDS['requests'].sentence()}"))
     qfunc = quantile_function(n, exact_max_rows)
     method = ("exact: quantile_cont (linear interpolation between closest ranks, the numpy default)"
               if qfunc == "quantile_cont" else

@@ -31,6 +31,8 @@ import duckdb
 import numpy as np
 import yaml
 
+from kit.errors import DataError, ParameterError, SloSpecError
+
 __all__ = [
     "AlertingSpec", "BurnPoint", "SloReport", "SloSpec", "SloSpecError", "SloStatus", "TargetProposal",
     "budget_note", "budget_series", "default_queries", "evaluate_slo", "format_duration", "history_bounds",
@@ -40,10 +42,6 @@ __all__ = [
 
 DEFAULT_PERIOD_DAYS = 30.0
 TARGET_LADDER = (0.5, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995, 0.99999)
-
-
-class SloSpecError(ValueError):
-    """An SLO spec file is invalid; the message names the file, the line and the field."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +179,7 @@ def parse_duration_s(text: str | int | float) -> float:
         return float(text)
     match = _DURATION.match(str(text))
     if not match:
-        raise ValueError(f"not a duration (like 5m, 1h, 30d, 2w): {text!r}")
+        raise SloSpecError(f"not a duration (like 5m, 1h, 30d, 2w): {text!r}")
     return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 
@@ -511,14 +509,14 @@ def history_bounds(con: duckdb.DuckDBPyConnection, start: str | None = None, end
     if row is None or row[0] is None:
         from kit.analysis.coverage import NEEDS
 
-        raise ValueError(f"nothing to evaluate SLOs on. {NEEDS['requests'].sentence()}")
+        raise DataError(f"nothing to evaluate SLOs on. {NEEDS['requests'].sentence()}")
     first = _parse(start) or row[0].astimezone(UTC)
     last = _parse(end) or (row[1].astimezone(UTC) + timedelta(milliseconds=1))
     first = first.replace(second=0, microsecond=0)
     if last.second or last.microsecond:
         last = last.replace(second=0, microsecond=0) + timedelta(minutes=1)
     if last <= first:
-        raise ValueError(f"end ({last.isoformat()}) must be after start ({first.isoformat()})")
+        raise ParameterError(f"end ({last.isoformat()}) must be after start ({first.isoformat()})")
     return first, last
 
 
@@ -734,9 +732,9 @@ def slos_from_parameters(con: duckdb.DuckDBPyConnection, services: list[str], *,
         from kit.analysis.coverage import NEEDS
 
         if not con.execute("SELECT count(*) FROM requests").fetchone()[0]:  # type: ignore[index]
-            raise ValueError(NEEDS["requests"].sentence())
-        raise ValueError("no request names its service, so no SLO can be defined: re-ingest the log with "
-                         "`perfkit ingest access-log --replace` (which names the service) or pass --service")
+            raise DataError(NEEDS["requests"].sentence())
+        raise DataError("no request names its service, so no SLO can be defined: re-ingest the log with "
+                        "`perfkit ingest access-log --replace` (which names the service) or pass --service")
     timed = {r[0] for r in con.execute(
         "SELECT service FROM requests WHERE latency_ms IS NOT NULL GROUP BY 1").fetchall()}
     out = []

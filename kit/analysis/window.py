@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 
+from kit.errors import DataError, ParameterError
+
 
 @dataclass(frozen=True)
 class Window:
@@ -52,7 +54,7 @@ def parse_instant(name: str, value: str | datetime | None) -> datetime | None:
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(f"parameter '{name}' is not an ISO 8601 date or time: {value!r}") from None
+            raise ParameterError(f"parameter '{name}' is not an ISO 8601 date or time: {value!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
@@ -78,7 +80,7 @@ def resolve_window(con: duckdb.DuckDBPyConnection, start: str | datetime | None 
         begin = begin or first
         finish = finish or last + timedelta(milliseconds=1)
     if finish <= begin:
-        raise ValueError(f"parameter 'end' ({_iso(finish)}) must be after 'start' ({_iso(begin)})")
+        raise ParameterError(f"parameter 'end' ({_iso(finish)}) must be after 'start' ({_iso(begin)})")
     return Window(begin, finish, basis)
 
 
@@ -93,8 +95,8 @@ def _data_span(con: duckdb.DuckDBPyConnection, services: list[str] | None) -> tu
     if row and row[2]:
         return _aware(row[0]), _aware(row[1]), "requests"
     if services:
-        raise ValueError(f"the warehouse has no requests for services {', '.join(services)} "
-                         "(parameter 'services')")
+        raise DataError(f"the warehouse has no requests for services {', '.join(services)} "
+                        "(parameter 'services')")
     candidates = [
         (f"SELECT min(ts), max(ts) FROM ({_OTHER_SPANS}) t(ts)", "the timestamps of metrics, queries, "
          "cache requests, profiles and events (the warehouse holds no requests)"),
@@ -105,7 +107,7 @@ def _data_span(con: duckdb.DuckDBPyConnection, services: list[str] | None) -> tu
         first, last = con.execute(sql).fetchone() or (None, None)
         if first is not None:
             return _aware(first), _aware(last), basis
-    raise ValueError("the warehouse holds no data: ingest a source first (`perfkit ingest --help`)")
+    raise DataError("the warehouse holds no data: ingest a source first (`perfkit ingest --help`)")
 
 
 def _aware(value: object) -> datetime:

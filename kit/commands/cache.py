@@ -9,6 +9,8 @@ import re
 import sys
 from typing import Any
 
+from kit.errors import DataError, ParameterError
+
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -19,7 +21,7 @@ def parse_sizes(text: str) -> list[float]:
     for part in text.split(","):
         m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", part)
         if not m or m.group(2).lower() not in _UNITS:
-            raise ValueError(f"--sizes: cannot read {part!r} (use numbers with optional KB, MB, GB, KiB, MiB, GiB)")
+            raise ParameterError(f"--sizes: cannot read {part!r} (use numbers with optional KB, MB, GB, KiB, MiB, GiB)")
         out.append(float(m.group(1)) * _UNITS[m.group(2).lower()])
     return sorted(out)
 
@@ -27,6 +29,8 @@ def parse_sizes(text: str) -> list[float]:
 def _trace(args: argparse.Namespace) -> Any:
     from kit.cachesim.trace import Trace, normalize_sizes
 
+    if args.sample_rate is not None and not 0 < args.sample_rate <= 1:
+        raise ParameterError(f"--sample-rate must be in (0, 1], got {args.sample_rate:g}")
     if args.db:
         from kit.cachesim.trace import trace_from_cache_requests
         from kit.warehouse import connect
@@ -34,11 +38,13 @@ def _trace(args: argparse.Namespace) -> Any:
         con = connect(args.db, read_only=True)
         try:
             tr = trace_from_cache_requests(con, args.trace_name)
+        except ValueError as exc:  # no cache_requests, several traces and no --trace-name, or an unknown one
+            raise DataError(str(exc)) from exc
         finally:
             con.close()
         return tr, 0
     if not args.trace or not args.format:
-        raise ValueError("give --trace FILE --format FORMAT, or --db PATH (the warehouse's cache_requests)")
+        raise ParameterError("give --trace FILE --format FORMAT, or --db PATH (the warehouse's cache_requests)")
     from kit.ingest.trace import read_trace
 
     raw = read_trace(args.trace, args.format, columns=args.columns, delimiter=args.delimiter)
@@ -67,7 +73,7 @@ def run_mrc(args: argparse.Namespace) -> int:
 
     tr, changed = _trace(args)
     if len(tr) == 0:
-        raise ValueError("the trace has no requests")
+        raise DataError("the trace has no requests")
     unit = "bytes" if args.bytes else "objects"
     if args.sample_rate is not None:
         res = shards(tr.obj_id, tr.size_bytes if args.bytes else None, rate=args.sample_rate,
@@ -114,9 +120,9 @@ def run_compare(args: argparse.Namespace) -> int:
     policies = [p.strip().lower() for p in args.policies.split(",") if p.strip()]
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
-        raise ValueError(f"unknown policy(ies) {', '.join(unknown)}; known: {', '.join(POLICIES)}")
+        raise ParameterError(f"unknown policy(ies) {', '.join(unknown)}; known: {', '.join(POLICIES)}")
     if not args.sizes:
-        raise ValueError("give --sizes (capacities in bytes, or objects with --objects)")
+        raise ParameterError("give --sizes (capacities in bytes, or objects with --objects)")
     unit = "objects" if args.objects else "bytes"
     table = compare_policies(tr, policies, parse_sizes(args.sizes), unit=unit, sample_rate=args.sample_rate or 1.0)
     rows = [{"policy": r.policy, "capacity": r.capacity, "miss_ratio": r.miss_ratio,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from kit.config import DEFAULT_DB
+from kit.errors import ParameterError
 
 
 def _positive_int(text: str) -> int:
@@ -40,6 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from kit.demo import build_demo
 
+    if args.requests < 1000:
+        raise ParameterError(f"--requests must be >= 1000, got {args.requests}")
+    if args.days > 366:
+        raise ParameterError(f"--days must be between 1 and 366, got {args.days}")
     summary = build_demo(args.db, requests=args.requests, days=args.days, seed=args.seed,
                          progress=not args.quiet)
     print(summary.line())

@@ -7,6 +7,8 @@ import argparse
 import json
 import sys
 
+from kit.errors import ParameterError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -41,7 +43,7 @@ def _kpi(args: argparse.Namespace) -> int:
     from kit.warehouse import connect
 
     if args.apdex_t_ms <= 0:
-        raise ValueError("--apdex-t-ms must be > 0")
+        raise ParameterError("--apdex-t-ms must be > 0")
     if args.bucket:
         bucket_seconds(args.bucket)
     con = connect(args.db, read_only=True)

@@ -7,6 +7,8 @@ import argparse
 import json
 import sys
 
+from kit.errors import InputNotFoundError, ParameterError, SloSpecError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("slo", help="SLO alert rules and their backtest")
@@ -36,11 +38,25 @@ def _rules(args: argparse.Namespace) -> int:
     from kit.analysis.alerts import alert_plan, load_alert_windows
     from kit.analysis.slo import load_slo_specs, write_rule_files
 
+    for name in (args.spec, args.windows):
+        if name and not Path(name).is_file():
+            raise InputNotFoundError(f"no such file: {name}")
+    if args.period_days is not None and args.period_days <= 0:
+        raise ParameterError(f"--period-days must be > 0, got {args.period_days:g}")
     specs = load_slo_specs(args.spec, period_days=args.period_days)
     if not specs:
-        raise ValueError(f"{args.spec}: no SLOs found")
-    windows = load_alert_windows(args.windows) if args.windows else None
-    plan = alert_plan(specs, min_bad_events=args.min_bad_events, windows=windows)
+        raise SloSpecError(f"{args.spec}: no SLOs found")
+    for spec in specs:
+        if spec.error_ratio_query is None and (spec.error_query is None or spec.total_query is None):
+            raise SloSpecError(f"{spec.source}: SLO {spec.slo_id}: no PromQL SLI (needs error and total queries, "
+                               "or good/bad and total queries) - cannot generate Prometheus rules for it")
+    try:  # kit.analysis.alerts reports a bad windows file, or windows of another period, as ValueError
+        windows = load_alert_windows(args.windows) if args.windows else None
+        plan = alert_plan(specs, min_bad_events=args.min_bad_events, windows=windows)
+    except ValueError as exc:
+        if isinstance(exc, SloSpecError):
+            raise
+        raise SloSpecError(str(exc)) from exc
     out = Path(args.out)
     result = write_rule_files(out.parent, specs, plan, rules_name=out.name, run_promtool=not args.no_promtool)
     print(f"wrote {result['rules_file']} ({len(specs)} SLOs, {len(plan.rules)} alerts)")
@@ -57,15 +73,19 @@ def _rules(args: argparse.Namespace) -> int:
 
 
 def _backtest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from kit.analysis.backtest import nab_score
     from kit.analysis.slo import slo_report
     from kit.results import dumps, to_jsonable
     from kit.warehouse import connect
 
+    if args.nab and not (Path(args.nab) / "labels" / "combined_windows.json").is_file():
+        raise InputNotFoundError(f"{args.nab}: not a NAB checkout (no labels/combined_windows.json)")
     nab = nab_score(args.nab) if args.nab else None
     if not args.db:
         if nab is None:
-            raise ValueError("give --db PATH (and/or --nab DIR)")
+            raise ParameterError("give --db PATH (and/or --nab DIR)")
         print(json.dumps(to_jsonable(nab), indent=2) if args.json else _nab_table(nab))
         return 0
     con = connect(args.db, read_only=True)

@@ -12,10 +12,8 @@ Every ingest kind supplies a *loader* that inserts its rows (tagged with ``sourc
 - **accounted**: ``lines_in == rows_loaded + rows_rejected + rows_skipped`` or the ingest fails;
 - **crash-safe**: one DuckDB transaction per source; a killed process leaves no partial rows.
 
-Exceptions::
-
-    ValueError
-     └── IngestError        bad input: names file, line and field where known
+Bad input raises :class:`kit.errors.IngestError` (a ``ValueError``), naming file, line and field where
+known; a missing file :class:`kit.errors.InputNotFoundError` (a ``FileNotFoundError``).
 """
 
 from __future__ import annotations
@@ -43,6 +41,7 @@ from typing import IO, Any, cast
 import duckdb
 
 from kit.config import DEFAULT_DB
+from kit.errors import IngestError, InputNotFoundError
 from kit.results import to_jsonable
 from kit.warehouse import Source, begin_source, connect, delete_source, finish_source, transaction
 
@@ -71,25 +70,6 @@ PROGRESS_MIN_BYTES = 5 * 1024 * 1024   # files larger than this get a progress b
 DEFAULT_INGEST_MEMORY = "1GB"          # DuckDB memory_limit of `perfkit ingest` ($PERFKIT_INGEST_MEMORY)
 RAW_MAX_CHARS = 2000                   # rejects.raw is truncated to this many characters
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".xz")
-
-
-class IngestError(ValueError):
-    """Bad input: the message names the file, and the line and field where known."""
-
-    def __init__(self, message: str, *, path: str | Path | None = None, line_no: int | None = None,
-                 field: str | None = None) -> None:
-        where = ""
-        if path is not None:
-            where = f"{path}"
-            if line_no is not None:
-                where += f", line {line_no}"
-            if field is not None:
-                where += f", field {field}"
-            where += ": "
-        super().__init__(where + message)
-        self.path = None if path is None else str(path)
-        self.line_no = line_no
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -185,18 +165,19 @@ def _has_glob(pattern: str) -> bool:
 
 
 def expand_paths(pattern: str | Path) -> list[Path]:
-    """The files a path or glob names (rotated logs: ``access.log*``), sorted; FileNotFoundError if none."""
+    """The files a path or glob names (rotated logs: ``access.log*``), sorted; InputNotFoundError (a
+    FileNotFoundError) if none."""
     text = str(pattern)
     if _has_glob(text):
         matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text)) if Path(m).is_file())
         if not matches:
-            raise FileNotFoundError(f"no file matches {text}")
+            raise InputNotFoundError(f"no file matches {text}")
         return matches
     path = Path(os.path.expanduser(text))
     if path.is_dir():
         raise IngestError("is a directory; give a file or a glob such as DIR/*.log", path=path)
     if not path.is_file():
-        raise FileNotFoundError(f"no such file: {text}")
+        raise InputNotFoundError(f"no such file: {text}")
     return [path]
 
 

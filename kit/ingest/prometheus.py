@@ -36,8 +36,8 @@ from pathlib import Path
 
 import duckdb
 
+from kit.errors import ParameterError, PrometheusError
 from kit.ingest.core import (
-    IngestError,
     IngestSummary,
     LoadCounts,
     add_common_args,
@@ -56,10 +56,6 @@ __all__ = ["KIND", "MAX_POINTS", "PrometheusError", "RangeChunk", "ingest_promet
 
 KIND = "prometheus"
 MAX_POINTS = 11_000          # Prometheus' limit of points per series in one range query
-
-
-class PrometheusError(IngestError):
-    """The Prometheus server refused or failed a query (auth, HTTP, PromQL)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +81,7 @@ def parse_time(value: str | float | datetime) -> float:
         if rest[0] in "+-" and rest[-1] in units and rest[1:-1].replace(".", "", 1).isdigit():
             delta = float(rest[1:-1]) * units[rest[-1]]
             return time.time() + (delta if rest[0] == "+" else -delta)
-        raise ValueError(f"cannot read time {value!r} (use ISO 8601, epoch seconds, now or now-1h)")
+        raise ParameterError(f"cannot read time {value!r} (use ISO 8601, epoch seconds, now or now-1h)")
     try:
         return float(text)
     except ValueError:
@@ -93,7 +89,7 @@ def parse_time(value: str | float | datetime) -> float:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"cannot read time {value!r} (use ISO 8601, epoch seconds, now or now-1h)") from None
+        raise ParameterError(f"cannot read time {value!r} (use ISO 8601, epoch seconds, now or now-1h)") from None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
@@ -101,9 +97,9 @@ def range_chunks(start_s: float, end_s: float, step_s: float, max_points: int = 
     """Split ``[start_s, end_s]`` into chunks of at most ``max_points`` evaluation steps; consecutive
     chunks start one step after the previous one ends, so every step is evaluated exactly once."""
     if step_s <= 0:
-        raise ValueError("step must be > 0 seconds")
+        raise ParameterError("step must be > 0 seconds")
     if end_s < start_s:
-        raise ValueError("end must not be before start")
+        raise ParameterError("end must not be before start")
     total = int(math.floor((end_s - start_s) / step_s + 1e-9)) + 1
     chunks = []
     for first in range(0, total, max_points):

@@ -28,6 +28,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from kit.errors import InputNotFoundError, TraceFormatError
+
 if TYPE_CHECKING:   # kit.cachesim loads numba: imported where a trace is read, not for every CLI call
     from kit.cachesim.trace import Trace
 
@@ -36,10 +38,6 @@ TEXT_FORMATS = ("csv", "text", "timeidsize")
 _ID_NAMES = ("obj_id", "id", "key", "lbn", "object", "obj", "object_id")
 _SIZE_NAMES = ("obj_size", "size", "size_bytes", "bytes", "object_size")
 _TIME_NAMES = ("clock_time", "time", "ts", "timestamp", "t")
-
-
-class TraceFormatError(ValueError):
-    """A trace that cannot be read: names the file and the line/record and field."""
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -198,7 +196,7 @@ def read_trace(path: str | Path, fmt: str, *, columns: str | None = None, delimi
     if fmt not in FORMATS:
         raise TraceFormatError(f"{p}: unknown trace format {fmt!r}; one of {', '.join(FORMATS)}")
     if not p.is_file():
-        raise FileNotFoundError(f"no such trace file: {p}")
+        raise InputNotFoundError(f"no such trace file: {p}")
     if fmt not in TEXT_FORMATS:
         rec = read_binary(p, fmt)
         if rec.partial_bytes:
