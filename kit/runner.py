@@ -293,11 +293,12 @@ def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | No
     from kit.warehouse import connect, fingerprint
 
     started = time.perf_counter()
+    started_at = datetime.now(UTC)
     names = select_notebooks(only)
     db, coverage = check_preconditions(config)
     config = RunConfig.from_mapping({**config.to_dict(), "db": str(db)})
     out = Path(out_dir).resolve()
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    run_id = started_at.strftime("%Y%m%dT%H%M%S%fZ")
     staging = out / f".staging-{run_id}"
     dirs = {k: staging / k for k in ("notebooks", "reports", "results", "strategy")}
     run_values = {"results_dir": str(dirs["results"]), "strategy_dir": str(dirs["strategy"]), "headless": True}
@@ -355,7 +356,7 @@ def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | No
         warehouse = fingerprint(con)
     manifest = {
         "run_id": run_id,
-        "started_at": datetime.now(UTC).isoformat(),
+        "started_at": started_at.isoformat(),
         "notebooks": names,
         "workers": workers,
         "parameters": config.to_dict(),

@@ -14,8 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "kpi", help="RED + Apdex per service or route over a window (table or JSON)",
         description="Request rate, 5xx and 4xx error rates, latency p50/p90/p95/p99/p99.9 (exact "
-                    "quantile_cont; t-digest above --exact-max-rows), Apdex and availability per service or "
-                    "route over [--start, --end). With --bucket, one row per group and time bucket.")
+                    "quantile_cont; above --exact-max-rows requests, from a log-spaced histogram within 0.5 % "
+                    "of the exact value), Apdex and availability per service or route over [--start, --end). "
+                    "With --bucket, one row per group and time bucket (per-bucket percentiles stay exact).")
     parser.add_argument("--db", metavar="PATH", default="data/demo.duckdb", help="warehouse (default: %(default)s)")
     parser.add_argument("--by", choices=("service", "route", "all"), default="service",
                         help="group rows by service, route or not at all (default: %(default)s)")
@@ -27,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--apdex-t-ms", type=float, default=300.0, help="Apdex threshold T in ms (default: 300)")
     parser.add_argument("--limit", type=int, default=50, help="rows printed in table mode (default: 50)")
     parser.add_argument("--exact-max-rows", type=int, default=None,
-                        help="above this many requests use approx_quantile (default: 20,000,000)")
+                        help="above this many requests the percentiles come from a log-spaced histogram "
+                             "(relative error at most 0.5 %%) instead of exact quantile_cont "
+                             "(default: 20,000,000)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=_kpi)
 

@@ -61,6 +61,7 @@ import duckdb
 
 from kit.ingest.core import (
     COMPRESSED_SUFFIXES,
+    RAW_MAX_CHARS,
     IngestError,
     IngestSummary,
     LoadCounts,
@@ -95,8 +96,6 @@ KIND = "access-log"
 T = TypeVar("T")
 ServiceSql = Callable[[str | None], str]   # SQL for the service column, given SQL for the host (or None)
 SAMPLE_LINES = 200
-_Q = r'"((?:[^"\\]|\\.)*)"'        # a quoted field that may hold backslash-escaped quotes (Apache)
-_QN = r'"(?:[^"\\]|\\.)*"'          # the same, without capture
 CLF_TIME = "%d/%b/%Y:%H:%M:%S %z"
 
 
@@ -619,7 +618,7 @@ def _insert_sql(typed: str, reason: str, sid: int, salt: str, route_rules: Seque
         "CASE WHEN NOT bad THEN service END, CASE WHEN NOT bad THEN host END, "
         "CASE WHEN skip THEN '-skip-' WHEN bad THEN reject_field ELSE method END, "
         f"CASE WHEN NOT bad THEN {route_sql('path', route_rules)} END, "
-        "CASE WHEN bad THEN left(line, 2000) ELSE path END, "
+        f"CASE WHEN bad THEN left(line, {RAW_MAX_CHARS}) ELSE path END, "
         f"CASE WHEN bad THEN {reason} ELSE {redact_query_sql('query_raw')} END, "
         "CASE WHEN NOT bad THEN status END, CASE WHEN NOT bad THEN latency_ms END, "
         "CASE WHEN NOT bad THEN upstream_ms END, CASE WHEN bad THEN line_no ELSE bytes_sent END, "

@@ -19,7 +19,6 @@ __all__ = ["build_caching_plan", "caching_summary_markdown", "PLAN_VERSION"]
 
 PLAN_VERSION = "1.0"
 _CURVE_POINTS = 40
-_TTL_LABEL = {"0": "no expiry"}
 
 
 def _num(value: Any, source: str, unit: str = "ratio") -> dict[str, Any]:

@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 
 from kit.analysis.coverage import coverage_of, gap_text
 from kit.config import RunConfig
+from kit.report import slo_sections
 from kit.report.render import render_markdown
 from kit.report.text import fmt_num, fmt_pct, md_escape
 
@@ -118,16 +119,12 @@ def _document_date(results: dict[str, Any], config: RunConfig) -> str:
 
 def slo_parts(results: dict[str, Any]) -> tuple[str | None, dict[str, list] | None, str]:
     """The SLO section Markdown and catalog from ``kit.report.slo_sections`` when an ``slo`` result
-    exists and the module imports; otherwise (None, None, reason)."""
+    exists; otherwise (None, None, reason)."""
     slo = results.get("slo")
     if not slo:
         return None, None, gap_text(results, "requests", fallback=(
             "SLOs, error budgets and alert rules were not computed in this run "
             "(no `slo` result: notebook 20_slos_alerting did not run or saved nothing)."))
-    try:
-        from kit.report import slo_sections
-    except ImportError as exc:  # pragma: no cover - depends on the installed kit
-        return None, None, f"SLO sections unavailable in this build ({md_escape(exc)})."
     return slo_sections.slo_section_markdown(slo), slo_sections.slo_catalog(slo), ""
 
 
