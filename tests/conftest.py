@@ -1,4 +1,5 @@
-"""Shared fixtures: paths to the project's shared real datasets (read in place, never copied); the
+"""Shared fixtures: paths to the project's shared real datasets (read in place, never copied); a fresh
+in-memory warehouse (``con``); demo warehouses built once per session (``demo_warehouse``); the
 line-accounting check every ingest property test makes; waiting for a test service to answer; running
 code under several string-hash seeds (for reproducible outputs). Before any test runs, the session stops
 with one message when a system tool the tests use is missing (``tests/system_deps.py``)."""
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -38,6 +39,35 @@ def shared_datasets() -> Path:
     """``../shared/datasets`` next to the project; the tests that use it fail when it is missing."""
     assert SHARED_DATASETS.is_dir(), f"shared datasets not found at {SHARED_DATASETS}"
     return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``demo_warehouse(requests=..., days=..., seed=...)``: the path of a demo warehouse of that size, built
+    once per session; test modules asking for the same size share the file (open it read-only). Ask for
+    the smallest demo the test needs."""
+    built: dict[tuple[int, int, int], Path] = {}
+
+    def demo(*, requests: int, days: int, seed: int) -> Path:
+        key = (requests, days, seed)
+        if key not in built:
+            from kit.demo import build_demo
+
+            path = tmp_path_factory.mktemp(f"demo-{requests}-{days}d-seed{seed}") / "demo.duckdb"
+            summary = build_demo(path, requests=requests, days=days, seed=seed, progress=False)
+            assert summary.requests == requests
+            built[key] = path
+        return built[key]
+
+    return demo
+
+
+@pytest.fixture()
+def con() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A fresh in-memory warehouse (current schema), closed after the test."""
+    c = connect(":memory:")
+    yield c
+    c.close()
 
 
 def assert_lines_accounted_for(ingest: Callable[[duckdb.DuckDBPyConnection], IngestSummary],

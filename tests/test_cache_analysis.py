@@ -20,12 +20,8 @@ SCHEMA = Path(__file__).resolve().parents[1] / "kit" / "report" / "schemas" / "C
 
 
 @pytest.fixture(scope="module")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from kit.demo import build_demo
-
-    path = tmp_path_factory.mktemp("cache") / "demo.duckdb"
-    build_demo(path, requests=40_000, days=3, seed=11, progress=False)
-    return path
+def demo_db(demo_warehouse) -> Path:
+    return demo_warehouse(requests=40_000, days=3, seed=11)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """The demo warehouse: its distributions and planted incidents are really in the data.
 
 Every check below queries the built warehouse with SQL (or reads its bytes); none reads the generator's
-own variables. One small demo (150k requests over 7 days) is built once for the module."""
+own variables. One small demo (150k requests over 7 days) is built once for the session (``demo_warehouse``;
+tests/test_slo_cli.py uses the same one)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,8 @@ N_REQUESTS = 150_000
 
 
 @pytest.fixture(scope="module")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    summary = build_demo(path, requests=N_REQUESTS, days=7, seed=42, progress=False)
-    assert summary.requests == N_REQUESTS
-    return path
+def demo_db(demo_warehouse) -> Path:
+    return demo_warehouse(requests=N_REQUESTS, days=7, seed=42)
 
 
 @pytest.fixture(scope="module")

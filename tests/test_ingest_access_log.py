@@ -31,13 +31,6 @@ NETDATA_FULL_FORMAT = ('$host:$server_port $remote_addr - - [$time_local] "$requ
                        '$side $drink $custom')
 
 
-@pytest.fixture()
-def con():
-    c = connect(":memory:")
-    yield c
-    c.close()
-
-
 @pytest.fixture(scope="module")
 def logs(shared_datasets: Path) -> Path:
     return shared_datasets / "access_logs"

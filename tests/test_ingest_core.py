@@ -52,13 +52,6 @@ def status_loader(con: duckdb.DuckDBPyConnection, source: Source, path: Path, sk
     return LoadCounts(n, good, n - good - skipped, skipped, fmt="test", formats_tried=("test",))
 
 
-@pytest.fixture()
-def con():
-    c = connect(":memory:")
-    yield c
-    c.close()
-
-
 def write(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines))
     return path

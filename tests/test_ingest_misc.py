@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,16 +16,7 @@ from kit.ingest.core import IngestError
 from kit.ingest.events import ingest_events
 from kit.ingest.profile import ingest_profile
 from kit.ingest.timeseries import ColumnMapping, ingest_timeseries
-from kit.warehouse import connect
 from tests.conftest import assert_lines_accounted_for
-
-
-@pytest.fixture()
-def con() -> duckdb.DuckDBPyConnection:
-    c = connect(":memory:")
-    yield c
-    c.close()
-
 
 # ------------------------------------------------------------------------------------ time series
 

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kit.ingest.core import IngestError
 from kit.ingest.mysql_slow import ingest_mysql_slow
-from kit.warehouse import connect
 from tests.conftest import assert_lines_accounted_for
-
-
-@pytest.fixture()
-def con() -> duckdb.DuckDBPyConnection:
-    c = connect(":memory:")
-    yield c
-    c.close()
 
 
 def _count_prefix(path: Path, prefix: str) -> int:

@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -35,13 +34,6 @@ from tests.conftest import assert_lines_accounted_for
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 _TIMED = re.compile(r"LOG: +duration: [0-9.]+ ms +(statement|execute [^:]*|query): ")
-
-
-@pytest.fixture()
-def con() -> duckdb.DuckDBPyConnection:
-    c = connect(":memory:")
-    yield c
-    c.close()
 
 
 def _pgb(shared: Path, name: str) -> Path:

@@ -12,7 +12,6 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,15 +23,7 @@ from kit.ingest.prometheus import (
     parse_time,
     range_chunks,
 )
-from kit.warehouse import connect
 from tests.conftest import assert_lines_accounted_for, wait_until_ok
-
-
-@pytest.fixture()
-def con() -> duckdb.DuckDBPyConnection:
-    c = connect(":memory:")
-    yield c
-    c.close()
 
 
 @given(start=st.integers(0, 10**9), n=st.integers(1, 50_000), step=st.integers(1, 3600),

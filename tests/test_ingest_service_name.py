@@ -32,13 +32,6 @@ HOST_FORMAT = '$host $remote_addr [$time_local] "$request" $status $body_bytes_s
 COMBINED = '1.2.3.4 - - [10/Oct/2024:13:55:3{} +0000] "GET {} HTTP/1.1" 200 5 "-" "curl/8"'
 
 
-@pytest.fixture()
-def con():
-    c = connect(":memory:")
-    yield c
-    c.close()
-
-
 def services(con) -> list[tuple]:
     return con.execute("SELECT service, count(*) FROM requests GROUP BY ALL ORDER BY ALL").fetchall()
 

@@ -99,15 +99,13 @@ def test_strategy_markdown_escapes_log_text(results):
     assert "![Overview: rate, errors, latency](<figures/overview.png>)" in text
 
 
-def test_strategy_markdown_carries_the_numbers_and_sections(results):
+def test_strategy_markdown_carries_the_numbers_from_the_data(warehouse, results):
     text = monitoring.build_monitoring_strategy(results, CONFIG, {})
-    for heading in ("## 1. Key performance indicators", "## 2. Metrics to collect", "## 3. Dashboards",
-                    "## Bottleneck identification process", "## Review cadence"):
-        assert heading in text
-    kpis = results["kpis"]
-    p99 = next(k for k in kpis["kpis"] if k["name"] == "latency_p99_ms")["value"]
-    assert f"{p99:,.1f} ms" in text
-    assert f"{kpis['requests']:,} requests" in text
+    # recomputed from the warehouse, not read back from the results the document was built from
+    requests, p99 = warehouse.execute("SELECT count(*), quantile_cont(latency_ms, 0.99) FROM requests").fetchone()
+    row = next(line for line in text.splitlines() if line.startswith("| latency\\_p99\\_ms |"))
+    assert f"| {p99:,.1f} ms |" in row
+    assert f"{requests:,} requests" in text
     assert "not computed in this run" in text  # no slo result
     assert "Date: 2024-05-02." in text  # the window end, not the clock
     assert "node\\_cpu\\_utilization\\_ratio" in text  # the USE signal found

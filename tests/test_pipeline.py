@@ -6,8 +6,10 @@ headless Chromium to check that a chart is really drawn."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import jsonschema
@@ -15,7 +17,7 @@ import pytest
 import yaml
 
 from kit.report.export import DOCUMENTS
-from kit.report.render import load_schema
+from kit.report.render import validate_document
 from kit.runner import NOTEBOOKS
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
@@ -28,11 +30,8 @@ def perfkit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
 
 
 @pytest.fixture(scope="module")
-def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    db = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    result = perfkit("demo", "--db", str(db), "--requests", "60000", "--days", "7", "--seed", "7")
-    assert result.returncode == 0, result.stderr
-    return db
+def small_demo(demo_warehouse) -> Path:
+    return demo_warehouse(requests=60_000, days=7, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -57,15 +56,39 @@ def test_every_output_exists_and_parses(finished_run: Path) -> None:
     assert [t["name"] for t in manifest["timings"]] == list(NOTEBOOKS)
     assert manifest["warehouse"]["row_counts"]["requests"] > 0 and len(manifest["warehouse"]["sha256"]) == 64
     assert manifest["packages"]["duckdb"] and manifest["parameters"]["apdex_t_ms"] == 300.0
+    # stamped when the run started (the run id's instant), not when the manifest was written
+    assert datetime.fromisoformat(manifest["started_at"]).strftime("%Y%m%dT%H%M%S%fZ") == manifest["run_id"]
 
 
-@pytest.mark.parametrize(("document", "schema"), [
-    ("Metrics_Framework_Specifications.json", "Metrics_Framework_Specifications"),
-    ("Caching_Implementation_Plan.json", "Caching_Implementation_Plan"),
+@pytest.mark.parametrize(("document", "schema", "field", "wrong"), [
+    ("Metrics_Framework_Specifications.json", "Metrics_Framework_Specifications", "kpis", {"name": "x"}),
+    ("Caching_Implementation_Plan.json", "Caching_Implementation_Plan", "layers", "cdn"),
 ])
-def test_json_documents_validate_against_their_schemas(finished_run: Path, document: str, schema: str) -> None:
+def test_the_writers_schema_check_rejects_a_broken_document(finished_run: Path, document: str, schema: str,
+                                                           field: str, wrong: object) -> None:
+    """The written documents passed ``validate_document`` on the way out; the same check must refuse them
+    with a required field missing or of the wrong type (a schema that accepts anything would pass them)."""
     data = json.loads((finished_run / "strategy" / document).read_text())
-    jsonschema.validate(data, load_schema(schema))
+    missing = {k: v for k, v in data.items() if k != field}
+    with pytest.raises(jsonschema.ValidationError, match=field):
+        validate_document(missing, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        validate_document({**data, field: wrong}, schema)
+
+
+def test_kpi_baselines_are_what_their_sql_gives_on_the_warehouse(finished_run: Path, small_demo: Path) -> None:
+    """Each KPI of Metrics_Framework_Specifications.json states its SQL; run on the warehouse, it gives the
+    baseline the document reports (definitions with a placeholder such as ``<every minute ...>`` are skipped)."""
+    from kit.warehouse import connect
+
+    doc = json.loads((finished_run / "strategy" / "Metrics_Framework_Specifications.json").read_text())
+    runnable = {k["name"]: k for k in doc["kpis"] if k["definition"]["sql"] and k["baseline"] is not None
+                and not re.search(r"<[a-z]", k["definition"]["sql"])}
+    assert {"availability", "error_rate_5xx", "latency_p99_ms", "apdex"} <= set(runnable)
+    with connect(small_demo, read_only=True) as con:
+        for name, kpi in runnable.items():
+            value = con.execute(kpi["definition"]["sql"]).fetchone()[0]
+            assert value == pytest.approx(kpi["baseline"], rel=1e-6), name
 
 
 def test_markdown_documents_hold_numbers_from_the_data(finished_run: Path, small_demo: Path) -> None:
@@ -74,12 +97,14 @@ def test_markdown_documents_hold_numbers_from_the_data(finished_run: Path, small
     with connect(small_demo, read_only=True) as con:
         top_route = con.execute(
             "SELECT route FROM requests GROUP BY route ORDER BY sum(latency_ms) DESC LIMIT 1").fetchone()[0]
+        p99 = con.execute("SELECT quantile_cont(latency_ms, 0.99) FROM requests").fetchone()[0]
     optimization = (finished_run / "strategy" / "Performance_Optimization_Strategy.md").read_text()
     from kit.report.text import md_code
 
     assert f"| {md_code(top_route)} |" in optimization  # the route table's first row comes from the data
     monitoring = (finished_run / "strategy" / "Performance_Monitoring_Strategy.md").read_text()
-    assert "p99" in monitoring.lower()
+    row = next(line for line in monitoring.splitlines() if line.startswith("| latency\\_p99\\_ms |"))
+    assert f"| {p99:,.1f} ms |" in row  # the KPI table's p99, recomputed from every request of the demo
 
 
 def test_html_report_draws_a_chart_offline(finished_run: Path) -> None:
