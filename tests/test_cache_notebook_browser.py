@@ -28,19 +28,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory):
-    """A small demo warehouse, notebook 40 parameterized for it, and JupyterLab serving that folder."""
+def lab(tmp_path_factory: pytest.TempPathFactory, demo_warehouse):
+    """A small demo warehouse, notebook 40 parameterized for it, and JupyterLab serving the notebook's folder."""
     from papermill.iorw import load_notebook_node, write_ipynb
     from papermill.parameterize import parameterize_notebook
 
     from kit.config import NOTEBOOKS_DIR
-    from kit.demo import build_demo
 
     assert Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
     root = tmp_path_factory.mktemp("lab")
-    build_demo(root / "demo.duckdb", requests=20_000, days=2, seed=3, progress=False)
+    db = demo_warehouse(requests=20_000, days=2, seed=3)
     node = load_notebook_node(str(NOTEBOOKS_DIR / "40_cache_simulation.ipynb"))
-    node = parameterize_notebook(node, {"db": str(root / "demo.duckdb"), "results_dir": str(root / "results"),
+    node = parameterize_notebook(node, {"db": str(db), "results_dir": str(root / "results"),
                                         "cache_size_points": 10})
     write_ipynb(node, str(root / "nb40.ipynb"))
     port, token = _free_port(), secrets.token_hex(16)
