@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kit.config import NOTEBOOKS_DIR, PROJECT_ROOT, ParameterError, RunConfig
+from kit.config import DEFAULT_OUT, NOTEBOOKS_DIR, PROJECT_ROOT, ParameterError, RunConfig
 from kit.errors import NotebookFailed
 
 if TYPE_CHECKING:
@@ -277,7 +277,7 @@ def _prune_runs(runs_dir: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def run(config: RunConfig, out_dir: str | Path = "outputs", only: list[str] | None = None,
+def run(config: RunConfig, out_dir: str | Path = DEFAULT_OUT, only: list[str] | None = None,
         progress: bool = True, workers: int = 2) -> RunResult:
     """Execute the notebooks and publish their outputs; raises NotebookFailed or ParameterError.
 

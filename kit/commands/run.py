@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kit.config import DEFAULT_OUT
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser(
@@ -14,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "OUT/strategy point at the newest successful run.")
     run.add_argument("--params", metavar="FILE", help="YAML parameters file (see `perfkit params`)")
     run.add_argument("--db", metavar="PATH", help="warehouse to analyse (overrides the parameters file)")
-    run.add_argument("--out", metavar="DIR", default="outputs", help="output folder (default: outputs)")
+    run.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
     run.add_argument("--only", metavar="NAME", nargs="+",
                      help="run only these notebooks (names or prefixes such as 10 or kpis)")
     run.add_argument("--workers", type=int, default=2, metavar="N",

@@ -268,7 +268,7 @@ def finish_staged_lines(con: duckdb.DuckDBPyConnection, source_id: int, lines: s
     the lines of temp table ``lines`` (line_no, line, skip), drop both tables and return the counts."""
     con.execute(f"""
         INSERT INTO rejects (source_id, line_no, field, reason, raw)
-        SELECT {int(source_id)}, line_no, field, {reason_sql}, left(line, 2000)
+        SELECT {int(source_id)}, line_no, field, {reason_sql}, left(line, {RAW_MAX_CHARS})
         FROM {bad} ORDER BY line_no""")
     row = con.execute(f"SELECT count(*), count(*) FILTER (WHERE skip), (SELECT count(*) FROM {bad}) "
                       f"FROM {lines}").fetchall()[0]

@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 
 from kit.ingest.core import (
+    RAW_MAX_CHARS,
     IngestError,
     IngestSummary,
     LoadCounts,
@@ -130,7 +131,7 @@ def load_events(con: duckdb.DuckDBPyConnection, source: Source, path: Path, skip
         SELECT line_no, {_ts_sql(col('ts_start'))} AS ts_start, {col('ts_start')} AS start_text,
                {_ts_sql(col('ts_end'))} AS ts_end, {col('ts_end')} AS end_text,
                lower({col('kind')}) AS kind, {col('service')} AS service, {col('route')} AS route,
-               {col('what')} AS what, {details} AS details, left({raw}, 2000) AS raw
+               {col('what')} AS what, {details} AS details, left({raw}, {RAW_MAX_CHARS}) AS raw
         FROM _pk_ev_src WHERE line_no > {int(skip_lines)}""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _pk_ev_bad AS

@@ -31,6 +31,7 @@ from pathlib import Path
 import duckdb
 
 from kit.ingest.core import (
+    RAW_MAX_CHARS,
     IngestSummary,
     LoadCounts,
     add_common_args,
@@ -150,12 +151,12 @@ def load_mysql_slow(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
                        ELSE 'Query_time is not a number: ' || query_time_text END
                    WHEN 'statement' THEN 'slow-log entry has a header but no statement'
                    ELSE 'no "# Time:" or "SET timestamp=" anywhere in the file (give assume_time)'
-               END, left(raw, 2000)
+               END, left(raw, {RAW_MAX_CHARS})
         FROM _pk_slow_entries WHERE bad_field IS NOT NULL ORDER BY entry""")
     con.execute(f"""
         INSERT INTO rejects (source_id, line_no, field, reason, raw)
         SELECT {sid}, line_no, 'header', 'line outside any slow-log entry (before the first "#" header)',
-               left(line, 2000)
+               left(line, {RAW_MAX_CHARS})
         FROM _pk_slow_class WHERE entry = 0 AND NOT banner AND trim(line) <> '' ORDER BY line_no""")
     row = con.execute("""
         SELECT (SELECT count(*) FROM _pk_slow_entries),

@@ -50,6 +50,7 @@ import duckdb
 import pandas as pd
 
 from kit.ingest.core import (
+    RAW_MAX_CHARS,
     IngestError,
     IngestSummary,
     LoadCounts,
@@ -445,14 +446,14 @@ def load_postgres_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path
         SELECT {sid}, line_no, bad_field,
                CASE bad_field WHEN 'ts' THEN 'unparsable timestamp: ' || coalesce(ts_text, '(none)')
                               WHEN 'duration' THEN 'unparsable duration'
-                              ELSE 'duration entry without a statement' END, left(raw, 2000)
+                              ELSE 'duration entry without a statement' END, left(raw, {RAW_MAX_CHARS})
         FROM _pk_pg_parsed WHERE bad_field IS NOT NULL ORDER BY line_no""")
     con.execute(f"""
         INSERT INTO rejects (source_id, line_no, field, reason, raw)
         SELECT {sid}, line_no, 'line',
                {sql_string(_STRAY_REASONS.get(fmt, 'not a ' + fmt + ' log entry (no timestamp and severity '
                                                          'where expected)'))},
-               left(line, 2000)
+               left(line, {RAW_MAX_CHARS})
         FROM _pk_pg_stray WHERE NOT skip ORDER BY line_no""")
     row = con.execute("""
         SELECT (SELECT count(*) FROM _pk_pg_parsed),

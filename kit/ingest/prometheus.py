@@ -38,6 +38,7 @@ import duckdb
 
 from kit.errors import ParameterError, PrometheusError
 from kit.ingest.core import (
+    RAW_MAX_CHARS,
     IngestSummary,
     LoadCounts,
     add_common_args,
@@ -210,7 +211,7 @@ def ingest_prometheus_range(con: duckdb.DuckDBPyConnection, url: str, query: str
                 INSERT INTO rejects (source_id, line_no, field, reason, raw)
                 SELECT {int(source.source_id)}, NULL, CASE WHEN ts_s IS NULL THEN 'timestamp' ELSE 'value' END,
                        'sample is not a number', left(CAST(metric AS VARCHAR) || ' ' || coalesce(ts_text, '')
-                                                      || ' ' || coalesce(value_text, ''), 2000)
+                                                      || ' ' || coalesce(value_text, ''), {RAW_MAX_CHARS})
                 FROM _pk_prom WHERE ts_s IS NULL OR value IS NULL""")
             row = c.execute("SELECT count(*) FILTER (WHERE ts_s IS NOT NULL AND value IS NOT NULL), "
                             "count(*) FILTER (WHERE ts_s IS NULL OR value IS NULL) FROM _pk_prom").fetchone()

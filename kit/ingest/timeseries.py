@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 
 from kit.ingest.core import (
+    RAW_MAX_CHARS,
     IngestError,
     IngestSummary,
     LoadCounts,
@@ -143,7 +144,7 @@ def load_timeseries(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
         SELECT {sid}, line_no, CASE WHEN ts IS NULL THEN {sql_string(time_col or 'time')} ELSE col END,
                CASE WHEN ts IS NULL THEN 'unparsable time: ' || coalesce(time_text, '(empty)')
                     ELSE 'value is not a number: ' || value_text END,
-               left(coalesce(time_text, '') || ',' || coalesce(value_text, ''), 2000)
+               left(coalesce(time_text, '') || ',' || coalesce(value_text, ''), {RAW_MAX_CHARS})
         FROM _pk_ts
         WHERE value_text IS NOT NULL AND trim(value_text) <> '' AND (ts IS NULL OR value IS NULL)
         ORDER BY line_no, col""")

@@ -230,7 +230,7 @@ def load_trace(con: duckdb.DuckDBPyConnection, source: object, path: Path, skip_
                trace_name: str | None = None, columns: str | None = None, delimiter: str = ","):
     """Loader for :func:`kit.ingest.core.ingest_file`: rows into ``cache_requests``, bad lines into
     ``rejects``; returns LoadCounts (records of a binary trace count as lines)."""
-    from kit.ingest.core import LoadCounts
+    from kit.ingest.core import RAW_MAX_CHARS, LoadCounts
 
     sid = source.source_id  # type: ignore[attr-defined]
     name = trace_name or path.name
@@ -260,8 +260,8 @@ def load_trace(con: duckdb.DuckDBPyConnection, source: object, path: Path, skip_
     n_lines, _header = _stage_text(con, path, fmt, columns, delimiter)
     con.execute(f"DELETE FROM _trace_rows WHERE line_no <= {int(skip_lines)}")
     con.execute(
-        "INSERT INTO rejects SELECT ?, line_no, bad_field, 'cannot parse ' || bad_field, left(raw, 2000) "
-        "FROM _trace_rows WHERE bad_field IS NOT NULL", [sid])
+        "INSERT INTO rejects SELECT ?, line_no, bad_field, 'cannot parse ' || bad_field, "
+        f"left(raw, {RAW_MAX_CHARS}) FROM _trace_rows WHERE bad_field IS NOT NULL", [sid])
     con.execute(
         f"""INSERT INTO cache_requests (ts, seq, trace, obj_id, key, size_bytes, ttl_s, op, source_id)
             SELECT CASE WHEN t IS NULL THEN NULL ELSE to_timestamp(t) END,
