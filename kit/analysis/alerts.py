@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from kit.analysis.slo import SloSpec, format_duration, parse_duration_s
+from kit.errors import SloSpecError
 
 __all__ = [
     "GOOGLE_28D", "GOOGLE_30D", "AlertPlan", "AlertRule", "AlertWindow", "SaturationRule", "alert_plan",
@@ -92,7 +93,7 @@ def window_specs(period_days: float) -> tuple[AlertWindow, ...]:
     """Window specs for an SLO period: Google's for 30 and 28 days; for other periods the 30-day windows
     and budget percents with factors rescaled by Sloth's formula (``burn_rate`` property)."""
     if period_days <= 0:
-        raise ValueError(f"SLO period must be positive, got {period_days} days")
+        raise SloSpecError(f"SLO period must be positive, got {period_days} days")
     return _spec(period_days, _GOOGLE_ROWS)
 
 
@@ -100,7 +101,7 @@ def load_alert_windows(path: str | Path) -> tuple[AlertWindow, ...]:
     """A Sloth ``AlertWindows`` YAML file (``sloth.slok.dev/v1``) as window specs."""
     data = yaml.safe_load(Path(path).read_text())
     if not isinstance(data, dict) or data.get("kind") != "AlertWindows":
-        raise ValueError(f"{path}: not a Sloth AlertWindows document (kind: AlertWindows)")
+        raise SloSpecError(f"{path}: not a Sloth AlertWindows document (kind: AlertWindows)")
     spec = data.get("spec") or {}
     try:
         period_s = parse_duration_s(spec["sloPeriod"])
@@ -112,7 +113,7 @@ def load_alert_windows(path: str | Path) -> tuple[AlertWindow, ...]:
                                        parse_duration_s(w["shortWindow"]), float(w["errorBudgetPercent"]),
                                        period_s))
     except (KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: field {exc} missing in spec (sloPeriod, page/ticket quick/slow)") from None
+        raise SloSpecError(f"{path}: field {exc} missing in spec (sloPeriod, page/ticket quick/slow)") from None
     return tuple(out)
 
 
@@ -183,7 +184,7 @@ def _sli_expr(spec: SloSpec, window: str) -> str:
     if spec.error_ratio_query is not None:
         return "(" + _window_query(spec.error_ratio_query, window) + ")\n"
     if spec.error_query is None or spec.total_query is None:
-        raise ValueError(f"{spec.source}: SLO {spec.slo_id}: no PromQL SLI (needs error and total queries, or "
+        raise SloSpecError(f"{spec.source}: SLO {spec.slo_id}: no PromQL SLI (needs error and total queries, or "
                          "good/bad and total queries) - cannot generate Prometheus rules for it")
     return (f"({_window_query(spec.error_query, window).strip()})\n/\n"
             f"({_window_query(spec.total_query, window).strip()})\n")
@@ -236,7 +237,7 @@ def alert_plan(specs: list[SloSpec], *, windows: tuple[AlertWindow, ...] | None 
         window_days = windows[0].period_s / 86400.0
         wrong = sorted({s.slo_id for s in specs if abs(s.window_days - window_days) > 1e-9})
         if wrong:
-            raise ValueError(f"alert windows are for a {window_days:g}-day SLO period but SLO(s) "
+            raise SloSpecError(f"alert windows are for a {window_days:g}-day SLO period but SLO(s) "
                              f"{', '.join(wrong)} have another period (set it with --period-days)")
     for spec in specs:
         spec_windows = windows or window_specs(spec.window_days)

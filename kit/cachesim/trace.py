@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from kit.cachesim.mrc import MissRatioCurve, object_stack_distances
+from kit.errors import DataError
 
 CACHE_KEYS = {
     "path": "path",
@@ -101,13 +102,13 @@ def trace_from_cache_requests(con: duckdb.DuckDBPyConnection, trace: str | None 
     """A trace loaded into ``cache_requests`` (the only one, or the one named ``trace``), in seq order."""
     names = [r[0] for r in con.execute("SELECT DISTINCT trace FROM cache_requests ORDER BY 1").fetchall()]
     if not names:
-        raise ValueError("the warehouse has no cache_requests: load one with `perfkit ingest trace`")
+        raise DataError("the warehouse has no cache_requests: load one with `perfkit ingest trace`")
     if trace is None:
         if len(names) > 1:
-            raise ValueError(f"the warehouse holds several traces ({', '.join(names)}): name one")
+            raise DataError(f"the warehouse holds several traces ({', '.join(names)}): name one")
         trace = names[0]
     if trace not in names:
-        raise ValueError(f"no trace {trace!r} in cache_requests (have: {', '.join(names)})")
+        raise DataError(f"no trace {trace!r} in cache_requests (have: {', '.join(names)})")
     df = con.execute(
         "SELECT epoch(ts) AS t, obj_id AS id, coalesce(size_bytes, 1) AS sz FROM cache_requests "
         "WHERE trace = ? AND coalesce(op, 'get') IN ('get', 'read', 'GET') ORDER BY source_id, seq",

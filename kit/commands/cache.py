@@ -38,8 +38,6 @@ def _trace(args: argparse.Namespace) -> Any:
         con = connect(args.db, read_only=True)
         try:
             tr = trace_from_cache_requests(con, args.trace_name)
-        except ValueError as exc:  # no cache_requests, several traces and no --trace-name, or an unknown one
-            raise DataError(str(exc)) from exc
         finally:
             con.close()
         return tr, 0

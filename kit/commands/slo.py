@@ -46,17 +46,8 @@ def _rules(args: argparse.Namespace) -> int:
     specs = load_slo_specs(args.spec, period_days=args.period_days)
     if not specs:
         raise SloSpecError(f"{args.spec}: no SLOs found")
-    for spec in specs:
-        if spec.error_ratio_query is None and (spec.error_query is None or spec.total_query is None):
-            raise SloSpecError(f"{spec.source}: SLO {spec.slo_id}: no PromQL SLI (needs error and total queries, "
-                               "or good/bad and total queries) - cannot generate Prometheus rules for it")
-    try:  # kit.analysis.alerts reports a bad windows file, or windows of another period, as ValueError
-        windows = load_alert_windows(args.windows) if args.windows else None
-        plan = alert_plan(specs, min_bad_events=args.min_bad_events, windows=windows)
-    except ValueError as exc:
-        if isinstance(exc, SloSpecError):
-            raise
-        raise SloSpecError(str(exc)) from exc
+    windows = load_alert_windows(args.windows) if args.windows else None
+    plan = alert_plan(specs, min_bad_events=args.min_bad_events, windows=windows)
     out = Path(args.out)
     result = write_rule_files(out.parent, specs, plan, rules_name=out.name, run_promtool=not args.no_promtool)
     print(f"wrote {result['rules_file']} ({len(specs)} SLOs, {len(plan.rules)} alerts)")

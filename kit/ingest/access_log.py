@@ -59,6 +59,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
+from kit.errors import ParameterError
 from kit.ingest.core import (
     COMPRESSED_SUFFIXES,
     RAW_MAX_CHARS,
@@ -246,7 +247,7 @@ def parse_nginx_log_format(text: str) -> LogFormat:
                 keys.append((canon, key))
                 seen.add(canon)
         if "time" not in seen:
-            raise ValueError(f"log_format {text!r}: no time variable ($time_local, $time_iso8601 or $msec)")
+            raise ParameterError(f"log_format {text!r}: no time variable ($time_local, $time_iso8601 or $msec)")
         return LogFormat(name="nginx-json", kind="json", time_kind="auto", json_keys=tuple(keys),
                          source_text=text)
     del escape_json
@@ -284,12 +285,12 @@ def parse_nginx_log_format(text: str) -> LogFormat:
             regex += f"(?:{pattern})"
     regex += "$"
     if "time" not in used:
-        raise ValueError(f"log_format {text!r}: no time variable ($time_local, $time_iso8601 or $msec); "
+        raise ParameterError(f"log_format {text!r}: no time variable ($time_local, $time_iso8601 or $msec); "
                          "requests need a timestamp")
     try:
         re.compile(regex)
     except re.error as exc:  # pragma: no cover - the construction escapes literals
-        raise ValueError(f"log_format {text!r}: cannot build a pattern: {exc}") from None
+        raise ParameterError(f"log_format {text!r}: cannot build a pattern: {exc}") from None
     return _regex_format("nginx", regex, time_kind=time_kind, source_text=text)
 
 
@@ -300,7 +301,7 @@ def get_format(name: str | None, log_format: str | None = None) -> LogFormat | N
     if not name or name == "auto":
         return None
     if name not in BUILTIN_FORMATS:
-        raise ValueError(f"unknown access-log format {name!r}; known: {', '.join(FORMAT_NAMES)} "
+        raise ParameterError(f"unknown access-log format {name!r}; known: {', '.join(FORMAT_NAMES)} "
                          "(use --log-format for an NGINX log_format string)")
     return BUILTIN_FORMATS[name]
 

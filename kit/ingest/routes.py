@@ -22,6 +22,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kit.errors import ParameterError
+
 __all__ = [
     "SECRET_KEY_WORDS",
     "RouteRule",
@@ -58,14 +60,14 @@ class RouteRule:
 def parse_route_rule(text: str) -> RouteRule:
     """``"PATTERN => TEMPLATE"`` → RouteRule; ValueError naming the rule when malformed or not a regex."""
     if "=>" not in text:
-        raise ValueError(f"route rule {text!r}: expected 'PATTERN => TEMPLATE'")
+        raise ParameterError(f"route rule {text!r}: expected 'PATTERN => TEMPLATE'")
     pattern, template = (part.strip() for part in text.rsplit("=>", 1))
     if not pattern or not template:
-        raise ValueError(f"route rule {text!r}: pattern and template must both be non-empty")
+        raise ParameterError(f"route rule {text!r}: pattern and template must both be non-empty")
     try:
         re.compile(pattern)
     except re.error as exc:
-        raise ValueError(f"route rule {text!r}: bad regular expression: {exc}") from None
+        raise ParameterError(f"route rule {text!r}: bad regular expression: {exc}") from None
     return RouteRule(pattern, template)
 
 
