@@ -133,6 +133,9 @@ _MIGRATIONS: dict[int, list[str]] = {
     ],
 }
 
+# what a shared cache may store: GET/HEAD with status 200-399 (missing method/status count as GET/200)
+CACHEABLE_SQL = "coalesce(upper(method), 'GET') IN ('GET', 'HEAD') AND coalesce(status, 200) BETWEEN 200 AND 399"
+
 DATA_TABLES = ("requests", "metrics", "queries", "cache_requests", "assets", "profiles", "events")
 CORE_TABLES = (*DATA_TABLES, "ingest_log", "rejects")
 

@@ -62,6 +62,12 @@ NEEDS: dict[str, Gap] = {
 }
 
 
+# needs met by a count of ``requests`` rows (the column, or the cacheable-request rule) > 0
+REQUEST_FIELDS = {"latency": "latency_ms", "upstream": "upstream_ms", "cache_status": "cache_status",
+                  "bytes": "bytes_sent", "cacheable": "cacheable"}
+NEED_TABLES = {"cache_trace": "cache_requests"}  # needs met by rows of a table named otherwise
+
+
 @dataclass(frozen=True)
 class Coverage:
     """Row counts per data table and non-null counts of the request fields analyses depend on."""
@@ -74,23 +80,17 @@ class Coverage:
         """Whether the warehouse supports the analyses behind ``need`` (a key of ``NEEDS``)."""
         if need not in NEEDS:
             raise KeyError(f"unknown need {need!r}; choose from {', '.join(NEEDS)}")
-        fields = {"latency": "latency_ms", "upstream": "upstream_ms", "cache_status": "cache_status",
-                  "bytes": "bytes_sent"}
-        if need in fields:
-            return self.request_fields.get(fields[need], 0) > 0
-        if need == "cache_trace":
-            return self.rows.get("cache_requests", 0) > 0
-        if need == "cacheable":
-            return self.request_fields.get("cacheable", 0) > 0
+        if need in REQUEST_FIELDS:
+            return self.request_fields.get(REQUEST_FIELDS[need], 0) > 0
         if need == "events":
             return self.incidents > 0
-        return self.rows.get(need, 0) > 0
+        return self.rows.get(NEED_TABLES.get(need, need), 0) > 0
 
     def gap(self, need: str) -> Gap | None:
         """The gap for ``need``, or None when it is met. A missing table hides its columns' gaps."""
         if self.has(need):
             return None
-        if need in ("latency", "upstream", "cache_status", "bytes", "cacheable") and not self.has("requests"):
+        if need in REQUEST_FIELDS and not self.has("requests"):
             return Gap(NEEDS[need].what, NEEDS["requests"].missing, NEEDS["requests"].ingest)
         return NEEDS[need]
 
@@ -110,20 +110,17 @@ class Coverage:
 
 def data_coverage(con: duckdb.DuckDBPyConnection) -> Coverage:
     """Count what the warehouse holds (whole warehouse, not a window: a need is about the data kind)."""
-    from kit.warehouse import DATA_TABLES
+    from kit.warehouse import CACHEABLE_SQL, DATA_TABLES
 
     rows = {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
             for t in DATA_TABLES}
     fields: dict[str, int] = {}
     if rows["requests"]:
-        from kit.cachesim.trace import CACHEABLE_SQL
-
-        row = con.execute(
-            "SELECT count(latency_ms), count(upstream_ms), count(cache_status), count(bytes_sent), "
-            f"count(*) FILTER (WHERE {CACHEABLE_SQL}) FROM requests").fetchone()
+        counts = [f"count(*) FILTER (WHERE {CACHEABLE_SQL})" if c == "cacheable" else f"count({c})"
+                  for c in REQUEST_FIELDS.values()]
+        row = con.execute(f"SELECT {', '.join(counts)} FROM requests").fetchone()
         assert row is not None
-        fields = dict(zip(("latency_ms", "upstream_ms", "cache_status", "bytes_sent", "cacheable"),
-                          (int(v) for v in row), strict=True))
+        fields = dict(zip(REQUEST_FIELDS.values(), (int(v) for v in row), strict=True))
     incidents = int(con.execute("SELECT count(*) FROM events WHERE kind = 'incident'").fetchone()[0])  # type: ignore[index]
     return Coverage(rows, fields, incidents)
 
@@ -140,10 +137,9 @@ def coverage_of(results: dict) -> Coverage:
     it (an old results folder) is taken to have every kind of data, so nothing is claimed missing."""
     saved = (results.get("overview") or {}).get("coverage")
     if not saved:
-        everything = dict.fromkeys(("requests", "metrics", "queries", "cache_requests", "assets", "profiles",
-                                    "events"), 1)
-        return Coverage(everything, dict.fromkeys(("latency_ms", "upstream_ms", "cache_status", "bytes_sent",
-                                                   "cacheable"), 1), 1)
+        from kit.warehouse import DATA_TABLES
+
+        return Coverage(dict.fromkeys(DATA_TABLES, 1), dict.fromkeys(REQUEST_FIELDS.values(), 1), 1)
     return Coverage(dict(saved["rows"]), dict(saved.get("request_fields") or {}), int(saved.get("incidents") or 0))
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from kit.cachesim.mrc import MissRatioCurve, object_stack_distances
 from kit.errors import DataError
+from kit.warehouse import CACHEABLE_SQL
 
 CACHE_KEYS = {
     "path": "path",
@@ -62,8 +63,6 @@ def normalize_sizes(obj_id: np.ndarray, size_bytes: np.ndarray) -> np.ndarray:
     return np.maximum(biggest[codes], 1)
 
 
-# what a shared cache may store: GET/HEAD with status 200-399 (missing method/status count as GET/200)
-CACHEABLE_SQL = "coalesce(upper(method), 'GET') IN ('GET', 'HEAD') AND coalesce(status, 200) BETWEEN 200 AND 399"
 
 
 def requests_filter(start: str | None, end: str | None, cacheable_only: bool = True) -> tuple[str, list]:
