@@ -123,7 +123,12 @@ def test_slider_updates_readout_from_precomputed_grid(lab) -> None:
             results = json.loads((lab["root"] / "results" / "cache.json").read_text())
             ex = results["explorer"]
             start = len(ex["capacities_bytes"]) // 2
-            assert readout.inner_text() == readout_text(ex, ex["main_key"], "lru", "0", start)
+            first = readout_text(ex, ex["main_key"], "lru", "0", start)
+            # the widget view can attach before its value arrives: wait (bounded) for the exact first text
+            page.wait_for_function(
+                "w => document.querySelector('.perfkit-cache-readout .perfkit-readout-text').innerText === w",
+                arg=first, timeout=20_000)
+            assert readout.inner_text() == first
             handle = page.locator(".widget-slider .noUi-handle").first
             handle.focus()
             page.keyboard.press("ArrowRight")
