@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from kit.analysis import kpis
+from kit.analysis.kpis.red import _slices
+from kit.analysis.kpis.sql import bucket_sql
 from kit.analysis.window import Window, resolve_window
 from kit.cli import main
-from kit.results import dumps
+from kit.results import dumps, save_result, to_jsonable
 from kit.viz import kpis as charts
 from kit.warehouse import connect
 
@@ -304,6 +307,44 @@ def test_cli_kpi_json_matches_hand_numbers(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_cli_names_the_quantile_method_its_rows_used(tmp_path, capsys):
+    # 10 requests over --exact-max-rows 5: the whole-window table uses the log histogram, while the
+    # per-bucket rows stay exact and must say so (and equal the hand-computed exact median)
+    path = tmp_path / "w.duckdb"
+    con = connect(path)
+    lat = [10, 20, 30, 40, 50, 60, 70, 80, 90, 400]
+    _insert_requests(con, [(T0 + timedelta(minutes=i), "shop", "/a", 200, lat[i]) for i in range(10)])
+    con.close()
+    args = ["kpi", "--db", str(path), "--exact-max-rows", "5"]
+    assert main(args) == 0
+    assert "percentiles: log_histogram" in capsys.readouterr().out
+    assert main([*args, "--bucket", "1h"]) == 0
+    assert "percentiles: quantile_cont" in capsys.readouterr().out
+    assert main([*args, "--bucket", "1h", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["quantile_function"] == "quantile_cont"
+    assert [row["p50_ms"] for row in out["rows"]] == [55.0]  # exact: (50 + 60) / 2
+
+
+def test_requests_without_latency_leave_out_the_latency_kpis_and_say_why():
+    from kit.analysis.coverage import NEEDS
+
+    con = connect(":memory:")
+    _insert_requests(con, [(T0 + timedelta(minutes=i), "shop", "/a", 200 if i % 5 else 503, None)
+                           for i in range(3 * 24 * 60)])  # 3 days: the comparison is last day against the one before
+    report = kpis.kpi_report(con)
+    names = {k.name for k in report.kpis}
+    assert names.isdisjoint(kpis.LATENCY_KPIS) and {"error_rate_5xx", "availability", "peak_rps_1m"} <= names
+    assert {r.name for r in report.comparison.rows} == names
+    assert report.kpis[[k.name for k in report.kpis].index("error_rate_5xx")].value == pytest.approx(0.2)
+    (note,) = [n for n in report.notes if "left out" in n]
+    assert note == f"{', '.join(kpis.LATENCY_KPIS)} left out: {NEEDS['latency'].sentence()}"
+    con.execute("UPDATE requests SET latency_ms = 10 WHERE ts = (SELECT min(ts) FROM requests)")
+    with_one = kpis.kpi_report(con)  # one request with a latency: the latency KPIs are measured
+    assert set(kpis.LATENCY_KPIS) <= {k.name for k in with_one.kpis}
+    assert not any("left out" in n for n in with_one.notes)
+
+
 @pytest.mark.notebook
 def test_notebook_10_runs_and_saves_what_kpi_report_computes(tmp_path, random_wh):
     import papermill as pm
@@ -353,19 +394,19 @@ def test_sliced_series_equal_pandas_per_route_and_minute(random_wh):
 
 def test_slices_are_bucket_aligned_and_cover_the_window():
     window = Window(T0 + timedelta(seconds=17), T0 + timedelta(hours=5, seconds=3))
-    parts = kpis._slices(window, 900, rows=100, slice_rows=30)
+    parts = _slices(window, 900, rows=100, slice_rows=30)
     assert parts[0].start == window.start and parts[-1].end == window.end
     assert all(a.end == b.start for a, b in zip(parts, parts[1:], strict=False))
     assert all(p.start.timestamp() % 900 == 0 for p in parts[1:])  # cuts on 15-minute boundaries
     assert 4 <= len(parts) <= 5
-    assert kpis._slices(window, 900, rows=30, slice_rows=30) == [window]
+    assert _slices(window, 900, rows=30, slice_rows=30) == [window]
 
 
 @pytest.mark.parametrize("seconds", [60, 300, 1500, 7 * 86400])
 def test_integer_buckets_equal_time_bucket(seconds):
     # 1500 s does not divide a day and 7 days aligns to Mondays: both follow time_bucket's 2000-01-03 origin
     con = connect(":memory:")
-    index_sql, start_sql = kpis._bucket_sql(seconds)
+    index_sql, start_sql = bucket_sql(seconds)
     rows = con.execute(f"""
         WITH t AS (SELECT TIMESTAMPTZ '1999-12-30 23:59:59.5+00' + to_microseconds(i * 7_777_777_777) AS ts
                    FROM range(400) r(i))
@@ -382,10 +423,10 @@ def test_series_step_keeps_long_windows_small():
     assert kpis.series_step_s(7 * 86400, 7200, 200) == 7200  # never finer than the requested bucket
 
 
-def test_report_json_is_columnar_rounded_and_draws_the_same(random_wh):
+def test_saved_json_is_columnar_rounded_and_draws_the_same(random_wh):
     con, frame = random_wh
     report = kpis.kpi_report(con, bucket="15m")
-    saved = kpis.report_json(report)
+    saved = to_jsonable(report)
     series = saved["series_overall"]
     assert isinstance(series, dict) and len(series["requests"]) == len(report.series_overall)
     assert series["requests"] == [p.requests for p in report.series_overall]
@@ -398,11 +439,13 @@ def test_report_json_is_columnar_rounded_and_draws_the_same(random_wh):
     assert str(df["bucket_start"].dt.tz) == "UTC" and len(df) == len(report.series_overall)
 
 
-def test_saved_json_is_compact(random_wh, tmp_path):
+def test_saved_json_is_compact_and_the_shape_every_reader_sees(random_wh, tmp_path):
     con, _ = random_wh
-    result = kpis.report_json(kpis.kpi_report(con, bucket="1m"))
-    path = kpis.save_report_json(tmp_path, result)
+    report = kpis.kpi_report(con, bucket="1m")
+    path = save_result(tmp_path, "kpis", report, compact=True)
     assert path == tmp_path / "kpis.json"
-    assert json.loads(path.read_text()) == result
     assert "\n " not in path.read_text()  # no indentation
-    assert kpis.save_report_json("", result) is None
+    # the notebook saves what the documents' tests build with dumps, and what the figures draw from
+    assert json.loads(path.read_text()) == json.loads(dumps(report)) == to_jsonable(report)
+    assert isinstance(json.loads(dumps(report))["heatmap"], dict)
+    assert save_result("", "kpis", report) == Path()

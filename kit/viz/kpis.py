@@ -12,7 +12,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from kit.analysis.kpis import report_json
+from kit.results import to_jsonable
 
 __all__ = [
     "as_dict", "frame", "plot_overview", "plot_service_red", "plot_service_latency", "plot_route_drilldown",
@@ -22,9 +22,9 @@ __all__ = [
 
 
 def as_dict(report: Any) -> dict[str, Any]:
-    """The report as plain JSON values (a KpiReport goes through ``report_json``, the saved shape; a loaded
+    """The report as plain JSON values (a KpiReport goes through ``to_jsonable``, the saved shape; a loaded
     dict is returned as is)."""
-    return report if isinstance(report, dict) else report_json(report)
+    return report if isinstance(report, dict) else to_jsonable(report)
 
 
 def frame(report: Any, key: str) -> pd.DataFrame:
