@@ -25,7 +25,7 @@ install: $(STAMP) ## create .venv (when missing) and install the kit with its de
 system-deps: ## install the missing Debian packages the tests use (as root), or print the command and stop
 	@$(PYTHON) tests/system_deps.py --install
 
-$(DB): kit/demo.py | $(STAMP)
+$(DB): $(wildcard kit/demo/*.py) | $(STAMP)
 	$(BIN)/perfkit demo --db $(DB)
 
 demo: $(DB) ## build the seeded demo warehouse (data/demo.duckdb)

@@ -573,7 +573,7 @@ def test_cli_builds_and_prints_summary(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_rebuild_replaces_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import kit.demo as demo
+    import kit.demo.build as demo_build
 
     db = tmp_path / "w.duckdb"
     build_demo(db, requests=10_000, days=1, seed=1, progress=False)
@@ -593,7 +593,7 @@ def test_rebuild_replaces_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full (simulated)")
 
-    monkeypatch.setattr(demo, "_write_events", boom)
+    monkeypatch.setattr(demo_build, "write_events", boom)
     with pytest.raises(RuntimeError, match="simulated"):
         build_demo(db, requests=12_000, days=1, seed=2, progress=False)
     assert db.read_bytes() == before, "a failed build must leave the existing warehouse untouched"
