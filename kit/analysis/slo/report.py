@@ -30,15 +30,6 @@ __all__ = ["SloHistory", "SloReport", "slo_report", "write_rule_files"]
 
 
 @dataclass(frozen=True)
-class SloHistory:
-    """The analysed history [start, end) in UTC and its length in days."""
-
-    start: datetime
-    end: datetime
-    days: float
-
-
-@dataclass(frozen=True)
 class SloReport:
     """What notebook 20 saves as ``slo``: SLOs, alert plan, backtest and the written rule files.
 
@@ -54,6 +45,15 @@ class SloReport:
     rules_file: str = ""
     rules_test_file: str = ""
     promtool: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SloHistory:
+    """The analysed history [start, end) in UTC and its length in days."""
+
+    start: datetime
+    end: datetime
+    days: float
 
 
 def _with_promql(specs: list[SloSpec]) -> list[SloSpec]:
