@@ -120,6 +120,19 @@ def test_kit_has_no_import_cycle() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
+SLO_LAYERS = ("spec", "loaders", "sli", "parameters", "saturation", "alerts", "backtest", "report")
+
+
+def test_slo_modules_import_only_the_layers_before_them() -> None:
+    """spec <- loaders <- sli <- parameters, saturation <- alerts <- backtest <- report; none imports the package."""
+    graph = import_graph(KIT)
+    rank = {f"kit.analysis.slo.{name}": i for i, name in enumerate(SLO_LAYERS)}
+    assert set(rank) | {"kit.analysis.slo"} == {m for m in graph if m.startswith("kit.analysis.slo")}
+    backwards = sorted((module, target) for module in rank for target in graph[module]
+                       if target == "kit.analysis.slo" or rank.get(target, -1) >= rank[module])
+    assert backwards == []
+
+
 def _tree(root: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
         path = root / name
