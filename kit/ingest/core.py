@@ -43,7 +43,7 @@ import duckdb
 from kit.config import DEFAULT_DB
 from kit.errors import IngestError, InputNotFoundError
 from kit.results import to_jsonable
-from kit.warehouse import Source, begin_source, connect, delete_source, finish_source, transaction
+from kit.warehouse import Source, begin_source, connect, delete_source, finish_source, sql_string, transaction
 
 __all__ = [
     "PROGRESS_MIN_BYTES",
@@ -214,11 +214,6 @@ def readable_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-def sql_string(value: str | Path) -> str:
-    """A SQL string literal for ``value`` (single quotes doubled)."""
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def lines_relation_sql(path: str | Path) -> str:

@@ -67,7 +67,6 @@ from kit.analysis.slo.sli import (
     propose_target,
     rolling_sum,
     sli_sql,
-    sql_string,
 )
 from kit.analysis.slo.spec import DEFAULT_PERIOD_DAYS, AlertingSpec, SloSpec, format_duration, parse_duration_s
 from kit.errors import SloSpecError
@@ -81,6 +80,6 @@ __all__ = [
     "evaluate_slo", "format_duration", "history_bounds", "load_alert_windows", "load_incidents",
     "load_slo_specs", "minute_series", "nab_score", "pair_mask", "parse_duration_s", "policy_masks",
     "promtool_tests", "propose_target", "rolling_sum", "rule_groups", "rules_yaml", "saturation_candidates",
-    "saturation_minutes", "saturation_rules", "sli_sql", "slo_report", "slos_from_parameters", "sql_string",
+    "saturation_minutes", "saturation_rules", "sli_sql", "slo_report", "slos_from_parameters",
     "window_specs", "write_rule_files",
 ]

@@ -11,7 +11,8 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from kit.analysis.slo.sli import rolling_sum, sql_string
+from kit.analysis.slo.sli import rolling_sum
+from kit.warehouse import sql_string
 
 __all__ = ["saturation_candidates", "saturation_minutes"]
 

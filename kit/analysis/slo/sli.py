@@ -25,10 +25,11 @@ import numpy as np
 
 from kit.analysis.slo.spec import SloSpec
 from kit.errors import DataError, ParameterError
+from kit.warehouse import sql_string
 
 __all__ = [
     "TARGET_LADDER", "BurnPoint", "SliDoc", "SloStatus", "TargetProposal", "budget_note", "budget_series",
-    "evaluate_slo", "history_bounds", "minute_series", "propose_target", "rolling_sum", "sli_sql", "sql_string",
+    "evaluate_slo", "history_bounds", "minute_series", "propose_target", "rolling_sum", "sli_sql",
 ]
 
 TARGET_LADDER = (0.5, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99995, 0.99999)
@@ -95,11 +96,6 @@ class SloStatus:
     burndown: tuple[BurnPoint, ...] = ()
     note: str = ""
 
-
-
-def sql_string(value: str) -> str:
-    """``value`` as a DuckDB string literal (single quotes doubled)."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def sli_sql(spec: SloSpec) -> str:
