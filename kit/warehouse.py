@@ -271,3 +271,8 @@ def fingerprint(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
     text = json.dumps(counts, sort_keys=True) + "|" + str(sources[0] if sources else "")
     return {"schema_version": schema_version(con), "row_counts": counts,
             "sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def sql_string(value: str | Path) -> str:
+    """A SQL string literal for ``value`` (single quotes doubled)."""
+    return "'" + str(value).replace("'", "''") + "'"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kit.analysis.alerts import GOOGLE_28D, GOOGLE_30D, alert_plan, load_alert_windows, promtool_tests, rules_yaml
 from kit.analysis.slo import SloSpec, default_queries, load_slo_specs
+from kit.analysis.slo.alerts import GOOGLE_28D, GOOGLE_30D, alert_plan, load_alert_windows, promtool_tests, rules_yaml
 from tests.conftest import outputs_under_hash_seeds
 
 EXAMPLES = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "shared/datasets/slo/sloth/examples")
@@ -176,7 +176,7 @@ def test_custom_sloth_windows_through_promtool(tmp_path, shared_datasets):
 def test_generated_rule_tests_do_not_depend_on_hash_seeds():
     """Processes with different string-hash seeds generate the same promtool test file (runs are
     reproducible; set order once made the guard series' order vary)."""
-    code = ("from kit.analysis.alerts import alert_plan, promtool_tests; "
+    code = ("from kit.analysis.slo.alerts import alert_plan, promtool_tests; "
             "from tests.test_alerts import _warehouse_specs; specs = _warehouse_specs(); "
             "print(promtool_tests(specs, alert_plan(specs, min_bad_events=10), 'rules.yml'))")
     texts = outputs_under_hash_seeds(code)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from kit.analysis.backtest import backtest_slos, nab_score
 from kit.analysis.slo import SloSpec
+from kit.analysis.slo.backtest import backtest_slos, nab_score
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -97,8 +97,8 @@ def _brute_force_mask(total, bad, budget, windows, severity):
 
 
 def test_vectorized_masks_match_a_brute_force_replay():
-    from kit.analysis.alerts import window_specs
-    from kit.analysis.backtest import policy_masks
+    from kit.analysis.slo.alerts import window_specs
+    from kit.analysis.slo.backtest import policy_masks
 
     rng = np.random.default_rng(7)
     n = 5 * 1440
@@ -124,9 +124,9 @@ def test_backtest_and_the_generated_promql_agree_under_prometheus(tmp_path):
 
     import yaml
 
-    from kit.analysis.alerts import alert_plan, rules_yaml, window_specs
-    from kit.analysis.backtest import policy_masks
     from kit.analysis.slo import AlertingSpec, default_queries
+    from kit.analysis.slo.alerts import alert_plan, rules_yaml, window_specs
+    from kit.analysis.slo.backtest import policy_masks
 
     n = 8 * 60
     total = np.full(n, 600, dtype=np.int64)

@@ -115,3 +115,15 @@ def test_bad_spec_names_file_line_and_field(tmp_path):
     path.write_text('version: "prometheus/v1"\nservice: "x"\nslos:\n  - name: "a"\n    objective: 99\n')
     with pytest.raises(SloSpecError, match=r"bad\.yml:4: field 'slos\.0'.*missing required field 'sli'"):
         load_slo_specs(path)
+
+
+def test_the_slo_package_exports_every_public_name_of_its_modules() -> None:
+    import importlib
+
+    import kit.analysis.slo as slo
+
+    for name in ("spec", "loaders", "sli", "parameters", "saturation", "alerts", "backtest", "report"):
+        module = importlib.import_module(f"kit.analysis.slo.{name}")
+        assert set(module.__all__) <= set(slo.__all__), name
+        assert all(getattr(slo, n) is getattr(module, n) for n in module.__all__), name
+    assert all(hasattr(slo, n) for n in slo.__all__)

@@ -176,9 +176,9 @@ def test_generated_rules_on_the_demo_metrics_fire_where_the_backtest_does(demo_d
 
     import numpy as np
 
-    from kit.analysis.alerts import alert_plan, rules_yaml, window_specs
-    from kit.analysis.backtest import load_incidents, policy_masks
     from kit.analysis.slo import history_bounds, slos_from_parameters
+    from kit.analysis.slo.alerts import alert_plan, rules_yaml, window_specs
+    from kit.analysis.slo.backtest import load_incidents, policy_masks
     from kit.warehouse import connect
 
     con = connect(demo_db, read_only=True)

@@ -1,4 +1,7 @@
-"""``perfkit demo``: build the seeded demo warehouse (the embedded default)."""
+"""Generate a realistic, seeded performance history of a fictional web shop (requests, metrics, query
+statistics, assets, profiles, deploys and planted incidents) into a DuckDB warehouse. The file is built
+aside and swapped in only when complete; the same seed always gives the same content.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +24,7 @@ def _positive_int(text: str) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo", help="build the seeded demo warehouse of a fictional web shop (with planted incidents)",
-        description="Generate a realistic, seeded performance history of a fictional web shop (requests, "
-                    "metrics, query statistics, assets, profiles, deploys and planted incidents) into a DuckDB "
-                    "warehouse. The file is built aside and swapped in only when complete; the same seed "
-                    "always gives the same content.")
+        description=__doc__)  # ``perfkit demo --help`` folds the docstring's lines into one paragraph
     parser.add_argument("--db", metavar="PATH", default=DEFAULT_DB,
                         help=f"warehouse file to (re)build (default: {DEFAULT_DB})")
     parser.add_argument("--requests", metavar="N", type=_positive_int, default=1_000_000,

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from kit.config import DEFAULT_DB
 from kit.errors import ParameterError
 
 
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "of the exact value), Apdex and availability per service or route over [--start, --end). "
                     "With --bucket, one row per group and time bucket with p50/p95/p99, always exact "
                     "(quantile_cont, computed in time slices at any size). The output names the method used.")
-    parser.add_argument("--db", metavar="PATH", default="data/demo.duckdb", help="warehouse (default: %(default)s)")
+    parser.add_argument("--db", metavar="PATH", default=DEFAULT_DB, help="warehouse (default: %(default)s)")
     parser.add_argument("--by", choices=("service", "route", "all"), default="service",
                         help="group rows by service, route or not at all (default: %(default)s)")
     parser.add_argument("--bucket", metavar="SPEC", help="time bucket such as 1m, 5m, 1h: one row per bucket")

@@ -35,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _rules(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from kit.analysis.alerts import alert_plan, load_alert_windows
     from kit.analysis.slo import load_slo_specs, write_rule_files
+    from kit.analysis.slo.alerts import alert_plan, load_alert_windows
 
     for name in (args.spec, args.windows):
         if name and not Path(name).is_file():
@@ -66,8 +66,8 @@ def _rules(args: argparse.Namespace) -> int:
 def _backtest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from kit.analysis.backtest import nab_score
     from kit.analysis.slo import slo_report
+    from kit.analysis.slo.backtest import nab_score
     from kit.results import dumps, to_jsonable
     from kit.warehouse import connect
 

@@ -67,7 +67,7 @@ from kit.ingest.core import (
     IngestSummary,
     LoadCounts,
     add_common_args,
-    add_path_args,
+    add_file_ingest_parser,
     first_lines,
     ingest_file,
     lines_table,
@@ -819,12 +819,12 @@ def _route_rules_from_params(path: str | None) -> list[str]:
 
 def register_ingest(subparsers: argparse._SubParsersAction) -> None:
     """Add ``perfkit ingest access-log``."""
-    parser = subparsers.add_parser(
-        KIND, help="web/proxy/CDN access logs (common, combined, +rt/urt/ucs, nginx log_format, JSON, W3C, Squid)",
+    parser = add_file_ingest_parser(
+        subparsers, KIND,
+        help="web/proxy/CDN access logs (common, combined, +rt/urt/ucs, nginx log_format, JSON, W3C, Squid)",
         description="Load access logs into `requests`. The format is detected from the first lines unless "
                     "--format or --log-format is given. Inputs may be plain, .gz, .bz2, .zst or .xz, files "
                     "or quoted globs (rotated logs).")
-    add_path_args(parser)
     parser.add_argument("--format", choices=[n for n in FORMAT_NAMES if n != "nginx"],
                         help="log format (default: detect)")
     parser.add_argument("--log-format", metavar="STRING",

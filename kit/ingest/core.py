@@ -43,7 +43,7 @@ import duckdb
 from kit.config import DEFAULT_DB
 from kit.errors import IngestError, InputNotFoundError
 from kit.results import to_jsonable
-from kit.warehouse import Source, begin_source, connect, delete_source, finish_source, transaction
+from kit.warehouse import Source, begin_source, connect, delete_source, finish_source, sql_string, transaction
 
 __all__ = [
     "PROGRESS_MIN_BYTES",
@@ -53,9 +53,11 @@ __all__ = [
     "Loader",
     "LiveLoader",
     "add_common_args",
+    "add_file_ingest_parser",
     "add_path_args",
     "expand_paths",
     "first_lines",
+    "given_options",
     "ingest_file",
     "ingest_live",
     "lines_relation_sql",
@@ -212,11 +214,6 @@ def readable_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-def sql_string(value: str | Path) -> str:
-    """A SQL string literal for ``value`` (single quotes doubled)."""
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def lines_relation_sql(path: str | Path) -> str:
@@ -398,6 +395,11 @@ def ingest_live(con: duckdb.DuckDBPyConnection, kind: str, label: str, loader: L
                          time.perf_counter() - started)
 
 
+def given_options(**options: Any) -> dict[str, Any]:
+    """The options that were given (not None, empty or false), as an ingest records them in ``ingest_log``."""
+    return {name: value for name, value in options.items() if value}
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -412,6 +414,14 @@ def add_path_args(parser: argparse.ArgumentParser,
                   help_text: str = "files or globs (quoted) to ingest") -> None:
     """The positional ``paths`` (files or globs) that :func:`run_ingest_cli` expands."""
     parser.add_argument("paths", nargs="+", metavar="PATH", help=help_text)
+
+
+def add_file_ingest_parser(subparsers: argparse._SubParsersAction, kind: str, *, help: str,  # noqa: A002
+                           description: str) -> argparse.ArgumentParser:
+    """The parser of ``perfkit ingest <kind>`` for a kind read from files, with its positional PATHs."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(kind, help=help, description=description)
+    add_path_args(parser)
+    return parser
 
 
 _file_progress: list[Callable[[], float]] = []   # set by a loader that reads its file in chunks

@@ -30,7 +30,7 @@ from kit.ingest.core import (
     IngestSummary,
     LoadCounts,
     add_common_args,
-    add_path_args,
+    add_file_ingest_parser,
     ingest_file,
     open_text,
     readable_path,
@@ -173,11 +173,11 @@ def ingest_events(con: duckdb.DuckDBPyConnection, path: str | Path, *, replace: 
 
 
 def register_ingest(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        KIND, help="deploys, incidents, config changes (CSV/YAML) → events",
+    parser = add_file_ingest_parser(
+        subparsers, KIND,
+        help="deploys, incidents, config changes (CSV/YAML) → events",
         description="Load events from CSV (header row) or YAML (a list of mappings): ts_start, ts_end, kind, "
                     "service, route, what; other fields are kept as details.")
-    add_path_args(parser)
     add_common_args(parser)
 
     def run(args: argparse.Namespace) -> int:

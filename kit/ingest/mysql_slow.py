@@ -35,7 +35,8 @@ from kit.ingest.core import (
     IngestSummary,
     LoadCounts,
     add_common_args,
-    add_path_args,
+    add_file_ingest_parser,
+    given_options,
     ingest_file,
     lines_relation_sql,
     readable_path,
@@ -180,16 +181,15 @@ def ingest_mysql_slow(con: duckdb.DuckDBPyConnection, path: str | Path, *, repla
     def loader(c: duckdb.DuckDBPyConnection, source: Source, p: Path, skip: int) -> LoadCounts:
         return load_mysql_slow(c, source, p, skip, assume_time=assume_time)
 
-    options = {"assume_time": assume_time} if assume_time else None
-    return ingest_file(con, KIND, path, loader, replace=replace, options=options)
+    return ingest_file(con, KIND, path, loader, replace=replace, options=given_options(assume_time=assume_time))
 
 
 def register_ingest(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        KIND, help="MySQL/MariaDB slow query logs → queries",
+    parser = add_file_ingest_parser(
+        subparsers, KIND,
+        help="MySQL/MariaDB slow query logs → queries",
         description="Load MySQL, MariaDB or Percona Server slow query logs (plain, .gz, .bz2, .zst, .xz; "
                     "globs for rotated logs). Each entry becomes one query event with its fingerprint.")
-    add_path_args(parser)
     parser.add_argument("--assume-time", default=None, metavar="ISO",
                         help="time for entries when the file has no '# Time:' or 'SET timestamp=' at all")
     add_common_args(parser)

@@ -55,8 +55,9 @@ from kit.ingest.core import (
     IngestSummary,
     LoadCounts,
     add_common_args,
-    add_path_args,
+    add_file_ingest_parser,
     first_lines,
+    given_options,
     ingest_file,
     ingest_live,
     lines_relation_sql,
@@ -479,8 +480,7 @@ def ingest_postgres_log(con: duckdb.DuckDBPyConnection, path: str | Path, *, fmt
         return load_postgres_log(c, source, p, skip, fmt=fmt, log_line_prefix=log_line_prefix,
                                  assume_tz=assume_tz, year=year)
 
-    options = {k: v for k, v in {"format": fmt, "log_line_prefix": log_line_prefix,
-                                 "assume_tz": assume_tz, "year": year}.items() if v}
+    options = given_options(format=fmt, log_line_prefix=log_line_prefix, assume_tz=assume_tz, year=year)
     return ingest_file(con, KIND_LOG, path, loader, replace=replace, options=options)
 
 
@@ -600,11 +600,11 @@ def pg_stat_deltas(con: duckdb.DuckDBPyConnection, *, database: str | None = Non
 # ------------------------------------------------------------------------------------------ CLI
 
 def register_ingest(subparsers: argparse._SubParsersAction) -> None:
-    log = subparsers.add_parser(
-        KIND_LOG, help="PostgreSQL server logs (stderr, csvlog, jsonlog, syslog, logplex, cloudsql) → queries",
+    log = add_file_ingest_parser(
+        subparsers, KIND_LOG,
+        help="PostgreSQL server logs (stderr, csvlog, jsonlog, syslog, logplex, cloudsql) → queries",
         description="Load PostgreSQL logs written with log_min_duration_statement: every 'duration: ... "
                     "statement/execute' entry becomes a query event with its fingerprint.")
-    add_path_args(log)
     log.add_argument("--format", choices=FORMATS, default=None, help="log format (default: detected)")
     log.add_argument("--log-line-prefix", default=None,
                      help="the server's log_line_prefix, e.g. '%%m [%%p] %%q%%u@%%d ' (stderr logs)")

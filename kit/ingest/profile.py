@@ -24,8 +24,9 @@ from kit.ingest.core import (
     IngestSummary,
     LoadCounts,
     add_common_args,
-    add_path_args,
+    add_file_ingest_parser,
     finish_staged_lines,
+    given_options,
     ingest_file,
     lines_relation_sql,
     readable_path,
@@ -78,15 +79,15 @@ def ingest_profile(con: duckdb.DuckDBPyConnection, path: str | Path, *, profile:
     def loader(c: duckdb.DuckDBPyConnection, source: Source, p: Path, skip: int) -> LoadCounts:
         return load_folded(c, source, p, skip, profile=profile, service=service, at=at)
 
-    options = {k: v for k, v in {"profile": profile, "service": service, "at": at}.items() if v}
-    return ingest_file(con, KIND, path, loader, replace=replace, options=options)
+    return ingest_file(con, KIND, path, loader, replace=replace,
+                       options=given_options(profile=profile, service=service, at=at))
 
 
 def register_ingest(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        KIND, help="folded stacks (py-spy, perf + stackcollapse, async-profiler) → profiles",
+    parser = add_file_ingest_parser(
+        subparsers, KIND,
+        help="folded stacks (py-spy, perf + stackcollapse, async-profiler) → profiles",
         description="Load folded-stack profiles: one 'frame;frame;frame count' line per distinct stack.")
-    add_path_args(parser)
     parser.add_argument("--profile", default=None, help="profile name (default: the file name)")
     parser.add_argument("--service", default=None, help="service the profile belongs to")
     parser.add_argument("--at", default=None, help="when the profile was taken (ISO 8601)")

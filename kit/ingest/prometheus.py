@@ -43,6 +43,7 @@ from kit.ingest.core import (
     LoadCounts,
     add_common_args,
     finish_staged_lines,
+    given_options,
     ingest_file,
     ingest_live,
     lines_relation_sql,
@@ -311,7 +312,7 @@ def ingest_prometheus_file(con: duckdb.DuckDBPyConnection, path: str | Path, *, 
     def loader(c: duckdb.DuckDBPyConnection, source: Source, p: Path, skip: int) -> LoadCounts:
         return load_exposition(c, source, p, skip, at=at)
 
-    return ingest_file(con, KIND, path, loader, replace=replace, options={"at": at} if at else None)
+    return ingest_file(con, KIND, path, loader, replace=replace, options=given_options(at=at))
 
 
 # ------------------------------------------------------------------------------------------ CLI

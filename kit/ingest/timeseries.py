@@ -30,7 +30,8 @@ from kit.ingest.core import (
     IngestSummary,
     LoadCounts,
     add_common_args,
-    add_path_args,
+    add_file_ingest_parser,
+    given_options,
     ingest_file,
     readable_path,
     run_ingest_cli,
@@ -170,15 +171,14 @@ def ingest_timeseries(con: duckdb.DuckDBPyConnection, path: str | Path, mapping:
     def loader(c: duckdb.DuckDBPyConnection, source: Source, p: Path, skip: int) -> LoadCounts:
         return load_timeseries(c, source, p, skip, mapping=m)
 
-    options = {k: v for k, v in vars(m).items() if v}
-    return ingest_file(con, KIND, path, loader, replace=replace, options=options)
+    return ingest_file(con, KIND, path, loader, replace=replace, options=given_options(**vars(m)))
 
 
 def register_ingest(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        KIND, help="CSV/Parquet time series with a column mapping → metrics",
+    parser = add_file_ingest_parser(
+        subparsers, KIND,
+        help="CSV/Parquet time series with a column mapping → metrics",
         description="Load CSV or Parquet tables of time series: one metric sample per (row, value column).")
-    add_path_args(parser)
     parser.add_argument("--time-col", default=None, help="time column (default: timestamp/ts/time/...)")
     parser.add_argument("--no-time", action="store_true", help="the table has no time column (use --at)")
     parser.add_argument("--value-col", action="append", default=[], help="value column (repeatable)")

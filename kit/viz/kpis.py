@@ -55,6 +55,17 @@ def _empty(title: str, message: str) -> go.Figure:
     return fig
 
 
+def _lines_per_group(df: pd.DataFrame, column: str, legend: str, title: str, empty_title: str) -> go.Figure:
+    """One line per ``group`` of ``column`` over ``bucket_start`` (log y for ``*_ms`` columns)."""
+    if df.empty:
+        return _empty(empty_title, "no requests")
+    fig = px.line(df, x="bucket_start", y=column, color="group", title=title)
+    fig.update_layout(xaxis_title=None, legend_title=legend)
+    if column.endswith("_ms"):
+        fig.update_yaxes(type="log")
+    return fig
+
+
 def plot_overview(report: Any) -> go.Figure:
     """Overall request rate, error rates (5xx and 4xx) and latency percentiles per time bucket."""
     r = as_dict(report)
@@ -99,16 +110,8 @@ def plot_service_red(report: Any) -> go.Figure:
 
 def plot_service_latency(report: Any, column: str = "p95_ms") -> go.Figure:
     """One line per service: ``column`` (p50_ms, p95_ms, p99_ms, rate_rps, error_rate_5xx) per bucket."""
-    df = frame(report, "series_by_service")
-    if df.empty:
-        return _empty("Per service", "no requests")
-    fig = px.line(df, x="bucket_start", y=column, color="group",
-                  title=f"Per service: {column} per "
-                        f"{_bucket_label(as_dict(report), 'service_series_bucket_seconds')} bucket")
-    fig.update_layout(xaxis_title=None, legend_title="service")
-    if column.endswith("_ms"):
-        fig.update_yaxes(type="log")
-    return fig
+    title = f"Per service: {column} per {_bucket_label(as_dict(report), 'service_series_bucket_seconds')} bucket"
+    return _lines_per_group(frame(report, "series_by_service"), column, "service", title, "Per service")
 
 
 def plot_route_drilldown(report: Any, top_n: int = 30) -> go.Figure:
@@ -128,16 +131,9 @@ def plot_route_drilldown(report: Any, top_n: int = 30) -> go.Figure:
 
 def plot_route_latency(report: Any, column: str = "p95_ms") -> go.Figure:
     """The busiest routes' ``column`` per bucket, one line per route."""
-    df = frame(report, "series_by_route")
-    if df.empty:
-        return _empty("Per route", "no requests")
-    minutes = as_dict(report)["route_series_bucket_seconds"] / 60
-    fig = px.line(df, x="bucket_start", y=column, color="group",
-                  title=f"Busiest routes: {column} per {minutes:g}-minute bucket")
-    fig.update_layout(xaxis_title=None, legend_title="route")
-    if column.endswith("_ms"):
-        fig.update_yaxes(type="log")
-    return fig
+    minutes = as_dict(report).get("route_series_bucket_seconds", 0) / 60
+    return _lines_per_group(frame(report, "series_by_route"), column, "route",
+                            f"Busiest routes: {column} per {minutes:g}-minute bucket", "Per route")
 
 
 def plot_latency_heatmap(report: Any) -> go.Figure:

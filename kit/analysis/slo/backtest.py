@@ -36,8 +36,9 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from kit.analysis.alerts import AlertWindow, window_specs
-from kit.analysis.slo import SloSpec, _rolling_sum
+from kit.analysis.slo.alerts import AlertWindow, window_specs
+from kit.analysis.slo.sli import rolling_sum
+from kit.analysis.slo.spec import SloSpec
 
 __all__ = [
     "POLICIES", "BacktestReport", "Episode", "IncidentScore", "NabReport", "NabSeriesScore", "PolicyScore",
@@ -130,8 +131,8 @@ class BacktestReport:
 # --------------------------------------------------------------------------------------------- core
 
 def _ratio(total: np.ndarray, bad: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    t = _rolling_sum(total, width)
-    b = _rolling_sum(bad, width)
+    t = rolling_sum(total, width)
+    b = rolling_sum(bad, width)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(t > 0, b / np.maximum(t, 1), 0.0), t
 
@@ -276,7 +277,7 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
         detections["saturation"] = {}
         for name, threshold, for_minutes, values in saturation:
             above = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-np.inf) > threshold
-            mask = _rolling_sum(above.astype(np.int64), max(1, for_minutes)) >= max(1, for_minutes)
+            mask = rolling_sum(above.astype(np.int64), max(1, for_minutes)) >= max(1, for_minutes)
             starts, ends = episodes_from_mask(mask, MERGE_GAP_MINUTES)
             for s_idx, e_idx in zip(starts, ends, strict=True):
                 ep_start, ep_end = start + step * int(s_idx), start + step * int(e_idx)

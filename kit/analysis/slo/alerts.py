@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from kit.analysis.slo import SloSpec, format_duration, parse_duration_s
+from kit.analysis.slo.spec import SloSpec, format_duration, parse_duration_s
 from kit.errors import SloSpecError
 
 __all__ = [
