@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import duckdb
 
+from kit.warehouse import sql_string
+
 __all__ = ["RULES", "Rule", "fingerprint", "fingerprint_sql", "install_macros", "query_id",
            "query_id_sql", "redact", "redact_sql"]
 
@@ -143,13 +145,9 @@ def query_id(fp: str | None) -> str | None:
 
 # --- DuckDB -----------------------------------------------------------------------------------------
 
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _chain(expr: str, rules: list[Rule]) -> str:
     for rule in rules:
-        expr = f"regexp_replace({expr}, {_sql_str(rule.pattern)}, {_sql_str(rule.replacement)}, 'g')"
+        expr = f"regexp_replace({expr}, {sql_string(rule.pattern)}, {sql_string(rule.replacement)}, 'g')"
     return expr
 
 
@@ -171,10 +169,10 @@ def query_id_sql(expr: str) -> str:
 def _specials(expr: str, otherwise: str) -> str:
     return (
         f"CASE WHEN {expr} IS NULL THEN NULL "
-        f"WHEN regexp_matches({expr}, {_sql_str(_SPECIAL_ADMIN)}) THEN {expr} "
-        f"WHEN regexp_matches({expr}, {_sql_str(_SPECIAL_CALL)}) "
-        f"THEN lower(regexp_extract({expr}, {_sql_str(_SPECIAL_CALL)}, 1)) "
-        f"WHEN regexp_matches({expr}, {_sql_str(_SPECIAL_USE)}) THEN 'use ?' "
+        f"WHEN regexp_matches({expr}, {sql_string(_SPECIAL_ADMIN)}) THEN {expr} "
+        f"WHEN regexp_matches({expr}, {sql_string(_SPECIAL_CALL)}) "
+        f"THEN lower(regexp_extract({expr}, {sql_string(_SPECIAL_CALL)}, 1)) "
+        f"WHEN regexp_matches({expr}, {sql_string(_SPECIAL_USE)}) THEN 'use ?' "
         f"ELSE {otherwise} END"
     )
 

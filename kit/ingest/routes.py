@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kit.errors import ParameterError
+from kit.warehouse import sql_string
 
 __all__ = [
     "SECRET_KEY_WORDS",
@@ -71,18 +72,14 @@ def parse_route_rule(text: str) -> RouteRule:
     return RouteRule(pattern, template)
 
 
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _segment_sql(seg: str) -> str:
     """SQL: the template of one path segment ``seg`` (a lambda variable)."""
     return (
         f"CASE WHEN {seg} = '' THEN {seg} "
-        f"WHEN regexp_full_match({seg}, {_lit(_ID)}) "
-        f"THEN '{{id}}' || coalesce(nullif(regexp_extract({seg}, {_lit(_EXT)}, 1), ''), '') "
-        f"WHEN length({seg}) = 36 AND regexp_full_match({seg}, {_lit(_UUID)}) THEN '{{uuid}}' "
-        f"WHEN length({seg}) >= {HASH_MIN_CHARS} AND regexp_full_match({seg}, {_lit(_HEX)}) "
+        f"WHEN regexp_full_match({seg}, {sql_string(_ID)}) "
+        f"THEN '{{id}}' || coalesce(nullif(regexp_extract({seg}, {sql_string(_EXT)}, 1), ''), '') "
+        f"WHEN length({seg}) = 36 AND regexp_full_match({seg}, {sql_string(_UUID)}) THEN '{{uuid}}' "
+        f"WHEN length({seg}) >= {HASH_MIN_CHARS} AND regexp_full_match({seg}, {sql_string(_HEX)}) "
         f"AND regexp_matches({seg}, '[0-9]') THEN '{{hash}}' "
         f"ELSE {seg} END"
     )
@@ -96,8 +93,8 @@ def _builtin_route_sql(col: str) -> str:
     their own route; paths with a 16+ character hex/UUID run go segment by segment (a list lambda);
     the common case (numeric ids only) is two passes of one regexp_replace (two, because adjacent
     segments share the slash the first pass consumed)."""
-    once = f"regexp_replace({col}, {_lit(_SEG_ID)}, {_lit(_ID_REPLACEMENT)}, 'g')"
-    twice = f"regexp_replace({once}, {_lit(_SEG_ID)}, {_lit(_ID_REPLACEMENT)}, 'g')"
+    once = f"regexp_replace({col}, {sql_string(_SEG_ID)}, {sql_string(_ID_REPLACEMENT)}, 'g')"
+    twice = f"regexp_replace({once}, {sql_string(_SEG_ID)}, {sql_string(_ID_REPLACEMENT)}, 'g')"
     return (f"CASE WHEN NOT regexp_matches({col}, '[0-9]') THEN {col} "
             f"WHEN regexp_matches({col}, '[0-9a-fA-F-]{{16,}}') "
             f"THEN array_to_string(list_transform(string_split({col}, '/'), "
@@ -112,8 +109,8 @@ def route_sql(col: str, rules: Sequence[RouteRule] = (), builtin: str | None = N
     if not rules:
         return builtin
     whens = " ".join(
-        f"WHEN regexp_full_match({col}, {_lit(rule.pattern)}) "
-        f"THEN regexp_replace({col}, {_lit('^(?:' + rule.pattern + ')$')}, {_lit(rule.template)})"
+        f"WHEN regexp_full_match({col}, {sql_string(rule.pattern)}) "
+        f"THEN regexp_replace({col}, {sql_string('^(?:' + rule.pattern + ')$')}, {sql_string(rule.template)})"
         for rule in rules)
     return f"CASE {whens} ELSE {builtin} END"
 
@@ -127,7 +124,7 @@ def redact_query_sql(col: str) -> str:
     """SQL expression: the query string in ``col`` with the values of secret-looking keys REDACTED
     (NULL stays NULL)."""
     return (f"CASE WHEN contains({col}, '=') "
-            f"THEN regexp_replace({col}, {_lit(_secret_key_regex())}, {_lit(_REDACT_REPLACEMENT)}, 'g') "
+            f"THEN regexp_replace({col}, {sql_string(_secret_key_regex())}, {sql_string(_REDACT_REPLACEMENT)}, 'g') "
             f"ELSE {col} END")
 
 
@@ -136,7 +133,7 @@ def client_hash_sql(col: str, salt: str) -> str:
     md5(salt || address); with a secret salt the address cannot be recovered by hashing candidate
     addresses); NULL or ``-`` addresses give NULL."""
     return (f"CASE WHEN {col} IS NULL OR {col} IN ('', '-') THEN NULL "
-            f"ELSE left(md5({_lit(salt)} || {col}), 16) END")
+            f"ELSE left(md5({sql_string(salt)} || {col}), 16) END")
 
 
 # ---------------------------------------------------------------------------------------------- Python twins
