@@ -8,7 +8,8 @@ from html import unescape
 import mistune
 import pytest
 
-from kit.report.text import fmt_bytes, fmt_pct, md_escape
+from kit.fmt import pct, size
+from kit.report.text import md_escape
 
 HOSTILE = [
     "<script>alert(1)</script>",
@@ -33,9 +34,11 @@ def test_escaped_text_renders_as_the_same_visible_text_and_no_markup(text: str) 
 
 
 def test_formatting_helpers() -> None:
-    assert fmt_pct(0.01234) == "1.23%"
-    assert fmt_bytes(1536) == "1.5 KiB"
-    assert fmt_bytes(512) == "512 B"
+    assert pct(0.01234) == "1.23%"
+    assert pct(0.99767, 5, significant=True) == "99.767%"
+    assert size(1536) == "1.5 KiB"
+    assert size(512) == "512 B"
+    assert size(3 * 1024**3) == "3.0 GiB"
 
 
 @pytest.mark.parametrize("text", [*HOSTILE, "a`b", "``x``", "`lead"])

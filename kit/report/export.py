@@ -171,8 +171,7 @@ def write_documents(results_dir: str | Path, strategy_dir: str | Path, config: R
     texts = {
         MONITORING_MD: monitoring.build_monitoring_strategy(results, config, relative, rendered.skipped),
         METRICS_JSON: dumps(metrics),
-        OPTIMIZATION_MD: optimization.build_optimization_strategy(
-            results, config, as_of, plan, caching_plan.caching_summary_markdown(plan)),
+        OPTIMIZATION_MD: optimization.build_optimization_strategy(results, config, as_of, plan),
         CACHING_JSON: dumps(plan),
         "grafana_dashboard.json": dumps(grafana.grafana_dashboard(results, config)),
     }
