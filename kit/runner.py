@@ -98,6 +98,15 @@ def select_notebooks(only: list[str] | None) -> list[str]:
     return [n for n in NOTEBOOKS if n in chosen]
 
 
+def run_stages(names: list[str]) -> list[list[str]]:
+    """``names`` in the stages they run in, each stage after the one before: the analyses that only read
+    the warehouse (at once, up to ``workers``), then 50_optimizations (it ranks what 30 and 40 found),
+    then 90_strategy_export. Empty stages are left out."""
+    later = (RANKING_NOTEBOOK, EXPORT_NOTEBOOK)
+    stages = [[n for n in names if n not in later], *([n for n in names if n == last] for last in later)]
+    return [stage for stage in stages if stage]
+
+
 def notebook_parameters(name: str, config: RunConfig, run_values: dict[str, Any]) -> dict[str, Any]:
     """The values to inject into one notebook: those of its declared names we know."""
     declared = declared_parameters(name)
@@ -319,11 +328,10 @@ def run(config: RunConfig, out_dir: str | Path = DEFAULT_OUT, only: list[str] | 
     write_text_atomic(dirs["results"] / "parameters.json", dumps(config.to_dict()))
 
     executed = {name: dirs["notebooks"] / f"{name}.ipynb" for name in names}
-    later = (RANKING_NOTEBOOK, EXPORT_NOTEBOOK)
-    stages = [[n for n in names if n not in later], *([n for n in names if n == last] for last in later)]
+    stages = run_stages(names)
     results: dict[str, _Execution] = {}
     bar = tqdm(total=len(names), desc="perfkit run", unit="notebook", disable=not progress, file=sys.stderr)
-    for stage in filter(None, stages):
+    for stage in stages:
         # A pool per stage: its workers are gone before the export stage starts its own kernel and Chromium.
         with ProcessPoolExecutor(max_workers=max(1, min(workers, len(stage))),
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
