@@ -15,6 +15,7 @@ from typing import Any
 from kit.analysis.coverage import gap_text
 from kit.config import RunConfig
 from kit.fmt import NA, count, pct, size
+from kit.report.render import render_markdown
 
 __all__ = ["OFFLINE_POLICIES", "PLAN_VERSION", "PlanBasis", "application_layer", "browser_layer", "build_caching_plan",
            "caching_summary_markdown", "caching_summary_model", "cdn_layer", "database_layer", "plan_basis",
@@ -410,6 +411,4 @@ def caching_summary_model(plan: dict[str, Any]) -> dict[str, Any]:
 
 def caching_summary_markdown(plan: dict[str, Any]) -> str:
     """The caching section alone as Markdown, as the optimization strategy includes it."""
-    from kit.report.render import render_markdown
-
     return render_markdown("partials/caching_summary.md.j2", caching=caching_summary_model(plan))
