@@ -101,3 +101,11 @@ def load_result(results_dir: str | Path, name: str) -> Any:
     if not path.exists():
         raise FileNotFoundError(f"result {name!r} not found at {path}: run the notebook that produces it first")
     return json.loads(path.read_text())
+
+
+def load_results(results_dir: str | Path) -> dict[str, Any]:
+    """Every ``<name>.json`` in the results folder, keyed by name; empty when ``results_dir`` is empty
+    (a notebook opened by hand) or holds none yet."""
+    if not str(results_dir):
+        return {}
+    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(results_dir).glob("*.json"))}

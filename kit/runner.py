@@ -34,6 +34,7 @@ NOTEBOOKS = (
     "90_strategy_export",
 )
 EXPORT_NOTEBOOK = "90_strategy_export"  # runs after the others, on their results
+RANKING_NOTEBOOK = "50_optimizations"  # ranks what 30_bottlenecks and 40_cache_simulation found, so runs after them
 # Parameters the runner injects itself (not part of RunConfig).
 RUN_PARAMETERS = ("results_dir", "strategy_dir", "headless")
 KEEP_RUNS = 5
@@ -95,6 +96,15 @@ def select_notebooks(only: list[str] | None) -> list[str]:
             raise ParameterError(f"unknown notebook {wanted!r} in --only; choose from {', '.join(NOTEBOOKS)}")
         chosen.extend(matches)
     return [n for n in NOTEBOOKS if n in chosen]
+
+
+def run_stages(names: list[str]) -> list[list[str]]:
+    """``names`` in the stages they run in, each stage after the one before: the analyses that only read
+    the warehouse (at once, up to ``workers``), then 50_optimizations (it ranks what 30 and 40 found),
+    then 90_strategy_export. Empty stages are left out."""
+    later = (RANKING_NOTEBOOK, EXPORT_NOTEBOOK)
+    stages = [[n for n in names if n not in later], *([n for n in names if n == last] for last in later)]
+    return [stage for stage in stages if stage]
 
 
 def notebook_parameters(name: str, config: RunConfig, run_values: dict[str, Any]) -> dict[str, Any]:
@@ -281,8 +291,9 @@ def run(config: RunConfig, out_dir: str | Path = DEFAULT_OUT, only: list[str] | 
         progress: bool = True, workers: int = 2) -> RunResult:
     """Execute the notebooks and publish their outputs; raises NotebookFailed or ParameterError.
 
-    The analysis notebooks (00-50) only read the warehouse, so ``workers`` of them run at once (each in
-    its own kernel); 90_strategy_export runs last, on their results."""
+    The analysis notebooks (00-40) only read the warehouse, so ``workers`` of them run at once (each in
+    its own kernel); 50_optimizations then ranks what they found, and 90_strategy_export runs last, on
+    their results."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -317,10 +328,10 @@ def run(config: RunConfig, out_dir: str | Path = DEFAULT_OUT, only: list[str] | 
     write_text_atomic(dirs["results"] / "parameters.json", dumps(config.to_dict()))
 
     executed = {name: dirs["notebooks"] / f"{name}.ipynb" for name in names}
-    stages = [[n for n in names if n != EXPORT_NOTEBOOK], [n for n in names if n == EXPORT_NOTEBOOK]]
+    stages = run_stages(names)
     results: dict[str, _Execution] = {}
     bar = tqdm(total=len(names), desc="perfkit run", unit="notebook", disable=not progress, file=sys.stderr)
-    for stage in filter(None, stages):
+    for stage in stages:
         # A pool per stage: its workers are gone before the export stage starts its own kernel and Chromium.
         with ProcessPoolExecutor(max_workers=max(1, min(workers, len(stage))),
                                  mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from kit.config import RunConfig
-from kit.runner import NOTEBOOKS, RUN_PARAMETERS, declared_parameters, notebook_path
+from kit.runner import NOTEBOOKS, RUN_PARAMETERS, declared_parameters, notebook_path, run_stages
 
 KNOWN = set(RunConfig().to_dict()) | set(RUN_PARAMETERS)
 
@@ -33,3 +33,12 @@ def test_notebook_is_thin_and_parameterized(name: str) -> None:
         defined = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef)]
         assert not defined, f"{name}: define functions in kit/, not in the notebook"
         assert len(cell.source.splitlines()) <= 25, f"{name}: a long code cell belongs in kit/"
+
+
+def test_the_ranking_notebook_runs_after_the_notebooks_it_ranks() -> None:
+    stages = run_stages(list(NOTEBOOKS))
+    stage_of = {name: i for i, stage in enumerate(stages) for name in stage}
+    assert sorted(stage_of) == sorted(NOTEBOOKS)
+    assert stage_of["50_optimizations"] > max(stage_of["30_bottlenecks"], stage_of["40_cache_simulation"])
+    assert stages[-1] == ["90_strategy_export"] and len(stages[0]) == len(NOTEBOOKS) - 2
+    assert run_stages(["50_optimizations", "90_strategy_export"]) == [["50_optimizations"], ["90_strategy_export"]]

@@ -8,7 +8,8 @@ from html import unescape
 import mistune
 import pytest
 
-from kit.report.text import fmt_bytes, fmt_pct, md_escape
+from kit.fmt import pct, size
+from kit.report.text import md_escape
 
 HOSTILE = [
     "<script>alert(1)</script>",
@@ -33,9 +34,23 @@ def test_escaped_text_renders_as_the_same_visible_text_and_no_markup(text: str) 
 
 
 def test_formatting_helpers() -> None:
-    assert fmt_pct(0.01234) == "1.23%"
-    assert fmt_bytes(1536) == "1.5 KiB"
-    assert fmt_bytes(512) == "512 B"
+    assert pct(0.01234) == "1.23%"
+    assert pct(0.99767, 5, significant=True) == "99.767%"
+    assert size(1536) == "1.5 KiB"
+    assert size(512) == "512 B"
+    assert size(3 * 1024**3) == "3.0 GiB"
+    assert size(None) == "n/a"
+
+
+def test_number_duration_and_time_formats() -> None:
+    from kit import fmt
+
+    assert fmt.num(1234.5) == "1,234" and fmt.num(0.012345) == "0.0123" and fmt.num(5) == "5"
+    assert fmt.count(63788) == "63,788"
+    assert fmt.duration(45) == "45 s" and fmt.duration(1140) == "19.0 min" and fmt.duration(9000) == "2.5 h"
+    assert fmt.quantity(0.99767, "ratio") == "99.767%" and fmt.quantity(1234.56, "ms") == "1,234.6 ms"
+    assert fmt.timestamp("2026-11-16T01:00:00+01:00") == "2026-11-16 00:00:00 UTC"
+    assert fmt.day("2026-11-23T00:00:00+00:00") == "2026-11-23" and fmt.day("not a date") == "not a date"
 
 
 @pytest.mark.parametrize("text", [*HOSTILE, "a`b", "``x``", "`lead"])

@@ -1,24 +1,29 @@
 """``Caching_Implementation_Plan.json`` from notebook 40's results (``results["cache"]``).
 
-Per layer (browser, CDN, application, database): key design, policy, capacity, TTL rules per content
-class, admission, invalidation, expected hit ratio and byte hit ratio with the simulation behind them,
-metrics and alert thresholds, rollout steps and risks. Every number comes from the results and names its
-source (``source`` fields: the path in ``results["cache"]`` and the method). Validated against
-``schemas/Caching_Implementation_Plan.schema.json``; :func:`caching_summary_markdown` is the short
-section of ``Performance_Optimization_Strategy.md``."""
+Per layer (browser, CDN, application, database; one builder each): key design, policy, capacity, TTL
+rules per content class, admission, invalidation, expected hit ratio and byte hit ratio with the
+simulation behind them, metrics and alert thresholds, rollout steps and risks. Every number comes from
+the results and names its source (``source`` fields: the path in ``results["cache"]`` and the method).
+Validated against ``schemas/Caching_Implementation_Plan.schema.json``; the short section of
+``Performance_Optimization_Strategy.md`` is the partial ``templates/partials/caching_summary.md.j2``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from kit.analysis.coverage import gap_text
 from kit.config import RunConfig
-from kit.report.text import fmt_bytes, fmt_pct, md_escape, md_table
+from kit.fmt import NA, count, pct, size
+from kit.report.render import render_markdown
 
-__all__ = ["build_caching_plan", "caching_summary_markdown", "PLAN_VERSION"]
+__all__ = ["OFFLINE_POLICIES", "PLAN_VERSION", "PlanBasis", "application_layer", "browser_layer", "build_caching_plan",
+           "caching_summary_markdown", "caching_summary_model", "cdn_layer", "database_layer", "plan_basis",
+           "policy_table_at"]
 
 PLAN_VERSION = "1.0"
 _CURVE_POINTS = 40
+OFFLINE_POLICIES = ("belady", "beladysize")  # know the future: bounds, not choices
 
 
 def _num(value: Any, source: str, unit: str = "ratio") -> dict[str, Any]:
@@ -59,17 +64,47 @@ def _ttl_rule(cls: dict[str, Any], keep_share: float = 0.9) -> dict[str, Any]:
     }
 
 
-def _nearest(values: list[float], target: float) -> float:
-    return min(values, key=lambda v: abs(v - target)) if values else target
-
-
-def _policy_table_at(cache: dict[str, Any], capacity: float) -> tuple[float, list[dict[str, Any]]]:
+def policy_table_at(cache: dict[str, Any], capacity: float) -> tuple[float, list[dict[str, Any]]]:
+    """The simulated grid size nearest ``capacity`` (bytes) and the policies there, best first:
+    policy, hit_ratio, byte_hit_ratio, sample_rate (from ``cache["policies"]``, a cache or trace result)."""
     caps = cache["policies"]["capacities"]
-    at = _nearest(caps, capacity)
+    at = min(caps, key=lambda c: abs(c - capacity)) if caps else capacity
     rows = sorted((r for r in cache["policies"]["rows"] if r["capacity_bytes"] == at),
                   key=lambda r: r["miss_ratio"])
     return at, [{"policy": r["policy"], "hit_ratio": 1 - r["miss_ratio"], "byte_hit_ratio": 1 - r["byte_miss_ratio"],
                  "sample_rate": r.get("sample_rate", cache["policies"]["sample_rate"])} for r in rows]
+
+
+@dataclass(frozen=True)
+class PlanBasis:
+    """What every layer reads from the simulation: the main key, the recommended CDN capacity (bytes),
+    the policy table at the nearest grid size (``table_at`` bytes), the best online policy's row, the
+    LRU and Belady rows there, and the TTL rule per content class."""
+
+    key: str
+    recommended_bytes: float
+    table_at: float
+    table: list[dict[str, Any]]
+    online: list[dict[str, Any]]
+    best: dict[str, Any]
+    lru_row: dict[str, Any] | None
+    opt_row: dict[str, Any] | None
+    ttl: dict[str, dict[str, Any]]
+
+
+def plan_basis(cache: dict[str, Any]) -> PlanBasis:
+    """The choices the layers share, made once."""
+    sizing = cache["sizing"]
+    rec = sizing["recommended_capacity_bytes"]
+    at, table = policy_table_at(cache, rec)
+    online = [r for r in table if r["policy"] not in OFFLINE_POLICIES]
+    best = online[0] if online else {"policy": "lru", "hit_ratio": sizing["recommended_hit_ratio"],
+                                     "byte_hit_ratio": sizing["recommended_byte_hit_ratio"]}
+    return PlanBasis(
+        key=cache["main_key"], recommended_bytes=rec, table_at=at, table=table, online=online, best=best,
+        lru_row=next((r for r in table if r["policy"] == "lru"), None),
+        opt_row=next((r for r in table if r["policy"] == "belady"), None),
+        ttl={c["content_class"]: _ttl_rule(c) for c in cache["ttl_by_class"]})
 
 
 def _curve(points: dict[str, Any], n: int = _CURVE_POINTS) -> list[dict[str, float]]:
@@ -82,30 +117,55 @@ def _curve(points: dict[str, Any], n: int = _CURVE_POINTS) -> list[dict[str, flo
              "byte_hit_ratio": 1 - points["byte_miss_ratio"][i]} for i in idx]
 
 
-def build_caching_plan(results: dict[str, Any], config: RunConfig) -> dict[str, Any]:
-    """The plan (a JSON-ready dict). Without ``results["cache"]`` the plan says so (status incomplete)."""
-    cache = results.get("cache")
-    base = {"plan_version": PLAN_VERSION, "system": config.title, "as_of": config.as_of}
-    if not cache:
-        return {**base, "status": "incomplete",
-                "summary": {"headline": gap_text(results, "cacheable", fallback=(
-                    "no cache simulation results: run notebook 40_cache_simulation"))},
-                "parameters": {}, "trace": None, "layers": []}
-    sizing = cache["sizing"]
-    cost = sizing["cost"]
-    key = cache["main_key"]
+def browser_layer(cache: dict[str, Any], basis: PlanBasis) -> dict[str, Any]:
+    """Private client caches: Cache-Control rules per content class, from the per-client repeat analysis."""
+    browser_d = cache["browser"]
+    key = basis.key
+    static_rule = basis.ttl.get("static")
+    browser = {
+        "layer": "browser",
+        "scope": "private caches of each client (Cache-Control on responses)",
+        "key_design": {"key": f"{key} per client (the URL)", "normalization": ["versioned static URLs"],
+                       "alternatives": [], "rationale": "the browser keys by URL; versioning makes long TTLs safe"},
+        "policy": {"name": "browser-managed", "source": "not configurable"},
+        "capacity": {"bytes": _num(None, "client-managed"), "knee_bytes": _num(None, "n/a", "bytes"),
+                     "target_bytes": _num(None, "n/a", "bytes")},
+        "ttl_rules": [
+            {**static_rule, "header": f"Cache-Control: public, max-age={max(int(static_rule['ttl_s']), 86400)}, "
+                                      "immutable (with versioned URLs)"} if static_rule else None,
+            {"content_class": "html", "ttl_s": 0, "header": "Cache-Control: no-cache (revalidate with ETag)",
+             "rule": "personalized or fast-changing pages revalidate; 304s save bytes, not round trips"},
+            {"content_class": "api", "ttl_s": 0, "header": "Cache-Control: private, no-cache (ETag)",
+             "rule": "revalidate; public catalogue endpoints may use max-age from the CDN rule"},
+        ],
+        "admission": {"rule": "n/a (the client caches what headers allow)", "threshold_bytes": None},
+        "invalidation": ["new asset versions get new URLs", "ETag/Last-Modified revalidation for HTML and API"],
+        "expected": {
+            "hit_ratio": _num(browser_d.get("repeat_ratio"), f"cache.browser: {browser_d.get('source', '')}"),
+            "byte_hit_ratio": _num(browser_d.get("repeat_byte_ratio"), "cache.browser.repeat_byte_ratio"),
+            "static_hit_ratio": _num(browser_d.get("static_repeat_ratio"), "cache.browser.static_repeat_ratio"),
+            "reuse_time_p50_s": _num(browser_d.get("reuse_time_p50_s"), "cache.browser.reuse_time_p50_s", "s"),
+        },
+        "simulation": {"method": "per-client repeat analysis (unbounded private cache)", "curve": [],
+                       "curve_unit": "none", "policy_table": []},
+        "metrics": [{"name": "browser_revalidations_304_ratio", "definition": "304 responses / conditional requests",
+                     "alert": None},
+                    {"name": "static_requests_per_page_view", "definition": "static requests reaching the CDN per "
+                                                                            "HTML page view", "alert": None}],
+        "rollout": ["version static asset URLs (content hash) in the build",
+                    "send long max-age + immutable on versioned assets", "add ETags to HTML and API responses"],
+        "risks": ["unversioned assets with long max-age cannot be updated until they expire"],
+    }
+    browser["ttl_rules"] = [r for r in browser["ttl_rules"] if r]
+    return browser
+
+
+def cdn_layer(cache: dict[str, Any], basis: PlanBasis) -> dict[str, Any]:
+    """The shared edge cache: key design, the simulated policy and capacity, TTLs, admission, cost."""
+    sizing, cost, observed, lat = cache["sizing"], cache["sizing"]["cost"], cache["observed"], cache["latency"]
+    key, rec, at, table, best = basis.key, basis.recommended_bytes, basis.table_at, basis.table, basis.best
+    lru_row, opt_row, ttl = basis.lru_row, basis.opt_row, basis.ttl
     keys = {k["key"]: k for k in cache["keys"]}
-    rec = sizing["recommended_capacity_bytes"]
-    at, table = _policy_table_at(cache, rec)
-    online = [r for r in table if r["policy"] not in ("belady", "beladysize")]
-    best = online[0] if online else {"policy": "lru", "hit_ratio": sizing["recommended_hit_ratio"],
-                                     "byte_hit_ratio": sizing["recommended_byte_hit_ratio"]}
-    lru_row = next((r for r in table if r["policy"] == "lru"), None)
-    opt_row = next((r for r in table if r["policy"] == "belady"), None)
-    ttl = {c["content_class"]: _ttl_rule(c) for c in cache["ttl_by_class"]}
-    trace = cache["trace"]
-    observed = cache["observed"]
-    lat = cache["latency"]
     admission = [a for a in cache["admission"] if a["threshold_bytes"] is not None]
     no_adm = next((a for a in cache["admission"] if a["threshold_bytes"] is None), None)
     adm_best = min(admission, key=lambda a: a["miss_ratio"]) if admission else None
@@ -113,8 +173,7 @@ def build_caching_plan(results: dict[str, Any], config: RunConfig) -> dict[str, 
                          and adm_best["byte_miss_ratio"] <= no_adm["byte_miss_ratio"] + 0.05)
     target_cost = cost.get("target") or {}
     src_curve = f"cache.keys[{key}].bytes ({keys[key]['bytes']['method']} LRU curve, key {key})"
-
-    cdn = {
+    return {
         "layer": "cdn",
         "scope": "shared edge cache in front of the origin for cacheable GET/HEAD responses",
         "key_design": {
@@ -128,7 +187,7 @@ def build_caching_plan(results: dict[str, Any], config: RunConfig) -> dict[str, 
             "rationale": ("path_query splits objects by query string; route merges distinct objects and is only "
                           "valid where the response does not depend on the identifier"),
         },
-        "policy": {"name": best["policy"], "source": f"cache.policies at {fmt_bytes(at)} (nearest grid size to the "
+        "policy": {"name": best["policy"], "source": f"cache.policies at {size(at)} (nearest grid size to the "
                                                       f"recommended capacity): lowest miss ratio among online "
                                                       f"policies; {cache['policies']['method']}"},
         "capacity": {"bytes": _num(rec, f"cache.sizing.recommended_capacity_bytes: {sizing['recommendation_basis']}",
@@ -139,7 +198,7 @@ def build_caching_plan(results: dict[str, Any], config: RunConfig) -> dict[str, 
                                           f"cache.sizing.target_capacity_bytes for hit ratio "
                                           f"{sizing['target_hit_ratio']}", "bytes")},
         "ttl_rules": list(ttl.values()),
-        "admission": ({"rule": f"do not cache objects of {fmt_bytes(adm_best['threshold_bytes'])} or more",
+        "admission": ({"rule": f"do not cache objects of {size(adm_best['threshold_bytes'])} or more",
                        "threshold_bytes": adm_best["threshold_bytes"],
                        "hit_ratio_with": _num(1 - adm_best["miss_ratio"], "cache.admission (libcachesim LRU + "
                                                                           "SizeAdmissioner)"),
@@ -154,7 +213,7 @@ def build_caching_plan(results: dict[str, Any], config: RunConfig) -> dict[str, 
         "expected": {
             "hit_ratio": _num(sizing["recommended_hit_ratio"], f"{src_curve} at the recommended capacity"),
             "byte_hit_ratio": _num(sizing["recommended_byte_hit_ratio"], f"{src_curve} at the recommended capacity"),
-            "best_policy_hit_ratio": _num(best["hit_ratio"], f"cache.policies ({best['policy']}) at {fmt_bytes(at)}"),
+            "best_policy_hit_ratio": _num(best["hit_ratio"], f"cache.policies ({best['policy']}) at {size(at)}"),
             "belady_hit_ratio": _num(opt_row["hit_ratio"] if opt_row else None,
                                      "Belady/OPT in cache.policies (the bound for equal sizes; with varying sizes a "
                                      "reference that size-aware policies can beat)"),
@@ -197,9 +256,9 @@ def build_caching_plan(results: dict[str, Any], config: RunConfig) -> dict[str, 
         "rollout": ["shadow: compute the new key and log the would-be hit/miss next to cache_status",
                     f"apply the key design and the TTL rules to static assets first "
                     f"({ttl.get('static', {}).get('ttl_s', 'n/a')} s)",
-                    f"size the cache at {fmt_bytes(rec)} and switch policy to {best['policy']} where the CDN "
-                    f"offers it (else keep LRU: {fmt_pct(None if lru_row is None else lru_row['hit_ratio'])} "
-                    f"at {fmt_bytes(at)})",
+                    f"size the cache at {size(rec)} and switch policy to {best['policy']} where the CDN "
+                    f"offers it (else keep LRU: {pct(None if lru_row is None else lru_row['hit_ratio'])} "
+                    f"at {size(at)})",
                     "extend to HTML and API with surrogate-key purges, one route group at a time",
                     "compare measured hit ratios to the expected ones for a week; resize from the curve"],
         "risks": ["stale content served after writes if purges are missed (bounded by the TTL)",
@@ -208,48 +267,13 @@ def build_caching_plan(results: dict[str, Any], config: RunConfig) -> dict[str, 
                   "the trace covers only the analysed window; traffic growth moves the knee"],
     }
 
-    browser_d = cache["browser"]
-    static_rule = ttl.get("static")
-    browser = {
-        "layer": "browser",
-        "scope": "private caches of each client (Cache-Control on responses)",
-        "key_design": {"key": f"{key} per client (the URL)", "normalization": ["versioned static URLs"],
-                       "alternatives": [], "rationale": "the browser keys by URL; versioning makes long TTLs safe"},
-        "policy": {"name": "browser-managed", "source": "not configurable"},
-        "capacity": {"bytes": _num(None, "client-managed"), "knee_bytes": _num(None, "n/a", "bytes"),
-                     "target_bytes": _num(None, "n/a", "bytes")},
-        "ttl_rules": [
-            {**static_rule, "header": f"Cache-Control: public, max-age={max(int(static_rule['ttl_s']), 86400)}, "
-                                      "immutable (with versioned URLs)"} if static_rule else None,
-            {"content_class": "html", "ttl_s": 0, "header": "Cache-Control: no-cache (revalidate with ETag)",
-             "rule": "personalized or fast-changing pages revalidate; 304s save bytes, not round trips"},
-            {"content_class": "api", "ttl_s": 0, "header": "Cache-Control: private, no-cache (ETag)",
-             "rule": "revalidate; public catalogue endpoints may use max-age from the CDN rule"},
-        ],
-        "admission": {"rule": "n/a (the client caches what headers allow)", "threshold_bytes": None},
-        "invalidation": ["new asset versions get new URLs", "ETag/Last-Modified revalidation for HTML and API"],
-        "expected": {
-            "hit_ratio": _num(browser_d.get("repeat_ratio"), f"cache.browser: {browser_d.get('source', '')}"),
-            "byte_hit_ratio": _num(browser_d.get("repeat_byte_ratio"), "cache.browser.repeat_byte_ratio"),
-            "static_hit_ratio": _num(browser_d.get("static_repeat_ratio"), "cache.browser.static_repeat_ratio"),
-            "reuse_time_p50_s": _num(browser_d.get("reuse_time_p50_s"), "cache.browser.reuse_time_p50_s", "s"),
-        },
-        "simulation": {"method": "per-client repeat analysis (unbounded private cache)", "curve": [],
-                       "curve_unit": "none", "policy_table": []},
-        "metrics": [{"name": "browser_revalidations_304_ratio", "definition": "304 responses / conditional requests",
-                     "alert": None},
-                    {"name": "static_requests_per_page_view", "definition": "static requests reaching the CDN per "
-                                                                            "HTML page view", "alert": None}],
-        "rollout": ["version static asset URLs (content hash) in the build",
-                    "send long max-age + immutable on versioned assets", "add ETags to HTML and API responses"],
-        "risks": ["unversioned assets with long max-age cannot be updated until they expire"],
-    }
-    browser["ttl_rules"] = [r for r in browser["ttl_rules"] if r]
 
+def application_layer(cache: dict[str, Any], basis: PlanBasis) -> dict[str, Any]:
+    """The in-process or shared response cache, sized by entry count (exact LRU)."""
     app = cache["application"]
-    api_rule = ttl.get("api")
-    html_rule = ttl.get("html")
-    application = {
+    key, online, best, trace = basis.key, basis.online, basis.best, cache["trace"]
+    api_rule, html_rule = basis.ttl.get("api"), basis.ttl.get("html")
+    return {
         "layer": "application",
         "scope": "in-process or shared (Redis/Memcached) cache of rendered HTML fragments and API responses",
         "key_design": {"key": f"{key} + the request parameters the response depends on (user/locale when "
@@ -257,7 +281,7 @@ def build_caching_plan(results: dict[str, Any], config: RunConfig) -> dict[str, 
                        "alternatives": [], "rationale": "entries are responses; key on what the handler reads"},
         "policy": {"name": "tinylfu" if any(r["policy"] == "tinylfu" for r in online[:3]) else best["policy"],
                    "source": "cache.policies ranking (frequency-aware policies resist one-hit wonders: "
-                             f"{fmt_pct(trace['one_hit_wonder_ratio'])} of objects are requested once)"},
+                             f"{pct(trace['one_hit_wonder_ratio'])} of objects are requested once)"},
         "capacity": {"entries": _num(app.get("recommended_entries"), "cache.application.recommended_entries "
                                                                      "(exact LRU by entry count)", "entries"),
                      "bytes": _num(app.get("recommended_memory_bytes"),
@@ -291,8 +315,12 @@ def build_caching_plan(results: dict[str, Any], config: RunConfig) -> dict[str, 
                   "thundering herd on expiry: use request coalescing"],
     }
 
+
+def database_layer(cache: dict[str, Any], basis: PlanBasis) -> dict[str, Any]:
+    """Buffer cache and result caching of the heaviest read statements (observed, not simulated)."""
     db = cache["database"]
-    database = {
+    api_rule = basis.ttl.get("api")
+    return {
         "layer": "database",
         "scope": "database buffer cache and query-result caching of the heaviest read statements",
         "key_design": {"key": "statement fingerprint + bound parameters", "normalization": ["fingerprint"],
@@ -320,12 +348,25 @@ def build_caching_plan(results: dict[str, Any], config: RunConfig) -> dict[str, 
         "risks": ["stale reads after writes if invalidation misses a table"],
     }
 
-    offload = target_cost.get("byte_hit_ratio", sizing["recommended_byte_hit_ratio"])
-    headline = (f"CDN cache of {fmt_bytes(rec)} keyed by {key}: expected hit ratio "
-                f"{fmt_pct(sizing['recommended_hit_ratio'])} and byte hit ratio "
-                f"{fmt_pct(sizing['recommended_byte_hit_ratio'])} with LRU (exact simulation; today "
-                f"{fmt_pct(observed.get('hit_ratio'))} / {fmt_pct(observed.get('byte_hit_ratio'))}); "
-                f"{best['policy']} simulated best at {fmt_bytes(at)} ({fmt_pct(best['hit_ratio'])})")
+
+def build_caching_plan(results: dict[str, Any], config: RunConfig) -> dict[str, Any]:
+    """The plan (a JSON-ready dict). Without ``results["cache"]`` the plan says so (status incomplete)."""
+    cache = results.get("cache")
+    base = {"plan_version": PLAN_VERSION, "system": config.title, "as_of": config.as_of}
+    if not cache:
+        return {**base, "status": "incomplete",
+                "summary": {"headline": gap_text(results, "cacheable", fallback=(
+                    "no cache simulation results: run notebook 40_cache_simulation"))},
+                "parameters": {}, "trace": None, "layers": []}
+    basis = plan_basis(cache)
+    sizing, observed, trace = cache["sizing"], cache["observed"], cache["trace"]
+    rec, best = basis.recommended_bytes, basis.best
+    offload = (sizing["cost"].get("target") or {}).get("byte_hit_ratio", sizing["recommended_byte_hit_ratio"])
+    headline = (f"CDN cache of {size(rec)} keyed by {basis.key}: expected hit ratio "
+                f"{pct(sizing['recommended_hit_ratio'])} and byte hit ratio "
+                f"{pct(sizing['recommended_byte_hit_ratio'])} with LRU (exact simulation; today "
+                f"{pct(observed.get('hit_ratio'))} / {pct(observed.get('byte_hit_ratio'))}); "
+                f"{best['policy']} simulated best at {size(basis.table_at)} ({pct(best['hit_ratio'])})")
     return {
         **base,
         "status": "complete",
@@ -339,8 +380,9 @@ def build_caching_plan(results: dict[str, Any], config: RunConfig) -> dict[str, 
         "trace": {k: trace.get(k) for k in ("requests", "unique_objects", "total_bytes", "unique_bytes",
                                             "one_hit_wonder_ratio", "zipf_alpha", "reuse_ratio", "duration_s",
                                             "reuse_distance_quantiles", "reuse_time_s_quantiles", "source")},
-        "latency": lat,
-        "layers": [browser, cdn, application, database],
+        "latency": cache["latency"],
+        "layers": [browser_layer(cache, basis), cdn_layer(cache, basis), application_layer(cache, basis),
+                   database_layer(cache, basis)],
     }
 
 
@@ -348,34 +390,25 @@ def _alert_floor(expected: float | None, margin: float = 0.10) -> float | None:
     return None if expected is None else round(max(0.0, float(expected) - margin), 4)
 
 
-def caching_summary_markdown(plan: dict[str, Any]) -> str:
-    """A short Markdown section for Performance_Optimization_Strategy.md (text from data escaped)."""
-    lines = []
-    summary = plan.get("summary") or {}
-    lines.append(md_escape(summary.get("headline", "")))
-    if plan.get("status") != "complete":
-        return "\n".join(lines) + "\n"
+def caching_summary_model(plan: dict[str, Any]) -> dict[str, Any]:
+    """What the caching section of ``Performance_Optimization_Strategy.md`` shows (partial
+    ``partials/caching_summary.md.j2``): the headline, one row per layer, the CDN's TTL rules and cost."""
+    complete = plan.get("status") == "complete"
     rows = []
-    for layer in plan["layers"]:
+    for layer in plan.get("layers", []) if complete else []:
         cap = layer["capacity"]
-        capacity = (fmt_bytes(cap["bytes"]["value"]) if cap.get("bytes", {}).get("value") is not None else "n/a")
+        capacity = size(cap["bytes"]["value"]) if cap.get("bytes", {}).get("value") is not None else NA
         if "entries" in cap and cap["entries"]["value"] is not None:
-            capacity = f"{cap['entries']['value']:,.0f} entries (~{capacity})"
+            capacity = f"{count(cap['entries']['value'])} entries (~{capacity})"
         exp = layer["expected"]
-        rows.append([md_escape(layer["layer"]), md_escape(layer["key_design"]["key"]),
-                     md_escape(layer["policy"]["name"]), md_escape(capacity), fmt_pct(exp["hit_ratio"]["value"]),
-                     fmt_pct(exp["byte_hit_ratio"]["value"])])
-    lines += ["", *md_table(["Layer", "Key", "Policy", "Capacity", "Expected hit ratio", "Expected byte hit ratio"],
-                            rows)]
-    cdn = next((la for la in plan["layers"] if la["layer"] == "cdn"), None)
-    if cdn:
-        rules = ", ".join(f"{md_escape(r['content_class'])} {r['ttl_s']} s" for r in cdn["ttl_rules"])
-        lines += ["", f"TTL rules at the CDN: {rules}."]
-        at = (cdn["cost"] or {}).get("at_recommended") or {}
-        if at:
-            lines.append(f"At the recommended size the CDN offloads about {at['origin_offload_gb_per_month']:,.0f} GB "
-                         f"of origin egress a month (saving {at['egress_saved_per_month']:,.2f} against "
-                         f"{at['memory_cost_per_month']:,.2f} of memory, in the cost parameters' currency).")
-    lines += ["", "Details, the simulations behind each number, metrics, alerts, rollout steps and risks: "
-                  "`Caching_Implementation_Plan.json`."]
-    return "\n".join(lines) + "\n"
+        rows.append([layer["layer"], layer["key_design"]["key"], layer["policy"]["name"], capacity,
+                     pct(exp["hit_ratio"]["value"]), pct(exp["byte_hit_ratio"]["value"])])
+    cdn = next((la for la in plan.get("layers", []) if la["layer"] == "cdn"), None) if complete else None
+    return {"headline": (plan.get("summary") or {}).get("headline", ""), "complete": complete, "rows": rows,
+            "cdn_ttl_rules": cdn["ttl_rules"] if cdn else None,
+            "at_recommended": ((cdn or {}).get("cost") or {}).get("at_recommended") or None}
+
+
+def caching_summary_markdown(plan: dict[str, Any]) -> str:
+    """The caching section alone as Markdown, as the optimization strategy includes it."""
+    return render_markdown("partials/caching_summary.md.j2", caching=caching_summary_model(plan))

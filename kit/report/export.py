@@ -15,7 +15,7 @@ from typing import Any
 
 from kit.config import RunConfig
 from kit.report.render import validate_document
-from kit.results import dumps, write_text_atomic
+from kit.results import dumps, load_results, write_text_atomic
 
 MONITORING_MD = "Performance_Monitoring_Strategy.md"
 METRICS_JSON = "Metrics_Framework_Specifications.json"
@@ -30,11 +30,6 @@ class ExportedDocuments:
     documents: dict[str, Path]
     figures: dict[str, Path]
     notices: tuple[str, ...] = ()  # what was left out of this export and how to get it, one line each
-
-
-def load_results(results_dir: str | Path) -> dict[str, Any]:
-    """Every ``<name>.json`` in the results folder, keyed by name."""
-    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(results_dir).glob("*.json"))}
 
 
 def document_date(results: dict[str, Any], config: RunConfig) -> str:
@@ -171,8 +166,7 @@ def write_documents(results_dir: str | Path, strategy_dir: str | Path, config: R
     texts = {
         MONITORING_MD: monitoring.build_monitoring_strategy(results, config, relative, rendered.skipped),
         METRICS_JSON: dumps(metrics),
-        OPTIMIZATION_MD: optimization.build_optimization_strategy(
-            results, config, as_of, plan, caching_plan.caching_summary_markdown(plan)),
+        OPTIMIZATION_MD: optimization.build_optimization_strategy(results, config, as_of, plan),
         CACHING_JSON: dumps(plan),
         "grafana_dashboard.json": dumps(grafana.grafana_dashboard(results, config)),
     }

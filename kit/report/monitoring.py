@@ -5,10 +5,11 @@
 (notebook 20, optional), ``bottlenecks`` (notebook 30, optional). Every number comes from there; the
 date is ``config.as_of`` or the end of the analysed window (never the clock), so the same results and
 parameters give byte-identical documents. Text that came from logs (services, routes, metric names) is
-escaped with ``md_escape``; SQL and PromQL go into code fences that cannot be closed from inside.
+escaped by the renderer (``kit.report.render``); SQL and PromQL go into code fences that cannot be closed
+from inside.
 
-Document model first (``monitoring_model``), rendering last (Jinja template
-``Performance_Monitoring_Strategy.md.j2``)."""
+Document model first (``monitoring_model``: plain values, nothing escaped or formatted), rendering last
+(Jinja template ``Performance_Monitoring_Strategy.md.j2`` with the partial ``partials/slo.md.j2``)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ import plotly.graph_objects as go
 from kit.analysis.coverage import coverage_of, gap_text
 from kit.config import RunConfig
 from kit.report import slo_sections
-from kit.report.render import render_markdown
-from kit.report.text import fmt_num, fmt_pct, md_escape
+from kit.report.render import markdown, render_markdown
+from kit.report.text import code_block
 
 __all__ = [
     "PANELS", "build_metrics_framework", "dashboard_panels", "build_monitoring_strategy", "code_block", "kpi_targets",
@@ -80,14 +81,6 @@ PANELS: tuple[tuple[str, str, str, tuple[str, ...], str], ...] = (
 # ------------------------------------------------------------------------------------------- helpers
 
 
-def code_block(text: str, language: str = "") -> str:
-    """A fenced code block whose fence is longer than any backtick run inside (so it cannot be closed
-    from the content); content is shown verbatim and never rendered as Markdown or HTML."""
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{language}\n{text.rstrip()}\n{fence}"
-
-
 def _promql_string(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
@@ -117,15 +110,15 @@ def _document_date(results: dict[str, Any], config: RunConfig) -> str:
     raise ValueError("no analysed window in the results (run 10_kpis) and no as_of parameter")
 
 
-def slo_parts(results: dict[str, Any]) -> tuple[str | None, dict[str, list] | None, str]:
-    """The SLO section Markdown and catalog from ``kit.report.slo_sections`` when an ``slo`` result
-    exists; otherwise (None, None, reason)."""
+def slo_parts(results: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, list] | None, str]:
+    """The SLO section model and catalog from ``kit.report.slo_sections`` when an ``slo`` result
+    exists; otherwise (None, None, reason as Markdown)."""
     slo = results.get("slo")
     if not slo:
         return None, None, gap_text(results, "requests", fallback=(
             "SLOs, error budgets and alert rules were not computed in this run "
             "(no `slo` result: notebook 20_slos_alerting did not run or saved nothing)."))
-    return slo_sections.slo_section_markdown(slo), slo_sections.slo_catalog(slo), ""
+    return slo_sections.slo_section_model(slo), slo_sections.slo_catalog(slo), ""
 
 
 def _objective(results: dict[str, Any], kind: str) -> tuple[float | None, str | None]:
@@ -278,28 +271,29 @@ def dashboard_panels(results: dict[str, Any], config: RunConfig,
 
 def monitoring_model(results: dict[str, Any], config: RunConfig, figures: dict[str, str],
                      figures_skipped: str = "") -> dict[str, Any]:
-    """Everything the Markdown document shows, as plain values (not yet escaped or formatted);
-    ``figures_skipped`` says why the panel images were not drawn, when they were wanted but could not be."""
+    """Everything the Markdown document shows, as plain values (not yet escaped or formatted; the
+    coverage gap sentences are kit-written Markdown); ``coverage`` says what the warehouse holds, so the
+    template leaves out what needs request times; ``figures_skipped`` says why the panel images were not
+    drawn, when they were wanted but could not be."""
     kpis = results.get("kpis")
-    slo_md, slo_catalog, slo_reason = slo_parts(results)
+    slo_model, slo_catalog, slo_reason = slo_parts(results)
     objective, _ = _objective(results, "availability")
     if objective is not None and objective > 1:
         objective /= 100
     model: dict[str, Any] = {
         "title": config.title, "date": _document_date(results, config), "kpis": kpis,
-        "slo_markdown": slo_md, "slo_reason": slo_reason, "config": config,
+        "slo": slo_model, "slo_reason": markdown(slo_reason), "config": config, "coverage": coverage_of(results),
         "panels": _panels(config, figures, objective, kpis, results), "figures_skipped": figures_skipped,
         "bottlenecks": _bottleneck_rows(results.get("bottlenecks"), config.top_n),
-        "service_naming": _service_naming_text(results),
-        "timed": coverage_of(results).has("latency"),
-        "latency_missing": gap_text(results, "latency", fallback=""),
-        "kpis_missing": gap_text(results, "requests", fallback="KPIs were not computed in this run (no `kpis` "
-                                 "result: notebook 10_kpis did not run), so this document has no baselines."),
-        "use_missing": gap_text(results, "metrics", fallback=(
+        "service_naming": _service_naming(results),
+        "kpis_missing": markdown(gap_text(results, "requests", fallback=(
+            "KPIs were not computed in this run (no `kpis` result: notebook 10_kpis did not run), so this "
+            "document has no baselines."))),
+        "use_missing": markdown(gap_text(results, "metrics", fallback=(
             "No metric in the warehouse is one perfkit recognizes as a resource signal (CPU, memory, "
-            "connections, queues).")),
-        "bottlenecks_missing": gap_text(results, "requests", "latency", fallback=(
-            "The bottleneck ranking was not computed in this run (no `bottlenecks` result).")),
+            "connections, queues)."))),
+        "bottlenecks_missing": markdown(gap_text(results, "requests", "latency", fallback=(
+            "The bottleneck ranking was not computed in this run (no `bottlenecks` result)."))),
     }
     if kpis:
         targets = kpi_targets(kpis, results, config)
@@ -315,18 +309,15 @@ def monitoring_model(results: dict[str, Any], config: RunConfig, figures: dict[s
     return model
 
 
-def _service_naming_text(results: dict[str, Any]) -> str:
-    """How the services of access logs without a service field were named, as one escaped sentence
-    (empty when every service was given or the log named it)."""
+def _service_naming(results: dict[str, Any], shown: int = 10) -> dict[str, Any] | None:
+    """How the services of access logs without a service field were named: the first ``shown`` (service,
+    how, file name) and how many more; None when every service was given or the log named it."""
     named = [n for n in (results.get("overview") or {}).get("service_naming", [])
              if n.get("how") in ("virtual host", "file name") and n.get("service")]
     if not named:
-        return ""
-    parts = [f"{md_escape(n['service'])} (from the {n['how']} of {md_escape(Path(str(n.get('path') or '')).name)})"
-             for n in named[:10]]
-    more = f" and {len(named) - 10} more" if len(named) > 10 else ""
-    return ("The logs do not name their service, so perfkit named each one (`--service` at ingest overrides "
-            f"this): {', '.join(parts)}{more}.")
+        return None
+    return {"named": [{"service": n["service"], "how": n["how"], "file": Path(str(n.get("path") or "")).name}
+                      for n in named[:shown]], "more": max(0, len(named) - shown)}
 
 
 def _median(values: list[float]) -> float:
@@ -347,49 +338,13 @@ def _bottleneck_rows(result: Any, top_n: int) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------- the documents
 
 
-def _fmt_time(value: Any) -> str:
-    """An ISO timestamp from a result as ``YYYY-MM-DD HH:MM:SS UTC`` (escaped text when not a time)."""
-    from datetime import UTC, datetime
-
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        return md_escape(value)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S") + " UTC"
-
-
-def _fmt_day(value: Any) -> str:
-    """A date (or the date of a timestamp) as ``YYYY-MM-DD``; escaped text when it is not one."""
-    from datetime import date, datetime
-
-    text = str(value)
-    try:
-        return datetime.fromisoformat(text).date().isoformat() if len(text) > 10 else \
-            date.fromisoformat(text).isoformat()
-    except ValueError:
-        return md_escape(text)
-
-
-def _fmt_value(value: float | None, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    if unit == "ratio":
-        return fmt_pct(value, 3)
-    if unit == "ms":
-        return f"{value:,.1f} ms"
-    return fmt_num(value)
-
-
 def build_monitoring_strategy(results: dict[str, Any], config: RunConfig, figures: dict[str, str],
                               figures_skipped: str = "") -> str:
     """Performance_Monitoring_Strategy.md from the run's results; ``figures`` maps panel keys to
     image paths relative to the document (panels without one are listed without an image). With
     ``figures_skipped`` (why the images could not be drawn) one line in the dashboard section says so."""
     model = monitoring_model(results, config, figures, figures_skipped)
-    return render_markdown("Performance_Monitoring_Strategy.md.j2", m=model, code=code_block,
-                           value=_fmt_value, when=_fmt_time, day=_fmt_day)
+    return render_markdown("Performance_Monitoring_Strategy.md.j2", m=model, slo=model["slo"])
 
 
 def build_metrics_framework(results: dict[str, Any], config: RunConfig) -> dict[str, Any]:

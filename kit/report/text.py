@@ -1,4 +1,5 @@
-"""Making text from the data safe to put in Markdown/HTML documents, and number formatting.
+"""Making text from the data safe to put in Markdown/HTML documents (``kit.report.render`` applies
+``md_escape`` to every value a template prints; numbers are formatted by ``kit.fmt``).
 
 (Secrets in query strings are redacted at ingest: ``kit.ingest.routes.redact_query``.)"""
 
@@ -6,7 +7,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 # Inline Markdown syntax: emphasis, code, links/images (via the brackets), tables, headings, strikethrough.
@@ -33,33 +33,9 @@ def md_code(value: Any, table: bool = True) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
-def md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    """A Markdown table as lines: ``header`` then ``rows``, cells already formatted and escaped."""
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(row) + " |" for row in rows)]
-
-
-def fmt_num(value: float | int | None, digits: int = 3) -> str:
-    """Readable number: thousands separators, ``digits`` significant digits for fractions."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1000:
-        return f"{int(value):,}"
-    return f"{value:,.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
-
-
-def fmt_pct(value: float | None, digits: int = 2) -> str:
-    """A ratio as a percentage: 0.0123 → 1.23%."""
-    return "n/a" if value is None else f"{value * 100:.{digits}f}%"
-
-
-def fmt_bytes(value: float | int | None) -> str:
-    """Bytes in binary units: 1536 → 1.5 KiB."""
-    if value is None:
-        return "n/a"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return f"{size:,.1f} TiB"
+def code_block(text: str, language: str = "") -> str:
+    """A fenced code block whose fence is longer than any backtick run inside (so it cannot be closed
+    from the content); content is shown verbatim and never rendered as Markdown or HTML."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text.rstrip()}\n{fence}"

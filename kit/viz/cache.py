@@ -8,25 +8,16 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from kit import fmt
 from kit.results import to_jsonable
 
 __all__ = ["as_dict", "plot_key_curves", "plot_policies", "plot_ttl_by_class", "plot_cost", "plot_working_set",
-           "plot_popularity", "plot_explorer", "format_bytes", "readout_text", "cache_explorer"]
+           "plot_popularity", "plot_explorer", "readout_text", "cache_explorer"]
 
 
 def as_dict(result: Any) -> dict[str, Any]:
     """The result as plain JSON values."""
     return result if isinstance(result, dict) else to_jsonable(result)
-
-
-def format_bytes(value: float | None) -> str:
-    """``1.5 GB`` style (decimal units)."""
-    if value is None:
-        return "n/a"
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value:.0f} B"
 
 
 def plot_key_curves(result: Any) -> go.Figure:
@@ -43,7 +34,7 @@ def plot_key_curves(result: Any) -> go.Figure:
                                  legendgroup=k["key"], line={"color": _color(i), "dash": "dot"}))
     s = r["sizing"]
     fig.add_vline(x=s["recommended_capacity_bytes"], line_dash="dash", line_color="#4b5563",
-                  annotation_text=f"recommended {format_bytes(s['recommended_capacity_bytes'])}")
+                  annotation_text=f"recommended {fmt.size(s['recommended_capacity_bytes'])}")
     fig.update_layout(title="Exact LRU hit ratio by cache size and key design", xaxis_type="log",
                       xaxis_title="cache capacity (bytes)", yaxis_title="hit ratio", yaxis_range=[0, 1])
     return fig
@@ -150,10 +141,10 @@ def readout_text(explorer: dict[str, Any], key: str, policy: str, ttl_s: str, in
     hit = explorer["hit_ratio"].get(key, {}).get(policy, {}).get(ttl_s, [None] * len(caps))[index]
     bhit = explorer["byte_hit_ratio"].get(key, {}).get(policy, {}).get(ttl_s, [None] * len(caps))[index]
     expiry = "no expiry" if ttl_s == "0" else f"TTL {ttl_s} s"
-    where = f"{policy} at {format_bytes(caps[index])}, key {key}, {expiry}"
+    where = f"{policy} at {fmt.size(caps[index])}, key {key}, {expiry}"
     if hit is None:
         return f"{where}: not simulated (policies and TTLs are simulated for the main key; TTLs for LRU)"
-    return f"{where}: hit ratio {hit:.1%}, byte hit ratio {bhit:.1%}"
+    return f"{where}: hit ratio {fmt.pct(hit, 1)}, byte hit ratio {fmt.pct(bhit, 1)}"
 
 
 def cache_explorer(explorer: dict[str, Any], static: bool = False) -> Any:
@@ -177,7 +168,7 @@ def cache_explorer(explorer: dict[str, Any], static: bool = False) -> Any:
     main = explorer["main_key"]
     size = w.IntSlider(value=len(caps) // 2, min=0, max=len(caps) - 1, step=1, description="size step",
                        continuous_update=True, readout=False, layout=w.Layout(width="420px"))
-    size_label = w.Label(format_bytes(caps[size.value]))
+    size_label = w.Label(fmt.size(caps[size.value]))
     policy = w.Dropdown(options=explorer["policies"], value="lru", description="policy")
     ttl = w.Dropdown(options=[("no expiry" if t == "0" else f"{t} s", t) for t in explorer["ttls_s"]], value="0",
                      description="TTL")
@@ -187,7 +178,7 @@ def cache_explorer(explorer: dict[str, Any], static: bool = False) -> Any:
     chart = w.Output()
 
     def refresh(_: Any = None) -> None:
-        size_label.value = format_bytes(caps[size.value])
+        size_label.value = fmt.size(caps[size.value])
         text = readout_text(explorer, key.value, policy.value, ttl.value, size.value)
         readout.value = f"<b class='perfkit-readout-text'>{html.escape(text)}</b>"
         chart.clear_output(wait=True)

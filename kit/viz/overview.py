@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+
+from kit import fmt
 
 
 def plot_requests_per_hour(per_hour: pd.DataFrame) -> go.Figure:
@@ -41,3 +46,11 @@ def plot_compression(by_type: pd.DataFrame) -> go.Figure:
                  title="Static asset bytes: identity vs gzip -6 vs zstd -19")
     fig.update_layout(xaxis_title=None, hovermode="closest")
     return fig
+
+
+def opportunity_rows(ranking: Iterable[Any]) -> list[dict[str, Any]]:
+    """The ranked opportunities (``kit.analysis.optimizations.Opportunity``) as table rows, in the order
+    and with the numbers the optimization strategy prints: rank, area, what, share of the relevant total
+    addressed (an upper bound), effort and score (impact share / effort weight)."""
+    return [{"rank": i, "area": o.area, "opportunity": o.title, "impact (share addressed)": fmt.pct(o.impact_share),
+             "effort": o.effort, "score": round(o.score, 4)} for i, o in enumerate(ranking, start=1)]
