@@ -16,13 +16,9 @@ import pytest
 import zstandard
 
 from kit.cli import main as perfkit
-from kit.ingest.access_log import (
-    detect_format,
-    get_format,
-    ingest_access_log,
-    parse_nginx_log_format,
-)
+from kit.ingest.access_log import ingest_access_log
 from kit.ingest.core import IngestError
+from kit.ingest.log_formats import detect_format, get_format, parse_nginx_log_format
 from kit.ingest.routes import RouteRule, parse_route_rule, redact_query, route_of, route_sql
 from kit.warehouse import connect
 

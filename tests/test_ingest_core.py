@@ -229,7 +229,8 @@ def test_cli_progress_bar_only_for_big_files(tmp_path, capsys):
 CRASH_SCRIPT = textwrap.dedent("""
     import sys
     from kit.warehouse import connect
-    from kit.ingest.access_log import make_loader, get_format
+    from kit.ingest.access_log import make_loader
+    from kit.ingest.log_formats import get_format
     from kit.ingest.core import ingest_file
 
     inner = make_loader(get_format("combined_kv"), salt="s")

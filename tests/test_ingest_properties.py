@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kit.ingest.access_log import get_format, load_access_log
+from kit.ingest.access_log import load_access_log
+from kit.ingest.log_formats import get_format
 from kit.warehouse import begin_source, connect
 
 VALID = {

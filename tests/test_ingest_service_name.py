@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kit.cli import main as perfkit
-from kit.ingest.access_log import get_format, ingest_access_log, load_access_log
+from kit.ingest.access_log import ingest_access_log, load_access_log
+from kit.ingest.log_formats import get_format
 from kit.ingest.services import (
     FILE_NAME,
     MIXED,
