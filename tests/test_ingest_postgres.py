@@ -21,14 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kit.ingest.core import IngestError
-from kit.ingest.postgres import (
-    detect_format,
-    ingest_postgres_log,
-    pg_stat_deltas,
-    prefix_regex,
-    redact_dsn,
-    snapshot_pg_stat_statements,
-)
+from kit.ingest.pg_stat_statements import pg_stat_deltas, redact_dsn, snapshot_pg_stat_statements
+from kit.ingest.postgres import detect_format, ingest_postgres_log, prefix_regex
 from kit.warehouse import connect
 from tests.conftest import assert_lines_accounted_for
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
-KIND_MODULES = ("access_log", "assets", "events", "mysql_slow", "postgres", "profile", "prometheus",
-                "timeseries", "trace")
+KIND_MODULES = ("access_log", "assets", "events", "mysql_slow", "postgres", "pg_stat_statements", "profile",
+                "prometheus", "timeseries", "trace")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
