@@ -4,9 +4,11 @@ over the window, as a table or JSON (the same functions notebook 10 calls)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 
+from kit import fmt
 from kit.config import DEFAULT_DB
 from kit.errors import ParameterError
 
@@ -75,9 +77,10 @@ def _kpi(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     df = pd.DataFrame(to_jsonable(list(rows)))
-    print(f"window {window.label()}  requests {n:,}  percentiles: {qfunc}  Apdex T={args.apdex_t_ms:g} ms")
-    print(f"throughput: mean {tput.mean_rps:.3g} req/s, sustained (p95 of 1-min) {tput.sustained_rps_p95_1m:.3g}, "
-          f"peak 1-min {tput.peak_rps_1m:.3g}")
+    print(f"window {window.label()}  requests {fmt.count(n)}  percentiles: {qfunc}  "
+          f"Apdex T={fmt.num(args.apdex_t_ms)} ms")
+    print(f"throughput: mean {fmt.num(tput.mean_rps)} req/s, sustained (p95 of 1-min) "
+          f"{fmt.num(tput.sustained_rps_p95_1m)}, peak 1-min {fmt.num(tput.peak_rps_1m)}")
     if df.empty:
         print("(no rows)" if n else NEEDS["requests"].sentence())
         return 0
@@ -86,8 +89,11 @@ def _kpi(args: argparse.Namespace) -> int:
     columns = [c for c in ("bucket_start", "group", "service", "requests", "rate_rps", "error_rate_5xx",
                            "error_rate_4xx", "apdex", "p50_ms", "p95_ms", "p99_ms", "p999_ms")
                if c in df and df[c].notna().any()]
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
-        print(df[columns].head(args.limit).to_string(index=False))
+    shown = {c: fmt.count if c == "requests" else functools.partial(fmt.pct, digits=3)
+             if c.startswith("error_rate") else functools.partial(fmt.num, digits=4)
+             for c in columns if c not in ("bucket_start", "group", "service")}
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(df[columns].head(args.limit).to_string(index=False, formatters=shown))
     if len(df) > args.limit:
-        print(f"... {len(df) - args.limit} more rows (use --limit or --json)")
+        print(f"... {fmt.count(len(df) - args.limit)} more rows (use --limit or --json)")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kit import fmt
 from kit.config import DEFAULT_OUT
 
 
@@ -40,8 +41,8 @@ def _run(args: argparse.Namespace) -> int:
         print("perfkit: previous outputs were left intact", file=sys.stderr)
         return 1
     for t in result.timings:
-        print(f"  {t.name:<22} execute {t.execute_s:6.1f} s   export {t.export_s:5.1f} s")
-    print(f"run {result.run_id} done in {result.seconds:.1f} s -> {result.run_dir}")
+        print(f"  {t.name:<22} execute {fmt.seconds(t.execute_s):>8}   export {fmt.seconds(t.export_s):>7}")
+    print(f"run {result.run_id} done in {fmt.seconds(result.seconds)} -> {result.run_dir}")
     print(f"  reports:  {args.out}/reports/   documents: {args.out}/strategy/")
     for notice in export_notices(result):
         print(f"  note: {notice}")

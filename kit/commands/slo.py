@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from kit import fmt
 from kit.errors import InputNotFoundError, ParameterError, SloSpecError
 
 
@@ -92,29 +93,31 @@ def _backtest(args: argparse.Namespace) -> int:
             data["nab"] = to_jsonable(nab)
         print(json.dumps(data, indent=2))
         return 0
-    print(f"{bt.weeks:.2f} weeks at {bt.resolution_s}-s resolution; chosen policy: {bt.chosen_policy}")
+    print(f"{fmt.num(bt.weeks)} weeks at {fmt.duration(bt.resolution_s)} resolution; "
+          f"chosen policy: {bt.chosen_policy}")
     print(f"{'policy':<18}{'episodes':>9}{'per week':>10}{'precision':>11}{'recall':>8}{'delay':>10}{'reset':>10}")
     for p in bt.policies:
-        def f(v: float | None, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
-            return "n/a" if v is None else fmt.format(v / scale)
-        print(f"{p.policy:<18}{p.episodes:>9}{p.per_week:>10.1f}{f(p.precision):>11}{f(p.recall):>8}"
-              f"{f(p.mean_delay_s, 60, '{:.1f} m'):>10}{f(p.mean_reset_s, 60, '{:.1f} m'):>10}")
+        print(f"{p.policy:<18}{fmt.count(p.episodes):>9}{fmt.num(p.per_week):>10}{_ratio(p.precision):>11}"
+              f"{_ratio(p.recall):>8}{fmt.duration(p.mean_delay_s):>10}{fmt.duration(p.mean_reset_s):>10}")
     for inc in bt.incidents:
-        caught = f"{inc.alert} after {inc.delay_s / 60:.0f} min" if inc.detected and inc.delay_s is not None \
+        caught = f"{inc.alert} after {fmt.duration(inc.delay_s)}" if inc.detected and inc.delay_s is not None \
             else "not caught"
-        share = "n/a" if inc.budget_consumed_ratio is None else f"{inc.budget_consumed_ratio:.1%}"
-        print(f"  {inc.ts_start:%Y-%m-%d %H:%M} {inc.type or '':<20} {inc.slo or '':<32} budget {share:>6}  {caught}")
+        print(f"  {fmt.timestamp(inc.ts_start)} {inc.type or '':<20} {inc.slo or '':<32} "
+              f"budget {_ratio(inc.budget_consumed_ratio):>7}  {caught}")
     if nab is not None:
         print(_nab_table(nab))
     return 0
+
+
+def _ratio(value: float | None) -> str:
+    """A precision, recall or budget share as the SLO document prints it (3 significant digits)."""
+    return fmt.pct(value, 3, significant=True)
 
 
 def _nab_table(nab: object) -> str:
     lines = [f"NAB ({getattr(nab, 'method', '')})",
              f"{'policy':<14}{'windows':>8}{'detected':>9}{'recall':>8}{'false ep.':>10}{'precision':>10}"]
     for p in getattr(nab, "policies", ()):
-        recall = "n/a" if p["recall"] is None else f"{p['recall']:.2f}"
-        precision = "n/a" if p["precision"] is None else f"{p['precision']:.2f}"
-        lines.append(f"{p['policy']:<14}{p['label_windows']:>8}{p['detected']:>9}{recall:>8}"
-                     f"{p['false_episodes']:>10}{precision:>10}")
+        lines.append(f"{p['policy']:<14}{fmt.count(p['label_windows']):>8}{fmt.count(p['detected']):>9}"
+                     f"{_ratio(p['recall']):>8}{fmt.count(p['false_episodes']):>10}{_ratio(p['precision']):>10}")
     return "\n".join(lines)
