@@ -222,7 +222,7 @@ def parse_nginx_log_format(text: str) -> LogFormat:
     regex += "$"
     if "time" not in used:
         raise ParameterError(f"log_format {text!r}: no time variable ($time_local, $time_iso8601 or $msec); "
-                         "requests need a timestamp")
+                             "requests need a timestamp")
     try:
         re.compile(regex)
     except re.error as exc:  # pragma: no cover - the construction escapes literals
@@ -238,7 +238,7 @@ def get_format(name: str | None, log_format: str | None = None) -> LogFormat | N
         return None
     if name not in BUILTIN_FORMATS:
         raise ParameterError(f"unknown access-log format {name!r}; known: {', '.join(FORMAT_NAMES)} "
-                         "(use --log-format for an NGINX log_format string)")
+                             "(use --log-format for an NGINX log_format string)")
     return BUILTIN_FORMATS[name]
 
 
