@@ -11,6 +11,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.io._base_renderers import NotebookRenderer
 
+from kit.fmt import NA
+
 PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"]
 
 pio.templates["perfkit"] = go.layout.Template(
@@ -45,13 +47,10 @@ def setup_notebook() -> None:
     pio.renderers.default = "plotly_mimetype+perfkit_notebook"
 
 
-MISSING = "—"  # shown in tables where a value does not exist (no previous window, no latency, ...)
-
-
 def table(rows: object, drop: tuple[str, ...] = (), digits: int | None = None) -> object:
     """A DataFrame for display: ``rows`` (records, a DataFrame or a Series) without the ``drop`` columns
     and without columns that are empty in every row, numbers rounded to ``digits`` decimals, and with
-    ``MISSING`` where a value does not exist, so no table shows ``nan``/``None``. An empty table becomes
+    ``kit.fmt.NA`` where a value does not exist, so no table shows ``nan``/``None``. An empty table becomes
     one sentence that says so."""
     import pandas as pd
 
@@ -59,8 +58,8 @@ def table(rows: object, drop: tuple[str, ...] = (), digits: int | None = None) -
     if digits is not None:
         df = df.round(digits)
     if isinstance(df, pd.Series):
-        return df.astype(object).where(df.notna(), MISSING).to_frame("value")
+        return df.astype(object).where(df.notna(), NA).to_frame("value")
     if df.empty:
         return "Nothing to show: no rows."
     df = df.drop(columns=[c for c in drop if c in df.columns]).dropna(axis=1, how="all")
-    return df.astype(object).where(df.notna(), MISSING)
+    return df.astype(object).where(df.notna(), NA)
