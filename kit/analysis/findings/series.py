@@ -1,0 +1,193 @@
+"""Bucketed series per scope (built in DuckDB), their residuals against the expected level, and the change
+points and anomalous segments found in them (ruptures ``KernelCPD``, linear kernel: exact PELT for the
+least-squares cost, in C)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+import ruptures as rpt
+
+from kit.analysis.window import Window, services_sql
+
+# bucket ladder (s): every value divides a day, so the same clock time lines up across days
+BUCKET_LADDER = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
+MAX_BUCKETS = 2500          # finest bucket that keeps a series at most this long
+MIN_BUCKETS = 48            # fewer points than this: no change-point detection
+MIN_BUSY_PER_BUCKET = 20    # the busiest service should see this many requests in a median bucket
+DAY_S = 86400
+
+SERIES_SQL = """
+SELECT service, route,
+       CAST(floor((epoch(ts) - {t0}) / {bucket_s}) AS BIGINT)              AS b,
+       count(*)                                                             AS n,
+       count(*) FILTER (WHERE status >= 500)                                AS n5xx,
+       count(latency_ms) FILTER (WHERE latency_ms > 0)                      AS n_lat,
+       sum(ln(latency_ms)) FILTER (WHERE latency_ms > 0)                    AS s_ln,
+       sum(ln(latency_ms) * ln(latency_ms)) FILTER (WHERE latency_ms > 0)   AS s_ln2,
+       sum(latency_ms)                                                      AS s_lat,
+       count(cache_status)                                                  AS n_cache,
+       count(*) FILTER (WHERE upper(cache_status) = 'HIT')                  AS n_hit
+FROM requests
+WHERE {window} AND {services}
+GROUP BY ALL
+"""
+
+
+def choose_bucket(con: duckdb.DuckDBPyConnection, window: Window, services: tuple[str, ...] | list[str]) -> int:
+    """The finest ladder bucket (s) that keeps series at most ``MAX_BUCKETS`` long and gives the busiest
+    service at least ``MIN_BUSY_PER_BUCKET`` requests in a median bucket (coarser when the data is thin)."""
+    seconds = max(window.seconds, 1.0)
+    candidates = [b for b in BUCKET_LADDER if seconds / b <= MAX_BUCKETS] or [BUCKET_LADDER[-1]]
+    row = con.execute(
+        f"SELECT max(n) FROM (SELECT service, count(*) AS n FROM requests WHERE {window.sql()} AND "
+        f"{services_sql(services)} GROUP BY service)").fetchone()
+    busiest = float(row[0]) if row and row[0] else 0.0
+    for b in candidates:
+        if busiest * b / seconds >= MIN_BUSY_PER_BUCKET or seconds / b <= MIN_BUCKETS:
+            return b
+    return candidates[-1]
+
+
+def series_sql(window: Window, bucket_s: int, services: tuple[str, ...] | list[str]) -> str:
+    """The aggregate every series comes from: one row per service, route and bucket number ``b``."""
+    return SERIES_SQL.format(t0=window.start.timestamp(), bucket_s=bucket_s, window=window.sql(),
+                             services=services_sql(services)).strip()
+
+
+@dataclass(frozen=True)
+class ScopeSeries:
+    """Additive per-bucket sums of one scope (arrays of length ``n_buckets``)."""
+
+    scope: tuple[tuple[str, str], ...]
+    n: np.ndarray
+    n5xx: np.ndarray
+    n_lat: np.ndarray
+    s_ln: np.ndarray
+    s_ln2: np.ndarray
+    s_lat: np.ndarray
+    n_cache: np.ndarray
+    n_hit: np.ndarray
+
+
+def scope_series(frame: pd.DataFrame, n_buckets: int) -> list[ScopeSeries]:
+    """Service-level and route-level series from the aggregate (routes summed into their service)."""
+    columns = ["n", "n5xx", "n_lat", "s_ln", "s_ln2", "s_lat", "n_cache", "n_hit"]
+    frame = frame.copy()
+    frame["service"] = frame["service"].fillna("(none)")
+    frame["route"] = frame["route"].fillna("(none)")
+    frame[columns] = frame[columns].astype(float).fillna(0.0)
+    out: list[ScopeSeries] = []
+    for keys, group_cols in ((("service",), ["service"]), (("service", "route"), ["service", "route"])):
+        grouped = frame.groupby([*group_cols, "b"], sort=True)[columns].sum()
+        for key, part in grouped.groupby(level=list(range(len(group_cols)))):
+            values = key if isinstance(key, tuple) else (key,)
+            b = part.index.get_level_values("b").to_numpy()
+            keep = (b >= 0) & (b < n_buckets)
+            arrays = {}
+            for c in columns:
+                full = np.zeros(n_buckets)
+                full[b[keep]] = part[c].to_numpy()[keep]
+                arrays[c] = full
+            out.append(ScopeSeries(tuple(zip(keys, (str(v) for v in values), strict=True)), **arrays))
+    return out
+
+
+def seasonal_baseline(x: np.ndarray, bucket_s: int, offset_s: float, scale_days: bool) -> np.ndarray | None:
+    """Expected value of each bucket: the median of the same clock time on the other days of the window
+    (None when the window spans fewer than 2 whole days). With ``scale_days`` (counts), each day's
+    baseline is scaled by that day's median ratio to it, so a weekend or a lighter day is not a change."""
+    per_day = DAY_S // bucket_s if DAY_S % bucket_s == 0 else 0
+    if not per_day or len(x) < 2 * per_day:
+        return None
+    lead = int(round((offset_s % DAY_S) / bucket_s))  # buckets of the first (partial) day
+    n_days = -(-(lead + len(x)) // per_day)
+    flat = np.full(n_days * per_day, np.nan)
+    flat[lead:lead + len(x)] = x
+    grid = flat.reshape(n_days, per_day)
+    baseline = np.empty_like(grid)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        for d in range(n_days):
+            others = np.delete(grid, d, axis=0)
+            baseline[d] = np.nanmedian(others, axis=0)
+            if scale_days:
+                ratio = grid[d] / baseline[d]
+                ratio = ratio[np.isfinite(ratio) & (baseline[d] > 0)]
+                baseline[d] *= float(np.median(ratio)) if len(ratio) >= per_day // 4 else 1.0
+    return baseline.ravel()[lead:lead + len(x)]
+
+
+def robust_z(residual: np.ndarray, floor: np.ndarray | float) -> np.ndarray:
+    """Residuals over a noise scale that a level shift does not inflate: 1.4826 × MAD of the first
+    differences / √2, never below ``floor`` (the sampling noise of a bucket). NaN stays NaN."""
+    finite = residual[np.isfinite(residual)]
+    diffs = np.diff(finite)
+    mad = 1.4826 * float(np.median(np.abs(diffs - np.median(diffs)))) / np.sqrt(2) if len(diffs) > 3 else 0.0
+    scale = np.maximum(mad, floor)
+    return residual / np.where(scale > 0, scale, np.nan)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Buckets [start, stop) of a series whose mean standardized residual is ``level``."""
+
+    start: int
+    stop: int
+    level: float
+
+    @property
+    def strength(self) -> float:
+        """|mean z| × √length: how far the segment's mean is from the reference, in standard errors."""
+        return abs(self.level) * float(np.sqrt(self.stop - self.start))
+
+
+def penalty(n: int) -> float:
+    """PELT penalty per change point for a unit-variance series of ``n`` points: 3·ln n, a BIC-like
+    penalty (2·ln n) made 50 % stiffer because bucket residuals have heavier tails than a Gaussian."""
+    return 3.0 * float(np.log(max(n, 3)))
+
+
+def change_points(z: np.ndarray, min_size: int = 2) -> list[int]:
+    """Change points of ``z`` (NaN filled with 0, the expected residual): exact PELT, least squares."""
+    clean = np.nan_to_num(np.clip(z, -25, 25), nan=0.0)
+    if len(clean) < 2 * min_size + 1:
+        return [len(clean)]
+    algo = rpt.KernelCPD(kernel="linear", min_size=min_size).fit(clean.reshape(-1, 1))
+    return [int(b) for b in algo.predict(pen=penalty(len(clean)))]
+
+
+def anomalous_segments(z: np.ndarray, direction: int, reference: float = 0.0, min_level: float = 3.0,
+                       min_strength: float = 6.0) -> list[Segment]:
+    """Runs of segments whose mean z departs from ``reference`` in ``direction`` (+1 up, -1 down) by at
+    least ``min_level`` and ``min_strength``; adjacent ones are merged. Cheap screen first: a series with
+    no 3-bucket mean beyond ``min_level`` skips the change-point search."""
+    clean = np.nan_to_num(np.clip(z, -25, 25), nan=0.0) - reference
+    if len(clean) < 3:
+        return []
+    rolling = np.convolve(clean * direction, np.ones(3) / 3, mode="valid")
+    if rolling.max(initial=-np.inf) < min_level:
+        return []
+    bounds = [0, *change_points(z)]
+    bad: list[Segment] = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        level = float(clean[a:b].mean())
+        seg = Segment(a, b, level)
+        if level * direction >= min_level and seg.strength >= min_strength:
+            if bad and bad[-1].stop == a:
+                prev = bad.pop()
+                merged = float(clean[prev.start:b].mean())
+                seg = Segment(prev.start, b, merged)
+            bad.append(seg)
+    return bad
+
+
+def first_segment_level(z: np.ndarray) -> float:
+    """Mean z of the series before its first change point (the reference when there is no seasonality)."""
+    bounds = change_points(z)
+    clean = np.nan_to_num(np.clip(z, -25, 25), nan=0.0)
+    return float(clean[: bounds[0]].mean()) if bounds else 0.0
