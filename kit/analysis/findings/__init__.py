@@ -169,7 +169,8 @@ def find_bottlenecks(con: duckdb.DuckDBPyConnection, window: Window, *, services
         return Findings((), 0, method, window.start, window.end, "",
                         ("Not analysed: change detection, because the window holds no requests.",))
     bucket_s = _series.choose_bucket(con, window, services)
-    n_buckets = max(1, math.ceil(window.seconds / bucket_s))
+    origin = datetime.fromtimestamp(_series.bucket_origin(window, bucket_s), window.start.tzinfo)
+    n_buckets = max(1, math.ceil((window.end - origin).total_seconds() / bucket_s))
     sql = _series.series_sql(window, bucket_s, services)
     frame = con.execute(sql).df()
     scopes = _series.scope_series(frame, n_buckets)
@@ -177,7 +178,7 @@ def find_bottlenecks(con: duckdb.DuckDBPyConnection, window: Window, *, services
     if n_buckets < _series.MIN_BUCKETS:
         return Findings((), bucket_s, method, window.start, window.end, sql,
                         (f"Not analysed: the window holds only {n_buckets} buckets of {bucket_s} s.",))
-    offset = window.start.timestamp()
+    offset = origin.timestamp()
     seasonal = window.seconds >= 2 * 86400 and 86400 % bucket_s == 0
     if not seasonal:
         notes.append("The window spans under two days: changes are measured against the series' first segment "
@@ -194,7 +195,7 @@ def find_bottlenecks(con: duckdb.DuckDBPyConnection, window: Window, *, services
                 detections.append(_Detection(s.scope, kind, seg.start, seg.stop, seg.level, seg.strength))
     by_scope = {s.scope: s for s in scopes}
     groups = _group(detections)
-    findings = [_finding(con, window, bucket_s, group, by_scope, signals, has, seasonal, sql)
+    findings = [_finding(con, window, origin, bucket_s, group, by_scope, signals, has, seasonal, sql)
                 for group in groups]
     findings = _merge_saturation(con, window, bucket_s, findings, by_scope)
     order = {"high": 0, "medium": 1, "low": 2}
@@ -350,16 +351,17 @@ def _intervals(window: Window, onset: datetime, stop: datetime, seasonal: bool) 
     return f"(ts >= TIMESTAMPTZ '{a.isoformat()}' AND ts < TIMESTAMPTZ '{onset.isoformat()}')"
 
 
-def _finding(con: duckdb.DuckDBPyConnection, window: Window, bucket_s: int, group: list[_Detection],
-             by_scope: dict, signals: dict, has: dict[str, bool], seasonal: bool, series_sql: str) -> Finding:
-    offset = window.start.timestamp()
+def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, bucket_s: int,
+             group: list[_Detection], by_scope: dict, signals: dict, has: dict[str, bool], seasonal: bool,
+             series_sql: str) -> Finding:
+    offset = origin.timestamp()
     primary = min(group, key=lambda d: (_PRIORITY[d.kind], -d.strength))
     same = [d for d in group if d.kind == primary.kind]
     start, stop = min(d.start for d in same), max(d.stop for d in same)
     primary = _Detection(primary.scope, primary.kind, start, stop, primary.level, max(d.strength for d in same))
     scope, power = _locate(group, primary, by_scope, bucket_s, offset, seasonal)
-    onset = window.start + timedelta(seconds=start * bucket_s)
-    stop_at = min(window.end, window.start + timedelta(seconds=stop * bucket_s))
+    onset = max(window.start, origin + timedelta(seconds=start * bucket_s))
+    stop_at = min(window.end, origin + timedelta(seconds=stop * bucket_s))
     end = None if stop_at >= window.end - timedelta(seconds=bucket_s) else stop_at
     where = _scope_sql(scope)
     baseline = _intervals(window, onset, stop_at, seasonal)

@@ -114,7 +114,8 @@ GROUP BY name, labels""".strip()
         return links, utilization, sql
     frame = frame[frame["after_n"] > 0]
     sd = frame["before_sd"].fillna(0.0).clip(lower=1e-9)
-    scale = np.maximum(sd, 0.05 * frame["before_mean"].abs().fillna(0.0) + 1e-9)
+    scale = np.maximum(np.maximum(sd, 0.05 * frame["before_mean"].abs().fillna(0.0)),
+                       0.01 * frame["after_mean"].abs().fillna(0.0) + 1e-12)  # z at most ±100
     frame = frame.assign(z=(frame["after_mean"] - frame["before_mean"]) / scale)
     for usage, limit, label in SATURATION_PAIRS:
         used = frame[frame["name"] == usage]

@@ -53,9 +53,14 @@ def choose_bucket(con: duckdb.DuckDBPyConnection, window: Window, services: tupl
     return candidates[-1]
 
 
+def bucket_origin(window: Window, bucket_s: int) -> float:
+    """Epoch seconds of bucket 0: the window start floored to a multiple of the bucket (round clock times)."""
+    return float(int(window.start.timestamp() // bucket_s) * bucket_s)
+
+
 def series_sql(window: Window, bucket_s: int, services: tuple[str, ...] | list[str]) -> str:
     """The aggregate every series comes from: one row per service, route and bucket number ``b``."""
-    return SERIES_SQL.format(t0=window.start.timestamp(), bucket_s=bucket_s, window=window.sql(),
+    return SERIES_SQL.format(t0=bucket_origin(window, bucket_s), bucket_s=bucket_s, window=window.sql(),
                              services=services_sql(services)).strip()
 
 
@@ -109,16 +114,15 @@ def seasonal_baseline(x: np.ndarray, bucket_s: int, offset_s: float, scale_days:
     flat = np.full(n_days * per_day, np.nan)
     flat[lead:lead + len(x)] = x
     grid = flat.reshape(n_days, per_day)
-    baseline = np.empty_like(grid)
+    others = np.array([[e for e in range(n_days) if e != d] for d in range(n_days)])
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
-        for d in range(n_days):
-            others = np.delete(grid, d, axis=0)
-            baseline[d] = np.nanmedian(others, axis=0)
-            if scale_days:
-                ratio = grid[d] / baseline[d]
-                ratio = ratio[np.isfinite(ratio) & (baseline[d] > 0)]
-                baseline[d] *= float(np.median(ratio)) if len(ratio) >= per_day // 4 else 1.0
+        baseline = np.nanmedian(grid[others], axis=1)  # (day, other day, bucket) -> (day, bucket)
+        if scale_days:
+            ratio = np.where(baseline > 0, grid / baseline, np.nan)
+            enough = np.isfinite(ratio).sum(axis=1) >= per_day // 4
+            scale = np.where(enough, np.nanmedian(ratio, axis=1), 1.0)
+            baseline = baseline * np.where(np.isfinite(scale), scale, 1.0)[:, None]
     return baseline.ravel()[lead:lead + len(x)]
 
 
