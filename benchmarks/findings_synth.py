@@ -42,7 +42,9 @@ MINIMUM EFFECT SIZE committed to (``above_minimum``; about 20 % of incidents are
 ``MIN_RATE_PER_MIN`` = 20 requests/min on average during the incident, lasting at least 30 min (error
 bursts 15 min):
 
-- latency_shift: p50 and p95 +50 % (factor >= 1.5; drawn up to 4x);
+- latency_shift: p50 and p95 +50 % (factor >= 1.5; drawn up to 4x) of the requests the origin serves (on
+  cacheable routes edge hits keep their time; the rate counted is then that of MISS/BYPASS requests, and
+  so for variance changes and saturation);
 - variance_change: sigma x1.8 (p95/p50 spread x2.2 for a route of sigma 0.5), median unchanged;
 - error_burst: >= 5 % of the route's responses with that status (drawn up to 40 %);
 - throughput_change: rate -40 % (drawn up to -90 %);
@@ -147,7 +149,8 @@ class PlantedIncident:
     shape: str              # step or gradual
     ramp_min: int           # minutes to full size (0 for steps)
     size: float             # in the kind's unit (module docstring)
-    rate_per_min: float     # mean requests/min of the scope during the incident (expected)
+    rate_per_min: float     # mean requests/min of the scope during the incident (expected; for latency
+                            # kinds only the requests the origin serves)
     above_minimum: bool
     causes: tuple[CauseEvent, ...] = ()
 
@@ -243,8 +246,11 @@ def _plan(rng: np.random.Generator, start: datetime, n_min: int, rate: np.ndarra
                 break
         else:
             continue
-        scope_share = route.share if route else sum(r.share for r in ROUTES if r.service == service
-                                                    and (kind != "saturation" or r.db))
+        # latency changes show in the requests the origin serves: count only those (MISS, BYPASS)
+        origin_only = kind in ("latency_shift", "variance_change", "saturation")
+        scope_share = sum(r.share * ((1 - r.hit_ratio) if origin_only else 1.0) for r in ROUTES
+                          if (r.route == route.route if route else r.service == service)
+                          and (kind != "saturation" or r.db))
         rate_scope = float(rate[onset_min:onset_min + minutes].mean() * scope_share)
         above = bool(rng.random() < 0.8)
         size = _draw_size(rng, kind, above)
