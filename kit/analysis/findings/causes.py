@@ -68,7 +68,7 @@ def event_causes(con: duckdb.DuckDBPyConnection, onset: datetime, end: datetime 
             ends_together = 1.2 if abs((ts_end - end).total_seconds()) <= 2 * bucket_s else 0.9
         strength = min(1.0, closeness * match * ends_together)
         if strength >= 0.1:
-            links.append(CauseLink(_event_kind(kind), f"{kind}@{ts_start.isoformat()}", f"{kind}: {what}",
+            links.append(CauseLink(_event_kind(kind), f"{kind}@{ts_start.isoformat()}", str(what),
                                    round(strength, 3), lag))
     return links, sql
 
