@@ -12,8 +12,8 @@ cycle (trough ~08:00 UTC at ~0.35x, peak ~20:00 UTC), weekends at ~0.75x, and or
 (queueing). Latency is lognormal per route with a 1 % Pareto tail; cacheable routes answer HIT from
 the edge in a few ms (``upstream_ms`` NULL) and MISS from the origin; 0.2 % 5xx and 2 % 404 at all times.
 Requests per (route, minute) are Poisson; rows are expanded in DuckDB (``unnest(range(n))``) with
-counter-based random numbers (``hash(cell, i, seed, k)``), so a seed gives the same warehouse on any
-number of threads, and no Python loop runs per row.
+counter-based random numbers (DuckDB ``hash`` of one 64-bit key packing cell, request, seed and
+stream), so a seed gives the same warehouse on any number of threads, and no Python loop runs per row.
 
 Metrics (every 60 s, every 5 min beyond 10 days): ``pg_stat_activity_count{state=active|idle}``,
 ``pg_settings_max_connections`` (100), per-service ``process_cpu_seconds_total``. Queries:
@@ -358,6 +358,8 @@ def generate_warehouse(path: str | Path, *, seed: int, days: float = 3, requests
         "mu": lat_mu.ravel(), "sigma": lat_sigma.ravel(), "err_p": eff["err_p"].ravel(),
         "err_status": eff["err_status"].ravel().astype(np.int16), "hit_p": eff["hit"].ravel()})
     cells = cells[cells["n"] > 0]
+    if counts.size >= 2**23 or counts.max() >= 2**21:  # the random-number key packs cell (23 bits), request (21)
+        raise ValueError("too many minutes x routes or requests per route-minute for the random-number key")
     routes = pd.DataFrame({"route_id": np.arange(len(ROUTES), dtype=np.int16),
                            "route": [r.route for r in ROUTES], "service": [r.service for r in ROUTES],
                            "cacheable": [r.hit_ratio > 0 for r in ROUTES]})
@@ -365,10 +367,12 @@ def generate_warehouse(path: str | Path, *, seed: int, days: float = 3, requests
     con = connect(path, threads=threads, memory_limit="1GB")
     con.execute("SET enable_progress_bar = false")
     start_us = int(start.timestamp() * 1e6)
-    s = int(seed) & 0x7FFFFFFF
+    s = int(seed) & 0xFFFF
 
     def u(k: int) -> str:
-        return f"(hash(c.cell, c.i, {s}, {k}) / {_U64!r})"
+        # one 64-bit key per (cell, request, seed, stream), hashed alone: DuckDB's hash of several
+        # arguments gives streams correlated at about 0.5, which bends Box-Muller normals
+        return f"(hash(c.key | {k}::UBIGINT) / {_U64!r})"
 
     with transaction(con):
         src = begin_source(con, "synthetic", f"findings_synth seed {seed}", options={"seed": seed})
@@ -377,9 +381,10 @@ def generate_warehouse(path: str | Path, *, seed: int, days: float = 3, requests
         con.execute(f"""
             INSERT INTO requests (ts, service, host, method, route, path, status, latency_ms, upstream_ms,
                                   bytes_sent, cache_status, source_id)
-            WITH c AS (SELECT cells_src.*, unnest(range(n)) AS i FROM cells_src),
+            WITH c0 AS (SELECT cells_src.*, unnest(range(n)) AS i FROM cells_src),
+            c AS (SELECT *, (cell::UBIGINT << 41) | (i::UBIGINT << 20) | ({s}::UBIGINT << 4) AS key FROM c0),
             d AS (
-                SELECT c.minute, c.i, c.n, c.cell, r.route, r.service, r.cacheable,
+                SELECT c.minute, c.i, c.n, c.key, r.route, r.service, r.cacheable,
                        {u(1)} AS u1, greatest({u(2)}, 1e-12) AS u2, {u(3)} AS u3, {u(4)} AS u4,
                        {u(5)} AS u5, greatest({u(6)}, 1e-12) AS u6, {u(7)} AS u7,
                        c.mu, c.sigma, c.err_p, c.err_status, c.hit_p
@@ -391,7 +396,7 @@ def generate_warehouse(path: str | Path, *, seed: int, days: float = 3, requests
                        CASE WHEN u7 < err_p THEN err_status
                             WHEN u7 < err_p + 0.002 THEN 500 + 3 * (c_n % 2)
                             WHEN u7 < err_p + 0.022 THEN 404 ELSE 200 END AS status
-                FROM (SELECT *, (hash(cell, i, {s}, 8) % 1000)::BIGINT AS c_n FROM d))
+                FROM (SELECT *, (hash(key | 8::UBIGINT) % 1000)::BIGINT AS c_n FROM d))
             SELECT make_timestamp({start_us} + minute * 60000000
                        + ((i + u1) / n * 60000000)::BIGINT)::TIMESTAMPTZ,
                    service, service || '-' || (1 + c_n % 3)::VARCHAR, 'GET', route,
