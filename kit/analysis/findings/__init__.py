@@ -372,7 +372,8 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
     extra = ""
     if kind in ("latency_shift", "variance_change"):
         column = "latency_ms"
-        sample = ("SELECT {col} FROM (SELECT {col} FROM requests WHERE {w} AND {when} AND {col} IS NOT NULL) "
+        sample = ("SELECT {col} FROM (SELECT {col} FROM requests WHERE {w} AND {when} AND "
+                  f"{_series.ORIGIN_SERVED}) "
                   f"USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE (11)")
         sql["before"] = sample.format(col=column, w=where, when=baseline)
         sql["after"] = sample.format(col=column, w=where, when=during)
@@ -380,7 +381,7 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
         y = con.execute(sql["after"]).df()[column].to_numpy()
         if kind == "latency_shift":
             eff = _effects.hodges_lehmann(x, y)
-            unit, metric = "ms", "latency_ms (Hodges–Lehmann shift)"
+            unit, metric = "ms", "latency_ms of requests not served from cache (Hodges–Lehmann shift)"
             if has["upstream"]:
                 extra = _upstream_split(con, where, baseline, during, sql)
         else:
@@ -423,8 +424,8 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
     links += qry
     prof, sql["profiles"] = _causes.profile_causes(con, onset, stop_at, scope.get("service"))
     links += prof
-    load = _load_factor(signals, scope.get("service", ""), start, stop)
-    if kind in ("latency_shift", "variance_change") and load >= 1.3:
+    load = _load_factor(by_scope, scope.get("service", ""), start, stop, bucket_s, offset, seasonal)
+    if kind in ("latency_shift", "variance_change", "error_burst") and load >= 1.3:
         links.append(_causes.CauseLink("metric", "requests per second",
                                        f"traffic ×{load:.2f} its usual level at this time", 0.8, 0.0))
     saturated = any(link.kind == "metric" and link.ref in {p[0] for p in _causes.SATURATION_PAIRS} for link in met)
@@ -491,14 +492,19 @@ def _cost(con: duckdb.DuckDBPyConnection, window: Window, kind: str, where: str,
     return None, ""
 
 
-def _load_factor(signals: dict, service: str, start: int, stop: int) -> float:
-    """How far the service's traffic sat above its expected level during [start, stop) (exp of the mean
-    log residual is not kept, so use the z-series sign only when large): 1.0 = usual."""
-    z = signals.get(((("service", service),), "throughput_change"))
-    if z is None:
+def _load_factor(by_scope: dict, service: str, start: int, stop: int, bucket_s: int, offset: float,
+                 seasonal: bool) -> float:
+    """The service's requests in [start, stop) over its expected count there (1.0 = usual load)."""
+    s = by_scope.get((("service", service),))
+    if s is None or stop <= start:
         return 1.0
-    mean = float(np.nanmean(z[start:stop])) if stop > start else 0.0
-    return 1.0 + max(mean, 0.0) / 10.0 if mean > 3 else 1.0
+    base = _series.seasonal_baseline(s.n, bucket_s, offset, True) if seasonal else None
+    if base is None:
+        ref = s.n[max(0, start - 3 * (stop - start)):start]
+        expected = float(np.mean(ref)) * (stop - start) if len(ref) else 0.0
+    else:
+        expected = float(np.nansum(base[start:stop]))
+    return float(s.n[start:stop].sum() / expected) if expected > 0 else 1.0
 
 
 _MATTERS = {"latency_shift": 0.25, "error_burst": 0.02, "cache_hit_drop": 0.10, "throughput_change": 0.30,
@@ -520,8 +526,8 @@ def _confidence(kind: str, strength: float, eff: _effects.Effect, load: float) -
     else:
         size = eff.effect - 1 if math.isfinite(eff.effect) else 0.0
     matters = size >= _MATTERS[kind]
-    if load >= 1.3 and kind in ("latency_shift", "variance_change"):
-        return "low"
+    if load >= 1.3 and kind in ("latency_shift", "variance_change", "saturation"):
+        return "low"  # a load peak: a capacity question, not a regression
     if strength >= 12 and p < 1e-6 and matters:
         return "high"
     if strength >= 8 and p < 1e-3 and matters:

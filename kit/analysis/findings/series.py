@@ -20,15 +20,18 @@ MAX_BUCKETS = 2500          # finest bucket that keeps a series at most this lon
 MIN_BUCKETS = 48            # fewer points than this: no change-point detection
 MIN_BUSY_PER_BUCKET = 20    # the busiest service should see this many requests in a median bucket
 DAY_S = 86400
+# latency series and samples use the requests the service answered itself: edge cache hits are a
+# different population (answered in a few ms by the CDN) whose share varies and would blur a shift
+ORIGIN_SERVED = "latency_ms > 0 AND coalesce(upper(cache_status), '') <> 'HIT'"
 
 SERIES_SQL = """
 SELECT service, route,
        CAST(floor((epoch(ts) - {t0}) / {bucket_s}) AS BIGINT)              AS b,
        count(*)                                                             AS n,
        count(*) FILTER (WHERE status >= 500)                                AS n5xx,
-       count(latency_ms) FILTER (WHERE latency_ms > 0)                      AS n_lat,
-       sum(ln(latency_ms)) FILTER (WHERE latency_ms > 0)                    AS s_ln,
-       sum(ln(latency_ms) * ln(latency_ms)) FILTER (WHERE latency_ms > 0)   AS s_ln2,
+       count(latency_ms) FILTER (WHERE {origin_served})                     AS n_lat,
+       sum(ln(latency_ms)) FILTER (WHERE {origin_served})                   AS s_ln,
+       sum(ln(latency_ms) * ln(latency_ms)) FILTER (WHERE {origin_served})  AS s_ln2,
        sum(latency_ms)                                                      AS s_lat,
        count(cache_status)                                                  AS n_cache,
        count(*) FILTER (WHERE upper(cache_status) = 'HIT')                  AS n_hit
@@ -61,6 +64,7 @@ def bucket_origin(window: Window, bucket_s: int) -> float:
 def series_sql(window: Window, bucket_s: int, services: tuple[str, ...] | list[str]) -> str:
     """The aggregate every series comes from: one row per service, route and bucket number ``b``."""
     return SERIES_SQL.format(t0=bucket_origin(window, bucket_s), bucket_s=bucket_s, window=window.sql(),
+                             origin_served=ORIGIN_SERVED,
                              services=services_sql(services)).strip()
 
 
@@ -165,29 +169,34 @@ def change_points(z: np.ndarray, min_size: int = 2) -> list[int]:
     return [int(b) for b in algo.predict(pen=penalty(len(clean)))]
 
 
-def anomalous_segments(z: np.ndarray, direction: int, reference: float = 0.0, min_level: float = 3.0,
-                       min_strength: float = 6.0) -> list[Segment]:
-    """Runs of segments whose mean z departs from ``reference`` in ``direction`` (+1 up, -1 down) by at
-    least ``min_level`` and ``min_strength``; adjacent ones are merged. Cheap screen first: a series with
-    no 3-bucket mean beyond ``min_level`` skips the change-point search."""
+def anomalous_segments(z: np.ndarray, direction: int, reference: float = 0.0) -> list[Segment]:
+    """Runs of segments whose mean z departs from ``reference`` in ``direction`` (+1 up, -1 down): short
+    and sharp (|mean| ≥ 3, strength ≥ 6) or long and steady (|mean| ≥ 1, strength ≥ 10); adjacent ones
+    merge. A cheap screen first: a series where no 3-, 12- or 48-bucket mean reaches a strength of 5
+    skips the change-point search."""
     clean = np.nan_to_num(np.clip(z, -25, 25), nan=0.0) - reference
     if len(clean) < 3:
         return []
-    rolling = np.convolve(clean * direction, np.ones(3) / 3, mode="valid")
-    if rolling.max(initial=-np.inf) < min_level:
+    signed = clean * direction
+    if not any(len(signed) >= w and np.convolve(signed, np.ones(w) / w, mode="valid").max() * np.sqrt(w) >= 5
+               for w in (3, 12, 48)):
         return []
     bounds = [0, *change_points(z)]
     bad: list[Segment] = []
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        level = float(clean[a:b].mean())
-        seg = Segment(a, b, level)
-        if level * direction >= min_level and seg.strength >= min_strength:
+        seg = Segment(a, b, _mean(z[a:b], reference))
+        level = seg.level * direction
+        if (level >= 3 and seg.strength >= 6) or (level >= 1 and seg.strength >= 10):
             if bad and bad[-1].stop == a:
                 prev = bad.pop()
-                merged = float(clean[prev.start:b].mean())
-                seg = Segment(prev.start, b, merged)
+                seg = Segment(prev.start, b, _mean(z[prev.start:b], reference))
             bad.append(seg)
     return bad
+
+
+def _mean(z: np.ndarray, reference: float) -> float:
+    finite = np.clip(z[np.isfinite(z)], -25, 25)
+    return float(finite.mean() - reference) if len(finite) else 0.0
 
 
 def first_segment_level(z: np.ndarray) -> float:
