@@ -218,6 +218,9 @@ def _signals(s: _series.ScopeSeries, has: dict[str, bool], bucket_s: int, offset
     """Standardized residual series of one scope, per finding kind it can show."""
     out: dict[str, np.ndarray] = {}
 
+    def z_of(x: np.ndarray, floor: np.ndarray | float, counts: bool = False) -> np.ndarray:
+        return _series.standardized_residual(x, bucket_s, offset, seasonal, floor, counts)[0]
+
     def residual(x: np.ndarray, counts: bool = False) -> np.ndarray:
         base = _series.seasonal_baseline(x, bucket_s, offset, counts) if seasonal else None
         if base is None:
@@ -230,19 +233,18 @@ def _signals(s: _series.ScopeSeries, has: dict[str, bool], bucket_s: int, offset
             mean = np.where(s.n_lat >= 3, s.s_ln / np.maximum(s.n_lat, 1), np.nan)
             total = s.n_lat.sum()
             sd = math.sqrt(max(s.s_ln2.sum() / total - (s.s_ln.sum() / total) ** 2, 1e-6))
-            out["latency_shift"] = _series.robust_z(residual(mean), sd / np.sqrt(np.maximum(s.n_lat, 1)))
+            out["latency_shift"] = z_of(mean, sd / np.sqrt(np.maximum(s.n_lat, 1)))
             spread = np.where(s.n_lat >= 10, np.sqrt(np.maximum(s.s_ln2 / np.maximum(s.n_lat, 1) - mean ** 2, 0)),
                               np.nan)
-            out["variance_change"] = _series.robust_z(residual(spread), sd / np.sqrt(2 * np.maximum(s.n_lat, 1)))
+            out["variance_change"] = z_of(spread, sd / np.sqrt(2 * np.maximum(s.n_lat, 1)))
         if has["status"] and s.n.sum() >= 100:
             rate = np.where(s.n >= 1, s.n5xx / np.maximum(s.n, 1), np.nan)
             p0 = max(float(s.n5xx.sum() / s.n.sum()), 0.5 / max(float(np.median(s.n)), 1.0), 1e-4)
-            out["error_burst"] = _series.robust_z(residual(rate), np.sqrt(p0 * (1 - p0) / np.maximum(s.n, 1)))
+            out["error_burst"] = z_of(rate, np.sqrt(p0 * (1 - p0) / np.maximum(s.n, 1)))
         if has["cache_status"] and s.n_cache.sum() >= 100 and s.n_hit.sum() / max(s.n_cache.sum(), 1) >= 0.2:
             hit = np.where(s.n_cache >= 5, s.n_hit / np.maximum(s.n_cache, 1), np.nan)
             h0 = float(s.n_hit.sum() / s.n_cache.sum())
-            out["cache_hit_drop"] = _series.robust_z(residual(hit), np.sqrt(max(h0 * (1 - h0), 0.01)
-                                                                            / np.maximum(s.n_cache, 1)))
+            out["cache_hit_drop"] = z_of(hit, np.sqrt(max(h0 * (1 - h0), 0.01) / np.maximum(s.n_cache, 1)))
         if float(np.median(s.n)) >= 5:
             expected = s.n - residual(s.n, counts=True)
             out["throughput_change"] = _series.robust_z(np.log1p(s.n) - np.log1p(expected),

@@ -131,13 +131,19 @@ def seasonal_baseline(x: np.ndarray, bucket_s: int, offset_s: float, scale_days:
 
 
 def robust_z(residual: np.ndarray, floor: np.ndarray | float) -> np.ndarray:
-    """Residuals over a noise scale that a level shift does not inflate: 1.4826 × MAD of the first
-    differences / √2, never below ``floor`` (the sampling noise of a bucket). NaN stays NaN."""
+    """Residuals over a noise scale that a level shift does not inflate: 1.4826 × MAD of the lag-k
+    differences / √2, the larger of k = 1 and k = 12 buckets (so noise that wanders slowly, as metrics
+    often do, is not taken for change), never below ``floor`` (the sampling noise of a bucket)."""
     finite = residual[np.isfinite(residual)]
-    diffs = np.diff(finite)
-    mad = 1.4826 * float(np.median(np.abs(diffs - np.median(diffs)))) / np.sqrt(2) if len(diffs) > 3 else 0.0
-    scale = np.maximum(mad, floor)
-    return residual / np.where(scale > 0, scale, np.nan)
+    scale = 0.0
+    for lag in (1, 12):
+        if len(finite) > lag + 3:
+            diffs = finite[lag:] - finite[:-lag]
+            scale = max(scale, 1.4826 * float(np.median(np.abs(diffs - np.median(diffs)))) / np.sqrt(2))
+    if scale == 0 and len(finite) > 4:  # quantized or mostly constant series: MAD is 0, use the sd of changes
+        scale = float(np.std(np.diff(finite))) / np.sqrt(2)
+    scale_arr = np.maximum(scale, floor)
+    return residual / np.where(scale_arr > 0, scale_arr, np.nan)
 
 
 @dataclass(frozen=True)
@@ -204,3 +210,30 @@ def first_segment_level(z: np.ndarray) -> float:
     bounds = change_points(z)
     clean = np.nan_to_num(np.clip(z, -25, 25), nan=0.0)
     return float(clean[: bounds[0]].mean()) if bounds else 0.0
+
+
+def standardized_residual(x: np.ndarray, bucket_s: int, offset_s: float, seasonal: bool,
+                          floor: np.ndarray | float, counts: bool = False) -> tuple[np.ndarray, bool]:
+    """``x`` minus its expected level (the same clock time on other days when ``seasonal`` and the series
+    spans two days, else its median), over ``robust_z``'s noise scale; also whether the expected level
+    was seasonal (then the reference level of the residual is 0, else its first segment)."""
+    base = seasonal_baseline(x, bucket_s, offset_s, counts) if seasonal else None
+    used = base is not None
+    if base is None:
+        finite = x[np.isfinite(x)]
+        base = np.full_like(x, float(np.median(finite)) if len(finite) else 0.0, dtype=float)
+    return robust_z(x - base, floor), used
+
+
+def series_changes(x: np.ndarray, bucket_s: int, offset_s: float = 0.0, direction: int = 1,
+                   floor: float = 0.0) -> list[Segment]:
+    """Anomalous segments of one plain series (a metric, a NAB series): the detector's core on its own.
+    Without a sampling-noise floor, the floor is half the IQR-based spread of the series (so a quantized
+    series that flips between two levels is not a stream of changes)."""
+    values = np.asarray(x, dtype=float)
+    finite = values[np.isfinite(values)]
+    if len(finite) > 4:
+        q1, q3 = np.quantile(finite, [0.25, 0.75])
+        floor = max(floor, 0.5 * float(q3 - q1) / 1.349)
+    z, used = standardized_residual(values, bucket_s, offset_s, True, floor)
+    return anomalous_segments(z, direction, 0.0 if used else first_segment_level(z))
