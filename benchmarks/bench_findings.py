@@ -86,6 +86,7 @@ class Truth:
     causes: tuple[tuple[str, str], ...] = ()   # planted causes (kind, unique text): the top cause must be one
     label: str = ""
     routes_of_scope: frozenset[str] = frozenset()   # for service-wide incidents: the routes it touches
+    day: int = 0                      # day of the history the onset falls on (0 = the first)
 
 
 def _finding_scope(finding: Any) -> tuple[str | None, str | None]:
@@ -152,6 +153,7 @@ class Score:
     no_cause: int = 0
     spurious_cause: int = 0
     per_kind: dict[str, list[int]] = field(default_factory=dict)
+    per_day: dict[int, list[int]] = field(default_factory=dict)
     misses: list[str] = field(default_factory=list)
     false_alarms: list[str] = field(default_factory=list)
     wrong_causes: list[str] = field(default_factory=list)
@@ -193,6 +195,8 @@ def score(findings: Sequence[Any], truths: Sequence[Truth], tag: str = "") -> Sc
         s.planted += 1
         per = s.per_kind.setdefault(t.kind, [0, 0])
         per[1] += 1
+        per_day = s.per_day.setdefault(t.day, [0, 0])
+        per_day[1] += 1
         matches = [f for f in counted if f.kind in ACCEPTED[t.kind] and _overlaps(f, t) and _scope_found(f, t)]
         s.found_any_confidence += bool(matches) or any(
             f.kind in ACCEPTED[t.kind] and _overlaps(f, t) and _scope_found(f, t) for f in findings)
@@ -209,6 +213,7 @@ def score(findings: Sequence[Any], truths: Sequence[Truth], tag: str = "") -> Sc
         best = min(matches, key=lambda f: (f.kind != t.kind, abs((f.onset - t.onset).total_seconds())))
         s.found += 1
         per[0] += 1
+        per_day[0] += 1
         s.kind_exact += best.kind == t.kind
         err = abs((best.onset - t.onset).total_seconds()) / _bucket(best)
         s.onset_errors.append(err)
@@ -236,7 +241,8 @@ def synth_truths(w: synth.SynthWarehouse) -> list[Truth]:
         routes = frozenset(r.route for r in synth.ROUTES if r.service == inc.service
                            and (inc.kind != "saturation" or r.db)) if inc.route is None else frozenset()
         out.append(Truth(inc.kind, inc.service, inc.route, inc.status, inc.onset, inc.end, inc.above_minimum,
-                         tuple((c.kind, c.what) for c in inc.causes), f"seed {w.seed}: {inc.describe()}", routes))
+                         tuple((c.kind, c.what) for c in inc.causes), f"seed {w.seed}: {inc.describe()}", routes,
+                         (inc.onset - w.start).days))
     return out
 
 
@@ -335,10 +341,13 @@ def part_synth(args: argparse.Namespace, detector: Detector, tmp: Path) -> None:
         found, sec = _run(detector, w.path, truths)
         seconds += sec
         total.add(score(found, truths, f"[seed {seed}]"))
+        if seed == 1:
+            blind_same = _same_without_incident_events(detector, w.path, truths, found)
         w.path.unlink()
     print(f"\nsynthetic: {args.seeds} warehouses x {args.days:g} days, {rows:,} requests in all, "
           f"{total.planted} incidents above the minimum; detector {seconds:.1f} s in all")
     recall = total.found / total.planted if total.planted else 0.0
+    line("findings same with incident rows deleted", "yes", "yes" if blind_same else "NO (reads them)", blind_same)
     line("  recall counting low confidence too", "", _pct(total.found_any_confidence, total.planted), None)
     precision = total.true_findings / total.findings if total.findings else 1.0
     line("recall (above minimum, high/medium)", f">= {TARGETS['recall']:.0%}", _pct(total.found, total.planted),
@@ -359,6 +368,9 @@ def part_synth(args: argparse.Namespace, detector: Detector, tmp: Path) -> None:
     for kind in synth.KINDS:
         k, n = total.per_kind.get(kind, [0, 0])
         line(f"  recall {kind}", "", _pct(k, n), None)
+    for day in sorted(total.per_day):
+        k, n = total.per_day[day]
+        line(f"  recall, onset on day {day + 1} of the history", "", _pct(k, n), None)
     if args.verbose:
         for title, items in (("missed", total.misses), ("false alarms", total.false_alarms),
                              ("wrong cause", total.wrong_causes), ("onset > 2 buckets", total.late)):
@@ -366,6 +378,27 @@ def part_synth(args: argparse.Namespace, detector: Detector, tmp: Path) -> None:
                 print(f"  {title}:")
                 for item in items:
                     print(f"    {item}")
+
+
+def _same_without_incident_events(detector: Detector, path: Path, truths: Sequence[Truth],
+                                  found: Sequence[Any]) -> bool:
+    """The detector never reads ``incident`` events: deleting them changes none of its findings."""
+    import shutil
+
+    from kit.warehouse import connect
+
+    blind = path.with_name("blind.duckdb")
+    shutil.copyfile(path, blind)
+    con = connect(blind)
+    con.execute("DELETE FROM events WHERE kind = 'incident'")
+    con.close()
+    again, _ = _run(detector, blind, truths)
+    blind.unlink()
+
+    def key(f: Any) -> tuple:
+        return (f.kind, sorted(dict(f.scope).items()), f.onset, f.confidence, [(c.kind, c.ref) for c in f.causes])
+
+    return [key(f) for f in found] == [key(f) for f in again]
 
 
 def part_clean(args: argparse.Namespace, detector: Detector, tmp: Path) -> None:

@@ -2,11 +2,10 @@
 run, with a deploy event recorded at that moment: ingested through the real CLI (``perfkit ingest
 access-log``, ``perfkit ingest events``), the detector must report exactly one high/medium finding on
 ``/item/{id}``, a latency shift, with that deploy as its top cause and its onset within 2 buckets of the
-switch, and nothing on ``/other/{id}``, which did not change.
-
-Two controls on the same log show that the test can fail: with only the first half of the log (no
-slowdown) there is no high/medium finding at all; with the deploy recorded on ``/other/{id}`` instead,
-the ``/item/{id}`` finding must not name it as its top cause.
+switch, and nothing on ``/other/{id}``, which did not change (the no-slowdown control, over the same
+run). A second control on the same log: with the deploy recorded on ``/other/{id}`` instead, the
+``/item/{id}`` finding must not name it as its top cause. (Half of the log is no control: 25 one-second
+buckets are too few for the detector to look for change points at all.)
 
 wrk paces each connection (``delay()`` of 20 ms between requests), so the slowdown barely changes the
 request rate: the change is in latency only. The run lasts ``DURATION_S`` seconds so that the detector's
@@ -22,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -205,19 +204,6 @@ def test_slower_route_is_one_finding_with_its_deploy(slowed_run, tmp_path):
     assert abs((finding.onset - switched).total_seconds()) <= 2 * finding.bucket_s, (
         f"onset {finding.onset} vs switch {switched} (bucket {finding.bucket_s} s)")
     assert not _on(findings, OTHER_ROUTE), f"{OTHER_ROUTE} did not change:\n{described}"
-
-
-def test_no_slowdown_no_finding(slowed_run, tmp_path):
-    """Control: the first half of the same log (before the switch) holds no change worth reporting."""
-    log, switched = slowed_run
-    cut = (switched - timedelta(seconds=1)).timestamp()
-    first_half = tmp_path / "first-half.log"
-    first_half.write_text("".join(line + "\n" for line in log.read_text().splitlines()
-                                  if float(line.split(" ", 1)[0]) < cut))
-    findings = _findings(tmp_path, first_half, SLOW_ROUTE, switched)
-    above_low = [f"{f.kind} {f.confidence} {f.scope} {f.onset}" for f in findings
-                 if f.confidence in ("high", "medium")]
-    assert not above_low, f"findings without any slowdown: {above_low}"
 
 
 def test_deploy_on_another_route_is_not_the_cause(slowed_run, tmp_path):
