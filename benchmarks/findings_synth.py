@@ -7,9 +7,9 @@
 ``events`` as kind ``incident`` (for people reading the warehouse; the detector must never read them).
 
 Traffic: 12 routes in 3 services (``api``, ``web``, ``static``) with fixed shares of traffic; a daily
-cycle (trough ~08:00 UTC at ~0.35x, peak ~20:00 UTC), weekends at ~0.75x, and ordinary load peaks
-(smooth bumps of 1.3-1.6x lasting about 1-2 h, 1 in 2 days) under which latency rises a little
-(queueing). Latency is lognormal per route with a 1 % Pareto tail; cacheable routes answer HIT from
+cycle (trough ~08:00 UTC at ~0.35x, peak ~20:00 UTC), weekends at ~0.75x (eased in and out over 4 h),
+and ordinary load peaks (smooth bumps of 1.3-1.6x lasting about 1-2 h, 1 in 2 days) under which latency
+rises a little (queueing). Latency is lognormal per route with a 1 % Pareto tail; cacheable routes answer HIT from
 the edge in a few ms (``upstream_ms`` NULL) and MISS from the origin; 0.2 % 5xx and 2 % 404 at all times.
 Requests per (route, minute) are Poisson; rows are expanded in DuckDB (``unnest(range(n))``) with
 counter-based random numbers (DuckDB ``hash`` of one 64-bit key packing cell, request, seed and
@@ -184,7 +184,9 @@ def _rates(rng: np.random.Generator, n_min: int, start: datetime, mean_per_min: 
     hour = ((start_s / 60 + t) / 60) % 24
     weekday = ((start_s / 86400 + t / 1440 + 3) % 7).astype(np.int64)  # 1970-01-01 was a Thursday (3)
     daily = 1.0 + 0.65 * np.sin(2 * np.pi * (hour - 14.0) / 24.0)     # trough 0.35x at 08:00, peak at 20:00
-    weekly = np.where(weekday >= 5, 0.75, 1.0)
+    weekend = np.convolve(np.pad((weekday >= 5).astype(np.float64), 120, mode="edge"), np.ones(240) / 240,
+                          mode="same")[120:-120]                       # eased over 4 h around midnight
+    weekly = 1.0 - 0.25 * weekend
     peaks = np.ones(n_min)
     for _ in range(max(1, n_min // 2880)):
         centre = rng.uniform(0.05, 0.95) * n_min
