@@ -4,7 +4,6 @@ bottleneck findings of notebook 30) without running the notebooks, for CI jobs a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
@@ -32,6 +31,7 @@ def _findings(args: argparse.Namespace) -> int:
     from kit.analysis.findings import find_bottlenecks, findings_table
     from kit.analysis.window import resolve_window
     from kit.report.render import validate_document
+    from kit.results import dumps
     from kit.warehouse import connect
 
     con = connect(args.db, read_only=True)
@@ -43,8 +43,7 @@ def _findings(args: argparse.Namespace) -> int:
     if args.json:
         document = found.to_dict()
         validate_document(document, "bottleneck_findings")
-        json.dump(document, sys.stdout, indent=2, ensure_ascii=False, allow_nan=False)
-        sys.stdout.write("\n")
+        sys.stdout.write(dumps(document))  # the same text as the 'findings' key of results/bottlenecks.json
         return 0
     print(f"window {window.label()}  bucket {found.bucket_s} s  findings {len(found.items)}")
     for note in found.notes:

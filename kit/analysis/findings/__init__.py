@@ -4,8 +4,9 @@
 
 1. **Series.** One DuckDB aggregate gives, per service, route and time bucket, additive sums (requests,
    5xx, Σ ln latency, Σ ln² latency, Σ latency, cache statuses, hits); routes are summed into services.
-   The bucket is the finest of 1 s … 1 d that keeps a series ≤ 2,500 points and gives the busiest
-   service ≥ 20 requests per median bucket (a 10-minute log: seconds; a week: 5 min).
+   The bucket is the finest of 1 s … 1 d that keeps a series ≤ 2,500 points (≤ 5 min up to 35 days) and
+   gives the busiest service ≥ 20 requests per median bucket (a 10-minute log: seconds; a week or a
+   month: 5 min).
 2. **Expected level.** When the window spans ≥ 2 days, each bucket is compared with the median of the
    same clock time on the other days (counts scaled by the day's own level, so weekends and lighter days
    are not changes): daily and weekly cycles and the load they bring cancel. Shorter windows compare

@@ -42,10 +42,13 @@ GROUP BY ALL
 
 
 def choose_bucket(con: duckdb.DuckDBPyConnection, window: Window, services: tuple[str, ...] | list[str]) -> int:
-    """The finest ladder bucket (s) that keeps series at most ``MAX_BUCKETS`` long and gives the busiest
+    """The finest ladder bucket (s) that keeps series at most ``MAX_BUCKETS`` long (windows up to 35 days:
+    at most 5 minutes) and gives the busiest
     service at least ``MIN_BUSY_PER_BUCKET`` requests in a median bucket (coarser when the data is thin)."""
     seconds = max(window.seconds, 1.0)
-    candidates = [b for b in BUCKET_LADDER if seconds / b <= MAX_BUCKETS] or [BUCKET_LADDER[-1]]
+    # up to 35 days stay at 5 minutes or finer (a month: 8,640 points), so short incidents keep a few buckets
+    limit = max(MAX_BUCKETS, seconds / 300) if seconds <= 35 * DAY_S else MAX_BUCKETS
+    candidates = [b for b in BUCKET_LADDER if seconds / b <= limit] or [BUCKET_LADDER[-1]]
     row = con.execute(
         f"SELECT max(n) FROM (SELECT service, count(*) AS n FROM requests WHERE {window.sql()} AND "
         f"{services_sql(services)} GROUP BY service)").fetchone()
