@@ -30,8 +30,7 @@ Five parts, each printed as target vs measured with PASS/FAIL:
 
     .venv/bin/python benchmarks/bench_findings.py                    # small: 3 seeds x 2M requests, demo 1M,
                                                                      # speed on 30 days x 2M (a few minutes)
-    .venv/bin/python benchmarks/bench_findings.py --seeds 10 --requests 10000000 --speed-requests 100000000
-                                                                     # full size (--full): 10 seeds x 10M,
+    .venv/bin/python benchmarks/bench_findings.py --full               # full size: 10 seeds x 7 days x 10M,
                                                                      # 100M for speed (~30 GB disk, hours)
     .venv/bin/python benchmarks/bench_findings.py --only synth --seeds 5 -v   # one part, list misses and FPs
 """
@@ -488,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply --requests, --demo-requests and --speed-requests (e.g. 0.25 for a quick run)")
     parser.add_argument("--full", action="store_true",
-                        help="full size: 10 seeds x 10M requests, speed on 100M (hours; ~30 GB of disk)")
+                        help="full size: 10 seeds x 7 days x 10M requests, speed on 100M (hours; ~30 GB of disk)")
     parser.add_argument("--repeat", type=int, default=2, help="alternating timed runs in the speed part (best of)")
     parser.add_argument("--threads", type=int, default=2, help="DuckDB threads (default 2)")
     parser.add_argument("--only", choices=sorted(PARTS), action="append", help="run only this part (repeatable)")
@@ -499,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="list misses, false alarms, wrong causes")
     args = parser.parse_args(argv)
     if args.full:
-        args.seeds, args.requests, args.speed_requests = max(args.seeds, 10), 10_000_000, 100_000_000
+        args.seeds, args.days, args.requests, args.speed_requests = max(args.seeds, 10), 7, 10_000_000, 100_000_000
     args.requests = int(args.requests * args.scale)
     args.demo_requests = int(args.demo_requests * args.scale)
     args.speed_requests = int(args.speed_requests * args.scale)
