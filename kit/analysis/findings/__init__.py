@@ -34,7 +34,8 @@
    window (latency, saturation, cache), or its excess 5xx over all 5xx (errors), or lost requests.
 6. **Why.** ``events`` of every kind except ``incident`` (the detector never reads incident rows, which
    are ground truth for scoring), metrics that moved with it, query fingerprints whose time rose,
-   profile frames that grew; each with a strength in 0..1, or one ``unknown`` cause.
+   profile frames that grew; each with a strength in 0..1. When nothing fits, or no candidate reaches a
+   strength of 0.4 (e.g. a deploy aimed at another route), the first cause is ``unknown``.
 7. **Confidence.** high: segment strength ≥ 12, p < 1e-6 and a relative effect that matters (latency
    ≥ +25 %, 5xx ≥ +2 points, hit ratio ≥ −10 points, traffic ≤ −30 %); medium: strength ≥ 8 and p < 1e-3;
    otherwise low. A latency change while the service's own traffic is ≥ 30 % above its usual level is
@@ -63,6 +64,7 @@ FINDING_KINDS = ("latency_shift", "variance_change", "error_burst", "throughput_
                  "saturation", "slow_query_regression")
 CAUSE_KINDS = ("deploy", "config", "metric", "query", "profile", "unknown")
 SAMPLE_ROWS = 3000
+WEAK_CAUSE = 0.4  # when no candidate is at least this strong, the top cause is "unknown"
 ROUTE_MIN_REQUESTS = 200  # routes with fewer requests in the window get no series of their own
 
 
@@ -438,6 +440,9 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
                        for c in sorted(links, key=lambda c: -c.strength)[:6])
     if not cause_list:
         cause_list = (Cause("unknown", "", "no event, metric, query or profile change fits", 0.0, None),)
+    elif cause_list[0].strength < WEAK_CAUSE:
+        cause_list = (Cause("unknown", "", "no strong suspect; the weak candidates that follow are listed for "
+                            "completeness", 0.0, None), *cause_list[:5])
     confidence = "low" if start == 0 else _confidence(kind, primary.strength, eff, load)  # no onset seen
     related = tuple(sorted({f"{d.kind}:{'/'.join(v for _, v in d.scope)}" for d in group if d is not primary}))
     if extra:

@@ -43,8 +43,8 @@ def event_causes(con: duckdb.DuckDBPyConnection, onset: datetime, end: datetime 
                  scope: dict[str, str]) -> tuple[list[CauseLink], str]:
     """Events that started within ``lead`` before the onset (or up to two buckets after it), scored by
     closeness in time and scope: same service 1, no service 0.6, another service 0.25; a route that
-    matches the scope's route (or its prefix) adds weight; an event whose end matches the finding's end
-    (a revert or rollback) is stronger."""
+    matches the scope's route (or its prefix) adds weight, another route takes most of it away; an event
+    whose end matches the finding's end (a revert or rollback) is stronger."""
     lead = timedelta(seconds=max(1800, 6 * bucket_s))
     after = timedelta(seconds=2 * bucket_s)
     rows = con.execute(EVENTS_SQL, [onset - lead, onset + after]).fetchall()
@@ -62,7 +62,8 @@ def event_causes(con: duckdb.DuckDBPyConnection, onset: datetime, end: datetime 
             match = 0.25
         if route and scope.get("route"):
             prefix = scope["route"].rstrip("*")
-            match *= 1.15 if route.rstrip("*").startswith(prefix) or prefix.startswith(route.rstrip("*")) else 0.9
+            # an event aimed at another route of the service is a weak suspect
+            match *= 1.15 if route.rstrip("*").startswith(prefix) or prefix.startswith(route.rstrip("*")) else 0.3
         ends_together = 1.0
         if end is not None and ts_end is not None and kind != "deploy":
             ends_together = 1.2 if abs((ts_end - end).total_seconds()) <= 2 * bucket_s else 0.9
