@@ -373,9 +373,25 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
     baseline = _intervals(window, onset, stop_at, seasonal)
     during = f"(ts >= TIMESTAMPTZ '{onset.isoformat()}' AND ts < TIMESTAMPTZ '{stop_at.isoformat()}')"
     sql: dict[str, str] = {"series": series_sql}
+    links: list[_causes.CauseLink] = []
+    ev, sql["events"] = _causes.event_causes(con, onset, end, bucket_s, scope)
+    links += ev
+    met, utilization, sql["metrics"] = _causes.metric_causes(con, onset, stop_at, bucket_s, scope.get("service"))
+    links += met
+    qry, sql["queries"] = _causes.query_causes(con, onset, stop_at, bucket_s)
+    links += qry
+    prof, sql["profiles"] = _causes.profile_causes(con, onset, stop_at, scope.get("service"))
+    links += prof
+    load = _load_factor(by_scope, scope.get("service", ""), start, stop, bucket_s, offset, seasonal)
+    if primary.kind in ("latency_shift", "variance_change", "error_burst") and load >= 1.3:
+        links.append(_causes.CauseLink("metric", "requests per second",
+                                       f"traffic ×{load:.2f} its usual level at this time", 0.8, 0.0))
+    saturated = any(link.kind == "metric" and link.ref in {p[0] for p in _causes.SATURATION_PAIRS} for link in met)
     kind = primary.kind
+    if saturated and kind in ("latency_shift", "error_burst", "variance_change"):
+        kind = "saturation"  # measured as the latency of the scope (the errors, if any, are related)
     extra = ""
-    if kind in ("latency_shift", "variance_change"):
+    if kind == "latency_shift" or (kind == "saturation" and has["latency"]) or kind == "variance_change":
         column = "latency_ms"
         sample = ("SELECT {col} FROM (SELECT {col} FROM requests WHERE {w} AND {when} AND "
                   f"{_series.ORIGIN_SERVED}) "
@@ -384,7 +400,7 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
         sql["after"] = sample.format(col=column, w=where, when=during)
         x = con.execute(sql["before"]).df()[column].to_numpy()
         y = con.execute(sql["after"]).df()[column].to_numpy()
-        if kind == "latency_shift":
+        if kind in ("latency_shift", "saturation"):
             eff = _effects.hodges_lehmann(x, y)
             unit, metric = "ms", "latency_ms of requests not served from cache (Hodges–Lehmann shift)"
             if has["upstream"]:
@@ -392,8 +408,8 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
         else:
             eff = _effects.spread_ratio(x, y)
             unit, metric = "ratio", "IQR of ln latency_ms (after/before)"
-    elif kind in ("error_burst", "cache_hit_drop"):
-        if kind == "error_burst":
+    elif kind in ("error_burst", "cache_hit_drop", "saturation"):
+        if kind != "cache_hit_drop":
             num, den, metric = "count(*) FILTER (WHERE status >= 500)", "count(*)", "5xx share of requests"
         else:
             num, den, metric = ("count(*) FILTER (WHERE upper(cache_status) = 'HIT')", "count(cache_status)",
@@ -404,7 +420,7 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
         k1, n1 = con.execute(sql["after"]).fetchone() or (0, 0)
         eff = _effects.proportion_difference(float(k0), float(n0), float(k1), float(n1))
         unit = "share"
-        if kind == "error_burst":
+        if kind != "cache_hit_drop":
             sql["status_codes"] = (f"SELECT status, count(*) AS n FROM requests WHERE {where} AND {during} "
                                    "AND status >= 500 GROUP BY status ORDER BY n DESC")
             codes = con.execute(sql["status_codes"]).fetchall()
@@ -420,22 +436,6 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
         eff = _effects.rate_ratio(c0, seconds_before, c1, seconds_after)
         unit, metric = "ratio", "requests per second (after/before)"
     cost, basis = _cost(con, window, kind, where, eff, onset, stop_at, sql)
-    links: list[_causes.CauseLink] = []
-    ev, sql["events"] = _causes.event_causes(con, onset, end, bucket_s, scope)
-    links += ev
-    met, utilization, sql["metrics"] = _causes.metric_causes(con, onset, stop_at, bucket_s, scope.get("service"))
-    links += met
-    qry, sql["queries"] = _causes.query_causes(con, onset, stop_at, bucket_s)
-    links += qry
-    prof, sql["profiles"] = _causes.profile_causes(con, onset, stop_at, scope.get("service"))
-    links += prof
-    load = _load_factor(by_scope, scope.get("service", ""), start, stop, bucket_s, offset, seasonal)
-    if kind in ("latency_shift", "variance_change", "error_burst") and load >= 1.3:
-        links.append(_causes.CauseLink("metric", "requests per second",
-                                       f"traffic ×{load:.2f} its usual level at this time", 0.8, 0.0))
-    saturated = any(link.kind == "metric" and link.ref in {p[0] for p in _causes.SATURATION_PAIRS} for link in met)
-    if saturated and kind in ("latency_shift", "error_burst", "variance_change"):
-        kind = "saturation"
     cause_list = tuple(Cause(c.kind, c.ref, c.detail, c.strength, c.lag_s)
                        for c in sorted(links, key=lambda c: -c.strength)[:6])
     if not cause_list:
@@ -489,7 +489,7 @@ def _cost(con: duckdb.DuckDBPyConnection, window: Window, kind: str, where: str,
     n_during, total_ms, total_5xx, total_n = con.execute(sql["cost"]).fetchone() or (0, 0, 0, 0)
     if not math.isfinite(eff.effect):
         return None, ""
-    if kind == "latency_shift" and total_ms:
+    if kind in ("latency_shift", "saturation") and total_ms:
         return round(max(eff.effect, 0.0) * n_during / total_ms, 6), "request_time"
     if kind == "error_burst" and total_5xx:
         return round(min(1.0, max(eff.effect, 0.0) * n_during / total_5xx), 6), "errors_5xx"
@@ -552,13 +552,15 @@ def _merge_saturation(con: duckdb.DuckDBPyConnection, window: Window, bucket_s: 
         return findings
     rest = [f for f in findings if f.kind != "saturation"]
     merged: list[Finding] = []
-    for f in sorted(sat, key=lambda f: (-(f.cost_share or 0.0))):
+    for f in sorted(sat, key=lambda f: -f.strength):
         host = next((m for m in merged if _overlap(m, f, window)), None)
         if host is None:
             merged.append(f)
-        else:
-            merged[merged.index(host)] = _with(host, related=(*host.related, f"saturation:{f.title}"),
-                                               strength=max(host.strength, f.strength))
+        else:  # the strongest keeps its numbers; the interval spans them all
+            ends = [host.end, f.end]
+            merged[merged.index(host)] = _with(
+                host, related=(*host.related, f"saturation:{f.title}"), onset=min(host.onset, f.onset),
+                end=None if None in ends else max(e for e in ends if e is not None))
     routes = [k[1][1] for k in by_scope if len(k) == 2]
     out = []
     for f in merged:

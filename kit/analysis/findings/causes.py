@@ -129,8 +129,9 @@ GROUP BY name, labels""".strip()
         share_before = float(active["before_median"].sum() / cap["after_mean"].max())
         utilization[label] = share_after
         if share_after >= SATURATED and share_after - share_before >= 0.2:
+            # the resource at its limit is the symptom; the query or deploy that filled it ranks above it
             links.append(CauseLink("metric", usage, f"{label}: {share_after:.0%} of the limit ({limit}) during "
-                                   f"the change, {share_before:.0%} before", round(min(1.0, share_after), 3), 0.0))
+                                   f"the change, {share_before:.0%} before", round(min(0.8, share_after), 3), 0.0))
     counter = frame["name"].isin(counters)
     events_moved = (frame["after_mean"] - frame["before_mean"]).abs() * length
     moved = frame[(frame["z"].abs() >= 4) & (~counter | (events_moved >= 20))].copy()
