@@ -109,6 +109,7 @@ class Finding:
     strength: float = 0.0          # segment |mean z|·√len of the strongest series behind it
     explanatory_power: float | None = None  # share of the parent scope's excess that the scope explains
     related: tuple[str, ...] = ()  # other series that moved with it (kind:scope)
+    detected_as: str = ""          # the kind of the series change behind it (a saturation's latency or 5xx)
 
     @property
     def title(self) -> str:
@@ -156,7 +157,7 @@ class _Detection:
         return dict(self.scope).get("route")
 
 
-_PRIORITY = {"cache_hit_drop": 0, "error_burst": 1, "throughput_change": 2, "latency_shift": 3,
+_PRIORITY = {"error_burst": 0, "cache_hit_drop": 1, "throughput_change": 2, "latency_shift": 3,
              "variance_change": 4}
 _DIRECTION = {"latency_shift": 1, "variance_change": 1, "error_burst": 1, "cache_hit_drop": -1,
               "throughput_change": -1}
@@ -189,10 +190,18 @@ def find_bottlenecks(con: duckdb.DuckDBPyConnection, window: Window, *, services
                       "(no daily cycle removed).")
     detections: list[_Detection] = []
     signals: dict[tuple[tuple[tuple[str, str], ...], str], np.ndarray] = {}
+    services_n = {s.scope[0][1]: s.n for s in scopes if len(s.scope) == 1}
+    total_n = np.sum(list(services_n.values()), axis=0)
+    routes_of = {name: sum(1 for t in scopes if len(t.scope) == 2 and t.scope[0][1] == name) for name in services_n}
     for s in scopes:
         if len(s.scope) == 2 and s.n.sum() < ROUTE_MIN_REQUESTS:
             continue
-        for kind, z in _signals(s, has, bucket_s, offset, seasonal).items():
+        service = s.scope[0][1]
+        if len(s.scope) == 1:
+            parent = total_n if len(services_n) > 1 else None
+        else:
+            parent = services_n[service] if routes_of[service] > 1 else None
+        for kind, z in _signals(s, has, bucket_s, offset, seasonal, parent).items():
             signals[(s.scope, kind)] = z
             reference = 0.0 if seasonal else _series.first_segment_level(z)
             for seg in _series.anomalous_segments(z, _DIRECTION[kind], reference):
@@ -217,8 +226,9 @@ def _coverage(con: duckdb.DuckDBPyConnection, window: Window, services: tuple[st
 
 
 def _signals(s: _series.ScopeSeries, has: dict[str, bool], bucket_s: int, offset: float,
-             seasonal: bool) -> dict[str, np.ndarray]:
-    """Standardized residual series of one scope, per finding kind it can show."""
+             seasonal: bool, parent: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Standardized residual series of one scope, per finding kind it can show. Traffic is measured as a
+    share of ``parent`` (all services for a service, the service for a route) when there is one."""
     out: dict[str, np.ndarray] = {}
 
     def z_of(x: np.ndarray, floor: np.ndarray | float, counts: bool = False) -> np.ndarray:
@@ -248,10 +258,14 @@ def _signals(s: _series.ScopeSeries, has: dict[str, bool], bucket_s: int, offset
             hit = np.where(s.n_cache >= 5, s.n_hit / np.maximum(s.n_cache, 1), np.nan)
             h0 = float(s.n_hit.sum() / s.n_cache.sum())
             out["cache_hit_drop"] = z_of(hit, np.sqrt(max(h0 * (1 - h0), 0.01) / np.maximum(s.n_cache, 1)))
-        if float(np.median(s.n)) >= 5:
+        if float(np.median(s.n)) >= 5 and parent is None:  # the only scope at its level: its own traffic
             expected = s.n - residual(s.n, counts=True)
             out["throughput_change"] = _series.robust_z(np.log1p(s.n) - np.log1p(expected),
                                                         1.0 / np.sqrt(np.maximum(s.n, 1)))
+        elif float(np.median(s.n)) >= 5 and parent is not None:
+            # share of the parent's traffic: a weekend or a holiday lowers every scope alike and moves no share
+            share = np.where((parent > 0) & (s.n > 0), s.n / np.maximum(parent, 1), np.nan)
+            out["throughput_change"] = z_of(np.log(share), 1.0 / np.sqrt(np.maximum(s.n, 1)))
     return out
 
 
@@ -273,8 +287,14 @@ def _excess(s: _series.ScopeSeries, kind: str, start: int, stop: int, bucket_s: 
             seasonal: bool) -> float:
     """A scope's additive excess in [start, stop) over its expected level: extra request time (ms) for
     latency, extra 5xx, lost hits, lost requests."""
-    if kind in ("latency_shift", "variance_change"):  # Σ ln latency over its expected level (robust to tails)
+    if kind == "latency_shift":  # Σ ln latency over its expected level (robust to tails)
         measure = np.where(s.n_lat > 0, s.s_ln / np.maximum(s.n_lat, 1), np.nan)
+        weight = s.n_lat
+    elif kind == "variance_change":  # spread of ln latency over its expected level, weighted by requests
+        with np.errstate(all="ignore"):
+            mean = s.s_ln / np.maximum(s.n_lat, 1)
+            measure = np.where(s.n_lat >= 2, np.sqrt(np.maximum(s.s_ln2 / np.maximum(s.n_lat, 1) - mean ** 2, 0)),
+                               np.nan)
         weight = s.n_lat
     else:
         measure = {"error_burst": s.n5xx, "cache_hit_drop": s.n_cache - s.n_hit, "throughput_change": -s.n}[kind]
@@ -378,18 +398,21 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
     links += ev
     met, utilization, sql["metrics"] = _causes.metric_causes(con, onset, stop_at, bucket_s, scope.get("service"))
     links += met
+    saturated = any(link.kind == "metric" and link.ref in {p[0] for p in _causes.SATURATION_PAIRS} for link in met)
+    kind = primary.kind
+    latency_rose = any(d.kind == "latency_shift" for d in group)
+    if saturated and latency_rose and kind in ("latency_shift", "error_burst", "variance_change"):
+        kind = "saturation"  # a resource at its limit while latency rose: measured as the scope's latency
     qry, sql["queries"] = _causes.query_causes(con, onset, stop_at, bucket_s)
-    links += qry
+    # database time explains slowness far better than errors, and hardly a cache or traffic change
+    plausible = {"saturation": 1.0, "latency_shift": 1.0, "variance_change": 0.6, "error_burst": 0.6}.get(kind, 0.3)
+    links += [_causes.CauseLink(q.kind, q.ref, q.detail, round(q.strength * plausible, 3), q.lag_s) for q in qry]
     prof, sql["profiles"] = _causes.profile_causes(con, onset, stop_at, scope.get("service"))
     links += prof
     load = _load_factor(by_scope, scope.get("service", ""), start, stop, bucket_s, offset, seasonal)
     if primary.kind in ("latency_shift", "variance_change", "error_burst") and load >= 1.3:
         links.append(_causes.CauseLink("metric", "requests per second",
                                        f"traffic ×{load:.2f} its usual level at this time", 0.8, 0.0))
-    saturated = any(link.kind == "metric" and link.ref in {p[0] for p in _causes.SATURATION_PAIRS} for link in met)
-    kind = primary.kind
-    if saturated and kind in ("latency_shift", "error_burst", "variance_change"):
-        kind = "saturation"  # measured as the latency of the scope (the errors, if any, are related)
     extra = ""
     if kind == "latency_shift" or (kind == "saturation" and has["latency"]) or kind == "variance_change":
         column = "latency_ms"
@@ -449,7 +472,7 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
         related = (extra, *related)
     return Finding(kind, scope, onset, end, bucket_s, metric, _num(eff.before), _num(eff.after), _num(eff.effect),
                    _num(eff.ci_low), _num(eff.ci_high), eff.p_value, confidence, cost, cause_list, sql,
-                   unit, basis, round(primary.strength, 2), power, related)
+                   unit, basis, round(primary.strength, 2), power, related, primary.kind)
 
 
 def _num(value: float) -> float:
@@ -556,6 +579,10 @@ def _merge_saturation(con: duckdb.DuckDBPyConnection, window: Window, bucket_s: 
         host = next((m for m in merged if _overlap(m, f, window)), None)
         if host is None:
             merged.append(f)
+        elif abs((f.onset - host.onset).total_seconds()) > 3 * bucket_s:
+            # began well before or after the resource filled up: its own change, not this saturation
+            causes = tuple(c for c in f.causes if c.ref not in {p[0] for p in _causes.SATURATION_PAIRS})
+            rest.append(_with(f, kind=f.detected_as or f.kind, causes=causes or f.causes))
         else:  # the strongest keeps its numbers; the interval spans them all
             ends = [host.end, f.end]
             merged[merged.index(host)] = _with(

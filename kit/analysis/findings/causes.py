@@ -42,9 +42,10 @@ class CauseLink:
 def event_causes(con: duckdb.DuckDBPyConnection, onset: datetime, end: datetime | None, bucket_s: int,
                  scope: dict[str, str]) -> tuple[list[CauseLink], str]:
     """Events that started within ``lead`` before the onset (or up to two buckets after it), scored by
-    closeness in time and scope: same service 1, no service 0.6, another service 0.25; a route that
-    matches the scope's route (or its prefix) adds weight, another route takes most of it away; an event
-    whose end matches the finding's end (a revert or rollback) is stronger."""
+    closeness in time (full within max(5 min, 2 buckets), then decaying with a 10-min scale) and scope:
+    same service 1, no service 0.6, another service 0.25; a route that matches the scope's route (or its
+    prefix) adds weight, another route takes most of it away; an event whose end matches the finding's
+    end (a revert or rollback) is stronger."""
     lead = timedelta(seconds=max(1800, 6 * bucket_s))
     after = timedelta(seconds=2 * bucket_s)
     rows = con.execute(EVENTS_SQL, [onset - lead, onset + after]).fetchall()
@@ -53,7 +54,8 @@ def event_causes(con: duckdb.DuckDBPyConnection, onset: datetime, end: datetime 
     links = []
     for ts_start, ts_end, kind, service, route, what in rows:
         lag = (onset - ts_start).total_seconds()
-        closeness = math.exp(-max(lag, 0.0) / max(600.0, 2 * bucket_s)) if lag >= 0 else 0.7
+        grace = max(300.0, 2 * bucket_s)  # a rollout takes minutes: full weight within the grace period
+        closeness = math.exp(-max(lag - grace, 0.0) / max(600.0, 2 * bucket_s)) if lag >= 0 else 0.7
         if service and scope.get("service") == service:
             match = 1.0
         elif not service:
@@ -66,7 +68,7 @@ def event_causes(con: duckdb.DuckDBPyConnection, onset: datetime, end: datetime 
             match *= 1.15 if route.rstrip("*").startswith(prefix) or prefix.startswith(route.rstrip("*")) else 0.3
         ends_together = 1.0
         if end is not None and ts_end is not None and kind != "deploy":
-            ends_together = 1.2 if abs((ts_end - end).total_seconds()) <= 2 * bucket_s else 0.9
+            ends_together = 1.2 if abs((ts_end - end).total_seconds()) <= 2 * bucket_s else 1.0
         strength = min(1.0, closeness * match * ends_together)
         if strength >= 0.1:
             links.append(CauseLink(_event_kind(kind), f"{kind}@{ts_start.isoformat()}", str(what),
