@@ -296,8 +296,14 @@ def _excess(s: _series.ScopeSeries, kind: str, start: int, stop: int, bucket_s: 
             measure = np.where(s.n_lat >= 2, np.sqrt(np.maximum(s.s_ln2 / np.maximum(s.n_lat, 1) - mean ** 2, 0)),
                                np.nan)
         weight = s.n_lat
+    elif kind == "error_burst":  # extra 5xx: the 5xx share over its expected share, times requests
+        measure = np.where(s.n > 0, s.n5xx / np.maximum(s.n, 1), np.nan)
+        weight = s.n
+    elif kind == "cache_hit_drop":  # lost hits: the expected hit ratio minus the ratio, times cache lookups
+        measure = np.where(s.n_cache > 0, 1.0 - s.n_hit / np.maximum(s.n_cache, 1), np.nan)
+        weight = s.n_cache
     else:
-        measure = {"error_burst": s.n5xx, "cache_hit_drop": s.n_cache - s.n_hit, "throughput_change": -s.n}[kind]
+        measure = -s.n
         weight = np.ones_like(measure)
     base = _series.seasonal_baseline(measure, bucket_s, offset, kind == "throughput_change") if seasonal else None
     if base is None:
