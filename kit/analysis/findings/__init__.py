@@ -8,44 +8,57 @@
    gives the busiest service ≥ 20 requests per median bucket (a 10-minute log: seconds; a week or a
    month: 5 min).
 2. **Expected level.** When the window spans ≥ 2 days, each bucket is compared with the median of the
-   same clock time on the other days (counts scaled by the day's own level, so weekends and lighter days
-   are not changes): daily and weekly cycles and the load they bring cancel. Shorter windows compare
-   with the series' own first segment. Residuals are divided by a noise scale that a level shift does
-   not inflate (MAD of first differences), never below the bucket's sampling noise.
+   same clock time on the other days: daily and weekly cycles and the load they bring cancel. Traffic is
+   measured as a share of its parent (a service of all services, a route of its service), so a weekend
+   or a holiday that lowers everything moves no share. Shorter windows compare with the series' own
+   first segment. Latency series use the requests the service answered itself (edge cache hits are a
+   different population whose share varies). Residuals are divided by a noise scale that a level shift
+   does not inflate (MAD of the lag-1 and lag-12 differences, the larger), never below the bucket's
+   sampling noise.
 3. **Change points.** ruptures ``KernelCPD`` with the linear kernel: exact PELT for the least-squares
-   (mean-shift) cost, compiled, ~10 ms for 2,000 points. Penalty 3·ln n per change point: the BIC
-   penalty for a mean shift in a unit-variance series is about 2·ln n; residuals of request buckets have
-   heavier tails than a Gaussian, so it is made 50 % stiffer (fewer, surer change points). A cheap screen
-   (no 3-bucket mean beyond 3 σ) skips series with nothing to find. Segments whose mean is ≥ 3 σ off in
-   the harmful direction (latency or spread up, 5xx up, hit ratio down, traffic down) with |mean|·√len
-   ≥ 6 are changes; adjacent ones merge.
-4. **Where.** Detections of one service that overlap in time form one change. Its scope is the
-   narrowest that explains it, as in Adtributor: each route's explanatory power is its share of the
-   service's excess (extra request time, extra 5xx, lost hits, lost requests); one route with ≥ 60 %
-   is the scope, else the routes that reach 80 % together, written as their common path prefix
+   (mean-shift) cost, compiled, ~10 ms for 2,000 points (ruptures' pure-Python ``Pelt`` takes ~14 s).
+   Penalty 3·ln n per change point: the BIC penalty for a mean shift in a unit-variance series is about
+   2·ln n; residuals of request buckets have heavier tails than a Gaussian, so it is made 50 % stiffer
+   (fewer, surer change points). A cheap screen (no 3-, 12- or 48-bucket mean reaching a strength of 5)
+   skips series with nothing to find. Segments off in the harmful direction (latency or spread up, 5xx
+   up, hit ratio down, traffic down) that are short and sharp (|mean| ≥ 3 σ, |mean|·√len ≥ 6) or long
+   and steady (|mean| ≥ 1 σ, |mean|·√len ≥ 10) are changes; adjacent ones merge.
+4. **Where.** Detections of one service that overlap in time form one change, named by its most telling
+   kind (5xx, then hit ratio, traffic, latency, spread). Its scope is the narrowest that explains it, as
+   in Adtributor: each route's explanatory power is its share of the service's excess (extra ln-latency,
+   extra spread, extra 5xx or lost hits at the expected rate, lost requests); one route with ≥ 60 % is
+   the scope, else the routes that reach 80 % together, written as their common path prefix
    (``/static/*``) when they share one, else the service. Errors name their status class and codes;
-   latency says whether the upstream or the service's own time moved. Changes of several services that
-   coincide with a saturated resource (a usage metric ≥ 85 % of its limit) are one saturation finding.
+   latency says whether the upstream or the service's own time moved. A change whose latency rose while
+   a resource sat at ≥ 85 % of its limit (``pg_stat_activity_count`` of ``pg_settings_max_connections``,
+   ...) is a saturation; saturations of several services that start within 3 buckets are one, scoped to
+   the route whose path names the slow query's tables (``/api/v1/users/{id}/orders`` for ``... FROM
+   orders ... WHERE user_id = ?``).
 5. **How much.** Request-level samples (≤ 3,000, repeatable) of the changed interval against the same
    clock interval on the other days (or the stretch before the onset): Hodges–Lehmann shift with its
-   distribution-free 95 % interval and the Mann–Whitney p-value for latency; Newcombe's interval for
-   differences of proportions (5xx, hit ratio); a Poisson rate ratio for traffic; a bootstrap of the IQR
-   ratio for spread. ``cost_share``: the finding's excess request time over all request time in the
-   window (latency, saturation, cache), or its excess 5xx over all 5xx (errors), or lost requests.
+   distribution-free 95 % interval and the Mann–Whitney p-value for latency and saturation; Newcombe's
+   interval for differences of proportions (5xx, hit ratio); a Poisson rate ratio for traffic; a
+   bootstrap of the IQR ratio for spread. ``cost_share`` (``cost_basis`` says of what): the finding's
+   excess request time over all request time in the window, its excess 5xx over all 5xx, lost hits or
+   lost requests over all requests.
 6. **Why.** ``events`` of every kind except ``incident`` (the detector never reads incident rows, which
-   are ground truth for scoring), metrics that moved with it, query fingerprints whose time rose,
-   profile frames that grew; each with a strength in 0..1. When nothing fits, or no candidate reaches a
-   strength of 0.4 (e.g. a deploy aimed at another route), the first cause is ``unknown``.
+   are ground truth for scoring), full weight within max(5 min, 2 buckets) before the onset, on the same
+   service and route; metrics that moved with it (symptoms: at most 0.7, a saturated resource 0.8);
+   query fingerprints whose time rose (weighted by how well database time explains the kind: fully for
+   latency and saturation, 0.6 for 5xx and spread, 0.3 otherwise); profile frames that grew. When
+   nothing fits, or no candidate reaches a strength of 0.4 (e.g. a deploy aimed at another route), the
+   first cause is ``unknown``.
 7. **Confidence.** high: segment strength ≥ 12, p < 1e-6 and a relative effect that matters (latency
-   ≥ +25 %, 5xx ≥ +2 points, hit ratio ≥ −10 points, traffic ≤ −30 %); medium: strength ≥ 8 and p < 1e-3;
-   otherwise low. A latency change while the service's own traffic is ≥ 30 % above its usual level is
-   load, not a regression: capped at low, with the load as its cause.
+   ≥ +25 %, 5xx ≥ +2 points, hit ratio ≥ −10 points, traffic ≤ −30 %, spread ≥ +25 %); medium: strength
+   ≥ 8 and p < 1e-3; otherwise low. Low also when the change starts with the window (no onset seen) or
+   when the service's traffic is ≥ 30 % above its usual level (a load peak: a capacity question, not a
+   regression; the load is named as a cause).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,88 +68,22 @@ import numpy as np
 from kit.analysis.findings import causes as _causes
 from kit.analysis.findings import effects as _effects
 from kit.analysis.findings import series as _series
+from kit.analysis.findings.evidence import (
+    FindingEvidence,
+    finding_evidence,
+    findings_frame,
+    findings_table,
+    window_events,
+)
+from kit.analysis.findings.model import CAUSE_KINDS, FINDING_KINDS, Cause, Finding, Findings
 from kit.analysis.window import Window, services_sql
 
-__all__ = ["CAUSE_KINDS", "FINDING_KINDS", "Cause", "Finding", "Findings", "find_bottlenecks", "findings_frame",
-           "findings_table"]
+__all__ = ["CAUSE_KINDS", "FINDING_KINDS", "Cause", "Finding", "FindingEvidence", "Findings", "find_bottlenecks",
+           "finding_evidence", "findings_frame", "findings_table", "window_events"]
 
-FINDING_KINDS = ("latency_shift", "variance_change", "error_burst", "throughput_change", "cache_hit_drop",
-                 "saturation", "slow_query_regression")
-CAUSE_KINDS = ("deploy", "config", "metric", "query", "profile", "unknown")
 SAMPLE_ROWS = 3000
 WEAK_CAUSE = 0.4  # when no candidate is at least this strong, the top cause is "unknown"
 ROUTE_MIN_REQUESTS = 200  # routes with fewer requests in the window get no series of their own
-
-
-@dataclass(frozen=True)
-class Cause:
-    """A probable cause: ``kind`` (deploy, config, metric, query, profile, unknown; other event kinds keep
-    their own name, e.g. campaign), ``ref`` (event id, metric name, fingerprint or frame), ``strength``
-    0..1 and ``lag_s`` (onset minus the cause's start, s; None when unknown)."""
-
-    kind: str
-    ref: str
-    detail: str
-    strength: float
-    lag_s: float | None
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One change: ``kind`` in ``FINDING_KINDS``, ``scope`` (service, route, status, time, resource...),
-    ``onset``/``end`` (end None: still on at the end of the window), ``metric`` and its ``before``/``after``
-    values, ``effect`` with a 95 % interval, ``p_value``, ``confidence``, ``cost_share`` (see
-    ``cost_basis``), ranked ``causes`` and ``sql`` (name -> query that reproduces each number)."""
-
-    kind: str
-    scope: dict[str, str]
-    onset: datetime
-    end: datetime | None
-    bucket_s: int
-    metric: str
-    before: float
-    after: float
-    effect: float
-    ci_low: float
-    ci_high: float
-    p_value: float | None
-    confidence: str
-    cost_share: float | None
-    causes: tuple[Cause, ...]
-    sql: dict[str, str]
-    effect_unit: str = ""          # ms, share, ratio
-    cost_basis: str = ""           # request_time, errors_5xx, requests
-    strength: float = 0.0          # segment |mean z|·√len of the strongest series behind it
-    explanatory_power: float | None = None  # share of the parent scope's excess that the scope explains
-    related: tuple[str, ...] = ()  # other series that moved with it (kind:scope)
-    detected_as: str = ""          # the kind of the series change behind it (a saturation's latency or 5xx)
-
-    @property
-    def title(self) -> str:
-        where = " ".join(f"{k}={v}" for k, v in self.scope.items())
-        return f"{self.kind.replace('_', ' ')} on {where}"
-
-
-@dataclass(frozen=True)
-class Findings:
-    """Ranked findings of a window (high confidence first, then by cost share and strength)."""
-
-    items: tuple[Finding, ...]
-    bucket_s: int
-    method: str
-    window_start: datetime | None = None
-    window_end: datetime | None = None
-    series_sql: str = ""
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (timestamps ISO 8601, NaN as None); the shape of the ``findings`` schema."""
-        from kit.results import to_jsonable
-
-        out = to_jsonable(self)
-        for item, finding in zip(out["items"], self.items, strict=True):
-            item["title"] = finding.title
-        return dict(out)
 
 
 @dataclass(frozen=True)
@@ -354,18 +301,6 @@ def _common_prefix(routes: list[str]) -> str | None:
     return "/" + "/".join(common) + "/*" if common else None
 
 
-def _scope_sql(scope: dict[str, str]) -> str:
-    parts = []
-    for key in ("service", "route"):
-        if key in scope:
-            value = scope[key]
-            if value.endswith("*"):
-                parts.append(f"{key} LIKE '" + value[:-1].replace("'", "''") + "%'")
-            else:
-                parts.append(f"{key} = '" + value.replace("'", "''") + "'")
-    return " AND ".join(parts) or "TRUE"
-
-
 def _intervals(window: Window, onset: datetime, stop: datetime, seasonal: bool) -> str:
     """SQL predicate of the baseline: the same clock interval on the other days, or the stretch before."""
     if seasonal:
@@ -395,7 +330,7 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
     onset = max(window.start, origin + timedelta(seconds=start * bucket_s))
     stop_at = min(window.end, origin + timedelta(seconds=stop * bucket_s))
     end = None if stop_at >= window.end - timedelta(seconds=bucket_s) else stop_at
-    where = _scope_sql(scope)
+    where = _series.scope_sql(scope)
     baseline = _intervals(window, onset, stop_at, seasonal)
     during = f"(ts >= TIMESTAMPTZ '{onset.isoformat()}' AND ts < TIMESTAMPTZ '{stop_at.isoformat()}')"
     sql: dict[str, str] = {"series": series_sql}
@@ -616,95 +551,3 @@ def _with(f: Finding, **changes: Any) -> Finding:
     from dataclasses import replace
 
     return replace(f, **changes)
-
-
-
-_RANK = {"low": 0, "medium": 1, "high": 2}
-
-
-def findings_frame(found: Findings, min_confidence: str = "low") -> Any:
-    """One row per finding (what, where, when, how much, top cause) as a pandas DataFrame."""
-    import pandas as pd
-
-    rows = []
-    for f in found.items:
-        if _RANK[f.confidence] < _RANK[min_confidence]:
-            continue
-        top = f.causes[0]
-        rows.append({"confidence": f.confidence, "kind": f.kind,
-                     "scope": " ".join(f"{k}={v}" for k, v in f.scope.items()),
-                     "onset": f.onset.strftime("%Y-%m-%d %H:%M:%S"),
-                     "end": f.end.strftime("%Y-%m-%d %H:%M:%S") if f.end else "(ongoing)",
-                     "before": f.before, "after": f.after, "effect": f.effect,
-                     "ci95": f"[{f.ci_low:.4g}, {f.ci_high:.4g}]", "unit": f.effect_unit,
-                     "cost_share": f.cost_share, "cause": f"{top.kind}: {top.detail}"[:90],
-                     "cause_strength": top.strength})
-    return pd.DataFrame(rows)
-
-
-def findings_table(found: Findings, min_confidence: str = "low") -> str:
-    """The findings as a fixed-width text table (the CLI's default output)."""
-    import pandas as pd
-
-    frame = findings_frame(found, min_confidence)
-    if frame.empty:
-        return "No findings" + (f" at {min_confidence} confidence or above." if min_confidence != "low" else ".")
-    with pd.option_context("display.width", 250, "display.max_columns", 20, "display.max_colwidth", 90,
-                           "display.float_format", "{:.4g}".format):
-        return str(frame.to_string(index=False))
-
-
-EVENTS_OVERLAY_SQL = """
-SELECT ts_start, ts_end, kind, service, route, what FROM events
-WHERE kind <> 'incident' AND ts_start < ? AND coalesce(ts_end, ts_start) >= ?
-ORDER BY ts_start"""
-
-
-@dataclass(frozen=True)
-class FindingEvidence:
-    """What a finding's charts show: ``series`` (bucket_start, value) of its metric and scope
-    around it, request-level ``before``/``after`` samples (latency findings; empty otherwise) and the
-    non-incident ``events`` in view."""
-
-    finding: Finding
-    value_label: str
-    series: Any
-    before: Any
-    after: Any
-    events: Any
-
-
-def window_events(con: duckdb.DuckDBPyConnection, window: Window) -> Any:
-    """Deploys, config changes and other events in the window (never ``incident`` rows)."""
-    return con.execute(EVENTS_OVERLAY_SQL, [window.end, window.start]).df()
-
-
-def finding_evidence(con: duckdb.DuckDBPyConnection, window: Window, finding: Finding) -> FindingEvidence:
-    """The data behind a finding's charts, from its own SQL (series restricted to its scope)."""
-    import pandas as pd
-
-    bucket_s = finding.bucket_s
-    length = ((finding.end or window.end) - finding.onset).total_seconds()
-    margin = timedelta(seconds=max(6 * 3600, 3 * length, 24 * bucket_s))
-    view = Window(max(window.start, finding.onset - margin), min(window.end, (finding.end or window.end) + margin))
-    value = {"latency_shift": "exp(sum(s_ln) / nullif(sum(n_lat), 0))", "saturation": "sum(n5xx) / sum(n)"
-             if finding.metric.startswith("5xx") else "exp(sum(s_ln) / nullif(sum(n_lat), 0))",
-             "variance_change": "sqrt(greatest(sum(s_ln2) / nullif(sum(n_lat), 0) - "
-                                "pow(sum(s_ln) / nullif(sum(n_lat), 0), 2), 0))",
-             "error_burst": "sum(n5xx) / sum(n)", "cache_hit_drop": "sum(n_hit) / nullif(sum(n_cache), 0)",
-             "throughput_change": "sum(n)"}.get(finding.kind, "sum(n)")
-    label = {"latency_shift": "geometric mean latency (ms)", "variance_change": "sd of ln latency",
-             "error_burst": "5xx share", "cache_hit_drop": "hit ratio",
-             "throughput_change": f"requests per {bucket_s} s"}.get(finding.kind, finding.metric)
-    if finding.kind == "saturation":
-        label = "5xx share" if finding.metric.startswith("5xx") else "geometric mean latency (ms)"
-    scope = {k: v for k, v in finding.scope.items() if k in ("service", "route")}
-    origin = _series.bucket_origin(view, bucket_s)
-    sql = (f"SELECT to_timestamp({origin} + b * {bucket_s}) AS bucket_start, {value} AS value "
-           f"FROM ({_series.series_sql(view, bucket_s, ())}) WHERE {_scope_sql(scope)} GROUP BY b ORDER BY b")
-    series = con.execute(sql).df()
-    before = after = pd.DataFrame({"latency_ms": []})
-    if "latency_ms" in finding.sql.get("after", ""):
-        before = con.execute(finding.sql["before"]).df()
-        after = con.execute(finding.sql["after"]).df()
-    return FindingEvidence(finding, label, series, before, after, window_events(con, view))

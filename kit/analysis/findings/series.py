@@ -240,3 +240,16 @@ def series_changes(x: np.ndarray, bucket_s: int, offset_s: float = 0.0, directio
         floor = max(floor, 0.5 * float(q3 - q1) / 1.349)
     z, used = standardized_residual(values, bucket_s, offset_s, True, floor)
     return anomalous_segments(z, direction, 0.0 if used else first_segment_level(z))
+
+
+def scope_sql(scope: dict[str, str]) -> str:
+    """A WHERE fragment for a finding's service and route (a route ending in ``*`` is a prefix)."""
+    parts = []
+    for key in ("service", "route"):
+        if key in scope:
+            value = scope[key]
+            if value.endswith("*"):
+                parts.append(f"{key} LIKE '" + value[:-1].replace("'", "''") + "%'")
+            else:
+                parts.append(f"{key} = '" + value.replace("'", "''") + "'")
+    return " AND ".join(parts) or "TRUE"
