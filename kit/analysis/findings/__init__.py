@@ -34,7 +34,7 @@
    ...) is a saturation; saturations of several services that start within 3 buckets are one, scoped to
    the route whose path names the slow query's tables (``/api/v1/users/{id}/orders`` for ``... FROM
    orders ... WHERE user_id = ?``).
-5. **How much.** Request-level samples (≤ 3,000, repeatable) of the changed interval against the same
+5. **How much.** Request-level samples (≤ 1,500 a side, repeatable) of the changed interval against the same
    clock interval on the other days (or the stretch before the onset): Hodges–Lehmann shift with its
    distribution-free 95 % interval and the Mann–Whitney p-value for latency and saturation; Newcombe's
    interval for differences of proportions (5xx, hit ratio); a Poisson rate ratio for traffic; a
@@ -81,7 +81,7 @@ from kit.analysis.window import Window, services_sql
 __all__ = ["CAUSE_KINDS", "FINDING_KINDS", "Cause", "Finding", "FindingEvidence", "Findings", "find_bottlenecks",
            "finding_evidence", "findings_frame", "findings_table", "window_events"]
 
-SAMPLE_ROWS = 3000
+SAMPLE_ROWS = 1500  # per side: HL over 2.25 M pairwise differences, ~0.1 s
 WEAK_CAUSE = 0.4  # when no candidate is at least this strong, the top cause is "unknown"
 ROUTE_MIN_REQUESTS = 200  # routes with fewer requests in the window get no series of their own
 
@@ -155,7 +155,8 @@ def find_bottlenecks(con: duckdb.DuckDBPyConnection, window: Window, *, services
                 detections.append(_Detection(s.scope, kind, seg.start, seg.stop, seg.level, seg.strength))
     by_scope = {s.scope: s for s in scopes}
     groups = _group(detections)
-    findings = [_finding(con, window, origin, bucket_s, group, by_scope, signals, has, seasonal, sql)
+    totals = (float(frame["s_lat"].sum()), float(frame["n5xx"].sum()), float(frame["n"].sum()))
+    findings = [_finding(con, window, origin, bucket_s, group, by_scope, signals, has, seasonal, sql, totals)
                 for group in groups]
     findings = _merge_saturation(con, window, bucket_s, findings, by_scope)
     order = {"high": 0, "medium": 1, "low": 2}
@@ -302,14 +303,13 @@ def _common_prefix(routes: list[str]) -> str | None:
 
 
 def _intervals(window: Window, onset: datetime, stop: datetime, seasonal: bool) -> str:
-    """SQL predicate of the baseline: the same clock interval on the other days, or the stretch before."""
+    """SQL predicate of the baseline: the same clock interval on the nearest other days (at most
+    ``NEAREST_DAYS``), or the stretch before."""
     if seasonal:
-        spans = []
-        for d in range(-30, 31):
-            if d == 0:
-                continue
+        spans: list[str] = []
+        for d in sorted(range(-40, 41), key=abs)[1:]:  # the nearest other days, as the expected level uses
             a, b = onset + timedelta(days=d), stop + timedelta(days=d)
-            if a >= window.start and b <= window.end:
+            if a >= window.start and b <= window.end and len(spans) < _series.NEAREST_DAYS:
                 spans.append(f"(ts >= TIMESTAMPTZ '{a.isoformat()}' AND ts < TIMESTAMPTZ '{b.isoformat()}')")
         if spans:
             return "(" + " OR ".join(spans) + ")"
@@ -320,7 +320,7 @@ def _intervals(window: Window, onset: datetime, stop: datetime, seasonal: bool) 
 
 def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, bucket_s: int,
              group: list[_Detection], by_scope: dict, signals: dict, has: dict[str, bool], seasonal: bool,
-             series_sql: str) -> Finding:
+             series_sql: str, totals: tuple[float, float, float]) -> Finding:
     offset = origin.timestamp()
     primary = min(group, key=lambda d: (_PRIORITY[d.kind], -d.strength))
     same = [d for d in group if d.kind == primary.kind]
@@ -399,7 +399,7 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
         seconds_before = seconds_after * max(1, round(_baseline_seconds(baseline) / max(seconds_after, 1)))
         eff = _effects.rate_ratio(c0, seconds_before, c1, seconds_after)
         unit, metric = "ratio", "requests per second (after/before)"
-    cost, basis = _cost(con, window, kind, where, eff, onset, stop_at, sql)
+    cost, basis = _cost(con, window, kind, where, eff, onset, stop_at, sql, totals)
     cause_list = tuple(Cause(c.kind, c.ref, c.detail, c.strength, c.lag_s)
                        for c in sorted(links, key=lambda c: -c.strength)[:6])
     if not cause_list:
@@ -444,13 +444,17 @@ def _upstream_split(con: duckdb.DuckDBPyConnection, where: str, baseline: str, d
 
 
 def _cost(con: duckdb.DuckDBPyConnection, window: Window, kind: str, where: str, eff: _effects.Effect,
-          onset: datetime, stop: datetime, sql: dict[str, str]) -> tuple[float | None, str]:
+          onset: datetime, stop: datetime, sql: dict[str, str], totals: tuple[float, float, float]
+          ) -> tuple[float | None, str]:
+    """The share of the window's request time, 5xx or requests the finding cost. ``totals`` (request ms,
+    5xx, requests of the window) come from the series aggregate; ``sql['cost']`` reproduces them."""
     during = f"ts >= TIMESTAMPTZ '{onset.isoformat()}' AND ts < TIMESTAMPTZ '{stop.isoformat()}'"
     sql["cost"] = (f"SELECT (SELECT count(*) FROM requests WHERE {where} AND {during}) AS n_during, "
-                   f"(SELECT sum(latency_ms) FROM requests WHERE {window.sql()}) AS total_ms, "
-                   f"(SELECT count(*) FILTER (WHERE status >= 500) FROM requests WHERE {window.sql()}) AS total_5xx, "
-                   f"(SELECT count(*) FROM requests WHERE {window.sql()}) AS total_n")
-    n_during, total_ms, total_5xx, total_n = con.execute(sql["cost"]).fetchone() or (0, 0, 0, 0)
+                   "sum(latency_ms) AS total_ms, count(*) FILTER (WHERE status >= 500) AS total_5xx, "
+                   f"count(*) AS total_n FROM requests WHERE {window.sql()}")
+    row = con.execute(f"SELECT count(*) FROM requests WHERE {where} AND {during}").fetchone()
+    n_during = float(row[0]) if row else 0.0
+    total_ms, total_5xx, total_n = totals
     if not math.isfinite(eff.effect):
         return None, ""
     if kind in ("latency_shift", "saturation") and total_ms:

@@ -20,6 +20,9 @@ MAX_BUCKETS = 2500          # finest bucket that keeps a series at most this lon
 MIN_BUCKETS = 48            # fewer points than this: no change-point detection
 MIN_BUSY_PER_BUCKET = 20    # the busiest service should see this many requests in a median bucket
 DAY_S = 86400
+NEAREST_DAYS = 6            # the expected level of a bucket: median of this many other days, the nearest
+GLOBAL_CPD_MAX = 3000       # series up to this long get one change-point search over all of them (~20 ms)
+CPD_MARGIN = 96             # longer ones: buckets of context around each screened region that the search sees
 # latency series and samples use the requests the service answered itself: edge cache hits are a
 # different population (answered in a few ms by the CDN) whose share varies and would blur a shift
 ORIGIN_SERVED = "latency_ms > 0 AND coalesce(upper(cache_status), '') <> 'HIT'"
@@ -121,7 +124,10 @@ def seasonal_baseline(x: np.ndarray, bucket_s: int, offset_s: float, scale_days:
     flat = np.full(n_days * per_day, np.nan)
     flat[lead:lead + len(x)] = x
     grid = flat.reshape(n_days, per_day)
-    others = np.array([[e for e in range(n_days) if e != d] for d in range(n_days)])
+    # the other days nearest in time (at most NEAREST_DAYS): a month costs no more than a week, and a slow
+    # trend is followed
+    others = np.array([sorted((e for e in range(n_days) if e != d), key=lambda e: (abs(e - d), e))
+                       [:min(NEAREST_DAYS, n_days - 1)] for d in range(n_days)])
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
         baseline = np.nanmedian(grid[others], axis=1)  # (day, other day, bucket) -> (day, bucket)
@@ -182,7 +188,8 @@ def anomalous_segments(z: np.ndarray, direction: int, reference: float = 0.0) ->
     """Runs of segments whose mean z departs from ``reference`` in ``direction`` (+1 up, -1 down): short
     and sharp (|mean| ≥ 3, strength ≥ 6) or long and steady (|mean| ≥ 1, strength ≥ 10); adjacent ones
     merge. A cheap screen first: a series where no 3-, 12- or 48-bucket mean reaches a strength of 5
-    skips the change-point search."""
+    skips the change-point search; series longer than ``GLOBAL_CPD_MAX`` are searched only around what the
+    screen flagged."""
     clean = np.nan_to_num(np.clip(z, -25, 25), nan=0.0) - reference
     if len(clean) < 3:
         return []
@@ -190,7 +197,7 @@ def anomalous_segments(z: np.ndarray, direction: int, reference: float = 0.0) ->
     if not any(len(signed) >= w and np.convolve(signed, np.ones(w) / w, mode="valid").max() * np.sqrt(w) >= 5
                for w in (3, 12, 48)):
         return []
-    bounds = [0, *change_points(z)]
+    bounds = [0, *(change_points(z) if len(z) <= GLOBAL_CPD_MAX else _local_change_points(z, signed))]
     bad: list[Segment] = []
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         seg = Segment(a, b, _mean(z[a:b], reference))
@@ -201,6 +208,34 @@ def anomalous_segments(z: np.ndarray, direction: int, reference: float = 0.0) ->
                 seg = Segment(prev.start, b, _mean(z[prev.start:b], reference))
             bad.append(seg)
     return bad
+
+
+def _local_change_points(z: np.ndarray, signed: np.ndarray) -> list[int]:
+    """Change points searched only around the regions the screen flagged (each widened by ``CPD_MARGIN``
+    buckets; overlapping regions join), so a month of 5-minute buckets costs a few short searches. The
+    region edges are boundaries too; the result ends with ``len(z)`` like ``change_points``."""
+    hot = np.zeros(len(signed), dtype=bool)
+    for w in (3, 12, 48):
+        if len(signed) >= w:
+            strength = np.convolve(signed, np.ones(w) / w, mode="valid") * np.sqrt(w)
+            for i in np.flatnonzero(strength >= 5):
+                hot[i:i + w] = True
+    idx = np.flatnonzero(hot)
+    if not len(idx):
+        return [len(z)]
+    regions: list[list[int]] = []
+    for i in idx:
+        a, b = max(0, int(i) - CPD_MARGIN), min(len(z), int(i) + 1 + CPD_MARGIN)
+        if regions and a <= regions[-1][1]:
+            regions[-1][1] = max(regions[-1][1], b)
+        else:
+            regions.append([a, b])
+    points: set[int] = set()
+    for a, b in regions:
+        points.update({a, b})
+        points.update(a + p for p in change_points(z[a:b]))
+    return sorted(p for p in points if 0 < p <= len(z)) if len(z) in points else \
+        sorted(p for p in points if 0 < p) + [len(z)]
 
 
 def _mean(z: np.ndarray, reference: float) -> float:
