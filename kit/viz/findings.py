@@ -1,7 +1,8 @@
 """Figures for notebook 30's diagnosis: a timeline of findings and events, and per finding its series
 with the onset marked and events overlaid, and the before/after latency distributions.
 
-Text from the warehouse (routes, event descriptions) is escaped before it reaches HTML or Markdown."""
+Text from the warehouse (routes, event descriptions) is escaped before it reaches a chart (HTML entities)
+or Markdown (``kit.report.text.md_escape``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import plotly.graph_objects as go
 
 from kit.analysis.findings import FindingEvidence, Findings, finding_evidence, window_events
 from kit.analysis.window import Window
+from kit.report.text import md_escape
 from kit.viz import PALETTE
 
 CONFIDENCE_COLOURS = {"high": PALETTE[1], "medium": PALETTE[3], "low": PALETTE[7]}
@@ -92,20 +94,20 @@ def plot_finding_distributions(evidence: FindingEvidence) -> go.Figure:
 
 
 def finding_markdown(index: int, evidence: FindingEvidence) -> str:
-    """The heading and facts of one finding's section (escaped Markdown)."""
+    """The heading and facts of one finding's section (text from the data escaped for Markdown)."""
     f = evidence.finding
     end = f.end.strftime("%Y-%m-%d %H:%M") if f.end else "still on at the end of the window"
-    lines = [f"## {index}. {_esc(f.title)} ({f.confidence} confidence)", "",
+    lines = [f"## {index}. {md_escape(f.title)} ({f.confidence} confidence)", "",
              f"- **when:** {f.onset:%Y-%m-%d %H:%M} → {end} UTC (buckets of {f.bucket_s} s)",
-             f"- **how much:** {_esc(f.metric)} {f.before:.4g} → {f.after:.4g}; change {f.effect:.4g} {f.effect_unit} "
-             f"(95 % CI {f.ci_low:.4g} … {f.ci_high:.4g})"
+             f"- **how much:** {md_escape(f.metric)} {f.before:.4g} → {f.after:.4g}; "
+             f"change {f.effect:.4g} {f.effect_unit} (95 % CI {f.ci_low:.4g} … {f.ci_high:.4g})"
              + (f", p = {f.p_value:.2g}" if f.p_value is not None else ""),
              f"- **cost:** {f.cost_share:.2%} of {f.cost_basis.replace('_', ' ')}" if f.cost_share is not None
              else "- **cost:** not measured for this kind",
              "- **probable causes:**"]
-    lines += [f"    - {_esc(c.kind)} (strength {c.strength:.2f}): {_esc(c.detail)}" for c in f.causes]
+    lines += [f"    - {md_escape(c.kind)} (strength {c.strength:.2f}): {md_escape(c.detail)}" for c in f.causes]
     if f.related:
-        lines.append("- **moved with it:** " + "; ".join(_esc(r) for r in f.related[:6]))
+        lines.append("- **moved with it:** " + "; ".join(md_escape(r) for r in f.related[:6]))
     lines.append("- **reproduce:** the queries are in `results/bottlenecks.json` → `findings.items[].sql`")
     return "\n".join(lines)
 
