@@ -83,6 +83,7 @@ __all__ = ["CAUSE_KINDS", "FINDING_KINDS", "Cause", "Finding", "FindingEvidence"
 
 SAMPLE_ROWS = 1500  # per side: HL over 2.25 M pairwise differences, ~0.1 s
 WEAK_CAUSE = 0.4  # when no candidate is at least this strong, the top cause is "unknown"
+MIN_REPORTED_STRENGTH = 8.0  # the medium-confidence bar: weaker changes are not reported
 ROUTE_MIN_REQUESTS = 200  # routes with fewer requests in the window get no series of their own
 
 
@@ -154,7 +155,7 @@ def find_bottlenecks(con: duckdb.DuckDBPyConnection, window: Window, *, services
             for seg in _series.anomalous_segments(z, _DIRECTION[kind], reference):
                 detections.append(_Detection(s.scope, kind, seg.start, seg.stop, seg.level, seg.strength))
     by_scope = {s.scope: s for s in scopes}
-    groups = _group(detections)
+    groups = [g for g in _group(detections) if _worth_reporting(g, by_scope, bucket_s, offset, seasonal)]
     totals = (float(frame["s_lat"].sum()), float(frame["n5xx"].sum()), float(frame["n"].sum()))
     findings = [_finding(con, window, origin, bucket_s, group, by_scope, signals, has, seasonal, sql, totals)
                 for group in groups]
@@ -232,9 +233,10 @@ def _group(detections: list[_Detection]) -> list[list[_Detection]]:
 
 
 def _excess(s: _series.ScopeSeries, kind: str, start: int, stop: int, bucket_s: int, offset: float,
-            seasonal: bool) -> float:
-    """A scope's additive excess in [start, stop) over its expected level: extra request time (ms) for
-    latency, extra 5xx, lost hits, lost requests."""
+            seasonal: bool, per_request: bool = False) -> float:
+    """A scope's additive excess in [start, stop) over its expected level: extra ln-latency, extra spread,
+    extra 5xx, lost hits, lost requests; with ``per_request`` the mean excess per weight (the size of the
+    change in the measure's unit: ln ratio, share of requests)."""
     if kind == "latency_shift":  # Σ ln latency over its expected level (robust to tails)
         measure = np.where(s.n_lat > 0, s.s_ln / np.maximum(s.n_lat, 1), np.nan)
         weight = s.n_lat
@@ -258,7 +260,28 @@ def _excess(s: _series.ScopeSeries, kind: str, start: int, stop: int, bucket_s: 
         ref = measure[max(0, start - 3 * (stop - start)):start]
         ref = ref[np.isfinite(ref)]
         base = np.full_like(measure, float(np.median(ref)) if len(ref) else 0.0)
-    return float(np.nansum((measure[start:stop] - base[start:stop]) * weight[start:stop]))
+    total = float(np.nansum((measure[start:stop] - base[start:stop]) * weight[start:stop]))
+    if per_request:
+        return total / max(float(np.sum(weight[start:stop])), 1.0)
+    return total
+
+
+# a size below half of what matters cannot become a medium/high finding: such changes are not reported
+_ROUGH_MIN = {"latency_shift": math.log1p(0.125), "error_burst": 0.01, "cache_hit_drop": 0.05}
+
+
+def _worth_reporting(group: list[_Detection], by_scope: dict, bucket_s: int, offset: float, seasonal: bool) -> bool:
+    """Whether a change is strong enough (strength ≥ 8) and, where a rough size can be read off its series,
+    big enough (half of what matters) to be worth its evidence queries."""
+    if max(d.strength for d in group) < MIN_REPORTED_STRENGTH:
+        return False
+    for d in group:
+        floor = _ROUGH_MIN.get(d.kind)
+        if floor is None or d.start == 0:
+            return True
+        if _excess(by_scope[d.scope], d.kind, d.start, d.stop, bucket_s, offset, seasonal, True) >= floor:
+            return True
+    return False
 
 
 def _locate(group: list[_Detection], primary: _Detection, by_scope: dict, bucket_s: int, offset: float,

@@ -36,13 +36,16 @@ def hodges_lehmann(before: np.ndarray, after: np.ndarray) -> Effect:
     if n < 2 or m < 2:
         nan = float("nan")
         return Effect(float(np.median(x)) if n else nan, float(np.median(y)) if m else nan, nan, nan, nan, None)
-    diffs = np.sort((y[:, None] - x[None, :]).ravel())
+    diffs = (y[:, None] - x[None, :]).ravel()
     nm = n * m
     k = int(math.floor(nm / 2.0 - Z95 * math.sqrt(nm * (n + m + 1) / 12.0)))
     k = min(max(k, 0), nm - 1)
     p = float(stats.mannwhitneyu(y, x, alternative="two-sided").pvalue)
-    return Effect(float(np.median(x)), float(np.median(y)), float(np.median(diffs)),
-                  float(diffs[k]), float(diffs[nm - 1 - k]), p)
+    # order statistics by selection, not a full sort: k-th, the middle one(s), (nm-1-k)-th
+    ranks = sorted({k, (nm - 1) // 2, nm // 2, nm - 1 - k})
+    part = np.partition(diffs, ranks)
+    median = 0.5 * (float(part[(nm - 1) // 2]) + float(part[nm // 2]))
+    return Effect(float(np.median(x)), float(np.median(y)), median, float(part[k]), float(part[nm - 1 - k]), p)
 
 
 def _wilson(successes: float, n: float) -> tuple[float, float]:

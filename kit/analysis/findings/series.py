@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cache
 
 import duckdb
 import numpy as np
@@ -126,8 +127,7 @@ def seasonal_baseline(x: np.ndarray, bucket_s: int, offset_s: float, scale_days:
     grid = flat.reshape(n_days, per_day)
     # the other days nearest in time (at most NEAREST_DAYS): a month costs no more than a week, and a slow
     # trend is followed
-    others = np.array([sorted((e for e in range(n_days) if e != d), key=lambda e: (abs(e - d), e))
-                       [:min(NEAREST_DAYS, n_days - 1)] for d in range(n_days)])
+    others = _nearest_days(n_days)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
         baseline = np.nanmedian(grid[others], axis=1)  # (day, other day, bucket) -> (day, bucket)
@@ -137,6 +137,13 @@ def seasonal_baseline(x: np.ndarray, bucket_s: int, offset_s: float, scale_days:
             scale = np.where(enough, np.nanmedian(ratio, axis=1), 1.0)
             baseline = baseline * np.where(np.isfinite(scale), scale, 1.0)[:, None]
     return baseline.ravel()[lead:lead + len(x)]
+
+
+@cache
+def _nearest_days(n_days: int) -> np.ndarray:
+    """For each day, the other days nearest to it (at most ``NEAREST_DAYS``), as a (day, other) index."""
+    return np.array([sorted((e for e in range(n_days) if e != d), key=lambda e: (abs(e - d), e))
+                     [:min(NEAREST_DAYS, n_days - 1)] for d in range(n_days)])
 
 
 def robust_z(residual: np.ndarray, floor: np.ndarray | float) -> np.ndarray:
