@@ -1,9 +1,11 @@
-"""Where the time goes: routes ranked by the total request time they consume (a first cut of
-bottleneck identification; correlation with saturation and change points come later)."""
+"""Where the time goes: routes ranked by the total request time they consume. What changed, where, when
+and why is ``kit.analysis.findings``; ``save_bottlenecks`` writes both into ``results/bottlenecks.json``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -48,3 +50,22 @@ def time_consumers(con: duckdb.DuckDBPyConnection, window: Window, services: lis
     top = table.head(top_n).reset_index(drop=True)
     return TimeConsumers(window, len(table), top, float(top["time_share"].sum()) if len(top) else 0.0,
                          routes_for_half, sql.strip())
+
+
+def bottlenecks_document(consumers: TimeConsumers | None, findings: Any) -> dict[str, Any]:
+    """``results/bottlenecks.json``: the time ranking's keys (as before) plus ``findings``, the detector's
+    ranked changes, validated against ``kit/report/schemas/bottleneck_findings.schema.json``."""
+    from kit.report.render import validate_document
+    from kit.results import to_jsonable
+
+    document: dict[str, Any] = dict(to_jsonable(consumers)) if consumers is not None else {}
+    document["findings"] = findings.to_dict()
+    validate_document(document["findings"], "bottleneck_findings")
+    return document
+
+
+def save_bottlenecks(results_dir: str, consumers: TimeConsumers | None, findings: Any) -> Path:
+    """Write ``bottlenecks.json`` (validated) under ``results_dir``; nothing when it is empty."""
+    from kit.results import save_result
+
+    return save_result(results_dir, "bottlenecks", bottlenecks_document(consumers, findings))
