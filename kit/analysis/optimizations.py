@@ -46,6 +46,7 @@ FIX_BY_CAUSE = {
                 "medium: a change on a hot path; compare the profile and p95 before and after"),
 }
 OTHER_CAUSE = ("operations", "Address", "medium", "medium: the cause is not a change perfkit knows how to undo")
+SCOPE_ORDER = ("service", "route", "status", "resource")  # how a finding's scope reads
 TITLE_CAUSE_CHARS = 100  # a longer cause (a query's text) is cut in the title; the evidence has it whole
 # The KPI that shows a finding's kind (Performance_Monitoring_Strategy.md, section 1).
 KPI_BY_KIND = {"latency_shift": "latency_p95_ms", "variance_change": "latency_p99_ms", "error_burst": "error_rate_5xx",
@@ -63,7 +64,7 @@ class FindingFix:
 
     finding: int
     kind: str
-    scope: dict[str, str]
+    scope: list[tuple[str, str]]
     metric: str
     onset: datetime | str
     end: datetime | str | None
@@ -130,6 +131,12 @@ def _opportunity(area: str, title: str, impact_share: float, effort: str,
     return Opportunity(area, title, impact_share, effort, impact_share / EFFORT_WEIGHT[effort], evidence)
 
 
+def scope_pairs(scope: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A finding's scope as (key, value) pairs in reading order: service, route, status, resource, others."""
+    rank = {key: i for i, key in enumerate(SCOPE_ORDER)}
+    return sorted(((str(k), str(v)) for k, v in scope.items()), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
 def change_text(kind: str, metric: str, effect: float | None, effect_unit: str) -> str:
     """What moved and by how much, plain text: "latency +110 ms", "5xx share +26.1 points",
     "cache hit ratio -84.7 points", "traffic ×0.62"."""
@@ -161,7 +168,7 @@ def finding_opportunities(bottlenecks: Mapping[str, Any] | None) -> list[Opportu
         title = (f"{verb} {what} — {change_text(item['kind'], item['metric'], item.get('effect'), item['effect_unit'])}"
                  f" on {scope} since {fmt.timestamp(item['onset'])}")
         fix = FindingFix(
-            index, str(item["kind"]), {str(k): str(v) for k, v in item["scope"].items()}, str(item["metric"]),
+            index, str(item["kind"]), scope_pairs(item["scope"]), str(item["metric"]),
             item["onset"], item.get("end"), item.get("before"), item.get("after"), item.get("effect"),
             item.get("ci_low"), item.get("ci_high"), str(item.get("effect_unit") or ""), str(item["confidence"]),
             float(item["cost_share"]), str(item.get("cost_basis") or ""), str(cause["kind"]), str(cause["ref"]),
