@@ -300,12 +300,12 @@ def test_demo_document_lists_the_four_planted_incidents_with_their_causes(demo_w
         bottlenecks = bottlenecks_document(time_consumers(con, window), find_bottlenecks(con, window))
     finally:
         con.close()
-    text = monitoring.build_monitoring_strategy({"bottlenecks": bottlenecks}, RunConfig(db=":memory:", as_of="2026-11-23"),
-                                                {})
+    config = RunConfig(db=":memory:", as_of="2026-11-23")
+    text = monitoring.build_monitoring_strategy({"bottlenecks": bottlenecks}, config, {})
     rows = [line for line in _findings_section(text).splitlines() if line.startswith("| ") and line[2].isdigit()]
     planted = {  # kind, where, cause
         "deploy": ("latency shift", "route `/api/v1/products/{id}`", "deploy: deploy api 2.14.0"),
-        "keepalive": ("error burst", "service `api`, status `5xx`", "config: load balancer config push: upstream keepalive"),
+        "keepalive": ("error burst", "service `api`, status `5xx`", "config: load balancer config push: upstream"),
         "query": ("saturation", "route `/api/v1/users/{id}/orders`", "query: database time"),
         "vary": ("cache hit drop", "route `/static/*`", "config: CDN config push: Vary: Cookie"),
     }
