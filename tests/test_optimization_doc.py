@@ -102,7 +102,8 @@ def test_a_fix_names_its_cause_evidence_effect_verification_and_risk() -> None:
     assert "deploy web 1.2 &lt;b&gt; — latency +110 ms on web /p/{id}" in section
     assert "50 ms → 160 ms, +110 ms (95% CI +100 to +120 ms)" in section
     assert "`findings.items[0].sql` in `results/bottlenecks.json` (after, before)" in section
-    assert "- **Expected effect:** latency\\_ms on this scope back to about 50 ms" in section
+    assert "- **Expected effect:** latency\\_ms on this scope stays at about 50 ms instead of 160 ms; in a window " \
+           "like this one that saves up to 2.00% of all request time." in section
     assert "`perfkit findings --db <warehouse>" in section and "latency\\_p95\\_ms" in section
     assert "- **Risk:** low: a rollback" in section
 
