@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit.analysis.bottlenecks import time_consumers
+from kit.analysis.bottlenecks import bottlenecks_document, time_consumers
+from kit.analysis.findings import Cause, Finding, Findings
 from kit.analysis.kpis import kpi_report
 from kit.analysis.optimizations import optimization_opportunities
 from kit.analysis.overview import warehouse_overview
@@ -53,7 +54,13 @@ def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     con.execute("INSERT INTO asset_content VALUES ('h', ?)", [css])
     con.execute("INSERT INTO assets VALUES ('/static/site.css', ?, ?, 'h', 1)", [CONTENT_TYPE, len(css)])
     window = resolve_window(con)
-    bottlenecks = to_jsonable(time_consumers(con, window))
+    step = Finding(  # a latency step on the hostile route after a deploy whose description is hostile too
+        "latency_shift", {"service": SERVICE, "route": ROUTE}, datetime(2024, 5, 1, 10, tzinfo=UTC),
+        datetime(2024, 5, 1, 12, tzinfo=UTC), 300, "latency_ms", 50.0, 150.0, 100.0, 90.0, 110.0, 1e-20, "high",
+        0.05, (Cause("deploy", "deploy@x", f"deploy {SERVICE} 1.2 {USER_AGENT[:20]}", 0.9, 0.0),),
+        {"before": "SELECT 1"}, effect_unit="ms", cost_basis="request_time")
+    findings = Findings((step,), 300, "test", window.start, window.end)
+    bottlenecks = to_jsonable(bottlenecks_document(time_consumers(con, window), findings))
     saved = {
         "overview": warehouse_overview(con, window), "kpis": kpi_report(con, bucket="15m"),
         "bottlenecks": bottlenecks, "optimizations": optimization_opportunities(con, window, bottlenecks),
@@ -81,8 +88,8 @@ def test_hostile_text_from_the_data_is_inert_in_every_markdown_document(results_
 def test_the_ranking_prints_the_hostile_route_as_a_code_span(results_dir, tmp_path) -> None:
     text = write_documents(results_dir, tmp_path, CONFIG, images=False).documents[OPTIMIZATION_MD].read_text()
     ranked = json.loads((results_dir / "optimizations.json").read_text())["ranking"]
-    assert {"code", "compression"} <= {o["area"] for o in ranked}
-    assert ROUTE in {o["evidence"].get("route") for o in ranked}
+    assert {"release", "compression"} <= {o["area"] for o in ranked}
+    assert ["route", ROUTE] in next(o["evidence"]["scope"] for o in ranked if o["area"] == "release")
     html = mistune.html(text)
     assert "<code>/p/&lt;script&gt;alert(1)&lt;/script&gt;" in html
 

@@ -10,6 +10,7 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 
 import jsonschema
+import mistune
 import numpy as np
 import pandas as pd
 import pytest
@@ -233,3 +234,83 @@ def test_window_date_is_used_when_no_as_of(results):
     end = datetime.fromisoformat(results["kpis"]["window_end"])
     assert monitoring.build_metrics_framework(results, CONFIG)["as_of"] == end.date().isoformat()
     assert end - T0 < timedelta(days=2, minutes=1)
+
+
+# ------------------------------------------------------------------------------- bottleneck findings
+
+def _finding(route: str) -> dict:
+    """One error burst as results/bottlenecks.json holds it (the fields the document reads)."""
+    return {"kind": "error_burst", "scope": {"service": "web", "route": route, "status": "5xx"},
+            "title": "error burst", "onset": "2024-05-01T10:00:00+00:00", "end": "2024-05-01T10:30:00+00:00",
+            "bucket_s": 300, "metric": "5xx share of requests", "before": 0.01, "after": 0.21, "effect": 0.2,
+            "ci_low": 0.15, "ci_high": 0.25, "p_value": 1e-30, "confidence": "high", "cost_share": 0.4,
+            "causes": [{"kind": "config", "ref": "config@x", "detail": "proxy <b>timeout</b> 1 s", "strength": 0.9,
+                        "lag_s": 0.0},
+                       {"kind": "metric", "ref": "up", "detail": "weak", "strength": 0.1, "lag_s": 0.0}],
+            "sql": {"before": "SELECT 1"}, "effect_unit": "share", "cost_basis": "errors_5xx"}
+
+
+def _findings(*items: dict) -> dict:
+    return {"bucket_s": 300, "method": "test", "window_start": "2024-05-01T00:00:00+00:00",
+            "window_end": "2024-05-03T00:00:00+00:00", "series_sql": "", "notes": [], "items": list(items)}
+
+
+def _findings_section(text: str) -> str:
+    return text[text.index("### Findings of this window"):text.index("### Where request time goes now")]
+
+
+def test_findings_are_listed_with_escaped_log_text(results):
+    with_findings = {**results, "bottlenecks": {"top": [], "findings": _findings(_finding(EVIL_ROUTE))}}
+    text = monitoring.build_monitoring_strategy(with_findings, CONFIG, {})
+    section = _findings_section(text)
+    row = next(line for line in section.splitlines() if line.startswith("| 1 |"))
+    html = mistune.html(section)
+    assert "<script>" not in html and "<b>" not in html
+    assert "<code>/x/&lt;script&gt;alert(1)&lt;/script&gt;" in html  # the route is a code span
+    assert "config: proxy &lt;b&gt;timeout&lt;/b&gt; 1 s, strength 0.9" in row
+    assert "weak" not in row  # a cause below the naming strength is left out
+    assert "2024-05-01 10:00:00 UTC to 2024-05-01 10:30:00 UTC (30.0 min)" in row
+    assert "1.0% → 21.0% | +20.0 points (95% CI +15.0 to +25.0), p < 1e-12 | high | 40.00% of all 5xx" in row
+    header = next(line for line in section.splitlines() if line.startswith("| # |"))
+    assert _cells(row) == _cells(header)  # the route's | and ` did not open a column or a span
+    assert "`perfkit findings --db <warehouse> --start 2024-05-01T00:00:00+00:00 --end " in section
+
+
+def test_no_findings_and_older_runs_are_stated(results):
+    none_found = {**results, "bottlenecks": {"top": [], "findings": _findings()}}
+    section = _findings_section(monitoring.build_monitoring_strategy(none_found, CONFIG, {}))
+    assert "No change was found in this window (2024-05-01 00:00:00 UTC to 2024-05-03 00:00:00 UTC)" in section
+    older = {**results, "bottlenecks": {"top": []}}  # a run from before the detector
+    section = _findings_section(monitoring.build_monitoring_strategy(older, CONFIG, {}))
+    assert "were not computed in this run (no `findings` in the `bottlenecks` result" in section
+    assert "| # |" not in section
+
+
+DEMO = {"requests": 150_000, "days": 7, "seed": 42}  # the size test_findings.py builds too
+
+
+def test_demo_document_lists_the_four_planted_incidents_with_their_causes(demo_warehouse):
+    from kit.analysis.bottlenecks import bottlenecks_document, time_consumers
+    from kit.analysis.findings import find_bottlenecks
+    from kit.analysis.window import resolve_window
+
+    con = connect(demo_warehouse(**DEMO), read_only=True)
+    try:
+        window = resolve_window(con)
+        bottlenecks = bottlenecks_document(time_consumers(con, window), find_bottlenecks(con, window))
+    finally:
+        con.close()
+    config = RunConfig(db=":memory:", as_of="2026-11-23")
+    text = monitoring.build_monitoring_strategy({"bottlenecks": bottlenecks}, config, {})
+    rows = [line for line in _findings_section(text).splitlines() if line.startswith("| ") and line[2].isdigit()]
+    planted = {  # kind, where, cause
+        "deploy": ("latency shift", "route `/api/v1/products/{id}`", "deploy: deploy api 2.14.0"),
+        "keepalive": ("error burst", "service `api`, status `5xx`", "config: load balancer config push: upstream"),
+        "query": ("saturation", "route `/api/v1/users/{id}/orders`", "query: database time"),
+        "vary": ("cache hit drop", "route `/static/*`", "config: CDN config push: Vary: Cookie"),
+    }
+    for name, parts in planted.items():
+        match = [r for r in rows if all(p in r for p in parts) and "| high |" in r]
+        assert len(match) == 1, (name, rows)
+    assert "WHERE o.user_id = ?" in text
+    assert "Notebook 30, top routes by total time:" in text

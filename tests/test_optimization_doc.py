@@ -1,14 +1,19 @@
-"""Performance_Optimization_Strategy.md from hand-made results: ranking, numbers, escaping, gaps."""
+"""Performance_Optimization_Strategy.md from hand-made results (ranking, numbers, escaping, gaps) and from
+the demo warehouse (the fixes of its four planted incidents)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import mistune
+import pytest
 
 from kit.analysis.optimizations import (
     NOT_COVERED,
-    bottleneck_opportunities,
     cache_opportunity,
     compression_opportunities,
+    finding_opportunities,
     rank_opportunities,
 )
 from kit.config import RunConfig
@@ -25,6 +30,26 @@ BOTTLENECKS = {
          "p50_ms": 50.0, "p95_ms": 200.0, "p99_ms": 300.0, "error_rate": 0.0},
     ],
 }
+EVIL_ROUTE = "/p/{id}<script>alert(1)</script>|x"
+
+
+def finding(route: str, cause_kind: str, cause_detail: str, cost_share: float, confidence: str = "high") -> dict:
+    """One latency finding as results/bottlenecks.json holds it (the fields the ranking reads)."""
+    return {"kind": "latency_shift", "scope": {"service": "web", "route": route}, "title": f"latency shift {route}",
+            "onset": "2026-11-17T10:00:00+00:00", "end": "2026-11-17T15:00:00+00:00", "bucket_s": 300,
+            "metric": "latency_ms", "before": 50.0, "after": 160.0, "effect": 110.0, "ci_low": 100.0,
+            "ci_high": 120.0, "p_value": 1e-20, "confidence": confidence, "cost_share": cost_share,
+            "causes": [{"kind": cause_kind, "ref": "ev-1", "detail": cause_detail, "strength": 0.9, "lag_s": 0.0}],
+            "sql": {"before": "SELECT 1", "after": "SELECT 2"}, "effect_unit": "ms", "cost_basis": "request_time"}
+
+
+FINDINGS = {"bucket_s": 300, "method": "test", "window_start": "2026-11-16T00:00:00+00:00",
+            "window_end": "2026-11-23T00:00:00+00:00", "series_sql": "", "notes": [], "items": [
+                finding(EVIL_ROUTE, "deploy", "deploy web 1.2 <b>", 0.02),
+                finding("/cart", "query", "database time up", 0.08),          # 0.08 / medium 2 = 0.04
+                finding("/home", "unknown", "no event fits", 0.30),           # no cause: not a fix
+                finding("/load", "campaign", "campaign", 0.20, "low"),        # low confidence: not a fix
+            ]}
 COMPRESSION = {"served_bytes": 4_000_000, "saved_gzip_bytes": 3_000_000, "saved_zstd_bytes": 3_200_000,
                "by_type": [{"content_type": "application/javascript", "assets": 2, "size_bytes": 2000,
                             "gzip_bytes": 500, "zstd_bytes": 400, "requests": 2000, "saved_gzip_bytes": 3_000_000}]}
@@ -35,12 +60,14 @@ def cache(before: float, after: float) -> dict:
     return {"sizing": {"recommended_byte_hit_ratio": after}, "observed": {"byte_hit_ratio": before}}
 
 
-def results(cache_result: dict | None = None) -> dict:
-    """Results as notebooks 30 and 50 save them; the ranking is notebook 50's, from the analysis."""
-    ranking = rank_opportunities(bottleneck_opportunities(BOTTLENECKS),
+def results(cache_result: dict | None = None, findings: dict | None = FINDINGS) -> dict:
+    """Results as notebooks 30 and 50 save them; the ranking is notebook 50's, from the analysis.
+    ``findings=None``: a run older than the bottleneck findings."""
+    bottlenecks = BOTTLENECKS if findings is None else {**BOTTLENECKS, "findings": findings}
+    ranking = rank_opportunities(finding_opportunities(bottlenecks),
                                  compression_opportunities(COMPRESSION, 10_000_000), cache_opportunity(cache_result))
     return {
-        "bottlenecks": BOTTLENECKS,
+        "bottlenecks": bottlenecks,
         "optimizations": {"served_bytes_total": 10_000_000, "compression": COMPRESSION,
                           "ranking": to_jsonable(ranking), "not_covered": [dict(a) for a in NOT_COVERED]},
     }
@@ -50,23 +77,55 @@ def plan() -> dict:
     return {"status": "incomplete", "summary": {"headline": "CDN 1 GiB"}, "layers": []}
 
 
+def _table(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+
+
 def test_opportunities_rank_by_impact_over_effort() -> None:
-    # compression 3e6/1e7 = 0.30 (low, /1) > caching 0.95-0.5 = 0.45 (medium, /2) = 0.225 > web 0.40/2 > api 0.10
+    # fixes first: query 0.08/2 = 0.04 > deploy 0.02/1; then compression 3e6/1e7 = 0.30 (low, /1) >
+    # caching 0.95-0.5 = 0.45 (medium, /2) = 0.225; the finding without a cause and the low one are no fixes
     text = build_optimization_strategy(results(cache(0.5, 0.95)), RunConfig(), "2026-11-23", plan())
-    table = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert [row.split("|")[2].strip() for row in table] == ["compression", "caching", "code", "code"]
-    assert "30.00% of all bytes served" in table[0]
-    assert "50.00% → 95.00%: 90.00% less origin traffic" in table[1]
-    # a smaller cache gain (0.6 - 0.5 = 0.10, medium effort: 0.05) drops caching below both code rows
-    text = build_optimization_strategy(results(cache(0.5, 0.6)), RunConfig(), "2026-11-23", plan())
-    table = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert [row.split("|")[2].strip() for row in table] == ["compression", "code", "code", "caching"]
+    table = _table(text)
+    assert [row.split("|")[2].strip() for row in table] == ["database", "release", "compression", "caching"]
+    assert "8.00% of all request time in the window" in table[0] and "2.00% of all request time" in table[1]
+    assert "30.00% of all bytes served" in table[2]
+    assert "50.00% → 95.00%: 90.00% less origin traffic" in table[3]
+    assert "/home" not in "".join(table) and "/load" not in "".join(table)
+    # a larger cache gain still ranks below every fix; among the others it now beats compression (0.35 > 0.30)
+    text = build_optimization_strategy(results(cache(0.2, 0.9)), RunConfig(), "2026-11-23", plan())
+    assert [row.split("|")[2].strip() for row in _table(text)] == ["database", "release", "caching", "compression"]
+
+
+def test_a_fix_names_its_cause_evidence_effect_verification_and_risk() -> None:
+    text = build_optimization_strategy(results(), RunConfig(), "2026-11-23", plan())
+    section = text[text.index("### 2. Fix or roll back"):text.index("### 3.")]
+    assert "deploy web 1.2 &lt;b&gt; — latency +110 ms on web /p/{id}" in section
+    assert "50 ms → 160 ms, +110 ms (95% CI +100 to +120 ms)" in section
+    assert "`findings.items[0].sql` in `results/bottlenecks.json` (after, before)" in section
+    assert "- **Expected effect:** latency\\_ms on this scope stays at about 50 ms instead of 160 ms; in a window " \
+           "like this one that saves up to 2.00% of all request time." in section
+    assert "`perfkit findings --db <warehouse>" in section and "latency\\_p95\\_ms" in section
+    assert "- **Risk:** low: a rollback" in section
+
+
+def test_results_without_findings_still_build() -> None:
+    """An older run (no ``findings`` in bottlenecks.json): no fixes, the other opportunities and the time table."""
+    text = build_optimization_strategy(results(cache(0.5, 0.95), findings=None), RunConfig(), "2026-11-23", plan())
+    assert [row.split("|")[2].strip() for row in _table(text)] == ["compression", "caching"]
+    assert "| web | `/p/{id}<script>alert(1)</script>` |" in text
 
 
 def test_log_text_is_inert_and_gaps_are_stated() -> None:
     text = build_optimization_strategy(results(), RunConfig(), "2026-11-23")
     html = mistune.html(text)
     assert "<script>" not in html and "<code>/p/{id}&lt;script&gt;alert(1)&lt;/script&gt;</code>" in html
+    assert "<b>" not in html
+    # the hostile route of a finding: escaped in the title, a code span in the evidence, no extra table cell
+    assert "Fix or roll back deploy web 1.2 &lt;b&gt; — latency +110 ms on web /p/{id}&lt;script&gt;" in text
+    assert "route `/p/{id}<script>alert(1)</script>\\|x`" in text
+    header = next(line for line in text.splitlines() if line.startswith("| # |"))
+    fix_row = next(line for line in text.splitlines() if line.startswith("| 2 |"))
+    assert fix_row.replace("\\|", "").count("|") == header.count("|")
     assert all(area["area"] in text for area in NOT_COVERED)
     assert "Not computed in this run (notebook 40_cache_simulation did not run)" in text
     header = next(line for line in text.splitlines() if line.startswith("| Service |"))
@@ -82,3 +141,37 @@ def test_same_results_give_identical_text() -> None:
     texts = outputs_under_hash_seeds(code)
     assert texts[0] == texts[1] == texts[2]
     assert texts[0] == build_optimization_strategy(results(cache(0.5, 0.9)), RunConfig(), "2026-11-23", plan()) + "\n"
+
+
+# ---------------------------------------------------------------------------------------- the demo
+
+DEMO = {"requests": 150_000, "days": 7, "seed": 42}  # the size test_findings.py builds too
+
+
+@pytest.fixture(scope="module")
+def demo_results(demo_warehouse: Callable[..., Path]) -> dict:
+    """Notebooks 30 and 50's results on the demo, as they save them (cache result left out)."""
+    from kit.analysis.bottlenecks import bottlenecks_document, time_consumers
+    from kit.analysis.findings import find_bottlenecks
+    from kit.analysis.optimizations import optimization_opportunities
+    from kit.analysis.window import resolve_window
+    from kit.warehouse import connect
+
+    con = connect(demo_warehouse(**DEMO), read_only=True)
+    try:
+        window = resolve_window(con)
+        bottlenecks = to_jsonable(bottlenecks_document(time_consumers(con, window), find_bottlenecks(con, window)))
+        return {"bottlenecks": bottlenecks,
+                "optimizations": to_jsonable(optimization_opportunities(con, window, bottlenecks))}
+    finally:
+        con.close()
+
+
+def test_demo_top_five_fix_the_four_planted_incidents(demo_results: dict) -> None:
+    text = build_optimization_strategy(demo_results, RunConfig(), "2026-11-23")
+    top = "\n".join(_table(text)[:5])
+    assert "Fix or roll back deploy api 2.14.0" in top and "/api/v1/products/{id}" in top
+    assert "Fix or revert load balancer config push: upstream keepalive disabled" in top
+    assert "Index or rewrite the query SELECT o.id" in top and "/api/v1/users/{id}/orders" in top
+    assert "Fix or revert CDN config push: Vary: Cookie" in top and "/static/\\*" in top
+    assert "Cut the latency of" not in text  # issue #12: a route alone is not an opportunity

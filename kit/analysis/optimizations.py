@@ -1,17 +1,21 @@
 """Optimization opportunities ranked by estimated impact over effort, and the areas not covered yet.
 
 Notebook 50 quantifies resource compression itself and ranks it together with what notebooks 30
-(the routes that consume the most request time) and 40 (the CDN cache the simulation recommends) found;
-the ranking it saves (``results/optimizations.json``) is the one the optimization strategy prints."""
+(the bottleneck findings with a named cause: undo or fix that cause) and 40 (the CDN cache the simulation
+recommends) found; the ranking it saves (``results/optimizations.json``) is the one the optimization
+strategy prints. A route alone is not an opportunity (issue #12): a route appears only with what in it
+costs the time, a finding and its cause."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import duckdb
 
+from kit import fmt
 from kit.analysis.compression import CompressionOpportunity, compression_opportunity
 from kit.analysis.window import Window
 
@@ -26,20 +30,62 @@ NOT_COVERED = (
 )
 
 EFFORT_WEIGHT = {"low": 1.0, "medium": 2.0, "high": 4.0}  # score = impact share / effort weight
-TOP_ROUTES = 3  # the routes with the most request time that become code opportunities
+
+# What to do about a finding, by the kind of its top cause: area, verb, effort, risk.
+FIX_BY_CAUSE = {
+    "deploy": ("release", "Fix or roll back", "low",
+               "low: a rollback also takes out the release's other changes; a forward fix needs the route's "
+               "profile before and after"),
+    "config": ("configuration", "Fix or revert", "low",
+               "low: the change may have been made for a reason; agree the revert with its owner"),
+    "query": ("database", "Index or rewrite the query", "medium",
+              "medium: an index costs write time and disk; build it concurrently and check the plan with EXPLAIN"),
+    "metric": ("capacity", "Relieve", "medium",
+               "medium: more capacity moves the limit, not what fills it; look for the load behind it first"),
+    "profile": ("code", "Optimise the hot code path", "medium",
+                "medium: a change on a hot path; compare the profile and p95 before and after"),
+}
+OTHER_CAUSE = ("operations", "Address", "medium", "medium: the cause is not a change perfkit knows how to undo")
+SCOPE_ORDER = ("service", "route", "status", "resource")  # how a finding's scope reads
+TITLE_CAUSE_CHARS = 100  # a longer cause (a query's text) is cut in the title; the evidence has it whole
+# The KPI that shows a finding's kind (Performance_Monitoring_Strategy.md, section 1).
+KPI_BY_KIND = {"latency_shift": "latency_p95_ms", "variance_change": "latency_p99_ms", "error_burst": "error_rate_5xx",
+               "throughput_change": "request_rate_rps", "cache_hit_drop": "CDN cache hit ratio",
+               "saturation": "latency_p95_ms and the saturated resource", "slow_query_regression": "latency_p95_ms"}
 
 
 @dataclass(frozen=True)
-class RouteCost:
-    """Evidence of a code opportunity: a route's requests, its share of all request time, its latency (ms)."""
+class FindingFix:
+    """Evidence of a fix: bottleneck finding ``finding`` (its index in ``findings.items`` of
+    results/bottlenecks.json), what moved where and when, by how much (``effect`` with its 95 % interval,
+    in ``effect_unit``), its ``cost_share`` of ``cost_basis``, the top cause, the ``window`` the finding
+    was found in (for ``perfkit findings``), the SQL names that reproduce its numbers, the KPI to watch and
+    the risk of the fix."""
 
-    service: str
-    route: str
-    requests: int
-    time_share: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
+    finding: int
+    kind: str
+    scope: list[tuple[str, str]]
+    metric: str
+    onset: datetime | str
+    end: datetime | str | None
+    before: float | None
+    after: float | None
+    effect: float | None
+    ci_low: float | None
+    ci_high: float | None
+    effect_unit: str
+    confidence: str
+    cost_share: float
+    cost_basis: str
+    cause_kind: str
+    cause_ref: str
+    cause_detail: str
+    cause_strength: float
+    window_start: str | None
+    window_end: str | None
+    sql: list[str]
+    kpi: str
+    risk: str
 
 
 @dataclass(frozen=True)
@@ -67,31 +113,68 @@ class CacheGain:
 @dataclass(frozen=True)
 class Opportunity:
     """One optimization. ``impact_share`` is the share of the relevant total (request time, bytes served,
-    or byte hit ratio points) it addresses, an upper bound; ``score`` = impact_share / effort weight;
-    ``title`` is plain text; ``evidence`` holds the numbers behind it (by ``area``: code → RouteCost,
-    compression → CompressionSaving, caching → CacheGain)."""
+    or byte hit ratio points; for a fix, the finding's cost share of request time, of 5xx responses or
+    of requests) it addresses, an upper bound; ``score`` = impact_share / effort weight; ``title`` is
+    plain text; ``evidence`` holds the numbers behind it (compression → CompressionSaving, caching →
+    CacheGain, the fix of a finding (areas of ``FIX_BY_CAUSE``) → FindingFix)."""
 
     area: str
     title: str
     impact_share: float
     effort: str
     score: float
-    evidence: RouteCost | CompressionSaving | CacheGain
+    evidence: FindingFix | CompressionSaving | CacheGain
 
 
 def _opportunity(area: str, title: str, impact_share: float, effort: str,
-                 evidence: RouteCost | CompressionSaving | CacheGain) -> Opportunity:
+                 evidence: FindingFix | CompressionSaving | CacheGain) -> Opportunity:
     return Opportunity(area, title, impact_share, effort, impact_share / EFFORT_WEIGHT[effort], evidence)
 
 
-def bottleneck_opportunities(bottlenecks: Mapping[str, Any] | None, top: int = TOP_ROUTES) -> list[Opportunity]:
-    """The routes that consume the most request time (the ``bottlenecks`` result of notebook 30)."""
+def scope_pairs(scope: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A finding's scope as (key, value) pairs in reading order: service, route, status, resource, others."""
+    rank = {key: i for i, key in enumerate(SCOPE_ORDER)}
+    return sorted(((str(k), str(v)) for k, v in scope.items()), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
+def change_text(kind: str, metric: str, effect: float | None, effect_unit: str) -> str:
+    """What moved and by how much, plain text: "latency +110 ms", "5xx share +26.1 points",
+    "cache hit ratio -84.7 points", "traffic ×0.62"."""
+    name = "latency" if metric.startswith("latency") else metric
+    if effect is None:
+        return f"{name} changed"
+    if effect_unit == "ms":
+        return f"{name} {'+' if effect >= 0 else '-'}{fmt.ms(abs(effect), 0)}"
+    if effect_unit == "share":
+        return f"{name} {effect * 100:+.1f} points"
+    return f"{name} ×{fmt.num(effect)}"
+
+
+def finding_opportunities(bottlenecks: Mapping[str, Any] | None) -> list[Opportunity]:
+    """One fix per finding of ``bottlenecks["findings"]`` (notebook 30's result) whose top cause is named
+    (not ``unknown``) and whose confidence is medium or high; its impact is the finding's cost share.
+    Low-confidence findings (a load peak, a change that starts with the window) are not fixes."""
+    findings = (bottlenecks or {}).get("findings") or {}
     found = []
-    for row in (bottlenecks or {}).get("top", [])[:top]:
-        cost = RouteCost(str(row["service"]), str(row["route"]), int(row["requests"]), float(row["time_share"]),
-                         float(row["p50_ms"]), float(row["p95_ms"]), float(row["p99_ms"]))
-        found.append(_opportunity("code", f"Cut the latency of {cost.service} {cost.route}", cost.time_share,
-                                  "medium", cost))
+    for index, item in enumerate(findings.get("items") or []):
+        cause = (item.get("causes") or [{}])[0]
+        if cause.get("kind", "unknown") == "unknown" or item.get("confidence") == "low" or \
+                item.get("cost_share") is None:
+            continue
+        area, verb, effort, risk = FIX_BY_CAUSE.get(str(cause["kind"]), OTHER_CAUSE)
+        scope = " ".join(str(item["scope"][k]) for k in ("service", "route", "status") if k in item["scope"])
+        what = str(cause["ref"]) if cause["kind"] in ("query", "metric", "profile") else str(cause["detail"])
+        what = what if len(what) <= TITLE_CAUSE_CHARS else what[:TITLE_CAUSE_CHARS - 1].rstrip() + "…"
+        title = (f"{verb} {what} — {change_text(item['kind'], item['metric'], item.get('effect'), item['effect_unit'])}"
+                 f" on {scope} since {fmt.timestamp(item['onset'])}")
+        fix = FindingFix(
+            index, str(item["kind"]), scope_pairs(item["scope"]), str(item["metric"]),
+            item["onset"], item.get("end"), item.get("before"), item.get("after"), item.get("effect"),
+            item.get("ci_low"), item.get("ci_high"), str(item.get("effect_unit") or ""), str(item["confidence"]),
+            float(item["cost_share"]), str(item.get("cost_basis") or ""), str(cause["kind"]), str(cause["ref"]),
+            str(cause["detail"]), float(cause["strength"]), findings.get("window_start"), findings.get("window_end"),
+            sorted(item.get("sql") or {}), KPI_BY_KIND.get(str(item["kind"]), "latency_p95_ms"), risk)
+        found.append(_opportunity(area, title, fix.cost_share, effort, fix))
     return found
 
 
@@ -121,8 +204,10 @@ def cache_opportunity(cache: Mapping[str, Any] | None) -> list[Opportunity]:
 
 
 def rank_opportunities(*found: list[Opportunity]) -> list[Opportunity]:
-    """All opportunities, best score first (ties by title)."""
-    return sorted((o for group in found for o in group), key=lambda o: (-o.score, o.title))
+    """All opportunities: fixes of findings first (undoing a change that made things worse, with its
+    cause named, comes before new work), then best score first within each group (ties by title)."""
+    return sorted((o for group in found for o in group),
+                  key=lambda o: (not isinstance(o.evidence, FindingFix), -o.score, o.title))
 
 
 @dataclass(frozen=True)
@@ -138,14 +223,14 @@ def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
                                bottlenecks: Mapping[str, Any] | None = None,
                                cache: Mapping[str, Any] | None = None) -> OptimizationResults:
     """Quantify what can be quantified today (compression) against the bytes served in the window, and
-    rank it with the route costs of ``bottlenecks`` (notebook 30's result) and the CDN cache of ``cache``
+    rank it with the fixes of the findings in ``bottlenecks`` (notebook 30's result) and the CDN cache of ``cache``
     (notebook 40's result), either of which may be missing."""
     from kit.results import to_jsonable
 
     row = con.execute("SELECT coalesce(sum(bytes_sent), 0) FROM requests WHERE ts >= ? AND ts < ?",
                       [window.start, window.end]).fetchone()
     found = OptimizationResults(window, int(row[0]) if row else 0, compression_opportunity(con, window))
-    ranking = rank_opportunities(bottleneck_opportunities(bottlenecks),
+    ranking = rank_opportunities(finding_opportunities(bottlenecks),
                                  compression_opportunities(to_jsonable(found.compression), found.served_bytes_total),
                                  cache_opportunity(cache))
     return replace(found, ranking=ranking)

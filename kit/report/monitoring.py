@@ -9,25 +9,29 @@ escaped by the renderer (``kit.report.render``); SQL and PromQL go into code fen
 from inside.
 
 Document model first (``monitoring_model``: plain values, nothing escaped or formatted), rendering last
-(Jinja template ``Performance_Monitoring_Strategy.md.j2`` with the partial ``partials/slo.md.j2``)."""
+(Jinja template ``Performance_Monitoring_Strategy.md.j2`` with the partials ``partials/slo.md.j2`` and
+``partials/findings.md.j2``)."""
 
 from __future__ import annotations
 
 import math
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
 
 from kit.analysis.coverage import coverage_of, gap_text
+from kit.analysis.optimizations import scope_pairs
 from kit.config import RunConfig
 from kit.report import slo_sections
 from kit.report.render import markdown, render_markdown
 from kit.report.text import code_block
 
 __all__ = [
-    "PANELS", "build_metrics_framework", "dashboard_panels", "build_monitoring_strategy", "code_block", "kpi_targets",
+    "PANELS", "build_metrics_framework", "dashboard_panels", "build_monitoring_strategy", "code_block",
+    "findings_model", "kpi_targets",
     "monitoring_figures", "monitoring_model", "recommended_metrics", "slo_parts",
 ]
 
@@ -35,6 +39,8 @@ SCHEMA_VERSION = "1.0"
 STANDARD_OBJECTIVES = (0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999)
 HISTOGRAM_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SCRAPE_INTERVAL_S = 15.0
+CAUSES_SHOWN = 3                # at most this many probable causes per finding
+CAUSE_SHOWN_STRENGTH = 0.4      # a further cause is named from this strength (the detector's "unknown" bar)
 
 # Dashboard panels: key (also the figure name), title, kind, PromQL, what the panel answers.
 # ``{sel}`` is replaced by a label selector body (possibly empty), ``{t}``/``{t4}`` by Apdex T and 4T in s.
@@ -294,6 +300,11 @@ def monitoring_model(results: dict[str, Any], config: RunConfig, figures: dict[s
             "connections, queues)."))),
         "bottlenecks_missing": markdown(gap_text(results, "requests", "latency", fallback=(
             "The bottleneck ranking was not computed in this run (no `bottlenecks` result)."))),
+        "findings": findings_model(results.get("bottlenecks")),
+        "findings_missing": markdown(gap_text(results, "requests", fallback=(
+            "Bottleneck findings (what changed, where, when and why) were not computed in this run (no "
+            "`findings` in the `bottlenecks` result: notebook 30_bottlenecks did not run, or the run is older "
+            "than the detector)."))),
     }
     if kpis:
         targets = kpi_targets(kpis, results, config)
@@ -326,6 +337,31 @@ def _median(values: list[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def findings_model(bottlenecks: Any) -> dict[str, Any] | None:
+    """The findings of ``bottlenecks["findings"]`` (notebook 30's result) as plain rows: kind in words,
+    metric, scope as (key, value) pairs (service and route first), onset, end and duration (s), the
+    numbers, confidence, cost and the causes worth naming (strength >= ``CAUSE_SHOWN_STRENGTH``, at most
+    ``CAUSES_SHOWN``; the first cause always); ``command`` reproduces them. None when there is no result."""
+    findings = bottlenecks.get("findings") if isinstance(bottlenecks, dict) else None
+    if not isinstance(findings, dict):
+        return None
+    items = []
+    for item in findings.get("items") or []:
+        scope = scope_pairs(item["scope"])
+        causes = list(item["causes"][:1]) + [c for c in item["causes"][1:CAUSES_SHOWN]
+                                            if c["strength"] >= CAUSE_SHOWN_STRENGTH]
+        onset, end = item["onset"], item.get("end")
+        duration = (datetime.fromisoformat(end) - datetime.fromisoformat(onset)).total_seconds() if end else None
+        items.append({**{k: item.get(k) for k in (
+            "metric", "onset", "end", "before", "after", "effect", "ci_low", "ci_high", "effect_unit", "p_value",
+            "confidence", "cost_share", "cost_basis")}, "kind": str(item["kind"]).replace("_", " "),
+            "scope": scope, "duration_s": duration, "causes": causes})
+    start, end = findings.get("window_start"), findings.get("window_end")
+    command = "perfkit findings --db <warehouse>" + (f" --start {start} --end {end}" if start and end else "")
+    return {"found": items, "window_start": start, "window_end": end, "bucket_s": findings.get("bucket_s"),
+            "command": command}
 
 
 def _bottleneck_rows(result: Any, top_n: int) -> list[dict[str, Any]]:
