@@ -306,3 +306,33 @@ def test_real_apache_log_without_request_times_gives_valid_findings() -> None:
     validate_document(json.loads(json.dumps(found.to_dict(), allow_nan=False)), "bottleneck_findings")
     assert found.bucket_s >= 60
     assert not {f.kind for f in found.items} & {"latency_shift", "variance_change", "saturation"}
+
+
+def test_short_log_ending_inside_a_second_keeps_its_latency_shift() -> None:
+    """A 60-s load test (two routes, ~400 req/s) whose /a becomes 3x slower at 30 s, and whose log thins
+    out in its last second and stops 100 ms into the next, as a wrk run does: the nearly empty last second
+    is no traffic drop, and it does not turn the route's latency shift into a service-wide throughput
+    change."""
+    rng = np.random.default_rng(3)
+    start = datetime(2026, 3, 2, 9, 0, 0, 400_000, tzinfo=UTC)   # starts inside a second, too
+    span = 60.1 - 0.4
+    n = rng.poisson(400 * span)
+    offset = np.sort(rng.random(n) * span)
+    closing = (offset >= span - 1.1) & (rng.random(n) < 0.3)   # wrk's connections finish in the last second
+    offset = offset[~closing]
+    n = len(offset)
+    ts = pd.to_datetime(start) + pd.to_timedelta(offset, unit="s")
+    route = np.where(rng.random(n) < 0.5, "/a", "/b")
+    latency = 7.0 * np.exp(0.3 * rng.standard_normal(n))
+    switched = start + timedelta(seconds=29.6)
+    latency = np.where((route == "/a") & (ts >= switched), latency * 3, latency)
+    con = _warehouse(pd.DataFrame({"ts": ts, "service": "shop", "route": route, "status": 200,
+                                   "latency_ms": latency}))
+    try:
+        found = find_bottlenecks(con, _window(con))
+    finally:
+        con.close()
+    assert found.bucket_s == 1
+    confident = [f for f in found.items if f.confidence in ("high", "medium")]
+    assert [(f.kind, f.scope.get("route")) for f in confident] == [("latency_shift", "/a")], found.items
+    assert abs((confident[0].onset - switched).total_seconds()) <= 2

@@ -150,6 +150,8 @@ def find_bottlenecks(con: duckdb.DuckDBPyConnection, window: Window, *, services
         else:
             parent = services_n[service] if routes_of[service] > 1 else None
         for kind, z in _signals(s, has, bucket_s, offset, seasonal, parent).items():
+            if kind == "throughput_change":  # a log starts and ends inside a bucket: too few requests there
+                z = _without_partial_edges(z, origin, bucket_s, window)
             signals[(s.scope, kind)] = z
             reference = 0.0 if seasonal else _series.first_segment_level(z)
             for seg in _series.anomalous_segments(z, _DIRECTION[kind], reference):
@@ -216,6 +218,18 @@ def _signals(s: _series.ScopeSeries, has: dict[str, bool], bucket_s: int, offset
             share = np.where((parent > 0) & (s.n > 0), s.n / np.maximum(parent, 1), np.nan)
             out["throughput_change"] = z_of(np.log(share), 1.0 / np.sqrt(np.maximum(s.n, 1)))
     return out
+
+
+def _without_partial_edges(z: np.ndarray, origin: datetime, bucket_s: int, window: Window) -> np.ndarray:
+    """``z`` with no value in the first and last bucket when the window covers them only in part (the
+    first request falls after the bucket's start, the last before its end): their request counts are
+    short by the part not covered, which is no change in traffic."""
+    z = z.astype(float, copy=True)
+    if window.start > origin:
+        z[0] = np.nan
+    if (window.end - origin).total_seconds() < len(z) * bucket_s:
+        z[-1] = np.nan
+    return z
 
 
 def _group(detections: list[_Detection]) -> list[list[_Detection]]:
@@ -345,7 +359,11 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
              group: list[_Detection], by_scope: dict, signals: dict, has: dict[str, bool], seasonal: bool,
              series_sql: str, totals: tuple[float, float, float]) -> Finding:
     offset = origin.timestamp()
-    primary = min(group, key=lambda d: (_PRIORITY[d.kind], -d.strength))
+    # the most telling kind among the detections that span at least half of the change: a blip at its
+    # edge (a short traffic dip as a slow route settles) does not rename a long latency shift
+    first, last = min(d.start for d in group), max(d.stop for d in group)
+    spanning = [d for d in group if 2 * (d.stop - d.start) >= last - first] or group
+    primary = min(spanning, key=lambda d: (_PRIORITY[d.kind], -d.strength))
     same = [d for d in group if d.kind == primary.kind]
     start, stop = min(d.start for d in same), max(d.stop for d in same)
     primary = _Detection(primary.scope, primary.kind, start, stop, primary.level, max(d.strength for d in same))
