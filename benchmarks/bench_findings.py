@@ -438,6 +438,9 @@ def part_demo(args: argparse.Namespace, detector: Detector, tmp: Path) -> None:
     path.unlink()
 
 
+SPEED_TARGET_REQUESTS = 100_000_000  # the speed target is judged on a warehouse this large (issue #11)
+
+
 def part_speed(args: argparse.Namespace, detector: Detector, tmp: Path) -> None:
     from kit.analysis import kpis
     from kit.analysis.window import resolve_window
@@ -467,8 +470,12 @@ def part_speed(args: argparse.Namespace, detector: Detector, tmp: Path) -> None:
     base, mine = min(kpi_s), min(find_s)
     print(f"  baseline: per-route per-minute KPI query  {base:7.2f} s  ({n_groups:,} route-minutes)")
     print(f"  all findings                             {mine:7.2f} s  ({n_findings} findings)")
-    line("findings time / KPI query time", f"<= {TARGETS['speed_ratio']:g}x", f"{mine / base:.2f}x",
-         mine / base <= TARGETS["speed_ratio"])
+    judged = w.requests >= SPEED_TARGET_REQUESTS * 0.99
+    line("findings time / KPI query time", f"<= {TARGETS['speed_ratio']:g}x" if judged else "(at 100M)",
+         f"{mine / base:.2f}x", mine / base <= TARGETS["speed_ratio"] if judged else None)
+    if not judged:
+        print(f"  the target is set for {SPEED_TARGET_REQUESTS:,} requests (--speed-requests {SPEED_TARGET_REQUESTS} "
+              "or --full); on small warehouses the detector's fixed cost (~0.7 s of Python) dominates the ratio")
     w.path.unlink()
 
 
