@@ -7,6 +7,7 @@ with one message when a system tool the tests use is missing (``tests/system_dep
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -90,6 +91,13 @@ def assert_lines_accounted_for(ingest: Callable[[duckdb.DuckDBPyConnection], Ing
         return summary
     finally:
         con.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a service a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_until_ok(url: str, seconds: float) -> bool:

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from kit.warehouse import connect
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -73,12 +74,6 @@ class SwitchableOrigin(BaseHTTPRequestHandler):
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def slowed_run(tmp_path_factory) -> tuple[Path, datetime]:
     """(nginx access log of a wrk run, the instant /item/ became slow)."""
@@ -89,7 +84,7 @@ def slowed_run(tmp_path_factory) -> tuple[Path, datetime]:
     origin = ThreadingHTTPServer(("127.0.0.1", 0), SwitchableOrigin)
     origin.daemon_threads = True
     threading.Thread(target=origin.serve_forever, daemon=True).start()
-    port = _free_port()
+    port = free_port()
     (prefix / "tmp").mkdir()
     conf = prefix / "nginx.conf"
     conf.write_text(f"""

@@ -18,6 +18,7 @@ import pytest
 
 from kit.ingest.access_log import ingest_access_log
 from kit.warehouse import connect
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -60,12 +61,6 @@ class SlowHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

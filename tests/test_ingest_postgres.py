@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,7 +23,7 @@ from kit.ingest.core import IngestError
 from kit.ingest.pg_stat_statements import pg_stat_deltas, redact_dsn, snapshot_pg_stat_statements
 from kit.ingest.postgres import detect_format, ingest_postgres_log, prefix_regex
 from kit.warehouse import connect
-from tests.conftest import assert_lines_accounted_for
+from tests.conftest import assert_lines_accounted_for, free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 _TIMED = re.compile(r"LOG: +duration: [0-9.]+ ms +(statement|execute [^:]*|query): ")
@@ -284,12 +283,6 @@ def test_random_lines_are_accounted_for(tmp_path, fmt, strategy, options, data):
 
 # ------------------------------------------------------------------------------ a real PostgreSQL 15
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _as_postgres(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=check, capture_output=True,
                           text=True, timeout=120, **kw)
@@ -302,7 +295,7 @@ def postgres_server():
     assert (PG_BIN / "initdb").exists(), "PostgreSQL 15 binaries missing (apt-get install postgresql-15)"
     root = Path(tempfile.mkdtemp(prefix="perfkit-pg-"))
     shutil.chown(root, "postgres", "postgres")
-    data, logs, port = root / "data", root / "logs", _free_port()
+    data, logs, port = root / "data", root / "logs", free_port()
     _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
     with open(data / "postgresql.conf", "a") as conf:
         conf.write(f"""
@@ -378,7 +371,7 @@ def test_pg_stat_statements_snapshots_and_log_formats(postgres_server, tmp_path)
 def test_snapshot_errors_are_clear(tmp_path):
     con = connect(":memory:")
     with pytest.raises(IngestError, match="cannot connect"):
-        snapshot_pg_stat_statements(con, f"host=127.0.0.1 port={_free_port()} user=x password=hunter2",
+        snapshot_pg_stat_statements(con, f"host=127.0.0.1 port={free_port()} user=x password=hunter2",
                                     connect_timeout_s=2)
     con.close()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -23,7 +22,7 @@ from kit.ingest.prometheus import (
     parse_time,
     range_chunks,
 )
-from tests.conftest import assert_lines_accounted_for, wait_until_ok
+from tests.conftest import assert_lines_accounted_for, free_port, wait_until_ok
 
 
 @given(start=st.integers(0, 10**9), n=st.integers(1, 50_000), step=st.integers(1, 3600),
@@ -137,12 +136,6 @@ def test_auth_and_promql_errors_are_clear(con, fake_server):
 
 # ------------------------------------------------------------------------------- a real Prometheus
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 T0 = 1_700_000_040          # first backfilled sample (a whole minute), Nov 2023
 N_KNOWN = 12_500            # > 11,000 points: the range query must be chunked
 STEP = 60
@@ -169,7 +162,7 @@ def prometheus_server(tmp_path_factory):
         out.write("# EOF\n")
     subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)],
                    check=True, capture_output=True, timeout=300)
-    port = _free_port()
+    port = free_port()
     config = root / "prometheus.yml"
     config.write_text(f"global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
                       f"  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n")
@@ -219,7 +212,7 @@ def test_real_promql_error_and_unreachable_server(con, prometheus_server):
     with pytest.raises(PrometheusError, match="bad_data"):
         ingest_prometheus_range(con, prometheus_server, "sum(", T0, T0 + 60, 60)
     with pytest.raises(PrometheusError, match="no answer after 2 attempts"):
-        ingest_prometheus_range(con, f"http://127.0.0.1:{_free_port()}", "up", T0, T0 + 60, 60, retries=1,
+        ingest_prometheus_range(con, f"http://127.0.0.1:{free_port()}", "up", T0, T0 + 60, 60, retries=1,
                                 backoff_s=0.01, timeout_s=2)
 
 
