@@ -23,17 +23,18 @@
    skips series with nothing to find. Segments off in the harmful direction (latency or spread up, 5xx
    up, hit ratio down, traffic down) that are short and sharp (|mean| ≥ 3 σ, |mean|·√len ≥ 6) or long
    and steady (|mean| ≥ 1 σ, |mean|·√len ≥ 10) are changes; adjacent ones merge.
-4. **Where.** Detections of one service that overlap in time form one change, named by its most telling
-   kind (5xx, then hit ratio, traffic, latency, spread). Its scope is the narrowest that explains it, as
-   in Adtributor: each route's explanatory power is its share of the service's excess (extra ln-latency,
-   extra spread, extra 5xx or lost hits at the expected rate, lost requests); one route with ≥ 60 % is
-   the scope, else the routes that reach 80 % together, written as their common path prefix
-   (``/static/*``) when they share one, else the service. Errors name their status class and codes;
-   latency says whether the upstream or the service's own time moved. A change whose latency rose while
-   a resource sat at ≥ 85 % of its limit (``pg_stat_activity_count`` of ``pg_settings_max_connections``,
-   ...) is a saturation; saturations of several services that start within 3 buckets are one, scoped to
-   the route whose path names the slow query's tables (``/api/v1/users/{id}/orders`` for ``... FROM
-   orders ... WHERE user_id = ?``).
+4. **Where.** Detections of one service that overlap in time form one change, named by its most telling kind
+   (5xx, then hit ratio, traffic, latency, spread; but a latency shift on a route comes before a traffic
+   drop of its whole service, which clients waiting for slower answers cause). Its scope is the narrowest
+   that explains it, as in Adtributor: each route's explanatory power is its share of the service's excess
+   (extra ln-latency, extra spread, extra 5xx or lost hits at the expected rate, lost requests); one route
+   with ≥ 60 % is the scope, else the routes that reach 80 % together, written as their common path prefix
+   (``/static/*``) when they share one, else the service. Errors name their status class and codes; latency
+   says whether the upstream or the service's own time moved. A change whose latency rose while a resource
+   sat at ≥ 85 % of its limit (``pg_stat_activity_count`` of ``pg_settings_max_connections``, ...) is a
+   saturation; saturations of several services that start within 3 buckets are one, scoped to the route
+   whose path names the slow query's tables (``/api/v1/users/{id}/orders`` for ``... FROM orders ... WHERE
+   user_id = ?``).
 5. **How much.** Request-level samples (≤ 1,500 a side, repeatable) of the changed interval against the same
    clock interval on the other days (or the stretch before the onset): Hodges–Lehmann shift with its
    distribution-free 95 % interval and the Mann–Whitney p-value for latency and saturation; Newcombe's
@@ -232,6 +233,16 @@ def _without_partial_edges(z: np.ndarray, origin: datetime, bucket_s: int, windo
     return z
 
 
+def _rank(det: _Detection, group: list[_Detection]) -> int:
+    """How telling ``det``'s kind is in ``group`` (lower names the change). A traffic drop of a whole
+    service ranks after a latency shift on one of its routes: clients that wait for slower answers send
+    fewer requests (a closed loop), so the drop is the route's slowdown seen from outside."""
+    if det.kind == "throughput_change" and any(
+            d.kind == "latency_shift" and len(d.scope) > len(det.scope) for d in group):
+        return _PRIORITY["latency_shift"] + 1
+    return _PRIORITY[det.kind]
+
+
 def _group(detections: list[_Detection]) -> list[list[_Detection]]:
     """Detections of the same service whose intervals overlap (1-bucket tolerance) form one change."""
     groups: list[list[_Detection]] = []
@@ -363,7 +374,7 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
     # edge (a short traffic dip as a slow route settles) does not rename a long latency shift
     first, last = min(d.start for d in group), max(d.stop for d in group)
     spanning = [d for d in group if 2 * (d.stop - d.start) >= last - first] or group
-    primary = min(spanning, key=lambda d: (_PRIORITY[d.kind], -d.strength))
+    primary = min(spanning, key=lambda d: (_rank(d, spanning), -d.strength))
     same = [d for d in group if d.kind == primary.kind]
     start, stop = min(d.start for d in same), max(d.stop for d in same)
     primary = _Detection(primary.scope, primary.kind, start, stop, primary.level, max(d.strength for d in same))
