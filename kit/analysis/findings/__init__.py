@@ -386,7 +386,7 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
     baseline = _intervals(window, onset, stop_at, seasonal)
     during = f"(ts >= TIMESTAMPTZ '{onset.isoformat()}' AND ts < TIMESTAMPTZ '{stop_at.isoformat()}')"
     sql: dict[str, str] = {"series": series_sql}
-    links: list[_causes.CauseLink] = []
+    links: list[Cause] = []
     ev, sql["events"] = _causes.event_causes(con, onset, end, bucket_s, scope)
     links += ev
     met, utilization, sql["metrics"] = _causes.metric_causes(con, onset, stop_at, bucket_s, scope.get("service"))
@@ -399,12 +399,12 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
     qry, sql["queries"] = _causes.query_causes(con, onset, stop_at, bucket_s)
     # database time explains slowness far better than errors, and hardly a cache or traffic change
     plausible = {"saturation": 1.0, "latency_shift": 1.0, "variance_change": 0.6, "error_burst": 0.6}.get(kind, 0.3)
-    links += [_causes.CauseLink(q.kind, q.ref, q.detail, round(q.strength * plausible, 3), q.lag_s) for q in qry]
+    links += [Cause(q.kind, q.ref, q.detail, round(q.strength * plausible, 3), q.lag_s) for q in qry]
     prof, sql["profiles"] = _causes.profile_causes(con, onset, stop_at, scope.get("service"))
     links += prof
     load = _load_factor(by_scope, scope.get("service", ""), start, stop, bucket_s, offset, seasonal)
     if primary.kind in ("latency_shift", "variance_change", "error_burst") and load >= 1.3:
-        links.append(_causes.CauseLink("metric", "requests per second",
+        links.append(Cause("metric", "requests per second",
                                        f"traffic ×{load:.2f} its usual level at this time", 0.8, 0.0))
     extra = ""
     if kind == "latency_shift" or (kind == "saturation" and has["latency"]) or kind == "variance_change":
@@ -452,8 +452,7 @@ def _finding(con: duckdb.DuckDBPyConnection, window: Window, origin: datetime, b
         eff = _effects.rate_ratio(c0, seconds_before, c1, seconds_after)
         unit, metric = "ratio", "requests per second (after/before)"
     cost, basis = _cost(con, window, kind, where, eff, onset, stop_at, sql, totals)
-    cause_list = tuple(Cause(c.kind, c.ref, c.detail, c.strength, c.lag_s)
-                       for c in sorted(links, key=lambda c: -c.strength)[:6])
+    cause_list = tuple(sorted(links, key=lambda c: -c.strength)[:6])
     if not cause_list:
         cause_list = (Cause("unknown", "", "no event, metric, query or profile change fits", 0.0, None),)
     elif cause_list[0].strength < WEAK_CAUSE:

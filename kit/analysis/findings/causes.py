@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import duckdb
 import numpy as np
+
+from kit.analysis.findings.model import Cause
 
 # the only events the detector reads: everything but the ground truth of incidents
 EVENTS_SQL = """
@@ -28,19 +29,8 @@ SATURATION_PAIRS = (
 SATURATED = 0.85  # utilization at or above this share of the limit counts as saturated
 
 
-@dataclass(frozen=True)
-class CauseLink:
-    """A candidate cause (mirrors ``Cause``; kept here so this module has no cycle)."""
-
-    kind: str
-    ref: str
-    detail: str
-    strength: float
-    lag_s: float | None
-
-
 def event_causes(con: duckdb.DuckDBPyConnection, onset: datetime, end: datetime | None, bucket_s: int,
-                 scope: dict[str, str]) -> tuple[list[CauseLink], str]:
+                 scope: dict[str, str]) -> tuple[list[Cause], str]:
     """Events that started within ``lead`` before the onset (or up to two buckets after it), scored by
     closeness in time (full within max(5 min, 2 buckets), then decaying with a 10-min scale) and scope:
     same service 1, no service 0.6, another service 0.25; a route that matches the scope's route (or its
@@ -71,7 +61,7 @@ def event_causes(con: duckdb.DuckDBPyConnection, onset: datetime, end: datetime 
             ends_together = 1.2 if abs((ts_end - end).total_seconds()) <= 2 * bucket_s else 1.0
         strength = min(1.0, closeness * match * ends_together)
         if strength >= 0.1:
-            links.append(CauseLink(_event_kind(kind), f"{kind}@{ts_start.isoformat()}", str(what),
+            links.append(Cause(_event_kind(kind), f"{kind}@{ts_start.isoformat()}", str(what),
                                    round(strength, 3), lag))
     return links, sql
 
@@ -81,7 +71,7 @@ def _event_kind(kind: str) -> str:
 
 
 def metric_causes(con: duckdb.DuckDBPyConnection, onset: datetime, stop: datetime, bucket_s: int,
-                  service: str | None) -> tuple[list[CauseLink], dict[str, float], str]:
+                  service: str | None) -> tuple[list[Cause], dict[str, float], str]:
     """Metric series (name + labels; counters as rates) whose mean in [onset, stop) departs most from
     the preceding stretch (three times as long), in robust z units. Also returns the utilization of
     known saturation pairs during the change (name -> share of the limit)."""
@@ -111,7 +101,7 @@ SELECT name, labels,
 FROM s WHERE v IS NOT NULL AND v >= 0
 GROUP BY name, labels""".strip()
     frame = con.execute(sql).df()
-    links: list[CauseLink] = []
+    links: list[Cause] = []
     utilization: dict[str, float] = {}
     if frame.empty:
         return links, utilization, sql
@@ -132,7 +122,7 @@ GROUP BY name, labels""".strip()
         utilization[label] = share_after
         if share_after >= SATURATED and share_after - share_before >= 0.2:
             # the resource at its limit is the symptom; the query or deploy that filled it ranks above it
-            links.append(CauseLink("metric", usage, f"{label}: {share_after:.0%} of the limit ({limit}) during "
+            links.append(Cause("metric", usage, f"{label}: {share_after:.0%} of the limit ({limit}) during "
                                    f"the change, {share_before:.0%} before", round(min(0.8, share_after), 3), 0.0))
     counter = frame["name"].isin(counters)
     events_moved = (frame["after_mean"] - frame["before_mean"]).abs() * length
@@ -148,7 +138,7 @@ GROUP BY name, labels""".strip()
             continue
         seen.add(str(row.name))
         strength = 0.7 * min(1.0, abs(float(row.z)) / 20.0) * (1.0 if row.own else 0.7)  # symptoms, mostly
-        links.append(CauseLink("metric", str(row.name), f"{row.name}{row.labels}: mean {row.before_mean:.4g} → "
+        links.append(Cause("metric", str(row.name), f"{row.name}{row.labels}: mean {row.before_mean:.4g} → "
                                f"{row.after_mean:.4g} ({row.z:+.1f} sd)", round(strength, 3), 0.0))
     return links, utilization, sql
 
@@ -164,7 +154,7 @@ def counter_names(names: set[str]) -> set[str]:
 
 
 def query_causes(con: duckdb.DuckDBPyConnection, onset: datetime, stop: datetime,
-                 bucket_s: int) -> tuple[list[CauseLink], str]:
+                 bucket_s: int) -> tuple[list[Cause], str]:
     """Fingerprints whose database time per second rose in [onset, stop) against the preceding stretch
     (three times as long); snapshots count by their increase, events by their time. Strength: the share
     of the rise in all database time that the fingerprint accounts for."""
@@ -197,7 +187,7 @@ FROM d GROUP BY fingerprint""".strip()
         ratio = row.after_ms_per_s / max(row.before_ms_per_s, 1e-9)
         if row.share < 0.2 or ratio < 2:
             continue
-        links.append(CauseLink("query", str(row.fingerprint),
+        links.append(Cause("query", str(row.fingerprint),
                                f"database time {row.before_ms_per_s:.3g} → {row.after_ms_per_s:.3g} ms/s "
                                f"(×{min(ratio, 9999):.1f}; {row.share:.0%} of the rise)",
                                round(float(min(1.0, row.share)), 3), 0.0))
@@ -205,7 +195,7 @@ FROM d GROUP BY fingerprint""".strip()
 
 
 def profile_causes(con: duckdb.DuckDBPyConnection, onset: datetime, stop: datetime,
-                   service: str | None) -> tuple[list[CauseLink], str]:
+                   service: str | None) -> tuple[list[Cause], str]:
     """Leaf frames whose share of samples is larger in profiles taken during the change than in the
     service's other profiles (growth ≥ 5 percentage points)."""
     svc = "TRUE" if not service else "service = '" + service.replace("'", "''") + "'"
@@ -228,7 +218,7 @@ FROM s GROUP BY frame""".strip()
     links = []
     for row in frame.sort_values("growth", ascending=False).head(2).itertuples():
         if row.growth >= 0.05:
-            links.append(CauseLink("profile", str(row.frame), f"share of CPU samples {row.share_other:.0%} → "
+            links.append(Cause("profile", str(row.frame), f"share of CPU samples {row.share_other:.0%} → "
                                    f"{row.share_during:.0%}", round(float(min(1.0, 2 * row.growth)), 3), None))
     return links, sql
 
