@@ -47,6 +47,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool(f"{PG}/bin/pg_ctl", "postgresql-15", "test_ingest_postgres's own server"),
     Tool(f"{PG}/bin/postgres", "postgresql-15", "test_ingest_postgres's own server"),
     Tool(f"{PG}/lib/pg_stat_statements.so", "postgresql-15", "the statistics test_ingest_postgres reads"),
+    Tool(f"{PG}/lib/hypopg.so", "postgresql-15-hypopg", "the hypothetical indexes the index advice tests evaluate"),
     Tool(f"{PG}/bin/pgbench", "postgresql-15", "the load test_ingest_postgres sends"),
     Tool(f"{PG}/bin/psql", "postgresql-client-15", "test_ingest_postgres creates the extension with it"),
     Tool("/usr/bin/chromium", "chromium", "Playwright's browser; kaleido's PNG export in notebook runs"),

@@ -10,7 +10,7 @@ import yaml
 from tests.conftest import PROJECT_ROOT
 
 # conda-forge names that differ from PyPI names
-CONDA_TO_PYPI = {"python-kaleido": "kaleido"}
+CONDA_TO_PYPI = {"python-kaleido": "kaleido", "brotli-python": "brotli"}
 NOT_PACKAGES = {"python", "pip"}
 
 
