@@ -9,10 +9,11 @@ from pathlib import Path
 import mistune
 import pytest
 
+from kit.analysis.opportunity import Saving, opportunity
 from kit.analysis.optimizations import (
     NOT_COVERED,
+    WindowTotals,
     cache_opportunity,
-    compression_opportunities,
     finding_opportunities,
     rank_opportunities,
 )
@@ -53,6 +54,16 @@ FINDINGS = {"bucket_s": 300, "method": "test", "window_start": "2026-11-16T00:00
 COMPRESSION = {"served_bytes": 4_000_000, "saved_gzip_bytes": 3_000_000, "saved_zstd_bytes": 3_200_000,
                "by_type": [{"content_type": "application/javascript", "assets": 2, "size_bytes": 2000,
                             "gzip_bytes": 500, "zstd_bytes": 400, "requests": 2000, "saved_gzip_bytes": 3_000_000}]}
+# request time 1,000 s, 10,000 requests, 100 of them 5xx, 10 MB sent
+TOTALS = WindowTotals(request_ms=1_000_000.0, requests=10_000, errors_5xx=100, bytes_sent=10_000_000)
+
+
+def area_opportunity(title: str, share: float, addresses: list[str] | None = None) -> object:
+    """An optimization area's opportunity (compression-like: bytes saved of all bytes served)."""
+    return opportunity("compression", title, change="compress it", evidence="3 MB saved", effect="fewer bytes",
+                       verify="compare bytes_sent", risk="low", effort="low",
+                       saving=Saving(share * TOTALS.bytes_sent, "bytes", "all bytes served", share),
+                       addresses=addresses)
 
 
 def cache(before: float, after: float) -> dict:
@@ -64,8 +75,8 @@ def results(cache_result: dict | None = None, findings: dict | None = FINDINGS) 
     """Results as notebooks 30 and 50 save them; the ranking is notebook 50's, from the analysis.
     ``findings=None``: a run older than the bottleneck findings."""
     bottlenecks = BOTTLENECKS if findings is None else {**BOTTLENECKS, "findings": findings}
-    ranking = rank_opportunities(finding_opportunities(bottlenecks),
-                                 compression_opportunities(COMPRESSION, 10_000_000), cache_opportunity(cache_result))
+    others = [area_opportunity("Compress JavaScript", 0.3), *cache_opportunity(cache_result, TOTALS)]
+    ranking = rank_opportunities(finding_opportunities(bottlenecks, TOTALS), others)
     return {
         "bottlenecks": bottlenecks,
         "optimizations": {"served_bytes_total": 10_000_000, "compression": COMPRESSION,
@@ -87,9 +98,11 @@ def test_opportunities_rank_by_impact_over_effort() -> None:
     text = build_optimization_strategy(results(cache(0.5, 0.95)), RunConfig(), "2026-11-23", plan())
     table = _table(text)
     assert [row.split("|")[2].strip() for row in table] == ["database", "release", "compression", "caching"]
-    assert "8.00% of all request time in the window" in table[0] and "2.00% of all request time" in table[1]
-    assert "30.00% of all bytes served" in table[2]
-    assert "50.00% → 95.00%: 90.00% less origin traffic" in table[3]
+    # 8% of 1,000 s; the interval scales it by the effect's (100 to 120 ms around 110 ms)
+    assert "| 80 s of all request time (8.00%; 95% interval 73 s to 87 s) |" in table[0]
+    assert "| 20 s of all request time (2.00%; " in table[1]
+    assert "| 2.9 MiB of all bytes served (30.00%) |" in table[2]
+    assert "| 4.3 MiB of all bytes served (45.00%) |" in table[3]
     assert "/home" not in "".join(table) and "/load" not in "".join(table)
     # a larger cache gain still ranks below every fix; among the others it now beats compression (0.35 > 0.30)
     text = build_optimization_strategy(results(cache(0.2, 0.9)), RunConfig(), "2026-11-23", plan())
@@ -100,12 +113,30 @@ def test_a_fix_names_its_cause_evidence_effect_verification_and_risk() -> None:
     text = build_optimization_strategy(results(), RunConfig(), "2026-11-23", plan())
     section = text[text.index("### 2. Fix or roll back"):text.index("### 3.")]
     assert "deploy web 1.2 &lt;b&gt; — latency +110 ms on web /p/{id}" in section
+    assert "- **Change:** Fix or roll back deploy web 1.2 &lt;b&gt;." in section
     assert "50 ms → 160 ms, +110 ms (95% CI +100 to +120 ms)" in section
-    assert "`findings.items[0].sql` in `results/bottlenecks.json` (after, before)" in section
-    assert "- **Expected effect:** latency\\_ms on this scope stays at about 50 ms instead of 160 ms; in a window " \
+    assert "findings.items\\[0\\].sql in results/bottlenecks.json (after, before)" in section
+    assert "- **Expected effect:** Latency\\_ms on this scope stays at about 50 ms instead of 160 ms; in a window " \
            "like this one that saves up to 2.00% of all request time." in section
-    assert "`perfkit findings --db <warehouse>" in section and "latency\\_p95\\_ms" in section
-    assert "- **Risk:** low: a rollback" in section
+    assert "perfkit findings --db &lt;warehouse&gt;" in section and "latency\\_p95\\_ms" in section
+    assert "- **Risk:** Low: a rollback" in section
+    assert "`findings.items[0].sql.after`, `findings.items[0].sql.before` (in `results/optimizations.json`" in section
+
+
+def test_an_area_opportunity_for_a_findings_cause_replaces_its_generic_fix() -> None:
+    """Advice that addresses a finding's cause leads that fix (ranked with the fixes), the finding is its
+    evidence, a second one addressing the same cause corroborates it; unrelated advice stays behind."""
+    fixes = finding_opportunities({"findings": FINDINGS}, TOTALS)
+    specific = area_opportunity("Batch the variant lookups", 0.001, ["deploy:deploy web 1.2 <b>"])
+    weaker = area_opportunity("Frame get_variants grew", 0.0005, ["deploy:deploy web 1.2 <b>", "profile:x"])
+    other = area_opportunity("Compress JavaScript", 0.3)
+    ranking = rank_opportunities(fixes, [other, weaker, specific])
+    assert [o.title for o in ranking][:2] == [fixes[1].title, "Batch the variant lookups"]
+    assert [o.title for o in ranking][2:] == ["Compress JavaScript"]
+    lead = ranking[1]
+    assert "It explains bottleneck finding 1: Latency shift" in lead.evidence
+    assert "The compression analysis agrees: Frame get_variants grew." in lead.evidence
+    assert lead.details["finding"] == 0 and "deploy:deploy web 1.2 <b>" in lead.addresses
 
 
 def test_results_without_findings_still_build() -> None:
@@ -122,7 +153,7 @@ def test_log_text_is_inert_and_gaps_are_stated() -> None:
     assert "<b>" not in html
     # the hostile route of a finding: escaped in the title, a code span in the evidence, no extra table cell
     assert "Fix or roll back deploy web 1.2 &lt;b&gt; — latency +110 ms on web /p/{id}&lt;script&gt;" in text
-    assert "route `/p/{id}<script>alert(1)</script>\\|x`" in text
+    assert "route /p/{id}&lt;script&gt;alert(1)&lt;/script&gt;\\|x" in text
     header = next(line for line in text.splitlines() if line.startswith("| # |"))
     fix_row = next(line for line in text.splitlines() if line.startswith("| 2 |"))
     assert fix_row.replace("\\|", "").count("|") == header.count("|")

@@ -12,7 +12,11 @@ with the same cause."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from kit import fmt
 
 EFFORTS = ("low", "medium", "high")
 EFFORT_WEIGHT = {"low": 1.0, "medium": 2.0, "high": 4.0}  # score = saving share / effort weight
@@ -66,6 +70,30 @@ def opportunity(area: str, title: str, *, change: str, evidence: str, effect: st
         raise ValueError(f"effort must be one of {EFFORTS}, not {effort!r}")
     if saving.unit not in SAVING_UNITS:
         raise ValueError(f"saving unit must be one of {SAVING_UNITS}, not {saving.unit!r}")
+    change, evidence, effect, verify, risk = (sentence(t) for t in (change, evidence, effect, verify, risk))
     return Opportunity(area, title, change, evidence, effect, verify, risk, effort, saving,
                        saving.share / EFFORT_WEIGHT[effort], dict(sql or {}), list(addresses or []),
                        dict(details or {}))
+
+
+def sentence(text: str) -> str:
+    """``text`` stripped, starting with a capital and ending with a full stop when it has no end mark."""
+    text = text.strip()
+    text = text[:1].upper() + text[1:]
+    return text if not text or text[-1] in ".!?)" else f"{text}."
+
+
+def _amount(value: float, unit: str) -> str:
+    if unit == "ms":
+        return fmt.duration(value / 1000)
+    if unit == "bytes":
+        return fmt.size(value)
+    return f"{fmt.count(value)} {unit}"
+
+
+def saving_text(saving: Saving | Mapping[str, Any]) -> str:
+    """A saving as people read it: "2.1 h of all request time (0.58%; 95% interval 1.9 h to 2.3 h)"."""
+    s = saving if isinstance(saving, Saving) else Saving(**saving)
+    interval = (f"; 95% interval {_amount(s.low, s.unit)} to {_amount(s.high, s.unit)}"
+                if s.low is not None and s.high is not None else "")
+    return f"{_amount(s.value, s.unit)} of {s.basis} ({fmt.pct(s.share)}{interval})"

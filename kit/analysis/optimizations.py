@@ -1,22 +1,30 @@
-"""Optimization opportunities ranked by estimated impact over effort, and the areas not covered yet.
+"""Optimization opportunities ranked by estimated saving over effort.
 
-Notebook 50 quantifies resource compression itself and ranks it together with what notebooks 30
-(the bottleneck findings with a named cause: undo or fix that cause) and 40 (the CDN cache the simulation
-recommends) found; the ranking it saves (``results/optimizations.json``) is the one the optimization
-strategy prints. A route alone is not an opportunity (issue #12): a route appears only with what in it
-costs the time, a finding and its cause."""
+Notebook 50 runs the optimization analyses (resource compression here; the database, CDN and code-profile
+analyses as they exist) and ranks their opportunities together with the fixes of what notebooks 30 (the
+bottleneck findings with a named cause) and 40 (the CDN cache the simulation recommends) found; the
+ranking it saves (``results/optimizations.json``) is the one the optimization strategy prints.
+
+Ranking: fixes of findings come first (undoing a change that made things worse, with its cause named,
+comes before new work), then every other opportunity; within each group the order is the score, the
+estimated saving's share of its basis (request time, database time, bytes served, 5xx responses) divided
+by the effort weight (low 1, medium 2, high 4). An area's opportunity that addresses a finding's cause (an
+index for the query behind a saturation, the frames that grew with a release) replaces that finding's
+generic fix: it names what to change, and the finding is its evidence. A route alone is not an
+opportunity (issue #12): a route appears only with what in it costs the time."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
 import duckdb
 
 from kit import fmt
 from kit.analysis.compression import CompressionOpportunity, compression_opportunity
+from kit.analysis.findings.text import cost_basis_text, cost_text, effect_text, value_text
+from kit.analysis.opportunity import Opportunity, Saving, opportunity
 from kit.analysis.window import Window
 
 NOT_COVERED = (
@@ -28,8 +36,6 @@ NOT_COVERED = (
     {"area": "Scaling", "why": "capacity headroom, the utilization where latency turns up and autoscaling "
                                "thresholds are not analysed yet."},
 )
-
-EFFORT_WEIGHT = {"low": 1.0, "medium": 2.0, "high": 4.0}  # score = impact share / effort weight
 
 # What to do about a finding, by the kind of its top cause: area, verb, effort, risk.
 FIX_BY_CAUSE = {
@@ -48,87 +54,38 @@ FIX_BY_CAUSE = {
 OTHER_CAUSE = ("operations", "Address", "medium", "medium: the cause is not a change perfkit knows how to undo")
 SCOPE_ORDER = ("service", "route", "status", "resource")  # how a finding's scope reads
 TITLE_CAUSE_CHARS = 100  # a longer cause (a query's text) is cut in the title; the evidence has it whole
+REF_CAUSES = ("query", "metric", "profile")  # causes named by their ref (a fingerprint, a metric, a frame)
 # The KPI that shows a finding's kind (Performance_Monitoring_Strategy.md, section 1).
 KPI_BY_KIND = {"latency_shift": "latency_p95_ms", "variance_change": "latency_p99_ms", "error_burst": "error_rate_5xx",
                "throughput_change": "request_rate_rps", "cache_hit_drop": "CDN cache hit ratio",
                "saturation": "latency_p95_ms and the saturated resource", "slow_query_regression": "latency_p95_ms"}
+# A finding's cost basis: the unit of its saving and the window total it is a share of.
+BASIS_UNIT = {"request_time": "ms", "errors_5xx": "responses", "requests_missed": "requests"}
 
 
 @dataclass(frozen=True)
-class FindingFix:
-    """Evidence of a fix: bottleneck finding ``finding`` (its index in ``findings.items`` of
-    results/bottlenecks.json), what moved where and when, by how much (``effect`` with its 95 % interval,
-    in ``effect_unit``), its ``cost_share`` of ``cost_basis``, the top cause, the ``window`` the finding
-    was found in (for ``perfkit findings``), the SQL names that reproduce its numbers, the KPI to watch and
-    the risk of the fix."""
+class WindowTotals:
+    """Totals of the window the savings are shares of: request time (ms), requests, 5xx responses and
+    bytes sent."""
 
-    finding: int
-    kind: str
-    scope: list[tuple[str, str]]
-    metric: str
-    onset: datetime | str
-    end: datetime | str | None
-    before: float | None
-    after: float | None
-    effect: float | None
-    ci_low: float | None
-    ci_high: float | None
-    effect_unit: str
-    confidence: str
-    cost_share: float
-    cost_basis: str
-    cause_kind: str
-    cause_ref: str
-    cause_detail: str
-    cause_strength: float
-    window_start: str | None
-    window_end: str | None
-    sql: list[str]
-    kpi: str
-    risk: str
+    request_ms: float
+    requests: int
+    errors_5xx: int
+    bytes_sent: int
+
+    def of_basis(self, basis: str) -> float:
+        """The total a finding's cost basis is a share of (``BASIS_UNIT``'s keys; else requests)."""
+        return {"request_time": self.request_ms, "errors_5xx": float(self.errors_5xx)}.get(basis, float(self.requests))
 
 
-@dataclass(frozen=True)
-class CompressionSaving:
-    """Evidence of the compression opportunity: static asset bytes served in the window, what gzip -6
-    and zstd -19 would have saved, all bytes served, and the content types that save the most."""
-
-    served_bytes: int
-    saved_gzip_bytes: int
-    saved_zstd_bytes: int
-    all_bytes: int
-    top_types: list[str]
+TOTALS_SQL = ("SELECT coalesce(sum(latency_ms), 0), count(*), count(*) FILTER (WHERE status >= 500), "
+              "coalesce(sum(bytes_sent), 0) FROM requests WHERE ts >= ? AND ts < ?")
 
 
-@dataclass(frozen=True)
-class CacheGain:
-    """Evidence of the caching opportunity: the CDN byte hit ratio measured today and the one the
-    simulation expects at the recommended capacity."""
-
-    byte_hit_ratio_now: float
-    byte_hit_ratio_expected: float
-    origin_traffic_cut: float  # share of today's origin bytes the cache would no longer fetch
-
-
-@dataclass(frozen=True)
-class Opportunity:
-    """One optimization. ``impact_share`` is the share of the relevant total (request time, bytes served,
-    or byte hit ratio points; for a fix, the finding's cost share of request time, of 5xx responses or
-    of requests) it addresses, an upper bound; ``score`` = impact_share / effort weight; ``title`` is
-    plain text; ``evidence`` holds the numbers behind it (compression → CompressionSaving, caching →
-    CacheGain, the fix of a finding (areas of ``FIX_BY_CAUSE``) → FindingFix)."""
-
-    area: str
-    title: str
-    impact_share: float
-    effort: str
-    score: float
-    evidence: FindingFix | CompressionSaving | CacheGain
-
-
-def _opportunity(area: str, title: str, impact_share: float, effort: str,
-                 evidence: FindingFix | CompressionSaving | CacheGain) -> Opportunity:
-    return Opportunity(area, title, impact_share, effort, impact_share / EFFORT_WEIGHT[effort], evidence)
+def window_totals(con: duckdb.DuckDBPyConnection, window: Window) -> WindowTotals:
+    """One pass over the window's requests (``TOTALS_SQL``)."""
+    row = con.execute(TOTALS_SQL, [window.start, window.end]).fetchone() or (0, 0, 0, 0)
+    return WindowTotals(float(row[0] or 0), int(row[1] or 0), int(row[2] or 0), int(row[3] or 0))
 
 
 def scope_pairs(scope: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -150,11 +107,47 @@ def change_text(kind: str, metric: str, effect: float | None, effect_unit: str) 
     return f"{name} ×{fmt.num(effect)}"
 
 
-def finding_opportunities(bottlenecks: Mapping[str, Any] | None) -> list[Opportunity]:
+def cause_keys(item: Mapping[str, Any]) -> list[str]:
+    """The ``Opportunity.addresses`` keys of a finding's named causes: ``query:<fingerprint>``,
+    ``profile:<frame>``, ``metric:<name>`` by ref; ``deploy:<what>``, ``config:<what>`` ... by the event."""
+    keys = []
+    for cause in item.get("causes") or []:
+        kind = str(cause.get("kind", "unknown"))
+        if kind != "unknown":
+            keys.append(f"{kind}:{cause['ref'] if kind in REF_CAUSES else cause['detail']}")
+    return keys
+
+
+def finding_summary(item: Mapping[str, Any], index: int) -> str:
+    """A finding in one sentence with its numbers and where its SQL is."""
+    scope = ", ".join(f"{k} {v}" for k, v in scope_pairs(item["scope"]))
+    end = fmt.timestamp(item["end"]) if item.get("end") else "the end of the window (still on)"
+    unit = str(item.get("effect_unit") or "")
+    return (f"{str(item['kind']).replace('_', ' ')} ({item['confidence']} confidence) on {scope} from "
+            f"{fmt.timestamp(item['onset'])} to {end}: {item['metric']} {value_text(item.get('before'), unit)} → "
+            f"{value_text(item.get('after'), unit)}, {effect_text(item)}; it cost {cost_text(item)}. The SQL "
+            f"behind each number is findings.items[{index}].sql in results/bottlenecks.json "
+            f"({', '.join(sorted(item.get('sql') or {}))}).")
+
+
+def _finding_saving(item: Mapping[str, Any], totals: WindowTotals) -> Saving:
+    """The finding's cost in its basis's unit; the interval scales it by the effect's 95 % interval."""
+    basis = str(item.get("cost_basis") or "")
+    share = float(item["cost_share"])
+    value = share * totals.of_basis(basis)
+    effect, low, high = item.get("effect"), item.get("ci_low"), item.get("ci_high")
+    unit = BASIS_UNIT.get(basis, "requests")
+    if item.get("effect_unit") not in ("ms", "share") or not effect or low is None or high is None or low / effect <= 0:
+        return Saving(value, unit, cost_basis_text(basis), share)
+    return Saving(value, unit, cost_basis_text(basis), share, value * low / effect, value * high / effect)
+
+
+def finding_opportunities(bottlenecks: Mapping[str, Any] | None, totals: WindowTotals) -> list[Opportunity]:
     """One fix per finding of ``bottlenecks["findings"]`` (notebook 30's result) whose top cause is named
-    (not ``unknown``) and whose confidence is medium or high; its impact is the finding's cost share.
+    (not ``unknown``) and whose confidence is medium or high; its saving is the finding's cost.
     Low-confidence findings (a load peak, a change that starts with the window) are not fixes."""
     findings = (bottlenecks or {}).get("findings") or {}
+    window = f"{fmt.timestamp(findings.get('window_start'))} to {fmt.timestamp(findings.get('window_end'))}"
     found = []
     for index, item in enumerate(findings.get("items") or []):
         cause = (item.get("causes") or [{}])[0]
@@ -163,57 +156,109 @@ def finding_opportunities(bottlenecks: Mapping[str, Any] | None) -> list[Opportu
             continue
         area, verb, effort, risk = FIX_BY_CAUSE.get(str(cause["kind"]), OTHER_CAUSE)
         scope = " ".join(str(item["scope"][k]) for k in ("service", "route", "status") if k in item["scope"])
-        what = str(cause["ref"]) if cause["kind"] in ("query", "metric", "profile") else str(cause["detail"])
-        what = what if len(what) <= TITLE_CAUSE_CHARS else what[:TITLE_CAUSE_CHARS - 1].rstrip() + "…"
-        title = (f"{verb} {what} — {change_text(item['kind'], item['metric'], item.get('effect'), item['effect_unit'])}"
-                 f" on {scope} since {fmt.timestamp(item['onset'])}")
-        fix = FindingFix(
-            index, str(item["kind"]), scope_pairs(item["scope"]), str(item["metric"]),
-            item["onset"], item.get("end"), item.get("before"), item.get("after"), item.get("effect"),
-            item.get("ci_low"), item.get("ci_high"), str(item.get("effect_unit") or ""), str(item["confidence"]),
-            float(item["cost_share"]), str(item.get("cost_basis") or ""), str(cause["kind"]), str(cause["ref"]),
-            str(cause["detail"]), float(cause["strength"]), findings.get("window_start"), findings.get("window_end"),
-            sorted(item.get("sql") or {}), KPI_BY_KIND.get(str(item["kind"]), "latency_p95_ms"), risk)
-        found.append(_opportunity(area, title, fix.cost_share, effort, fix))
+        what = str(cause["ref"]) if cause["kind"] in REF_CAUSES else str(cause["detail"])
+        short = what if len(what) <= TITLE_CAUSE_CHARS else what[:TITLE_CAUSE_CHARS - 1].rstrip() + "…"
+        moved = change_text(item["kind"], item["metric"], item.get("effect"), str(item.get("effect_unit") or ""))
+        unit = str(item.get("effect_unit") or "")
+        kind = str(item["kind"]).replace("_", " ")
+        named = f"{cause['detail']} ({cause['ref']})" if cause["kind"] in REF_CAUSES else str(cause["detail"])
+        found.append(opportunity(
+            area, f"{verb} {short} — {moved} on {scope} since {fmt.timestamp(item['onset'])}",
+            change=f"{verb} {what}.",
+            evidence=(f"{finding_summary(item, index)} Probable cause ({cause['kind']}, strength "
+                      f"{fmt.num(float(cause['strength']), 2)}): {named}."),
+            effect=(f"{item['metric']} on this scope stays at about {value_text(item.get('before'), unit)} instead "
+                    f"of {value_text(item.get('after'), unit)}; in a window like this one that saves up to "
+                    f"{cost_text(item, '')}."),
+            verify=(f"after the fix, run perfkit findings --db <warehouse> --start <T> --end <T> over a window of "
+                    f"the same length (this one: {window}) and check that no {kind} on this scope is left; "
+                    f"watch the KPI {KPI_BY_KIND.get(str(item['kind']), 'latency_p95_ms')}."),
+            risk=risk, effort=effort, saving=_finding_saving(item, totals),
+            sql={f"findings.items[{index}].sql.{name}": str(sql)
+                 for name, sql in sorted((item.get("sql") or {}).items())},
+            addresses=cause_keys(item),
+            details={"finding": index}))
     return found
 
 
-def compression_opportunities(compression: Mapping[str, Any], served_bytes_total: int | None) -> list[Opportunity]:
-    """Static text assets served uncompressed (a ``CompressionOpportunity`` as saved JSON)."""
-    saved = int(compression.get("saved_gzip_bytes") or 0)
+def compression_opportunities(compression: CompressionOpportunity, totals: WindowTotals) -> list[Opportunity]:
+    """Static text assets served uncompressed: what gzip -6 would have saved of all bytes served."""
+    saved = compression.saved_gzip_bytes
     if saved <= 0:
         return []
-    base = served_bytes_total or compression.get("served_bytes") or 1
-    types = [str(r["content_type"]) for r in compression.get("by_type", [])[:3] if r.get("saved_gzip_bytes", 0) > 0]
-    saving = CompressionSaving(int(compression["served_bytes"]), saved, int(compression["saved_zstd_bytes"]),
-                               int(base), types)
-    return [_opportunity("compression", "Serve text assets compressed (gzip now, zstd/brotli where clients "
-                                        "accept it)", saved / base, "low", saving)]
+    types = [str(t) for t, s in zip(compression.by_type["content_type"], compression.by_type["saved_gzip_bytes"],
+                                    strict=True) if s > 0][:3]
+    base = totals.bytes_sent or compression.served_bytes or 1
+    return [opportunity(
+        "compression", "Serve text assets compressed (gzip now, zstd/brotli where clients accept it)",
+        change="enable gzip (and zstd/brotli where clients accept it) at the CDN or web server for text types.",
+        evidence=(f"{fmt.size(compression.served_bytes)} of static assets were served in the window; gzip -6 would "
+                  f"have saved {fmt.size(saved)}, zstd -19 {fmt.size(compression.saved_zstd_bytes)} (largest "
+                  f"savings: {', '.join(types)})."),
+        effect=f"about {fmt.size(saved)} fewer bytes sent in a window like this one.",
+        verify="compare bytes_sent per path with the compressed sizes after the change.",
+        risk="low: compression costs CPU per response unless the assets are compressed at build time.",
+        effort="low", saving=Saving(float(saved), "bytes", "all bytes served", saved / base))]
 
 
-def cache_opportunity(cache: Mapping[str, Any] | None) -> list[Opportunity]:
+def cache_opportunity(cache: Mapping[str, Any] | None, totals: WindowTotals) -> list[Opportunity]:
     """The CDN cache notebook 40 recommends (its ``cache`` result): the byte hit ratio it expects over
-    the one measured today, when it is higher."""
-    after = ((cache or {}).get("sizing") or {}).get("recommended_byte_hit_ratio")
+    the one measured today, when it is higher; the saving is the origin bytes it no longer fetches."""
+    sizing = (cache or {}).get("sizing") or {}
+    after = sizing.get("recommended_byte_hit_ratio")
     before = ((cache or {}).get("observed") or {}).get("byte_hit_ratio")
     if after is None or before is None or after <= before:
         return []
     gain = float(after) - float(before)
-    return [_opportunity("caching", "Implement the caching plan (Caching_Implementation_Plan.json)", gain, "medium",
-                         CacheGain(float(before), float(after), gain / (1 - float(before))))]
+    capacity = sizing.get("recommended_capacity_bytes")
+    return [opportunity(
+        "caching", "Implement the caching plan (Caching_Implementation_Plan.json)",
+        change=f"size the CDN cache at {fmt.size(capacity)} as the caching plan says, with its key and TTLs.",
+        evidence=(f"the CDN byte hit ratio is {fmt.pct(before)} today; the simulation expects {fmt.pct(after)} at "
+                  f"the recommended capacity ({fmt.size(capacity)})."),
+        effect=f"{fmt.pct(gain / (1 - float(before)))} less origin traffic.",
+        verify="roll out per the plan's steps and watch the hit-ratio metrics and alerts it lists.",
+        risk="medium: a larger cache costs memory or CDN spend; stale content is bounded by the plan's TTLs.",
+        effort="medium", saving=Saving(gain * totals.bytes_sent, "bytes", "all bytes served", gain))]
 
 
-def rank_opportunities(*found: list[Opportunity]) -> list[Opportunity]:
-    """All opportunities: fixes of findings first (undoing a change that made things worse, with its
-    cause named, comes before new work), then best score first within each group (ties by title)."""
-    return sorted((o for group in found for o in group),
-                  key=lambda o: (not isinstance(o.evidence, FindingFix), -o.score, o.title))
+def attach_to_findings(fixes: Sequence[Opportunity], others: Sequence[Opportunity]
+                       ) -> tuple[list[Opportunity], list[Opportunity]]:
+    """Replace each finding's generic fix by the area opportunities that address one of its causes (the
+    best scored one leads; the others corroborate it in its evidence), keeping the finding as evidence.
+    Returns the fixes and the opportunities left over."""
+    left = list(others)
+    merged = []
+    for fix in fixes:
+        keys = set(fix.addresses)
+        matching = sorted((o for o in left if keys & set(o.addresses)), key=lambda o: (-o.score, o.title))
+        if not matching:
+            merged.append(fix)
+            continue
+        lead, *rest = matching
+        left = [o for o in left if o not in matching]
+        also = "".join(f" The {o.area} analysis agrees: {o.title}." for o in rest)
+        finding = int(str(fix.details["finding"]))
+        merged.append(replace(
+            lead, evidence=f"{lead.evidence}{also} It explains bottleneck finding {finding + 1}: "
+                           f"{fix.evidence}",
+            verify=f"{lead.verify.rstrip('.')}; and {fix.verify}",
+            sql={**lead.sql, **fix.sql}, addresses=sorted(set(lead.addresses) | keys),
+            details={**lead.details, "finding": finding, "corroborated_by": [o.title for o in rest]}))
+    return merged, left
+
+
+def rank_opportunities(fixes: Sequence[Opportunity], others: Sequence[Opportunity]) -> list[Opportunity]:
+    """Fixes of findings first, then the others; best score first within each group (ties by title)."""
+    fixes, others = attach_to_findings(fixes, others)
+    by_score = sorted(fixes, key=lambda o: (-o.score, o.title))
+    return by_score + sorted(others, key=lambda o: (-o.score, o.title))
 
 
 @dataclass(frozen=True)
 class OptimizationResults:
     window: Window
-    served_bytes_total: int                       # all bytes sent in the window
+    totals: WindowTotals
     compression: CompressionOpportunity
     ranking: list[Opportunity] = field(default_factory=list)
     not_covered: list[dict[str, str]] = field(default_factory=lambda: [dict(a) for a in NOT_COVERED])
@@ -222,15 +267,11 @@ class OptimizationResults:
 def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
                                bottlenecks: Mapping[str, Any] | None = None,
                                cache: Mapping[str, Any] | None = None) -> OptimizationResults:
-    """Quantify what can be quantified today (compression) against the bytes served in the window, and
-    rank it with the fixes of the findings in ``bottlenecks`` (notebook 30's result) and the CDN cache of ``cache``
-    (notebook 40's result), either of which may be missing."""
-    from kit.results import to_jsonable
-
-    row = con.execute("SELECT coalesce(sum(bytes_sent), 0) FROM requests WHERE ts >= ? AND ts < ?",
-                      [window.start, window.end]).fetchone()
-    found = OptimizationResults(window, int(row[0]) if row else 0, compression_opportunity(con, window))
-    ranking = rank_opportunities(finding_opportunities(bottlenecks),
-                                 compression_opportunities(to_jsonable(found.compression), found.served_bytes_total),
-                                 cache_opportunity(cache))
-    return replace(found, ranking=ranking)
+    """Run the optimization analyses on the window and rank their opportunities with the fixes of the
+    findings in ``bottlenecks`` (notebook 30's result) and the CDN cache of ``cache`` (notebook 40's
+    result), either of which may be missing."""
+    totals = window_totals(con, window)
+    compression = compression_opportunity(con, window)
+    ranking = rank_opportunities(finding_opportunities(bottlenecks, totals),
+                                 compression_opportunities(compression, totals) + cache_opportunity(cache, totals))
+    return OptimizationResults(window, totals, compression, ranking)

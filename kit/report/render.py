@@ -23,6 +23,8 @@ import jsonschema
 from markupsafe import Markup
 
 from kit import fmt
+from kit.analysis.findings import text as finding_text
+from kit.analysis.opportunity import saving_text
 from kit.report.text import code_block, md_code, md_escape
 
 __all__ = ["BrokenDocumentError", "check_markdown", "environment", "load_schema", "markdown", "render_markdown",
@@ -80,7 +82,9 @@ def environment() -> jinja2.Environment:
         num=fmt.num, count=fmt.count, pct=fmt.pct, ms=fmt.ms, duration=fmt.duration, size=fmt.size,
         amount=fmt.amount, timestamp=fmt.timestamp, day=fmt.day, quantity=fmt.quantity,
     )
-    env.globals.update(code_block=lambda text, language="": Markup(code_block(text, language)), gaps=_gaps)
+    env.globals.update(code_block=lambda text, language="": Markup(code_block(text, language)), gaps=_gaps,
+                       finding_value=finding_text.value_text, finding_effect=finding_text.effect_text,
+                       finding_cost=finding_text.cost_text, saving_text=saving_text)
     return env
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from kit import fmt
+from kit.analysis.opportunity import saving_text
 
 
 def plot_requests_per_hour(per_hour: pd.DataFrame) -> go.Figure:
@@ -49,8 +49,8 @@ def plot_compression(by_type: pd.DataFrame) -> go.Figure:
 
 
 def opportunity_rows(ranking: Iterable[Any]) -> list[dict[str, Any]]:
-    """The ranked opportunities (``kit.analysis.optimizations.Opportunity``) as table rows, in the order
-    and with the numbers the optimization strategy prints: rank, area, what, share of the relevant total
-    addressed (an upper bound), effort and score (impact share / effort weight)."""
-    return [{"rank": i, "area": o.area, "opportunity": o.title, "impact (share addressed)": fmt.pct(o.impact_share),
+    """The ranked opportunities (``kit.analysis.opportunity.Opportunity``) as table rows, in the order
+    and with the numbers the optimization strategy prints: rank, area, what, estimated saving (an upper
+    bound, with its share and interval), effort and score (saving share / effort weight)."""
+    return [{"rank": i, "area": o.area, "opportunity": o.title, "estimated saving": saving_text(o.saving),
              "effort": o.effort, "score": round(o.score, 4)} for i, o in enumerate(ranking, start=1)]
