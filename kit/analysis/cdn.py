@@ -59,7 +59,8 @@ __all__ = ["CLASS_SQL", "CONTENT_CLASSES", "CdnAnalysis", "STATUS_RULES", "TRACK
 # --------------------------------------------------------------------------------------------- definitions
 # (status as logged, upper-cased; outcome; who logs it and what it means)
 STATUS_RULES: tuple[tuple[str, str, str], ...] = (
-    ("HIT", "hit", "served from the edge's fresh copy (nginx, Cloudflare, Varnish, Fastly; CloudFront Hit; Squid *HIT)"),
+    ("HIT", "hit", "served from the edge's fresh copy (nginx, Cloudflare, Varnish, Fastly; CloudFront Hit; "
+                   "Squid *HIT)"),
     ("STALE", "hit", "stale copy served, origin not asked (nginx proxy_cache_use_stale, Cloudflare; Squid *STALE*)"),
     ("UPDATING", "hit", "stale copy served while another request refreshes it (nginx, Cloudflare)"),
     ("REVALIDATED", "hit", "copy revalidated with the origin (304), body from the edge (nginx proxy_cache_revalidate, "
@@ -281,7 +282,8 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, cache: dict[str, An
                        f"SELECT *, {_RATIOS} FROM t ORDER BY bytes DESC")
     by_class = _rows(con, sql["by_class"])
     sql["by_route"] = (f"WITH {base}, t AS (SELECT service, route, mode(cls) AS content_class, {_RATIO_COLS} FROM r "
-                       f"GROUP BY service, route) SELECT *, {_RATIOS} FROM t ORDER BY bytes DESC LIMIT {int(top_routes)}")
+                       f"GROUP BY service, route) SELECT *, {_RATIOS} FROM t ORDER BY bytes DESC "
+                       f"LIMIT {int(top_routes)}")
     by_route = _rows(con, sql["by_route"])
     timings["ratios_s"] = time.perf_counter() - t0
 
@@ -312,7 +314,8 @@ FROM u LEFT JOIN i USING (service, route) WHERE bypasses > 0 ORDER BY candidate 
 SELECT service, route, count(*) AS requests, sum(bytes) AS bytes, count(DISTINCT path) AS paths,
        count(DISTINCT raw_key) AS raw_keys, count(DISTINCT sorted_key) AS sorted_keys,
        count(DISTINCT norm_key) AS normalized_keys,
-       count(*) FILTER (WHERE list_has_any(list_transform({_params_sql()}, lambda x: regexp_matches(lower(split_part(x, '=', 1)), '{TRACKING_PARAMS}')), [true])) AS tracked_requests,
+       count(*) FILTER (WHERE list_has_any(list_transform({_params_sql()},
+           lambda x: regexp_matches(lower(split_part(x, '=', 1)), '{TRACKING_PARAMS}')), [true])) AS tracked_requests,
        count(DISTINCT raw_key) - count(DISTINCT norm_key) AS extra_keys,
        count(DISTINCT raw_key) - count(DISTINCT sorted_key) AS order_keys
 FROM r WHERE {look} GROUP BY ALL HAVING count(DISTINCT raw_key) > count(DISTINCT norm_key)
@@ -322,7 +325,8 @@ ORDER BY extra_keys DESC"""
 SELECT lower(split_part(kv, '=', 1)) AS name, count(*) AS requests, count(DISTINCT kv) AS distinct_values,
        count(DISTINCT service || ' ' || route) AS routes, any_value(service || ' ' || route) AS example_route,
        CASE WHEN regexp_matches(name, '{TRACKING_PARAMS}') THEN 'tracking'
-            WHEN regexp_matches(name, '{CACHE_BUSTER_PARAMS}') AND count(DISTINCT kv) > 0.5 * count(*) THEN 'per-request cache buster'
+            WHEN regexp_matches(name, '{CACHE_BUSTER_PARAMS}') AND count(DISTINCT kv) > 0.5 * count(*)
+                 THEN 'per-request cache buster'
             WHEN regexp_matches(name, '{CACHE_BUSTER_PARAMS}') THEN 'asset version'
             ELSE 'content' END AS kind
 FROM p GROUP BY 1 ORDER BY requests DESC LIMIT 60"""
@@ -472,51 +476,58 @@ FROM s GROUP BY cls ORDER BY expired DESC"""
     events = _ttl_events(con, window)
     stated = []
     for cls in df["content_class"]:
-        hit = next((e for e in reversed(events) if e["ttl_s"] and (_class_of_pattern(e["route"]) == cls
+        hit = next((e for e in reversed(events) if e["ttl_s"] and (_class_of_pattern(f"{e['route']} {e['what']}") == cls
                     or not e["route"])), None)
         stated.append(None if hit is None else f"{hit['ttl_s']} s ({hit['what']})")
     df["stated_ttl"] = stated
-    proposed, gained, gained_b, routes = [], [], [], []
     sqls = {"ttl_by_class": q}
+    proposed: dict[str, int] = {}
     for _, row in df.iterrows():
         cls = str(row["content_class"])
-        if row["expired"] <= 0 or row["reuses"] == 0:
-            proposed.append(None), gained.append(0), gained_b.append(0), routes.append([])
-            continue
-        new_ttl = (IMMUTABLE_TTL_S if cls in STATIC_CLASSES
-                   else min(_round_ttl(max(float(row["reuse_p50_s"] or 0), 300.0)), DYNAMIC_TTL_CAP_S))
-        gq = _ttl_gain_sql(base, look, cls, new_ttl)
-        sqls[f"ttl_gain_{cls}"] = gq
-        hits, hb = con.execute(gq).fetchone() or (0, 0)
-        top = con.execute(f"""WITH {base} SELECT service, route FROM r WHERE {look} AND cls = '{cls}'
-            AND upper(cache_status) = 'EXPIRED' GROUP BY ALL ORDER BY count(*) DESC LIMIT 5""").fetchall()
-        proposed.append(new_ttl), gained.append(int(hits or 0)), gained_b.append(int(hb or 0))
-        routes.append([f"{a} {b}" for a, b in top])
-    df["proposed_ttl_s"] = proposed
-    df["hits_gained"] = gained
-    df["bytes_gained"] = gained_b
-    df["top_routes"] = routes
+        if row["expired"] > 0 and row["reuses"] > 0:
+            proposed[cls] = (IMMUTABLE_TTL_S if cls in STATIC_CLASSES
+                             else min(_round_ttl(max(float(row["reuse_p50_s"] or 0), 300.0)), DYNAMIC_TTL_CAP_S))
+    gains: dict[str, tuple[int, int]] = {}
+    routes: dict[str, list[str]] = {}
+    if proposed:
+        sqls["ttl_gain"] = gq = _ttl_gain_sql(base, look, proposed)
+        gains = {c: (int(h or 0), int(b or 0)) for c, h, b in con.execute(gq).fetchall()}
+        for c, svc, rt in con.execute(
+                f"""WITH {base} SELECT cls, service, route FROM r WHERE {look} AND upper(cache_status) = 'EXPIRED'
+                    GROUP BY cls, service, route QUALIFY row_number() OVER (PARTITION BY cls ORDER BY count(*) DESC)
+                        <= 5
+                    ORDER BY cls, count(*) DESC""").fetchall():
+            routes.setdefault(c, []).append(f"{svc} {rt}")
+    classes = [str(c) for c in df["content_class"]]
+    df["proposed_ttl_s"] = [proposed.get(c) for c in classes]
+    df["hits_gained"] = [gains.get(c, (0, 0))[0] for c in classes]
+    df["bytes_gained"] = [gains.get(c, (0, 0))[1] for c in classes]
+    df["top_routes"] = [routes.get(c, []) for c in classes]
     return df, sqls
 
 
 def _class_of_pattern(pattern: Any) -> str | None:
     """The content class a route pattern names by its path (``/static/img/*`` → images), or None."""
     p = str(pattern or "").lower()
-    for name, key in (("images", "/img"), ("js", "/js"), ("css", "/css"), ("fonts", "/font"), ("media", "/video")):
-        if key in p:
+    for name, key in (("images", r"/(img|images?)\b"), ("js", r"/js\b"), ("css", r"/css\b"),
+                      ("fonts", r"/fonts?\b"), ("media", r"/(video|media)\b")):
+        if re.search(key, p):
             return name
     return None
 
 
-def _ttl_gain_sql(base: str, look: str, cls: str, ttl_s: float) -> str:
-    """EXPIRED lookups of ``cls`` whose key was filled (first request, MISS or EXPIRED) at most ``ttl_s``
-    before: hits under that TTL in an unbounded cache."""
-    return f"""WITH {base}, s AS (SELECT ts, cls, bytes, cache_status,
+def _ttl_gain_sql(base: str, look: str, ttl_by_class: dict[str, int]) -> str:
+    """Per class, EXPIRED lookups whose key was last filled (its previous MISS/EXPIRED) at most the class's
+    proposed TTL (s) before: the hits that TTL adds in an unbounded cache."""
+    values = ", ".join(f"('{c}', {float(t)})" for c, t in ttl_by_class.items())
+    return f"""WITH {base}, p(cls, ttl_s) AS (VALUES {values}),
+s AS (SELECT ts, cls, bytes, cache_status,
         max(CASE WHEN outcome = 'miss' THEN ts END) OVER (PARTITION BY norm_key ORDER BY ts
             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS filled
-    FROM r WHERE {look} AND cls = '{cls}')
-SELECT count(*) AS hits_gained, coalesce(sum(bytes), 0) AS bytes_gained FROM s
-WHERE upper(cache_status) = 'EXPIRED' AND filled IS NOT NULL AND epoch(ts) - epoch(filled) <= {float(ttl_s)}"""
+    FROM r WHERE {look})
+SELECT cls, count(*) AS hits_gained, coalesce(sum(bytes), 0) AS bytes_gained FROM s JOIN p USING (cls)
+WHERE upper(cache_status) = 'EXPIRED' AND filled IS NOT NULL AND epoch(ts) - epoch(filled) <= p.ttl_s
+GROUP BY cls"""
 
 
 # --------------------------------------------------------------------------------------------- replay
@@ -526,7 +537,8 @@ def _replay(con: duckdb.DuckDBPyConnection, base: str, look: str, cand: pd.DataF
     key with the candidate routes' bypassed requests cached; absolute hits and hit bytes per class."""
     if len(cand):
         pairs = " OR ".join("(service = '" + str(s).replace("'", "''") + "' AND route = '"
-                            + str(rt).replace("'", "''") + "')" for s, rt in zip(cand["service"], cand["route"], strict=True))
+                            + str(rt).replace("'", "''") + "')"
+                            for s, rt in zip(cand["service"], cand["route"], strict=True))
     else:
         pairs = "FALSE"
     q = f"""WITH {base} SELECT epoch(ts) AS t, hash(raw_key) AS h_raw, hash(norm_key) AS h_norm, bytes AS sz, cls,
@@ -597,7 +609,8 @@ FROM r WHERE method IN ('GET', 'HEAD') AND status BETWEEN 200 AND 399
                            f"WHERE {look}").fetchone()
     return ({"method": method, "capacity_bytes": capacity, "bounded": capacity is not None, "sample_rate": rate,
              "requests": int(n), "bytes": bytes_all,
-             "bytes_basis": "bytes_sent as logged (at least 1 byte per response); a hit saves the bytes of that response",
+             "bytes_basis": "bytes_sent as logged (at least 1 byte per response); a hit saves the bytes of that "
+                            "response",
              "candidate_routes": [f"{s} {r}" for s, r in zip(cand.get("service", []), cand.get("route", []),
                                                               strict=True)],
              "observed_hit_ratio": (observed[0] / observed[1]) if observed and observed[1] else None,
@@ -618,7 +631,9 @@ def _opportunities(window: Window, totals: dict[str, Any], frag: pd.DataFrame, p
                    sql: dict[str, str], all_bytes: float) -> list[Opportunity]:
     out: list[Opportunity] = []
     basis = "all bytes served"
-    share = (lambda v: v / all_bytes if all_bytes else 0.0)
+    def share(v: float) -> float:
+        return v / all_bytes if all_bytes else 0.0
+
     scen = {s["name"]: s for s in replay.get("scenarios", [])}
     today = scen.get("today")
 
@@ -740,13 +755,13 @@ def _ttl_opportunity(rows: pd.DataFrame, new_ttl: int, immutable: bool, sql: dic
         evidence=(f"{expired:,} of {lookups:,} lookups ({expired / max(lookups, 1):.1%}) were EXPIRED; reuse "
                   f"intervals {reuse}" + (f"; TTL stated by config events: {', '.join(stated)}" if stated else "")),
         effect=(f"{gained:,} of the {expired:,} EXPIRED refetches ({gained_b:,.0f} bytes) become hits: those whose "
-                f"key was filled (MISS/EXPIRED) within {new_ttl:,} s (unbounded cache; SQL ttl_gain_<class>)"),
+                f"key was filled (MISS/EXPIRED) within {new_ttl:,} s (unbounded cache; SQL ttl_gain)"),
         verify=f"EXPIRED share of {names} (ttl_by_class SQL) falls toward 0; the Age of served objects rises",
         risk=("none for versioned URLs; an unversioned URL would serve old content until purged" if immutable
               else f"{names} content may be up to {new_ttl:,} s stale: purge on publish"),
         effort="low",
         saving=Saving(gained_b, "bytes", basis, share(gained_b)),
-        sql={"ttl_by_class": sql["ttl_by_class"], **{f"ttl_gain_{c}": sql[f"ttl_gain_{c}"] for c in classes}},
+        sql={"ttl_by_class": sql["ttl_by_class"], "ttl_gain": sql["ttl_gain"]},
         addresses=["route:" + r for r in routes],
         details={"content_classes": classes, "ttl_s": new_ttl, "saving_basis": "origin bytes",
                  "hits_gained": gained})
