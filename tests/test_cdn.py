@@ -1,0 +1,212 @@
+"""CDN analysis (kit.analysis.cdn): hit ratios against hand counts, fragmentation on a planted log, the
+replay's gain against a plain dict-based unbounded cache, a real Squid log ingested by the kit, and the
+planted demo causes (the Vary: Cookie push, utm_* fragmentation)."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl
+
+import duckdb
+import pytest
+
+from kit.analysis.cdn import analyse_cdn
+from kit.analysis.window import Window, resolve_window
+from kit.errors import DataError
+from kit.ingest.access_log import ingest_access_log
+from kit.report.render import environment
+from kit.results import to_jsonable
+from kit.viz.cdn import plot_byte_hit_ratio_by_class
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+COLS = "ts, service, method, route, path, query, status, bytes_sent, content_type, cache_status, client_hash, source_id"
+
+
+def insert(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
+    """rows: (seconds after T0, service, method, route, path, query, status, bytes, content_type, cache_status,
+    client)."""
+    con.executemany(f"INSERT INTO requests ({COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                    [(T0 + timedelta(seconds=r[0]), *r[1:]) for r in rows])
+
+
+def window_of(con: duckdb.DuckDBPyConnection) -> Window:
+    return resolve_window(con)
+
+
+def test_hit_ratios_by_class_and_route_match_hand_counts(con):
+    insert(con, [
+        (1, "s", "GET", "/a.js", "/a.js", None, 200, 100, "application/javascript", "HIT", "c1"),
+        (2, "s", "GET", "/a.js", "/a.js", None, 200, 100, None, "MISS", "c2"),           # class from extension
+        (3, "s", "GET", "/a.js", "/a.js", None, 304, 0, "application/javascript", "REVALIDATED", "c1"),
+        (4, "s", "GET", "/a.js", "/a.js", None, 200, 100, "application/javascript", "stale", "c3"),
+        (5, "s", "GET", "/i.png", "/i.png", None, 200, 1000, "image/png", "EXPIRED", "c1"),
+        (6, "s", "GET", "/i.png", "/i.png", None, 200, 1000, "image/png", "UPDATING", "c2"),
+        (7, "w", "GET", "/p", "/p", None, 200, 50, "text/html", "BYPASS", "c1"),
+        (8, "w", "GET", "/p", "/p", None, 200, 50, "text/html", None, "c1"),               # no status
+        (9, "w", "GET", "/p", "/p", None, 200, 50, "text/html", "PASS", "c2"),              # Varnish/Fastly
+        (10, "w", "GET", "/p", "/p", None, 200, 50, "text/html", "HIT", "c2"),
+    ])
+    a = analyse_cdn(con, window_of(con))
+    cls = {r["content_class"]: r for r in to_jsonable(a.by_class)}
+    # js: hits = HIT, REVALIDATED (304, 0 bytes), STALE = 3; misses = MISS = 1
+    assert cls["js"]["hits"] == 3 and cls["js"]["misses"] == 1
+    assert cls["js"]["hit_ratio"] == pytest.approx(3 / 4)
+    assert cls["js"]["byte_hit_ratio"] == pytest.approx(200 / 300)
+    # images: UPDATING hit, EXPIRED miss
+    assert cls["images"]["hit_ratio"] == pytest.approx(1 / 2)
+    assert cls["images"]["expired_share"] == pytest.approx(1 / 2)
+    # html: 1 hit, no miss, 2 bypasses, 1 without status
+    assert cls["html"]["hit_ratio"] == pytest.approx(1.0)
+    assert cls["html"]["offload"] == pytest.approx(1 / 3)
+    assert cls["html"]["byte_offload"] == pytest.approx(50 / 150)
+    assert cls["html"]["no_status"] == 1
+    t = a.totals
+    assert (t["hits"], t["misses"], t["bypasses"]) == (5, 2, 2)
+    assert t["byte_hit_ratio"] == pytest.approx((100 + 0 + 100 + 1000 + 50) / (100 + 0 + 100 + 1000 + 50 + 100 + 1000))
+    routes = {r["route"]: r for r in to_jsonable(a.by_route)}
+    assert routes["/a.js"]["hit_ratio"] == pytest.approx(3 / 4)
+    assert routes["/p"]["offload"] == pytest.approx(1 / 3)
+
+
+def test_no_cache_status_is_a_clear_error(con):
+    insert(con, [(1, "s", "GET", "/a", "/a", None, 200, 1, "text/html", None, "c")])
+    with pytest.raises(DataError, match="cache_status"):
+        analyse_cdn(con, window_of(con))
+
+
+def _norm(query: str | None) -> str:
+    """Independent normalisation: parameters in order, utm_*/gclid/fbclid dropped, the rest sorted."""
+    kept = sorted(f"{k}={v}" if v or "=" in p else k for p in (query or "").split("&") if p
+                  for k, v in [parse_qsl(p, keep_blank_values=True)[0] if "=" in p else (p, "")]
+                  if not (k.lower().startswith("utm_") or k.lower() in ("gclid", "fbclid")))
+    return "&".join(kept)
+
+
+def _planted(seed: int = 5, n: int = 3000) -> list[tuple]:
+    """Pages keyed by path and a content parameter, carrying tracking parameters in shuffled order."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        page = rng.randrange(40)
+        params = [f"color={rng.choice('rgb')}"] if page % 2 else []
+        if page % 4 == 1:
+            params.append(f"size={rng.choice('sml')}")
+        if rng.random() < 0.4:
+            params += [f"utm_source={rng.choice(['news', 'ads', 'x'])}", "utm_medium=email"]
+        if rng.random() < 0.1:
+            params.append(f"gclid={rng.randrange(5)}")
+        rng.shuffle(params)
+        size = 500 + 10 * page
+        rows.append((i, "web", "GET", "/p/{id}", f"/p/{page}", "&".join(params) or None, 200, size,
+                     "text/html", rng.choice(["HIT", "MISS", "HIT"]), f"c{rng.randrange(50)}"))
+    return rows
+
+
+def test_fragmentation_found_on_planted_log(con):
+    rows = _planted()
+    insert(con, rows)
+    a = analyse_cdn(con, window_of(con))
+    frag = to_jsonable(a.fragmentation)
+    assert len(frag) == 1 and frag[0]["route"] == "/p/{id}"
+    raw = {(r[4], r[5] or "") for r in rows}
+    srt = {(r[4], "&".join(sorted((r[5] or "").split("&"))) if r[5] else "") for r in rows}
+    norm = {(r[4], _norm(r[5])) for r in rows}
+    assert (frag[0]["raw_keys"], frag[0]["sorted_keys"], frag[0]["normalized_keys"]) == (len(raw), len(srt), len(norm))
+    assert frag[0]["tracked_requests"] == sum(1 for r in rows if r[5] and ("utm_" in r[5] or "gclid" in r[5]))
+    kinds = {p["name"]: p["kind"] for p in to_jsonable(a.parameters)}
+    assert kinds["utm_source"] == kinds["gclid"] == "tracking" and kinds["color"] == "content"
+    opp = next(o for o in a.opportunities if "query string" in o.title)
+    assert "route:web /p/{id}" in opp.addresses and opp.saving.unit == "bytes"
+
+
+def test_replay_gain_matches_a_dict_cache(con):
+    rows = _planted(seed=9, n=4000)
+    insert(con, rows)
+    a = analyse_cdn(con, window_of(con))   # no caching plan: unbounded replay
+
+    def dict_cache(key_of):
+        seen, hits, hit_bytes = set(), 0, 0
+        for r in sorted(rows, key=lambda r: r[0]):
+            k = key_of(r)
+            if k in seen:
+                hits, hit_bytes = hits + 1, hit_bytes + max(r[7], 1)
+            seen.add(k)
+        return hits, hit_bytes
+
+    raw = dict_cache(lambda r: (r[4], r[5] or ""))
+    norm = dict_cache(lambda r: (r[4], _norm(r[5])))
+    scen = {s["name"]: s for s in a.replay["scenarios"]}
+    assert a.replay["bounded"] is False
+    assert (scen["today"]["hits"], scen["today"]["hit_bytes"]) == pytest.approx(raw)
+    assert (scen["normalize_query"]["hits"], scen["normalize_query"]["hit_bytes"]) == pytest.approx(norm)
+    opp = next(o for o in a.opportunities if "query string" in o.title)
+    assert opp.saving.value == pytest.approx(norm[1] - raw[1])
+    assert opp.saving.share == pytest.approx((norm[1] - raw[1]) / sum(r[7] for r in rows))
+    # with the caching plan's capacity the replay is bounded and can only lose hits
+    small = analyse_cdn(con, window_of(con), cache={"sizing": {"recommended_capacity_bytes": 3000.0}})
+    s2 = {s["name"]: s for s in small.replay["scenarios"]}
+    assert small.replay["bounded"] and s2["today"]["hits"] < scen["today"]["hits"]
+
+
+def test_squid_log_ratios_match_its_result_codes(con, shared_datasets):
+    path = shared_datasets / "access_logs" / "netdata_squid" / "access.log"
+    ingest_access_log(con, path, salt="t")
+    a = analyse_cdn(con, window_of(con))
+
+    def outcome(code: str) -> str | None:   # Squid result code -> outcome, as the Squid docs define them
+        if "STALE" in code or "REFRESH_UNMODIFIED" in code or "REFRESH_IGNORED" in code:
+            return "hit"
+        if "REFRESH" in code or ("MISS" in code and "HIT" not in code):
+            return "miss"
+        if "HIT" in code:
+            return "hit"
+        if "TUNNEL" in code or "DENIED" in code:
+            return "bypass"
+        return None
+
+    counts = {"hit": 0, "miss": 0, "bypass": 0}
+    hit_bytes = miss_bytes = 0
+    for line in path.read_text().splitlines():
+        f = line.split()
+        if len(f) < 7 or not f[0].replace(".", "").isdigit():
+            continue
+        o = outcome(f[3].split("/")[0])
+        if o:
+            counts[o] += 1
+            hit_bytes += int(f[4]) if o == "hit" else 0
+            miss_bytes += int(f[4]) if o == "miss" else 0
+    assert counts["hit"] > 0   # the sample holds STALE hits (UDP_CLIENT_STALE_MEM) and uncached NONE codes
+    t = a.totals
+    assert (t["hits"], t["misses"], t["bypasses"]) == (counts["hit"], counts["miss"], counts["bypass"])
+    assert t["byte_hit_ratio"] == pytest.approx(hit_bytes / (hit_bytes + miss_bytes))
+    assert t["no_status"] == t["requests"] - sum(counts.values())
+    json.dumps(to_jsonable(a))
+
+
+@pytest.fixture(scope="module")
+def demo(demo_warehouse):
+    return demo_warehouse(requests=60_000, days=7, seed=7)
+
+
+def test_demo_shows_the_vary_push_and_utm_fragmentation(demo):
+    con = duckdb.connect(str(demo), read_only=True)
+    try:
+        a = analyse_cdn(con, resolve_window(con))
+    finally:
+        con.close()
+    (ev,) = [v for v in a.vary if "Vary: Cookie" in v["what"]]
+    assert ev["hit_ratio_during"] < 0.5 * ev["hit_ratio_baseline"]
+    assert {r["route"] for r in ev["routes"]} >= {"/static/js/{name}.js", "/static/css/{name}.css"}
+    vary = next(o for o in a.opportunities if "Vary" in o.title)
+    assert f"config:{ev['what']}" in vary.addresses and "Accept-Encoding" in vary.title
+    assert vary.saving.low is not None and vary.saving.low <= vary.saving.value <= vary.saving.high
+    frag = {r["route"]: r for r in to_jsonable(a.fragmentation)}
+    assert "/product/{id}" in frag and frag["/"]["normalized_keys"] == 1
+    assert any(p["name"].startswith("utm_") and p["kind"] == "tracking" for p in to_jsonable(a.parameters))
+    j = to_jsonable(a)
+    text = environment().from_string('{% from "partials/cdn.md.j2" import section %}{{ section(cdn) }}').render(cdn=j)
+    assert "Vary" in text and "/product/{id}" in text and "Normalise the CDN cache key" in text
+    fig = plot_byte_hit_ratio_by_class(j)
+    assert len(fig.data) == 1 + len(j["replay"]["scenarios"])
