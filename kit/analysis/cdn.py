@@ -47,6 +47,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from kit import fmt
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
 from kit.analysis.window import Window
 from kit.cachesim.policies import lru_ttl, spatial_sample
@@ -683,13 +684,14 @@ def _opportunities(window: Window, totals: dict[str, Any], frag: pd.DataFrame, p
             change=(f"send `Vary: Accept-Encoding` only on {scope} responses (nginx `proxy_hide_header Vary; "
                     f"add_header Vary Accept-Encoding;` or the origin's header), and add a config check that "
                     f"rejects `Vary: Cookie` on static paths so '{ev['what']}' cannot recur"),
-            evidence=(f"during '{ev['what']}' ({ev['start']} – {ev['end']}) the scope's hit ratio was "
+            evidence=(f"during '{ev['what']}' ({fmt.timestamp(ev['start'])} – {fmt.timestamp(ev['end'])}) the scope's "
+                      f"hit ratio was "
                       f"{ev['hit_ratio_during']:.1%} (byte {ev['byte_hit_ratio_during']:.1%}) against "
                       f"{ev['hit_ratio_baseline']:.1%} (byte {ev['byte_hit_ratio_baseline']:.1%}) {ev['baseline']}; "
                       f"{ev['lookups_during']:,} lookups on {len(ev['routes'])} routes"),
-            effect=(f"{ev['extra_origin_requests']:,.0f} origin requests and {val:,.0f} origin bytes (95 % "
-                    f"{low:,.0f}–{high:,.0f}) that the cache would have served; the log has no cookie, so this is "
-                    f"measured from the hit ratio drop, not replayed"),
+            effect=(f"{ev['extra_origin_requests']:,.0f} origin requests and {fmt.size(val)} from the origin (95 % "
+                    f"{fmt.size(low)}–{fmt.size(high)}) that the cache would have served; the log has no cookie, "
+                    f"so this is measured from the hit ratio drop, not replayed"),
             verify=(f"the scope's hit ratio stays at its baseline (vary SQL per hour); a response of {scope} "
                     f"carries `Vary: Accept-Encoding` only (curl -sI)"),
             risk="none for static responses that do not depend on cookies; keep Vary on personalised responses",

@@ -88,7 +88,7 @@ def _amount(value: float, unit: str) -> str:
         return fmt.duration(value / 1000)
     if unit == "bytes":
         return fmt.size(value)
-    return f"{fmt.count(value)} {unit}"
+    return fmt.count(value)  # requests or responses: the basis names them
 
 
 def saving_text(saving: Saving | Mapping[str, Any]) -> str:

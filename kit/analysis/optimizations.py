@@ -15,17 +15,19 @@ opportunity (issue #12): a route appears only with what in it costs the time."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 
 from kit import fmt
+from kit.analysis.cdn import CdnAnalysis, analyse_cdn
 from kit.analysis.compression import CompressionOpportunity, compression_opportunity
 from kit.analysis.findings.text import cost_basis_text, cost_text, effect_text, value_text
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
 from kit.analysis.window import Window
+from kit.errors import DataError
 
 NOT_COVERED = (
     {"area": "CDN", "why": "per-POP and per-content-class hit ratios, TTL and cache-key advice are not analysed yet; "
@@ -257,11 +259,28 @@ def rank_opportunities(fixes: Sequence[Opportunity], others: Sequence[Opportunit
 
 @dataclass(frozen=True)
 class OptimizationResults:
+    """Notebook 50's result: the window's totals, each area's analysis (None when the warehouse lacks its
+    data; ``gaps`` says why), the ranking of all their opportunities, and the areas not analysed."""
+
     window: Window
     totals: WindowTotals
     compression: CompressionOpportunity
+    cdn: CdnAnalysis | None = None
     ranking: list[Opportunity] = field(default_factory=list)
+    gaps: list[dict[str, str]] = field(default_factory=list)
     not_covered: list[dict[str, str]] = field(default_factory=lambda: [dict(a) for a in NOT_COVERED])
+
+
+T = TypeVar("T")
+
+
+def _run_area(area: str, analyse: Callable[[], T], gaps: list[dict[str, str]]) -> T | None:
+    """An area's analysis, or None with the reason in ``gaps`` when the warehouse lacks its data."""
+    try:
+        return analyse()
+    except DataError as missing:
+        gaps.append({"area": area, "why": str(missing)})
+        return None
 
 
 def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
@@ -271,7 +290,11 @@ def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
     findings in ``bottlenecks`` (notebook 30's result) and the CDN cache of ``cache`` (notebook 40's
     result), either of which may be missing."""
     totals = window_totals(con, window)
+    gaps: list[dict[str, str]] = []
     compression = compression_opportunity(con, window)
-    ranking = rank_opportunities(finding_opportunities(bottlenecks, totals),
-                                 compression_opportunities(compression, totals) + cache_opportunity(cache, totals))
-    return OptimizationResults(window, totals, compression, ranking)
+    cdn = _run_area("CDN", lambda: analyse_cdn(con, window, cache=dict(cache) if cache else None), gaps)
+    areas = [*compression_opportunities(compression, totals), *cache_opportunity(cache, totals),
+             *(cdn.opportunities if cdn else [])]
+    ranking = rank_opportunities(finding_opportunities(bottlenecks, totals), areas)
+    return OptimizationResults(window, totals, compression, cdn, ranking, gaps,
+                               [dict(a) for a in NOT_COVERED if a["area"] != "CDN"])

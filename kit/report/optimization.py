@@ -27,6 +27,12 @@ def trace_model(study: dict[str, Any] | None) -> dict[str, Any] | None:
             "method": study["policies"]["method"]}
 
 
+def area_gap(optimizations: dict[str, Any], area: str, notebook: str) -> str:
+    """Why an area has no section: the reason its analysis gave, or that its notebook did not run."""
+    why = next((g["why"] for g in optimizations.get("gaps") or [] if g.get("area") == area), None)
+    return why or f"Not computed in this run (notebook {notebook} did not run)."
+
+
 def optimization_model(results: dict[str, Any], config: RunConfig, as_of: str,
                        caching_plan: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything the document shows, from the results of notebooks 30, 40 and 50 and the caching plan."""
@@ -42,11 +48,13 @@ def optimization_model(results: dict[str, Any], config: RunConfig, as_of: str,
         "caching": None if caching_plan is None or coverage_of(results).gap("cacheable") else
         caching_summary_model(caching_plan),
         "trace": trace_model(results.get("cache_trace")),
+        "cdn": optimizations.get("cdn"),
         "missing": {
             "bottlenecks": markdown(gap_text(results, "requests", "latency", fallback=(
                 "Not computed in this run (notebook 30_bottlenecks did not run)."))),
             "caching": markdown(gap_text(results, "cacheable", fallback=(
                 "Not computed in this run (notebook 40_cache_simulation did not run)."))),
+            "cdn": area_gap(optimizations, "CDN", "50_optimizations"),
             "compression": markdown(gap_text(results, "assets", fallback=(
                 "No static asset could be compressed further."))),
         },
