@@ -11,8 +11,8 @@ Method.
    ``SLOW_SAMPLE_BYTES`` for brotli 11 and zstd 19 (about 1 MB/s); an asset beyond a level's sample gets
    its size from its size at the same codec's fast level (brotli 5, zstd 3; the raw size for the fast
    levels) times the ratio between the two on the sampled assets of its content type (all types when none
-   was sampled; each type's most served asset is always in the sample), and ``estimated`` says which.
-   Incompressible types keep their stored size.
+   was sampled; each type's most served asset that fits the cap is in the sample), and ``estimated`` says
+   which. Incompressible types keep their stored size.
 2. Speed: compression MB/s (10^6 bytes of input per CPU second of the compressing thread, single core)
    per level over that level's sample, on this machine; work runs on ``threads`` threads (the codecs release
    the GIL) and each call's thread CPU time is summed.
@@ -59,8 +59,8 @@ COMPRESSIBLE_PREFIXES = ("text/", "application/javascript", "application/json", 
 # flagged only when gzip saves at least 1,400 bytes AND at least 10 % of its size.
 LIGHTHOUSE_MIN_SAVING_BYTES = 1400
 LIGHTHOUSE_MIN_SAVING_SHARE = 0.10
-FAST_SAMPLE_BYTES = 32 * 2**20   # content compressed at the fast levels (most served assets first)
-SLOW_SAMPLE_BYTES = 1 * 2**20    # ... at brotli 11 and zstd 19 (about 1 MB/s each)
+FAST_SAMPLE_BYTES = 8 * 2**20    # content compressed at the fast levels (most served assets first)
+SLOW_SAMPLE_BYTES = 256 * 2**10  # ... at brotli 11 and zstd 19 (about 1 MB/s; the rest scaled from brotli 5, zstd 3)
 COMPRESSED_TOLERANCE = 0.9       # bytes_sent >= 0.9 x the smallest compressed size: a complete compressed body
 HEADER_ALLOWANCE_BYTES = 1024    # ... and <= the largest compressed size + response headers
 ASSET_SIZES_VIEW = "asset_compressed_sizes"  # the relation SERVED_SQL reads (registered per call)
@@ -183,21 +183,23 @@ def _timed(fn: Callable[[bytes], bytes], blob: bytes) -> tuple[int, float]:
 
 
 def _sample(sizes: list[int], types: list[str], cap: int) -> list[int]:
-    """Indices of the (ordered) contents that fit in ``cap`` bytes (at least one), plus the first content of
-    each type left out, so that every type has a measured ratio."""
+    """Indices of the contents (ordered most served first) taken greedily while they fit in ``cap`` bytes,
+    plus, for each type left out, its first content that fits in ``cap`` on its own, so that every type
+    has a measured ratio; the smallest content when none fits."""
     total = 0
     chosen: list[int] = []
     for i, size in enumerate(sizes):
-        if chosen and total + size > cap:
-            break
-        total += size
-        chosen.append(i)
+        if total + size <= cap:
+            total += size
+            chosen.append(i)
     covered = {types[i] for i in chosen}
     for i, kind in enumerate(types):
-        if kind not in covered:
+        if kind not in covered and sizes[i] <= cap:
             covered.add(kind)
             chosen.append(i)
-    return chosen
+    if not chosen and sizes:
+        chosen.append(min(range(len(sizes)), key=sizes.__getitem__))
+    return sorted(chosen)
 
 
 def compressed_sizes(contents: pd.DataFrame, codecs: tuple[Codec, ...] = CODECS, *, threads: int | None = None,
