@@ -110,7 +110,8 @@ TYPE_NAMES = {"application/javascript": "JavaScript", "text/javascript": "JavaSc
               "application/xml": "XML", "text/xml": "XML", "application/wasm": "WebAssembly",
               "application/manifest+json": "web manifests"}
 
-SERVED_SQL = f"""
+SERVED_SQL = f"""-- {ASSET_SIZES_VIEW}(path, content_type, size_bytes, compressible, min_bytes, max_bytes,
+-- <codec>_<level>_bytes): each asset's sizes, from kit.analysis.compression.compressed_sizes
 WITH r AS (
     SELECT r.path, r.service, r.route, r.bytes_sent, s.compressible, s.size_bytes, s.min_bytes, s.max_bytes,
            r.bytes_sent >= (s.size_bytes + s.max_bytes) / 2 AS raw
@@ -124,9 +125,6 @@ SELECT path, service, route, count(*) AS responses,
        coalesce(sum(bytes_sent), 0) AS served_bytes,
        coalesce(sum(bytes_sent) FILTER (WHERE compressible AND raw), 0) AS uncompressed_bytes
 FROM r GROUP BY ALL ORDER BY path, service, route"""
-SERVED_SQL_NOTE = (f"{ASSET_SIZES_VIEW}(path, content_type, size_bytes, compressible, min_bytes, max_bytes, "
-                   "<codec>_<level>_bytes) holds each asset's compressed sizes (kit.analysis.compression."
-                   "compressed_sizes); $start/$end bound the window")
 TOTAL_SQL = "SELECT coalesce(sum(bytes_sent), 0) FROM requests WHERE ts >= $start AND ts < $end"
 
 
@@ -134,15 +132,18 @@ TOTAL_SQL = "SELECT coalesce(sum(bytes_sent), 0) FROM requests WHERE ts >= $star
 class CompressionAnalysis:
     """Compression of the static assets over ``window``; sizes in bytes, speeds in MB/s (10^6 bytes/s).
 
-    ``codecs``: codec, level, label, use, why, assets, input_bytes, output_bytes, ratio (output/input),
-    cpu_seconds, mb_per_s (per level, over the level's sample). ``assets``: per asset path, content_type,
-    size_bytes, compressible, one ``<codec>_<level>_bytes`` column per level, estimated (a level's size
-    estimated beyond its sample), lighthouse_ok (passes both Lighthouse thresholds), responses, uncompressed,
-    compressed, other (neither: aborted, ranges), unknown (no bytes_sent, or an incompressible type),
-    uncompressed_share, served_bytes and ``saved_<codec>_<level>_bytes`` (on the
-    uncompressed responses). ``by_type``: the same summed per content type (sizes over its assets; shares
-    over its responses); ``saved_*`` count only assets that pass Lighthouse's thresholds. ``by_route``:
-    service, route, responses, uncompressed, uncompressed_share and the savings per route.
+    ``codecs``: codec, level, label, use, why; over the level's sample: assets, input_bytes, output_bytes,
+    sample_ratio (output/input), cpu_seconds, mb_per_s; and ratio, size/raw over all distinct compressible
+    contents (estimated sizes included), comparable between levels.
+    ``assets``: per asset path, content_type, size_bytes, compressible, one ``<codec>_<level>_bytes`` column
+    per level, estimated (a level's size estimated beyond its sample), min_bytes, max_bytes, lighthouse_ok
+    (passes both Lighthouse thresholds), responses (status 200), uncompressed, compressed, other (neither:
+    aborted, ranges), unknown (no bytes_sent, or an incompressible type), uncompressed_share, served_bytes,
+    uncompressed_bytes and ``saved_<codec>_<level>_bytes`` (on the uncompressed responses).
+    ``by_type``: the same summed per content type (sizes over its assets, shares over its responses,
+    ``<codec>_<level>_ratio``, skipped_assets); its ``saved_*`` count only assets that pass Lighthouse's
+    thresholds. ``by_route``: content_types, service, route, responses, uncompressed, compressed,
+    uncompressed_share and the savings (Lighthouse-eligible assets) per route.
     ``served_bytes_total``: all bytes sent in the window (the opportunities' basis)."""
 
     window: Window
@@ -241,7 +242,8 @@ def compressed_sizes(contents: pd.DataFrame, codecs: tuple[Codec, ...] = CODECS,
         input_bytes = int(out.loc[measured.index, "size_bytes"].sum())
         speed.append({"codec": c.codec, "level": c.level, "label": c.label, "use": c.use, "why": c.why,
                       "assets": len(got), "input_bytes": input_bytes, "output_bytes": int(measured.sum()),
-                      "ratio": float(measured.sum() / input_bytes) if input_bytes else None,
+                      "sample_ratio": float(measured.sum() / input_bytes) if input_bytes else None,
+                      "ratio": float(out[c.column].sum() / out["size_bytes"].sum()) if len(out) else None,
                       "cpu_seconds": seconds, "mb_per_s": input_bytes / seconds / 1e6 if seconds > 0 else None})
     order = {c.label: i for i, c in enumerate(codecs)}
     speed.sort(key=lambda r: order[str(r["label"])])
@@ -312,8 +314,7 @@ def analyse_compression(con: duckdb.DuckDBPyConnection, window: Window, *, serve
                                                        "use": c.use, "why": c.why} for c in CODECS])
     found = CompressionAnalysis(window, codecs, table, by_type, by_route, int(served_bytes_total),
                                 len(contents), len(shas),
-                                sql={"served_uncompressed": SERVED_SQL, "all_bytes": TOTAL_SQL,
-                                     "note": SERVED_SQL_NOTE})
+                                sql={"served_uncompressed": SERVED_SQL, "all_bytes": TOTAL_SQL})
     return replace(found, opportunities=compression_opportunities(found, served))
 
 

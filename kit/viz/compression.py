@@ -8,9 +8,10 @@ import plotly.graph_objects as go
 
 
 def plot_compression_tradeoff(codecs: pd.DataFrame) -> go.Figure:
-    """One point per codec level of ``CompressionAnalysis.codecs``: compressed/raw size ratio (lower is
-    smaller) against compression speed in MB/s on one core (log scale; right is faster), coloured by codec,
-    labelled with the level, marker by use (dynamic: per response; static: pre-compressed once)."""
+    """One point per codec level of ``CompressionAnalysis.codecs``: compressed/raw size ratio over all the
+    compressible files (lower is smaller) against compression speed in MB/s on one core (log scale; right
+    is faster), coloured by codec, labelled with the level, marker by use (dynamic: per response; static:
+    pre-compressed once)."""
     frame = codecs.dropna(subset=["ratio", "mb_per_s"]).assign(level_text=lambda f: f["level"].astype(str))
     fig = px.scatter(frame, x="mb_per_s", y="ratio", color="codec", symbol="use", text="level_text", log_x=True,
                      hover_data={"label": True, "assets": True, "input_bytes": True, "output_bytes": True,
