@@ -46,11 +46,11 @@ def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "status": rng.choice([200, 500], n, p=[0.97, 0.03]), "latency_ms": rng.lognormal(4, 0.8, n),
     })
     con = connect(":memory:")
+    css = b"body { color: red; margin: 0 }\n" * 200  # served uncompressed: bytes_sent is its raw size
     con.execute("INSERT INTO requests (ts, service, route, path, status, latency_ms, bytes_sent, content_type, "
                 "user_agent, source_id) SELECT ts, service, route, CASE WHEN route = '/home' THEN '/home' "
-                "ELSE '/static/site.css' END, status, latency_ms, 2048, ?, ?, 1 FROM frame",
-                [CONTENT_TYPE, USER_AGENT])
-    css = b"body { color: red; margin: 0 }\n" * 200
+                "ELSE '/static/site.css' END, status, latency_ms, CASE WHEN route = '/home' THEN 2048 ELSE ? END, "
+                "?, ?, 1 FROM frame", [len(css), CONTENT_TYPE, USER_AGENT])
     con.execute("INSERT INTO asset_content VALUES ('h', ?)", [css])
     con.execute("INSERT INTO assets VALUES ('/static/site.css', ?, ?, 'h', 1)", [CONTENT_TYPE, len(css)])
     window = resolve_window(con)
