@@ -24,7 +24,6 @@ from kit.analysis.compression import (
     Codec,
     analyse_compression,
     compressed_sizes,
-    compression_opportunity,
     compressor,
 )
 from kit.analysis.window import Window
@@ -218,17 +217,20 @@ def test_lighthouse_thresholds_on_planted_assets(con) -> None:
     assert len(MOSTLY_BINARY) - gz6(MOSTLY_BINARY) < 0.1 * len(MOSTLY_BINARY)
 
 
-def test_legacy_summary_and_partial(con) -> None:
+def test_savings_of_eligible_assets_and_partial(con) -> None:
     rows = plant(con)
-    legacy = compression_opportunity(con, WINDOW)
-    assert legacy.saved_gzip_bytes == 6 * (len(JS) - gz6(JS)) + 2 * (len(CSS) - gz6(CSS))
-    assert legacy.saved_zstd_bytes == (6 * (len(JS) - len(zstandard.ZstdCompressor(level=19).compress(JS)))
-                                       + 2 * (len(CSS) - len(zstandard.ZstdCompressor(level=19).compress(CSS))))
-    assert legacy.served_bytes == sum(s for p, st, s, ts in rows if st == 200 and p.startswith("/static")
-                                      and WINDOW.start <= ts < WINDOW.end)
+    found = analyse_compression(con, WINDOW)
+    a = found.assets
+    eligible = a["lighthouse_ok"].astype(bool)
+    assert a.loc[eligible, "saved_gzip_6_bytes"].sum() == 6 * (len(JS) - gz6(JS)) + 2 * (len(CSS) - gz6(CSS))
+    assert a.loc[eligible, "saved_zstd_19_bytes"].sum() == (
+        6 * (len(JS) - len(zstandard.ZstdCompressor(level=19).compress(JS)))
+        + 2 * (len(CSS) - len(zstandard.ZstdCompressor(level=19).compress(CSS))))
+    assert a["served_bytes"].sum() == sum(s for p, st, s, ts in rows if st == 200 and p.startswith("/static")
+                                          and WINDOW.start <= ts < WINDOW.end)
 
     template = environment().from_string('{% import "partials/compression.md.j2" as c %}{{ c.section(x) }}')
-    text = template.render(x=to_jsonable(legacy.analysis))
+    text = template.render(x=to_jsonable(found))
     check_markdown(text)
     assert "| `application/javascript` | 15 | 69.2% | 2 | 1 |" in text   # 9 of 13, 2 others, blob.js skipped
     assert "`/static/app.js`" in text and "Compress JavaScript with brotli" in text

@@ -51,9 +51,6 @@ FINDINGS = {"bucket_s": 300, "method": "test", "window_start": "2026-11-16T00:00
                 finding("/home", "unknown", "no event fits", 0.30),           # no cause: not a fix
                 finding("/load", "campaign", "campaign", 0.20, "low"),        # low confidence: not a fix
             ]}
-COMPRESSION = {"served_bytes": 4_000_000, "saved_gzip_bytes": 3_000_000, "saved_zstd_bytes": 3_200_000,
-               "by_type": [{"content_type": "application/javascript", "assets": 2, "size_bytes": 2000,
-                            "gzip_bytes": 500, "zstd_bytes": 400, "requests": 2000, "saved_gzip_bytes": 3_000_000}]}
 # request time 1,000 s, 10,000 requests, 100 of them 5xx, 10 MB sent
 TOTALS = WindowTotals(request_ms=1_000_000.0, requests=10_000, errors_5xx=100, bytes_sent=10_000_000)
 
@@ -79,7 +76,7 @@ def results(cache_result: dict | None = None, findings: dict | None = FINDINGS) 
     ranking = rank_opportunities(finding_opportunities(bottlenecks, TOTALS), others)
     return {
         "bottlenecks": bottlenecks,
-        "optimizations": {"served_bytes_total": 10_000_000, "compression": COMPRESSION,
+        "optimizations": {"served_bytes_total": 10_000_000, "compression": None,
                           "ranking": to_jsonable(ranking), "not_covered": [dict(a) for a in NOT_COVERED]},
     }
 

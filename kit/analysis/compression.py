@@ -461,39 +461,3 @@ def _float(value: object) -> float | None:
 def _pct(value: object) -> str:
     number = _float(value)
     return "n/a" if number is None else f"{number:.1%}"
-
-
-@dataclass(frozen=True)
-class CompressionOpportunity:
-    """The earlier summary (kept for ``kit.analysis.optimizations``): per asset and per content type the
-    stored, gzip -6 and zstd -19 sizes and what they would have saved on the responses served uncompressed
-    (Lighthouse-eligible assets only, sizes in bytes)."""
-
-    window: Window
-    assets: pd.DataFrame       # path, content_type, size_bytes, gzip_bytes, zstd_bytes, requests, saved_gzip_bytes, ...
-    by_type: pd.DataFrame      # content_type, assets, size_bytes, gzip_bytes, zstd_bytes, requests, saved_gzip_bytes
-    served_bytes: int          # bytes served for these assets in the window
-    saved_gzip_bytes: int      # of which gzip would have saved
-    saved_zstd_bytes: int
-    analysis: CompressionAnalysis | None = None
-
-
-def compression_opportunity(con: duckdb.DuckDBPyConnection, window: Window) -> CompressionOpportunity:
-    """A thin wrapper over :func:`analyse_compression` in the earlier shape (gzip -6, zstd -19)."""
-    found = analyse_compression(con, window)
-    gz, zs = "gzip_6_bytes", "zstd_19_bytes"
-    a = found.assets
-    ok = a["lighthouse_ok"]
-    assets = pd.DataFrame({
-        "path": a["path"], "content_type": a["content_type"], "size_bytes": a["size_bytes"], "gzip_bytes": a[gz],
-        "zstd_bytes": a[zs], "requests": a["responses"], "uncompressed": a["uncompressed"],
-        "saved_gzip_bytes": a[f"saved_{gz}"].where(ok, 0), "saved_zstd_bytes": a[f"saved_{zs}"].where(ok, 0)})
-    t = found.by_type
-    by_type = pd.DataFrame({
-        "content_type": t["content_type"], "assets": t["assets"], "size_bytes": t["size_bytes"],
-        "gzip_bytes": t[gz], "zstd_bytes": t[zs], "requests": t["responses"], "saved_gzip_bytes": t[f"saved_{gz}"]}) \
-        .sort_values("saved_gzip_bytes", ascending=False, kind="stable").reset_index(drop=True)
-    return CompressionOpportunity(window, assets.sort_values("saved_gzip_bytes", ascending=False, kind="stable")
-                                  .reset_index(drop=True), by_type, int(a["served_bytes"].sum()),
-                                  int(assets["saved_gzip_bytes"].sum()), int(assets["saved_zstd_bytes"].sum()),
-                                  found)

@@ -23,7 +23,7 @@ import duckdb
 
 from kit import fmt
 from kit.analysis.cdn import CdnAnalysis, analyse_cdn
-from kit.analysis.compression import CompressionOpportunity, compression_opportunity
+from kit.analysis.compression import CompressionAnalysis, analyse_compression
 from kit.analysis.findings.text import cost_basis_text, cost_text, effect_text, value_text
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
 from kit.analysis.window import Window
@@ -183,26 +183,6 @@ def finding_opportunities(bottlenecks: Mapping[str, Any] | None, totals: WindowT
     return found
 
 
-def compression_opportunities(compression: CompressionOpportunity, totals: WindowTotals) -> list[Opportunity]:
-    """Static text assets served uncompressed: what gzip -6 would have saved of all bytes served."""
-    saved = compression.saved_gzip_bytes
-    if saved <= 0:
-        return []
-    types = [str(t) for t, s in zip(compression.by_type["content_type"], compression.by_type["saved_gzip_bytes"],
-                                    strict=True) if s > 0][:3]
-    base = totals.bytes_sent or compression.served_bytes or 1
-    return [opportunity(
-        "compression", "Serve text assets compressed (gzip now, zstd/brotli where clients accept it)",
-        change="enable gzip (and zstd/brotli where clients accept it) at the CDN or web server for text types.",
-        evidence=(f"{fmt.size(compression.served_bytes)} of static assets were served in the window; gzip -6 would "
-                  f"have saved {fmt.size(saved)}, zstd -19 {fmt.size(compression.saved_zstd_bytes)} (largest "
-                  f"savings: {', '.join(types)})."),
-        effect=f"about {fmt.size(saved)} fewer bytes sent in a window like this one.",
-        verify="compare bytes_sent per path with the compressed sizes after the change.",
-        risk="low: compression costs CPU per response unless the assets are compressed at build time.",
-        effort="low", saving=Saving(float(saved), "bytes", "all bytes served", saved / base))]
-
-
 def cache_opportunity(cache: Mapping[str, Any] | None, totals: WindowTotals) -> list[Opportunity]:
     """The CDN cache notebook 40 recommends (its ``cache`` result): the byte hit ratio it expects over
     the one measured today, when it is higher; the saving is the origin bytes it no longer fetches."""
@@ -264,7 +244,7 @@ class OptimizationResults:
 
     window: Window
     totals: WindowTotals
-    compression: CompressionOpportunity
+    compression: CompressionAnalysis
     cdn: CdnAnalysis | None = None
     ranking: list[Opportunity] = field(default_factory=list)
     gaps: list[dict[str, str]] = field(default_factory=list)
@@ -291,9 +271,9 @@ def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
     result), either of which may be missing."""
     totals = window_totals(con, window)
     gaps: list[dict[str, str]] = []
-    compression = compression_opportunity(con, window)
+    compression = analyse_compression(con, window, served_bytes_total=totals.bytes_sent)
     cdn = _run_area("CDN", lambda: analyse_cdn(con, window, cache=dict(cache) if cache else None), gaps)
-    areas = [*compression_opportunities(compression, totals), *cache_opportunity(cache, totals),
+    areas = [*compression.opportunities, *cache_opportunity(cache, totals),
              *(cdn.opportunities if cdn else [])]
     ranking = rank_opportunities(finding_opportunities(bottlenecks, totals), areas)
     return OptimizationResults(window, totals, compression, cdn, ranking, gaps,

@@ -38,13 +38,12 @@ def optimization_model(results: dict[str, Any], config: RunConfig, as_of: str,
     """Everything the document shows, from the results of notebooks 30, 40 and 50 and the caching plan."""
     bottlenecks = results.get("bottlenecks") or {}
     optimizations = results.get("optimizations") or {}
-    compression = optimizations.get("compression") or {}
     return {
         "title": config.title, "as_of": as_of, "config": config,
         "opportunities": optimizations.get("ranking") or [],
         "caching_headline": ((caching_plan or {}).get("summary") or {}).get("headline", "see the caching plan"),
-        "bottlenecks": bottlenecks, "top": bottlenecks.get("top") or [], "compression": compression,
-        "by_type": compression.get("by_type") or [], "not_covered": optimizations.get("not_covered") or [],
+        "bottlenecks": bottlenecks, "top": bottlenecks.get("top") or [],
+        "compression": optimizations.get("compression"), "not_covered": optimizations.get("not_covered") or [],
         "caching": None if caching_plan is None or coverage_of(results).gap("cacheable") else
         caching_summary_model(caching_plan),
         "trace": trace_model(results.get("cache_trace")),

@@ -38,16 +38,6 @@ def plot_time_share(top: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def plot_compression(by_type: pd.DataFrame) -> go.Figure:
-    """Asset bytes as stored against gzip and zstd, per content type."""
-    frame = by_type.melt(id_vars="content_type", value_vars=["size_bytes", "gzip_bytes", "zstd_bytes"],
-                         var_name="encoding", value_name="bytes")
-    fig = px.bar(frame, x="content_type", y="bytes", color="encoding", barmode="group",
-                 title="Static asset bytes: identity vs gzip -6 vs zstd -19")
-    fig.update_layout(xaxis_title=None, hovermode="closest")
-    return fig
-
-
 def opportunity_rows(ranking: Iterable[Any]) -> list[dict[str, Any]]:
     """The ranked opportunities (``kit.analysis.opportunity.Opportunity``) as table rows, in the order
     and with the numbers the optimization strategy prints: rank, area, what, estimated saving (an upper
