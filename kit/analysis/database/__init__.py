@@ -109,8 +109,10 @@ def _explain_reason(row: Any, shape: StatementShape) -> tuple[bool, str]:
             and row.examined_per_row >= 10:
         reasons.append(f"{row.examined_per_row:.0f} rows examined per row returned")
     if not shape.candidates:
-        return False, ("no filter, join or sort column to index" + (f" ({'; '.join(shape.notes)})"
-                                                                   if shape.notes else ""))
+        text = "no filter, join or sort column to index" + (f" ({'; '.join(shape.notes)})" if shape.notes else "")
+        if reasons and shape.kind in ("select", "update", "delete"):
+            return True, "; ".join(reasons) + f"; {text}: EXPLAIN shows what it scans"
+        return False, text
     if not reasons:
         return False, "cheap per call and a small share of database time"
     return True, "; ".join(reasons)

@@ -187,7 +187,7 @@ def regressions(con: duckdb.DuckDBPyConnection, period: Period, *, min_units: in
         return pd.DataFrame(columns=cols), sql
     a = raw[~raw["after"]].set_index("fingerprint")
     b = raw[raw["after"]].set_index("fingerprint")
-    both = a.join(b, lsuffix="_a", rsuffix="_b", how="inner")
+    both = a.add_suffix("_a").join(b.add_suffix("_b"), how="inner")
     if both.empty:
         return pd.DataFrame(columns=cols), sql
     na, nb = both["n_a"].astype(float), both["n_b"].astype(float)
