@@ -266,7 +266,8 @@ def analyse_database(con: duckdb.DuckDBPyConnection, window: Window, *,
         reg, sql[f"regression_{i}"] = regressions(con, period)
         reg_frames.append(reg[reg["regressed"]].head(10))
     nonempty = [f for f in reg_frames if not f.empty]
-    regs = pd.concat(nonempty, ignore_index=True) if nonempty else reg_frames[0].iloc[0:0]
+    regs = pd.concat(nonempty, ignore_index=True) if nonempty else pd.DataFrame(
+        columns=["fingerprint", "period", "mean_a_ms", "mean_b_ms", "ratio", "ratio_low", "ratio_high", "added_ms"])
     # N+1
     bursts, sql["nplus1_bursts"] = burst_nplus1(con, window)
     sigs, sig_sql = signature_nplus1(con, window, frame) if len(frame) else ([], {})
