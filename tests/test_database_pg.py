@@ -62,7 +62,8 @@ log_min_duration_statement = 0
         with psycopg.connect(dsn, autocommit=True) as pg:
             pg.execute("CREATE EXTENSION pg_stat_statements")
             pg.execute("CREATE TABLE customers (id int PRIMARY KEY, name text, email text)")
-            pg.execute("INSERT INTO customers SELECT g, 'c' || g, 'c' || g || '@x.org' FROM generate_series(1, 100000) g")
+            pg.execute("INSERT INTO customers SELECT g, 'c' || g, 'c' || g || '@x.org' "
+                       "FROM generate_series(1, 100000) g")
             pg.execute("CREATE TABLE orders_big (id int PRIMARY KEY, customer_id int, amount numeric, note text)")
             pg.execute("INSERT INTO orders_big SELECT g, (g * 7919) % 100000 + 1, g % 1000, md5(g::text) "
                        "FROM generate_series(1, 200000) g")

@@ -1,5 +1,5 @@
-"""The demo's ``queries``: pg_stat_statements-like cumulative snapshots of 32 fingerprints (31 plus the N+1 of api 2.14.0) and slow-query
-log events."""
+"""The demo's ``queries``: pg_stat_statements-like cumulative snapshots of 32 fingerprints (31, plus the N+1
+of api 2.14.0) and slow-query log events."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["IndexCandidate", "StatementShape", "candidate_ddl", "statement_shape"]
 
@@ -65,7 +66,7 @@ def _parseable(text: str) -> str:
     return re.sub(r"\(\s*\?\+\s*\)", "(?)", text).replace("$", "")
 
 
-def _conjuncts(node):  # type: ignore[no-untyped-def]
+def _conjuncts(node: Any) -> Any:
     from sqlglot import exp
 
     if isinstance(node, exp.And):
@@ -89,8 +90,8 @@ def statement_shape(fingerprint: str) -> StatementShape:
         return StatementShape("other", notes=(f"not parsed: {str(exc).splitlines()[0][:120]}",))
     if tree is None:
         return StatementShape("other", notes=("empty statement",))
-    kind = {exp.Select: "select", exp.Update: "update", exp.Delete: "delete", exp.Insert: "insert"}.get(
-        type(tree), "other")
+    kinds: dict[Any, str] = {exp.Select: "select", exp.Update: "update", exp.Delete: "delete", exp.Insert: "insert"}
+    kind = kinds.get(type(tree), "other")
     if kind in ("insert", "other"):
         return StatementShape(kind)
     aliases: dict[str, str] = {}
