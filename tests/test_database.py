@@ -79,7 +79,8 @@ def test_regression_interval_and_bursts(con):
     assert "fingerprint" in a.regressions.columns, a.regressions.columns
     regs = a.regressions.set_index("fingerprint")
     assert A in regs.index and B not in regs.index
-    assert regs.loc[A, "ratio_low"] < 5 < regs.loc[A, "ratio_high"] * 1.2
+    assert regs.loc[A, "ratio_low"] < 5 < regs.loc[A, "ratio_high"] * 1.2 and regs.loc[A, "regressed"]
+    assert not regs.loc[A, "calls_jumped"]
     n1 = {n["fingerprint"]: n for n in a.nplus1}
     assert n1[C]["bursts"] == 4 and n1[C]["median_burst"] == 15
     text = environment().from_string('{% from "partials/database.md.j2" import section %}{{ section(db) }}').render(
@@ -111,3 +112,33 @@ def test_demo_shows_the_nplus1_and_the_orders_index(demo_warehouse):
     assert index and index[0].details["columns"] == ["user_id", "created_at"]
     assert [o.addresses[0] for o in a.opportunities[:2]] == [f"query:{SLOW_QUERY}", f"query:{NPLUS1_QUERY}"] or \
         {o.addresses[0] for o in a.opportunities[:2]} == {f"query:{SLOW_QUERY}", f"query:{NPLUS1_QUERY}"}
+
+
+def test_mysql_slow_log_thread_id_is_the_session(con, shared_datasets):
+    import re
+
+    from kit.ingest.mysql_slow import ingest_mysql_slow
+
+    path = shared_datasets / "db" / "go_mysql_slowlogs" / "slow011.log"
+    ingest_mysql_slow(con, path)
+    ids = set(re.findall(r"^# User@Host: .* Id: *([0-9]+)", path.read_text(errors="replace"), re.M))
+    got = {r[0] for r in con.execute("SELECT DISTINCT session_id FROM queries").fetchall()}
+    assert ids and got == ids
+
+
+def test_periods_around_a_finding_onset(con):
+    """A bottlenecks result adds a before/after comparison at each finding's onset: the calls of A jump
+    ×5 at minute 30 (of 40), which the first-half/second-half split (at 20) dilutes but the onset catches."""
+    src = warehouse.begin_source(con, "test")
+    calls = 0
+    for m in range(1, 41):
+        calls += 10 if m <= 30 else 50
+        _snap(con, src, m, A, calls, calls * 1.0)
+    onset = (T0 + timedelta(minutes=30)).isoformat()
+    found = {"findings": {"items": [{"kind": "latency_shift", "onset": onset, "end": None,
+                                     "scope": {"service": "api"}, "causes": []}]}}
+    a = analyse_database(con, Window(T0, T0 + timedelta(minutes=41)), bottlenecks=found)
+    at_onset = a.regressions[a.regressions["period"].str.contains("onset")]
+    row = at_onset[at_onset["fingerprint"] == A].iloc[0]
+    assert row["calls_jumped"] and row["rate_ratio_low"] < 5 < row["rate_ratio_high"]
+    assert not row["regressed"]  # 1 ms per call throughout

@@ -116,6 +116,8 @@ def test_analysis_flags_missing_index_scan_and_nplus1(workload):
     # N+1: bursts of the primary-key lookup, one per page (12 pages of 25)
     n1 = {str(n["fingerprint"]): n for n in a.nplus1}
     assert NPLUS1 in n1 and n1[NPLUS1]["bursts"] == 12 and n1[NPLUS1]["median_burst"] == 25
+    # the csvlog's session_id (schema 2) puts the bursts in one session: the loop's connection
+    assert n1[NPLUS1]["evidence"] == "events of one session within 50 ms" and n1[NPLUS1]["sessions"] == 1
     assert MISSING not in n1 and SCAN not in n1
     assert any(o.addresses == [f"query:{NPLUS1}"] and o.title.startswith("Batch") for o in a.opportunities)
 

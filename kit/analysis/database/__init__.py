@@ -58,7 +58,8 @@ class DatabaseAnalysis:
     """The database analysis of a window. ``digest``: one row per fingerprint (columns
     :data:`DIGEST_COLUMNS`), ranked by total time; ``total_ms``/``total_calls``: all database time and calls
     in it; ``regressions``: compared periods (first half vs second half, and around each finding's onset),
-    only the significant rows; ``nplus1``: detections with their ``evidence``; ``indexes``: candidates for
+    only the rows whose time per call (``regressed``) or calls per second (``calls_jumped``) rose
+    significantly; ``nplus1``: detections with their ``evidence``; ``indexes``: candidates for
     the top fingerprints and which to EXPLAIN; ``opportunities``; ``sql``: name → query; ``notes``: what
     the data could not show."""
 
@@ -194,10 +195,11 @@ def _nplus1_opportunity(item: dict[str, Any], total_ms: float, sql: dict[str, st
     col = (shape.where.get(table) or ("key",))[0]
     where = f" on {item['route']} ({item['service']})" if item.get("route") else ""
     if item["evidence"].startswith("events"):
-        evidence = (f"{item['bursts']} bursts of the same statement within {item['evidence'].split()[-2]} ms "
+        evidence = (f"{item['bursts']} bursts of the same statement within {str(item['evidence']).split()[-2]} ms "
                     f"(median {item['median_burst']:.0f} executions, up to {item['max_burst']}); "
                     f"{item['calls_in_bursts']:,} of its {item['calls']:,} executions are in bursts, "
-                    f"mean {mean:.3g} ms each. Evidence: {item['evidence']} (no session id in the data).")
+                    f"mean {mean:.3g} ms each. Evidence: {item['evidence']}"
+                    + (f" ({item['sessions']} sessions)." if item.get("sessions") else " (no session id in the log)."))
     else:
         evidence = (f"{item['calls']:,.0f} calls for {item['requests']:,.0f} requests{where} "
                     f"({item['calls_per_request']:.2g} per request), {item['rows_per_call']:.2g} rows per call, "
@@ -258,16 +260,21 @@ def analyse_database(con: duckdb.DuckDBPyConnection, window: Window, *,
     elif (frame["basis"] == "snapshots").all() and not sources.get("event"):
         notes.append("snapshots only: p95/p99 and variance-to-mean need per-execution events (a statement log); "
                      "only means are known")
-    notes.append("the warehouse has no session or transaction id for statements: N+1 from logs is detected as "
-                 "bursts of the same statement within milliseconds, which concurrent sessions can imitate")
+    if sources.get("event") and not con.execute(
+            f"SELECT count(*) FROM queries WHERE kind = 'event' AND session_id IS NOT NULL AND {window.sql()}"
+    ).fetchone()[0]:  # type: ignore[index]
+        notes.append("the statement logs give no session id (csvlog/jsonlog, or %c in log_line_prefix, or MySQL's "
+                     "thread Id do): N+1 from logs is detected as bursts of the same statement within milliseconds, "
+                     "which concurrent sessions can imitate")
     # regressions
     reg_frames = []
     for i, period in enumerate(_periods(window, bottlenecks)):
         reg, sql[f"regression_{i}"] = regressions(con, period)
-        reg_frames.append(reg[reg["regressed"]].head(10))
+        reg_frames.append(reg[reg["regressed"] | reg["calls_jumped"]].head(10))
     nonempty = [f for f in reg_frames if not f.empty]
     regs = pd.concat(nonempty, ignore_index=True) if nonempty else pd.DataFrame(
-        columns=["fingerprint", "period", "mean_a_ms", "mean_b_ms", "ratio", "ratio_low", "ratio_high", "added_ms"])
+        columns=["fingerprint", "period", "mean_a_ms", "mean_b_ms", "ratio", "ratio_low", "ratio_high", "added_ms",
+                 "regressed", "calls_jumped"])
     # N+1
     bursts, sql["nplus1_bursts"] = burst_nplus1(con, window)
     sigs, sig_sql = signature_nplus1(con, window, frame) if len(frame) else ([], {})

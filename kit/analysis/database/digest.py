@@ -72,8 +72,8 @@ FROM d WHERE ts >= {_lit(start)}""".strip()
 
 def events_sql(start: datetime, end: datetime) -> str:
     """SQL of single executions (``kind = 'event'``) in [start, end)."""
-    return (f"SELECT ts, db_system, database, user_name, fingerprint, sample, total_ms, rows, rows_examined, "
-            f"lock_ms FROM queries WHERE kind = 'event' AND ts >= {_lit(start)} AND ts < {_lit(end)}")
+    return (f"SELECT ts, db_system, database, user_name, session_id, fingerprint, sample, total_ms, rows, "
+            f"rows_examined, lock_ms FROM queries WHERE kind = 'event' AND ts >= {_lit(start)} AND ts < {_lit(end)}")
 
 
 def digest_sql(window: Window) -> str:
@@ -167,12 +167,13 @@ SELECT * FROM s UNION ALL SELECT * FROM e ORDER BY fingerprint, after""".strip()
 
 
 def regressions(con: duckdb.DuckDBPyConnection, period: Period, *, min_units: int = 3,
-                min_ratio: float = 1.2) -> tuple[pd.DataFrame, str]:
+                min_ratio: float = 1.2, min_rate_ratio: float = 2.0) -> tuple[pd.DataFrame, str]:
     """Fingerprints compared between the two periods of ``period``: ``mean_a_ms``/``mean_b_ms`` (time per
     call), ``ratio`` with 95 % ``ratio_low``/``ratio_high`` (from the log-scale Welch interval, re-centred on
     the ratio of means), ``p_value``, ``calls_per_s_a``/``_b`` with ``rate_ratio`` and its interval,
-    ``added_ms`` (B's calls × the rise of the mean) and ``regressed`` (the interval's low end above
-    ``min_ratio``, at least ``min_units`` units a side), ranked by added_ms."""
+    ``added_ms`` (B's calls × the rise of the mean), ``regressed`` (the interval's low end above
+    ``min_ratio``, at least ``min_units`` units a side) and ``calls_jumped`` (the calls-per-second ratio's
+    low end above ``min_rate_ratio``), ranked by added_ms."""
     from scipy import stats
 
     sql = regression_sql(period)
@@ -182,7 +183,7 @@ def regressions(con: duckdb.DuckDBPyConnection, period: Period, *, min_units: in
             raw[col] = raw[col].astype("float64")
     cols = ["fingerprint", "basis", "n_a", "n_b", "mean_a_ms", "mean_b_ms", "ratio", "ratio_low", "ratio_high",
             "p_value", "calls_a", "calls_b", "calls_per_s_a", "calls_per_s_b", "rate_ratio", "rate_ratio_low",
-            "rate_ratio_high", "added_ms", "regressed", "period"]
+            "rate_ratio_high", "added_ms", "regressed", "calls_jumped", "period"]
     if raw.empty:
         return pd.DataFrame(columns=cols), sql
     a = raw[~raw["after"]].set_index("fingerprint")
@@ -223,6 +224,8 @@ def regressions(con: duckdb.DuckDBPyConnection, period: Period, *, min_units: in
         "rate_ratio_high": (rate_ratio * np.exp(1.96 * rse)).to_numpy(),
         "added_ms": (both["calls_b"] * (mean_b - mean_a)).to_numpy(),
     })
-    out["regressed"] = (out["ratio_low"] > min_ratio) & (out["n_a"] >= min_units) & (out["n_b"] >= min_units)
+    enough = (out["n_a"] >= min_units) & (out["n_b"] >= min_units)
+    out["regressed"] = (out["ratio_low"] > min_ratio) & enough
+    out["calls_jumped"] = (out["rate_ratio_low"] > min_rate_ratio) & enough
     out["period"] = period.label
     return out.sort_values(["regressed", "added_ms"], ascending=[False, False]).reset_index(drop=True), sql

@@ -2,12 +2,13 @@
 
 Two detections, each naming its evidence:
 
-- **events in bursts** (``evidence = "events within <gap> ms"``): executions of the same fingerprint by
-  the same database user whose consecutive log times are at most ``gap_ms`` apart form a burst; a
-  fingerprint with at least ``min_bursts`` bursts of at least ``min_repeat`` executions is flagged. The
-  warehouse has no session or transaction id, so two sessions running the same query concurrently can
-  merge into one burst: at high rates this over-detects, which is why the count of bursts and their median
-  size are reported.
+- **events in bursts** (``evidence = "events of one session within <gap> ms"``, or ``"events within <gap>
+  ms"`` where the log gave no session): executions of the same fingerprint in the same session (``session_id``:
+  PostgreSQL csvlog/jsonlog ``session_id`` or ``%c``, MySQL thread id) — or, without one, by the same
+  database user — whose consecutive log times are at most ``gap_ms`` apart form a burst; a fingerprint with
+  at least ``min_bursts`` bursts of at least ``min_repeat`` executions is flagged. Without session ids two
+  sessions running the same query concurrently can merge into one burst: at high rates that over-detects,
+  which is why the count of bursts and their median size are reported.
 - **aggregate signature from snapshots** (``evidence = "snapshots + requests + deploy"``): a single-key
   lookup (``SELECT ... FROM t WHERE col = ?``, one table, no join, aggregate or ORDER BY) returning about
   one row per call (``max_rows_per_call``), whose calls per request of the route it serves (the route
@@ -34,19 +35,20 @@ def burst_sql(window: Window, gap_ms: float, min_repeat: int) -> str:
     return f"""
 WITH e AS ({events_sql(window.start, window.end)}),
 g AS (SELECT *, date_diff('microsecond', lag(ts) OVER w, ts) / 1000.0 AS gap_ms FROM e
-      WINDOW w AS (PARTITION BY db_system, database, user_name, fingerprint ORDER BY ts)),
+      WINDOW w AS (PARTITION BY db_system, database, user_name, session_id, fingerprint ORDER BY ts)),
 b AS (SELECT *, sum(CASE WHEN gap_ms IS NULL OR gap_ms > {float(gap_ms)} THEN 1 ELSE 0 END)
-                OVER (PARTITION BY db_system, database, user_name, fingerprint ORDER BY ts
+                OVER (PARTITION BY db_system, database, user_name, session_id, fingerprint ORDER BY ts
                       ROWS UNBOUNDED PRECEDING) AS burst FROM g),
-s AS (SELECT db_system, database, user_name, fingerprint, burst, count(*) AS n, sum(total_ms) AS ms,
+s AS (SELECT db_system, database, user_name, session_id, fingerprint, burst, count(*) AS n, sum(total_ms) AS ms,
              date_diff('microsecond', min(ts), max(ts)) / 1000.0 AS span_ms
       FROM b GROUP BY ALL)
 SELECT db_system, database, fingerprint, count(*) FILTER (WHERE n >= {int(min_repeat)}) AS bursts,
        sum(n) FILTER (WHERE n >= {int(min_repeat)}) AS calls_in_bursts,
        median(n) FILTER (WHERE n >= {int(min_repeat)}) AS median_burst, max(n) AS max_burst,
        median(span_ms) FILTER (WHERE n >= {int(min_repeat)}) AS median_burst_span_ms,
-       sum(ms) FILTER (WHERE n >= {int(min_repeat)}) AS ms_in_bursts, sum(n) AS calls, sum(ms) AS total_ms
-FROM s GROUP BY ALL
+       sum(ms) FILTER (WHERE n >= {int(min_repeat)}) AS ms_in_bursts, sum(n) AS calls, sum(ms) AS total_ms,
+       count(DISTINCT session_id) AS sessions
+FROM s GROUP BY db_system, database, fingerprint
 ORDER BY ms_in_bursts DESC NULLS LAST""".strip()
 
 
@@ -63,7 +65,8 @@ def burst_nplus1(con: duckdb.DuckDBPyConnection, window: Window, *, gap_ms: floa
         if shape.kind != "select":
             continue
         out.append({"fingerprint": row.fingerprint, "db_system": row.db_system, "database": row.database,
-                    "evidence": f"events within {gap_ms:g} ms", "bursts": int(row.bursts),
+                    "evidence": ("events of one session" if row.sessions else "events") + f" within {gap_ms:g} ms",
+                    "sessions": int(row.sessions), "bursts": int(row.bursts),
                     "calls_in_bursts": int(row.calls_in_bursts), "median_burst": float(row.median_burst),
                     "max_burst": int(row.max_burst), "median_burst_span_ms": float(row.median_burst_span_ms),
                     "ms_in_bursts": float(row.ms_in_bursts), "calls": int(row.calls),
