@@ -6,8 +6,6 @@ reach the warehouse through the kit's own ingest (pg_stat_statements snapshots a
 from __future__ import annotations
 
 import shutil
-import subprocess
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,17 +18,11 @@ from kit.analysis.window import Window
 from kit.ingest.pg_stat_statements import snapshot_pg_stat_statements
 from kit.ingest.postgres import ingest_postgres_log
 from kit.warehouse import connect
-from tests.conftest import free_port
+from tests.conftest import postgres_server
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 MISSING = "select * from orders_big where customer_id = ?"
 SCAN = "select sum(amount) from orders_big where note like ?"
 NPLUS1 = "select * from customers where id = ?"
-
-
-def _as_postgres(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=check, capture_output=True, text=True,
-                          timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -38,27 +30,16 @@ def workload(tmp_path_factory):
     """Start PostgreSQL, run the planted workload, ingest it; yield the warehouse, window and DSN."""
     import psycopg
 
-    assert (PG_BIN / "initdb").exists(), "PostgreSQL 15 binaries missing (apt-get install postgresql-15)"
     assert Path("/usr/lib/postgresql/15/lib/hypopg.so").exists(), "hypopg missing (postgresql-15-hypopg)"
-    root = Path(tempfile.mkdtemp(prefix="perfkit-pgdb-"))
-    shutil.chown(root, "postgres", "postgres")
-    data, logs, port = root / "data", root / "logs", free_port()
-    _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    with open(data / "postgresql.conf", "a") as conf:
-        conf.write(f"""
-listen_addresses = '127.0.0.1'
-port = {port}
-unix_socket_directories = '{root}'
+    with postgres_server("""
 shared_preload_libraries = 'pg_stat_statements'
 logging_collector = on
 log_destination = 'csvlog'
 log_directory = '{logs}'
 log_filename = 'pg'
 log_min_duration_statement = 0
-""")
-    _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "server.log"), "start")
-    dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
-    try:
+""") as server:
+        dsn, logs, root = server["dsn"], server["logs"], server["root"]
         with psycopg.connect(dsn, autocommit=True) as pg:
             pg.execute("CREATE EXTENSION pg_stat_statements")
             pg.execute("CREATE TABLE customers (id int PRIMARY KEY, name text, email text)")
@@ -92,9 +73,6 @@ log_min_duration_statement = 0
         window = Window(t0 - timedelta(minutes=1), datetime.now(UTC) + timedelta(minutes=1))
         yield {"con": con, "window": window, "dsn": dsn}
         con.close()
-    finally:
-        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop", check=False)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.integration
@@ -137,3 +115,22 @@ def test_advise_indexes_proposes_the_right_index_only(workload):
     assert "orders_big" in checks[SCAN].seq_scans and checks[SCAN].tried == {}
     # customers.id is the primary key: no index proposed, the existing one is recognised
     assert all("skipped" in str(v) for v in checks[NPLUS1].tried.values()) or not checks[NPLUS1].tried
+
+
+@pytest.mark.integration
+def test_db_advice_cli(workload, tmp_path, capsys):
+    """``perfkit db-advice`` on a copy of the warehouse: the proposal printed, the password never."""
+    from kit.cli import main
+
+    workload["con"].execute("CHECKPOINT")
+    path = workload["con"].execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+                                   ).fetchone()[0]
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(path, copy)
+    w = workload["window"]
+    code = main(["db-advice", "--db", str(copy), "--dsn", workload["dsn"] + " password=hunter2",
+                 "--start", w.start.isoformat(), "--end", w.end.isoformat(), "--budget-s", "20"])
+    out = capsys.readouterr().out
+    assert code == 0 and "hunter2" not in out
+    assert "CREATE INDEX CONCURRENTLY orders_big_customer_id_idx ON orders_big (customer_id);" in out
+    assert "ON customers" not in out
