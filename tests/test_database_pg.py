@@ -23,6 +23,7 @@ from tests.conftest import postgres_server
 MISSING = "select * from orders_big where customer_id = ?"
 SCAN = "select sum(amount) from orders_big where note like ?"
 NPLUS1 = "select * from customers where id = ?"
+WRITTEN = "select * from counters where code = ?"
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,11 @@ log_min_duration_statement = 0
             pg.execute("CREATE TABLE orders_big (id int PRIMARY KEY, customer_id int, amount numeric, note text)")
             pg.execute("INSERT INTO orders_big SELECT g, (g * 7919) % 100000 + 1, g % 1000, md5(g::text) "
                        "FROM generate_series(1, 200000) g")
+            # a write-heavy table with a lookup by a non-indexed column: four full updates per lookup batch
+            pg.execute("CREATE TABLE counters (id int PRIMARY KEY, code text, n int)")
+            pg.execute("INSERT INTO counters SELECT g, md5(g::text), 0 FROM generate_series(1, 60000) g")
+            for _ in range(4):
+                pg.execute("UPDATE counters SET n = n + 1")
             pg.execute("ANALYZE")
             pg.execute("SELECT pg_stat_statements_reset()")
         con = connect(tmp_path_factory.mktemp("w") / "w.duckdb")
@@ -58,6 +64,8 @@ log_min_duration_statement = 0
                 pg.execute("SELECT * FROM orders_big WHERE customer_id = %s", [i * 37 + 1]).fetchall()
             for i in range(8):                                      # a scan no index serves
                 pg.execute("SELECT sum(amount) FROM orders_big WHERE note LIKE %s", [f"%{i}a%"]).fetchall()
+            for i in range(6):                                      # lookups on the write-heavy table
+                pg.execute("SELECT * FROM counters WHERE code = %s", [f"x{i}"]).fetchall()
             for page in range(12):                                  # the N+1 loop
                 ids = [r[0] for r in pg.execute("SELECT customer_id FROM orders_big WHERE id BETWEEN %s AND %s",
                                                 [page * 25 + 1, page * 25 + 25]).fetchall()]
@@ -104,13 +112,19 @@ def test_analysis_flags_missing_index_scan_and_nplus1(workload):
 def test_advise_indexes_proposes_the_right_index_only(workload):
     a = analyse_database(workload["con"], workload["window"])
     items = [{"fingerprint": r.fingerprint, "sample": r.sample, "calls": r.calls, "mean_ms": r.mean_ms}
-             for r in a.digest.itertuples() if r.fingerprint in (MISSING, SCAN, NPLUS1)]
+             for r in a.digest.itertuples() if r.fingerprint in (MISSING, SCAN, NPLUS1, WRITTEN)]
     advice = advise_indexes(workload["dsn"] + " password=secret", items, statement_timeout_ms=2000,
                             total_budget_s=30)
     assert "secret" not in advice.dsn
-    assert [(p.table, p.columns) for p in advice.proposals] == [("orders_big", ("customer_id",))], advice.checks
-    prop = advice.proposals[0]
+    props = {p.table: p for p in advice.proposals}
+    assert sorted((p.table, p.columns) for p in advice.proposals) == [("counters", ("code",)),
+                                                                      ("orders_big", ("customer_id",))]
+    prop = props["orders_big"]
     assert prop.cost_reduction >= 0.5 and prop.size_bytes > 0 and prop.saved_ms > 0
+    # 200k inserts against ~50 scans of 200k rows: not write-heavy; counters: 60k inserts + 240k updates
+    # against ~6 + 4 scans of 60k rows: write-heavy, and the proposal says so with the numbers
+    assert not prop.write_heavy and props["counters"].write_heavy
+    assert props["counters"].write_cost.startswith("WRITE-HEAVY TABLE: counters had 300,000 tuple writes")
     checks = {c.fingerprint: c for c in advice.checks}
     assert "orders_big" in checks[SCAN].seq_scans and checks[SCAN].tried == {}
     # customers.id is the primary key: no index proposed, the existing one is recognised

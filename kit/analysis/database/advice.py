@@ -14,8 +14,9 @@ existing index already leads with (same leading columns) is skipped.
 **Numbers.** Cost reduction = 1 − cost with the hypothetical index / cost without; time saved ≈ calls ×
 mean time × cost reduction (the plan cost's share stands in for the time's share); size =
 ``hypopg_relation_size``; write overhead from ``pg_stat_user_tables``: writes = inserted + updated + deleted
-tuples, against scans (sequential + index); a table whose writes exceed its scans is write-heavy, and
-the proposal says what each write will cost.
+tuples, against tuples read (``seq_tup_read + idx_tup_fetch``) since the statistics were reset; a table
+whose writes are at least ``WRITE_HEAVY_RATIO`` (25 %) of its reads is called write-heavy, and every
+proposal says what each write will cost.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from kit.errors import PerfkitError
 __all__ = ["IndexAdvice", "IndexProposal", "PlanCheck", "advise_indexes"]
 
 MIN_COST_REDUCTION = 0.5
+WRITE_HEAVY_RATIO = 0.25  # tuple writes / tuples read at or above which a table is called write-heavy
 
 
 class DatabaseAdviceError(PerfkitError):
@@ -54,7 +56,7 @@ class IndexProposal:
     saved_ms: float
     size_bytes: int
     writes: int
-    scans: int
+    reads: int
     write_heavy: bool
     write_cost: str
 
@@ -222,7 +224,7 @@ def _existing_indexes(pg: Any) -> dict[str, list[tuple[str, ...]]]:
 
 def _table_writes(pg: Any, table: str) -> tuple[int, int]:
     row = pg.execute("""SELECT coalesce(n_tup_ins + n_tup_upd + n_tup_del, 0),
-                               coalesce(seq_scan, 0) + coalesce(idx_scan, 0)
+                               coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
                         FROM pg_stat_user_tables WHERE relname = %s""", [table.split(".")[-1]]).fetchone()
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
@@ -260,16 +262,16 @@ def _check(pg: Any, fp: str, name: str, nparams: int, text: str, candidates: tup
     proposals = []
     if best is not None and best[0] >= min_red:
         reduction, cand, new_cost, size = best
-        writes, scans = _table_writes(pg, cand.table)
-        heavy = writes > scans
+        writes, reads = _table_writes(pg, cand.table)
+        heavy = writes >= WRITE_HEAVY_RATIO * max(reads, 1)
         saved = float(item.get("calls", 0)) * float(item.get("mean_ms", 0)) * reduction
-        cost_text = (f"{cand.table} had {writes:,} tuple writes against {scans:,} scans since the statistics "
+        cost_text = (f"{cand.table} had {writes:,} tuple writes against {reads:,} tuples read since the statistics "
                      f"were reset: each INSERT, and each UPDATE of an indexed column, also writes the "
                      f"~{size / 1e6:,.1f} MB index")
         if heavy:
             cost_text = "WRITE-HEAVY TABLE: " + cost_text + "; measure write latency after creating it"
         proposals.append(IndexProposal(fp, cand.table, cand.columns, candidate_ddl(cand.table, cand.columns),
-                                       cost, new_cost, reduction, saved, size, writes, scans, heavy, cost_text))
+                                       cost, new_cost, reduction, saved, size, writes, reads, heavy, cost_text))
         outcome = f"propose {candidate_ddl(cand.table, cand.columns)} (plan cost −{reduction:.0%})"
     elif best is not None:
         outcome = f"no index cuts the plan cost by {min_red:.0%} (best −{best[0]:.0%})"
