@@ -62,6 +62,13 @@ def test_digest_numbers_by_hand(small):
     assert a.total_ms == pytest.approx(456)
     assert d.loc[A, "share_of_db_time"] == pytest.approx(400 / 456)
     assert list(a.digest["fingerprint"]) == [A, B, C]  # ranked by total time
+    from kit.viz.database import plot_top_fingerprints
+
+    fig = plot_top_fingerprints(a)
+    assert list(fig.data[0].x) == pytest.approx([0.4, 0.04, 0.016])  # seconds, same order
+    periods = [{"fingerprint": A, "period": "p1", "total_ms": 100.0}, {"fingerprint": A, "period": "p2",
+                                                                         "total_ms": 300.0}]
+    assert [list(t.x)[0] for t in plot_top_fingerprints(a, periods).data] == [0.1, 0.3]
 
 
 def test_regression_interval_and_bursts(con):

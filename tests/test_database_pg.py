@@ -5,6 +5,7 @@ reach the warehouse through the kit's own ingest (pg_stat_statements snapshots a
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
@@ -148,3 +149,8 @@ def test_db_advice_cli(workload, tmp_path, capsys):
     assert code == 0 and "hunter2" not in out
     assert "CREATE INDEX CONCURRENTLY orders_big_customer_id_idx ON orders_big (customer_id);" in out
     assert "ON customers" not in out
+    assert main(["db-advice", "--db", str(copy), "--dsn", workload["dsn"], "--start", w.start.isoformat(),
+                 "--end", w.end.isoformat(), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {p["table"] for p in doc["proposals"]} == {"orders_big", "counters"}
+    assert {"checks", "skipped", "dsn", "server_version"} <= set(doc)
