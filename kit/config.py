@@ -64,6 +64,10 @@ class RunConfig:
     top_n: int = field(default=10, metadata=_doc("rows in top-N tables"))
     route_rules: list[str] = field(default_factory=list, metadata=_doc(
         "access-log route rules 'REGEX => TEMPLATE', tried before the built-in {id}/{uuid}/{hash} templating"))
+    database_dsn: str | None = field(default=None, metadata=_doc(
+        "PostgreSQL DSN for live index advice (EXPLAIN with hypothetical indexes, hypopg); null = no live "
+        "database, the document lists which fingerprints to EXPLAIN. Keep the password out of it (~/.pgpass or "
+        "PGPASSWORD): run parameters are saved with the results"))
     as_of: str | None = field(default=None, metadata=_doc(
         "date stamped on documents, ISO 8601; null = end of the analysed window (keeps runs reproducible)"))
 

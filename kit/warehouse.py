@@ -19,7 +19,7 @@ import duckdb
 
 from kit.errors import WarehouseError, WarehouseLockedError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # One entry per schema version: the statements that bring version N-1 to N.
 _MIGRATIONS: dict[int, list[str]] = {
@@ -131,6 +131,9 @@ _MIGRATIONS: dict[int, list[str]] = {
             source_id BIGINT NOT NULL
         )""",
     ],
+    # 2: the session (PostgreSQL csvlog/jsonlog session_id or %c, MySQL slow-log thread Id) that ran a
+    # statement event, so repeated statements can be grouped per session (N+1 detection); NULL when unknown
+    2: ["ALTER TABLE queries ADD COLUMN IF NOT EXISTS session_id VARCHAR"],
 }
 
 # what a shared cache may store: GET/HEAD with status 200-399 (missing method/status count as GET/200)

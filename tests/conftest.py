@@ -1,19 +1,24 @@
 """Shared fixtures: paths to the project's shared real datasets (read in place, never copied); a fresh
 in-memory warehouse (``con``); demo warehouses built once per session (``demo_warehouse``); the
-line-accounting check every ingest property test makes; waiting for a test service to answer; running
+line-accounting check every ingest property test makes; waiting for a test service to answer; a
+throw-away PostgreSQL 15 server (``postgres_server``); running
 code under several string-hash seeds (for reproducible outputs). Before any test runs, the session stops
 with one message when a system tool the tests use is missing (``tests/system_deps.py``)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -98,6 +103,40 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def as_postgres(*cmd: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess:
+    """Run a command as the ``postgres`` system user (initdb and pg_ctl refuse to run as root)."""
+    return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=check, capture_output=True,
+                          text=True, timeout=120, **kw)
+
+
+@contextmanager
+def postgres_server(conf: str) -> Iterator[dict[str, Any]]:
+    """PostgreSQL 15 in a temp dir on 127.0.0.1 (trust auth, superuser ``postgres``) with ``conf`` appended
+    to postgresql.conf (``{root}`` and ``{logs}`` are replaced by its directories); yields ``dsn``,
+    ``port``, ``logs``, ``root``; stopped and removed afterwards."""
+    assert (PG_BIN / "initdb").exists(), "PostgreSQL 15 binaries missing (apt-get install postgresql-15)"
+    root = Path(tempfile.mkdtemp(prefix="perfkit-pg-"))
+    shutil.chown(root, "postgres", "postgres")
+    data, logs, port = root / "data", root / "logs", free_port()
+    as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    with open(data / "postgresql.conf", "a") as handle:
+        handle.write(f"""
+listen_addresses = '127.0.0.1'
+port = {port}
+unix_socket_directories = '{root}'
+""" + conf.replace("{root}", str(root)).replace("{logs}", str(logs)))
+    as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "server.log"), "start")
+    try:
+        yield {"dsn": f"host=127.0.0.1 port={port} user=postgres dbname=postgres", "port": port, "logs": logs,
+               "root": root}
+    finally:
+        as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop", check=False)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def wait_until_ok(url: str, seconds: float) -> bool:

@@ -10,8 +10,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,9 +21,9 @@ from kit.ingest.core import IngestError
 from kit.ingest.pg_stat_statements import pg_stat_deltas, redact_dsn, snapshot_pg_stat_statements
 from kit.ingest.postgres import detect_format, ingest_postgres_log, prefix_regex
 from kit.warehouse import connect
-from tests.conftest import assert_lines_accounted_for, free_port
+from tests.conftest import PG_BIN, as_postgres, assert_lines_accounted_for, free_port
+from tests.conftest import postgres_server as _postgres_server
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 _TIMED = re.compile(r"LOG: +duration: [0-9.]+ ms +(statement|execute [^:]*|query): ")
 
 
@@ -283,25 +281,10 @@ def test_random_lines_are_accounted_for(tmp_path, fmt, strategy, options, data):
 
 # ------------------------------------------------------------------------------ a real PostgreSQL 15
 
-def _as_postgres(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=check, capture_output=True,
-                          text=True, timeout=120, **kw)
-
-
 @pytest.fixture(scope="module")
 def postgres_server():
-    """PostgreSQL 15 in a temp dir on 127.0.0.1 with pg_stat_statements and every statement logged to
-    stderr, csvlog and jsonlog files; stopped afterwards."""
-    assert (PG_BIN / "initdb").exists(), "PostgreSQL 15 binaries missing (apt-get install postgresql-15)"
-    root = Path(tempfile.mkdtemp(prefix="perfkit-pg-"))
-    shutil.chown(root, "postgres", "postgres")
-    data, logs, port = root / "data", root / "logs", free_port()
-    _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    with open(data / "postgresql.conf", "a") as conf:
-        conf.write(f"""
-listen_addresses = '127.0.0.1'
-port = {port}
-unix_socket_directories = '{root}'
+    """PostgreSQL 15 with pg_stat_statements and every statement logged to stderr, csvlog and jsonlog files."""
+    with _postgres_server("""
 shared_preload_libraries = 'pg_stat_statements'
 logging_collector = on
 log_destination = 'stderr,csvlog,jsonlog'
@@ -309,20 +292,14 @@ log_directory = '{logs}'
 log_filename = 'pg'
 log_min_duration_statement = 0
 log_line_prefix = '%m [%p] %q%u@%d '
-""")
-    _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "server.log"), "start")
-    dsn = f"host=127.0.0.1 port={port} user=postgres dbname=postgres"
-    try:
-        _as_postgres(str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(port), "-c",
-                     "CREATE EXTENSION pg_stat_statements")
-        yield {"dsn": dsn, "port": port, "logs": logs, "root": root}
-    finally:
-        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop", check=False)
-        shutil.rmtree(root, ignore_errors=True)
+""") as server:
+        as_postgres(str(PG_BIN / "psql"), "-h", "127.0.0.1", "-p", str(server["port"]), "-c",
+                    "CREATE EXTENSION pg_stat_statements")
+        yield server
 
 
 def _pgbench(port: int, *args: str) -> None:
-    _as_postgres(str(PG_BIN / "pgbench"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", *args,
+    as_postgres(str(PG_BIN / "pgbench"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", *args,
                  "postgres")
 
 

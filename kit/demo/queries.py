@@ -1,5 +1,5 @@
-"""The demo's ``queries``: pg_stat_statements-like cumulative snapshots of 31 fingerprints and slow-query
-log events."""
+"""The demo's ``queries``: pg_stat_statements-like cumulative snapshots of 32 fingerprints (31, plus the N+1
+of api 2.14.0) and slow-query log events."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ import pyarrow as pa
 
 from kit import warehouse
 from kit.demo.catalog import SERVICES, US_PER_MIN
-from kit.demo.incidents import SLOW_QUERY, DemoIncident, window_mask
+from kit.demo.incidents import REGRESSION_ROUTE, SLOW_QUERY, DemoIncident, window_mask
+
+# The N+1 of api 2.14.0's product serializer: one variant lookup per product request before the deploy,
+# one per variant (~25) while 2.14.0 runs; ~4.5 ms each, so ~110 ms more per request.
+NPLUS1_QUERY = "SELECT * FROM product_variants WHERE product_id = ?"
+NPLUS1_CALLS_PER_REQUEST = (1.0, 25.0)   # outside / during the regression window
+NPLUS1_MEAN_MS = 4.5
 
 # fingerprint, service whose DB-backed requests issue it, calls per such request, mean ms, rows per call,
 # blocks per call, share of blocks read from disk
@@ -167,6 +173,8 @@ def write_queries(con: Any, src: Any, start: datetime, n_minutes: int, incidents
         "hit": pa.array(np.full(E, None), pa.int64()),
         "read": pa.array(np.full(E, None), pa.int64()),
     })
+    snap = pa.concat_tables([snap, _nplus1_snapshots(con, start_us, step_us, ts_us, incidents, seed)])
+    fps = [*fps, NPLUS1_QUERY]
     con.register("fp_src", pa.table({"fingerprint": fps, "query_id": [_query_id(f) for f in fps],
                                      "sample": [_sample_of(f) for f in fps]}))
     written = 0
@@ -182,3 +190,37 @@ def write_queries(con: Any, src: Any, start: datetime, n_minutes: int, incidents
         written += table.num_rows
     con.unregister("fp_src")
     warehouse.finish_source(con, src, lines_in=None, rows_loaded=written)
+
+
+def _nplus1_snapshots(con: Any, start_us: int, step_us: int, ts_us: np.ndarray,
+                      incidents: tuple[DemoIncident, ...], seed: int) -> pa.Table:
+    """Cumulative snapshots of :data:`NPLUS1_QUERY`: calls follow the product route's requests not served
+    from cache, ~1 per request, ~25 during the latency regression (own rng stream: the other fingerprints'
+    numbers do not change)."""
+    rng = np.random.default_rng([seed, 4, 1])
+    n_b = len(ts_us)
+    agg = con.execute(f"""
+        SELECT (epoch_us(ts) - {start_us}) // {step_us} AS b, count(*) AS n FROM requests
+        WHERE route = ? AND coalesce(cache_status, '') <> 'HIT' GROUP BY ALL""", [REGRESSION_ROUTE]).fetchnumpy()
+    req = np.zeros(n_b)
+    keep = (agg["b"] >= 0) & (agg["b"] < n_b)
+    req[agg["b"][keep].astype(np.int64)] = agg["n"][keep]
+    reg = next(i for i in incidents if i.type == "latency_regression")
+    cpr = np.where(window_mask(ts_us, reg), NPLUS1_CALLS_PER_REQUEST[1], NPLUS1_CALLS_PER_REQUEST[0])
+    calls = rng.poisson(req * cpr).astype(np.float64)
+    mean_ms = NPLUS1_MEAN_MS * np.exp(rng.normal(0, 0.08, n_b))
+    rows = calls  # one row per lookup
+    blks = np.rint(calls * 4 * np.exp(rng.normal(0, 0.1, n_b)))
+    read = np.rint(blks * 0.01)
+    base = int(rng.integers(10_000, 2_000_000))
+    return pa.table({
+        "ts": pa.array(ts_us).cast(pa.timestamp("us", tz="UTC")),
+        "user_name": pa.array(["shop_app"] * n_b),
+        "kind": pa.array(["snapshot"] * n_b),
+        "fingerprint": pa.array([NPLUS1_QUERY] * n_b),
+        "calls": pa.array((np.cumsum(calls) + base).astype(np.int64)),
+        "total_ms": pa.array(np.round(np.cumsum(calls * mean_ms) + base * NPLUS1_MEAN_MS, 3)),
+        "rows": pa.array((np.cumsum(rows) + base).astype(np.int64)),
+        "hit": pa.array((np.cumsum(blks - read) + base * 4).astype(np.int64)),
+        "read": pa.array((np.cumsum(read) + base // 25).astype(np.int64)),
+    })

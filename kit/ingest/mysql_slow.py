@@ -3,7 +3,8 @@
 Parsed in DuckDB: every line is classified, an entry starts at a ``#`` header line that follows a
 non-header line, entry ids are a running sum of those starts (a window function), and the lines of an
 entry are aggregated with ``string_agg``. One entry becomes one ``queries`` row (``kind = 'event'``,
-``calls = 1``, ``total_ms = Query_time × 1000``).
+``calls = 1``, ``total_ms = Query_time × 1000``, ``session_id`` = the connection's thread id from
+``# Thread_id:`` or the ``Id:`` of ``# User@Host:``).
 
 An entry opens at a ``# Time:`` or ``# User@Host:`` line that does not follow another ``# `` header
 line; lines starting with ``# `` (or a lone ``#``) are header lines, all others belong to the statement
@@ -130,7 +131,7 @@ def load_mysql_slow(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
         UPDATE _pk_slow_entries SET bad_field = 'ts' WHERE bad_field IS NULL AND ts IS NULL""")
     con.execute(f"""
         INSERT INTO queries (ts, db_system, database, user_name, kind, fingerprint, query_id, sample, calls,
-                             total_ms, rows, rows_examined, lock_ms, source_id)
+                             total_ms, rows, rows_examined, lock_ms, session_id, source_id)
         SELECT ts, 'mysql',
                coalesce(use_name, nullif(regexp_extract(header, 'Schema: ([^ \\n]+)', 1), '')),
                nullif(coalesce(nullif(regexp_extract(header, '# User@Host: [^\\[\\n]*\\[([^\\]]*)\\]', 1), ''),
@@ -139,6 +140,8 @@ def load_mysql_slow(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
                try_cast(regexp_extract(header, 'Rows_sent: *([0-9]+)', 1) AS BIGINT),
                try_cast(regexp_extract(header, 'Rows_examined: *([0-9]+)', 1) AS BIGINT),
                try_cast(regexp_extract(header, 'Lock_time: *([0-9.]+)', 1) AS DOUBLE) * 1000.0,
+               nullif(coalesce(nullif(regexp_extract(header, 'Thread_id: *([0-9]+)', 1), ''),
+                               regexp_extract(header, '# User@Host: [^\n]* Id: *([0-9]+)', 1)), ''),
                {sid}
         FROM (SELECT *, pk_fingerprint_redacted_mysql(stmt, red) AS fp
               FROM (SELECT *, pk_redacted_full_mysql(stmt) AS red FROM _pk_slow_entries WHERE bad_field IS NULL))

@@ -21,7 +21,8 @@ file's modification year, or the year before for a date more than a day after th
 no PostgreSQL message) is skipped.
 
 One ``duration: X ms statement|execute|query|fastpath function call: SQL`` entry becomes one row
-(``kind = 'event'``, ``calls = 1``, ``total_ms = X``). The ``parse`` and ``bind`` phases of the extended
+(``kind = 'event'``, ``calls = 1``, ``total_ms = X``, ``session_id`` from csvlog/jsonlog's
+``session_id`` or a stderr prefix's ``%c``, NULL otherwise). The ``parse`` and ``bind`` phases of the extended
 protocol are *skipped* (their ``execute`` is the execution; counting all three would triple the calls),
 as are all other messages (connections, checkpoints, errors, ``DETAIL`` lines...).
 
@@ -107,7 +108,8 @@ _PREFIX_ESCAPES = {
 
 def prefix_regex(log_line_prefix: str) -> tuple[str, dict[str, int]]:
     """RE2 pattern for a whole stderr line with this ``log_line_prefix`` (groups: the prefix fields, then
-    severity and message) and the group numbers of ``ts``, ``user``, ``db``, ``severity``, ``message``."""
+    severity and message) and the group numbers of ``ts``, ``user``, ``db``, ``session`` (``%c``),
+    ``severity``, ``message``."""
     parts: list[str] = []
     groups: dict[str, int] = {}
     count = 0
@@ -131,7 +133,7 @@ def prefix_regex(log_line_prefix: str) -> tuple[str, dict[str, int]]:
             elif code in _PREFIX_ESCAPES:
                 count += 1
                 parts.append("(" + _PREFIX_ESCAPES[code] + ")")
-                name = {"t": "ts", "m": "ts", "u": "user", "d": "db"}.get(code)
+                name = {"t": "ts", "m": "ts", "u": "user", "d": "db", "c": "session"}.get(code)
                 if name and name not in groups:
                     groups[name] = count
             else:
@@ -215,7 +217,7 @@ def _stderr_entries(con: duckdb.DuckDBPyConnection, path: Path, skip_lines: int,
     names = "[" + ", ".join(f"'g{i}'" for i in range(1, n_groups + 1)) + "]"
 
     def grp(name: str) -> str:
-        return f"nullif(parts.g{groups[name]}, '')" if name in groups else "NULL"
+        return f"nullif(parts.g{groups[name]}, '')" if name in groups else "NULL::VARCHAR"
 
     user_sql = grp("user") if "user" in groups else _prefix_user_sql("parts.g2")
     db_sql = grp("db") if "db" in groups else _prefix_db_sql("parts.g2")
@@ -231,7 +233,7 @@ def _stderr_entries(con: duckdb.DuckDBPyConnection, path: Path, skip_lines: int,
             FROM _pk_pg_class WHERE entry > 0 AND NOT single GROUP BY entry),
         p AS (SELECT *, regexp_extract(first_line, {pat}, {names}) AS parts FROM g)
         SELECT line_no, {grp('ts')} AS ts_text, {user_sql} AS user_name, {db_sql} AS database,
-               {grp('severity')} AS severity,
+               {grp('session')} AS session_id, {grp('severity')} AS severity,
                {grp('message')} || coalesce(chr(10) || continuation, '') AS message, raw
         FROM p""")
     con.execute("""
@@ -257,7 +259,8 @@ def _csv_entries(con: duckdb.DuckDBPyConnection, path: Path, skip_lines: int) ->
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _pk_pg_entries AS
         SELECT line_no, log_time AS ts_text, nullif(user_name, '') AS user_name,
-               nullif(database_name, '') AS database, error_severity AS severity, message,
+               nullif(database_name, '') AS database, nullif(session_id, '') AS session_id,
+               error_severity AS severity, message,
                concat_ws(',', log_time, user_name, database_name, process_id, error_severity, message) AS raw
         FROM _pk_pg_csv""")
     con.execute("CREATE OR REPLACE TEMP TABLE _pk_pg_stray AS "
@@ -275,6 +278,7 @@ def _json_entries(con: duckdb.DuckDBPyConnection, path: Path, skip_lines: int) -
         SELECT line_no, coalesce(j->>'timestamp', r->>'log_time') AS ts_text,
                coalesce(j->>'user', r->>'user_name') AS user_name,
                coalesce(j->>'dbname', r->>'database_name') AS database,
+               nullif(coalesce(j->>'session_id', r->>'session_id'), '') AS session_id,
                coalesce(j->>'error_severity', r->>'error_severity', '?') AS severity,
                coalesce(r->>'message', j->>'message') AS message, line AS raw
         FROM (SELECT *, j->'record' AS r FROM _pk_pg_lines) WHERE j IS NOT NULL""")
@@ -374,7 +378,8 @@ def _wrapped_entries(con: duckdb.DuckDBPyConnection, fmt: str, path: Path, skip_
             FROM _pk_pg_class WHERE entry > 0 AND NOT single GROUP BY grp, entry),
         p AS (SELECT *, regexp_extract(first_body, {msg}, ['prefix', 'severity', 'message']) AS parts FROM g)
         SELECT line_no, ts_text, {_prefix_user_sql('parts.prefix')} AS user_name,
-               {_prefix_db_sql('parts.prefix')} AS database, parts.severity AS severity,
+               {_prefix_db_sql('parts.prefix')} AS database, NULL::VARCHAR AS session_id,
+               parts.severity AS severity,
                parts.message || coalesce(chr(10) || continuation, '') AS message, raw
         FROM p""")
     # a syslog line of another program (no [N-M], no PostgreSQL message) is skipped, not rejected
@@ -428,9 +433,9 @@ def load_postgres_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path
               FROM _pk_pg_entries)""")
     con.execute(f"""
         INSERT INTO queries (ts, db_system, database, user_name, kind, fingerprint, query_id, sample, calls,
-                             total_ms, source_id)
+                             total_ms, session_id, source_id)
         SELECT ts, 'postgresql', database, user_name, 'event', fp, pk_query_id(fp), left(trim(red, ' '), 2000),
-               1, duration_ms, {sid}
+               1, duration_ms, session_id, {sid}
         FROM (SELECT *, pk_fingerprint_redacted_pg(stmt, red) AS fp
               FROM (SELECT *, pk_redacted_full_pg(stmt) AS red FROM _pk_pg_parsed
                     WHERE timed AND bad_field IS NULL))

@@ -1,0 +1,151 @@
+"""Database analysis on a small hand-made warehouse: digest numbers computed by hand (snapshot deltas
+with a counter reset, events' percentiles and V/M), a regression with its interval, N+1 bursts, index
+candidates from the SQL text, and the demo's planted N+1 and missing index."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kit import warehouse
+from kit.analysis.database import analyse_database, statement_shape
+from kit.analysis.window import Window
+from kit.report.render import environment
+from kit.results import to_jsonable
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+A = "select * from a where x = ?"
+B = "select * from b where y = ?"
+C = "select * from c where z = ?"
+
+
+def _snap(con, src, minute, fp, calls, ms, rows=None, hit=None, read=None):
+    con.execute("INSERT INTO queries (ts, db_system, database, user_name, kind, fingerprint, query_id, sample, calls, "
+                "total_ms, rows, shared_blks_hit, shared_blks_read, source_id) VALUES (?, 'postgresql', 'd', 'u', "
+                "'snapshot', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [T0 + timedelta(minutes=minute), fp, fp, fp, calls, ms, rows, hit, read, src.source_id])
+
+
+def _event(con, src, seconds, fp, ms):
+    con.execute("INSERT INTO queries (ts, db_system, database, user_name, kind, fingerprint, sample, calls, total_ms, "
+                "rows, source_id) VALUES (?, 'postgresql', 'd', 'u', 'event', ?, ?, 1, ?, 1, ?)",
+                [T0 + timedelta(seconds=seconds), fp, fp, ms, src.source_id])
+
+
+@pytest.fixture()
+def small(con):
+    src = warehouse.begin_source(con, "test")
+    for m, (ca, ma, cb, mb) in enumerate([(10, 100, 5, 50), (20, 200, 5, 60), (35, 500, 2, 30)]):
+        _snap(con, src, m * 10, A, ca, ma, rows=ca, hit=ca * 3, read=ca)
+        _snap(con, src, m * 10, B, cb, mb, rows=cb, hit=cb, read=0)
+    for s, ms in [(60, 1.0), (61, 2.0), (62, 3.0), (63, 10.0)]:
+        _event(con, src, s, C, ms)
+    return con
+
+
+def test_digest_numbers_by_hand(small):
+    a = analyse_database(small, Window(T0, T0 + timedelta(hours=1)))
+    d = a.digest.set_index("fingerprint")
+    # A: deltas 20-10, 35-20 calls and 200-100, 500-200 ms (the first snapshot is the baseline)
+    assert d.loc[A, "calls"] == 25 and d.loc[A, "total_ms"] == pytest.approx(400)
+    assert d.loc[A, "mean_ms"] == pytest.approx(16)
+    assert d.loc[A, "read_share"] == pytest.approx(15 / 60)  # read 5+10 of hit+read 15*3+15
+    # B: no change, then a reset (2 < 5) counts from zero: 0 + 2 calls, 10 + 30 ms
+    assert d.loc[B, "calls"] == 2 and d.loc[B, "total_ms"] == pytest.approx(40)
+    # C: events only: 4 calls, 16 ms; p95 by linear interpolation 3 + 0.85 * 7; V/M = var_samp / mean
+    assert d.loc[C, "calls"] == 4 and d.loc[C, "basis"] == "events"
+    assert d.loc[C, "p95_ms"] == pytest.approx(8.95)
+    assert d.loc[C, "variance_to_mean"] == pytest.approx((50 / 3) / 4)
+    assert d.loc[C, "percentile_basis"] == "all executions"
+    assert d.loc[A, "percentile_basis"].startswith("means only")
+    assert a.total_ms == pytest.approx(456)
+    assert d.loc[A, "share_of_db_time"] == pytest.approx(400 / 456)
+    assert list(a.digest["fingerprint"]) == [A, B, C]  # ranked by total time
+    from kit.viz.database import plot_top_fingerprints
+
+    fig = plot_top_fingerprints(a)
+    assert list(fig.data[0].x) == pytest.approx([0.4, 0.04, 0.016])  # seconds, same order
+    periods = [{"fingerprint": A, "period": "p1", "total_ms": 100.0}, {"fingerprint": A, "period": "p2",
+                                                                         "total_ms": 300.0}]
+    assert [list(t.x)[0] for t in plot_top_fingerprints(a, periods).data] == [0.1, 0.3]
+
+
+def test_regression_interval_and_bursts(con):
+    src = warehouse.begin_source(con, "test")
+    calls = ms = 0
+    for m in range(1, 41):  # 10 calls per minute; 1 ms each for 20 minutes, then 5 ms (noise ±10 %)
+        calls += 10
+        ms += 10 * (1.0 if m <= 20 else 5.0) * (1 + 0.1 * ((m * 7) % 3 - 1))
+        _snap(con, src, m, A, calls, ms)
+        _snap(con, src, m, B, calls, calls * 2.0)  # steady
+    for burst in range(4):  # 4 bursts of 15 executions 2 ms apart: an N+1 from the log
+        for i in range(15):
+            _event(con, src, 300 + burst * 60 + i * 0.002, C, 1.5)
+    a = analyse_database(con, Window(T0, T0 + timedelta(minutes=41)))
+    assert "fingerprint" in a.regressions.columns, a.regressions.columns
+    regs = a.regressions.set_index("fingerprint")
+    assert A in regs.index and B not in regs.index
+    assert regs.loc[A, "ratio_low"] < 5 < regs.loc[A, "ratio_high"] * 1.2 and regs.loc[A, "regressed"]
+    assert not regs.loc[A, "calls_jumped"]
+    n1 = {n["fingerprint"]: n for n in a.nplus1}
+    assert n1[C]["bursts"] == 4 and n1[C]["median_burst"] == 15
+    text = environment().from_string('{% from "partials/database.md.j2" import section %}{{ section(db) }}').render(
+        db=to_jsonable(a))
+    assert "N+1" in text and "select * from c where z = ?" in text
+
+
+def test_index_candidates_from_the_text():
+    shape = statement_shape("select o.id from orders o join order_items oi on oi.order_id = o.id "
+                            "where o.user_id = ? order by o.created_at desc")
+    assert [(c.table, c.columns) for c in shape.candidates] == [("orders", ("user_id", "created_at")),
+                                                                ("order_items", ("order_id",))]
+    assert statement_shape("select * from t where k = ?").single_key_lookup
+    assert not statement_shape("select count(*) from t where note like ?").candidates
+
+
+def test_demo_shows_the_nplus1_and_the_orders_index(demo_warehouse):
+    from kit.demo.incidents import SLOW_QUERY
+    from kit.demo.queries import NPLUS1_QUERY
+
+    con = warehouse.connect(demo_warehouse(requests=150_000, days=7, seed=3), read_only=True)
+    from kit.analysis.window import resolve_window
+
+    a = analyse_database(con, resolve_window(con, None, None, None))
+    n1 = {n["fingerprint"]: n for n in a.nplus1}
+    assert NPLUS1_QUERY in n1 and "api 2.14.0" in n1[NPLUS1_QUERY]["deploy"]
+    assert n1[NPLUS1_QUERY]["calls_per_request_before"] < 2 < 15 < n1[NPLUS1_QUERY]["calls_per_request_after"]
+    index = [o for o in a.opportunities if o.addresses == [f"query:{SLOW_QUERY}"]]
+    assert index and index[0].details["columns"] == ["user_id", "created_at"]
+    assert [o.addresses[0] for o in a.opportunities[:2]] == [f"query:{SLOW_QUERY}", f"query:{NPLUS1_QUERY}"] or \
+        {o.addresses[0] for o in a.opportunities[:2]} == {f"query:{SLOW_QUERY}", f"query:{NPLUS1_QUERY}"}
+
+
+def test_mysql_slow_log_thread_id_is_the_session(con, shared_datasets):
+    import re
+
+    from kit.ingest.mysql_slow import ingest_mysql_slow
+
+    path = shared_datasets / "db" / "go_mysql_slowlogs" / "slow011.log"
+    ingest_mysql_slow(con, path)
+    ids = set(re.findall(r"^# User@Host: .* Id: *([0-9]+)", path.read_text(errors="replace"), re.M))
+    got = {r[0] for r in con.execute("SELECT DISTINCT session_id FROM queries").fetchall()}
+    assert ids and got == ids
+
+
+def test_periods_around_a_finding_onset(con):
+    """A bottlenecks result adds a before/after comparison at each finding's onset: the calls of A jump
+    ×5 at minute 30 (of 40), which the first-half/second-half split (at 20) dilutes but the onset catches."""
+    src = warehouse.begin_source(con, "test")
+    calls = 0
+    for m in range(1, 41):
+        calls += 10 if m <= 30 else 50
+        _snap(con, src, m, A, calls, calls * 1.0)
+    onset = (T0 + timedelta(minutes=30)).isoformat()
+    found = {"findings": {"items": [{"kind": "latency_shift", "onset": onset, "end": None,
+                                     "scope": {"service": "api"}, "causes": []}]}}
+    a = analyse_database(con, Window(T0, T0 + timedelta(minutes=41)), bottlenecks=found)
+    at_onset = a.regressions[a.regressions["period"].str.contains("onset")]
+    row = at_onset[at_onset["fingerprint"] == A].iloc[0]
+    assert row["calls_jumped"] and row["rate_ratio_low"] < 5 < row["rate_ratio_high"]
+    assert not row["regressed"]  # 1 ms per call throughout
