@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from kit.config import DEFAULT_OUT, NOTEBOOKS_DIR, PROJECT_ROOT, ParameterError, RunConfig
 from kit.errors import NotebookFailed
+from kit.ingest.pg_stat_statements import redact_dsn
 
 if TYPE_CHECKING:
     from kit.analysis.coverage import Coverage
@@ -60,6 +61,14 @@ class RunResult:
 
 def notebook_path(name: str) -> Path:
     return NOTEBOOKS_DIR / f"{name}.ipynb"
+
+
+def shareable_parameters(config: RunConfig) -> dict[str, Any]:
+    """The run's parameters as saved with its outputs: a database DSN's password is redacted."""
+    values = config.to_dict()
+    if values.get("database_dsn"):
+        values["database_dsn"] = redact_dsn(str(values["database_dsn"]))
+    return values
 
 
 def declared_parameters(name: str) -> list[str]:
@@ -325,7 +334,7 @@ def run(config: RunConfig, out_dir: str | Path = DEFAULT_OUT, only: list[str] | 
         # A partial run builds on the latest run's results, so 90 can re-export from them.
         for result in previous.glob("*.json"):
             shutil.copy2(result, dirs["results"] / result.name)
-    write_text_atomic(dirs["results"] / "parameters.json", dumps(config.to_dict()))
+    write_text_atomic(dirs["results"] / "parameters.json", dumps(shareable_parameters(config)))
 
     executed = {name: dirs["notebooks"] / f"{name}.ipynb" for name in names}
     stages = run_stages(names)
@@ -370,7 +379,7 @@ def run(config: RunConfig, out_dir: str | Path = DEFAULT_OUT, only: list[str] | 
         "started_at": started_at.isoformat(),
         "notebooks": names,
         "workers": workers,
-        "parameters": config.to_dict(),
+        "parameters": shareable_parameters(config),
         "warehouse": {"path": str(db), **warehouse},
         "packages": _package_versions(),
         "platform": platform.platform(),

@@ -24,6 +24,9 @@ import duckdb
 from kit import fmt
 from kit.analysis.cdn import CdnAnalysis, analyse_cdn
 from kit.analysis.compression import CompressionAnalysis, analyse_compression
+from kit.analysis.coverage import NEEDS
+from kit.analysis.database import DatabaseAnalysis, analyse_database
+from kit.analysis.database.advice import IndexAdvice, advise_indexes
 from kit.analysis.findings.text import cost_basis_text, cost_text, effect_text, value_text
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
 from kit.analysis.window import Window
@@ -245,6 +248,8 @@ class OptimizationResults:
     window: Window
     totals: WindowTotals
     compression: CompressionAnalysis
+    database: DatabaseAnalysis | None = None
+    database_advice: IndexAdvice | None = None    # live EXPLAIN with hypothetical indexes (``database_dsn``)
     cdn: CdnAnalysis | None = None
     ranking: list[Opportunity] = field(default_factory=list)
     gaps: list[dict[str, str]] = field(default_factory=list)
@@ -263,18 +268,33 @@ def _run_area(area: str, analyse: Callable[[], T], gaps: list[dict[str, str]]) -
         return None
 
 
+def _has_rows(con: duckdb.DuckDBPyConnection, table: str, window: Window, area: str, need: str,
+              gaps: list[dict[str, str]]) -> bool:
+    """Whether ``table`` has rows in the window; if not, the coverage gap of ``need`` goes into ``gaps``."""
+    row = con.execute(f"SELECT count(*) FROM {table} WHERE {window.sql()}").fetchone()
+    if row and row[0]:
+        return True
+    gaps.append({"area": area, "why": NEEDS[need].sentence()})
+    return False
+
+
 def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
                                bottlenecks: Mapping[str, Any] | None = None,
-                               cache: Mapping[str, Any] | None = None) -> OptimizationResults:
+                               cache: Mapping[str, Any] | None = None, *,
+                               database_dsn: str | None = None) -> OptimizationResults:
     """Run the optimization analyses on the window and rank their opportunities with the fixes of the
     findings in ``bottlenecks`` (notebook 30's result) and the CDN cache of ``cache`` (notebook 40's
-    result), either of which may be missing."""
+    result), either of which may be missing. With ``database_dsn`` the top query fingerprints are also
+    EXPLAINed on that live PostgreSQL with hypothetical indexes (bounded per statement and in total)."""
     totals = window_totals(con, window)
     gaps: list[dict[str, str]] = []
+    database = analyse_database(con, window, bottlenecks=dict(bottlenecks) if bottlenecks else None) \
+        if _has_rows(con, "queries", window, "Database", "queries", gaps) else None
+    advice = advise_indexes(database_dsn, database) if database is not None and database_dsn else None
     compression = analyse_compression(con, window, served_bytes_total=totals.bytes_sent)
     cdn = _run_area("CDN", lambda: analyse_cdn(con, window, cache=dict(cache) if cache else None), gaps)
     areas = [*compression.opportunities, *cache_opportunity(cache, totals),
-             *(cdn.opportunities if cdn else [])]
+             *(cdn.opportunities if cdn else []), *(database.opportunities if database else [])]
     ranking = rank_opportunities(finding_opportunities(bottlenecks, totals), areas)
-    return OptimizationResults(window, totals, compression, cdn, ranking, gaps,
-                               [dict(a) for a in NOT_COVERED if a["area"] != "CDN"])
+    return OptimizationResults(window, totals, compression, database, advice, cdn, ranking, gaps,
+                               [dict(a) for a in NOT_COVERED if a["area"] not in ("CDN", "Database")])

@@ -48,12 +48,15 @@ def optimization_model(results: dict[str, Any], config: RunConfig, as_of: str,
         caching_summary_model(caching_plan),
         "trace": trace_model(results.get("cache_trace")),
         "cdn": optimizations.get("cdn"),
+        "database": None if not optimizations.get("database") else
+        {**optimizations["database"], "advice": optimizations.get("database_advice")},
         "missing": {
             "bottlenecks": markdown(gap_text(results, "requests", "latency", fallback=(
                 "Not computed in this run (notebook 30_bottlenecks did not run)."))),
             "caching": markdown(gap_text(results, "cacheable", fallback=(
                 "Not computed in this run (notebook 40_cache_simulation did not run)."))),
             "cdn": area_gap(optimizations, "CDN", "50_optimizations"),
+            "database": area_gap(optimizations, "Database", "50_optimizations"),
             "compression": markdown(gap_text(results, "assets", fallback=(
                 "No static asset could be compressed further."))),
         },
