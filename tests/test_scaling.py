@@ -130,3 +130,31 @@ def render_markdown_partial(data: dict) -> str:
     template = environment().from_string('{% from "partials/scaling.md.j2" import section %}{{ section(s) }}')
     assert render_markdown  # the same environment render_markdown uses
     return template.render(s=data)
+
+
+def test_metrics_framework_scaling_block_validates(demo):
+    import jsonschema
+
+    from kit.config import RunConfig
+    from kit.report.monitoring import build_metrics_framework
+    from kit.report.render import validate_document
+    from kit.results import dumps
+
+    import json
+
+    _con, _window, analysis = demo
+    scaling = json.loads(dumps(analysis))
+    document = build_metrics_framework({"scaling": scaling}, RunConfig(db=":memory:", title="t", as_of="2026-11-23"))
+    validate_document(document, "Metrics_Framework_Specifications")
+    block = document["scaling"]
+    assert [s["service"] for s in block["services"]] == [s.service for s in analysis.services]
+    for item, s in zip(block["services"], analysis.services, strict=True):
+        assert item["autoscaling"]["min_instances"] == s.autoscaling.min_instances
+        assert item["autoscaling"]["tolerance"] == 0.1
+        names = {m["name"] for m in item["capacity_metrics"]}
+        assert {"requests_per_instance", "concurrency_per_instance", "latency_p95", "cpu_utilization"} <= names
+    broken = json.loads(json.dumps(document))
+    broken["scaling"]["services"][0]["autoscaling"]["metric"] = "vibes"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_document(broken, "Metrics_Framework_Specifications")
+    assert "scaling" not in build_metrics_framework({}, RunConfig(db=":memory:", title="t", as_of="2026-11-23"))

@@ -496,8 +496,13 @@ def analyse_scaling(con: duckdb.DuckDBPyConnection, window: Window, config: RunC
     restrict): load levels, USL fit, knee, headroom, autoscaling target and growth scenarios.
 
     The latency SLO threshold is the latency SLO spec's (``specs``: ``kit.analysis.slo`` SloSpec objects
-    with ``sli_kind == 'latency'``) or ``config.latency_threshold_ms``; p95 must stay under it."""
+    with ``sli_kind == 'latency'``; default: loaded from ``config.slo_specs``) or
+    ``config.latency_threshold_ms``; p95 must stay under it."""
     config = config or RunConfig()
+    if specs is None and config.slo_specs:
+        from kit.analysis.slo.loaders import load_slo_specs
+
+        specs = [spec for path in config.slo_specs for spec in load_slo_specs(path)]
     opts = options or ScalingOptions(bucket=config.bucket)
     if not 0 < opts.margin < 1:
         raise ParameterError(f"scaling margin must be in (0, 1), got {opts.margin}")
