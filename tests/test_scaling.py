@@ -133,14 +133,14 @@ def render_markdown_partial(data: dict) -> str:
 
 
 def test_metrics_framework_scaling_block_validates(demo):
+    import json
+
     import jsonschema
 
     from kit.config import RunConfig
     from kit.report.monitoring import build_metrics_framework
     from kit.report.render import validate_document
     from kit.results import dumps
-
-    import json
 
     _con, _window, analysis = demo
     scaling = json.loads(dumps(analysis))

@@ -14,7 +14,7 @@ Method
 - **USL** (Gunther): X(N) = λN / (1 + α(N−1) + βN(N−1)) by bounded nonlinear least squares on the level
   means (α in [0, 1], β ≥ 0), 95 % percentile-bootstrap intervals (buckets resampled within levels), peak
   N* = √((1−α)/β) and X(N*). No verdict, with the reason, when there are fewer than 6 levels, when the
-  interval of α or β reaches zero, or when the fit's AICc is not 2 better than a straight line's.
+  interval of α or β reaches zero, or when the fit's AICc is not lower than a straight line's.
 - **Knee**: Kneedle (``kneed``) on the levels' median p95 against per-instance throughput; cross-checked
   against the knee of the latency the USL implies (R = N / X(N)).
 - **Latency model** for predictions: the USL's (p95 = R × the p95/mean ratio of the top levels) when it

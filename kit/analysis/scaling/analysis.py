@@ -184,7 +184,8 @@ def _levels(frame: pd.DataFrame, resources: list[str]) -> tuple[LoadLevel, ...]:
             concurrency=float(g["concurrency"].mean()), throughput_rps=float(g["throughput_rps"].mean()),
             p95_ms=float(g["p95_ms"].median()) if g["p95_ms"].notna().any() else None,
             mean_ms=float(np.average(g["mean_ms"], weights=g["requests"])),
-            buckets=len(g), requests=int(g["requests"].sum()), n_low=float(g["concurrency"].min()), n_high=float(g["concurrency"].max()),
+            buckets=len(g), requests=int(g["requests"].sum()), n_low=float(g["concurrency"].min()),
+            n_high=float(g["concurrency"].max()),
             utilization=util))
     return tuple(out)
 
@@ -277,10 +278,13 @@ def _knee(levels: tuple[LoadLevel, ...], fit: UslFit, model: _LatencyModel) -> K
         return Knee(False, None, None, None, {}, usl_knee, None,
                     "p95 does not turn up over the measured load range", method)
     if usl_knee is not None:
-        agreement = ("agrees with the knee of the USL-implied latency curve" if abs(usl_knee - load) <= 0.25 * load
-                     else f"differs from the USL-implied knee ({usl_knee:.3g} req/s per instance)")
+        agreement = ("the knee of the USL-implied latency curve agrees (within 25 %)"
+                     if abs(usl_knee - load) <= 0.25 * load
+                     else f"the USL-implied knee differs ({usl_knee:.3g} req/s per instance)")
+    elif model.fit is not None:
+        agreement = "the USL-implied latency curve has no knee over the measured range"
     else:
-        agreement = "no USL cross-check (the fit has no verdict)"
+        agreement = "none (the USL fit has no verdict)"
     i = int(np.argmin(np.abs(x - load)))
     return Knee(True, load, float(pts[i][2]), float(np.interp(load, x, y)), _interp_util(levels, load), usl_knee,
                 ratio, agreement, method)
@@ -301,7 +305,8 @@ def _slo_load(levels: tuple[LoadLevel, ...], model: _LatencyModel, slo_ms: float
     pred = model.p95(grid)
     over = np.flatnonzero(~np.isfinite(pred) | (pred > slo_ms))
     if over.size and over[0] > 0:
-        return float(grid[over[0] - 1]), f"extrapolated beyond the highest load level with the latency model ({model.name})"
+        return float(grid[over[0] - 1]), ("extrapolated beyond the highest load level with the latency model "
+                                          f"({model.name})")
     return None, "the latency model does not reach the SLO threshold within 10× the highest load level"
 
 
@@ -384,7 +389,8 @@ def _service(service: str, frame: pd.DataFrame, peak: tuple[float, str | None, f
     sat = [r for r in res if r.growth_to_limit is not None]
     first = min(sat, key=lambda r: r.growth_to_limit or math.inf).resource if sat else None
     slo_broken = "above the SLO threshold already" in slo_basis
-    headroom = Headroom(instances, instances_source, minute_rps, peak_at, p95_rps, peak_rps, peak_pi, slo_ms, slo_load, slo_basis,
+    headroom = Headroom(instances, instances_source, minute_rps, peak_at, p95_rps, peak_rps, peak_pi, slo_ms, slo_load,
+                        slo_basis,
                         growths.get("the knee of p95"), growths.get("the USL peak throughput"),
                         growths.get(f"the latency SLO (p95 ≤ {slo_ms:g} ms)"), growth, limited_by, res, first,
                         slo_broken or (growth is not None and growth < 1.2))
@@ -474,7 +480,8 @@ def _service(service: str, frame: pd.DataFrame, peak: tuple[float, str | None, f
                        "database and the CDN) were left out of the levels (an incident's latency is not load).")
     if minute_rps > 1.5 * peak_rps:
         caveats.append(f"The busiest minute ({minute_rps:.3g} requests/s) is {minute_rps / peak_rps:.1f}× the "
-                       f"sustained peak (99th percentile of {opts.bucket} buckets): short bursts the autoscaler's stabilization "
+                       f"sustained peak (99th percentile of {opts.bucket} buckets): short bursts the autoscaler's "
+                       "stabilization "
                        "window rides over.")
     if not evidence:
         caveats.append("No recorded high-load event (campaign) in the window: the highest loads are the daily peaks.")

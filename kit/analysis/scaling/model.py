@@ -41,7 +41,7 @@ class UslFit:
     peak_throughput_rps: float | None          # X(N*)
     peak_throughput_ci: tuple[float, float] | None
     levels: int
-    rss: float | None                          # weighted residual sum of squares, USL
+    rss: float | None                          # weighted sum of squared relative residuals, USL
     rss_line: float | None                     # same, straight line X = a + bN
     aicc: float | None
     aicc_line: float | None

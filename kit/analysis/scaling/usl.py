@@ -4,13 +4,15 @@ implies, and the knee of a measured latency curve (Kneedle).
 USL (Gunther): X(N) = λN / (1 + α(N−1) + βN(N−1)); α contention (serialisation), β coherency
 (crosstalk). Fitted by bounded nonlinear least squares (``scipy.optimize.least_squares``, λ ≥ 0,
 0 ≤ α ≤ 1, β ≥ 0, several starts) on the load levels' mean throughput, each level weighted by the square
-root of its bucket count. Intervals: percentile bootstrap (observations resampled within each level,
-levels kept). The fit is compared with a straight line X = a + bN by AICc (small-sample AIC)."""
+root of its bucket count, on relative residuals (throughput noise is multiplicative). Intervals:
+percentile bootstrap (observations resampled within each level, levels kept). The fit is compared with
+a straight line X = a + bN by AICc (small-sample AIC)."""
 
 from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -21,7 +23,7 @@ __all__ = ["MIN_LEVELS", "find_knee", "fit_usl", "usl_latency_ms", "usl_throughp
 
 MIN_LEVELS = 6               # fewer distinct load levels: no verdict
 ZERO_SHARE = 0.02            # an interval whose low end is under 2 % of its high end "reaches zero"
-AICC_BETTER = 2.0            # the USL must beat the straight line's AICc by this much
+AICC_BETTER = 0.0            # the USL must beat the straight line's AICc (by this much)
 
 
 def usl_throughput(n: np.ndarray | float, lam: float, alpha: float, beta: float) -> np.ndarray:
@@ -56,15 +58,13 @@ def usl_latency_ms(x_rps: np.ndarray, fit: UslFit) -> np.ndarray:
 def _fit_once(u: np.ndarray, x: np.ndarray, w: np.ndarray, start: np.ndarray | None = None
               ) -> tuple[np.ndarray, float]:
     """Best (λ, α, β) and weighted RSS over a few starts (or from ``start`` only)."""
-    scale = float(np.mean(x)) or 1.0
-
-    def resid(p: np.ndarray) -> np.ndarray:
-        return w * (usl_throughput(u, *p) - x) / scale
+    def resid(p: np.ndarray) -> np.ndarray:  # relative: noise on throughput is multiplicative
+        return w * (usl_throughput(u, *p) - x) / x
 
     lam0 = float(x[np.argmin(u)] / u[np.argmin(u)])
     best: tuple[np.ndarray, float] | None = None
-    starts = [np.clip(start, [0, 0, 0], [np.inf, 1, np.inf])] if start is not None else [np.array([lam0, a0, b0]) for a0 in (0.01, 0.1, 0.5)
-                                                   for b0 in (1e-5, 1e-3, 3e-2)]
+    starts = ([np.clip(start, [0, 0, 0], [np.inf, 1, np.inf])] if start is not None else
+              [np.array([lam0, a0, b0]) for a0 in (0.01, 0.1, 0.5) for b0 in (1e-5, 1e-3, 3e-2)])
     for first in starts:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -74,13 +74,15 @@ def _fit_once(u: np.ndarray, x: np.ndarray, w: np.ndarray, start: np.ndarray | N
         if best is None or cost < best[1]:
             best = (res.x, cost)
     assert best is not None
-    return best[0], best[1] * scale * scale
+    return best[0], best[1]
 
 
 def _line_rss(u: np.ndarray, x: np.ndarray, w: np.ndarray) -> float:
-    design = np.column_stack([np.ones_like(u), u]) * w[:, None]
-    coef, *_ = np.linalg.lstsq(design, x * w, rcond=None)
-    return float(np.sum((design @ coef - x * w) ** 2))
+    """Weighted RSS (relative residuals, as the USL's) of the best straight line X = a + bN."""
+    ww = w / x
+    design = np.column_stack([np.ones_like(u), u]) * ww[:, None]
+    coef, *_ = np.linalg.lstsq(design, x * ww, rcond=None)
+    return float(np.sum((design @ coef - x * ww) ** 2))
 
 
 def _aicc(rss: float, n: int, k: int) -> float:
@@ -118,7 +120,7 @@ def fit_usl(concurrency: np.ndarray, throughput: np.ndarray, level: np.ndarray |
     ok = np.isfinite(n) & np.isfinite(x) & (n > 0) & (x > 0)
     n, x, lab = n[ok], x[ok], lab[ok]
     keys = np.unique(lab)
-    empty = dict(lam=None, alpha=None, beta=None, lam_ci=None, alpha_ci=None, beta_ci=None, n_ref=1.0,
+    empty: dict[str, Any] = dict(lam=None, alpha=None, beta=None, lam_ci=None, alpha_ci=None, beta_ci=None, n_ref=1.0,
                  peak_concurrency=None, peak_concurrency_ci=None, peak_throughput_rps=None,
                  peak_throughput_ci=None, levels=len(keys), rss=None, rss_line=None, aicc=None, aicc_line=None,
                  r2=None, bootstrap=0, verdict=False)
@@ -153,7 +155,7 @@ def fit_usl(concurrency: np.ndarray, throughput: np.ndarray, level: np.ndarray |
     n_star, x_star = _peak(lam, alpha, beta)
     peaks = np.array([_peak(*p) if _peak(*p)[0] is not None else (np.nan, np.nan) for p in b], dtype=float) \
         if b.size else np.empty((0, 2))
-    band = ()
+    band: tuple[dict[str, float], ...] = ()
     if b.size:
         grid = np.linspace(0, max(nn.max(), (n_star or 0) * n_ref if n_star and n_star * n_ref < 3 * nn.max()
                                    else nn.max()) * 1.25, 60)[1:]
