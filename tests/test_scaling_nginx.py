@@ -114,6 +114,7 @@ def test_usl_fitted_on_a_doubling_sweep_predicts_the_levels_in_between(sweep, tm
     error = np.abs(predicted / held["throughput_rps"].to_numpy() - 1)
     report = {int(c): (round(float(m), 1), round(float(p), 1)) for c, m, p in
               zip(held.index, held["throughput_rps"], predicted, strict=True)}
+    print(f"held-out levels, measured vs predicted req/s: {report}")
     assert (error <= 0.15).all(), (f"measured vs predicted req/s per held-out level: {report}; fit λ={fit.lam:.3g} "
                                    f"α={fit.alpha:.3g} β={fit.beta:.3g} ({fit.reason})")
     # the lock caps throughput near 1 / SERIAL_S: the fitted curve must saturate, not grow linearly
