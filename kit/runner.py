@@ -32,6 +32,7 @@ NOTEBOOKS = (
     "30_bottlenecks",
     "40_cache_simulation",
     "50_optimizations",
+    "60_scaling",
     "90_strategy_export",
 )
 EXPORT_NOTEBOOK = "90_strategy_export"  # runs after the others, on their results

@@ -27,6 +27,7 @@ from kit.analysis.optimizations import scope_pairs
 from kit.config import RunConfig
 from kit.report import slo_sections
 from kit.report.render import markdown, render_markdown
+from kit.report.scaling_spec import scaling_block
 from kit.report.text import code_block
 
 __all__ = [
@@ -385,7 +386,8 @@ def build_monitoring_strategy(results: dict[str, Any], config: RunConfig, figure
 
 def build_metrics_framework(results: dict[str, Any], config: RunConfig) -> dict[str, Any]:
     """Metrics_Framework_Specifications.json (valid against its schema): metrics, gaps, KPIs with SQL
-    and PromQL definitions, baselines and targets, SLOs, alerts and dashboards."""
+    and PromQL definitions, baselines and targets, SLOs, alerts and dashboards; and the ``scaling`` block
+    (autoscaling targets, capacity metrics) when the run has a ``scaling`` result (notebook 60_scaling)."""
     kpis = results.get("kpis") or {}
     _, catalog, slo_reason = slo_parts(results)
     objective, _ = _objective(results, "availability")
@@ -415,6 +417,7 @@ def build_metrics_framework(results: dict[str, Any], config: RunConfig) -> dict[
         notes.append(slo_reason.replace("`", ""))
     panels = [{k: v for k, v in p.items() if k not in ("key", "figure")} | {"figure": p["key"]}
               for p in _panels(config, {}, objective, kpis or None, results)]
+    scaling = {"scaling": scaling_block(results["scaling"])} if results.get("scaling") else {}
     return {
         "schema_version": SCHEMA_VERSION,
         "title": f"{config.title}: metrics framework",
@@ -430,6 +433,7 @@ def build_metrics_framework(results: dict[str, Any], config: RunConfig) -> dict[
         "dashboards": [{"title": f"{config.title}: service health", "uid": "perfkit-service-health",
                         "panels": panels}],
         "notes": notes,
+        **scaling,
     }
 
 

@@ -1,0 +1,69 @@
+"""A real nginx reverse proxy in front of a local origin, for tests that need nginx's own access log
+(started from its binary with a private prefix, stopped on exit)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.conftest import free_port
+
+NGINX = "/usr/sbin/nginx"
+
+
+@contextmanager
+def nginx_proxy(prefix: Path, upstream_port: int, log_format: str, keepalive: int = 16) -> Iterator[int]:
+    """Run nginx proxying 127.0.0.1:<port> to the origin on ``upstream_port``, logging every request to
+    ``prefix/access.log`` in ``log_format``; yields the port it listens on."""
+    assert Path(NGINX).exists(), f"{NGINX} missing: install nginx-light"
+    port = free_port()
+    (prefix / "tmp").mkdir(exist_ok=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(f"""
+user root;
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    log_format timed '{log_format}';
+    upstream origin {{ server 127.0.0.1:{upstream_port}; keepalive {keepalive}; }}
+    server {{
+        listen 127.0.0.1:{port};
+        access_log {prefix}/access.log timed;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        location / {{ proxy_pass http://origin; }}
+    }}
+}}
+""")
+    proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(conf)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.poll() is None, f"nginx exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+                assert time.time() < deadline, "nginx did not start listening"
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,122 @@
+"""A real load sweep: wrk at increasing connection counts against a real nginx in front of a Python
+origin whose throughput is limited by a lock (each request spends ~PARALLEL_S outside the lock and
+~SERIAL_S inside it, both exponential), nginx's access log ingested through the CLI; the USL fitted on
+the doubling sweep 1, 2, 4 ... 64 connections must predict the throughput of the levels in between
+(3, 6, 12, 24, 48) within 15 %. (The lock makes a closed queueing network, which the USL approximates:
+exact mean-value analysis of that network, fitted the same way, is off by at most 7 % at those levels.)
+
+Concurrency is the kit's own (Little's law on the log: request-seconds per second); each load level is
+the run's 1-s buckets of one connection count, its first and last second left out (ramp)."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit.analysis.scaling import fit_usl, load_series, usl_throughput
+from kit.analysis.window import resolve_window
+from kit.warehouse import connect
+from tests.nginx_proxy import nginx_proxy
+from tests.test_findings_nginx import LOG_FORMAT, _perfkit
+
+pytestmark = pytest.mark.integration
+
+CONNECTIONS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+FIT_ON = (1, 2, 4, 8, 16, 32, 64)    # the sweep; the levels in between (3, 6, 12, 24, 48) are held out
+LEVEL_S = 6
+PARALLEL_S = 0.002
+SERIAL_S = 0.010
+SERVICE = "locked"
+
+
+class LockedOrigin(BaseHTTPRequestHandler):
+    """Answers 200 after a parallel sleep and a sleep under one global lock (the serial part)."""
+
+    lock = threading.Lock()
+    protocol_version = "HTTP/1.1"
+    wbufsize = 1 << 16                 # one write per response (flushed by http.server) ...
+    disable_nagle_algorithm = True     # ... and no Nagle / delayed-ACK stall of 40 ms on it
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        time.sleep(random.expovariate(1 / PARALLEL_S))
+        with self.lock:
+            time.sleep(random.expovariate(1 / SERIAL_S))
+        body = b"ok\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> tuple[Path, list[tuple[int, datetime, datetime]]]:
+    """(nginx access log of the sweep, [(connections, start, end)] of each level)."""
+    assert shutil.which("wrk"), "wrk missing: install wrk"
+    prefix = tmp_path_factory.mktemp("nginx-scaling")
+    origin = ThreadingHTTPServer(("127.0.0.1", 0), LockedOrigin)
+    origin.daemon_threads = True
+    threading.Thread(target=origin.serve_forever, daemon=True).start()
+    levels = []
+    try:
+        with nginx_proxy(prefix, origin.server_address[1], LOG_FORMAT, keepalive=64) as port:
+            for c in CONNECTIONS:
+                start = datetime.now(UTC)
+                run = subprocess.run(["wrk", "-t1", f"-c{c}", f"-d{LEVEL_S}s", f"http://127.0.0.1:{port}/item"],
+                                     capture_output=True, text=True, timeout=LEVEL_S + 30)
+                assert run.returncode == 0, run.stderr
+                levels.append((c, start, datetime.now(UTC)))
+    finally:
+        origin.shutdown()
+    return prefix / "access.log", levels
+
+
+def _level_points(log: Path, levels, tmp: Path) -> pd.DataFrame:
+    db = tmp / "w.duckdb"
+    _perfkit("ingest", "access-log", "--db", str(db), "--service", SERVICE, "--log-format", LOG_FORMAT, str(log))
+    con = connect(db, read_only=True)
+    try:
+        series = load_series(con, resolve_window(con), bucket="1s")
+    finally:
+        con.close()
+    series["connections"] = 0
+    for c, start, end in levels:
+        inside = (series["b"] >= pd.Timestamp(start) + pd.Timedelta(seconds=1)) & \
+                 (series["b"] + pd.Timedelta(seconds=1) <= pd.Timestamp(end) - pd.Timedelta(seconds=1))
+        series.loc[inside, "connections"] = c
+    return series[series["connections"] > 0]
+
+
+def test_usl_fitted_on_a_doubling_sweep_predicts_the_levels_in_between(sweep, tmp_path):
+    log, levels = sweep
+    points = _level_points(log, levels, tmp_path)
+    assert sorted(points["connections"].unique()) == list(CONNECTIONS), "a level has no complete bucket"
+    fit_on = set(FIT_ON)
+    train = points[points["connections"].isin(fit_on)]
+    fit = fit_usl(train["concurrency"].to_numpy(), train["throughput_rps"].to_numpy(),
+                  train["connections"].to_numpy(), n_boot=100)
+    assert fit.lam is not None and fit.alpha is not None and fit.beta is not None
+    held = points[~points["connections"].isin(fit_on)].groupby("connections")[["concurrency", "throughput_rps"]].mean()
+    predicted = usl_throughput(held["concurrency"].to_numpy() / fit.n_ref, fit.lam, fit.alpha, fit.beta)
+    error = np.abs(predicted / held["throughput_rps"].to_numpy() - 1)
+    report = {int(c): (round(float(m), 1), round(float(p), 1)) for c, m, p in
+              zip(held.index, held["throughput_rps"], predicted, strict=True)}
+    print(f"held-out levels, measured vs predicted req/s: {report}")
+    assert (error <= 0.15).all(), (f"measured vs predicted req/s per held-out level: {report}; fit λ={fit.lam:.3g} "
+                                   f"α={fit.alpha:.3g} β={fit.beta:.3g} ({fit.reason})")
+    # the lock caps throughput near 1 / SERIAL_S: the fitted curve must saturate, not grow linearly
+    assert fit.alpha > 0.05
+    assert held["throughput_rps"].max() < 1.1 / SERIAL_S
