@@ -38,8 +38,6 @@ NOT_COVERED = (
     {"area": "Database", "why": "ranking query fingerprints by total time, regressions and "
                                 "index advice are not analysed yet."},
     {"area": "Code profiles", "why": "hot-path attribution of folded stacks is not analysed yet."},
-    {"area": "Scaling", "why": "capacity headroom, the utilization where latency turns up and autoscaling "
-                               "thresholds are not analysed yet."},
 )
 
 # What to do about a finding, by the kind of its top cause: area, verb, effort, risk.

@@ -48,6 +48,7 @@ def optimization_model(results: dict[str, Any], config: RunConfig, as_of: str,
         caching_summary_model(caching_plan),
         "trace": trace_model(results.get("cache_trace")),
         "cdn": optimizations.get("cdn"),
+        "scaling": results.get("scaling"),
         "database": None if not optimizations.get("database") else
         {**optimizations["database"], "advice": optimizations.get("database_advice")},
         "missing": {
@@ -57,6 +58,8 @@ def optimization_model(results: dict[str, Any], config: RunConfig, as_of: str,
                 "Not computed in this run (notebook 40_cache_simulation did not run)."))),
             "cdn": area_gap(optimizations, "CDN", "50_optimizations"),
             "database": area_gap(optimizations, "Database", "50_optimizations"),
+            "scaling": markdown(gap_text(results, "requests", fallback=(
+                "Not computed in this run (notebook 60_scaling did not run)."))),
             "compression": markdown(gap_text(results, "assets", fallback=(
                 "No static asset could be compressed further."))),
         },
