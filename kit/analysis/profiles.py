@@ -14,7 +14,8 @@ that names a route of the same service: the handler's name is split on ``_`` int
 folded, ``detail``/``retrieve``/``show``/``get`` and ``list``/``index`` kept as the kind of route) and the route
 of the service whose literal path segments (without ``api`` and version segments) contain every resource
 word wins, preferring a route ending in a parameter for a detail view and one not ending in one for a list
-view, then the fewest extra words, then the most requests. No route is claimed when no handler frame is on
+view, then one whose last literal segment is a resource word, then the fewest extra words, then the most
+requests. No route is claimed when no handler frame is on
 the stack or no route contains the words (``route_basis`` says which).
 
 **Differentials.** Around each deploy (``events`` kind ``deploy``) of a profiled service, and around each
@@ -284,12 +285,14 @@ def frame_route(frame: str, routes: dict[str, int]) -> tuple[str | None, str]:
             continue
         ends_param = bool(segments) and segments[-1].startswith("{")
         fits = 1 if (kind == "detail" and ends_param) or (kind == "list" and not ends_param) or not kind else 0
-        key = (fits, -len(literal - resource), requests, route)
+        literals = [s for s in segments if not s.startswith("{")]
+        last = set(_words(literals[-1])) if literals else set()
+        key = (fits, bool(last & resource), -len(literal - resource), requests, route)
         if best is None or key > best:
             best = key
     if best is None:
         return None, f"no route of the service contains {sorted(resource)}"
-    return str(best[3]), f"handler {m.group(0).lstrip('.')!r} → route words {sorted(resource)}"
+    return str(best[4]), f"handler {m.group(0).lstrip('.')!r} → route words {sorted(resource)}"
 
 
 def _stack_routes(con: duckdb.DuckDBPyConnection, window: Window | None,
@@ -520,7 +523,9 @@ _METHOD = (f"Self samples of a frame are those of the stacks it ends; total samp
            f"shares rejects equal means at 5 % after Holm's correction over the comparison's frames and the mean "
            f"share moved by at least {MIN_CHANGE:.0%}; the interval is Welch's 95 % interval of the difference. "
            f"No verdict is given with fewer than {MIN_PROFILES} profiles per side. Routes come from handler "
-           f"frames (views.product_detail) whose words a route of the same service contains.")
+           f"frames (views.product_detail) whose words a route of the same service contains. Shares are "
+           f"relative: when one frame grows, the shares of the frames beside it shrink with no change of their "
+           f"own, so a 'shrank' next to a large growth may be that dilution.")
 
 
 def _request_ms(con: duckdb.DuckDBPyConnection, service: str, start: datetime, end: datetime) -> float:
