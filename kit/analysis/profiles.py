@@ -42,7 +42,9 @@ not absolute cost.
 deploy, the frame and its route; and per service the top self-time frame that is application code (not a
 runtime or third-party frame, ``is_library_frame``) with at least ``HOT_SELF_SHARE`` (10 %) of the samples.
 Savings are in request time (ms) when the service has requests with ``latency_ms`` in the period: for a
-regression, the share's growth (and its interval) × the service's request time after the deploy; for a hot
+regression, the share's growth (and its interval) × the request time after the deploy of the frame's route,
+as a share of the samples of the route's handler frame (of the service's samples × the service's request
+time when no route is known); for a hot
 frame, half its self share × the service's request time in the window (the whole share is the upper bound).
 That assumes request time is spent in proportion to samples, an overestimate for on-CPU profiles of services
 that mostly wait. Without request times the saving is in samples, of the basis "sampled CPU time of
@@ -505,6 +507,7 @@ ORDER BY sum(samples) DESC""").fetchall()
              for r in flame_df.itertuples()]
 
     diffs: list[ProfileDiff] = []
+    unprofiled: list[str] = []
     for change in _changes(con, window, {s.service for s in services}, bottlenecks):
         service = change["service"]
         (b0, b1), (a0, a1) = change["before"], change["after"]
@@ -512,6 +515,9 @@ ORDER BY sum(samples) DESC""").fetchall()
         route_of = {f: r for (s, f), (r, _) in frame_routes.items() if s == service}
         result, ok = diff_profiles(before, after, routes=route_of)
         nb, na = before["profile"].nunique(), after["profile"].nunique()
+        if nb == 0 and na == 0:
+            unprofiled.append(f"{service} — {change['label']}")
+            continue
         notes_d = [] if ok else [f"no verdict: {nb} profile(s) before and {na} after; a verdict needs at least "
                                  f"{MIN_PROFILES} per side"]
         if change.get("rollback"):
@@ -522,6 +528,9 @@ ORDER BY sum(samples) DESC""").fetchall()
                                  int(nb), int(na), ok, "; ".join(notes_d), result, change["addresses"],
                                  change["findings"], diff_sql))
 
+    if unprofiled:
+        notes.append(f"{len(unprofiled)} change(s) have no profile of their service before or after them: "
+                     + "; ".join(unprofiled) + ".")
     opportunities = _opportunities(con, window, services, diffs, sql)
     opportunities.sort(key=lambda o: -o.score)
     basis = ("samples of each service's profiles: on-CPU time for CPU profilers, wall time for wall-clock "
@@ -542,15 +551,16 @@ _METHOD = (f"Self samples of a frame are those of the stacks it ends; total samp
            f"own, so a 'shrank' next to a large growth may be that dilution.")
 
 
-def _request_ms(con: duckdb.DuckDBPyConnection, service: str, start: datetime, end: datetime) -> float:
-    row = con.execute("SELECT sum(latency_ms) FROM requests WHERE service = ? AND ts >= ? AND ts < ?",
-                      [service, start, end]).fetchone()
+def _request_ms(con: duckdb.DuckDBPyConnection, service: str, start: datetime, end: datetime,
+                route: str | None = None) -> float:
+    """Request time (ms) of a service, or of one of its routes, in [start, end)."""
+    row = con.execute(_request_ms_sql(service, start, end, route)).fetchone()
     return float(row[0]) if row and row[0] is not None else 0.0
 
 
-def _request_ms_sql(service: str, start: datetime, end: datetime) -> str:
+def _request_ms_sql(service: str, start: datetime, end: datetime, route: str | None = None) -> str:
     return (f"SELECT sum(latency_ms) AS request_ms FROM requests WHERE service = {_lit(service)} "
-            f"AND ts >= {_ts(start)} AND ts < {_ts(end)}")
+            + (f"AND route = {_lit(route)} " if route else "") + f"AND ts >= {_ts(start)} AND ts < {_ts(end)}")
 
 
 def _opportunities(con: duckdb.DuckDBPyConnection, window: Window, services: list[ServiceProfile],
@@ -570,21 +580,34 @@ def _opportunities(con: duckdb.DuckDBPyConnection, window: Window, services: lis
         frame = max(grown, key=lambda f: (f.change, -len(f.frame)))
         children = [f.frame for f in grown if f is not frame]
         route = frame.route or next((f.route for f in grown if f.route), None)
-        period_ms = _request_ms(con, d.service, d.after_start, d.after_end)
         addresses = [*d.addresses, f"profile:{frame.frame}"]
         if route:
             addresses.append(f"route:{d.service} {route}")
         q = {"profile_diff": d.sql, "top_frames": sql["top_frames"]}
+        # the route's request time when the frame's handler is known (the frame's growth as a share of the
+        # handler's samples after the change), else the service's
+        handler = next((f for f in d.frames if route and f.route == route and _HANDLER.search(f.frame)
+                        and f.after_share > 0), None)
+        scale, scope = 1.0, f"{d.service}'s request time"
+        period_ms = _request_ms(con, d.service, d.after_start, d.after_end)
+        time_sql = _request_ms_sql(d.service, d.after_start, d.after_end)
+        if handler is not None and route is not None:
+            route_ms = _request_ms(con, d.service, d.after_start, d.after_end, route)
+            if route_ms > 0:
+                scale, period_ms = 1 / handler.after_share, route_ms
+                time_sql = _request_ms_sql(d.service, d.after_start, d.after_end, route)
+                scope = f"the request time of {route} (the frame's share of {handler.frame}'s samples)"
         if period_ms > 0 and total_ms > 0:
-            value = frame.change * period_ms
+            grown_share = frame.change * scale
+            value = grown_share * period_ms
             saving = Saving(value, "ms", "all request time", value / total_ms,
-                            None if frame.low is None else max(0.0, frame.low) * period_ms,
-                            None if frame.high is None else frame.high * period_ms)
-            q["request_time_after"] = _request_ms_sql(d.service, d.after_start, d.after_end)
+                            None if frame.low is None else max(0.0, frame.low) * scale * period_ms,
+                            None if frame.high is None else frame.high * scale * period_ms)
+            q["request_time_after"] = time_sql
             q["request_time_window"] = total_sql
-            effect = (f"{d.service}'s samples in {frame.frame} fall back by about {frame.change:.1%} of all its "
-                      f"samples; attributed to its request time after the change that is {value / 1000:,.0f} s "
-                      f"over {d.after_start:%Y-%m-%d %H:%M}–{d.after_end:%Y-%m-%d %H:%M} UTC")
+            effect = (f"{frame.frame} takes {grown_share:.1%} more of the samples after the change; attributed to "
+                      f"{scope} that is {value / 1000:,.0f} s over {d.after_start:%Y-%m-%d %H:%M}–"
+                      f"{d.after_end:%Y-%m-%d %H:%M} UTC, assuming request time is spent in proportion to samples")
         else:
             samples = next((s.samples for s in services if s.service == d.service), 0)
             value = frame.change * samples
