@@ -330,7 +330,7 @@ SELECT DISTINCT service, list_distinct(frames) AS frames FROM p""").fetchall()
     for key, found in seen.items():
         if len(found) == 1:
             only = next(iter(found))
-            out[key] = (only, basis[key] if only else basis[key])
+            out[key] = (only, basis[key])
         else:
             out[key] = (None, "on the stacks of several routes")
     return out
