@@ -20,7 +20,8 @@ from kit import fmt
 
 EFFORTS = ("low", "medium", "high")
 EFFORT_WEIGHT = {"low": 1.0, "medium": 2.0, "high": 4.0}  # score = saving share / effort weight
-SAVING_UNITS = ("ms", "bytes", "requests", "responses")  # request or DB time in ms; bytes; counts
+SAVING_UNITS = ("ms", "bytes", "requests", "responses", "samples")  # request or DB time in ms; bytes; counts;
+# profiler samples (code profiles of a service without request times: basis "sampled CPU time of <service>")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ What the tables hold (default: 1,000,000 requests over the 7 days 2026-11-16 .. 
 - ``assets`` + ``asset_content``  ~140 static files with real content (compressible JS/CSS/SVG/JSON,
   incompressible PNG/JPEG/WOFF2/ICO bytes), at exactly the sizes the requests report.
 - ``profiles``  one on-CPU folded-stack profile per service per day (hot spot:
-  ``pricing.apply_promotions;pricing._match_rules`` in api) plus one taken during the regression.
+  ``pricing.apply_promotions;pricing._match_rules`` in api) plus hourly api profiles around release 2.14.0
+  (before its deploy, during the regression, after the rollback).
 - ``events``    deploys, three config changes, a marketing campaign (a 2x load peak) and the incidents.
 
 Ground truth for the planted incidents lives in ``events`` (kind ``incident``; ``details.type`` is one

@@ -1,5 +1,7 @@
-"""The demo's ``profiles``: one on-CPU folded-stack profile per service per day, plus one taken during the
-latency regression."""
+"""The demo's ``profiles``: one on-CPU folded-stack profile per service per day at 15:00, plus hourly api
+profiles around release api 2.14.0 (4 before its deploy, one per hour while it ran, 4 after the rollback),
+so the release can be compared on several profiles per side. All drawn from the profiles' own rng stream, in
+an order that keeps the daily profiles and the one at the regression's midpoint as they were."""
 
 from __future__ import annotations
 
@@ -82,39 +84,55 @@ _PROFILE_SHARE = {"api": 0.4, "web": 0.25, "static": 0.1, "search": 0.12, "check
 
 def write_profiles(con: Any, src: Any, start: datetime, days: int, seed: int,
                     incidents: tuple[DemoIncident, ...]) -> None:
-    """One CPU profile per service per day (folded stacks with sample counts; busier services, more samples)."""
+    """One CPU profile per service per day (folded stacks with sample counts; busier services, more samples)
+    and the hourly api profiles around release 2.14.0."""
     rng = np.random.default_rng([seed, 5])
     ts, svc, prof, stack, samples = [], [], [], [], []
+
+    def add(when: datetime, service: str, stacks: tuple[tuple[str, float], ...], *, jitter: bool = True,
+            end: datetime | None = None) -> None:
+        if when < start or (end is not None and when >= end):
+            return
+        w = np.array([x for _, x in stacks])
+        if jitter:
+            w = w * rng.gamma(50.0, 1 / 50.0, size=len(w))
+        counts = rng.multinomial(int(60_000 * _PROFILE_SHARE[service]), w / w.sum())
+        for (s, _), c in zip(stacks, counts, strict=True):
+            if c:
+                ts.append(when)
+                svc.append(service)
+                prof.append(f"{service}-cpu-{when:%Y%m%dT%H%M}")
+                stack.append(s)
+                samples.append(int(c))
+
     for d in range(days):
         when = start + timedelta(days=d, hours=15)
         for service, stacks in _STACKS.items():
-            w = np.array([x for _, x in stacks])
-            counts = rng.multinomial(int(60_000 * _PROFILE_SHARE[service]), w / w.sum())
-            for (s, _), c in zip(stacks, counts, strict=True):
-                if c:
-                    ts.append(when)
-                    svc.append(service)
-                    prof.append(f"{service}-cpu-{when:%Y%m%dT%H%M}")
-                    stack.append(s)
-                    samples.append(int(c))
+            add(when, service, stacks, jitter=False)
     # an extra api profile taken during the latency regression shows the N+1 queries of release 2.14.0
     reg = next((i for i in incidents if i.type == "latency_regression"), None)
     if reg is not None:
-        when = reg.start + (reg.end - reg.start) / 2
-        stacks = (*_STACKS["api"], (
+        mid = reg.start + (reg.end - reg.start) / 2
+        regressed = (*_STACKS["api"], (
             "main;gunicorn.worker;app.handle;views.product_detail;serializers.ProductSerializer.to_representation;"
             "serializers.ProductSerializer.get_variants;orm.query;psycopg.execute", 30.0), (
             "main;gunicorn.worker;app.handle;views.product_detail;serializers.ProductSerializer.to_representation;"
             "serializers.ProductSerializer.get_variants;orm.Model.from_db", 12.0))
-        w = np.array([x for _, x in stacks])
-        counts = rng.multinomial(int(60_000 * _PROFILE_SHARE["api"]), w / w.sum())
-        for (stk, _), c in zip(stacks, counts, strict=True):
-            if c:
-                ts.append(when)
-                svc.append("api")
-                prof.append(f"api-cpu-{when:%Y%m%dT%H%M}")
-                stack.append(stk)
-                samples.append(int(c))
+        add(mid, "api", regressed, jitter=False)  # drawn first: the same rows as before more profiles existed
+        # hourly api profiles around the release (4 h before the deploy, during it, 4 h after the rollback),
+        # so a before/after comparison has several profiles per side; weights jittered per profile (real
+        # profiles vary by more than sampling noise)
+        hour = timedelta(hours=1)
+        end = start + timedelta(days=days)
+        for k in range(-4, 0):
+            add(reg.start + k * hour + hour / 2, "api", _STACKS["api"], end=end)
+        at = reg.start + hour / 2
+        while at < reg.end:
+            if at != mid:
+                add(at, "api", regressed, end=end)
+            at += hour
+        for k in range(4):
+            add(reg.end + k * hour + hour / 2, "api", _STACKS["api"], end=end)
     con.register("p_src", pa.table({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "service": svc,
                                     "profile": prof, "stack": stack, "samples": pa.array(samples, pa.int64())}))
     con.execute(f"INSERT INTO profiles SELECT ts, service, profile, stack, samples, {src.source_id} FROM p_src")
