@@ -89,7 +89,7 @@ def _amount(value: float, unit: str) -> str:
         return fmt.duration(value / 1000)
     if unit == "bytes":
         return fmt.size(value)
-    return fmt.count(value)  # requests or responses: the basis names them
+    return f"{fmt.count(value)} samples" if unit == "samples" else fmt.count(value)  # the basis names the rest
 
 
 def saving_text(saving: Saving | Mapping[str, Any]) -> str:

@@ -29,16 +29,9 @@ from kit.analysis.database import DatabaseAnalysis, analyse_database
 from kit.analysis.database.advice import IndexAdvice, advise_indexes
 from kit.analysis.findings.text import cost_basis_text, cost_text, effect_text, value_text
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
+from kit.analysis.profiles import ProfileAnalysis, analyse_profiles
 from kit.analysis.window import Window
 from kit.errors import DataError
-
-NOT_COVERED = (
-    {"area": "CDN", "why": "per-POP and per-content-class hit ratios, TTL and cache-key advice are not analysed yet; "
-                           "the caching plan's CDN layer is the current guidance."},
-    {"area": "Database", "why": "ranking query fingerprints by total time, regressions and "
-                                "index advice are not analysed yet."},
-    {"area": "Code profiles", "why": "hot-path attribution of folded stacks is not analysed yet."},
-)
 
 # What to do about a finding, by the kind of its top cause: area, verb, effort, risk.
 FIX_BY_CAUSE = {
@@ -249,9 +242,9 @@ class OptimizationResults:
     database: DatabaseAnalysis | None = None
     database_advice: IndexAdvice | None = None    # live EXPLAIN with hypothetical indexes (``database_dsn``)
     cdn: CdnAnalysis | None = None
+    profiles: ProfileAnalysis | None = None
     ranking: list[Opportunity] = field(default_factory=list)
     gaps: list[dict[str, str]] = field(default_factory=list)
-    not_covered: list[dict[str, str]] = field(default_factory=lambda: [dict(a) for a in NOT_COVERED])
 
 
 T = TypeVar("T")
@@ -291,8 +284,11 @@ def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
     advice = advise_indexes(database_dsn, database) if database is not None and database_dsn else None
     compression = analyse_compression(con, window, served_bytes_total=totals.bytes_sent)
     cdn = _run_area("CDN", lambda: analyse_cdn(con, window, cache=dict(cache) if cache else None), gaps)
+    found_before = dict(bottlenecks) if bottlenecks else None
+    profiles = analyse_profiles(con, window, bottlenecks=found_before) \
+        if _has_rows(con, "profiles", window, "Code profiles", "profiles", gaps) else None
     areas = [*compression.opportunities, *cache_opportunity(cache, totals),
-             *(cdn.opportunities if cdn else []), *(database.opportunities if database else [])]
+             *(cdn.opportunities if cdn else []), *(database.opportunities if database else []),
+             *(profiles.opportunities if profiles else [])]
     ranking = rank_opportunities(finding_opportunities(bottlenecks, totals), areas)
-    return OptimizationResults(window, totals, compression, database, advice, cdn, ranking, gaps,
-                               [dict(a) for a in NOT_COVERED if a["area"] not in ("CDN", "Database")])
+    return OptimizationResults(window, totals, compression, database, advice, cdn, profiles, ranking, gaps)

@@ -43,7 +43,7 @@ def optimization_model(results: dict[str, Any], config: RunConfig, as_of: str,
         "opportunities": optimizations.get("ranking") or [],
         "caching_headline": ((caching_plan or {}).get("summary") or {}).get("headline", "see the caching plan"),
         "bottlenecks": bottlenecks, "top": bottlenecks.get("top") or [],
-        "compression": optimizations.get("compression"), "not_covered": optimizations.get("not_covered") or [],
+        "compression": optimizations.get("compression"), "profiles": optimizations.get("profiles"),
         "caching": None if caching_plan is None or coverage_of(results).gap("cacheable") else
         caching_summary_model(caching_plan),
         "trace": trace_model(results.get("cache_trace")),
@@ -58,6 +58,7 @@ def optimization_model(results: dict[str, Any], config: RunConfig, as_of: str,
                 "Not computed in this run (notebook 40_cache_simulation did not run)."))),
             "cdn": area_gap(optimizations, "CDN", "50_optimizations"),
             "database": area_gap(optimizations, "Database", "50_optimizations"),
+            "profiles": area_gap(optimizations, "Code profiles", "50_optimizations"),
             "scaling": markdown(gap_text(results, "requests", fallback=(
                 "Not computed in this run (notebook 60_scaling did not run)."))),
             "compression": markdown(gap_text(results, "assets", fallback=(
