@@ -30,7 +30,7 @@ def trace_model(study: dict[str, Any] | None) -> dict[str, Any] | None:
 def area_gap(optimizations: dict[str, Any], area: str, notebook: str) -> str:
     """Why an area has no section: the reason its analysis gave, or that its notebook did not run."""
     why = next((g["why"] for g in optimizations.get("gaps") or [] if g.get("area") == area), None)
-    return why or f"Not computed in this run (notebook {notebook} did not run)."
+    return why or markdown(f"Not computed in this run (notebook {notebook} did not run).")
 
 
 def optimization_model(results: dict[str, Any], config: RunConfig, as_of: str,

@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from kit import fmt
 from kit.analysis.database.digest import Period, deltas_sql, digest, regressions
 from kit.analysis.database.indexes import IndexCandidate, StatementShape, candidate_ddl, statement_shape
 from kit.analysis.database.nplus1 import burst_nplus1, signature_nplus1
@@ -90,9 +91,10 @@ def _periods(window: Window, bottlenecks: dict[str, Any] | None) -> list[Period]
         end = parse_instant("end", item.get("end")) or window.end
         end = min(max(end, onset + (window.end - window.start) / 100), window.end)
         length = max(end - onset, (window.end - window.start) / 50)
-        title = item.get("title") or " ".join(f"{k}={v}" for k, v in (item.get("scope") or {}).items())
-        periods.append(Period(f"before/after the onset of {item.get('kind', 'finding')} {title} at "
-                              f"{onset.isoformat()}", max(window.start, onset - length), onset, end))
+        title = item.get("title") or (str(item.get("kind", "finding")).replace("_", " ") + " on " + " ".join(
+            f"{k}={v}" for k, v in (item.get("scope") or {}).items()))
+        periods.append(Period(f"before/after the onset of the finding '{title}' at {fmt.timestamp(onset.isoformat())}",
+                              max(window.start, onset - length), onset, end))
     return periods
 
 
