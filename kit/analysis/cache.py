@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kit.cachesim.mrc import MissRatioCurve, exact_lru, shards
-from kit.cachesim.policies import POLICIES, compare_policies, lru_ttl, size_admission, spatial_sample
+from kit.cachesim.policies import LEFT_OUT_NOTE, POLICIES, compare_policies, lru_ttl, size_admission, spatial_sample
 from kit.cachesim.sizing import CostModel, capacity_for_hit_ratio, cost_model, knee
 from kit.cachesim.trace import CACHE_KEYS, Trace, TraceStats, normalize_sizes, requests_filter, trace_stats
 from kit.errors import DataError, ParameterError
@@ -408,6 +408,7 @@ def _policy_block(table: Any, rate: float) -> dict[str, Any]:
             "sample_rate": table.sample_rate, "capacities": table.capacities,
             "rows": [{"policy": r.policy, "capacity_bytes": r.capacity, "miss_ratio": r.miss_ratio,
                       "byte_miss_ratio": r.byte_miss_ratio, "sample_rate": r.sample_rate} for r in table.rows],
+            "left_out": LEFT_OUT_NOTE,
             "method": ("libcachesim, full trace" if rate >= 1 else
                        f"libcachesim miniature simulation: keys sampled spatially at R={rate:.4f}, "
                        "capacities scaled by R")}

@@ -35,10 +35,14 @@ POLICIES: dict[str, tuple[str, dict[str, Any], str]] = {
     "arc": ("ARC", {}, "adaptive replacement cache"),
     "lfu": ("LFU", {}, "least frequently used"),
     "lfuda": ("LFUDA", {}, "LFU with dynamic aging (libcachesim 0.3.5 can hang with tiny object-count caches)"),
-    "twoq": ("TwoQ", {}, "2Q"),
-    "s3fifo": ("S3FIFO", {}, "S3-FIFO (small, main and ghost FIFO queues)"),
+    "twoq": ("TwoQ", {}, "2Q; left out at caches under 4x the largest object (libcachesim never admits an "
+             "object larger than its A1in queue)"),
+    "s3fifo": ("S3FIFO", {}, "S3-FIFO (small, main and ghost FIFO queues); left out at caches under 10x the "
+               "largest object (libcachesim never admits an object larger than its small queue)"),
     "sieve": ("Sieve", {}, "SIEVE"),
-    "tinylfu": ("WTinyLFU", {}, "W-TinyLFU (window LRU + SLRU main, count-min admission)"),
+    "tinylfu": ("WTinyLFU", {}, "W-TinyLFU (window LRU + SLRU main, count-min admission); window 1 % of the "
+                "cache, widened to hold the largest object (libcachesim never admits an object larger than "
+                "the window); left out where that needs a window over half the cache"),
     "gdsf": ("GDSF", {}, "greedy dual size frequency (size-aware)"),
     "lhd": ("LHD", {}, "least hit density (randomized: runs differ slightly)"),
     "belady": ("Belady", {}, "Belady/OPT: evicts the object used furthest in the future (the bound for "
@@ -65,6 +69,8 @@ class Replay:
         self.reader = lcs.TraceReader(str(self.path), lcs.TraceType.ORACLE_GENERAL_TRACE, self.params)
         self.requests = len(trace)
         self.unique_objects = int(len(np.unique(trace.obj_id))) if len(trace) else 0
+        # the largest object in the simulator's unit (every object is 1 with ignore_obj_size)
+        self.largest_object = 1 if ignore_obj_size or not len(trace) else int(trace.size_bytes.max())
 
     def __enter__(self) -> Replay:
         return self
@@ -93,11 +99,54 @@ class Replay:
         if policy not in POLICIES:
             raise ValueError(f"unknown cache policy {policy!r}; known: {', '.join(POLICIES)}")
         cls_name, kwargs, _ = POLICIES[policy]
+        if not admits_largest(policy, capacity, self.largest_object):
+            raise ValueError(f"{policy} cannot admit the trace's largest object ({self.largest_object}) at "
+                             f"capacity {capacity}: libcachesim would report misses it never simulated")
+        if policy == "tinylfu":
+            kwargs = {**kwargs, "window_size": tinylfu_window(capacity, self.largest_object)}
         admissioner = None if admit_below_bytes is None else lcs.SizeAdmissioner(int(admit_below_bytes))
         cache = getattr(lcs, cls_name)(int(capacity), hashpower=self.hashpower(), admissioner=admissioner,
                                        **kwargs)
         mr, bmr = cache.process_trace(self.reader)
         return float(mr), float(bmr)
+
+
+# libcachesim (0.3.5) policies that hold a new object in a sub-queue first and refuse any object larger than
+# that queue: the queue's share of the cache (S3-FIFO's small FIFO, 2Q's A1in; W-TinyLFU's window is
+# sized per run by tinylfu_window). Found by replaying two alternating objects of f x capacity bytes
+# (f = 0.005 ... 0.45): every other policy hits, these miss every request once f exceeds the share.
+FIRST_QUEUE_SHARE: dict[str, float] = {"s3fifo": 0.10, "twoq": 0.25}
+TINYLFU_WINDOW = 0.01        # W-TinyLFU's window share (Caffeine's and libcachesim's default)
+TINYLFU_MAX_WINDOW = 0.5     # beyond this the policy is more window LRU than TinyLFU: left out
+
+
+LEFT_OUT_NOTE = ("points where a policy would refuse objects that LRU of the same size admits are left out, not "
+                 "shown as misses: W-TinyLFU where its window would need over half the cache to hold the "
+                 "largest object, S3-FIFO below 10x and 2Q below 4x the largest object (libcachesim refuses any "
+                 "object larger than the policy's first queue)")
+
+
+def tinylfu_window(capacity: float, largest_object: int) -> float:
+    """W-TinyLFU's window share of ``capacity``: 1 %, widened so that the window (whose size libcachesim
+    truncates to an integer) holds the largest object. With the default 1 % a byte-capacity cache never
+    admits an object over 1 % of its size, and an object-count cache under 100 objects admits nothing
+    (its window rounds to 0): notebook 40's miss ratio of 1.0. Caffeine likewise moves its window (1 % to
+    most of the cache) by hill climbing (Einziger et al., Adaptive Software Cache Management, Middleware'18)."""
+    need = (largest_object + 1) / max(float(capacity), 1.0)
+    return max(TINYLFU_WINDOW, need)
+
+
+def admits_largest(policy: str, capacity: float, largest_object: int) -> bool:
+    """Whether libcachesim's ``policy`` at ``capacity`` admits every object that LRU of that capacity
+    admits, up to ``largest_object`` (same unit). A point where it does not is left out of the comparisons:
+    its misses would be refusals, not evictions. (Every policy, LRU included, refuses objects larger than
+    the whole cache: that is the cache, not the policy.)"""
+    need = min(float(largest_object), float(capacity))
+    if policy == "tinylfu":
+        return tinylfu_window(capacity, int(need)) <= TINYLFU_MAX_WINDOW
+    if policy not in FIRST_QUEUE_SHARE:
+        return True
+    return FIRST_QUEUE_SHARE[policy] * float(capacity) >= need
 
 
 @dataclass(frozen=True)
@@ -137,13 +186,15 @@ class PolicyTable:
                 np.array([r.byte_miss_ratio for r in rows]))
 
 
-# libcachesim's W-TinyLFU work grows with the capacity in bytes (its frequency sketch is sized by it):
-# its miniature simulation is capped at this scaled capacity
+# libcachesim's W-TinyLFU work grows with the capacity in bytes (its count-min sketch has one entry per
+# byte of the main cache, and it ages the sketch every 32 x capacity requests, i.e. never in bytes): its
+# miniature simulation is capped at this scaled capacity
 SCALED_CAPACITY_CAP: dict[str, float] = {"tinylfu": 2e7}
 # The smallest cache (in the simulator's units, after sampling) each libcachesim policy is simulated at:
 # below these the PyPI build aborts the process (S3-FIFO under 10, W-TinyLFU under 5, LFUDA at 1) or
 # returns a miss ratio of 1 (S3-FIFO under 20: its small FIFO rounds to nothing), found by replaying a
-# 9-object loop at capacities 1-32. Smaller points are left out of the table, not estimated.
+# 9-object loop at capacities 1-32. Smaller points are left out of the table, not estimated; so are points
+# where a policy cannot admit the trace's largest object (:func:`admits_largest`).
 MIN_SIMULATED_CAPACITY: dict[str, int] = {"s3fifo": 20, "tinylfu": 20, "lfuda": 2}
 
 
@@ -205,7 +256,8 @@ def compare_policies(trace: Trace, policies: list[str], capacities: list[float] 
                 for pol in [p for p in policies if rates[p] == rate]:
                     for cap in capacities:
                         scaled = max(1, int(round(float(cap) * rate)))
-                        if scaled < MIN_SIMULATED_CAPACITY.get(pol, 1):
+                        if (scaled < MIN_SIMULATED_CAPACITY.get(pol, 1)
+                                or not admits_largest(pol, scaled, replay.largest_object)):
                             continue
                         t0 = time.perf_counter()
                         mr, bmr = replay.run(pol, scaled)

@@ -189,7 +189,8 @@ def cdn_layer(cache: dict[str, Any], basis: PlanBasis) -> dict[str, Any]:
         },
         "policy": {"name": best["policy"], "source": f"cache.policies at {size(at)} (nearest grid size to the "
                                                       f"recommended capacity): lowest miss ratio among online "
-                                                      f"policies; {cache['policies']['method']}"},
+                                                      f"policies; {cache['policies']['method']}; "
+                                                      f"{cache['policies'].get('left_out', '')}"},
         "capacity": {"bytes": _num(rec, f"cache.sizing.recommended_capacity_bytes: {sizing['recommendation_basis']}",
                                    "bytes"),
                      "knee_bytes": _num(sizing["knee_bytes"], "cache.sizing.knee_bytes (Kneedle on the exact curve)",
