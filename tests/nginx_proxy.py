@@ -1,12 +1,13 @@
-"""A real nginx reverse proxy in front of a local origin, for tests that need nginx's own access log
-(started from its binary with a private prefix, stopped on exit)."""
+"""A real nginx for tests that need nginx's own access log: started from its binary with a private prefix
+on a free port, stopped on exit. ``run_nginx`` takes the ``http`` block's own directives; ``nginx_proxy``
+is the common case, a reverse proxy in front of a local origin."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,9 +17,10 @@ NGINX = "/usr/sbin/nginx"
 
 
 @contextmanager
-def nginx_proxy(prefix: Path, upstream_port: int, log_format: str, keepalive: int = 16) -> Iterator[int]:
-    """Run nginx proxying 127.0.0.1:<port> to the origin on ``upstream_port``, logging every request to
-    ``prefix/access.log`` in ``log_format``; yields the port it listens on."""
+def run_nginx(prefix: Path, http_block: Callable[[int], str]) -> Iterator[int]:
+    """Run nginx under ``prefix`` with ``http_block(port)`` inside its ``http {}`` (temp paths are set
+    here); yields the free port it was given once nginx listens on it. Stopped with SIGTERM (fast
+    shutdown; access logs are written unbuffered)."""
     assert Path(NGINX).exists(), f"{NGINX} missing: install nginx-light"
     port = free_port()
     (prefix / "tmp").mkdir(exist_ok=True)
@@ -36,15 +38,7 @@ http {{
     fastcgi_temp_path {prefix}/tmp/fastcgi;
     uwsgi_temp_path {prefix}/tmp/uwsgi;
     scgi_temp_path {prefix}/tmp/scgi;
-    log_format timed '{log_format}';
-    upstream origin {{ server 127.0.0.1:{upstream_port}; keepalive {keepalive}; }}
-    server {{
-        listen 127.0.0.1:{port};
-        access_log {prefix}/access.log timed;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        location / {{ proxy_pass http://origin; }}
-    }}
+{http_block(port)}
 }}
 """)
     proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(conf)], stdout=subprocess.PIPE,
@@ -67,3 +61,23 @@ http {{
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def nginx_proxy(prefix: Path, upstream_port: int, log_format: str, keepalive: int = 16) -> Iterator[int]:
+    """Run nginx proxying 127.0.0.1:<port> to the origin on ``upstream_port``, logging every request to
+    ``prefix/access.log`` in ``log_format``; yields the port it listens on."""
+    def http_block(port: int) -> str:
+        return f"""
+    log_format timed '{log_format}';
+    upstream origin {{ server 127.0.0.1:{upstream_port}; keepalive {keepalive}; }}
+    server {{
+        listen 127.0.0.1:{port};
+        access_log {prefix}/access.log timed;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        location / {{ proxy_pass http://origin; }}
+    }}"""
+
+    with run_nginx(prefix, http_block) as port:
+        yield port

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -28,11 +27,10 @@ from pathlib import Path
 import pytest
 
 from kit.warehouse import connect
-from tests.conftest import free_port
+from tests.nginx_proxy import nginx_proxy
 
 pytestmark = pytest.mark.integration
 
-NGINX = "/usr/sbin/nginx"
 DURATION_S = 50
 FAST_S = 0.004          # origin time of both routes before the switch
 SLOW_S = 0.020          # origin time of /item/ after it
@@ -77,42 +75,12 @@ class SwitchableOrigin(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def slowed_run(tmp_path_factory) -> tuple[Path, datetime]:
     """(nginx access log of a wrk run, the instant /item/ became slow)."""
-    assert Path(NGINX).exists(), f"{NGINX} missing: install nginx-light"
     assert shutil.which("wrk"), "wrk missing: install wrk"
     prefix = tmp_path_factory.mktemp("nginx-findings")
     SwitchableOrigin.slow.clear()
     origin = ThreadingHTTPServer(("127.0.0.1", 0), SwitchableOrigin)
     origin.daemon_threads = True
     threading.Thread(target=origin.serve_forever, daemon=True).start()
-    port = free_port()
-    (prefix / "tmp").mkdir()
-    conf = prefix / "nginx.conf"
-    conf.write_text(f"""
-user root;
-worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
-    log_format timed '{LOG_FORMAT}';
-    upstream origin {{ server 127.0.0.1:{origin.server_address[1]}; keepalive 16; }}
-    server {{
-        listen 127.0.0.1:{port};
-        access_log {prefix}/access.log timed;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        location / {{ proxy_pass http://origin; }}
-    }}
-}}
-""")
-    proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(conf)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
     switched: list[datetime] = []
 
     def switch() -> None:
@@ -120,30 +88,17 @@ http {{
         SwitchableOrigin.slow.set()
 
     try:
-        deadline = time.time() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert proc.poll() is None, f"nginx exited: {proc.stderr.read().decode() if proc.stderr else ''}"
-                assert time.time() < deadline, "nginx did not start listening"
-                time.sleep(0.05)
-        script = prefix / "paced.lua"
-        script.write_text(WRK_SCRIPT)
-        timer = threading.Timer(DURATION_S / 2, switch)
-        timer.start()
-        run = subprocess.run(["wrk", "-t1", "-c8", f"-d{DURATION_S}s", "-s", str(script),
-                              f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=DURATION_S + 30)
-        timer.cancel()
-        assert run.returncode == 0, run.stderr
+        with nginx_proxy(prefix, origin.server_address[1], LOG_FORMAT) as port:
+            script = prefix / "paced.lua"
+            script.write_text(WRK_SCRIPT)
+            timer = threading.Timer(DURATION_S / 2, switch)
+            timer.start()
+            run = subprocess.run(["wrk", "-t1", "-c8", f"-d{DURATION_S}s", "-s", str(script),
+                                  f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                                 timeout=DURATION_S + 30)
+            timer.cancel()
+            assert run.returncode == 0, run.stderr
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         origin.shutdown()
         SwitchableOrigin.slow.clear()
     assert switched, "the origin was never switched"

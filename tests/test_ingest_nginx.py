@@ -7,7 +7,6 @@ from __future__ import annotations
 import collections
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -18,11 +17,10 @@ import pytest
 
 from kit.ingest.access_log import ingest_access_log
 from kit.warehouse import connect
-from tests.conftest import free_port
+from tests.nginx_proxy import run_nginx
 
 pytestmark = pytest.mark.integration
 
-NGINX = "/usr/sbin/nginx"
 UPSTREAM_DELAY_S = 0.004
 
 KV_FORMAT = ('\'$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" '
@@ -65,29 +63,15 @@ class SlowHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def nginx_logs(tmp_path_factory) -> tuple[Path, Path]:
-    assert Path(NGINX).exists(), f"{NGINX} missing: install nginx-light"
     assert shutil.which("wrk"), "wrk missing: install wrk"
     prefix = tmp_path_factory.mktemp("nginx")
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
     upstream.daemon_threads = True
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    port = free_port()
-    for sub in ("cache", "tmp"):
-        (prefix / sub).mkdir()
-    conf = prefix / "nginx.conf"
-    conf.write_text(f"""
-user root;
-worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
+    (prefix / "cache").mkdir()
+
+    def http_block(port: int) -> str:
+        return f"""
     proxy_cache_path {prefix}/cache levels=1:2 keys_zone=c:1m max_size=20m inactive=10m;
     log_format kv {KV_FORMAT};
     log_format js {JSON_FORMAT};
@@ -104,33 +88,16 @@ http {{
             proxy_cache_valid 200 1s;
         }}
         location /nocache/ {{ proxy_pass http://backend; }}
-    }}
-}}
-""")
-    proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(conf)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    }}"""
+
     try:
-        deadline = time.time() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert proc.poll() is None, f"nginx exited: {proc.stderr.read().decode() if proc.stderr else ''}"
-                assert time.time() < deadline, "nginx did not start listening"
-                time.sleep(0.05)
-        script = prefix / "paths.lua"
-        script.write_text(WRK_SCRIPT)
-        run = subprocess.run(["wrk", "-t1", "-c8", "-d3s", "-s", str(script), f"http://127.0.0.1:{port}/"],
-                             capture_output=True, text=True, timeout=30)
-        assert run.returncode == 0, run.stderr
+        with run_nginx(prefix, http_block) as port:
+            script = prefix / "paths.lua"
+            script.write_text(WRK_SCRIPT)
+            run = subprocess.run(["wrk", "-t1", "-c8", "-d3s", "-s", str(script), f"http://127.0.0.1:{port}/"],
+                                 capture_output=True, text=True, timeout=30)
+            assert run.returncode == 0, run.stderr
     finally:
-        proc.terminate()                      # SIGTERM: fast shutdown; access logs are written unbuffered
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         upstream.shutdown()
     return prefix / "access.log", prefix / "access.json"
 
