@@ -213,7 +213,7 @@ def generate(path: str | Path, *, requests: int = FULL[0], queries: int = FULL[1
     started = time.perf_counter()
     w = synth.generate_warehouse(path, seed=seed, days=DAYS, requests=requests, incidents=12, threads=threads)
     n_min = int(round((w.end - w.start) / timedelta(minutes=1)))
-    con = connect(w.path, threads=threads, memory_limit="2GB")
+    con = connect(w.path, threads=threads, memory_limit="8GB")
     con.execute("SET enable_progress_bar = false")
     try:
         with transaction(con):

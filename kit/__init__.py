@@ -7,6 +7,7 @@ is a bug and keeps its traceback)::
     PerfkitError                                 A user-facing error
      ├── ParameterError (ValueError)             A run parameter or CLI argument is unknown, mistyped or inconsistent
      ├── DataError (ValueError)                  The warehouse (or a trace) lacks the data an analysis needs
+     ├── DatabaseAdviceError (RuntimeError)      The live database cannot be reached or lacks what index advice needs
      ├── InputNotFoundError (FileNotFoundError)  An input file named by the user does not exist
      ├── IngestError (ValueError)                Bad input
      │    └── PrometheusError                    The Prometheus server refused or failed a query (auth, HTTP, PromQL)

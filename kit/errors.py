@@ -42,6 +42,10 @@ class DataError(PerfkitError, ValueError):
     """The warehouse (or a trace) lacks the data an analysis needs; the message says what to load."""
 
 
+class DatabaseAdviceError(PerfkitError, RuntimeError):
+    """The live database cannot be reached or lacks what index advice needs"""
+
+
 class InputNotFoundError(PerfkitError, FileNotFoundError):
     """An input file named by the user does not exist."""
 

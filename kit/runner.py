@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from kit.config import DEFAULT_OUT, NOTEBOOKS_DIR, PROJECT_ROOT, ParameterError, RunConfig
 from kit.errors import NotebookFailed
-from kit.ingest.pg_stat_statements import redact_dsn
 
 if TYPE_CHECKING:
     from kit.analysis.coverage import Coverage
@@ -66,6 +65,8 @@ def notebook_path(name: str) -> Path:
 
 def shareable_parameters(config: RunConfig) -> dict[str, Any]:
     """The run's parameters as saved with its outputs: a database DSN's password is redacted."""
+    from kit.ingest.pg_stat_statements import redact_dsn  # imports duckdb: not at module level (papermill workers)
+
     values = config.to_dict()
     if values.get("database_dsn"):
         values["database_dsn"] = redact_dsn(str(values["database_dsn"]))

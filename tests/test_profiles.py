@@ -285,7 +285,7 @@ def test_demo_document_section_and_figures(demo: duckdb.DuckDBPyConnection) -> N
     p = json.loads(json.dumps(to_jsonable(a)))
     text = environment().from_string('{% from "partials/profiles.md.j2" import section %}{{ section(p) }}').render(p=p)
     check_markdown(text)
-    assert "## Code profiles" in text and "`serializers.ProductSerializer.get_variants` | appeared" in text
+    assert "`serializers.ProductSerializer.get_variants` | appeared" in text
     assert "`pricing._match_rules`" in text and "No verdict (fewer than 3 profiles" in text
     icicle = plot_icicle(p, "api")
     ids = set(icicle.data[0].ids)

@@ -28,16 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kit.analysis.database.indexes import IndexCandidate, candidate_ddl, statement_shape
-from kit.errors import PerfkitError
+from kit.errors import DatabaseAdviceError
 
 __all__ = ["IndexAdvice", "IndexProposal", "PlanCheck", "advise_indexes"]
 
 MIN_COST_REDUCTION = 0.5
 WRITE_HEAVY_RATIO = 0.25  # tuple writes / tuples read at or above which a table is called write-heavy
-
-
-class DatabaseAdviceError(PerfkitError):
-    """The live database could not be reached or lacks what the advice needs (hypopg)."""
 
 
 @dataclass(frozen=True)
