@@ -2,7 +2,8 @@
 
 A run writes into ``<out>/.staging-<run_id>/`` and is swapped into ``<out>/runs/<run_id>`` only when
 every notebook succeeded; ``<out>/latest``, ``<out>/reports`` and ``<out>/strategy`` are symlinks that
-are repointed atomically, so a failed run leaves the previous outputs intact.
+are repointed atomically, so a failed run leaves the previous outputs intact. Its entry page is
+``<out>/reports/index.html`` (kit.report.entry), written in the staging folder with everything else.
 """
 
 from __future__ import annotations
@@ -300,6 +301,7 @@ def run(config: RunConfig, out_dir: str | Path = DEFAULT_OUT, only: list[str] | 
     import nbformat
     from tqdm import tqdm
 
+    from kit.report.entry import write_entry_pages
     from kit.results import dumps, write_text_atomic
     from kit.warehouse import connect, fingerprint
 
@@ -378,6 +380,8 @@ def run(config: RunConfig, out_dir: str | Path = DEFAULT_OUT, only: list[str] | 
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_text_atomic(staging / "manifest.json", dumps(manifest))
+    # The entry page (reports/index.html) and the Markdown documents as HTML, swapped in with the rest.
+    write_entry_pages(staging, names)
     shutil.rmtree(staging / ".inputs")  # the notebooks as prepared for this warehouse; kept only on failure
 
     runs_dir = out / "runs"
