@@ -275,6 +275,8 @@ def entry_model(results: Mapping[str, Any], manifest: Mapping[str, Any] | None, 
         if not present and index < REQUIRED_DOCUMENTS:
             why = "did not run in this run" if "90_strategy_export" not in ran else "wrote no such file"
             missing.append(f"Document {name}: not written (notebook 90_strategy_export {why}).")
+    carried = [f"{what} ({notebook})" for name, (notebook, what) in RESULTS.items()
+               if results.get(name) and notebook not in ran] if notebooks_run is not None or manifest else []
     start, end = _window(results)
     bottlenecks = results.get("bottlenecks") or {}
     optimizations = results.get("optimizations") or {}
@@ -287,6 +289,7 @@ def entry_model(results: Mapping[str, Any], manifest: Mapping[str, Any] | None, 
         if start and end else None,
         "run_id": str(manifest.get("run_id") or ""),
         "missing": missing,
+        "carried": carried,
         "kpis": _kpi_cards(kpis) if kpis else None,
         "comparison": str(comparison) if comparison else "",
         "slos": _slo_rows(slo) if slo else None,
