@@ -324,8 +324,9 @@ def run(config: RunConfig, out_dir: str | Path = DEFAULT_OUT, only: list[str] | 
         nbformat.write(prepare_notebook(name, coverage), sources[name])
     previous = out / "latest" / "results"
     if only and previous.is_dir():
-        # A partial run builds on the latest run's results, so 90 can re-export from them.
-        for result in previous.glob("*.json"):
+        # A partial run builds on the latest run's results, so 90 can re-export from them (with the alert
+        # rule files 20_slos_alerting wrote next to them, which 90 ships with the documents).
+        for result in [*previous.glob("*.json"), *previous.glob("*.yml")]:
             shutil.copy2(result, dirs["results"] / result.name)
     write_text_atomic(dirs["results"] / "parameters.json", dumps(config.to_dict()))
 

@@ -24,8 +24,9 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCRIPT_ROUTE = "/api/<script>window.__pwned = 1</script>"
 IMG_TITLE = 'Cache <img src=x onerror="window.__pwned = 2"> on /a&b'
 SLO_NAME = "<b onmouseover=alert(3)>latency</b>"
-# What a reader must never see: missing values and Python's own spelling of things.
-BAD_TEXT = re.compile(r"\b(nan|NaN|None|NaT|inf)\b|\de[+-]0\d|\{'|\['|<built-in|object at 0x|Timestamp\(|"
+# What a reader must never see: missing values and Python's own spelling of things ("None" followed by a
+# lower-case word is English: "Risk: None for versioned URLs").
+BAD_TEXT = re.compile(r"\b(nan|NaN|NaT|inf)\b|\bNone\b(?! [a-z])|\de[+-]0\d|\{'|\['|<built-in|object at 0x|Timestamp\(|"
                       r"datetime\.|np\.float|\bTrue\b|\bFalse\b")
 
 
