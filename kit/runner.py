@@ -2,7 +2,8 @@
 
 A run writes into ``<out>/.staging-<run_id>/`` and is swapped into ``<out>/runs/<run_id>`` only when
 every notebook succeeded; ``<out>/latest``, ``<out>/reports`` and ``<out>/strategy`` are symlinks that
-are repointed atomically, so a failed run leaves the previous outputs intact.
+are repointed atomically, so a failed run leaves the previous outputs intact. Its entry page is
+``<out>/reports/index.html`` (kit.report.entry), written in the staging folder with everything else.
 """
 
 from __future__ import annotations
@@ -311,6 +312,7 @@ def run(config: RunConfig, out_dir: str | Path = DEFAULT_OUT, only: list[str] | 
     import nbformat
     from tqdm import tqdm
 
+    from kit.report.entry import write_entry_pages
     from kit.results import dumps, write_text_atomic
     from kit.warehouse import connect, fingerprint
 
@@ -333,8 +335,9 @@ def run(config: RunConfig, out_dir: str | Path = DEFAULT_OUT, only: list[str] | 
         nbformat.write(prepare_notebook(name, coverage), sources[name])
     previous = out / "latest" / "results"
     if only and previous.is_dir():
-        # A partial run builds on the latest run's results, so 90 can re-export from them.
-        for result in previous.glob("*.json"):
+        # A partial run builds on the latest run's results, so 90 can re-export from them (with the alert
+        # rule files 20_slos_alerting wrote next to them, which 90 ships with the documents).
+        for result in [*previous.glob("*.json"), *previous.glob("*.yml")]:
             shutil.copy2(result, dirs["results"] / result.name)
     write_text_atomic(dirs["results"] / "parameters.json", dumps(shareable_parameters(config)))
 
@@ -389,6 +392,8 @@ def run(config: RunConfig, out_dir: str | Path = DEFAULT_OUT, only: list[str] | 
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_text_atomic(staging / "manifest.json", dumps(manifest))
+    # The entry page (reports/index.html) and the Markdown documents as HTML, swapped in with the rest.
+    write_entry_pages(staging, names)
     shutil.rmtree(staging / ".inputs")  # the notebooks as prepared for this warehouse; kept only on failure
 
     runs_dir = out / "runs"

@@ -1,7 +1,8 @@
 """Shared fixtures: paths to the project's shared real datasets (read in place, never copied); a fresh
 in-memory warehouse (``con``); demo warehouses built once per session (``demo_warehouse``); the
-line-accounting check every ingest property test makes; waiting for a test service to answer; a
-throw-away PostgreSQL 15 server (``postgres_server``); running
+line-accounting check every ingest property test makes; one real ``perfkit run`` on a small demo shared by
+the tests of a run's outputs (``finished_run``); waiting for a test service to answer; a throw-away
+PostgreSQL 15 server (``postgres_server``); running
 code under several string-hash seeds (for reproducible outputs). Before any test runs, the session stops
 with one message when a system tool the tests use is missing (``tests/system_deps.py``)."""
 
@@ -66,6 +67,24 @@ def demo_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Pa
         return built[key]
 
     return demo
+
+
+@pytest.fixture(scope="session")
+def small_demo(demo_warehouse: Callable[..., Path]) -> Path:
+    """The demo warehouse ``finished_run`` analyses."""
+    return demo_warehouse(requests=60_000, days=7, seed=7)
+
+
+@pytest.fixture(scope="session")
+def finished_run(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The output folder of one ``perfkit run`` (the real CLI, every notebook) on ``small_demo``, made once per
+    session for the tests that check a run's outputs (tests/test_pipeline.py, tests/test_entry_page.py). Its
+    first run is ``sorted((out / "runs").iterdir())[0]``; later tests may add runs to the folder."""
+    out = tmp_path_factory.mktemp("outputs")
+    result = subprocess.run([sys.executable, "-m", "kit.cli", "run", "--db", str(small_demo), "--out", str(out),
+                             "--quiet"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
 
 
 @pytest.fixture()

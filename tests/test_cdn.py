@@ -210,3 +210,21 @@ def test_demo_shows_the_vary_push_and_utm_fragmentation(demo):
     assert "Vary" in text and "/product/{id}" in text and "Normalise the CDN cache key" in text
     fig = plot_byte_hit_ratio_by_class(j)
     assert len(fig.data) == 1 + len(j["replay"]["scenarios"])
+
+
+def test_ttl_evidence_names_only_the_ttls_config_events_state() -> None:
+    """A class no config event states a TTL for holds None, which pandas turns into NaN once the column is
+    filtered alongside a class that has one; the evidence must not read "TTL stated by config events: nan"."""
+    import pandas as pd
+
+    from kit.analysis.cdn import _ttl_opportunity
+
+    rows = pd.DataFrame({"content_class": ["images", "js"], "expired": [10, 5], "lookups": [100, 50],
+                         "hits_gained": [8, 4], "bytes_gained": [8000.0, 4000.0], "reuse_p50_s": [60.0, 90.0],
+                         "reuse_p90_s": [600.0, 900.0], "stated_ttl": ["86400 s (TTL raised)", float("nan")],
+                         "top_routes": [["/img"], ["/js"]]})
+    sql = {"ttl_by_class": "SELECT 1", "ttl_gain": "SELECT 2"}
+    found = _ttl_opportunity(rows, 31_536_000, True, sql, "all bytes served", lambda b: b / 1e6)
+    assert found.evidence.endswith("; TTL stated by config events: 86400 s (TTL raised)")
+    none_stated = _ttl_opportunity(rows.iloc[1:], 31_536_000, True, sql, "all bytes served", lambda b: b / 1e6)
+    assert "TTL stated" not in none_stated.evidence and "nan" not in none_stated.evidence

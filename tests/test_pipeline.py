@@ -29,17 +29,8 @@ def perfkit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
                           timeout=900)
 
 
-@pytest.fixture(scope="module")
-def small_demo(demo_warehouse) -> Path:
-    return demo_warehouse(requests=60_000, days=7, seed=7)
-
-
-@pytest.fixture(scope="module")
-def finished_run(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("outputs")
-    result = perfkit("run", "--db", str(small_demo), "--out", str(out), "--quiet")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out
+# small_demo and finished_run (one `perfkit run` on a small demo) are fixtures of tests/conftest.py, shared
+# with tests/test_entry_page.py.
 
 
 def test_every_output_exists_and_parses(finished_run: Path) -> None:

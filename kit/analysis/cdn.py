@@ -745,7 +745,8 @@ def _ttl_opportunity(rows: pd.DataFrame, new_ttl: int, immutable: bool, sql: dic
     gained, gained_b = int(rows["hits_gained"].sum()), float(rows["bytes_gained"].sum())
     reuse = "; ".join(f"{c}: p50 {float(p50 or 0):,.0f} s, p90 {float(p90 or 0):,.0f} s"
                       for c, p50, p90 in zip(classes, rows["reuse_p50_s"], rows["reuse_p90_s"], strict=True))
-    stated = sorted({str(x) for x in rows["stated_ttl"] if x})
+    # a class without a stated TTL holds None, which pandas may have turned into NaN (truthy): text only
+    stated = sorted({x for x in rows["stated_ttl"] if isinstance(x, str) and x})
     routes = [r for rs in rows["top_routes"] for r in rs]
     return opportunity(
         "cdn", f"Raise the edge TTL of {names} responses to {new_ttl:,} s",

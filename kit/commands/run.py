@@ -43,6 +43,7 @@ def _run(args: argparse.Namespace) -> int:
     for t in result.timings:
         print(f"  {t.name:<22} execute {fmt.seconds(t.execute_s):>8}   export {fmt.seconds(t.export_s):>7}")
     print(f"run {result.run_id} done in {fmt.seconds(result.seconds)} -> {result.run_dir}")
+    print(f"  start here: {args.out}/reports/index.html")
     print(f"  reports:  {args.out}/reports/   documents: {args.out}/strategy/")
     for notice in export_notices(result):
         print(f"  note: {notice}")
