@@ -313,6 +313,7 @@ def run(config: RunConfig, out_dir: str | Path = DEFAULT_OUT, only: list[str] | 
     from tqdm import tqdm
 
     from kit.report.entry import write_entry_pages
+    from kit.report.screenshots import take_screenshots
     from kit.results import dumps, write_text_atomic
     from kit.warehouse import connect, fingerprint
 
@@ -394,6 +395,7 @@ def run(config: RunConfig, out_dir: str | Path = DEFAULT_OUT, only: list[str] | 
     write_text_atomic(staging / "manifest.json", dumps(manifest))
     # The entry page (reports/index.html) and the Markdown documents as HTML, swapped in with the rest.
     write_entry_pages(staging, names)
+    take_screenshots(dirs["reports"])  # for people to look at; a missing browser leaves a README.txt instead
     shutil.rmtree(staging / ".inputs")  # the notebooks as prepared for this warehouse; kept only on failure
 
     runs_dir = out / "runs"

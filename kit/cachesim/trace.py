@@ -5,7 +5,7 @@ and an oracleGeneral writer so libcachesim can replay any trace."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -190,6 +190,8 @@ class TraceStats:
     reuse_ratio: float            # share of requests that are reuses (infinite-cache hit ratio)
     duration_s: float | None
     working_set: list[dict[str, float]]   # per time bucket: start_s, requests, unique objects, unique bytes
+    # rank-frequency curve at up to 64 log-spaced ranks: rank (1 = most requested), requests to that object
+    rank_frequency: list[dict[str, int]] = field(default_factory=list)
 
 
 def trace_stats(trace: Trace, *, buckets: int = 24, zipf_ranks: int = 1000,
@@ -254,7 +256,9 @@ def trace_stats(trace: Trace, *, buckets: int = 24, zipf_ranks: int = 1000,
     ohw = int((counts == 1).sum())
     return TraceStats(trace.name, trace.key, trace.source, n, u, int(trace.size_bytes.sum()),
                       int(obj_size.sum()), ohw, ohw / u, int(obj_size.max()), float(obj_size.mean()),
-                      alpha, r2, share, rt, rdq, float(reuse.mean()), duration, ws)
+                      alpha, r2, share, rt, rdq, float(reuse.mean()), duration, ws,
+                      [{"rank": int(r), "requests": int(freq[r - 1])}
+                       for r in np.unique(np.geomspace(1, u, 64).round().astype(np.int64))])
 
 
 def zipf_trace(n: int, n_objects: int, alpha: float = 0.9, *, seed: int = 0,

@@ -5,24 +5,43 @@ exported HTML."""
 
 from __future__ import annotations
 
+import html
+import math
 import re
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.io._base_renderers import NotebookRenderer
 
-from kit.fmt import NA
+from kit import fmt
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pandas.io.formats.style import Styler
 
 PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"]
 
+# The kit's theme, used by every kit.viz figure (and so by the documents' PNGs): left-aligned titles in a
+# top margin of their own, the legend right of the plot (never over the title or the data), dates on
+# time axes, axis titles always drawn, numbers without SI suffixes on hover.
 pio.templates["perfkit"] = go.layout.Template(
     layout=go.Layout(
         colorway=PALETTE,
-        font={"family": "Inter, Segoe UI, Helvetica, Arial, sans-serif", "size": 13},
-        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+        font={"family": "Inter, Segoe UI, Helvetica, Arial, sans-serif", "size": 13, "color": "#1f2937"},
+        title={"x": 0.01, "xanchor": "left", "y": 0.98, "yanchor": "top", "yref": "container",
+               "font": {"size": 16}, "automargin": True},
+        margin={"l": 70, "r": 30, "t": 80, "b": 60},
+        legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1, "yanchor": "top",
+                "bgcolor": "rgba(255,255,255,0.8)", "font": {"size": 12}},
         hovermode="x unified",
+        xaxis={"automargin": True, "title": {"standoff": 8}},
+        yaxis={"automargin": True, "title": {"standoff": 8}},
     )
 )
+LEGEND_BELOW = {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.2, "yanchor": "top"}
+TIME_AXIS = "time (UTC)"
 pio.templates.default = "plotly_white+perfkit"
 
 
@@ -47,19 +66,188 @@ def setup_notebook() -> None:
     pio.renderers.default = "plotly_mimetype+perfkit_notebook"
 
 
-def table(rows: object, drop: tuple[str, ...] = (), digits: int | None = None) -> object:
-    """A DataFrame for display: ``rows`` (records, a DataFrame or a Series) without the ``drop`` columns
-    and without columns that are empty in every row, numbers rounded to ``digits`` decimals, and with
-    ``kit.fmt.NA`` where a value does not exist, so no table shows ``nan``/``None``. An empty table becomes
-    one sentence that says so."""
+
+MAX_ROWS = 40  # longer tables show their first rows and say how many there are
+_ACRONYMS = {"kpi": "KPI", "sql": "SQL", "promql": "PromQL", "slo": "SLO", "sli": "SLI", "ttl": "TTL", "usl": "USL",
+             "cdn": "CDN", "url": "URL", "id": "ID", "api": "API", "lru": "LRU", "rps": "req/s", "5xx": "5xx",
+             "4xx": "4xx", "p50": "p50", "p90": "p90", "p95": "p95", "p99": "p99", "ci": "CI", "cpu": "CPU"}
+_ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:?\d\d|Z)?$")
+
+
+class Note:
+    """A sentence shown in place of a table (an empty one): plain text in a notebook, a paragraph in HTML."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(self.text)}</p>"
+
+
+def _tokens(name: object) -> list[str]:
+    return [t for t in re.split(r"[_\s()/,]+", str(name).lower()) if t]
+
+
+def unit_of(name: object) -> str:
+    """The unit a column's (or a row label's) numbers are in, read from its name: ``ms``, ``s`` (a duration,
+    or a Unix time for ``start_s``-like names), ``bytes``, ``ratio`` (shown as %), ``pct`` (already in %),
+    ``rps`` or ``""`` (a plain number)."""
+    tokens = _tokens(name)
+    if not tokens:
+        return ""
+    if "ms" in tokens:
+        return "ms"
+    if "rps" in tokens or "req/s" in str(name):
+        return "rps"
+    if {"bytes", "footprint", "capacity"} & set(tokens) or "bytes" in str(name).lower():
+        return "bytes"
+    if "pct" in tokens or "%" in str(name):
+        return "pct"
+    if tokens[-1] in ("s", "seconds", "sec"):
+        return "s"
+    if "burn" in tokens or "alpha" in tokens:
+        return ""
+    if {"ratio", "share", "rate", "availability", "precision", "recall", "coverage", "offload",
+        "consumed", "remaining"} & set(tokens):
+        return "ratio"
+    return ""
+
+
+def header(name: object, unit: str) -> str:
+    """A readable column name: ``p95_ms`` → "p95 (ms)", ``byte_hit_ratio`` → "Byte hit ratio",
+    ``capacity_bytes`` → "Capacity", ``mean_delay_s`` → "Mean delay"."""
+    text = str(name)
+    if "_" not in text and text != text.lower():
+        return text  # written for people already ("KPI", "Zipf alpha")
+    words = _tokens(text) if "_" in text else text.split()
+    drop = {"ms": {"ms"}, "rps": {"rps"}, "bytes": {"bytes"}, "pct": {"pct"}, "s": {"s", "seconds"}}.get(unit, set())
+    kept = [w for w in words if w not in drop] or words
+    words = [_ACRONYMS.get(w, w) for w in kept]
+    label = " ".join(words)
+    label = label[:1].upper() + label[1:] if not re.match(r"^p\d", label) else label
+    suffix = {"ms": " (ms)", "rps": " (req/s)", "pct": " (%)"}.get(unit, "")
+    return label + suffix if suffix and suffix.strip(" ()") not in label else label
+
+
+def _small(value: float, significant: int) -> str:
+    """A number without scientific notation: 3 significant digits below 1 (0.000123), else :func:`fmt.num`."""
+    if value == 0 or abs(value) >= 0.001:
+        return fmt.num(value, significant)
+    decimals = significant - 1 - math.floor(math.log10(abs(value)))
+    return f"{value:.{min(decimals, 12)}f}"
+
+
+def cell(value: object, unit: str = "", significant: int = 3) -> str:
+    """One value as a reader reads it, in ``unit`` (see :func:`unit_of`): no ``nan``/``None`` (``fmt.NA``), no
+    scientific notation, dicts as ``key value · key value``, lists joined, booleans as yes/no, times in UTC."""
+    import numpy as np
     import pandas as pd
 
-    df = rows if isinstance(rows, pd.DataFrame | pd.Series) else pd.DataFrame(rows)
-    if digits is not None:
-        df = df.round(digits)
-    if isinstance(df, pd.Series):
-        return df.astype(object).where(df.notna(), NA).to_frame("value")
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return fmt.NA
+    if isinstance(value, dict):
+        return " · ".join(f"{k} {cell(v, unit, significant)}" for k, v in value.items()) or fmt.NA
+    if isinstance(value, list | tuple | set | np.ndarray):
+        return ", ".join(cell(v, unit, significant) for v in value) or fmt.NA
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, datetime | pd.Timestamp | np.datetime64):
+        return fmt.timestamp(pd.Timestamp(value).isoformat())
+    if isinstance(value, pd.Timedelta | timedelta):
+        return fmt.duration(pd.Timedelta(value).total_seconds())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("", "nan", "NaN", "None", "NaT", "null"):
+            return fmt.NA
+        return fmt.timestamp(text) if _ISO_TIME.match(text) else value
+    if not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, float) and math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    if unit == "ms":
+        return f"{value:,.0f}" if abs(value) >= 100 else _small(float(value), significant)
+    if unit == "bytes":
+        return fmt.size(value)
+    if unit == "ratio":
+        return fmt.pct(value, 2) if abs(value) >= 0.0001 or value == 0 else "< 0.01%"
+    if unit == "pct":
+        return f"{value:,.1f}"
+    if unit == "s":
+        if value > 1e8:  # a Unix time, not a duration
+            return fmt.timestamp(datetime.fromtimestamp(value, UTC).isoformat())
+        return fmt.duration(value)
+    if isinstance(value, int) or float(value).is_integer():
+        return fmt.count(value)
+    return _small(float(value), significant)
+
+
+def table(rows: object, drop: tuple[str, ...] = (), digits: int | None = None, *,
+          units: dict[str, str] | None = None, caption: str | None = None, max_rows: int = MAX_ROWS,
+          empty: str = "Nothing to show: no rows.") -> object:
+    """A table for people: ``rows`` (records, a DataFrame or a Series of labelled values) without the ``drop``
+    columns and columns empty in every row, every value formatted by :func:`cell` in the unit its name says
+    (:func:`unit_of`; ``units`` overrides it per column, ``"*"`` for all), numbers to ``digits`` significant
+    digits (3), readable column names (:func:`header`), no index unless it carries data (a named one),
+    at most ``max_rows`` rows (the caption says "first N of M rows"). A pandas Styler (HTML-escaped), so the
+    exported report shows the same table as the notebook; an empty table is the sentence ``empty``."""
+    import pandas as pd
+
+    units = units or {}
+    significant = digits or 3
+    if isinstance(rows, pd.Series):
+        if rows.empty:
+            return Note(empty)
+        labels = [str(k) for k in rows.index]
+        values = [cell(v, units.get(k) or unit_of(k) or units.get("*", ""), significant)
+                  for k, v in zip(labels, rows, strict=True)]
+        frame = pd.DataFrame({"": [header(k, "") if "_" in k else k for k in labels], " ": values})
+        return _styled(frame, [" "], caption).hide(axis="columns")
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
     if df.empty:
-        return "Nothing to show: no rows."
+        return Note(empty)
+    value_axis = df.columns.name  # a pivot: the columns are values of this variable, not field names
+    index_columns: list[object] = []
+    if not isinstance(df.index, pd.RangeIndex) and any(n is not None for n in df.index.names):
+        index_columns = list(df.index.names)
+        df = df.reset_index()
     df = df.drop(columns=[c for c in drop if c in df.columns]).dropna(axis=1, how="all")
-    return df.astype(object).where(df.notna(), NA)
+    total = len(df)
+    df = df.head(max_rows)
+    out: dict[str, list[str]] = {}
+    numeric: list[str] = []
+    for column in df.columns:
+        if value_axis is not None and column not in index_columns:
+            unit, name = units.get(column) or units.get("*", ""), str(column)
+        else:
+            unit = units.get(column) or unit_of(column) or units.get("*", "")
+            name = header(column, unit)
+        while name in out:
+            name += " "
+        series = df[column]
+        out[name] = [cell(v, unit, significant) for v in series]
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            numeric.append(name)
+    if value_axis is not None:
+        caption = caption or f"Columns: {value_axis}"
+    if total > len(df):
+        caption = (caption + "; " if caption else "") + f"first {len(df)} of {total} rows"
+    return _styled(pd.DataFrame(out), numeric, caption)
+
+
+def _styled(frame: pd.DataFrame, numeric: list[str], caption: str | None) -> Styler:
+    """The Styler of an all-text frame: no index, numbers right-aligned, everything HTML-escaped."""
+    styler = frame.style.hide(axis="index").format(escape="html").format_index(escape="html", axis=1)
+    if numeric:
+        styler = styler.set_properties(subset=numeric, **{"text-align": "right"})
+    styler = styler.set_table_styles([
+        {"selector": "", "props": "border-collapse: collapse; font-size: 13px; margin: 4px 0 12px"},
+        {"selector": "th", "props": "text-align: left; padding: 4px 10px; border-bottom: 1px solid #9ca3af"},
+        {"selector": "td", "props": "padding: 3px 10px; border-bottom: 1px solid #e5e7eb"},
+        {"selector": "caption", "props": "caption-side: bottom; text-align: left; color: #4b5563; "
+                                         "font-size: 12px; padding-top: 4px"}])
+    return styler.set_caption(html.escape(caption)) if caption else styler

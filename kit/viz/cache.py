@@ -3,6 +3,7 @@ JSON (``results["cache"]``) and returns a plotly Figure."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import plotly.graph_objects as go
@@ -10,6 +11,7 @@ from plotly.subplots import make_subplots
 
 from kit import fmt
 from kit.results import to_jsonable
+from kit.viz import LEGEND_BELOW, TIME_AXIS
 
 __all__ = ["as_dict", "plot_key_curves", "plot_policies", "plot_ttl_by_class", "plot_cost", "plot_working_set",
            "plot_popularity", "plot_explorer", "readout_text", "cache_explorer"]
@@ -36,7 +38,8 @@ def plot_key_curves(result: Any) -> go.Figure:
     fig.add_vline(x=s["recommended_capacity_bytes"], line_dash="dash", line_color="#4b5563",
                   annotation_text=f"recommended {fmt.size(s['recommended_capacity_bytes'])}")
     fig.update_layout(title="Exact LRU hit ratio by cache size and key design", xaxis_type="log",
-                      xaxis_title="cache capacity (bytes)", yaxis_title="hit ratio", yaxis_range=[0, 1])
+                      xaxis_title="cache capacity (bytes, log scale)", yaxis_title="hit ratio", yaxis_range=[0, 1],
+                      yaxis_tickformat=".0%")
     return fig
 
 
@@ -52,7 +55,8 @@ def plot_policies(result: Any, metric: str = "miss_ratio") -> go.Figure:
                                                              else "solid"}))
     label = "byte miss ratio" if metric == "byte_miss_ratio" else "miss ratio"
     fig.update_layout(title=f"Eviction policies: {label} by cache size ({r['policies']['method']})",
-                      xaxis_type="log", xaxis_title="cache capacity (bytes)", yaxis_title=label)
+                      xaxis_type="log", xaxis_title="cache capacity (bytes, log scale)", yaxis_title=label,
+                      yaxis_tickformat=".0%")
     return fig
 
 
@@ -66,7 +70,7 @@ def plot_ttl_by_class(result: Any) -> go.Figure:
                              y=[c["hit_ratio_by_ttl"][t] for t in ttls], name=c["content_class"],
                              marker_color=_color(i)))
     fig.update_layout(title="Hit ratio by TTL and content class (expiry only)", barmode="group",
-                      xaxis_title="TTL", yaxis_title="hit ratio", yaxis_range=[0, 1])
+                      xaxis_title="TTL", yaxis_title="hit ratio", yaxis_range=[0, 1], yaxis_tickformat=".0%")
     return fig
 
 
@@ -81,10 +85,10 @@ def plot_cost(result: Any) -> go.Figure:
     fig.add_trace(go.Scatter(x=x, y=[p["net_saving_per_month"] for p in pts], name="net saving / month"))
     fig.add_trace(go.Scatter(x=x, y=[p["byte_hit_ratio"] for p in pts], name="byte hit ratio",
                              line={"dash": "dot"}), secondary_y=True)
-    fig.update_xaxes(type="log", title_text="cache capacity (bytes)")
+    fig.update_xaxes(type="log", title_text="cache capacity (bytes, log scale)")
     fig.update_yaxes(title_text="currency units per month", secondary_y=False)
-    fig.update_yaxes(title_text="byte hit ratio", range=[0, 1], secondary_y=True)
-    fig.update_layout(title="Cost model: memory against origin egress")
+    fig.update_yaxes(title_text="byte hit ratio", range=[0, 1], tickformat=".0%", secondary_y=True)
+    fig.update_layout(title="Cost model: memory against origin egress", legend=LEGEND_BELOW)
     return fig
 
 
@@ -93,22 +97,36 @@ def plot_working_set(result: Any) -> go.Figure:
     r = as_dict(result)
     ws = r["trace"]["working_set"]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    x = [w["start_s"] for w in ws]
+    timed = bool(ws) and ws[0]["start_s"] > 1e8  # Unix seconds; a trace without times counts requests instead
+    x = [datetime.fromtimestamp(w["start_s"], UTC) if timed else w["start_s"] for w in ws]
     fig.add_trace(go.Bar(x=x, y=[w["requests"] for w in ws], name="requests", opacity=0.5))
     fig.add_trace(go.Scatter(x=x, y=[w["unique_objects"] for w in ws], name="unique objects"), secondary_y=True)
-    fig.update_layout(title="Working set over time", xaxis_title="time (epoch seconds)")
+    fig.update_yaxes(title_text="requests per bucket", secondary_y=False)
+    fig.update_yaxes(title_text="unique objects per bucket", secondary_y=True)
+    fig.update_layout(title=f"Working set over time ({len(ws)} buckets)", legend=LEGEND_BELOW,
+                      xaxis_title=TIME_AXIS if timed else "request number (the trace has no times)")
     return fig
 
 
 def plot_popularity(result: Any) -> go.Figure:
-    """Summary of popularity: share of requests to the top objects and the Zipf fit."""
+    """Rank–frequency plot on log–log axes: requests to the object of each popularity rank (1 = most
+    requested), with the fitted Zipf line (slope −alpha, through the top object) when there is a fit."""
     r = as_dict(result)
     t = r["trace"]
-    labels = list(t["top_objects_share"])
-    fig = go.Figure(go.Bar(x=labels, y=[t["top_objects_share"][k] for k in labels]))
+    points = t.get("rank_frequency") or []
+    fig = go.Figure(go.Scatter(x=[p["rank"] for p in points], y=[p["requests"] for p in points],
+                               mode="lines+markers", name="objects by rank"))
     alpha = t["zipf_alpha"]
-    fig.update_layout(title=f"Popularity: Zipf alpha = {alpha:.2f}" if alpha is not None else "Popularity",
-                      yaxis_title="share of requests", yaxis_range=[0, 1])
+    if alpha is not None and points:
+        top = points[0]["requests"]
+        ranks = [p["rank"] for p in points]
+        fig.add_trace(go.Scatter(x=ranks, y=[top * rank ** -alpha for rank in ranks], mode="lines",
+                                 name=f"Zipf fit, alpha {alpha:.2f}", line={"dash": "dash", "color": _color(1)}))
+    share = t["top_objects_share"]
+    fig.update_layout(
+        title=f"Popularity: rank against requests (top 1% of objects: {fmt.pct(share.get('top_1pct'), 1)} "
+              f"of requests)", xaxis_type="log", yaxis_type="log", hovermode="closest",
+        xaxis_title="object rank (1 = most requested, log scale)", yaxis_title="requests (log scale)")
     return fig
 
 
@@ -124,7 +142,8 @@ def plot_explorer(explorer: dict[str, Any], key: str, policy: str, ttl_s: str, i
         fig.add_trace(go.Scatter(x=[caps[index]], y=[hit[index]], name="chosen size", mode="markers",
                                  marker={"size": 14, "symbol": "diamond"}))
     ttl = "no expiry" if ttl_s == "0" else f"TTL {ttl_s} s"
-    fig.update_layout(title=f"{policy} · key {key} · {ttl}", xaxis_type="log", xaxis_title="capacity (bytes)",
+    fig.update_layout(title=f"{policy} · key {key} · {ttl}", xaxis_type="log",
+                      xaxis_title="capacity (bytes, log scale)",
                       yaxis_title="hit ratio", yaxis_range=[0, 1])
     return fig
 

@@ -31,5 +31,6 @@ def plot_top_fingerprints(analysis: Any, periods: Any = None, top: int = 10) -> 
         fig.add_bar(y=labels, x=[float(r["total_ms"] or 0) / 1000 for r in rows], orientation="h", hovertext=names,
                     name="database time")
     fig.update_layout(title="Top query fingerprints by database time", xaxis_title="database time (s)",
-                      yaxis={"autorange": "reversed"}, height=120 + 32 * max(len(rows), 1), margin={"l": 420})
+                      yaxis={"autorange": "reversed", "title": "query fingerprint"},
+                      height=120 + 32 * max(len(rows), 1), margin={"l": 420})
     return fig

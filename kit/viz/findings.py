@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from kit.analysis.findings import FindingEvidence, Findings, finding_evidence, window_events
 from kit.analysis.window import Window
 from kit.report.text import md_escape
-from kit.viz import PALETTE
+from kit.viz import PALETTE, TIME_AXIS
 
 CONFIDENCE_COLOURS = {"high": PALETTE[1], "medium": PALETTE[3], "low": PALETTE[7]}
 EVENT_COLOURS = {"deploy": PALETTE[0], "config": PALETTE[4], "campaign": PALETTE[2]}
@@ -49,7 +49,7 @@ def plot_findings_timeline(found: Findings, events: pd.DataFrame) -> go.Figure:
                                                                       strict=True)],
             hoverinfo="text"))
     fig.update_layout(title="Findings (bars, onset → end) and events (▼)", hovermode="closest",
-                      yaxis={"autorange": "reversed", "title": None}, xaxis_title=None,
+                      yaxis={"autorange": "reversed", "title": "finding"}, xaxis_title=TIME_AXIS,
                       height=max(300, 60 + 40 * (len(found.items) + 1)))
     return fig
 
@@ -66,7 +66,7 @@ def plot_finding_series(evidence: FindingEvidence) -> go.Figure:
         fig.add_vline(x=row.ts_start, line={"color": EVENT_COLOURS.get(str(row.kind), PALETTE[5]), "dash": "dot"})
         fig.add_annotation(x=row.ts_start, y=1, yref="paper", text=_esc(f"{row.kind}: {row.what}")[:60],
                            showarrow=False, textangle=-90, xanchor="right", yanchor="top", font={"size": 10})
-    fig.update_layout(title=_esc(f"{f.title}: {evidence.value_label} per {f.bucket_s} s"), xaxis_title=None,
+    fig.update_layout(title=_esc(f"{f.title}: {evidence.value_label} per {f.bucket_s} s"), xaxis_title=TIME_AXIS,
                       yaxis_title=_esc(evidence.value_label), showlegend=False)
     return fig
 
@@ -89,7 +89,7 @@ def plot_finding_distributions(evidence: FindingEvidence) -> go.Figure:
                            error_y={"type": "data", "array": [0, f.ci_high - f.effect],
                                     "arrayminus": [0, f.effect - f.ci_low]}))
     fig.update_layout(title=_esc(f"{f.metric}: before and after (error bar: 95 % interval of the change)"),
-                      yaxis_title=_esc(f.metric), hovermode="closest")
+                      yaxis_title=_esc(f.metric), xaxis_title="period", hovermode="closest")
     return fig
 
 

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from kit.results import to_jsonable
+from kit.viz import TIME_AXIS
 
 __all__ = [
     "as_dict", "frame", "plot_overview", "plot_service_red", "plot_service_latency", "plot_route_drilldown",
@@ -48,6 +49,14 @@ def _bucket_label(r: dict[str, Any], key: str) -> str:
     return f"{seconds}s"
 
 
+def _axis_label(column: str) -> str:
+    """An axis title for a KPI column: ``p95_ms`` → "p95 latency (ms)", ``error_rate_5xx`` → "5xx error rate"."""
+    if column.endswith("_ms"):
+        return f"{column.removesuffix('_ms')} latency (ms)"
+    return {"rate_rps": "requests/s", "error_rate_5xx": "5xx error rate", "error_rate_4xx": "4xx error rate",
+            "apdex": "Apdex"}.get(column, column.replace("_", " "))
+
+
 def _empty(title: str, message: str) -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
@@ -60,7 +69,7 @@ def _lines_per_group(df: pd.DataFrame, column: str, legend: str, title: str, emp
     if df.empty:
         return _empty(empty_title, "no requests")
     fig = px.line(df, x="bucket_start", y=column, color="group", title=title)
-    fig.update_layout(xaxis_title=None, legend_title=legend)
+    fig.update_layout(xaxis_title=TIME_AXIS, yaxis_title=_axis_label(column), legend_title=legend)
     if column.endswith("_ms"):
         fig.update_yaxes(type="log")
     return fig
@@ -82,9 +91,11 @@ def plot_overview(report: Any) -> go.Figure:
     fig.add_scatter(x=df["bucket_start"], y=df["error_rate_4xx"], name="4xx", row=2, col=1)
     for col in ("p50_ms", "p95_ms", "p99_ms") if timed else ():
         fig.add_scatter(x=df["bucket_start"], y=df[col], name=col.removesuffix("_ms"), row=3, col=1)
-    fig.update_yaxes(tickformat=".1%", row=2, col=1)
+    fig.update_yaxes(title_text="req/s", row=1, col=1)
+    fig.update_yaxes(tickformat=".1%", title_text="share", row=2, col=1)
     if timed:
-        fig.update_yaxes(type="log", row=3, col=1)
+        fig.update_yaxes(type="log", title_text="ms (log)", row=3, col=1)
+    fig.update_xaxes(title_text=TIME_AXIS, row=len(titles), col=1)
     fig.update_layout(title=f"Overview: RED per {_bucket_label(r, 'series_bucket_seconds')} bucket",
                       height=650 if timed else 450)
     return fig
@@ -102,7 +113,10 @@ def plot_service_red(report: Any) -> go.Figure:
         fig.add_bar(x=df["group"], y=df[col], name=col.removesuffix("_ms"), row=1, col=1)
     fig.add_bar(x=df["group"], y=df["error_rate_5xx"], name="5xx rate", row=1, col=2 if timed else 1,
                 showlegend=False)
-    fig.update_yaxes(tickformat=".2%", row=1, col=2 if timed else 1)
+    fig.update_yaxes(tickformat=".2%", title_text="5xx error rate", row=1, col=2 if timed else 1)
+    if timed:
+        fig.update_yaxes(title_text="latency (ms)", row=1, col=1)
+    fig.update_xaxes(title_text="service")
     fig.update_layout(title="Per service: latency percentiles and 5xx error rate", barmode="group",
                       hovermode="closest")
     return fig
@@ -125,7 +139,8 @@ def plot_route_drilldown(report: Any, top_n: int = 30) -> go.Figure:
     fig = px.scatter(df, x="requests", y="p99_ms", color="error_rate_5xx", size="time_ms", hover_name="label",
                      hover_data=["p50_ms", "p95_ms", "error_rate_4xx", "apdex"], log_x=True, log_y=True,
                      color_continuous_scale="Reds", title=f"Per route drill-down: top {len(df)} routes by traffic")
-    fig.update_layout(hovermode="closest", coloraxis_colorbar_tickformat=".1%")
+    fig.update_layout(hovermode="closest", coloraxis_colorbar_tickformat=".1%", coloraxis_colorbar_title="5xx rate",
+                      xaxis_title="requests in the window (log scale)", yaxis_title="p99 latency (ms, log scale)")
     return fig
 
 
@@ -147,7 +162,7 @@ def plot_latency_heatmap(report: Any) -> go.Figure:
                                colorscale="Viridis", colorbar={"title": "requests"}))
     minutes = r["heatmap_bucket_seconds"] / 60
     fig.update_layout(title=f"Latency heatmap ({minutes:g}-minute columns, log-spaced latency bins)",
-                      yaxis_title="latency ≥ (ms)", hovermode="closest")
+                      yaxis_title="latency ≥ (ms)", xaxis_title=TIME_AXIS, hovermode="closest")
     return fig
 
 
@@ -160,7 +175,8 @@ def plot_latency_histogram(report: Any) -> go.Figure:
     df["share"] = df["count"] / df.groupby("group")["count"].transform("sum")
     fig = px.line(df, x="lo_ms", y="share", color="group", log_x=True, line_shape="hv",
                   title="Latency distribution (share of requests per bin)")
-    fig.update_layout(xaxis_title="latency (ms)", yaxis_tickformat=".1%", hovermode="closest")
+    fig.update_layout(xaxis_title="latency (ms, log scale)", yaxis_title="share of the service's requests",
+                      yaxis_tickformat=".1%", hovermode="closest", legend_title="service")
     return fig
 
 
@@ -174,7 +190,7 @@ def plot_saturation_latency(report: Any) -> go.Figure:
     fig.update_xaxes(matches=None, title=None)
     fig.update_yaxes(tickformat="~s", title=None)
     fig.for_each_annotation(lambda a: a.update(text=a.text.removeprefix("metric=")))
-    fig.update_layout(hovermode="closest", yaxis_title="p95 latency (ms)")
+    fig.update_layout(hovermode="closest", yaxis_title="p95 latency (ms)", xaxis_title="metric value (bucket mean)")
     return fig
 
 
@@ -189,5 +205,5 @@ def plot_comparison(report: Any) -> go.Figure:
     fig = go.Figure(go.Bar(x=df["change_pct"], y=df["name"], orientation="h",
                            marker_color=[colors[v] for v in df["verdict"]]))
     fig.update_layout(title=f"Period over period ({r['comparison']['basis']})", xaxis_title="change (%)",
-                      yaxis={"autorange": "reversed"}, hovermode="closest")
+                      yaxis={"autorange": "reversed", "title": "KPI"}, hovermode="closest")
     return fig

@@ -10,12 +10,13 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from kit.analysis.opportunity import saving_text
+from kit.viz import TIME_AXIS
 
 
 def plot_requests_per_hour(per_hour: pd.DataFrame) -> go.Figure:
     """Stacked requests per hour by service."""
     fig = px.area(per_hour, x="hour", y="requests", color="service", title="Requests per hour by service")
-    fig.update_layout(xaxis_title=None, yaxis_title="requests / hour")
+    fig.update_layout(xaxis_title=TIME_AXIS, yaxis_title="requests / hour")
     return fig
 
 
@@ -24,7 +25,8 @@ def plot_field_completeness(completeness: dict[str, float]) -> go.Figure:
     frame = pd.DataFrame({"field": list(completeness), "present": list(completeness.values())})
     fig = px.bar(frame, x="present", y="field", orientation="h", range_x=[0, 1],
                  title="Field completeness in requests (share of rows with a value)")
-    fig.update_layout(xaxis_tickformat=".0%", yaxis_title=None, xaxis_title=None, hovermode="closest")
+    fig.update_layout(xaxis_tickformat=".0%", yaxis_title="field", xaxis_title="share of rows with a value",
+                      hovermode="closest")
     return fig
 
 
@@ -33,7 +35,7 @@ def plot_time_share(top: pd.DataFrame) -> go.Figure:
     frame = top.assign(label=top["service"] + " " + top["route"])
     fig = px.bar(frame, x="time_share", y="label", orientation="h", hover_data=["requests", "p95_ms", "p99_ms"],
                  title="Share of all request time, top routes")
-    fig.update_layout(xaxis_tickformat=".0%", yaxis_title=None, xaxis_title=None,
+    fig.update_layout(xaxis_tickformat=".1%", yaxis_title="service and route", xaxis_title="share of all request time",
                       yaxis={"autorange": "reversed"}, hovermode="closest")
     return fig
 

@@ -46,7 +46,7 @@ def plot_icicle(result: Any, service: str | None = None) -> go.Figure:
         branchvalues="total", customdata=(nodes["samples"] / roots if roots else nodes["samples"] * 0),
         hovertemplate="%{label}<br>%{value:,} samples (%{customdata:.1%} of the service)<extra></extra>",
         tiling={"orientation": "v"}, root={"color": "#f3f4f6"}))
-    fig.update_layout(title=f"Profile of {service}: stacks root first, width = samples", margin={"t": 50, "l": 10,
+    fig.update_layout(title=f"Profile of {service}: stacks root first, width = samples", margin={"t": 80, "l": 10,
                                                                                                "r": 10, "b": 10})
     return fig
 
@@ -78,6 +78,7 @@ def plot_diff(result: Any, index: int | None = None, top: int = 20) -> go.Figure
     verdict = "" if d["has_verdicts"] else " — no verdict (too few profiles)"
     fig.update_layout(
         barmode="group", xaxis_tickformat=".0%", xaxis_title="mean inclusive share of the service's samples",
+        yaxis_title="frame",
         title=f"{d['service']}: {d['label']} — {d['profiles_before']} profiles before, {d['profiles_after']} "
               f"after{verdict}", height=max(350, 28 * len(frames) + 120),
         legend={"orientation": "h", "y": -0.15})

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from kit.results import to_jsonable
-from kit.viz import PALETTE
+from kit.viz import LEGEND_BELOW, PALETTE
 
 __all__ = ["plot_latency_knee", "plot_usl", "scaling_figures"]
 
@@ -77,7 +77,7 @@ def plot_latency_knee(analysis: Any, service: str) -> go.Figure:
                   annotation_text=f"SLO p95 {head['slo_p95_ms']:g} ms")
     fig.add_vline(x=head["peak_per_instance_rps"], line_dash="dot", line_color=PALETTE[7],
                   annotation_text="today's peak", annotation_position="bottom right")
-    fig.update_layout(title=f"{_esc(service)}: p95 against load per instance", hovermode="closest",
+    fig.update_layout(title=f"{_esc(service)}: p95 against load per instance", hovermode="closest", legend=LEGEND_BELOW,
                       xaxis_title="requests/s per instance")
     fig.update_yaxes(title_text="p95 (ms)", secondary_y=False)
     return fig
