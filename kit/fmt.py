@@ -9,6 +9,7 @@ notebook and a chart."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
 
 NA = "n/a"
@@ -16,13 +17,20 @@ _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 
 def num(value: float | None, digits: int = 3) -> str:
-    """A readable number: whole numbers from 1,000 up with thousands separators, smaller ones with
-    ``digits`` significant digits, larger fractions rounded to whole units (1234.5 → 1,234; 0.01234 → 0.0123)."""
-    if value is None:
+    """A readable number, never in scientific notation: whole numbers from 1,000 up with thousands
+    separators, smaller ones with ``digits`` significant digits, larger fractions rounded to whole units
+    (1234.5 → 1,234; 0.01234 → 0.0123; 8.7e-07 → 0.00000087); NaN is ``n/a``."""
+    if value is None or isinstance(value, float) and math.isnan(value):
         return NA
     if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1000:
         return f"{int(value):,}"
-    return f"{value:,.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+    text = f"{value:,.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if "e" in text and not math.isinf(value):
+        if abs(value) >= 1:  # 999.7 at 3 digits, 150 at 2: whole units
+            return f"{value:,.0f}"
+        decimals = digits - 1 - math.floor(math.log10(abs(value)))
+        text = f"{value:.{min(decimals, 24)}f}".rstrip("0")
+    return text
 
 
 def count(value: float | None) -> str:

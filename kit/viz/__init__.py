@@ -93,8 +93,9 @@ def _tokens(name: object) -> list[str]:
 
 def unit_of(name: object) -> str:
     """The unit a column's (or a row label's) numbers are in, read from its name: ``ms``, ``s`` (a duration,
-    or a Unix time for ``start_s``-like names), ``bytes``, ``ratio`` (shown as %), ``pct`` (already in %),
-    ``rps`` or ``""`` (a plain number)."""
+    or a Unix time for ``start_s``-like names), ``bytes``, ``ratio`` (a share, shown as %), ``x`` (a
+    multiplier: ``ratio`` of two means, ``rate_ratio``), ``pct`` (already in %), ``rps`` or ``""`` (a plain
+    number)."""
     tokens = _tokens(name)
     if not tokens:
         return ""
@@ -104,40 +105,47 @@ def unit_of(name: object) -> str:
         return "rps"
     if {"bytes", "footprint", "capacity"} & set(tokens) or "bytes" in str(name).lower():
         return "bytes"
-    if "pct" in tokens or "%" in str(name):
+    if {"pct", "percent"} & set(tokens) or "%" in str(name):
         return "pct"
     if tokens[-1] in ("s", "seconds", "sec"):
         return "s"
     if "burn" in tokens or "alpha" in tokens:
         return ""
+    if tokens[0] == "ratio" or "rate ratio" in " ".join(tokens):
+        return "x"
     if {"ratio", "share", "rate", "availability", "precision", "recall", "coverage", "offload",
         "consumed", "remaining"} & set(tokens):
         return "ratio"
     return ""
 
 
+# A row's own unit (a ``unit`` column, as in the USE and comparison tables) for its unit-less columns.
+_ROW_UNITS = {"bytes": "bytes", "ms": "ms", "ratio": "ratio", "share": "ratio", "seconds": "s", "s": "s"}
+_ROW_UNIT_COLUMNS = {"mean", "median", "min", "max", "p50", "p90", "p95", "p99", "value", "current", "previous",
+                     "baseline", "before", "after", "effect", "now"}  # statistics of the row's own metric
+_SIZE_WORDS = {"capacity", "size", "footprint"}
+
+
 def header(name: object, unit: str) -> str:
     """A readable column name: ``p95_ms`` → "p95 (ms)", ``byte_hit_ratio`` → "Byte hit ratio",
-    ``capacity_bytes`` → "Capacity", ``mean_delay_s`` → "Mean delay"."""
+    ``capacity_bytes`` → "Capacity", ``hit_bytes`` → "Hit bytes", ``mean_delay_s`` → "Mean delay".
+    Names written for people ("KPI", "change %", "peak rps/instance") only get a capital letter."""
     text = str(name)
-    if "_" not in text and text != text.lower():
-        return text  # written for people already ("KPI", "Zipf alpha")
-    words = _tokens(text) if "_" in text else text.split()
-    drop = {"ms": {"ms"}, "rps": {"rps"}, "bytes": {"bytes"}, "pct": {"pct"}, "s": {"s", "seconds"}}.get(unit, set())
+    if "_" not in text:
+        return text[:1].upper() + text[1:] if text == text.lower() and not re.match(r"^p\d", text) else text
+    words = _tokens(text)
+    drop = {"ms": {"ms"}, "rps": {"rps"}, "pct": {"pct", "percent"}, "s": {"s", "seconds"},
+            "bytes": {"bytes"} if _SIZE_WORDS & set(words) else set()}.get(unit, set())
     kept = [w for w in words if w not in drop] or words
-    words = [_ACRONYMS.get(w, w) for w in kept]
-    label = " ".join(words)
+    label = " ".join(_ACRONYMS.get(w, w) for w in kept)
     label = label[:1].upper() + label[1:] if not re.match(r"^p\d", label) else label
     suffix = {"ms": " (ms)", "rps": " (req/s)", "pct": " (%)"}.get(unit, "")
     return label + suffix if suffix and suffix.strip(" ()") not in label else label
 
 
 def _small(value: float, significant: int) -> str:
-    """A number without scientific notation: 3 significant digits below 1 (0.000123), else :func:`fmt.num`."""
-    if value == 0 or abs(value) >= 0.001:
-        return fmt.num(value, significant)
-    decimals = significant - 1 - math.floor(math.log10(abs(value)))
-    return f"{value:.{min(decimals, 12)}f}"
+    """A number without scientific notation (:func:`fmt.num`)."""
+    return fmt.num(value, significant)
 
 
 def cell(value: object, unit: str = "", significant: int = 3) -> str:
@@ -146,7 +154,7 @@ def cell(value: object, unit: str = "", significant: int = 3) -> str:
     import numpy as np
     import pandas as pd
 
-    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NaT or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return fmt.NA
     if isinstance(value, dict):
         return " · ".join(f"{k} {cell(v, unit, significant)}" for k, v in value.items()) or fmt.NA
@@ -177,6 +185,8 @@ def cell(value: object, unit: str = "", significant: int = 3) -> str:
         return fmt.pct(value, 2) if abs(value) >= 0.0001 or value == 0 else "< 0.01%"
     if unit == "pct":
         return f"{value:,.1f}"
+    if unit == "x":
+        return f"{fmt.num(value, significant)}×"
     if unit == "s":
         if value > 1e8:  # a Unix time, not a duration
             return fmt.timestamp(datetime.fromtimestamp(value, UTC).isoformat())
@@ -220,17 +230,25 @@ def table(rows: object, drop: tuple[str, ...] = (), digits: int | None = None, *
     df = df.head(max_rows)
     out: dict[str, list[str]] = {}
     numeric: list[str] = []
+    row_units = [_ROW_UNITS.get(str(u).lower(), "") for u in df["unit"]] if "unit" in df.columns else None
     for column in df.columns:
         if value_axis is not None and column not in index_columns:
             unit, name = units.get(column) or units.get("*", ""), str(column)
         else:
             unit = units.get(column) or unit_of(column) or units.get("*", "")
             name = header(column, unit)
+        series = df[column]
+        is_number = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+        if not unit and is_number and row_units is not None and _ROW_UNIT_COLUMNS & set(_tokens(column)):
+            cells = [cell(v, u, significant) for v, u in zip(series, row_units, strict=True)]
+        else:
+            cells = [cell(v, unit, significant) for v in series]
+        if all(c == fmt.NA for c in cells):
+            continue  # nothing to read in this column
         while name in out:
             name += " "
-        series = df[column]
-        out[name] = [cell(v, unit, significant) for v in series]
-        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        out[name] = cells
+        if is_number:
             numeric.append(name)
     if value_axis is not None:
         caption = caption or f"Columns: {value_axis}"
@@ -242,8 +260,11 @@ def table(rows: object, drop: tuple[str, ...] = (), digits: int | None = None, *
 def _styled(frame: pd.DataFrame, numeric: list[str], caption: str | None) -> Styler:
     """The Styler of an all-text frame: no index, numbers right-aligned, everything HTML-escaped."""
     styler = frame.style.hide(axis="index").format(escape="html").format_index(escape="html", axis=1)
+    text = [c for c in frame.columns if c not in numeric]
     if numeric:
         styler = styler.set_properties(subset=numeric, **{"text-align": "right"})
+    if text:
+        styler = styler.set_properties(subset=text, **{"text-align": "left"})
     styler = styler.set_table_styles([
         {"selector": "", "props": "border-collapse: collapse; font-size: 13px; margin: 4px 0 12px"},
         {"selector": "th", "props": "text-align: left; padding: 4px 10px; border-bottom: 1px solid #9ca3af"},

@@ -12,6 +12,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from kit import fmt
 from kit.results import to_jsonable
 from kit.viz import TIME_AXIS
 
@@ -158,7 +159,7 @@ def plot_latency_heatmap(report: Any) -> go.Figure:
     if df.empty:
         return _empty("Latency heatmap", "no latency values")
     grid = df.pivot_table(index="lo_ms", columns="bucket_start", values="count", aggfunc="sum", fill_value=0)
-    fig = go.Figure(go.Heatmap(x=grid.columns, y=[f"{v:.3g}" for v in grid.index], z=grid.values,
+    fig = go.Figure(go.Heatmap(x=grid.columns, y=[fmt.num(v) for v in grid.index], z=grid.values,
                                colorscale="Viridis", colorbar={"title": "requests"}))
     minutes = r["heatmap_bucket_seconds"] / 60
     fig.update_layout(title=f"Latency heatmap ({minutes:g}-minute columns, log-spaced latency bins)",
