@@ -194,7 +194,10 @@ class TraceStats:
     rank_frequency: list[dict[str, int]] = field(default_factory=list)
 
 
-def trace_stats(trace: Trace, *, buckets: int = 24, zipf_ranks: int = 1000,
+ZIPF_RANKS = 1000  # the Zipf exponent is fitted over the most requested ranks
+
+
+def trace_stats(trace: Trace, *, buckets: int = 24, zipf_ranks: int = ZIPF_RANKS,
                 object_curve: MissRatioCurve | None = None) -> TraceStats:
     """Statistics of a trace (vectorized). Reuse distances come from ``object_curve`` (the trace's exact
     LRU curve by object count) when given, else from one stack-distance pass."""

@@ -3,6 +3,7 @@ JSON (``results["cache"]``) and returns a plotly Figure."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,8 +11,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from kit import fmt
+from kit.cachesim.trace import ZIPF_RANKS
 from kit.results import to_jsonable
-from kit.viz import LEGEND_BELOW, TIME_AXIS
+from kit.viz import LEGEND_BELOW, PALETTE, TIME_AXIS
 
 __all__ = ["as_dict", "plot_key_curves", "plot_policies", "plot_ttl_by_class", "plot_cost", "plot_working_set",
            "plot_popularity", "plot_explorer", "readout_text", "cache_explorer"]
@@ -52,7 +54,7 @@ def plot_policies(result: Any, metric: str = "miss_ratio") -> go.Figure:
         pts = sorted((row for row in rows if row["policy"] == pol), key=lambda x: x["capacity_bytes"])
         fig.add_trace(go.Scatter(x=[p["capacity_bytes"] for p in pts], y=[p[metric] for p in pts], name=pol,
                                  mode="lines+markers", line={"color": _color(i), "dash": "dash" if pol == "belady"
-                                                             else "solid"}))
+                                                             else "dot" if i >= len(PALETTE) else "solid"}))
     label = "byte miss ratio" if metric == "byte_miss_ratio" else "miss ratio"
     fig.update_layout(title=f"Eviction policies: {label} by cache size ({r['policies']['method']})",
                       xaxis_type="log", xaxis_title="cache capacity (bytes, log scale)", yaxis_title=label,
@@ -117,11 +119,16 @@ def plot_popularity(result: Any) -> go.Figure:
     fig = go.Figure(go.Scatter(x=[p["rank"] for p in points], y=[p["requests"] for p in points],
                                mode="lines+markers", name="objects by rank"))
     alpha = t["zipf_alpha"]
-    if alpha is not None and points:
-        top = points[0]["requests"]
-        ranks = [p["rank"] for p in points]
-        fig.add_trace(go.Scatter(x=ranks, y=[top * rank ** -alpha for rank in ranks], mode="lines",
-                                 name=f"Zipf fit, alpha {alpha:.2f}", line={"dash": "dash", "color": _color(1)}))
+    fitted = [p for p in points if p["rank"] <= ZIPF_RANKS]
+    if alpha is not None and fitted:
+        # the fit is over the top ZIPF_RANKS ranks in log-log; a least-squares line passes through the mean of
+        # log rank, ~ rank top/e: drawn through the observed point nearest it, over the fitted ranks only
+        middle = max(fitted[-1]["rank"], 1) / math.e
+        anchor = min(fitted, key=lambda p: abs(math.log(p["rank"] / middle)))
+        ranks = [p["rank"] for p in fitted]
+        fig.add_trace(go.Scatter(x=ranks, y=[anchor["requests"] * (rank / anchor["rank"]) ** -alpha for rank in ranks],
+                                 mode="lines", name=f"Zipf fit, alpha {alpha:.2f}", line={"dash": "dash",
+                                                                                          "color": _color(1)}))
     share = t["top_objects_share"]
     fig.update_layout(
         title=f"Popularity: rank against requests (top 1% of objects: {fmt.pct(share.get('top_1pct'), 1)} "
