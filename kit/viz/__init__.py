@@ -1,7 +1,17 @@
-"""Figures: ``plot_*`` functions return plotly Figures (never ``.show()``) in one theme.
+"""Figures and tables as a report's reader sees them.
 
-``setup_notebook()`` selects the renderer that embeds plotly.js once, so charts draw offline in the
-exported HTML."""
+Figures: ``plot_*`` functions return plotly Figures (never ``.show()``) in the kit's theme (the registered
+template ``perfkit``, default from import, so the notebooks and the documents' PNGs draw alike): titles
+left-aligned in a margin of their own, legends right of the plot (below it where a second y axis takes
+the right side), time axes as UTC dates titled ``TIME_AXIS``, every axis titled, log axes for data that
+spans decades. ``setup_notebook()`` selects the theme and the renderer that embeds plotly.js once, so
+charts draw offline in the exported HTML.
+
+Tables: :func:`table` turns records, a DataFrame or a Series into a pandas Styler whose every cell is
+text formatted by ``kit.fmt`` in the unit the column's name says (``*_ms``, ``*_bytes``, ``*_ratio``,
+``*_s`` …), with readable column names and no index. Limits: units are read from names (a column
+named against the convention shows as a plain number; ``units=`` overrides), and long tables are cut
+to their first rows (said in the caption) rather than paged, so the HTML needs no script."""
 
 from __future__ import annotations
 
@@ -42,7 +52,8 @@ pio.templates["perfkit"] = go.layout.Template(
 )
 LEGEND_BELOW = {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.2, "yanchor": "top"}
 TIME_AXIS = "time (UTC)"
-pio.templates.default = "plotly_white+perfkit"
+THEME = "plotly_white+perfkit"
+pio.templates.default = THEME  # on import, so the documents' figures (kit.report.export) are drawn in it too
 
 
 _MATHJAX_FROM_CDN = re.compile(r'<script src="https://cdn[^"]*mathjax[^"]*"></script>')
@@ -62,15 +73,15 @@ pio.renderers["perfkit_notebook"] = OfflineNotebookRenderer(connected=False)
 
 
 def setup_notebook() -> None:
-    """Use the renderers that show charts in JupyterLab and draw offline in nbconvert HTML."""
+    """Use the kit's theme, and the renderers that show charts in JupyterLab and draw offline in nbconvert HTML."""
+    pio.templates.default = THEME
     pio.renderers.default = "plotly_mimetype+perfkit_notebook"
-
 
 
 MAX_ROWS = 40  # longer tables show their first rows and say how many there are
 _ACRONYMS = {"kpi": "KPI", "sql": "SQL", "promql": "PromQL", "slo": "SLO", "sli": "SLI", "ttl": "TTL", "usl": "USL",
-             "cdn": "CDN", "url": "URL", "id": "ID", "api": "API", "lru": "LRU", "rps": "req/s", "5xx": "5xx",
-             "4xx": "4xx", "p50": "p50", "p90": "p90", "p95": "p95", "p99": "p99", "ci": "CI", "cpu": "CPU"}
+             "cdn": "CDN", "url": "URL", "id": "ID", "api": "API", "lru": "LRU", "rps": "req/s",
+             "ci": "CI", "ci95": "95% CI", "cpu": "CPU"}
 _ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?([+-]\d\d:?\d\d|Z)?$")
 
 
@@ -121,8 +132,9 @@ def unit_of(name: object) -> str:
 
 # A row's own unit (a ``unit`` column, as in the USE and comparison tables) for its unit-less columns.
 _ROW_UNITS = {"bytes": "bytes", "ms": "ms", "ratio": "ratio", "share": "ratio", "seconds": "s", "s": "s"}
+# Statistics of the row's own metric: they take the row's unit.
 _ROW_UNIT_COLUMNS = {"mean", "median", "min", "max", "p50", "p90", "p95", "p99", "value", "current", "previous",
-                     "baseline", "before", "after", "effect", "now"}  # statistics of the row's own metric
+                     "baseline", "before", "after", "effect", "now", "low", "high"}
 _SIZE_WORDS = {"capacity", "size", "footprint"}
 
 

@@ -30,7 +30,7 @@ def findings_frame(found: Findings, min_confidence: str = "low") -> Any:
                      "onset": f.onset.strftime("%Y-%m-%d %H:%M:%S"),
                      "end": f.end.strftime("%Y-%m-%d %H:%M:%S") if f.end else "(ongoing)",
                      "before": f.before, "after": f.after, "effect": f.effect,
-                     "ci95": f"[{f.ci_low:.4g}, {f.ci_high:.4g}]", "unit": f.effect_unit,
+                     "ci95_low": f.ci_low, "ci95_high": f.ci_high, "unit": f.effect_unit,
                      "cost_share": f.cost_share, "cause": f"{top.kind}: {top.detail}"[:90],
                      "cause_strength": top.strength})
     return pd.DataFrame(rows)
