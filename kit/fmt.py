@@ -9,9 +9,11 @@ notebook and a chart."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
 
 NA = "n/a"
+TINY = 1e-6  # num() shows smaller magnitudes as ≈0
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 
@@ -22,6 +24,11 @@ def num(value: float | None, digits: int = 3) -> str:
         return NA
     if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1000:
         return f"{int(value):,}"
+    if 0 < abs(value) < TINY:
+        return "≈0"  # below a millionth: a reader needs no digits, and never scientific notation
+    if 0 < abs(value) < 1e-3:
+        fixed = f"{value:.{digits - 1 - math.floor(math.log10(abs(value)))}f}"  # 4.46e-05 -> 0.0000446
+        return fixed.rstrip("0")
     return f"{value:,.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 

@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from kit import fmt
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
 from kit.analysis.window import Window, parse_instant
 
@@ -628,7 +629,7 @@ def _opportunities(con: duckdb.DuckDBPyConnection, window: Window, services: lis
         evidence = (f"Inclusive share of {d.service}'s samples in {frame.frame}: {frame.before_share:.1%} over "
                     f"{d.profiles_before} profiles before → {frame.after_share:.1%} over {d.profiles_after} after "
                     f"(+{frame.change:.1%}, 95 % interval {_pp(frame.low)} to {_pp(frame.high)}, Holm p "
-                    f"{(frame.p_holm or 0):.2g}); frames that grew with it: "
+                    f"{fmt.num((frame.p_holm or 0), 2)}); frames that grew with it: "
                     + (", ".join(children) if children else "none"))
         verify = (f"After the fix, take ≥ {MIN_PROFILES} profiles of {d.service} under normal load and re-run "
                   f"the profile diff (sql['profile_diff'] with the new period as 'after'): {frame.frame} must "
