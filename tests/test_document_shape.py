@@ -134,8 +134,8 @@ def test_monitoring_summary_says_what_is_missing_without_results() -> None:
 
 
 def test_optimization_summary_names_the_top_three_and_the_tightest_service() -> None:
-    def item(title: str, value: float, share: float) -> dict:
-        return {"title": title, "effort": "low",
+    def item(title: str, value: float, share: float, area: str = "cdn") -> dict:
+        return {"title": title, "area": area, "effort": "low",
                 "saving": {"value": value, "unit": "bytes", "basis": "all bytes served", "share": share,
                            "low": None, "high": None}}
 
@@ -144,12 +144,14 @@ def test_optimization_summary_names_the_top_three_and_the_tightest_service() -> 
         {"service": "api", "headroom": {"growth": 1.5, "peak_rps": 20.0, "instances": 1, "limited_by": "the knee",
                                         "first_to_saturate": "cpu"}}]}
     results = {"optimizations": {"ranking": [item("Do A", 2048, 0.2), item("Do B", 1024, 0.1),
-                                             item("Do C", 512, 0.05), item("Do D", 1, 0.0)]},
+                                             item("Do C", 512, 0.05, "code"), item("Do D", 1, 0.0, "code")]},
                "scaling": scaling}
     bullets = {b.label: b.text for b in optimization_summary(results)}
     assert bullets["Top opportunity"].startswith("#1 Do A: saves 2.0 KiB of all bytes served (20.00%)")
     assert "4 opportunities ranked in all" in bullets["Top opportunity"]
     assert "#2 Do B" in bullets["Next"] and "#3 Do C" in bullets["Next"] and "Do D" not in bullets["Next"]
+    assert "the first code change in the ranking is #3 Do C (saves 512 B of all bytes served (5.00%))" \
+        in bullets["Database and code"]
     head = bullets["Scaling headroom"]
     assert "api, can grow 1.5× " in head and "(20 req/s on 1 instance)" in head and "cpu" in head
     behind = {**scaling, "services": [{"service": "api", "headroom": {

@@ -4,8 +4,9 @@ numbers, drawn from the results the run saved.
 Method: every bullet reads one result (nothing is re-computed) and says what it found in one or two
 sentences; numbers go through ``kit.fmt``. Monitoring: the headline KPIs against their targets, the error
 budget of the tightest SLO, the top finding, the alert rules with their backtest precision and recall, and
-the instrumentation gaps. Optimization: the top opportunity, the next two, the database and code-profile
-headline, the CDN (or caching) headline, and the scaling headroom of the tightest service.
+the instrumentation gaps. Optimization: the top opportunity, the next two, the database headline with the first
+code-profile change, the CDN (or caching) headline with the first CDN change, and the scaling headroom
+of the tightest service.
 
 Limits: when a result is missing, its bullet says which notebook did not run (and has no number) rather
 than dropping out, so a document always has five bullets. The text is plain (not Markdown, not
@@ -179,6 +180,16 @@ def _next_text(ranking: Sequence[Mapping[str, Any]], optimizations: Mapping[str,
     return "; ".join(_opportunity_text(o, i) for i, o in enumerate(ranking[1:3], start=2)) + "."
 
 
+def _first_in_area(optimizations: Mapping[str, Any] | None, area: str) -> str | None:
+    """The best-ranked opportunity of ``area`` as "#rank title (saves ...)", None when there is none."""
+    for rank, o in enumerate((optimizations or {}).get("ranking") or [], start=1):
+        if o.get("area") == area:
+            saving = o.get("saving")
+            shown = f"saves {saving_text(saving)}" if isinstance(saving, Mapping) else "saving not estimated"
+            return f"#{rank} {o.get('title')} ({shown})"
+    return None
+
+
 def _database_text(optimizations: Mapping[str, Any] | None) -> str:
     if not optimizations:
         return _missing("50_optimizations")
@@ -194,14 +205,14 @@ def _database_text(optimizations: Mapping[str, Any] | None) -> str:
                      f"{fmt.counted(len(db.get('regressions') or []), 'regression')}, "
                      f"{fmt.counted(len(db.get('nplus1') or []), 'N+1 pattern')}")
     profiles = optimizations.get("profiles") or {}
+    code = _first_in_area(optimizations, "code")
     tops = [(s.get("service"), s["top_self"][0]) for s in profiles.get("services") or [] if s.get("top_self")]
-    if tops:
+    if code:
+        parts.append(f"the first code change in the ranking is {code}")
+    elif tops:
         service, frame = max(tops, key=lambda t: (t[1].get("self_share") or 0, str(t[0])))
-        grown = sum(1 for d in profiles.get("diffs") or [] for f in d.get("frames") or []
-                    if f.get("verdict") in ("grew", "appeared"))
         parts.append(f"in the code profiles the hottest frame is {_short(frame.get('frame'))} in {service} "
-                     f"({fmt.pct(frame.get('self_share'), 1)} of its samples as self time), and "
-                     f"{fmt.counted(grown, 'frame')} grew after a change")
+                     f"({fmt.pct(frame.get('self_share'), 1)} of its samples as self time)")
     if not parts:
         return "no query statistics and no profiles in the window."
     return "; ".join(parts) + "."
@@ -211,13 +222,11 @@ def _cdn_text(optimizations: Mapping[str, Any] | None, caching_headline: str | N
     cdn = (optimizations or {}).get("cdn") or {}
     totals = cdn.get("totals") or {}
     if totals:
-        fixes = [o for o in cdn.get("opportunities") or [] if (o.get("saving") or {}).get("value")]
-        best = max(fixes, key=lambda o: (o["saving"]["value"], str(o.get("title"))), default=None)
         text = (f"the edge answered {fmt.count(totals.get('requests'))} requests with a hit ratio of "
                 f"{fmt.pct(totals.get('hit_ratio'), 1)} (byte hit ratio {fmt.pct(totals.get('byte_hit_ratio'), 1)})")
-        if best is not None:
-            text += f"; the largest fix saves {fmt.size(best['saving']['value'])} of origin bytes: {best.get('title')}"
-        return text + "."
+        first = _first_in_area(optimizations, "cdn")
+        return text + (f"; the first CDN change in the ranking is {first}." if first else
+                       "; no CDN change is projected to save origin traffic.")
     if caching_headline:
         return f"no CDN log in the window; the caching plan: {caching_headline}"
     return _missing("50_optimizations") if not optimizations else "no CDN log in the window."
