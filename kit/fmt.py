@@ -68,6 +68,16 @@ def duration(value_s: float | None) -> str:
     return f"{value_s / 3600:.1f} h"
 
 
+def counted(value: float | None, singular: str, plural: str | None = None, digits: int = 3) -> str:
+    """A number with its noun, the noun singular only when the number reads as exactly one
+    (1 → "1 week", 2 → "2 weeks", 0.286 → "0.286 weeks", 1.0001 → "1 week"); ``plural`` defaults to
+    ``singular + "s"``. The number is :func:`num` with ``digits`` significant digits."""
+    number = num(value, digits)
+    if value is None:
+        return f"{number} {plural or singular + 's'}"
+    return f"{number} {singular if number == '1' else (plural or singular + 's')}"
+
+
 def size(value: float | None) -> str:
     """Bytes in binary units: 512 → 512 B, 1536 → 1.5 KiB, 957 MiB → 957.0 MiB."""
     if value is None:
