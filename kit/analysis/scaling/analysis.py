@@ -463,7 +463,7 @@ def _service(service: str, frame: pd.DataFrame, peak: tuple[float, str | None, f
         "how this service behaved at the loads it saw; beyond the highest level it is an extrapolation.",
         f"Origin requests only (CDN hits excluded: {1 - origin_share:.0%} of the service's requests); "
         "the SLO is checked on the origin p95, which is no better than the p95 users see.",
-        f"Per instance: {instances} instance(s), from {instances_source}; load assumed spread evenly.",
+        f"Per instance: {fmt.counted(instances, 'instance')}, from {instances_source}; load assumed spread evenly.",
     ]
     if fit.n_ref < 1:
         caveats.append(f"Concurrency per instance is below 1 request in flight; N is counted in units of "
