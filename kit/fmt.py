@@ -13,24 +13,25 @@ import math
 from datetime import UTC, date, datetime
 
 NA = "n/a"
+TINY = 1e-6  # num() shows smaller magnitudes as ≈0
 _BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 
 def num(value: float | None, digits: int = 3) -> str:
     """A readable number, never in scientific notation: whole numbers from 1,000 up with thousands
     separators, smaller ones with ``digits`` significant digits, larger fractions rounded to whole units
-    (1234.5 → 1,234; 0.01234 → 0.0123; 8.7e-07 → 0.00000087); NaN is ``n/a``."""
+    (1234.5 → 1,234; 0.01234 → 0.0123; 4.46e-05 → 0.0000446; below a millionth ≈0); NaN is ``n/a``."""
     if value is None or isinstance(value, float) and math.isnan(value):
         return NA
     if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1000:
         return f"{int(value):,}"
+    if 0 < abs(value) < TINY:
+        return "≈0"  # below a millionth: a reader needs no digits, and never scientific notation
+    if 0 < abs(value) < 1e-3:
+        fixed = f"{value:.{digits - 1 - math.floor(math.log10(abs(value)))}f}"  # 4.46e-05 -> 0.0000446
+        return fixed.rstrip("0")
     text = f"{value:,.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
-    if "e" in text and not math.isinf(value):
-        if abs(value) >= 1:  # 999.7 at 3 digits, 150 at 2: whole units
-            return f"{value:,.0f}"
-        decimals = digits - 1 - math.floor(math.log10(abs(value)))
-        text = f"{value:.{min(decimals, 24)}f}".rstrip("0")
-    return text
+    return f"{value:,.0f}" if "e" in text and not math.isinf(value) else text  # 999.7 at 3 digits: 1,000
 
 
 def count(value: float | None) -> str:
@@ -67,6 +68,16 @@ def duration(value_s: float | None) -> str:
     if value_s < 7200:
         return f"{value_s / 60:.1f} min"
     return f"{value_s / 3600:.1f} h"
+
+
+def counted(value: float | None, singular: str, plural: str | None = None, digits: int = 3) -> str:
+    """A number with its noun, the noun singular only when the number reads as exactly one
+    (1 → "1 week", 2 → "2 weeks", 0.286 → "0.286 weeks", 1.0001 → "1 week"); ``plural`` defaults to
+    ``singular + "s"``. The number is :func:`num` with ``digits`` significant digits."""
+    number = num(value, digits)
+    if value is None:
+        return f"{number} {plural or singular + 's'}"
+    return f"{number} {singular if number == '1' else (plural or singular + 's')}"
 
 
 def size(value: float | None) -> str:

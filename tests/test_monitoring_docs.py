@@ -314,3 +314,28 @@ def test_demo_document_lists_the_four_planted_incidents_with_their_causes(demo_w
         assert len(match) == 1, (name, rows)
     assert "WHERE o.user_id = ?" in text
     assert "Notebook 30, top routes by total time:" in text
+
+
+def test_document_leads_with_the_summary_and_keeps_the_queries_in_the_appendix(results_with_slo):
+    """Issue 14: five summary bullets first; the KPI table, not SQL, is what a reader meets; every KPI's
+    SQL and PromQL (as in the metrics JSON) and every panel's PromQL are in the appendices."""
+    from tests.document_shape import check_shape
+
+    text = monitoring.build_monitoring_strategy(results_with_slo, CONFIG, {})
+    bullets = check_shape(text, numbers=False)  # no notebook 30 here: the finding bullet has no number
+    assert [b.split(":**")[0] for b in bullets] == ["**Headline KPIs", "**Error budget", "**Top finding", "**Alerts",
+                                                    "**Biggest instrumentation gap"]
+    assert all(re.search(r"\d", b) for i, b in enumerate(bullets) if i != 2), bullets
+    slos = results_with_slo["slo"]["slos"]
+    assert f"{len(slos)} SLOs" in bullets[1]
+    tightest = min(slos, key=lambda s: s["remaining_ratio"])
+    assert f"({tightest['remaining_ratio'] * 100:.1f}% left)" in bullets[1]
+    body, appendix = text.split("## Appendix A. How each KPI is computed", 1)
+    assert "| KPI | meaning |" in body and "```" not in body
+    framework = monitoring.build_metrics_framework(results_with_slo, CONFIG)
+    for kpi in framework["kpis"]:
+        assert kpi["definition"]["sql"].strip() in appendix
+        if kpi["definition"]["promql"]:
+            assert kpi["definition"]["promql"].strip() in appendix
+    for panel in framework["dashboards"][0]["panels"]:
+        assert all(q in appendix.split("## Appendix B. Dashboard queries", 1)[1] for q in panel["promql"])

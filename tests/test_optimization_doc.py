@@ -3,6 +3,7 @@ the demo warehouse (the fixes of its four planted incidents)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -204,3 +205,27 @@ def test_demo_top_five_fix_the_four_planted_incidents(demo_results: dict) -> Non
     assert "Remove Cookie from Vary on /static/\\* responses" in top
     assert "Compress JavaScript" in top
     assert "Cut the latency of" not in text  # issue #12: a route alone is not an opportunity
+
+
+def test_document_leads_with_the_summary_without_duplicated_or_empty_sections() -> None:
+    """Issue 14: five summary bullets first; the caching section has one heading, no section is empty."""
+    from tests.document_shape import check_shape
+
+    text = build_optimization_strategy(results(cache(0.5, 0.9)), RunConfig(), "2026-11-23", plan())
+    bullets = check_shape(text, numbers=False)  # no database, CDN or scaling result here
+    ranking = results(cache(0.5, 0.9))["optimizations"]["ranking"]
+    assert f"#1 {ranking[0]['title']}: saves" in bullets[0].replace("\\", "")
+    assert f"{len(ranking)} opportunities ranked in all" in bullets[0]
+    assert bullets[3].startswith("**Caching:** no CDN log in the window; the caching plan: CDN 1 GiB")
+    assert text.count("Caching\n") == 1  # "## 6. Caching" and no second caching heading
+
+
+def test_demo_document_leads_with_the_summary(demo_results: dict) -> None:
+    from tests.document_shape import check_shape
+
+    text = build_optimization_strategy(demo_results, RunConfig(), "2026-11-23")
+    bullets = check_shape(text, numbers=False)  # notebook 60 (scaling) is not part of demo_results
+    assert all(re.search(r"\d", b) for b in bullets[:4]), bullets
+    assert "not computed in this run (notebook 60\\_scaling did not run)" in bullets[4]
+    digest = demo_results["optimizations"]["database"]["digest"]
+    assert f"took {digest[0]['share_of_db_time'] * 100:.1f}% of it" in bullets[2]

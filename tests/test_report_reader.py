@@ -110,7 +110,7 @@ def _cells(styler: object) -> list[list[str]]:
 def test_table_formats_values_by_the_unit_their_name_says() -> None:
     """Values worked out by hand: 1234.5678 ms → "1,235" under "p95 (ms)"; 0.08887 → "8.89%"; 643516 bytes
     = 628.43 KiB; 8540.47 s = 2.37 h; a dict flattened; True → "yes"; None/NaN → n/a; tiny numbers in
-    plain decimals; an epoch second → its UTC time; data escaped in the HTML."""
+    plain decimals (≈0 below a millionth); an epoch second → its UTC time; data escaped in the HTML."""
     rows = [{"p95_ms": 1234.5678, "byte_hit_ratio": 0.08887, "capacity_bytes": 643516.0, "busy_s": 8540.47,
              "reuse": {"p50": 276.0, "p90": 13447.0}, "ok": True, "route": "<script>x</script>",
              "beta": 1.2e-7, "start_s": 1_794_800_000, "requests": 63788, "empty": None},
@@ -122,7 +122,7 @@ def test_table_formats_values_by_the_unit_their_name_says() -> None:
                                          "Beta", "Start", "Requests"]  # "empty" is empty in every row: left out
     assert _cells(styler) == [
         ["1,235", "8.89%", "628.4 KiB", "2.4 h", "p50 276 · p90 13,447", "yes", "<script>x</script>",
-         "0.00000012", "2026-11-16 03:33:20 UTC", "63,788"],
+         "≈0", "2026-11-16 03:33:20 UTC", "63,788"],
         ["n/a", "n/a", "1.5 KiB", "45 s", "n/a", "no", "/a", "0.5", "2026-11-16 03:34:20 UTC", "2"]]
     html = styler.to_html()
     assert "<script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html

@@ -46,6 +46,12 @@ def test_number_duration_and_time_formats() -> None:
     from kit import fmt
 
     assert fmt.num(1234.5) == "1,234" and fmt.num(0.012345) == "0.0123" and fmt.num(5) == "5"
+    # small magnitudes in plain decimals, never scientific notation (a reader's document shows no e-05)
+    assert fmt.num(4.46e-05) == "0.0000446" and fmt.num(1.1e-4) == "0.00011" and fmt.num(-3.2e-5) == "-0.000032"
+    assert fmt.num(7.26e-24) == "≈0" and fmt.num(0.0) == "0"
+    for exponent in range(-12, 13):
+        for mantissa in (1.0, 2.5, 9.99):
+            assert "e" not in fmt.num(mantissa * 10.0 ** exponent), (mantissa, exponent)
     assert fmt.count(63788) == "63,788"
     assert fmt.duration(45) == "45 s" and fmt.duration(1140) == "19.0 min" and fmt.duration(9000) == "2.5 h"
     assert fmt.quantity(0.99767, "ratio") == "99.767%" and fmt.quantity(1234.56, "ms") == "1,234.6 ms"

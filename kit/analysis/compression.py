@@ -435,7 +435,8 @@ def compression_opportunities(found: CompressionAnalysis, served: pd.DataFrame) 
                          f"{int(largest[STATIC_CODEC.column]):,} at brotli 11)" if largest is not None else "") + "."),
             effect=(f"{value:,} fewer bytes sent over the window ({value / base:.2%} of all bytes served), "
                     f"{low:,} if clients only accept gzip; faster loads of pages that wait on these files."),
-            verify=(f"After the change, run sql['served_uncompressed'] over a window of the same length: for "
+            verify=(f"After the change, run the served_uncompressed SQL of this opportunity over a window of the same "
+                    f"length: for "
                     f"{', '.join(paths[:3])}{' ...' if len(paths) > 3 else ''} bytes_sent should be near the "
                     "brotli 11 (or gzip) size in the asset table, and the uncompressed share near 0; check one "
                     f"response with `curl -sI -H 'Accept-Encoding: br,gzip' <url>` for `Content-Encoding: br`."),

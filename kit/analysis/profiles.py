@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from kit import fmt
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
 from kit.analysis.window import Window, parse_instant
 
@@ -473,7 +474,7 @@ def analyse_profiles(con: duckdb.DuckDBPyConnection, window: Window, *,
     notes: list[str] = []
     untimed = con.execute("SELECT count(DISTINCT profile) FROM profiles WHERE ts IS NULL").fetchone()
     if untimed and untimed[0]:
-        notes.append(f"{untimed[0]} profile(s) have no time: counted in the top frames, left out of the "
+        notes.append(f"{fmt.counted(untimed[0], 'profile')} have no time: counted in the top frames, left out of the "
                      "before/after comparisons.")
     route_rows = con.execute(f"""
 SELECT coalesce(service, '{NO_SERVICE}'), route, count(*) FROM requests
@@ -518,8 +519,8 @@ ORDER BY sum(samples) DESC""").fetchall()
         if nb == 0 and na == 0:
             unprofiled.append(f"{service} — {change['label']}")
             continue
-        notes_d = [] if ok else [f"no verdict: {nb} profile(s) before and {na} after; a verdict needs at least "
-                                 f"{MIN_PROFILES} per side"]
+        notes_d = [] if ok else [f"no verdict: {fmt.counted(nb, 'profile')} before and {na} after; a verdict needs "
+                                 f"at least {MIN_PROFILES} per side"]
         if change.get("rollback"):
             notes_d.append("a rollback: frames that shrank here are the ones the rolled-back release had added")
         diff_sql = (f"-- before\n{profile_shares_sql(service, b0, b1)};\n"
@@ -529,8 +530,8 @@ ORDER BY sum(samples) DESC""").fetchall()
                                  change["findings"], diff_sql))
 
     if unprofiled:
-        notes.append(f"{len(unprofiled)} change(s) have no profile of their service before or after them: "
-                     + "; ".join(unprofiled) + ".")
+        notes.append(f"{fmt.counted(len(unprofiled), 'change')} without a profile of their service before or "
+                     "after them: " + "; ".join(unprofiled) + ".")
     opportunities = _opportunities(con, window, services, diffs, sql)
     opportunities.sort(key=lambda o: -o.score)
     basis = ("samples of each service's profiles: on-CPU time for CPU profilers, wall time for wall-clock "
@@ -628,7 +629,7 @@ def _opportunities(con: duckdb.DuckDBPyConnection, window: Window, services: lis
         evidence = (f"Inclusive share of {d.service}'s samples in {frame.frame}: {frame.before_share:.1%} over "
                     f"{d.profiles_before} profiles before → {frame.after_share:.1%} over {d.profiles_after} after "
                     f"(+{frame.change:.1%}, 95 % interval {_pp(frame.low)} to {_pp(frame.high)}, Holm p "
-                    f"{(frame.p_holm or 0):.2g}); frames that grew with it: "
+                    f"{fmt.num((frame.p_holm or 0), 2)}); frames that grew with it: "
                     + (", ".join(children) if children else "none"))
         verify = (f"After the fix, take ≥ {MIN_PROFILES} profiles of {d.service} under normal load and re-run "
                   f"the profile diff (sql['profile_diff'] with the new period as 'after'): {frame.frame} must "
@@ -665,8 +666,9 @@ def _opportunities(con: duckdb.DuckDBPyConnection, window: Window, services: lis
             "code", f"Make {f.frame} cheaper: {f.self_share:.0%} of {s.service}'s samples are in its own code",
             change=(f"Optimise the body of {f.frame} (its own code, not its callees): cache or precompute what "
                     f"it recomputes per call, or use a cheaper algorithm; profile it with line-level detail"),
-            evidence=(f"{f.self_samples:,} of {s.samples:,} samples ({f.self_share:.1%}) of {s.profiles} "
-                      f"{s.service} profile(s) end in {f.frame}; inclusive {f.total_share:.1%}"
+            evidence=(f"{f.self_samples:,} of {s.samples:,} samples ({f.self_share:.1%}) of the "
+                      f"{fmt.counted(s.profiles, s.service + ' profile')} end in {f.frame}; "
+                      f"inclusive {f.total_share:.1%}"
                       + (f"; on route {f.route}" if f.route else "; called from several routes or none known")),
             effect=effect,
             verify=(f"After the change, take ≥ {MIN_PROFILES} profiles of {s.service} and re-run the profile "

@@ -48,6 +48,7 @@ REPORTS = {
     "30_bottlenecks": "Bottlenecks: the routes that cost most, and what changed, when and why",
     "40_cache_simulation": "Cache simulation: miss-ratio curves, policies and cache sizes",
     "50_optimizations": "Optimizations: every opportunity ranked by its saving and effort",
+    "60_scaling": "Scaling: capacity model, headroom and autoscaling targets per service",
     "90_strategy_export": "Strategy export: how the documents below were written",
 }
 # The results the page reads: name -> (the notebook that saves it, what the page shows from it).

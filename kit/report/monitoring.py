@@ -10,7 +10,8 @@ from inside.
 
 Document model first (``monitoring_model``: plain values, nothing escaped or formatted), rendering last
 (Jinja template ``Performance_Monitoring_Strategy.md.j2`` with the partials ``partials/slo.md.j2`` and
-``partials/findings.md.j2``)."""
+``partials/findings.md.j2``). The document leads with five summary bullets (``kit.report.summary``);
+the SQL and PromQL of each KPI and dashboard panel are in appendices at its end."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from kit.config import RunConfig
 from kit.report import slo_sections
 from kit.report.render import markdown, render_markdown
 from kit.report.scaling_spec import scaling_block
+from kit.report.summary import monitoring_summary
 from kit.report.text import code_block
 
 __all__ = [
@@ -318,6 +320,7 @@ def monitoring_model(results: dict[str, Any], config: RunConfig, figures: dict[s
         model["failing_routes"] = sorted(
             [r for r in kpis.get("by_route", []) if r["errors_5xx"]],
             key=lambda r: (-r["errors_5xx"], r["group"]))[: config.top_n]
+    model["summary"] = monitoring_summary(results, model.get("kpi_rows"))
     return model
 
 

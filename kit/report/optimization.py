@@ -4,7 +4,8 @@ then where the request time goes, the caching plan's summary and the compression
 
 Document model first (``optimization_model``: plain values), rendering last (Jinja template
 ``Performance_Optimization_Strategy.md.j2`` with the partials ``opportunity``, ``caching_summary`` and
-``cache_trace``); the renderer escapes every value that came from data."""
+``cache_trace``); the renderer escapes every value that came from data. The document leads with five
+summary bullets (``kit.report.summary``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from kit.analysis.coverage import coverage_of, gap_text
 from kit.config import RunConfig
 from kit.report.caching_plan import OFFLINE_POLICIES, caching_summary_model, policy_table_at
 from kit.report.render import markdown, render_markdown
+from kit.report.summary import optimization_summary
 
 
 def trace_model(study: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -38,10 +40,12 @@ def optimization_model(results: dict[str, Any], config: RunConfig, as_of: str,
     """Everything the document shows, from the results of notebooks 30, 40 and 50 and the caching plan."""
     bottlenecks = results.get("bottlenecks") or {}
     optimizations = results.get("optimizations") or {}
+    caching_headline = ((caching_plan or {}).get("summary") or {}).get("headline")
     return {
         "title": config.title, "as_of": as_of, "config": config,
+        "summary": optimization_summary(results, caching_headline),
         "opportunities": optimizations.get("ranking") or [],
-        "caching_headline": ((caching_plan or {}).get("summary") or {}).get("headline", "see the caching plan"),
+        "caching_headline": caching_headline or "see the caching plan",
         "bottlenecks": bottlenecks, "top": bottlenecks.get("top") or [],
         "compression": optimizations.get("compression"), "profiles": optimizations.get("profiles"),
         "caching": None if caching_plan is None or coverage_of(results).gap("cacheable") else

@@ -6,7 +6,7 @@ Escaping happens here and only here. The Jinja environment escapes every value a
 template does with it. What is already Markdown is marked with :func:`markdown` (kit-written prose with
 code spans, such as the coverage gap sentences) or made by the ``code`` filter and ``code_block`` (code
 spans and fences that cannot be closed from inside); such fragments are printed as they are. Numbers go
-through the ``kit.fmt`` filters (``num``, ``count``, ``pct``, ``ms``, ``duration``, ``size``, ``amount``,
+through the ``kit.fmt`` filters (``num``, ``count``, ``counted``, ``pct``, ``ms``, ``duration``, ``size``, ``amount``,
 ``timestamp``, ``day``, ``quantity``)."""
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def environment() -> jinja2.Environment:
     env.filters.update(
         code=lambda value, table=True: Markup(md_code(value, table)), url=_link_target, join=_join,
         num=fmt.num, count=fmt.count, pct=fmt.pct, ms=fmt.ms, duration=fmt.duration, size=fmt.size,
-        amount=fmt.amount, timestamp=fmt.timestamp, day=fmt.day, quantity=fmt.quantity,
+        amount=fmt.amount, counted=fmt.counted, timestamp=fmt.timestamp, day=fmt.day, quantity=fmt.quantity,
     )
     env.globals.update(code_block=lambda text, language="": Markup(code_block(text, language)), gaps=_gaps,
                        finding_value=finding_text.value_text, finding_effect=finding_text.effect_text,

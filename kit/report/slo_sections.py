@@ -89,7 +89,7 @@ def slo_section_model(slo_result: dict) -> dict[str, Any]:
     return {
         "window": _window_days_text(slo_result.get("window_days")),
         "history": {"start": history.get("start", fmt.NA), "end": history.get("end", fmt.NA),
-                    "days": fmt.num(history.get("days"))},
+                    "days": fmt.counted(history.get("days"), "day")},
         "budget_note": _kit_note(slo_result.get("budget_note")),
         "slo_rows": _slo_rows(slos),
         "proposed": [(s.get("name", ""), s.get("proposal_note", ""))
@@ -107,7 +107,7 @@ def slo_section_model(slo_result: dict) -> dict[str, Any]:
         "rule_files": [Markup(md_code(f)) for f in (slo_result.get("rules_file"), slo_result.get("rules_test_file"))
                        if f],
         "backtest": {
-            "resolution_s": fmt.num(backtest.get("resolution_s")), "weeks": fmt.num(backtest.get("weeks")),
+            "resolution_s": fmt.num(backtest.get("resolution_s")), "weeks": fmt.counted(backtest.get("weeks"), "week"),
             "note": _kit_note(backtest.get("note")),
             "policy_rows": _policy_rows(backtest.get("policies", [])),
             "chosen_policy": backtest.get("chosen_policy", ""),

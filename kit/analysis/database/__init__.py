@@ -103,7 +103,7 @@ def _explain_reason(row: Any, shape: StatementShape) -> tuple[bool, str]:
     if row.share_of_db_time >= 0.05:
         reasons.append(f"{row.share_of_db_time:.0%} of database time")
     if row.mean_ms >= 5:
-        reasons.append(f"mean {row.mean_ms:.3g} ms per call")
+        reasons.append(f"mean {fmt.num(row.mean_ms)} ms per call")
     if row.blocks_per_call == row.blocks_per_call and row.blocks_per_call is not None and row.rows_per_call \
             and row.blocks_per_call / max(row.rows_per_call, 1) >= 20:
         reasons.append(f"{row.blocks_per_call:.0f} blocks read per call for {row.rows_per_call:.1f} rows "
@@ -152,7 +152,7 @@ def _index_opportunity(con: duckdb.DuckDBPyConnection, window: Window, row: Any,
         saved = {k: float((frame["ms"] - frame["calls"] * min(t, frame["mean_ms"].max())).clip(lower=0).sum())
                  for k, t in targets.items()}
         basis_text = ("every 10-minute interval brought back to the query's own fast level "
-                      f"({targets['value']:.3g} ms per call, its 25th percentile of interval means)")
+                      f"({fmt.num(targets['value'])} ms per call, its 25th percentile of interval means)")
     else:
         saved = {"value": row.total_ms * 0.5, "low": row.total_ms * 0.2, "high": row.total_ms * 0.9}
         basis_text = "no interval history: half of its time, 20 %–90 %"
@@ -166,7 +166,8 @@ def _index_opportunity(con: duckdb.DuckDBPyConnection, window: Window, row: Any,
         + " Confirm first with EXPLAIN (ANALYZE, BUFFERS) on a production-like copy, or run "
           "`perfkit db-advice --dsn ...`, which tests it as a hypothetical index.",
         evidence=(f"{row.calls:,.0f} calls, {row.total_ms / 1000:,.1f} s of database time "
-                  f"({row.share_of_db_time:.1%}), mean {row.mean_ms:.3g} ms; {sug.explain_reason}. The query filters "
+                  f"({row.share_of_db_time:.1%}), mean {fmt.num(row.mean_ms)} ms; {sug.explain_reason}. "
+                  f"The query filters "
                   f"on {', '.join(cand.equality + cand.range) or 'its join column'}"
                   + (f" and sorts on {', '.join(cand.order)}" if cand.order else "") + "."),
         effect=f"saves about {saved['value'] / 1000:,.1f} s of database time over the window ({basis_text}).",
@@ -200,15 +201,16 @@ def _nplus1_opportunity(item: dict[str, Any], total_ms: float, sql: dict[str, st
         evidence = (f"{item['bursts']} bursts of the same statement within {str(item['evidence']).split()[-2]} ms "
                     f"(median {item['median_burst']:.0f} executions, up to {item['max_burst']}); "
                     f"{item['calls_in_bursts']:,} of its {item['calls']:,} executions are in bursts, "
-                    f"mean {mean:.3g} ms each. Evidence: {item['evidence']}"
+                    f"mean {fmt.num(mean)} ms each. Evidence: {item['evidence']}"
                     + (f" ({item['sessions']} sessions)." if item.get("sessions") else " (no session id in the log)."))
     else:
         evidence = (f"{item['calls']:,.0f} calls for {item['requests']:,.0f} requests{where} "
-                    f"({item['calls_per_request']:.2g} per request), {item['rows_per_call']:.2g} rows per call, "
-                    f"mean {mean:.3g} ms.")
+                    f"({fmt.num(item['calls_per_request'], 2)} per request), "
+                    f"{fmt.num(item['rows_per_call'], 2)} rows per call, "
+                    f"mean {fmt.num(mean)} ms.")
         if item.get("deploy"):
-            evidence += (f" Calls per request went from {item['calls_per_request_before']:.2g} to "
-                         f"{item['calls_per_request_after']:.3g} at '{item['deploy']}' ({item['deploy_ts']}).")
+            evidence += (f" Calls per request went from {fmt.num(item['calls_per_request_before'], 2)} to "
+                         f"{fmt.num(item['calls_per_request_after'])} at '{item['deploy']}' ({item['deploy_ts']}).")
         evidence += f" Evidence: {item['evidence']}."
     return opportunity(
         "database", f"Batch the N+1 lookup `{str(item['fingerprint'])[:80]}`{where}",
@@ -236,7 +238,7 @@ def _rewrite_opportunity(row: Any, total_ms: float, digest_sql: str) -> Opportun
                 f"{row.calls:,.0f} times), precompute it (a summary table or materialized view refreshed on a "
                 "schedule), or narrow what it reads; EXPLAIN (ANALYZE, BUFFERS) shows where the time goes."),
         evidence=(f"{row.share_of_db_time:.0%} of database time ({row.total_ms / 1000:,.1f} s, {row.calls:,.0f} calls, "
-                  f"mean {row.mean_ms:.3g} ms, {row.blocks_per_call or 0:,.0f} blocks per call)."),
+                  f"mean {fmt.num(row.mean_ms)} ms, {row.blocks_per_call or 0:,.0f} blocks per call)."),
         effect=f"halving its time saves ~{value / 1000:,.1f} s of database time (interval 20 %–90 % of its time).",
         verify="the fingerprint's share of database time in the digest falls after the change.",
         risk="a cached or precomputed result is stale until refreshed; decide the staleness the feature allows.",

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import theilslopes
 
+from kit import fmt
 from kit.analysis.kpis.use import USE_CATALOG
 from kit.analysis.scaling.model import (
     Autoscaling,
@@ -280,7 +281,7 @@ def _knee(levels: tuple[LoadLevel, ...], fit: UslFit, model: _LatencyModel) -> K
     if usl_knee is not None:
         agreement = ("the knee of the USL-implied latency curve agrees (within 25 %)"
                      if abs(usl_knee - load) <= 0.25 * load
-                     else f"the USL-implied knee differs ({usl_knee:.3g} req/s per instance)")
+                     else f"the USL-implied knee differs ({fmt.num(usl_knee)} req/s per instance)")
     elif model.fit is not None:
         agreement = "the USL-implied latency curve has no knee over the measured range"
     else:
@@ -330,8 +331,9 @@ def _hpa(service: str, metric: str, target: float, mn: int, mx: int, opts: Scali
         spec_metric: dict[str, Any] = {"type": "Resource", "resource": {
             "name": "cpu", "target": {"type": "Utilization", "averageUtilization": int(round(100 * target))}}}
     else:
+        quantity = f"{target:.6f}".rstrip("0").rstrip(".")  # a Kubernetes quantity: plain decimals
         spec_metric = {"type": "Pods", "pods": {"metric": {"name": "http_requests_per_second"},
-                                                "target": {"type": "AverageValue", "averageValue": f"{target:.4g}"}}}
+                                                "target": {"type": "AverageValue", "averageValue": quantity}}}
     return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": service},
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": service},
                      "minReplicas": mn, "maxReplicas": mx, "metrics": [spec_metric],
@@ -416,12 +418,13 @@ def _service(service: str, frame: pd.DataFrame, peak: tuple[float, str | None, f
     mn = max(opts.min_instances_floor, math.ceil(peak_rps / target_rps))
     mx = max(mn, math.ceil(max(GROWTH_FACTORS) * peak_rps / target_rps))
     what = (f"average CPU utilization {target:.0%} of the requested CPU" if metric == "cpu_utilization"
-            else f"{target:.3g} requests/s per instance")
+            else f"{fmt.num(target)} requests/s per instance")
     prose = (f"Scale {service} out when {what} is exceeded for more than {opts.scale_up_stabilization_s} s "
              f"and in when it stays {opts.tolerance:.0%} below it for {opts.scale_down_stabilization_s} s; "
-             f"that is {target_rps:.3g} requests/s per instance, {opts.margin:.0%} under the safe load of "
-             f"{safe:.3g} requests/s per instance ({basis}). Keep at least {mn} instances (today's sustained peak, "
-             f"{peak_rps:.3g} requests/s, at the target) and allow up to {mx} (3× that peak).")
+             f"that is {fmt.num(target_rps)} requests/s per instance, {opts.margin:.0%} under the safe load of "
+             f"{fmt.num(safe)} requests/s per instance ({basis}). Keep at least {mn} instances (today's sustained "
+             f"peak, "
+             f"{fmt.num(peak_rps)} requests/s, at the target) and allow up to {mx} (3× that peak).")
     autoscaling = Autoscaling(metric, target, unit, target_rps, safe, opts.margin, opts.tolerance,
                               opts.scale_up_stabilization_s, opts.scale_down_stabilization_s, mn, mx, basis,
                               _hpa(service, metric, target, mn, mx, opts), prose)
@@ -436,11 +439,11 @@ def _service(service: str, frame: pd.DataFrame, peak: tuple[float, str | None, f
         scaled = float(model.p95(load / needed)[0])
         broken = sorted((v, k) for k, v in breakpoints.items() if v is not None and v < per)
         if broken:
-            breaks = f"{broken[0][1]} (at {broken[0][0]:.3g} requests/s per instance)"
+            breaks = f"{broken[0][1]} (at {fmt.num(broken[0][0])} requests/s per instance)"
         else:
             nearest = sorted((v, k) for k, v in breakpoints.items() if v is not None)
-            breaks = ("nothing the data shows" + (f"; nearest: {nearest[0][1]} at {nearest[0][0]:.3g} requests/s "
-                                                  "per instance" if nearest else ""))
+            breaks = "nothing the data shows" + (
+                f"; nearest: {nearest[0][1]} at {fmt.num(nearest[0][0])} requests/s per instance" if nearest else "")
         scenarios.append(Scenario(factor, load, per, now if math.isfinite(now) else None,
                                   scaled if math.isfinite(scaled) else None, needed, breaks, model.name))
     # high-load evidence (campaigns): their buckets and the levels they fell in
@@ -460,14 +463,14 @@ def _service(service: str, frame: pd.DataFrame, peak: tuple[float, str | None, f
         "how this service behaved at the loads it saw; beyond the highest level it is an extrapolation.",
         f"Origin requests only (CDN hits excluded: {1 - origin_share:.0%} of the service's requests); "
         "the SLO is checked on the origin p95, which is no better than the p95 users see.",
-        f"Per instance: {instances} instance(s), from {instances_source}; load assumed spread evenly.",
+        f"Per instance: {fmt.counted(instances, 'instance')}, from {instances_source}; load assumed spread evenly.",
     ]
     if fit.n_ref < 1:
         caveats.append(f"Concurrency per instance is below 1 request in flight; N is counted in units of "
-                       f"{fit.n_ref:.3g} (the lowest level), so α and β are per that unit.")
+                       f"{fmt.num(fit.n_ref)} (the lowest level), so α and β are per that unit.")
     if fit.verdict and fit.peak_concurrency and levels and fit.peak_concurrency > 1.5 * max(lv.concurrency
                                                                                             for lv in levels):
-        caveats.append(f"The USL peak ({fit.peak_concurrency:.3g} in flight) lies "
+        caveats.append(f"The USL peak ({fmt.num(fit.peak_concurrency)} in flight) lies "
                        f"{fit.peak_concurrency / max(lv.concurrency for lv in levels):.1f}× beyond the highest "
                        "measured concurrency: an extrapolation.")
     if not fit.verdict:
@@ -479,7 +482,7 @@ def _service(service: str, frame: pd.DataFrame, peak: tuple[float, str | None, f
         caveats.append(f"{excluded} bucket(s) overlapping recorded incidents (of any service: they share the "
                        "database and the CDN) were left out of the levels (an incident's latency is not load).")
     if minute_rps > 1.5 * peak_rps:
-        caveats.append(f"The busiest minute ({minute_rps:.3g} requests/s) is {minute_rps / peak_rps:.1f}× the "
+        caveats.append(f"The busiest minute ({fmt.num(minute_rps)} requests/s) is {minute_rps / peak_rps:.1f}× the "
                        f"sustained peak (99th percentile of {opts.bucket} buckets): short bursts the autoscaler's "
                        "stabilization "
                        "window rides over.")

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import least_squares
 
+from kit import fmt
 from kit.analysis.scaling.model import UslFit
 
 __all__ = ["MIN_LEVELS", "find_knee", "fit_usl", "usl_latency_ms", "usl_throughput"]
@@ -172,7 +173,7 @@ def fit_usl(concurrency: np.ndarray, throughput: np.ndarray, level: np.ndarray |
     for name, est, interval in (("α (contention)", alpha, alpha_ci), ("β (coherency)", beta, beta_ci)):
         if interval is None or interval[0] <= ZERO_SHARE * max(est, interval[1]) or est <= 1e-12:
             reasons.append(f"the 95 % interval of {name} reaches zero"
-                           + (f" ({interval[0]:.3g} to {interval[1]:.3g})" if interval else ""))
+                           + (f" ({fmt.num(interval[0])} to {fmt.num(interval[1])})" if interval else ""))
     if not aicc < aicc_line - AICC_BETTER:
         reasons.append(f"the fit is no better than a straight line (AICc {aicc:.1f} against {aicc_line:.1f})")
     peak_ci = ci(peaks[:, 0]) if peaks.size else None
