@@ -50,6 +50,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool(f"{PG}/lib/hypopg.so", "postgresql-15-hypopg", "the hypothetical indexes the index advice tests evaluate"),
     Tool(f"{PG}/bin/pgbench", "postgresql-15", "the load test_ingest_postgres sends"),
     Tool(f"{PG}/bin/psql", "postgresql-client-15", "test_ingest_postgres creates the extension with it"),
+    Tool("brotli", "brotli", "the reference brotli CLI test_compression compares sizes with"),
     Tool("/usr/bin/chromium", "chromium", "Playwright's browser; kaleido's PNG export in notebook runs"),
     Tool("/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf", "fonts-liberation",
          "the Arial-compatible font of the charts Chromium draws"),

@@ -322,9 +322,10 @@ def test_run_exits_zero(run: Run) -> None:
 
 def test_every_report_and_document_is_written(run: Run) -> None:
     run.check_succeeded()
-    reports = sorted(p.name for p in (run.out / "reports").glob("*.html"))
+    reports = sorted(p.name for p in (run.out / "reports").glob("*.html") if p.name != "index.html")
     assert reports == sorted(f"{name}.html" for name in NOTEBOOKS)
     assert all(re.fullmatch(r"\d\d_\w+\.html", name) for name in reports)
+    assert (run.out / "reports" / "index.html").stat().st_size > 0  # the entry page
     for name in reports:
         assert (run.out / "reports" / name).stat().st_size > 0, name
     for name in (*MARKDOWN_DOCUMENTS, *JSON_DOCUMENTS):

@@ -81,7 +81,7 @@ def test_the_groups():
     test, bench = tools_for("test"), tools_for("bench")
     assert set(test) < set(bench) and {t.group for t in bench} == {"test", "bench"}
     assert {t.package for t in test} == {"prometheus", "nginx", "wrk", "postgresql-15", "postgresql-client-15",
-                                         "postgresql-15-hypopg", "chromium", "fonts-liberation"}
+                                         "postgresql-15-hypopg", "brotli", "chromium", "fonts-liberation"}
 
 
 @pytest.mark.skipif(shutil.which("dpkg") is None, reason="not a Debian system: no dpkg database to ask")

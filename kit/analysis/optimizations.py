@@ -246,6 +246,10 @@ class OptimizationResults:
     ranking: list[Opportunity] = field(default_factory=list)
     gaps: list[dict[str, str]] = field(default_factory=list)
 
+    def gap(self, area: str) -> str:
+        """Why ``area`` has no analysis in this window (its data is missing or outside the window)."""
+        return next((g["why"] for g in self.gaps if g["area"] == area), f"No {area} analysis in this window.")
+
 
 T = TypeVar("T")
 

@@ -238,7 +238,8 @@ def _rewrite_opportunity(row: Any, total_ms: float, digest_sql: str) -> Opportun
                 f"{row.calls:,.0f} times), precompute it (a summary table or materialized view refreshed on a "
                 "schedule), or narrow what it reads; EXPLAIN (ANALYZE, BUFFERS) shows where the time goes."),
         evidence=(f"{row.share_of_db_time:.0%} of database time ({row.total_ms / 1000:,.1f} s, {row.calls:,.0f} calls, "
-                  f"mean {fmt.num(row.mean_ms)} ms, {row.blocks_per_call or 0:,.0f} blocks per call)."),
+                  f"mean {fmt.num(row.mean_ms)} ms"
+                  + (f", {row.blocks_per_call:,.0f} blocks per call)." if pd.notna(row.blocks_per_call) else ").")),
         effect=f"halving its time saves ~{value / 1000:,.1f} s of database time (interval 20 %–90 % of its time).",
         verify="the fingerprint's share of database time in the digest falls after the change.",
         risk="a cached or precomputed result is stale until refreshed; decide the staleness the feature allows.",
