@@ -266,10 +266,13 @@ def _run_area(area: str, analyse: Callable[[], T], gaps: list[dict[str, str]]) -
 def _has_rows(con: duckdb.DuckDBPyConnection, table: str, window: Window, area: str, need: str,
               gaps: list[dict[str, str]]) -> bool:
     """Whether ``table`` has rows in the window; if not, the coverage gap of ``need`` goes into ``gaps``."""
-    row = con.execute(f"SELECT count(*) FROM {table} WHERE {window.sql()}").fetchone()
+    row = con.execute(f"SELECT count(*) FILTER (WHERE {window.sql()}), count(*) FROM {table}").fetchone()
     if row and row[0]:
         return True
-    gaps.append({"area": area, "why": NEEDS[need].sentence()})
+    held = int(row[1]) if row else 0
+    gaps.append({"area": area, "why": NEEDS[need].sentence() if not held else (
+        f"The warehouse's {held:,} {table} rows lie outside the analysed window ({window.label()}): "
+        "run with start and end parameters covering their period to analyse them.")})
     return False
 
 
