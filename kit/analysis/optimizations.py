@@ -248,10 +248,15 @@ class OptimizationResults:
 
     def gap(self, area: str) -> str:
         """Why ``area`` has no analysis in this window (its data is missing or outside the window)."""
-        return next((g["why"] for g in self.gaps if g["area"] == area), f"No {area} analysis in this window.")
+        return gap_reason(self.gaps, area) or f"No {area} analysis in this window."
 
 
 T = TypeVar("T")
+
+
+def gap_reason(gaps: Sequence[Mapping[str, str]], area: str) -> str | None:
+    """The reason ``gaps`` (``OptimizationResults.gaps``, or its saved JSON) gives for ``area``, if any."""
+    return next((str(g["why"]) for g in gaps if g.get("area") == area), None)
 
 
 def _run_area(area: str, analyse: Callable[[], T], gaps: list[dict[str, str]]) -> T | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from kit.analysis.coverage import coverage_of, gap_text
+from kit.analysis.optimizations import gap_reason
 from kit.config import RunConfig
 from kit.report.caching_plan import OFFLINE_POLICIES, caching_summary_model, policy_table_at
 from kit.report.render import markdown, render_markdown
@@ -31,8 +32,8 @@ def trace_model(study: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def area_gap(optimizations: dict[str, Any], area: str, notebook: str) -> str:
     """Why an area has no section: the reason its analysis gave, or that its notebook did not run."""
-    why = next((g["why"] for g in optimizations.get("gaps") or [] if g.get("area") == area), None)
-    return why or markdown(f"Not computed in this run (notebook {notebook} did not run).")
+    return gap_reason(optimizations.get("gaps") or [], area) or \
+        markdown(f"Not computed in this run (notebook {notebook} did not run).")
 
 
 def optimization_model(results: dict[str, Any], config: RunConfig, as_of: str,
