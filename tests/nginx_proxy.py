@@ -9,11 +9,26 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from tests.conftest import free_port
 
 NGINX = "/usr/sbin/nginx"
+
+
+class QuietOrigin(BaseHTTPRequestHandler):
+    """An origin handler base for the nginx tests: ``reply`` sends a plain-text body; no request logging."""
+
+    def reply(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 @contextmanager

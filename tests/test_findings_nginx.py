@@ -21,13 +21,13 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from kit.warehouse import connect
-from tests.nginx_proxy import nginx_proxy
+from tests.nginx_proxy import QuietOrigin, nginx_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ delay = function() return 20 end
 """
 
 
-class SwitchableOrigin(BaseHTTPRequestHandler):
+class SwitchableOrigin(QuietOrigin):
     """Answers 200 after FAST_S, or SLOW_S for /item/ once ``slow`` is set (with +-30 % jitter)."""
 
     slow = threading.Event()
@@ -62,14 +62,7 @@ class SwitchableOrigin(BaseHTTPRequestHandler):
         base = SLOW_S if self.path.startswith("/item/") and self.slow.is_set() else FAST_S
         time.sleep(base * random.uniform(0.7, 1.3))
         body = f"payload for {self.path}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
+        self.reply(200, body)
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,14 @@ import shutil
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from kit.ingest.access_log import ingest_access_log
 from kit.warehouse import connect
-from tests.nginx_proxy import run_nginx
+from tests.nginx_proxy import QuietOrigin, run_nginx
 
 pytestmark = pytest.mark.integration
 
@@ -44,21 +44,14 @@ end
 """
 
 
-class SlowHandler(BaseHTTPRequestHandler):
+class SlowHandler(QuietOrigin):
     """Sleeps a few ms; /missing → 404, /error → 500, others 200 with a small body."""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         time.sleep(UPSTREAM_DELAY_S)
         status = 404 if self.path.startswith("/missing") else 500 if self.path.startswith("/error") else 200
         body = (f"payload for {self.path}\n" * 8).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
+        self.reply(status, body)
 
 
 @pytest.fixture(scope="module")

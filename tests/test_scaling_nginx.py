@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ import pytest
 from kit.analysis.scaling import fit_usl, load_series, usl_throughput
 from kit.analysis.window import resolve_window
 from kit.warehouse import connect
-from tests.nginx_proxy import nginx_proxy
+from tests.nginx_proxy import QuietOrigin, nginx_proxy
 from tests.test_findings_nginx import LOG_FORMAT, _perfkit
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,7 @@ SERIAL_S = 0.010
 SERVICE = "locked"
 
 
-class LockedOrigin(BaseHTTPRequestHandler):
+class LockedOrigin(QuietOrigin):
     """Answers 200 after a parallel sleep and a sleep under one global lock (the serial part)."""
 
     lock = threading.Lock()
@@ -52,14 +52,7 @@ class LockedOrigin(BaseHTTPRequestHandler):
         with self.lock:
             time.sleep(random.expovariate(1 / SERIAL_S))
         body = b"ok\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
+        self.reply(200, body)
 
 
 @pytest.fixture(scope="module")
