@@ -42,7 +42,7 @@ RUN_PARAMETERS = ("results_dir", "strategy_dir", "headless")
 KEEP_RUNS = 5
 CELL_TIMEOUT_S = 900  # a cell still running after this fails the run (a hung kernel must not hang CI)
 MANIFEST_PACKAGES = ("perfkit", "duckdb", "pandas", "numpy", "plotly", "papermill", "nbconvert",
-                     "numba", "libcachesim", "jupyterlab", "kaleido")
+                     "numba", "libcachesim", "jupyterlab", "kaleido", "itables")
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,16 @@ charts draw offline in the exported HTML.
 
 Tables: :func:`table` turns records, a DataFrame or a Series into a pandas Styler whose every cell is
 text formatted by ``kit.fmt`` in the unit the column's name says (``*_ms``, ``*_bytes``, ``*_ratio``,
-``*_s`` …), with readable column names and no index. Limits: units are read from names (a column
-named against the convention shows as a plain number; ``units=`` overrides), and long tables are cut
-to their first rows (said in the caption) rather than paged, so the HTML needs no script."""
+``*_s`` …), with readable column names and no index. A table longer than ``PAGE_ROWS`` rows is shown whole
+as an interactive table instead (:class:`PagedTable`: itables/DataTables, searchable, sortable, paged),
+drawn offline: the DataTables bundle is embedded once per notebook, in the first such table's output.
+Its cells are the same formatted text, HTML-escaped by itables (data from logs shows as text); its
+numeric columns sort by their values, not their text (each is an ordered categorical of its formatted
+cells, ranked by the smallest value a cell shows). Limits: units are read from names (a column named
+against the convention shows as a plain number; ``units=`` overrides); a column the caller formatted
+itself sorts as text (DataTables reads "1,234" and "8.9%" as numbers, "2.4 h" not); more than
+``max_rows`` rows are cut (the caption says so); a reader without JavaScript sees the first page as a
+plain table."""
 
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ import html
 import math
 import re
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -73,12 +80,16 @@ pio.renderers["perfkit_notebook"] = OfflineNotebookRenderer(connected=False)
 
 
 def setup_notebook() -> None:
-    """Use the kit's theme, and the renderers that show charts in JupyterLab and draw offline in nbconvert HTML."""
+    """Use the kit's theme, and the renderers that show charts in JupyterLab and draw offline in nbconvert HTML;
+    the next interactive table embeds the DataTables bundle again (a notebook run from the top keeps it)."""
+    global _bundle_embedded
     pio.templates.default = THEME
     pio.renderers.default = "plotly_mimetype+perfkit_notebook"
+    _bundle_embedded = False
 
 
-MAX_ROWS = 40  # longer tables show their first rows and say how many there are
+PAGE_ROWS = 20  # longer tables are interactive: searchable, sortable, this many rows a page
+MAX_ROWS = 10_000  # longer tables show their first rows and say how many there are
 _ACRONYMS = {"kpi": "KPI", "sql": "SQL", "promql": "PromQL", "slo": "SLO", "sli": "SLI", "ttl": "TTL", "usl": "USL",
              "cdn": "CDN", "url": "URL", "id": "ID", "api": "API", "lru": "LRU", "rps": "req/s",
              "ci": "CI", "ci95": "95% CI", "cpu": "CPU"}
@@ -210,13 +221,15 @@ def cell(value: object, unit: str = "", significant: int = 3) -> str:
 
 def table(rows: object, drop: tuple[str, ...] = (), digits: int | None = None, *,
           units: dict[str, str] | None = None, caption: str | None = None, max_rows: int = MAX_ROWS,
-          empty: str = "Nothing to show: no rows.") -> object:
+          page_rows: int | None = PAGE_ROWS, empty: str = "Nothing to show: no rows.") -> object:
     """A table for people: ``rows`` (records, a DataFrame or a Series of labelled values) without the ``drop``
     columns and columns empty in every row, every value formatted by :func:`cell` in the unit its name says
     (:func:`unit_of`; ``units`` overrides it per column, ``"*"`` for all), numbers to ``digits`` significant
     digits (3), readable column names (:func:`header`), no index unless it carries data (a named one),
-    at most ``max_rows`` rows (the caption says "first N of M rows"). A pandas Styler (HTML-escaped), so the
-    exported report shows the same table as the notebook; an empty table is the sentence ``empty``."""
+    at most ``max_rows`` rows (the caption says "first N of M rows"). Up to ``page_rows`` rows: a pandas
+    Styler (HTML-escaped), so the exported report shows the same table as the notebook; longer: a
+    :class:`PagedTable` of every row (searchable, sortable, ``page_rows`` a page; ``page_rows=None`` keeps
+    the Styler). An empty table is the sentence ``empty``."""
     import pandas as pd
 
     units = units or {}
@@ -240,7 +253,9 @@ def table(rows: object, drop: tuple[str, ...] = (), digits: int | None = None, *
     df = df.drop(columns=[c for c in drop if c in df.columns]).dropna(axis=1, how="all")
     total = len(df)
     df = df.head(max_rows)
+    paged = page_rows is not None and len(df) > page_rows
     out: dict[str, list[str]] = {}
+    keys: dict[str, list[float] | None] = {}
     numeric: list[str] = []
     row_units = [_ROW_UNITS.get(str(u).lower(), "") for u in df["unit"]] if "unit" in df.columns else None
     for column in df.columns:
@@ -260,13 +275,114 @@ def table(rows: object, drop: tuple[str, ...] = (), digits: int | None = None, *
         while name in out:
             name += " "
         out[name] = cells
+        keys[name] = _sort_keys(series) if paged else None
         if is_number:
             numeric.append(name)
     if value_axis is not None:
         caption = caption or f"Columns: {value_axis}"
     if total > len(df):
         caption = (caption + "; " if caption else "") + f"first {len(df)} of {total} rows"
+    if paged:
+        return PagedTable(pd.DataFrame(out), numeric, caption, keys, page_rows or PAGE_ROWS)
     return _styled(pd.DataFrame(out), numeric, caption)
+
+
+def _sort_keys(series: pd.Series) -> list[float] | None:
+    """The numbers a column's cells sort by (its values; times as epoch seconds, durations in seconds; NaN
+    where missing), or None for a column of text."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series):
+        return None
+    if pd.api.types.is_datetime64_any_dtype(series):
+        stamps = pd.to_datetime(series, utc=True)
+        return [float("nan") if pd.isna(t) else t.timestamp() for t in stamps]
+    if pd.api.types.is_timedelta64_dtype(series):
+        return series.dt.total_seconds().astype(float).tolist()
+    if pd.api.types.is_numeric_dtype(series):
+        return pd.to_numeric(series, errors="coerce").astype(float).tolist()
+    return None
+
+
+def _ranked(cells: list[str], keys: list[float]) -> pd.Categorical:
+    """``cells`` as an ordered categorical whose categories are the distinct cells sorted by the smallest key
+    each shows (the formatting is monotonic within a column, so this is the order of the values); cells
+    without a key (``n/a``) rank last."""
+    import pandas as pd
+
+    lowest: dict[str, float] = {}
+    for text, key in zip(cells, keys, strict=True):
+        if not math.isnan(key):
+            lowest[text] = min(lowest.get(text, math.inf), key)
+    order = sorted(lowest, key=lowest.__getitem__)
+    order += [text for text in dict.fromkeys(cells) if text not in lowest]
+    return pd.Categorical(cells, categories=order, ordered=True)
+
+
+_bundle_embedded = False  # the DataTables bundle is in an earlier output of this notebook
+_tables_drawn = 0  # interactive tables drawn in this kernel: their element ids
+
+
+class PagedTable:
+    """A long table as an interactive DataTable (itables, offline): every row, a search box that filters
+    rows on their shown text, columns sorted by a click (numbers by value), ``page_rows`` rows a page.
+
+    ``data`` is the formatted text (what a reader sees), ``numeric`` the right-aligned columns, ``keys`` per
+    column the numbers its cells sort by (None: sorted as text). The HTML (``_repr_html_``) holds the rows
+    as JSON that itables HTML-escapes; the first interactive table after :func:`setup_notebook` also
+    carries the DataTables bundle (JavaScript and CSS, about 1 MB base64), so the exported report needs no
+    network. Without JavaScript the first page shows as a plain table."""
+
+    def __init__(self, data: pd.DataFrame, numeric: list[str], caption: str | None,
+                 keys: dict[str, list[float] | None], page_rows: int = PAGE_ROWS) -> None:
+        self.data = data
+        self.numeric = numeric
+        self.caption = caption
+        self.keys = keys
+        self.page_rows = page_rows
+
+    def __repr__(self) -> str:
+        return self.data.to_string(index=False) + (f"\n{self.caption}" if self.caption else "")
+
+    def frame(self) -> pd.DataFrame:
+        """The frame itables draws: text columns as they are, sortable columns as ranked categoricals."""
+        import pandas as pd
+
+        return pd.DataFrame({name: _ranked(list(cells), sort) if (sort := self.keys.get(name)) else cells
+                             for name, cells in self.data.items()})
+
+    def _repr_html_(self) -> str:
+        global _bundle_embedded, _tables_drawn
+        from itables import options as itables_options
+        from itables.javascript import generate_init_offline_itables_html, to_html_datatable
+
+        columns = list(self.data.columns)
+        ranked = [columns.index(c) for c in columns if self.keys.get(c)]
+        rows = self.page_rows
+        options: dict[str, Any] = {
+            "connected": False, "allow_html": False,  # itables escapes every cell, header and category
+            "maxBytes": 0, "maxRows": 0, "maxColumns": 0,  # every row and column: no downsampling
+            "showIndex": False, "display_logo_when_loading": False, "order": [],
+            "text_in_header_can_be_selected": False,  # a click on a column name sorts by it
+            "pageLength": rows, "lengthMenu": [[rows, 50, 100, -1], [rows, 50, 100, "All"]],
+            "classes": "display compact", "style": "table-layout:auto;width:auto;margin:0;caption-side:bottom",
+            # a ranked column's sort data is its rank: ordered as a number (its shown text would sort as text)
+            "columnDefs": [{"targets": ranked, "type": "num"},
+                           {"targets": [columns.index(c) for c in self.numeric], "className": "dt-right"},
+                           {"targets": "_all", "className": "dt-left"}],
+            "css": _PAGED_CSS, "table_id": f"perfkit_table_{_tables_drawn}",
+        }
+        _tables_drawn += 1
+        html_table = to_html_datatable(self.frame(), html.escape(self.caption) if self.caption else None,
+                                       **options)
+        if _bundle_embedded:
+            return html_table
+        _bundle_embedded = True
+        return generate_init_offline_itables_html(itables_options.dt_bundle) + html_table
+
+
+_PAGED_CSS = (".dt-container { font-size: 13px; margin: 4px 0 12px; } "
+              ".dt-container table.dataTable caption { color: #4b5563; font-size: 12px; text-align: left; }")
 
 
 def _styled(frame: pd.DataFrame, numeric: list[str], caption: str | None) -> Styler:
