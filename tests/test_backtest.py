@@ -51,6 +51,25 @@ def test_synthetic_delays_and_resets_are_hand_computed():
     assert inc.budget_consumed_ratio == pytest.approx(50 * 60 / 43200)
 
 
+def test_an_alert_that_stops_before_the_incident_ends_has_no_negative_reset():
+    """The same 60 error minutes, but the incident is recorded as 120 min long (the errors stopped, the
+    incident stayed open). Each alert's episode ends where the synthetic case says (26, 9 and 42 min after
+    the last bad minute), so before the recorded end: the reset (firing after the end) is 0, not 26 - 60 =
+    -34 min, and by how much it stopped early is counted apart."""
+    spec, total, bad, incident = _synthetic()
+    incident = {**incident, "ts_end": incident["ts_end"] + timedelta(minutes=60)}
+    report = backtest_slos([(spec, (total, bad))], START, [incident])
+    by = {p.policy: p for p in report.policies}
+    for policy in ("mwmbr", "threshold", "burn_rate_1h"):
+        assert by[policy].mean_reset_s == 0 and by[policy].cleared_early == 1 and by[policy].recall == 1.0
+    inc = report.incidents[0]  # the chosen policy (mwmbr): its page stopped 60 - 26 = 34 min before the end
+    assert inc.detected and inc.reset_s == 0 and inc.cleared_early_s == 34 * 60
+    # the recorded incident as long as the errors: 26 min of firing after the end, nothing early
+    plain = backtest_slos([(spec, (total, bad))], START, [_synthetic()[3]])
+    assert plain.incidents[0].reset_s == 26 * 60 and plain.incidents[0].cleared_early_s == 0
+    assert {p.policy: p.cleared_early for p in plain.policies}["mwmbr"] == 0
+
+
 def test_quiet_traffic_guard_delays_the_page_to_the_slow_pair():
     spec, total, bad, incident = _synthetic()
     total = np.full_like(total, 10)  # 10 requests/min, 1 of them bad during the incident (10%)

@@ -50,6 +50,20 @@ def test_markdown_escapes_values_from_data():
     assert "99.9% (proposed)" in text and "19.0 min" in text
 
 
+def test_times_read_as_the_kit_writes_them_and_an_early_stop_is_said():
+    """ISO timestamps from the result show as ``YYYY-MM-DD HH:MM:SS UTC`` (kit.fmt.timestamp); an alert that
+    stopped before its incident ended shows a reset of 0 and by how much (never a negative duration)."""
+    incident = {**RESULT["backtest"]["incidents"][0], "ts_start": "2026-01-03T11:00:00+01:00", "reset_s": 0.0,
+                "cleared_early_s": 300.0}
+    result = {**RESULT, "backtest": {**RESULT["backtest"], "incidents": [incident]}}
+    text = slo_section_markdown(result)
+    assert "History analysed: 2026-01-01 00:00:00 UTC to 2026-01-08 00:00:00 UTC (7 days)" in text
+    assert "| 2026-01-03 10:00:00 UTC |" in text  # 11:00 at +01:00
+    assert "+00:00" not in text and "T10:00" not in text
+    assert "| 0 s, stopped 5.0 min before the end |" in text
+    assert "| 3.0 min |" in slo_section_markdown(RESULT)  # reset_s 180 without an early stop
+
+
 def test_catalog_validates_against_the_framework_schema():
     schema = json.loads(SCHEMA.read_text())
     catalog = slo_catalog(RESULT)

@@ -20,7 +20,7 @@ from kit import fmt
 from kit.report.render import render_markdown
 from kit.report.text import md_code
 
-__all__ = ["slo_catalog", "slo_section_markdown", "slo_section_model"]
+__all__ = ["reset_text", "slo_catalog", "slo_section_markdown", "slo_section_model"]
 
 
 def _window_days_text(days: float | None) -> str:
@@ -58,7 +58,15 @@ def _policy_rows(policies: list[dict]) -> list[list[str]]:
     return [[p.get("policy", ""), fmt.num(p.get("episodes")), fmt.num(p.get("per_week")),
              fmt.pct(p.get("precision"), 3, significant=True), fmt.pct(p.get("recall"), 3, significant=True),
              fmt.duration(p.get("mean_delay_s")), fmt.duration(p.get("max_delay_s")),
-             fmt.duration(p.get("mean_reset_s"))] for p in policies]
+             fmt.duration(p.get("mean_reset_s")), fmt.count(p.get("cleared_early"))] for p in policies]
+
+
+def reset_text(reset_s: float | None, cleared_early_s: float | None = None) -> str:
+    """An incident's reset time: how long its alert kept firing after the incident's end, or, when the alert
+    had stopped before the end, by how much (``0 s, stopped 5.0 min before the end``)."""
+    if cleared_early_s:
+        return f"{fmt.duration(reset_s or 0.0)}, stopped {fmt.duration(cleared_early_s)} before the end"
+    return fmt.duration(reset_s)
 
 
 def _incident_rows(incidents: list[dict]) -> list[list[str]]:
@@ -66,10 +74,10 @@ def _incident_rows(incidents: list[dict]) -> list[list[str]]:
     for inc in incidents:
         caught = (inc.get("alert") or inc.get("severity")) if inc.get("detected") else "not caught"
         rows.append([inc.get("what", ""), inc.get("type") or "", inc.get("service") or "all",
-                     inc.get("ts_start", ""), inc.get("slo") or "", fmt.num(inc.get("burn_rate")),
+                     fmt.timestamp(inc.get("ts_start", fmt.NA)), inc.get("slo") or "", fmt.num(inc.get("burn_rate")),
                      fmt.pct(inc.get("budget_consumed_ratio"), 3, significant=True),
                      "yes" if inc.get("burns_budget") else "no", caught or "",
-                     fmt.duration(inc.get("delay_s")), fmt.duration(inc.get("reset_s"))])
+                     fmt.duration(inc.get("delay_s")), reset_text(inc.get("reset_s"), inc.get("cleared_early_s"))])
     return rows
 
 
@@ -88,7 +96,8 @@ def slo_section_model(slo_result: dict) -> dict[str, Any]:
     slos = slo_result.get("slos", [])
     return {
         "window": _window_days_text(slo_result.get("window_days")),
-        "history": {"start": history.get("start", fmt.NA), "end": history.get("end", fmt.NA),
+        "history": {"start": fmt.timestamp(history.get("start", fmt.NA)),
+                    "end": fmt.timestamp(history.get("end", fmt.NA)),
                     "days": fmt.counted(history.get("days"), "day")},
         "budget_note": _kit_note(slo_result.get("budget_note")),
         "slo_rows": _slo_rows(slos),

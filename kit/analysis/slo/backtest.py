@@ -20,8 +20,14 @@ precision = true episodes / episodes; recall = caught / budget-burning incidents
 ratio over the incident above the error budget, i.e. a mean burn rate > 1; each incident also carries
 its share of the window's budget);
 detection delay = end of the first firing minute - incident start;
-reset time = end of the first catching alert's episode - incident end. Firing runs separated by at most
-``MERGE_GAP_MINUTES`` quiet minutes are one episode (as Alertmanager would notify once).
+reset time = how long the first catching alert kept firing after the incident's recorded end (the end of
+its last episode overlapping the incident - the incident end), 0 when it had stopped before: the workbook's
+"how long after an issue is resolved does the alert continue to fire" is never negative. An alert that
+stops before the incident ends (its short window recovered while the incident was still recorded as on,
+or traffic too thin to keep the ratio up) is counted apart: ``cleared_early_s`` per incident, and
+``cleared_early`` incidents per policy; a signed mean would let one early stop cancel another alert's
+long tail. Firing runs separated by at most ``MERGE_GAP_MINUTES`` quiet minutes are one episode (as
+Alertmanager would notify once).
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ POLICIES = {
 }
 CHOSEN = "mwmbr"
 GRACE_S = 3600.0
-Hit = tuple[float, float, str, str]  # (delay_s, reset_s, severity, alert) of one detection
+Hit = tuple[float, float, str, str]  # (delay_s, episode end - incident end in s, severity, alert) of one detection
 MERGE_GAP_MINUTES = 5  # quiet minutes that still count as the same alert episode (Alertmanager's group_interval)
 
 
@@ -87,7 +93,8 @@ class PolicyScore:
     incidents: int
     mean_delay_s: float | None
     max_delay_s: float | None
-    mean_reset_s: float | None
+    mean_reset_s: float | None  # mean time the alert kept firing after an incident's end (>= 0)
+    cleared_early: int = 0      # caught incidents whose alert had stopped before the incident ended
 
 
 @dataclass(frozen=True)
@@ -108,8 +115,9 @@ class IncidentScore:
     detected: bool
     severity: str | None
     delay_s: float | None
-    reset_s: float | None
+    reset_s: float | None               # how long the alert kept firing after the incident's end (>= 0)
     alert: str | None = None            # the first alert that fired: "<slo_id> page|ticket" or a saturation alert
+    cleared_early_s: float | None = None  # how long before the incident's end the alert had stopped (0: it had not)
 
 
 @dataclass(frozen=True)
@@ -220,7 +228,7 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
     weeks = n / (7 * 1440) if n else 0.0
     step = timedelta(minutes=1)
     episodes: list[Episode] = []
-    # detections[policy][incident index] -> list of (delay_s, reset_s, severity)
+    # detections[policy][incident index] -> list of (delay_s, episode end - incident end, severity, alert)
     detections: dict[str, dict[int, list[Hit]]] = {p: {} for p in POLICIES}
     burning: dict[int, tuple[float, str]] = {}   # incident -> (max burn over the incident, slo)
     peaks: dict[int, float] = {}
@@ -318,19 +326,22 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
         worst = burning.get(j)
         inc_burn, inc_slo = (worst[0], worst[1]) if worst else (None, None)
         first = hits[0] if hits else None
+        overrun = _overrun(hits, hits[0][3]) if hits else None
         incident_rows.append(IncidentScore(
             what=inc["what"], type=inc.get("type"), service=inc["service"], route=inc.get("route"),
             ts_start=inc["ts_start"], ts_end=inc["ts_end"], slo=inc_slo, burns_budget=j in burning_set,
             burn_rate=inc_burn, budget_consumed_ratio=consumed.get(j), peak_burn_rate=peaks.get(j), detected=bool(hits),
             severity=hits[0][2] if hits else None,
             delay_s=first[0] if first else None,
-            reset_s=max(h[1] for h in hits if h[3] == hits[0][3]) if hits else None,
-            alert=hits[0][3] if hits else None))
+            reset_s=None if overrun is None else max(0.0, overrun),
+            alert=hits[0][3] if hits else None,
+            cleared_early_s=None if overrun is None else max(0.0, -overrun)))
     note = ("Replayed at 1-minute resolution with exact per-window event counts. An episode is a true "
             f"positive when it overlaps an incident on its service (up to {grace_s / 60:g} min after its end); "
             "an incident burns budget when the SLO's error ratio over it exceeds the error budget "
             "(mean burn rate > 1); "
-            "delay and reset are those of the first alert that fired for it.")
+            "delay and reset are those of the first alert that fired for it; reset is how long it kept firing "
+            "after the incident's recorded end (0 when it had stopped before; such incidents are counted apart).")
     if not incidents:
         note += " The warehouse has no incident events: precision and recall cannot be computed."
         policies = [replace(p, precision=None, true_episodes=None) for p in policies]  # not 0: unknown
@@ -359,7 +370,8 @@ def _score(policy: str, description: str, slo: str | None, severity: str | None,
     caught = [j for j in burning if detections.get(j)]
     firsts = [min(detections[j], key=lambda d: (d[0], d[2] != "page")) for j in caught]
     delays = [f[0] for f in firsts]
-    resets = [max(d[1] for d in detections[j] if d[3] == f[3]) for j, f in zip(caught, firsts, strict=True)]
+    overruns = [_overrun(detections[j], f[3]) for j, f in zip(caught, firsts, strict=True)]
+    resets = [max(0.0, o) for o in overruns]
     per_week = (len(eps) / weeks) if weeks else 0.0
     return PolicyScore(
         policy=policy, description=description, slo=slo, severity=severity, episodes=len(eps), per_week=per_week,
@@ -368,7 +380,13 @@ def _score(policy: str, description: str, slo: str | None, severity: str | None,
         true_episodes=true_eps, precision=true_eps / len(eps) if eps else None,
         recall=len(caught) / len(burning) if burning else None, caught=len(caught), incidents=len(burning),
         mean_delay_s=float(np.mean(delays)) if delays else None, max_delay_s=float(max(delays)) if delays else None,
-        mean_reset_s=float(np.mean(resets)) if resets else None)
+        mean_reset_s=float(np.mean(resets)) if resets else None, cleared_early=sum(1 for o in overruns if o < 0))
+
+
+def _overrun(hits: list[Hit], alert: str) -> float:
+    """Seconds from the incident's end to the end of ``alert``'s last episode on it (negative: it stopped
+    before the incident ended)."""
+    return max(h[1] for h in hits if h[3] == alert)
 
 
 # --------------------------------------------------------------------------------------------- NAB
