@@ -150,13 +150,17 @@ def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | No
     """Open the warehouse at ``path`` (``:memory:`` for a scratch one), creating or upgrading its schema.
 
     A Parquet warehouse (a directory with ``perfkit-warehouse.json``, see :mod:`kit.parquet_warehouse`)
-    opens as an in-memory DuckDB connection with one view per table over its committed files, read
-    only whatever ``read_only`` says (it is written by ``perfkit ingest`` only).
+    opens (``read_only=True`` only; WarehouseError otherwise: ``perfkit ingest`` writes it) as a DuckDB
+    connection with one view per table over its committed files.
     Raises WarehouseLockedError with a readable message when another process is writing to it, and
     WarehouseError when a read-only open finds no file or an older schema.
     """
     target = str(path)
     if target != ":memory:" and parquet_warehouse.is_parquet_warehouse(target):
+        if not read_only:
+            raise WarehouseError(
+                f"{target} is a Parquet warehouse: it is written by `perfkit ingest KIND --db {target} ...` "
+                "only (one commit per source); open it with read_only=True to analyse it")
         return parquet_warehouse.connect_views(target, schema_columns(), SCHEMA_VERSION,
                                                memory_limit=memory_limit, threads=threads)
     if read_only and target != ":memory:" and not Path(target).exists():

@@ -1,0 +1,238 @@
+"""The Parquet warehouse (issue 15 item 1), through real ``perfkit ingest`` processes.
+
+The reference is today's DuckDB warehouse: the same real logs ingested into a DuckDB file and into a
+Parquet warehouse must give the same rows in every table (counts, sums, sorted EXCEPT ALL both ways).
+The guarantees are checked against what a reader sees (``kit.warehouse.connect(ROOT, read_only=True)``):
+exactly once, replace, append, line accounting, SIGKILL at random moments, concurrent ingests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from kit import parquet_warehouse as pw
+from kit.errors import WarehouseError
+from kit.warehouse import connect, schema_columns
+
+from .conftest import SHARED_DATASETS
+
+ROOT_DIR = Path(__file__).resolve().parents[1]
+ACCESS = SHARED_DATASETS / "access_logs"
+ELASTIC = ACCESS / "elastic_apache" / "elastic_examples_apache_logs.log"
+
+# (kind, extra arguments, file): every large table, NULL ts (a text cache trace), MAP labels (time series)
+SOURCES = [
+    ("access-log", [], ELASTIC),
+    ("access-log", [], ACCESS / "netdata_weblog" / "common.log"),
+    ("access-log", [], ACCESS / "netdata_weblog" / "u_ex221107.log"),
+    ("access-log", [], ACCESS / "netdata_squid" / "access.log"),
+    ("mysql-slow", [], SHARED_DATASETS / "db" / "percona_slowlogs" / "slow024.txt"),
+    ("postgres-log", [], SHARED_DATASETS / "db" / "pgbadger_logs" / "light.postgres.log.bz2"),
+    ("trace", ["--format", "text"], SHARED_DATASETS / "cache_traces" / "caffeine" / "lirs" / "loop.trace.gz"),
+    ("timeseries", ["--label", "host=a"],
+     SHARED_DATASETS / "timeseries" / "nab" / "data" / "realAWSCloudwatch" / "ec2_cpu_utilization_24ae8d.csv"),
+]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT_DIR), "PERFKIT_SALT": "parquet-test-salt"}
+
+
+def _ingest_cmd(kind: str, db: Path, *args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "kit.cli", "ingest", kind, "--db", str(db), "--json", *map(str, args)]
+
+
+def perfkit_ingest(kind: str, db: Path, *args: str | Path) -> list[dict]:
+    """Run ``perfkit ingest`` in a real process; its JSON summaries."""
+    done = subprocess.run(_ingest_cmd(kind, db, *args), env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def visible(root: Path, sql: str) -> list[tuple]:
+    con = connect(root, read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _keyed(table: str, prefix: str = "") -> str:
+    """The table's rows with source_id replaced by the source's kind and path (ids differ between
+    warehouses); ingest_log without its ids and clock times."""
+    if table == "ingest_log":
+        return f"SELECT * EXCLUDE (source_id, started_at, finished_at) FROM {prefix}ingest_log"
+    if table == "asset_content":
+        return f"SELECT * FROM {prefix}asset_content"
+    return (f"SELECT t.* EXCLUDE (source_id), l.kind AS _kind, l.path AS _path FROM {prefix}{table} t "
+            f"JOIN {prefix}ingest_log l USING (source_id)")
+
+
+def _summary(con: duckdb.DuckDBPyConnection, table: str, prefix: str) -> tuple:
+    numeric = [c for c, t in schema_columns()[table] if t in ("BIGINT", "DOUBLE", "SMALLINT", "UBIGINT", "INTEGER")
+               and c != "source_id"]
+    sums = "".join(f", sum({c})::HUGEINT" if t != "DOUBLE" else f", round(sum({c}), 6)"
+                   for c, t in schema_columns()[table] if c in numeric)
+    return con.execute(f"SELECT count(*){sums} FROM {prefix}{table}").fetchone()  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------- same rows
+
+def test_parquet_warehouse_holds_the_same_rows_as_a_duckdb_file(tmp_path: Path) -> None:
+    duck, root = tmp_path / "w.duckdb", tmp_path / "parquet"
+    for kind, args, path in SOURCES:
+        perfkit_ingest(kind, duck, *args, path)
+        perfkit_ingest(kind, root, "--warehouse-format", "parquet", *args, path)
+    con = connect(root, read_only=True)
+    con.execute(f"ATTACH '{duck}' AS d (READ_ONLY)")
+    for table in pw.TABLES:
+        reference, mine = _summary(con, table, "d."), _summary(con, table, "")
+        assert mine == reference, table
+        for a, b in (("", "d."), ("d.", "")):
+            extra = con.execute(f"SELECT count(*) FROM ({_keyed(table, a)} EXCEPT ALL {_keyed(table, b)})").fetchone()
+            assert extra == (0,), (table, a or "parquet", "rows missing from the other")
+        # same column names and types as the DuckDB schema
+        assert ([r[:2] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+                == [r[:2] for r in con.execute(f"DESCRIBE d.{table}").fetchall()])
+    # every large table and a NULL day were exercised
+    assert all(_summary(con, t, "")[0] > 0 for t in pw.PARTITIONED)
+    assert (root / "cache_requests" / f"day={pw.NULL_DAY}").is_dir()
+    # the files hold the schema's columns and no `day` column; every file is committed
+    files = pw.committed_files(root)
+    on_disk = {p for t in pw.TABLES for p in (root / t).rglob("*.parquet")}
+    assert on_disk == {p for fs in files.values() for p in fs}
+    for table, paths in files.items():
+        for path in paths[:1]:       # the raw file, read without the views' casts
+            described = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}', hive_partitioning=false)")
+            assert [r[:2] for r in described.fetchall()] == list(schema_columns()[table]), table
+    with pytest.raises(duckdb.Error):
+        con.execute("INSERT INTO requests SELECT * FROM d.requests LIMIT 1")
+    con.close()
+    with pytest.raises(WarehouseError, match="read_only=True"):
+        connect(root)
+
+
+# ---------------------------------------------------------------------------------------------- guarantees
+
+def test_exactly_once_replace_append_and_line_accounting(tmp_path: Path) -> None:
+    root, log = tmp_path / "w", tmp_path / "access.log"
+    lines = ELASTIC.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:4000]) + b"this line is not a log line\n")
+    first = perfkit_ingest("access-log", root, "--warehouse-format", "parquet", log)[0]
+    assert (first["status"], first["rows_loaded"], first["rows_rejected"]) == ("loaded", 4000, 1)
+    again = perfkit_ingest("access-log", root, log)[0]           # detected by its marker
+    assert (again["status"], again["source_id"]) == ("unchanged", first["source_id"])
+    with log.open("ab") as handle:                                # the log grows
+        handle.write(b"".join(lines[4000:6000]))
+    grown = perfkit_ingest("access-log", root, log)[0]
+    assert (grown["status"], grown["rows_loaded"]) == ("appended", 2000)
+    assert visible(root, "SELECT count(*) FROM requests") == [(6000,)]
+    replaced = perfkit_ingest("access-log", root, "--replace", log)[0]
+    assert (replaced["status"], replaced["rows_loaded"], replaced["rows_rejected"]) == ("replaced", 6000, 1)
+    assert visible(root, "SELECT count(*), count(DISTINCT source_id) FROM requests") == [(6000, 1)]
+    log_rows = visible(root, "SELECT source_id, lines_in, rows_loaded, rows_rejected, rows_skipped FROM ingest_log")
+    assert log_rows == [(replaced["source_id"], 6001, 6000, 1, 0)]
+    assert visible(root, "SELECT line_no, reason IS NOT NULL, raw FROM rejects") == [
+        (4001, True, "this line is not a log line")]
+    commits = pw.read_log(root).commits
+    assert set(commits[-1].replaces) == {first["source_id"], grown["source_id"]}
+    # vacuum drops the replaced files; readers see the same
+    assert pw.vacuum(root, older_than_s=0).replaced_removed > 0
+    assert visible(root, "SELECT count(*) FROM requests") == [(6000,)]
+
+
+def test_a_failure_between_rename_and_commit_leaves_nothing_visible(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Failure injection: the data files are in place but the commit record is never created."""
+    from kit.ingest import parquet as ingest_parquet
+    from kit.ingest.access_log import ingest_access_log
+
+    root = tmp_path / "w"
+
+    def fail(target: Path, data: bytes, mode: int = 0o644) -> bool:
+        raise OSError("injected: disk full at commit")
+
+    monkeypatch.setattr(ingest_parquet, "publish", fail)
+    with pytest.raises(OSError, match="injected"):
+        ingest_parquet.ingest(root, lambda con: ingest_access_log(con, ELASTIC))
+    assert any((root / "requests").rglob("*.parquet"))            # renamed into place, not committed
+    assert visible(root, "SELECT count(*) FROM requests") == [(0,)]
+    monkeypatch.undo()
+    assert perfkit_ingest("access-log", root, ELASTIC)[0]["status"] == "loaded"
+    assert visible(root, "SELECT count(*) FROM requests") == [(9999,)]
+    assert pw.vacuum(root, older_than_s=0).orphans_removed > 0
+    assert visible(root, "SELECT count(*) FROM requests") == [(9999,)]
+
+
+def test_sigkill_at_random_moments_leaves_all_or_nothing(tmp_path: Path) -> None:
+    root, big = tmp_path / "w", tmp_path / "big.log"
+    body = ELASTIC.read_bytes()
+    big.write_bytes(body * 20)                                     # 200,000 lines, 199,980 loadable
+    clean = tmp_path / "clean"
+    started = time.perf_counter()
+    expected = perfkit_ingest("access-log", clean, "--warehouse-format", "parquet", big)[0]["rows_loaded"]
+    duration = time.perf_counter() - started
+    rng = random.Random(15)
+    outcomes = []
+    for _ in range(6):
+        proc = subprocess.Popen(_ingest_cmd("access-log", root, "--warehouse-format", "parquet", big), env=_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, duration))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        rows = visible(root, "SELECT count(*) FROM requests")[0][0] if pw.is_parquet_warehouse(root) else 0
+        assert rows in (0, expected)
+        outcomes.append(rows)
+        if rows:
+            break
+    summary = perfkit_ingest("access-log", root, big)[0]
+    assert summary["status"] == ("unchanged" if outcomes[-1] else "loaded")
+    assert visible(root, "SELECT count(*), count(DISTINCT source_id) FROM requests") == [(expected, 1)]
+    pw.vacuum(root, older_than_s=0)
+    assert not any((root / pw.STAGING).iterdir())
+    on_disk = {p for t in pw.TABLES for p in (root / t).rglob("*.parquet")}
+    assert on_disk == {p for fs in pw.committed_files(root).values() for p in fs}
+
+
+def test_concurrent_ingests_count_every_file_once(tmp_path: Path) -> None:
+    root = tmp_path / "w"
+    files = []
+    lines = ELASTIC.read_bytes().splitlines(keepends=True)
+    for i in range(4):                                             # four different files
+        files.append(tmp_path / f"part{i}.log")
+        files[-1].write_bytes(b"".join(lines[i * 2500:(i + 1) * 2500]))
+    same = tmp_path / "same.log"                                   # and one that three processes race on
+    same.write_bytes(b"".join(lines[:1000]))
+    procs = [subprocess.Popen(_ingest_cmd("access-log", root, "--warehouse-format", "parquet", f), env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for f in [*files, same, same, same]]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [r[1] for r in results]
+    statuses = sorted(json.loads(out)["status"] for out, _ in results[4:])
+    assert statuses == ["loaded", "unchanged", "unchanged"]
+    rows = visible(root, "SELECT l.path, count(*) FROM requests r JOIN ingest_log l USING (source_id) GROUP BY 1")
+    expected = {str(f.resolve()): 2500 for f in files} | {str(same.resolve()): 1000}
+    expected[str(files[3].resolve())] = 2499                       # the one line of the log that is rejected
+    assert dict(rows) == expected
+    assert visible(root, "SELECT count(*), count(DISTINCT source_id) FROM ingest_log") == [(5, 5)]
+
+
+def test_the_warehouse_format_is_checked(tmp_path: Path) -> None:
+    (tmp_path / "f.duckdb").write_bytes(b"")
+    done = subprocess.run(_ingest_cmd("access-log", tmp_path / "f.duckdb", "--warehouse-format", "parquet", ELASTIC),
+                          env=_env(), capture_output=True, text=True)
+    assert done.returncode == 1 and "is a file" in done.stderr
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "other").write_text("x")
+    with pytest.raises(WarehouseError, match="not a Parquet warehouse"):
+        pw.create(tmp_path / "d")
