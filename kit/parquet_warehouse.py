@@ -109,13 +109,14 @@ def is_parquet_warehouse(path: str | Path) -> bool:
 
 
 def create(root: str | Path) -> Path:
-    """Make ``root`` a Parquet warehouse (marker and salt) unless it is one; safe to race. Raises
-    WarehouseError for a file or a non-empty directory that is not a warehouse."""
+    """Make ``root`` a Parquet warehouse (salt, then marker) unless it is one; safe to race (a racing
+    creator's salt and temp files are allowed). Raises WarehouseError for a file or a non-empty
+    directory that is not a warehouse."""
     p = Path(root)
     if p.exists() and not p.is_dir():
         raise WarehouseError(f"{p} is a file (a DuckDB warehouse?), not a Parquet warehouse directory")
     if not is_parquet_warehouse(p):
-        if p.is_dir() and any(p.iterdir()):
+        if p.is_dir() and any(e.name != SALT_FILE and not e.name.startswith(".tmp-") for e in p.iterdir()):
             raise WarehouseError(f"{p} is a non-empty directory without {MARKER}: not a Parquet warehouse")
         p.mkdir(parents=True, exist_ok=True)
         publish(p / SALT_FILE, (secrets.token_hex(16) + "\n").encode(), mode=0o600)

@@ -236,3 +236,28 @@ def test_the_warehouse_format_is_checked(tmp_path: Path) -> None:
     (tmp_path / "d" / "other").write_text("x")
     with pytest.raises(WarehouseError, match="not a Parquet warehouse"):
         pw.create(tmp_path / "d")
+
+
+def test_a_commit_that_loses_the_race_on_the_same_file_starts_over(tmp_path: Path) -> None:
+    """Deterministic race: while one ingest loads, another ingest of the same file commits first; the
+    first finds the conflicting commit, deletes its files, starts over and reports ``unchanged``."""
+    from kit.ingest.access_log import ingest_access_log
+    from kit.ingest.parquet import ingest
+
+    root, log = tmp_path / "w", tmp_path / "a.log"
+    log.write_bytes(b"".join(ELASTIC.read_bytes().splitlines(keepends=True)[:500]))
+    calls = []
+
+    def load(con: duckdb.DuckDBPyConnection):  # noqa: ANN202 - an IngestSummary
+        calls.append(1)
+        summary = ingest_access_log(con, log)
+        if len(calls) == 1:                                      # the rival commits in between
+            assert ingest(root, lambda c: ingest_access_log(c, log)).status == "loaded"
+        return summary
+
+    result = ingest(root, load)
+    assert (result.status, len(calls)) == ("unchanged", 2)       # my first attempt lost, the second found it
+    assert visible(root, "SELECT count(*) FROM requests") == [(500,)]
+    assert len(pw.read_log(root).commits) == 1
+    on_disk = {p for t in pw.TABLES for p in (root / t).rglob("*.parquet")}
+    assert on_disk == {p for fs in pw.committed_files(root).values() for p in fs}   # the loser's files are gone
