@@ -5,6 +5,7 @@ written as Parquet, renamed into place and committed by one atomic link of a com
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -69,7 +70,8 @@ def _export(con: duckdb.DuckDBPyConnection, root: Path, stage: Path, source_id: 
     sid = int(source_id)
     written: list[Path] = []
     for table in TABLES:
-        where = "" if table == "asset_content" else f" WHERE source_id = {sid}"
+        where = (f" WHERE sha256 IN (SELECT sha256 FROM assets WHERE source_id = {sid})"
+                 if table == "asset_content" else f" WHERE source_id = {sid}")
         if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table}{where} LIMIT 1)").fetchone()[0]:  # type: ignore[index]
             continue
         if table in PARTITIONED:
@@ -131,7 +133,9 @@ def ingest(root: str | Path, load: Callable[[duckdb.DuckDBPyConnection], IngestS
 
     ``load(con)`` is today's ingest of one source on a DuckDB warehouse connection (for example
     ``lambda con: ingest_access_log(con, path)``) returning an :class:`kit.ingest.core.IngestSummary`;
-    an ``unchanged`` result commits nothing. Returns the summary of the attempt that committed."""
+    an ``unchanged`` result commits nothing. Returns the summary of the attempt that committed, its
+    ``seconds`` covering everything (attempts lost to a conflict, writing, committing)."""
+    started = time.perf_counter()
     p = create(root).absolute()
     for _attempt in range(MAX_ATTEMPTS):
         snapshot = read_log(p)
@@ -158,7 +162,7 @@ def ingest(root: str | Path, load: Callable[[duckdb.DuckDBPyConnection], IngestS
                 con.close()
             commit = Commit(0, source_id, row[0], row[1], row[2], tuple(sorted(before - after)), files)
             if _try_commit(p, snapshot, commit) is not None:
-                return summary
+                return dataclasses.replace(summary, seconds=time.perf_counter() - started)
             for relative in (f for fs in files.values() for f in fs):
                 (p / relative).unlink(missing_ok=True)
         finally:
@@ -167,3 +171,35 @@ def ingest(root: str | Path, load: Callable[[duckdb.DuckDBPyConnection], IngestS
                       "try again", path=str(root))
 
 
+
+
+def convert(db: str | Path, root: str | Path) -> int:
+    """Copy the DuckDB warehouse file ``db`` into a new (or empty) Parquet warehouse ``root``, one
+    commit per finished source of its ``ingest_log``, keeping the source ids; return the sources
+    copied. The salt is not copied (a later access-log ingest into ``root`` hashes clients with
+    ``root``'s own salt unless ``$PERFKIT_SALT`` is set). Raises IngestError when rows belong to no
+    finished source (they would be lost)."""
+    p = create(root).absolute()
+    if read_log(p).commits:
+        raise IngestError("convert needs a new or empty Parquet warehouse", path=str(root))
+    con = connect(db, read_only=True)
+    try:
+        sources = con.execute("SELECT source_id, kind, path, sha256 FROM ingest_log WHERE finished_at IS NOT NULL "
+                              "ORDER BY source_id").fetchall()
+        for table in [t for t in TABLES if t not in ("ingest_log", "asset_content")]:
+            stray = con.execute(f"SELECT count(*) FROM {table} WHERE source_id NOT IN "
+                                "(SELECT source_id FROM ingest_log WHERE finished_at IS NOT NULL)").fetchone()
+            if stray and stray[0]:
+                raise IngestError(f"{stray[0]} rows of {table} belong to no finished source", path=str(db))
+        for source_id, kind, path, sha in sources:
+            stage = p / STAGING / f"convert-{source_id}"
+            stage.mkdir(parents=True)
+            try:
+                files = _export(con, p, stage, int(source_id))
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
+            if _try_commit(p, read_log(p), Commit(0, int(source_id), kind, path, sha, (), files)) is None:
+                raise IngestError(f"another process committed source {source_id} while converting", path=str(root))
+    finally:
+        con.close()
+    return len(sources)
