@@ -24,14 +24,18 @@ newer commits; if one touched the same kind and file (same sha256 or path) or re
 sources, it deletes its files and starts over (optimistic concurrency, as in Delta Lake's log), which
 turns a race on the same file into ``unchanged``; otherwise it takes the next version.
 
-Visible = the commits no other commit replaces (``replaces`` lists the source ids a ``--replace`` or a
-grown log's re-load superseded). Source ids are unique without a shared database: milliseconds since
-the epoch << 20 | 20 random bits (time-ordered like the DuckDB sequence; a collision needs two ingests
-in the same millisecond drawing the same 20 bits, and is refused at commit).
+Visible = the commits no other commit replaces (``replaces`` lists the source ids a ``--replace``
+superseded; a grown log's new lines are a source of their own, as in the DuckDB file). Source ids are
+unique without a shared database: milliseconds since the epoch << 20 | 20 random bits (time-ordered
+like the DuckDB sequence; an id already in the log is drawn again, and two ingests drawing the same id
+in the same millisecond conflict at commit, so one starts over).
 
-Limits: readers list commits by reading every record (thousands: fine; millions would want a
-checkpoint); orphans of killed ingests (staging directories, renamed but uncommitted data files) are
-invisible and removed by :func:`vacuum` (``perfkit vacuum``) once older than its grace period.
+Limits: readers read every commit record, and each ingest every visible ``ingest_log`` file
+(thousands: fine; millions would want a checkpoint). Several machines need a shared POSIX file
+system with atomic ``link()`` (NFS, CephFS, Lustre); an object store would need a put-if-absent commit
+instead (not done). Orphans of killed ingests (staging directories, renamed but uncommitted data
+files) are invisible and removed by :func:`vacuum` (``perfkit vacuum``) once older than its grace
+period; ingests never remove them (a young one may be a running ingest's).
 """
 
 from __future__ import annotations
@@ -224,9 +228,9 @@ def connect_views(root: str | Path, columns: Columns, schema_version: int, *, me
                   threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """A read-only DuckDB connection with one view per table over exactly the committed files (see
     :func:`committed_files`) with the schema's ``columns``, plus ``schema_info`` (``schema_version``);
-    the analyses run on it unchanged (:func:`kit.warehouse.connect` calls this). Any write fails with
-    DuckDB's error naming the database ``parquet_warehouse_read_only``. The views see the commits made
-    before this call."""
+    the analyses run on it unchanged (:func:`kit.warehouse.connect` calls this); temp tables work.
+    Writes fail: DuckDB refuses INSERT/UPDATE/DELETE on a view, and any other write names the read-only
+    database ``parquet_warehouse_read_only``. The views see the commits made before this call."""
     files = committed_files(root)
     config: dict[str, Any] = {}
     if memory_limit:

@@ -32,7 +32,7 @@ from kit.parquet_warehouse import (
     read_log,
     table_sql,
 )
-from kit.warehouse import connect, schema_columns
+from kit.warehouse import connect, schema_columns, sql_string
 
 if TYPE_CHECKING:
     from kit.ingest.core import IngestSummary
@@ -55,7 +55,7 @@ def _scratch(root: Path, snapshot: Snapshot, source_id: int, stage: Path,
     """An in-memory DuckDB warehouse holding the committed ``ingest_log`` (what exactly-once needs),
     whose next source id is ``source_id``, spilling into ``stage``."""
     con = connect(":memory:", memory_limit=memory_limit)
-    con.execute(f"SET temp_directory = '{stage / 'spill'}'")
+    con.execute(f"SET temp_directory = {sql_string(stage / 'spill')}")
     con.execute("DROP SEQUENCE source_id_seq")
     con.execute(f"CREATE SEQUENCE source_id_seq START {int(source_id)}")
     logs = [root / f for c in snapshot.visible() for f in c.files.get("ingest_log", ())]
@@ -76,10 +76,12 @@ def _export(con: duckdb.DuckDBPyConnection, root: Path, stage: Path, source_id: 
             continue
         if table in PARTITIONED:
             con.execute(f"COPY (SELECT *, strftime(ts, '%Y-%m-%d') AS day FROM {table}{where}) "
-                        f"TO '{stage / table}' (FORMAT parquet, PARTITION_BY (day), FILENAME_PATTERN '{sid}_{{i}}')")
+                        f"TO {sql_string(stage / table)} (FORMAT parquet, PARTITION_BY (day), "
+                        f"FILENAME_PATTERN '{sid}_{{i}}')")
         else:
             (stage / table).mkdir()
-            con.execute(f"COPY (SELECT * FROM {table}{where}) TO '{stage / table / f'{sid}.parquet'}' (FORMAT parquet)")
+            con.execute(f"COPY (SELECT * FROM {table}{where}) TO {sql_string(stage / table / f'{sid}.parquet')} "
+                        "(FORMAT parquet)")
         written.extend(sorted((stage / table).rglob("*.parquet")))
     files: dict[str, list[str]] = {}
     directories: set[Path] = set()
@@ -140,6 +142,8 @@ def ingest(root: str | Path, load: Callable[[duckdb.DuckDBPyConnection], IngestS
     for _attempt in range(MAX_ATTEMPTS):
         snapshot = read_log(p)
         source_id = new_source_id()
+        while source_id in {c.source_id for c in snapshot.commits}:
+            source_id = new_source_id()
         stage = p / STAGING / str(source_id)
         stage.mkdir(parents=True)
         files: dict[str, tuple[str, ...]] = {}
@@ -169,8 +173,6 @@ def ingest(root: str | Path, load: Callable[[duckdb.DuckDBPyConnection], IngestS
             shutil.rmtree(stage, ignore_errors=True)
     raise IngestError(f"{MAX_ATTEMPTS} attempts lost the commit to concurrent ingests of the same source; "
                       "try again", path=str(root))
-
-
 
 
 def convert(db: str | Path, root: str | Path) -> int:
