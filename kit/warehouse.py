@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from kit import parquet_warehouse
 from kit.errors import WarehouseError, WarehouseLockedError
 
 SCHEMA_VERSION = 2
@@ -147,10 +149,20 @@ def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | No
             threads: int | None = None) -> duckdb.DuckDBPyConnection:
     """Open the warehouse at ``path`` (``:memory:`` for a scratch one), creating or upgrading its schema.
 
+    A Parquet warehouse (a directory with ``perfkit-warehouse.json``, see :mod:`kit.parquet_warehouse`)
+    opens (``read_only=True`` only; WarehouseError otherwise: ``perfkit ingest`` writes it) as a DuckDB
+    connection with one view per table over its committed files.
     Raises WarehouseLockedError with a readable message when another process is writing to it, and
     WarehouseError when a read-only open finds no file or an older schema.
     """
     target = str(path)
+    if target != ":memory:" and parquet_warehouse.is_parquet_warehouse(target):
+        if not read_only:
+            raise WarehouseError(
+                f"{target} is a Parquet warehouse: it is written by `perfkit ingest KIND --db {target} ...` "
+                "only (one commit per source); open it with read_only=True to analyse it")
+        return parquet_warehouse.connect_views(target, schema_columns(), SCHEMA_VERSION,
+                                               memory_limit=memory_limit, threads=threads)
     if read_only and target != ":memory:" and not Path(target).exists():
         raise WarehouseError(f"warehouse {target} does not exist (build one with `perfkit demo --db {target}`)")
     config: dict[str, Any] = {}
@@ -181,6 +193,19 @@ def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | No
     else:
         migrate(con)
     return con
+
+
+@cache
+def schema_columns() -> dict[str, tuple[tuple[str, str], ...]]:
+    """Table -> its (column, DuckDB type) in schema order, for every table of the current schema."""
+    con = duckdb.connect(":memory:")
+    try:
+        migrate(con)
+        tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE table_name <> "
+                                            "'schema_info' ORDER BY table_name").fetchall()]
+        return {t: tuple((str(r[0]), str(r[1])) for r in con.execute(f"DESCRIBE {t}").fetchall()) for t in tables}
+    finally:
+        con.close()
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:

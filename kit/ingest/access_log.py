@@ -71,8 +71,10 @@ from kit.ingest.log_formats import (
     json_keys_from_sample,
     sample_lines,
 )
+from kit.ingest.parquet import scratch_warehouse
 from kit.ingest.routes import RouteRule, client_hash_sql, parse_route_rule, redact_query_sql, route_sql
 from kit.ingest.services import record_service_naming, service_sql
+from kit.parquet_warehouse import salt_file as parquet_salt_file
 from kit.warehouse import Source
 
 __all__ = [
@@ -325,11 +327,15 @@ _MEMORY_SALTS: dict[int, str] = {}
 
 def warehouse_salt(con: duckdb.DuckDBPyConnection) -> str:
     """The warehouse's secret salt for client hashes: ``$PERFKIT_SALT``, else a random salt kept in
-    ``<warehouse file>.salt`` (created on first use, mode 600), else (in-memory warehouse) one per
-    connection. The salt is never written into the warehouse."""
+    ``<warehouse file>.salt`` (created on first use, mode 600) or a Parquet warehouse's
+    ``perfkit-warehouse.salt``, else (in-memory warehouse) one per connection. The salt is never written
+    into the warehouse."""
     env = os.environ.get("PERFKIT_SALT")
     if env:
         return env
+    parquet_root = scratch_warehouse(con)
+    if parquet_root is not None:  # an ingest into a Parquet warehouse: the salt its creation stored
+        return parquet_salt_file(parquet_root).read_text().strip()
     row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
     db_path = row[0] if row else None
     if not db_path:

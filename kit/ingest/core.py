@@ -40,8 +40,9 @@ from typing import IO, Any, cast
 
 import duckdb
 
+from kit import parquet_warehouse
 from kit.config import DEFAULT_DB
-from kit.errors import IngestError, InputNotFoundError
+from kit.errors import IngestError, InputNotFoundError, WarehouseError
 from kit.results import to_jsonable
 from kit.warehouse import Source, begin_source, connect, delete_source, finish_source, sql_string, transaction
 
@@ -402,9 +403,45 @@ def given_options(**options: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- CLI
 
+def warehouse_format(db: str | Path, given: str | None) -> str:
+    """``parquet`` or ``duckdb``: ``given``, checked against what ``db`` is, else detected (a directory
+    with the Parquet warehouse marker is ``parquet``)."""
+    is_parquet = str(db) != ":memory:" and parquet_warehouse.is_parquet_warehouse(db)
+    if given == "duckdb" and (is_parquet or Path(db).is_dir()):
+        raise WarehouseError(f"{db} is a directory (a Parquet warehouse?), not a DuckDB file; "
+                             "drop --warehouse-format duckdb or give another --db")
+    if given == "parquet" and Path(db).is_file():
+        raise WarehouseError(f"{db} is a file (a DuckDB warehouse?); give a directory for a Parquet warehouse")
+    return given or ("parquet" if is_parquet else "duckdb")
+
+
+def _run_parquet_cli(args: argparse.Namespace,
+                     fn: Callable[[duckdb.DuckDBPyConnection, Path | None], IngestSummary],
+                     paths: list[Path | None]) -> int:
+    """:func:`run_ingest_cli` for a Parquet warehouse: each path is one ingest committed on its own."""
+    from kit.ingest.parquet import ingest
+
+    memory = os.environ.get("PERFKIT_INGEST_MEMORY", DEFAULT_INGEST_MEMORY)
+    for path in paths:
+        big = path is not None and path.stat().st_size > PROGRESS_MIN_BYTES
+
+        def load(con: duckdb.DuckDBPyConnection, path: Path | None = path, big: bool = big) -> IngestSummary:
+            with _progress(con, str(path), big):
+                return fn(con, path)
+
+        summary = ingest(args.db, load, memory_limit=memory)
+        print(summary.to_json() if getattr(args, "json", False) else summary.line(), flush=True)
+    return 0
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """``--db PATH``, ``--replace`` and ``--json``, shared by every ingest kind."""
-    parser.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB warehouse (default {DEFAULT_DB})")
+    parser.add_argument("--db", default=DEFAULT_DB,
+                        help=f"warehouse: a DuckDB file, or a Parquet warehouse directory (default {DEFAULT_DB})")
+    parser.add_argument("--warehouse-format", choices=("duckdb", "parquet"),
+                        help="duckdb: one DuckDB file; parquet: a directory of day-partitioned Parquet files that "
+                             "many ingests may fill at once (created if missing). Default: parquet when --db is "
+                             "a directory holding perfkit-warehouse.json, else duckdb")
     parser.add_argument("--replace", action="store_true",
                         help="replace an earlier ingest of the same file (atomically)")
     parser.add_argument("--json", action="store_true", help="print one JSON summary per source")
@@ -482,6 +519,8 @@ def run_ingest_cli(args: argparse.Namespace,
             paths.extend(expand_paths(pattern))
     else:
         paths.append(None)
+    if warehouse_format(args.db, getattr(args, "warehouse_format", None)) == "parquet":
+        return _run_parquet_cli(args, fn, paths)
     if args.db != ":memory:":
         Path(args.db).parent.mkdir(parents=True, exist_ok=True)
     # bounded memory for any input size: DuckDB spills to disk beyond this (1 GB kept a 1.15 GB,

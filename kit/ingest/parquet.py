@@ -1,0 +1,207 @@
+"""``perfkit ingest`` into a Parquet warehouse (:mod:`kit.parquet_warehouse` has the layout and the
+method): today's loaders run on a scratch in-memory DuckDB warehouse, then the new source's rows are
+written as Parquet, renamed into place and committed by one atomic link of a commit record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from kit.errors import IngestError
+from kit.parquet_warehouse import (
+    COMMITS,
+    MAX_ATTEMPTS,
+    PARTITIONED,
+    STAGING,
+    TABLES,
+    Commit,
+    Snapshot,
+    create,
+    fsync_path,
+    publish,
+    read_log,
+    table_sql,
+)
+from kit.warehouse import connect, schema_columns, sql_string
+
+if TYPE_CHECKING:
+    from kit.ingest.core import IngestSummary
+
+_SCRATCH_ROOTS: dict[int, Path] = {}     # id(scratch connection) -> its warehouse, while an ingest runs
+
+
+def scratch_warehouse(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The Parquet warehouse whose ingest ``con`` is the scratch database of (None for any other)."""
+    return _SCRATCH_ROOTS.get(id(con))
+
+
+def new_source_id() -> int:
+    """A 63-bit source id unique across processes: milliseconds since the epoch << 20 | 20 random bits."""
+    return (time.time_ns() // 1_000_000) << 20 | secrets.randbits(20)
+
+
+def _scratch(root: Path, snapshot: Snapshot, source_id: int, stage: Path,
+             memory_limit: str | None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB warehouse holding the committed ``ingest_log`` (what exactly-once needs),
+    whose next source id is ``source_id``, spilling into ``stage``."""
+    con = connect(":memory:", memory_limit=memory_limit)
+    con.execute(f"SET temp_directory = {sql_string(stage / 'spill')}")
+    con.execute("DROP SEQUENCE source_id_seq")
+    con.execute(f"CREATE SEQUENCE source_id_seq START {int(source_id)}")
+    logs = [root / f for c in snapshot.visible() for f in c.files.get("ingest_log", ())]
+    if logs:
+        con.execute(f"INSERT INTO ingest_log BY NAME {table_sql('ingest_log', logs, schema_columns())}")
+    return con
+
+
+def _export(con: duckdb.DuckDBPyConnection, root: Path, stage: Path, source_id: int) -> dict[str, tuple[str, ...]]:
+    """Write the source's rows of every table as Parquet under ``stage``, fsync them and rename them
+    into place under ``root``; return table -> files relative to ``root``."""
+    sid = int(source_id)
+    written: list[Path] = []
+    for table in TABLES:
+        where = (f" WHERE sha256 IN (SELECT sha256 FROM assets WHERE source_id = {sid})"
+                 if table == "asset_content" else f" WHERE source_id = {sid}")
+        if not con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table}{where} LIMIT 1)").fetchone()[0]:  # type: ignore[index]
+            continue
+        if table in PARTITIONED:
+            con.execute(f"COPY (SELECT *, strftime(ts, '%Y-%m-%d') AS day FROM {table}{where}) "
+                        f"TO {sql_string(stage / table)} (FORMAT parquet, PARTITION_BY (day), "
+                        f"FILENAME_PATTERN '{sid}_{{i}}')")
+        else:
+            (stage / table).mkdir()
+            con.execute(f"COPY (SELECT * FROM {table}{where}) TO {sql_string(stage / table / f'{sid}.parquet')} "
+                        "(FORMAT parquet)")
+        written.extend(sorted((stage / table).rglob("*.parquet")))
+    files: dict[str, list[str]] = {}
+    directories: set[Path] = set()
+    for path in written:
+        fsync_path(path)
+        relative = path.relative_to(stage)
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(path, target)
+        directories.add(target.parent)
+        files.setdefault(relative.parts[0], []).append(str(relative))
+    for directory in directories:
+        fsync_path(directory)
+    return {t: tuple(f) for t, f in files.items()}
+
+
+def _conflicts(mine: Commit, other: Commit) -> bool:
+    """Whether ``other`` (committed after my snapshot) invalidates what my ingest decided."""
+    if other.source_id == mine.source_id or set(other.replaces) & set(mine.replaces):
+        return True
+    if other.kind != mine.kind or mine.sha256 is None:
+        return False
+    return other.sha256 == mine.sha256 or other.path == mine.path
+
+
+def _try_commit(root: Path, snapshot: Snapshot, commit: Commit) -> Commit | None:
+    """Publish ``commit`` at the first free version after the snapshot's; None on a conflict."""
+    record = json.dumps({"source_id": commit.source_id, "kind": commit.kind, "path": commit.path,
+                         "sha256": commit.sha256, "replaces": list(commit.replaces),
+                         "files": {t: list(f) for t, f in commit.files.items()},
+                         "committed_at": time.time()}, sort_keys=True).encode()
+    directory = root / COMMITS
+    directory.mkdir(exist_ok=True)
+    version = snapshot.version + 1
+    while True:
+        target = directory / f"{version:020d}.json"
+        if publish(target, record):
+            return Commit(version, commit.source_id, commit.kind, commit.path, commit.sha256, commit.replaces,
+                          commit.files)
+        other = json.loads(target.read_text())
+        theirs = Commit(version, int(other["source_id"]), other["kind"], other["path"], other["sha256"],
+                        tuple(other["replaces"]), {})
+        if _conflicts(commit, theirs):
+            return None
+        version += 1
+
+
+def ingest(root: str | Path, load: Callable[[duckdb.DuckDBPyConnection], IngestSummary], *,
+           memory_limit: str | None = None) -> IngestSummary:
+    """Run one ingest into the Parquet warehouse at ``root`` (created if missing) and commit it.
+
+    ``load(con)`` is today's ingest of one source on a DuckDB warehouse connection (for example
+    ``lambda con: ingest_access_log(con, path)``) returning an :class:`kit.ingest.core.IngestSummary`;
+    an ``unchanged`` result commits nothing. Returns the summary of the attempt that committed, its
+    ``seconds`` covering everything (attempts lost to a conflict, writing, committing)."""
+    started = time.perf_counter()
+    p = create(root).absolute()
+    for _attempt in range(MAX_ATTEMPTS):
+        snapshot = read_log(p)
+        source_id = new_source_id()
+        while source_id in {c.source_id for c in snapshot.commits}:
+            source_id = new_source_id()
+        stage = p / STAGING / str(source_id)
+        stage.mkdir(parents=True)
+        files: dict[str, tuple[str, ...]] = {}
+        try:
+            con = _scratch(p, snapshot, source_id, stage, memory_limit)
+            _SCRATCH_ROOTS[id(con)] = p
+            try:
+                before = {int(r[0]) for r in con.execute("SELECT source_id FROM ingest_log").fetchall()}
+                summary = load(con)
+                if summary.status == "unchanged":
+                    return summary
+                row = con.execute("SELECT kind, path, sha256 FROM ingest_log WHERE source_id = ?",
+                                  [source_id]).fetchone()
+                if row is None:
+                    raise IngestError(f"the ingest did not record source {source_id} (a loader bug)")
+                after = {int(r[0]) for r in con.execute("SELECT source_id FROM ingest_log").fetchall()}
+                files = _export(con, p, stage, source_id)
+            finally:
+                _SCRATCH_ROOTS.pop(id(con), None)
+                con.close()
+            commit = Commit(0, source_id, row[0], row[1], row[2], tuple(sorted(before - after)), files)
+            if _try_commit(p, snapshot, commit) is not None:
+                return dataclasses.replace(summary, seconds=time.perf_counter() - started)
+            for relative in (f for fs in files.values() for f in fs):
+                (p / relative).unlink(missing_ok=True)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    raise IngestError(f"{MAX_ATTEMPTS} attempts lost the commit to concurrent ingests of the same source; "
+                      "try again", path=str(root))
+
+
+def convert(db: str | Path, root: str | Path) -> int:
+    """Copy the DuckDB warehouse file ``db`` into a new (or empty) Parquet warehouse ``root``, one
+    commit per finished source of its ``ingest_log``, keeping the source ids; return the sources
+    copied. The salt is not copied (a later access-log ingest into ``root`` hashes clients with
+    ``root``'s own salt unless ``$PERFKIT_SALT`` is set). Raises IngestError when rows belong to no
+    finished source (they would be lost)."""
+    p = create(root).absolute()
+    if read_log(p).commits:
+        raise IngestError("convert needs a new or empty Parquet warehouse", path=str(root))
+    con = connect(db, read_only=True)
+    try:
+        sources = con.execute("SELECT source_id, kind, path, sha256 FROM ingest_log WHERE finished_at IS NOT NULL "
+                              "ORDER BY source_id").fetchall()
+        for table in [t for t in TABLES if t not in ("ingest_log", "asset_content")]:
+            stray = con.execute(f"SELECT count(*) FROM {table} WHERE source_id NOT IN "
+                                "(SELECT source_id FROM ingest_log WHERE finished_at IS NOT NULL)").fetchone()
+            if stray and stray[0]:
+                raise IngestError(f"{stray[0]} rows of {table} belong to no finished source", path=str(db))
+        for source_id, kind, path, sha in sources:
+            stage = p / STAGING / f"convert-{source_id}"
+            stage.mkdir(parents=True)
+            try:
+                files = _export(con, p, stage, int(source_id))
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
+            if _try_commit(p, read_log(p), Commit(0, int(source_id), kind, path, sha, (), files)) is None:
+                raise IngestError(f"another process committed source {source_id} while converting", path=str(root))
+    finally:
+        con.close()
+    return len(sources)
