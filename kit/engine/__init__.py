@@ -1,0 +1,277 @@
+"""Where the heavy aggregations run: DuckDB (embedded, the default) or Apache Spark, one SQL text for both.
+
+The kit writes its heavy queries (KPIs per service/route/bucket, SLO event counts per minute, time share,
+the findings' input series) once, in DuckDB SQL. An ``Engine`` answers "run this query, give me a
+DataFrame" (``frame``) or its rows (``rows``): ``DuckDBEngine`` runs the text as it is on a DuckDB
+connection; ``SparkEngine`` transpiles it with ``sqlglot`` (DuckDB dialect -> Spark dialect, plus the
+rewrites of ``to_spark_sql``) and runs it through ``spark.sql`` over temporary views of the Parquet
+warehouse's committed files, with ``spark.sql.session.timeZone=UTC``. Callers pass an engine where they
+passed ``con`` (``as_engine`` accepts either). pyspark is imported only when a Spark engine is opened
+(the optional extra ``spark``).
+
+Where the dialects differ, the kit's SQL was rewritten into portable SQL when the result is the same
+(the rows marked "portable"); the rest are rewritten by ``to_spark_sql``. Every function that differs:
+
+=============================  ==================================  ==========================================
+DuckDB (as the kit writes it)  Spark                               why / how
+=============================  ==================================  ==========================================
+``quantile_cont(x, q|[qs])``   ``percentile(x, q|array(qs))``      both: linear interpolation at rank q(n-1)
+                                                                   (numpy "linear"); sqlglot emits
+                                                                   PERCENTILE_CONT(x, q), which Spark only
+                                                                   has as WITHIN GROUP: rewritten
+``quantile_disc(x, q)``        ``percentile_disc(q) WITHIN GROUP``  both: the smallest value whose cumulative
+                               ``(ORDER BY x)``                    share is >= q (the SQL standard); rewritten
+``approx_quantile(x, q)``      ``percentile_approx(x, q, A)``      different sketches: DuckDB a t-digest (no
+                                                                   declared bound; ``RANK_ERROR['duckdb']``
+                                                                   is what we test), Spark a Greenwald-Khanna
+                                                                   summary with rank error <= 1/A (A =
+                                                                   ``SPARK_ACCURACY``)
+``median(x)``                  ``median(x)``                       same (exact, interpolated)
+``epoch_us(ts)``               ``unix_micros(ts)``                 DuckDB-only name: rewritten
+``epoch(ts)``                  ``unix_micros(ts) / 1e6``           sqlglot's UNIX_TIMESTAMP drops the
+                                                                   fraction of a second: rewritten
+``make_timestamptz(us)``       ``timestamp_micros(us)``            DuckDB-only name: rewritten
+``a // b`` (integers)          ``a DIV b``                         sqlglot; the kit keeps both sides >= 0
+                                                                   (floor and truncation agree)
+``x::T``, ``TIMESTAMPTZ 's'``  ``CAST(x AS T)``                    sqlglot; Spark TIMESTAMP is UTC-instant
+                                                                   (session time zone UTC)
+``0.5`` (decimal literal)      ``CAST(0.5 AS DOUBLE)``             Spark keeps DECIMAL arithmetic (6 decimal
+                                                                   places after a division); DuckDB turns
+                                                                   decimal division into DOUBLE: rewritten
+``q[1]`` (lists from 1)        ``q[0]``                            sqlglot
+``count(*) FILTER (WHERE)``    same                                Spark >= 3.0
+``any_value``, ``GROUP BY      same                                Spark >= 3.4
+ALL``
+``list(v ORDER BY i)``         (none kept order)                   portable: rows per quantile, assembled in
+                                                                   Python (``histogram_quantiles``)
+``time_bucket``,               (none)                              portable: integer bucket arithmetic on
+``generate_series``/unnest                                         ``epoch_us`` and the minute grid filled in
+                                                                   pandas (``throughput``)
+``arg_max(v, k)``              ``max_by(v, k)``                    ties are arbitrary in both: portable
+                                                                   ``ORDER BY k DESC, v LIMIT 1``
+``?`` parameters               (none)                              portable: literal timestamps (``Window.sql``)
+``hash(x)``                    ``hash(x)`` (Murmur3, 32 bit)       different functions: not in the heavy
+                                                                   queries (the cache trace stays on DuckDB)
+``x / 0``                      NULL                                DuckDB gives NULL; Spark 4 ANSI mode
+                                                                   raises: the session sets
+                                                                   ``spark.sql.ansi.enabled=false``
+=============================  ==================================  ==========================================
+
+Floating-point sums (``sum``/``avg`` of DOUBLE) depend on the order of the additions, which neither
+engine fixes (both are parallel): they agree to about 1e-12 relative, not to the last bit. Counts,
+integer sums and exact percentiles (a function of the sorted values) are identical.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import duckdb
+import numpy as np
+import pandas as pd
+import sqlglot
+from sqlglot import exp
+
+from kit.errors import ParameterError, PerfkitError
+
+__all__ = ["ENGINES", "LARGE_TABLES", "MARKER", "RANK_ERROR", "SPARK_ACCURACY", "DuckDBEngine", "Engine",
+           "EngineError", "Queryable", "SparkEngine", "as_engine", "open_engine", "parquet_files", "spark_session",
+           "to_spark_sql"]
+
+ENGINES = ("duckdb", "spark")
+MARKER = "perfkit-warehouse.json"  # the file that makes a directory a Parquet warehouse
+LARGE_TABLES = ("requests", "metrics", "queries", "cache_requests")  # partitioned by day=YYYY-MM-DD
+SPARK_ACCURACY = 10_000  # percentile_approx's accuracy A: rank error at most n / A
+# The rank error (share of n) each engine's approx_quantile is held to: Spark's declared 1/A; DuckDB's
+# t-digest declares none, 1 % is what its default compression keeps on latency-like data (tested).
+RANK_ERROR = {"spark": 1 / SPARK_ACCURACY, "duckdb": 0.01}
+
+
+class EngineError(PerfkitError):
+    """The engine cannot run: pyspark or Java missing, or the warehouse is not one it can read."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Runs one DuckDB-dialect SELECT and returns its result."""
+
+    name: str
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        """The result as a DataFrame (timestamps as UTC-aware datetime64, lists as Python lists)."""
+        ...
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """The result as tuples of Python values (NULL as None, timestamps as aware UTC datetimes)."""
+        ...
+
+
+class DuckDBEngine:
+    """The embedded engine: the query runs as written on ``con``."""
+
+    name = "duckdb"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        return self.con.sql(sql).to_arrow_table().to_pandas()  # via Arrow: ~2x faster than .df()
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql).fetchall()
+
+
+def as_engine(con_or_engine: duckdb.DuckDBPyConnection | Engine) -> Engine:
+    """``con_or_engine`` as an Engine: a DuckDB connection becomes a ``DuckDBEngine``."""
+    if isinstance(con_or_engine, duckdb.DuckDBPyConnection):
+        return DuckDBEngine(con_or_engine)
+    return con_or_engine
+
+
+# --- DuckDB SQL -> Spark SQL ----------------------------------------------------------------------------
+
+def _fn(name: str, *args: exp.Expression) -> exp.Expression:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def _rewrite(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.PercentileCont) and not isinstance(node.parent, exp.WithinGroup):
+        return _fn("percentile", node.this, node.expression)
+    if isinstance(node, exp.PercentileDisc) and not isinstance(node.parent, exp.WithinGroup):
+        return exp.WithinGroup(this=exp.PercentileDisc(this=node.expression),
+                               expression=exp.Order(expressions=[exp.Ordered(this=node.this)]))
+    if isinstance(node, exp.ApproxQuantile):
+        return _fn("percentile_approx", node.this, node.args["quantile"],
+                   exp.Literal.number(SPARK_ACCURACY))
+    if isinstance(node, exp.TimeToUnix):
+        return exp.Div(this=_fn("unix_micros", node.this), expression=exp.Literal.number("1e6"))
+    if isinstance(node, exp.Anonymous):
+        name = str(node.this).lower()
+        if name == "epoch_us":
+            return _fn("unix_micros", *node.expressions)
+        if name == "make_timestamptz" and len(node.expressions) == 1:
+            return _fn("timestamp_micros", *node.expressions)
+    if (isinstance(node, exp.Literal) and not node.is_string and any(c in node.this for c in ".eE")
+            and not isinstance(node.parent, exp.Cast | exp.DataType)):
+        return exp.Cast(this=node.copy(), to=exp.DataType.build("DOUBLE"))
+    return node
+
+
+def to_spark_sql(sql: str) -> str:
+    """``sql`` (DuckDB dialect) as Spark SQL: sqlglot's transpilation plus the rewrites listed in the
+    module docstring."""
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.ParseError as exc:
+        raise EngineError(f"cannot transpile to Spark SQL: {exc}") from None
+    return tree.transform(_rewrite).sql(dialect="spark")
+
+
+# --- Spark ------------------------------------------------------------------------------------------------
+
+_SESSION: Any = None
+
+
+def spark_session(master: str = "local[2]", options: Mapping[str, Any] | None = None) -> Any:
+    """The process's SparkSession (created on first use; later calls return it unchanged): UTC session
+    time zone, ANSI mode off (division by zero is NULL, as in DuckDB), Arrow transfers to pandas."""
+    global _SESSION
+    if _SESSION is not None:
+        return _SESSION
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise EngineError("engine 'spark' needs pyspark: pip install 'perfkit[spark]' (and Java 17: "
+                          "apt-get install default-jre-headless)") from None
+    builder = SparkSession.builder.master(master).appName("perfkit")
+    settings = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "false",
+                "spark.sql.execution.arrow.pyspark.enabled": "true", "spark.ui.enabled": "false",
+                "spark.sql.shuffle.partitions": "8", **{k: str(v) for k, v in (options or {}).items()}}
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)  # type: ignore[attr-defined]
+    _SESSION = builder.getOrCreate()
+    _SESSION.sparkContext.setLogLevel("ERROR")
+    return _SESSION
+
+
+class SparkEngine:
+    """Spark SQL over the Parquet warehouse's committed files (``files``: table -> Parquet files)."""
+
+    name = "spark"
+
+    def __init__(self, files: Mapping[str, list[Path]], *, master: str = "local[2]",
+                 options: Mapping[str, Any] | None = None, session: Any = None) -> None:
+        self.spark = session if session is not None else spark_session(master, options)
+        self.tables = {}
+        for table, paths in files.items():
+            if paths:
+                view = f"{table}"
+                self.spark.read.parquet(*[str(p) for p in paths]).createOrReplaceTempView(view)
+                self.tables[table] = len(paths)
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        frame = self.spark.sql(to_spark_sql(sql)).toPandas()
+        for column in frame.columns:
+            series = frame[column]
+            if pd.api.types.is_datetime64_any_dtype(series) and series.dt.tz is None:
+                frame[column] = series.dt.tz_localize("UTC")  # session time zone UTC
+            elif series.dtype == object and any(isinstance(v, np.ndarray) for v in series.head(1)):
+                frame[column] = [v.tolist() if isinstance(v, np.ndarray) else v for v in series]
+        return frame
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(_python(v) for v in row) for row in self.spark.sql(to_spark_sql(sql)).collect()]
+
+
+def _python(value: Any) -> Any:
+    # pyspark returns TIMESTAMP values as naive datetimes in the driver's local time zone
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.astimezone(UTC)
+    if isinstance(value, list):
+        return [_python(v) for v in value]
+    return value
+
+
+def parquet_files(root: str | Path) -> dict[str, list[Path]]:
+    """The Parquet files of each table under a Parquet warehouse ``root`` (``root/<table>/day=*/...``
+    for the large tables, ``root/<table>/*.parquet`` for the small ones).
+
+    Stand-in for the warehouse writer's ``committed_files`` (which also leaves out uncommitted files)."""
+    base = Path(root)
+    if not (base / MARKER).is_file():
+        raise EngineError(f"{base}: not a Parquet warehouse (no {MARKER})")
+    out: dict[str, list[Path]] = {}
+    for table_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+        found = sorted(Path(p) for p in glob.glob(str(table_dir / "**" / "*.parquet"), recursive=True))
+        out[table_dir.name] = [p for p in found if not p.name.startswith((".", "_"))]
+    return out
+
+
+def open_engine(con: duckdb.DuckDBPyConnection, engine: str = "duckdb", *, db: str | Path = "",
+                spark: Mapping[str, Any] | None = None) -> Engine:
+    """The engine the run parameters choose (``engine``, ``spark``: master and options): DuckDB on ``con``,
+    or Spark over the Parquet warehouse ``db`` (a directory holding ``perfkit-warehouse.json``)."""
+    if engine == "duckdb":
+        return DuckDBEngine(con)
+    if engine != "spark":
+        raise ParameterError(f"parameter 'engine' must be one of {', '.join(ENGINES)}, got {engine!r}")
+    root = Path(db)
+    if not (root / MARKER).is_file():
+        raise ParameterError(f"parameter 'engine' is spark but db {str(db)!r} is not a Parquet warehouse "
+                             f"(a directory with {MARKER}): Spark reads Parquet warehouses only")
+    settings = dict(spark or {})
+    try:
+        from kit.warehouse import committed_files  # type: ignore[attr-defined]
+    except ImportError:  # the Parquet writer's list of committed files, once it is there
+        committed_files = parquet_files
+    return SparkEngine(committed_files(root), master=str(settings.get("master") or "local[2]"),
+                       options=settings.get("options") or {})
+
+
+Queryable = duckdb.DuckDBPyConnection | Engine  # what the heavy aggregations accept where they took ``con``
