@@ -66,6 +66,8 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
+import warnings
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,17 +122,20 @@ class DuckDBEngine:
         self.con = con
 
     def frame(self, sql: str) -> pd.DataFrame:
-        return self.con.sql(sql).to_arrow_table().to_pandas()  # via Arrow: ~2x faster than .df()
+        if hasattr(self.con, "sql"):
+            return self.con.sql(sql).to_arrow_table().to_pandas()  # via Arrow: ~2x faster than .df()
+        return self.con.execute(sql).df()  # a stand-in with execute only (tests that record statements)
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return self.con.execute(sql).fetchall()
 
 
 def as_engine(con_or_engine: duckdb.DuckDBPyConnection | Engine) -> Engine:
-    """``con_or_engine`` as an Engine: a DuckDB connection becomes a ``DuckDBEngine``."""
-    if isinstance(con_or_engine, duckdb.DuckDBPyConnection):
-        return DuckDBEngine(con_or_engine)
-    return con_or_engine
+    """``con_or_engine`` as an Engine: a DuckDB connection (or anything with its ``execute``) becomes a
+    ``DuckDBEngine``."""
+    if isinstance(con_or_engine, Engine):
+        return con_or_engine
+    return DuckDBEngine(con_or_engine)
 
 
 # --- DuckDB SQL -> Spark SQL ----------------------------------------------------------------------------
@@ -143,7 +148,7 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
     if isinstance(node, exp.PercentileCont) and not isinstance(node.parent, exp.WithinGroup):
         return _fn("percentile", node.this, node.expression)
     if isinstance(node, exp.PercentileDisc) and not isinstance(node.parent, exp.WithinGroup):
-        return exp.WithinGroup(this=exp.PercentileDisc(this=node.expression),
+        return exp.WithinGroup(this=_fn("percentile_disc", node.expression),
                                expression=exp.Order(expressions=[exp.Ordered(this=node.this)]))
     if isinstance(node, exp.ApproxQuantile):
         return _fn("percentile_approx", node.this, node.args["quantile"],
@@ -169,7 +174,15 @@ def to_spark_sql(sql: str) -> str:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except sqlglot.errors.ParseError as exc:
         raise EngineError(f"cannot transpile to Spark SQL: {exc}") from None
-    return tree.transform(_rewrite).sql(dialect="spark")
+    # transform() does not descend into the nodes it replaced: repeat until nothing changes
+    text = tree.sql(dialect="spark")
+    for _ in range(8):
+        tree = tree.transform(_rewrite)
+        again = tree.sql(dialect="spark")
+        if again == text:
+            break
+        text = again
+    return text
 
 
 # --- Spark ------------------------------------------------------------------------------------------------
@@ -191,10 +204,11 @@ def spark_session(master: str = "local[2]", options: Mapping[str, Any] | None = 
     builder = SparkSession.builder.master(master).appName("perfkit")
     settings = {"spark.sql.session.timeZone": "UTC", "spark.sql.ansi.enabled": "false",
                 "spark.sql.execution.arrow.pyspark.enabled": "true", "spark.ui.enabled": "false",
+                "spark.ui.showConsoleProgress": "false",
                 "spark.sql.shuffle.partitions": "8", **{k: str(v) for k, v in (options or {}).items()}}
     for key, value in settings.items():
         builder = builder.config(key, value)
-    os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)  # type: ignore[attr-defined]
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     _SESSION = builder.getOrCreate()
     _SESSION.sparkContext.setLogLevel("ERROR")
     return _SESSION
@@ -216,7 +230,10 @@ class SparkEngine:
                 self.tables[table] = len(paths)
 
     def frame(self, sql: str) -> pd.DataFrame:
-        frame = self.spark.sql(to_spark_sql(sql)).toPandas()
+        with warnings.catch_warnings():  # pyspark 4.x warns about pandas 3 on every transfer
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            frame = self.spark.sql(to_spark_sql(sql)).toPandas()
         for column in frame.columns:
             series = frame[column]
             if pd.api.types.is_datetime64_any_dtype(series) and series.dt.tz is None:
