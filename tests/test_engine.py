@@ -304,3 +304,40 @@ def test_engine_parameters_are_checked(tmp_path: Path) -> None:
     assert isinstance(open_engine(con, "duckdb"), DuckDBEngine)
     with pytest.raises(ParameterError, match="not a Parquet warehouse"):
         open_engine(con, "spark", db=str(tmp_path / "demo.duckdb"))
+
+
+# --- the cache-trace extraction and what the spatial sampling makes of it -----------------------------
+
+def test_the_cache_trace_is_the_same_on_both_engines(engines, raw) -> None:
+    from kit.analysis.cache import _literal_filter, _load
+
+    duck, spark, _ = engines
+    where = _literal_filter(None, None)
+    a = _load(duck, where, ("path", "path_query", "route"), "path")
+    b = _load(spark, where, ("path", "path_query", "route"), "path")
+    assert len(a) > 1000 and list(a.columns) == list(b.columns)
+    for column in a.columns:
+        assert a[column].tolist() == b[column].tolist(), column
+    # ids are md5 prefixes: the same path, the same id; another path, another id (on these rows)
+    paths = duck.frame(f"SELECT path FROM requests WHERE {where} AND path IS NOT NULL ORDER BY ts").path
+    assert pd.Series(a["h_path"].to_numpy()).groupby(paths.to_numpy()).nunique().max() == 1
+    assert a["h_path"].nunique() == paths.nunique()
+
+
+def test_the_cache_study_is_the_same_on_both_engines(engines) -> None:
+    from kit.analysis.cache import analyze_cache
+    from kit.results import to_jsonable
+
+    duck, spark, con = engines
+    kw: dict[str, Any] = {"policies": ["lru", "s3fifo"], "size_points": 6, "policy_sample_requests": 5_000}
+    a = to_jsonable(analyze_cache(con, engine=duck, **kw))
+    b = to_jsonable(analyze_cache(con, engine=spark, **kw))
+    assert a["policies"]["sample_rate"] < 1  # the spatial sampling is exercised
+
+    def without_timings(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: without_timings(v) for k, v in value.items()
+                    if k not in ("timings_s", "seconds", "policy_seconds", "compute_s")}
+        return [without_timings(v) for v in value] if isinstance(value, list) else value
+
+    assert without_timings(a) == without_timings(b)

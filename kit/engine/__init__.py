@@ -15,10 +15,14 @@ Where the dialects differ, the kit's SQL was rewritten into portable SQL when th
 =============================  ==================================  ==========================================
 DuckDB (as the kit writes it)  Spark                               why / how
 =============================  ==================================  ==========================================
-``quantile_cont(x, q|[qs])``   ``percentile(x, q|array(qs))``      both: linear interpolation at rank q(n-1)
-                                                                   (numpy "linear"); sqlglot emits
-                                                                   PERCENTILE_CONT(x, q), which Spark only
-                                                                   has as WITHIN GROUP: rewritten
+``quantile_cont(x, q|[qs])``   ``percentile(x, q|array(qs))``      both: linear interpolation at rank
+                                                                   h = q(n-1) between the same two order
+                                                                   statistics with the same weight; sqlglot
+                                                                   emits PERCENTILE_CONT(x, q), which Spark
+                                                                   only has as WITHIN GROUP: rewritten.
+                                                                   The last step lo(1-d) + hi d may differ
+                                                                   by 1 ulp: DuckDB's build fuses it into
+                                                                   one multiply-add (measured), Java does not
 ``quantile_disc(x, q)``        ``percentile_disc(q) WITHIN GROUP``  both: the smallest value whose cumulative
                                ``(ORDER BY x)``                    share is >= q (the SQL standard); rewritten
 ``approx_quantile(x, q)``      ``percentile_approx(x, q, A)``      different sketches: DuckDB a t-digest (no
@@ -50,16 +54,27 @@ ALL``
 ``arg_max(v, k)``              ``max_by(v, k)``                    ties are arbitrary in both: portable
                                                                    ``ORDER BY k DESC, v LIMIT 1``
 ``?`` parameters               (none)                              portable: literal timestamps (``Window.sql``)
-``hash(x)``                    ``hash(x)`` (Murmur3, 32 bit)       different functions: not in the heavy
-                                                                   queries (the cache trace stays on DuckDB)
+``hash(x)``                    ``hash(x)`` (Murmur3, 32 bit)       different functions: portable ids from
+                                                                   ``md5`` hex digits
+                                                                   (``kit.analysis.cache.id64_sql``), so the
+                                                                   cache trace and its SHARDS sample match
+``ORDER BY`` with ties         any order of the tied rows          portable: every order the kit relies on
+                                                                   is total (tie-breaking columns)
 ``x / 0``                      NULL                                DuckDB gives NULL; Spark 4 ANSI mode
                                                                    raises: the session sets
                                                                    ``spark.sql.ansi.enabled=false``
 =============================  ==================================  ==========================================
 
 Floating-point sums (``sum``/``avg`` of DOUBLE) depend on the order of the additions, which neither
-engine fixes (both are parallel): they agree to about 1e-12 relative, not to the last bit. Counts,
-integer sums and exact percentiles (a function of the sorted values) are identical.
+engine fixes (both are parallel): they agree to about 1e-12 relative, not to the last bit. Counts and
+integer sums are identical; exact percentiles pick the same order statistics and agree to 2 ulp (above);
+so a number rounded for a document differs only when it falls on a rounding tie.
+
+Heavy on Spark: ``kit.analysis.kpis`` (RED tables and series, throughput, histogram, heatmap, headline,
+comparison; ``kpi_report(engine=...)``), ``kit.analysis.slo.sli.minute_series`` (``slo_report(engine=...)``),
+``kit.analysis.bottlenecks.time_consumers``, the findings' series (``find_bottlenecks(engine=...)``) and
+the cache trace (``analyze_cache(engine=...)``). The light queries (window, metrics, events, database
+statistics) stay on DuckDB, which reads the same Parquet warehouse.
 """
 
 from __future__ import annotations
@@ -122,9 +137,9 @@ class DuckDBEngine:
         self.con = con
 
     def frame(self, sql: str) -> pd.DataFrame:
-        if hasattr(self.con, "sql"):
-            return self.con.sql(sql).to_arrow_table().to_pandas()  # via Arrow: ~2x faster than .df()
-        return self.con.execute(sql).df()  # a stand-in with execute only (tests that record statements)
+        # execute, not con.sql: DuckDB 2 refuses con.sql while an earlier execute's result is unfinished
+        # (as fast here: 3M rows in ~2 s either way, pandas 3)
+        return self.con.execute(sql).df()
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return self.con.execute(sql).fetchall()
