@@ -10,6 +10,8 @@ rank error each engine declares (``kit.engine.RANK_ERROR``), against the exact r
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +42,7 @@ from kit.engine import (
     MARKER,
     RANK_ERROR,
     DuckDBEngine,
+    EngineError,
     SparkEngine,
     open_engine,
     parquet_files,
@@ -47,6 +50,7 @@ from kit.engine import (
     to_spark_sql,
 )
 from kit.errors import ParameterError
+from tests.conftest import PROJECT_ROOT
 
 LARGE = ("requests", "metrics", "queries", "cache_requests")
 
@@ -290,6 +294,19 @@ def test_the_findings_input_series_are_the_same_on_both_engines(engines, raw, wi
     origin = pd.Timestamp(findings_series.bucket_origin(window, bucket_s), unit="s", tz="UTC")
     expected = ((raw.ts - origin).dt.total_seconds() // bucket_s).astype(int).value_counts().sort_index()
     assert a.groupby("b")["n"].sum().astype(int).tolist() == expected.tolist()
+
+
+def test_a_table_without_files_is_named_in_the_error(engines) -> None:
+    with pytest.raises(EngineError, match="no Parquet files"):
+        engines[1].rows("SELECT count(*) FROM cache_requests")  # the demo holds no cache_requests rows
+
+
+def test_spark_is_imported_only_when_chosen() -> None:
+    code = ("import sys, duckdb; import kit.engine, kit.analysis.kpis, kit.analysis.cache, kit.analysis.slo; "
+            "from kit.engine import open_engine; open_engine(duckdb.connect(), 'duckdb'); "
+            "assert 'pyspark' not in sys.modules, 'pyspark imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stderr
 
 
 # --- parameters ---------------------------------------------------------------------------------------

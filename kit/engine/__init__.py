@@ -248,7 +248,7 @@ class SparkEngine:
         with warnings.catch_warnings():  # pyspark 4.x warns about pandas 3 on every transfer
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
-            frame = self.spark.sql(to_spark_sql(sql)).toPandas()
+            frame = self._run(sql).toPandas()
         for column in frame.columns:
             series = frame[column]
             if pd.api.types.is_datetime64_any_dtype(series) and series.dt.tz is None:
@@ -258,7 +258,17 @@ class SparkEngine:
         return frame
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
-        return [tuple(_python(v) for v in row) for row in self.spark.sql(to_spark_sql(sql)).collect()]
+        return [tuple(_python(v) for v in row) for row in self._run(sql).collect()]
+
+    def _run(self, sql: str) -> Any:
+        try:
+            return self.spark.sql(to_spark_sql(sql))
+        except Exception as exc:  # pyspark's AnalysisException: a table without committed files has no view
+            if "TABLE_OR_VIEW_NOT_FOUND" in str(exc):
+                held = ", ".join(sorted(self.tables)) or "none"
+                raise EngineError(f"Spark: a table the query reads has no Parquet files in the warehouse "
+                                  f"(tables with files: {held}): {str(exc).splitlines()[0]}") from None
+            raise
 
 
 def _python(value: Any) -> Any:
