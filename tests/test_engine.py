@@ -129,6 +129,7 @@ def test_the_duckdb_only_functions_are_rewritten_for_spark() -> None:
     sql = to_spark_sql("SELECT quantile_cont(latency_ms, [0.5, 0.99]) AS q, quantile_disc(x, 0.9) AS d, "
                        "epoch_us(ts) // 60000000 AS b, "
                        "make_timestamptz(b * 60) AS t, epoch(ts) AS s, 0.5 * count(*) AS h, q[1] AS first "
+                       ", CAST('0x' || substr(md5(path), 1, 15) AS BIGINT) AS id "
                        "FROM requests WHERE ts >= TIMESTAMPTZ '2024-01-01T00:00:00+00:00'")
     low = sql.lower()
     assert "percentile(latency_ms, array(" in low and "percentile_cont" not in low
@@ -137,6 +138,7 @@ def test_the_duckdb_only_functions_are_rewritten_for_spark() -> None:
     assert "cast(0.5 as double) * count(*)" in low  # Spark would keep DECIMAL arithmetic
     assert "percentile_disc(cast(0.9 as double)) within group (order by x nulls last)" in low
     assert "q[0]" in low  # lists from 1 in DuckDB, arrays from 0 in Spark
+    assert "cast(conv(substring(md5(path), 1, 15), 16, 10) as bigint) as id" in low
     assert "cast('2024-01-01t00:00:00+00:00' as timestamp)" in low
 
 

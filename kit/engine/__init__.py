@@ -54,10 +54,12 @@ ALL``
 ``arg_max(v, k)``              ``max_by(v, k)``                    ties are arbitrary in both: portable
                                                                    ``ORDER BY k DESC, v LIMIT 1``
 ``?`` parameters               (none)                              portable: literal timestamps (``Window.sql``)
-``hash(x)``                    ``hash(x)`` (Murmur3, 32 bit)       different functions: portable ids from
-                                                                   ``md5`` hex digits
+``hash(x)``                    ``hash(x)`` (Murmur3, 32 bit)       different functions: ids from the first
+                                                                   15 hex digits of ``md5`` instead
                                                                    (``kit.analysis.cache.id64_sql``), so the
                                                                    cache trace and its SHARDS sample match
+``CAST('0x' || h AS BIGINT)``  ``CAST(conv(h, 16, 10) AS BIGINT)`` DuckDB reads hexadecimal strings with a
+                                                                   0x prefix, Spark converts bases: rewritten
 ``ORDER BY`` with ties         any order of the tied rows          portable: every order the kit relies on
                                                                    is total (tie-breaking columns)
 ``x / 0``                      NULL                                DuckDB gives NULL; Spark 4 ANSI mode
@@ -176,6 +178,11 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
             return _fn("unix_micros", *node.expressions)
         if name == "make_timestamptz" and len(node.expressions) == 1:
             return _fn("timestamp_micros", *node.expressions)
+    if (isinstance(node, exp.Cast) and node.to.is_type("bigint") and isinstance(node.this, exp.DPipe)
+            and isinstance(node.this.this, exp.Literal) and node.this.this.this.lower() == "0x"):
+        digits = node.this.expression  # a hexadecimal string: DuckDB casts '0x...' to a number, Spark conv()s it
+        return exp.Cast(this=_fn("conv", digits, exp.Literal.number(16), exp.Literal.number(10)),
+                        to=exp.DataType.build("BIGINT"))
     if (isinstance(node, exp.Literal) and not node.is_string and any(c in node.this for c in ".eE")
             and not isinstance(node.parent, exp.Cast | exp.DataType)):
         return exp.Cast(this=node.copy(), to=exp.DataType.build("DOUBLE"))
