@@ -231,7 +231,9 @@ def spark_session(master: str = "local[2]", options: Mapping[str, Any] | None = 
     for key, value in settings.items():
         builder = builder.config(key, value)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    _SESSION = builder.getOrCreate()
+    with warnings.catch_warnings():  # pyspark 4.x warns that it does not yet support pandas 3 (tested here)
+        warnings.simplefilter("ignore", FutureWarning)
+        _SESSION = builder.getOrCreate()
     _SESSION.sparkContext.setLogLevel("ERROR")
     return _SESSION
 
