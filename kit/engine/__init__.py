@@ -239,18 +239,20 @@ def spark_session(master: str = "local[2]", options: Mapping[str, Any] | None = 
 
 
 class SparkEngine:
-    """Spark SQL over the Parquet warehouse's committed files (``files``: table -> Parquet files)."""
+    """Spark SQL over the Parquet warehouse's committed files (``files``: table -> Parquet files).
+
+    The tables are temporary views of the process's one SparkSession: a second SparkEngine replaces
+    the first one's views (one warehouse at a time per process)."""
 
     name = "spark"
 
     def __init__(self, files: Mapping[str, list[Path]], *, master: str = "local[2]",
                  options: Mapping[str, Any] | None = None, session: Any = None) -> None:
         self.spark = session if session is not None else spark_session(master, options)
-        self.tables = {}
+        self.tables: dict[str, int] = {}  # table -> files read
         for table, paths in files.items():
             if paths:
-                view = f"{table}"
-                self.spark.read.parquet(*[str(p) for p in paths]).createOrReplaceTempView(view)
+                self.spark.read.parquet(*[str(p) for p in paths]).createOrReplaceTempView(table)
                 self.tables[table] = len(paths)
 
     def frame(self, sql: str) -> pd.DataFrame:
