@@ -1,8 +1,8 @@
 """Where the heavy aggregations run: DuckDB (embedded, the default) or Apache Spark, one SQL text for both.
 
 The kit writes its heavy queries (KPIs per service/route/bucket, SLO event counts per minute, time share,
-the findings' input series) once, in DuckDB SQL. An ``Engine`` answers "run this query, give me a
-DataFrame" (``frame``) or its rows (``rows``): ``DuckDBEngine`` runs the text as it is on a DuckDB
+the findings' input series, the cache-trace extraction) once, in DuckDB SQL. An ``Engine`` answers "run
+this query, give me a DataFrame" (``frame``) or its rows (``rows``): ``DuckDBEngine`` runs the text as it is on a DuckDB
 connection; ``SparkEngine`` transpiles it with ``sqlglot`` (DuckDB dialect -> Spark dialect, plus the
 rewrites of ``to_spark_sql``) and runs it through ``spark.sql`` over temporary views of the Parquet
 warehouse's committed files, with ``spark.sql.session.timeZone=UTC``. Callers pass an engine where they
@@ -23,8 +23,8 @@ DuckDB (as the kit writes it)  Spark                               why / how
                                                                    The last step lo(1-d) + hi d may differ
                                                                    by 1 ulp: DuckDB's build fuses it into
                                                                    one multiply-add (measured), Java does not
-``quantile_disc(x, q)``        ``percentile_disc(q) WITHIN GROUP``  both: the smallest value whose cumulative
-                               ``(ORDER BY x)``                    share is >= q (the SQL standard); rewritten
+``quantile_disc(x, q)``        ``percentile_disc(q)`` ``WITHIN     both: the smallest value whose cumulative
+                               GROUP (ORDER BY x)``                share is >= q (the SQL standard); rewritten
 ``approx_quantile(x, q)``      ``percentile_approx(x, q, A)``      different sketches: DuckDB a t-digest (no
                                                                    declared bound; ``RANK_ERROR['duckdb']``
                                                                    is what we test), Spark a Greenwald-Khanna
@@ -51,8 +51,11 @@ ALL``
 ``time_bucket``,               (none)                              portable: integer bucket arithmetic on
 ``generate_series``/unnest                                         ``epoch_us`` and the minute grid filled in
                                                                    pandas (``throughput``)
-``arg_max(v, k)``              ``max_by(v, k)``                    ties are arbitrary in both: portable
-                                                                   ``ORDER BY k DESC, v LIMIT 1``
+``arg_max(v, k)``              ``max_by(v, k)``                    ties are arbitrary in both: portable, the
+                                                                   busiest minute found in numpy (the first)
+``ln``, ``log10``, ``pow``     same names                          glibc vs Java math may differ in the last
+                                                                   bit: a value on a log-bin edge could change
+                                                                   bin (none did in the tests)
 ``?`` parameters               (none)                              portable: literal timestamps (``Window.sql``)
 ``hash(x)``                    ``hash(x)`` (Murmur3, 32 bit)       different functions: ids from the first
                                                                    15 hex digits of ``md5`` instead
