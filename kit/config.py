@@ -68,6 +68,13 @@ class RunConfig:
         "PostgreSQL DSN for live index advice (EXPLAIN with hypothetical indexes, hypopg); null = no live "
         "database, the document lists which fingerprints to EXPLAIN. Keep the password out of it (~/.pgpass or "
         "PGPASSWORD): run parameters are saved with the results"))
+    engine: str = field(default="duckdb", metadata=_doc(
+        "where the heavy aggregations run (KPIs, SLO event counts, time share, the findings' series): duckdb "
+        "(embedded) or spark (Apache Spark over a Parquet warehouse: db is its directory; needs the "
+        "'spark' extra and Java 17)"))
+    spark: dict[str, Any] = field(default_factory=lambda: {"master": "local[2]", "options": {}}, metadata=_doc(
+        "Spark session when engine is spark: master (local[N], spark://host:7077, yarn ...) and options "
+        "(Spark conf, e.g. spark.executor.memory: 4g)"))
     as_of: str | None = field(default=None, metadata=_doc(
         "date stamped on documents, ISO 8601; null = end of the analysed window (keeps runs reproducible)"))
 
@@ -87,6 +94,14 @@ class RunConfig:
         if self.cache_key not in ("path", "path_query", "route"):
             raise ParameterError(f"parameter 'cache_key' must be path, path_query or route, got {self.cache_key!r}")
         bucket_seconds(self.bucket)
+        if self.engine not in ("duckdb", "spark"):
+            raise ParameterError(f"parameter 'engine' must be duckdb or spark, got {self.engine!r}")
+        unknown = sorted(set(self.spark) - {"master", "options"})
+        if unknown:
+            raise ParameterError(f"parameter 'spark' knows master and options, not {', '.join(unknown)}")
+        if not isinstance(self.spark.get("master", "local[2]"), str) or not isinstance(
+                self.spark.get("options", {}) or {}, dict):
+            raise ParameterError("parameter 'spark': master must be a string and options a mapping")
         if not self.title:  # a user's warehouse is not the demo shop: name the system after its file
             name = "Demo web shop" if Path(self.db).name == Path(DEFAULT_DB).name else Path(self.db).stem
             object.__setattr__(self, "title", name)
@@ -140,6 +155,8 @@ def _matches(value: Any, hint: Any) -> bool:
     if origin is list:
         (item,) = typing.get_args(hint)
         return isinstance(value, list) and all(_matches(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
     if hint is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if hint is int:
@@ -153,6 +170,8 @@ def _type_name(hint: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(hint))
     if origin is list:
         return f"a list of {_type_name(typing.get_args(hint)[0])}"
+    if origin is dict:
+        return "a mapping"
     return "null" if hint is type(None) else hint.__name__
 
 

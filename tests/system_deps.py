@@ -36,6 +36,7 @@ class Tool:
     package: str  # the Debian package that provides it
     why: str      # what runs it
     group: str = "test"  # "test": make test and pytest; "bench": make bench only
+    owners: tuple[str, ...] = ()  # when ``package`` is a metapackage: the packages that really hold the file
 
 
 TOOLS: tuple[Tool, ...] = (
@@ -54,6 +55,8 @@ TOOLS: tuple[Tool, ...] = (
     Tool("/usr/bin/chromium", "chromium", "Playwright's browser; kaleido's PNG export in notebook runs"),
     Tool("/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf", "fonts-liberation",
          "the Arial-compatible font of the charts Chromium draws"),
+    Tool("java", "default-jre-headless", "runs Spark local[2] for test_engine (the pyspark extra)",
+         owners=("openjdk-17-jre-headless",)),
     Tool("goaccess", "goaccess", "the baseline of benchmarks/bench_ingest.py", group="bench"),
     Tool("pgbadger", "pgbadger", "a baseline of benchmarks/bench_db_ingest.py", group="bench"),
     Tool("pt-query-digest", "percona-toolkit", "a baseline of benchmarks/bench_db_ingest.py", group="bench"),

@@ -11,7 +11,7 @@ from tests.conftest import PROJECT_ROOT
 
 # conda-forge names that differ from PyPI names
 CONDA_TO_PYPI = {"python-kaleido": "kaleido", "brotli-python": "brotli"}
-NOT_PACKAGES = {"python", "pip"}
+NOT_PACKAGES = {"python", "pip", "openjdk"}  # openjdk: the Java pyspark runs on (Debian: default-jre-headless)
 
 
 def _name(requirement: str) -> str:
@@ -20,7 +20,8 @@ def _name(requirement: str) -> str:
 
 def pyproject_names() -> set[str]:
     data = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
-    requirements = data["project"]["dependencies"] + data["project"]["optional-dependencies"]["dev"]
+    extras = data["project"]["optional-dependencies"]
+    requirements = data["project"]["dependencies"] + [r for group in extras.values() for r in group]
     return {_name(r) for r in requirements}
 
 
@@ -41,6 +42,13 @@ def test_pyproject_and_environment_list_the_same_packages() -> None:
 def test_the_name_normalisation_sees_a_difference() -> None:
     assert _name("psycopg[binary]>=3.1") == "psycopg"
     assert pyproject_names() - {"duckdb"} != environment_names()
+
+
+def test_every_extra_is_mirrored_in_the_environment() -> None:
+    data = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    extras = data["project"]["optional-dependencies"]
+    assert set(extras) == {"dev", "spark"}
+    assert {_name(r) for r in extras["spark"]} == {"pyspark"} <= environment_names()
 
 
 def test_environment_pip_section_only_holds_packages_missing_from_conda_forge() -> None:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
 
 from kit.analysis.window import Window, services_sql
+from kit.engine import Queryable, as_engine
 
 TIME_SHARE_SQL = """
 SELECT service, route,
@@ -22,9 +22,9 @@ SELECT service, route,
        quantile_cont(latency_ms, 0.99)            AS p99_ms,
        avg((status >= 500)::INT)                  AS error_rate
 FROM requests
-WHERE ts >= ? AND ts < ? AND latency_ms IS NOT NULL AND {services}
+WHERE {window} AND latency_ms IS NOT NULL AND {services}
 GROUP BY service, route
-ORDER BY total_time_s DESC
+ORDER BY total_time_s DESC, service, route
 """
 
 
@@ -40,11 +40,12 @@ class TimeConsumers:
     sql: str
 
 
-def time_consumers(con: duckdb.DuckDBPyConnection, window: Window, services: list[str] | tuple[str, ...] = (),
+def time_consumers(con: Queryable, window: Window, services: list[str] | tuple[str, ...] = (),
                    top_n: int = 10) -> TimeConsumers:
-    """Rank routes by the request time they consume; the head of this list is where to look first."""
-    sql = TIME_SHARE_SQL.format(services=services_sql(services))
-    table = con.execute(sql, [window.start, window.end]).df()
+    """Rank routes by the request time they consume; the head of this list is where to look first.
+    ``con``: a DuckDB connection or an engine (``kit.engine``)."""
+    sql = TIME_SHARE_SQL.format(window=window.sql(), services=services_sql(services))
+    table = as_engine(con).frame(sql)
     cumulative = table["time_share"].cumsum()
     routes_for_half = int((cumulative < 0.5).sum() + 1) if len(table) else 0
     top = table.head(top_n).reset_index(drop=True)

@@ -19,7 +19,9 @@ from kit.cachesim.mrc import MissRatioCurve, exact_lru, shards
 from kit.cachesim.policies import LEFT_OUT_NOTE, POLICIES, compare_policies, lru_ttl, size_admission, spatial_sample
 from kit.cachesim.sizing import CostModel, capacity_for_hit_ratio, cost_model, knee
 from kit.cachesim.trace import CACHE_KEYS, Trace, TraceStats, normalize_sizes, requests_filter, trace_stats
+from kit.engine import Queryable, as_engine
 from kit.errors import DataError, ParameterError
+from kit.warehouse import sql_string
 
 __all__ = ["CONTENT_CLASSES", "CacheResult", "CurvePoints", "analyze_cache", "curve_points",
            "explorer_lookup"]
@@ -243,23 +245,48 @@ def _class_ttl(frame: Any, main: Trace, rate: float) -> list[ClassTtl]:
     return out
 
 
-def _load(con: duckdb.DuckDBPyConnection, where: str, params: list, keys: tuple[str, ...], cache_key: str) -> Any:
-    """One scan of requests: time, a hash per key design, the per-client key, size, content class, status."""
-    cols = ", ".join(f"hash({CACHE_KEYS[k]}) AS h_{k}" for k in keys)
+def id64_sql(expr: str) -> str:
+    """A 60-bit key id from SQL ``expr`` that DuckDB and Spark compute alike: the first 15 hex digits of
+    ``md5(expr)`` as a BIGINT (``kit.engine`` rewrites DuckDB's hex cast into Spark's ``conv``). ``hash``
+    differs between the engines, and the SHARDS sampling of the policy simulations hashes these ids:
+    the same ids give the same sample. Costs ~1 s per million requests and key more than ``hash``."""
+    return f"CAST('0x' || substr(md5({expr}), 1, 15) AS BIGINT)"
+
+
+def _load(con: Queryable, where: str, keys: tuple[str, ...], cache_key: str) -> Any:
+    """One scan of requests: time, an id per key design, the per-client key, size, content class, status.
+
+    Portable SQL (DuckDB or Spark, ``kit.engine``); rows in time order, ties broken by every column, so
+    both engines return the same trace."""
+    cols = ", ".join(f"{id64_sql(CACHE_KEYS[k])} AS h_{k}" for k in keys)
     cls = " ".join(f"WHEN {pred} THEN '{name}'" for name, pred in CONTENT_CLASSES.items())
-    return con.execute(
-        f"SELECT epoch(ts) AS t, {cols}, hash(client_hash, {CACHE_KEYS[cache_key]}) AS h_client, "
+    client = id64_sql(f"coalesce(client_hash, '') || chr(1) || ({CACHE_KEYS[cache_key]})")
+    order = ", ".join(["us", *(f"h_{k}" for k in keys), "h_client", "has_client", "sz", "cls", "cs"])
+    frame = as_engine(con).frame(
+        f"SELECT epoch_us(ts) AS us, {cols}, {client} AS h_client, "
         f"client_hash IS NOT NULL AS has_client, coalesce(bytes_sent, 0) AS sz, "
         f"CASE {cls} ELSE 'other' END AS cls, upper(cache_status) AS cs "
-        f"FROM requests WHERE {where} AND path IS NOT NULL ORDER BY ts", params).fetch_df()
+        f"FROM requests WHERE {where} AND path IS NOT NULL ORDER BY {order}")
+    frame.insert(0, "t", frame.pop("us").to_numpy(np.int64) / 1e6)  # epoch seconds
+    return frame
+
+
+def _literal_filter(start: str | None, end: str | None) -> str:
+    """``requests_filter`` with its parameters written in (literal timestamps: the text runs on any engine)."""
+    where, params = requests_filter(start, end)
+    for value in params:
+        where = where.replace("CAST(? AS TIMESTAMPTZ)", f"CAST({sql_string(str(value))} AS TIMESTAMPTZ)", 1)
+    return where
 
 
 def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", start: str | None = None,
                   end: str | None = None, policies: list[str] | None = None, size_points: int = 24,
                   target_hit_ratio: float = 0.9, memory_cost_per_gb_month: float = 4.0,
                   egress_cost_per_gb: float = 0.05, keys: tuple[str, ...] = tuple(CACHE_KEYS),
-                  policy_sample_requests: int = POLICY_SAMPLE_REQUESTS) -> CacheResult:
-    """The whole cache study of the warehouse's requests (GET/HEAD, status 200-399, in [start, end))."""
+                  policy_sample_requests: int = POLICY_SAMPLE_REQUESTS, engine: Queryable | None = None
+                  ) -> CacheResult:
+    """The whole cache study of the warehouse's requests (GET/HEAD, status 200-399, in [start, end)).
+    ``engine`` extracts the trace (default: DuckDB on ``con``); the simulations run here."""
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
     policies = list(policies or ["lru", "fifo", "clock", "arc", "lfu", "twoq", "s3fifo", "sieve", "tinylfu",
@@ -272,7 +299,7 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
     where, params = requests_filter(start, end)
 
     t0 = time.perf_counter()
-    frame = _load(con, where, params, keys, cache_key)
+    frame = _load(engine if engine is not None else con, _literal_filter(start, end), keys, cache_key)
     if frame.empty:
         from kit.analysis.coverage import NEEDS
 

@@ -78,6 +78,7 @@ from kit.analysis.findings.evidence import (
 )
 from kit.analysis.findings.model import CAUSE_KINDS, FINDING_KINDS, Cause, Finding, Findings
 from kit.analysis.window import Window, services_sql
+from kit.engine import Queryable, as_engine
 
 __all__ = ["CAUSE_KINDS", "FINDING_KINDS", "Cause", "Finding", "FindingEvidence", "Findings", "find_bottlenecks",
            "finding_evidence", "findings_frame", "findings_table", "window_events"]
@@ -112,9 +113,11 @@ _DIRECTION = {"latency_shift": 1, "variance_change": 1, "error_burst": 1, "cache
               "throughput_change": -1}
 
 
-def find_bottlenecks(con: duckdb.DuckDBPyConnection, window: Window, *, services: tuple[str, ...] | list[str] = ()
-                     ) -> Findings:
-    """Detect, locate, size and explain the changes in ``window`` (see the module docstring)."""
+def find_bottlenecks(con: duckdb.DuckDBPyConnection, window: Window, *, services: tuple[str, ...] | list[str] = (),
+                     engine: Queryable | None = None) -> Findings:
+    """Detect, locate, size and explain the changes in ``window`` (see the module docstring). ``engine``
+    builds the bucketed series (default: DuckDB on ``con``)."""
+    heavy = as_engine(engine if engine is not None else con)
     services = tuple(services)
     has = _coverage(con, window, services)
     method = ("PELT (ruptures KernelCPD, linear kernel), penalty 3·ln n, on residuals against the same clock "
@@ -122,11 +125,11 @@ def find_bottlenecks(con: duckdb.DuckDBPyConnection, window: Window, *, services
     if not has["requests"]:
         return Findings((), 0, method, window.start, window.end, "",
                         ("Not analysed: change detection, because the window holds no requests.",))
-    bucket_s = _series.choose_bucket(con, window, services)
+    bucket_s = _series.choose_bucket(heavy, window, services)
     origin = datetime.fromtimestamp(_series.bucket_origin(window, bucket_s), window.start.tzinfo)
     n_buckets = max(1, math.ceil((window.end - origin).total_seconds() / bucket_s))
     sql = _series.series_sql(window, bucket_s, services)
-    frame = con.execute(sql).df()
+    frame = heavy.frame(sql)
     scopes = _series.scope_series(frame, n_buckets)
     notes: list[str] = []
     if n_buckets < _series.MIN_BUCKETS:

@@ -8,12 +8,12 @@ import warnings
 from dataclasses import dataclass
 from functools import cache
 
-import duckdb
 import numpy as np
 import pandas as pd
 import ruptures as rpt
 
 from kit.analysis.window import Window, services_sql
+from kit.engine import Queryable, as_engine
 
 # bucket ladder (s): every value divides a day, so the same clock time lines up across days
 BUCKET_LADDER = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
@@ -30,7 +30,7 @@ ORIGIN_SERVED = "latency_ms > 0 AND coalesce(upper(cache_status), '') <> 'HIT'"
 
 SERIES_SQL = """
 SELECT service, route,
-       CAST(floor((epoch(ts) - {t0}) / {bucket_s}) AS BIGINT)              AS b,
+       (epoch_us(ts) - {t0_us}) // {bucket_us}                             AS b,
        count(*)                                                             AS n,
        count(*) FILTER (WHERE status >= 500)                                AS n5xx,
        count(latency_ms) FILTER (WHERE {origin_served})                     AS n_lat,
@@ -45,7 +45,7 @@ GROUP BY ALL
 """
 
 
-def choose_bucket(con: duckdb.DuckDBPyConnection, window: Window, services: tuple[str, ...] | list[str]) -> int:
+def choose_bucket(con: Queryable, window: Window, services: tuple[str, ...] | list[str]) -> int:
     """The finest ladder bucket (s) that keeps series at most ``MAX_BUCKETS`` long (windows up to 35 days:
     at most 5 minutes) and gives the busiest
     service at least ``MIN_BUSY_PER_BUCKET`` requests in a median bucket (coarser when the data is thin)."""
@@ -53,9 +53,9 @@ def choose_bucket(con: duckdb.DuckDBPyConnection, window: Window, services: tupl
     # up to 35 days stay at 5 minutes or finer (a month: 8,640 points), so short incidents keep a few buckets
     limit = max(MAX_BUCKETS, seconds / 300) if seconds <= 35 * DAY_S else MAX_BUCKETS
     candidates = [b for b in BUCKET_LADDER if seconds / b <= limit] or [BUCKET_LADDER[-1]]
-    row = con.execute(
+    row = as_engine(con).rows(
         f"SELECT max(n) FROM (SELECT service, count(*) AS n FROM requests WHERE {window.sql()} AND "
-        f"{services_sql(services)} GROUP BY service)").fetchone()
+        f"{services_sql(services)} GROUP BY service)")[0]
     busiest = float(row[0]) if row and row[0] else 0.0
     for b in candidates:
         if busiest * b / seconds >= MIN_BUSY_PER_BUCKET or seconds / b <= MIN_BUCKETS:
@@ -70,7 +70,9 @@ def bucket_origin(window: Window, bucket_s: int) -> float:
 
 def series_sql(window: Window, bucket_s: int, services: tuple[str, ...] | list[str]) -> str:
     """The aggregate every series comes from: one row per service, route and bucket number ``b``."""
-    return SERIES_SQL.format(t0=bucket_origin(window, bucket_s), bucket_s=bucket_s, window=window.sql(),
+    # integer bucket numbers on epoch_us: the same in DuckDB and Spark (no float seconds); ts >= the origin
+    return SERIES_SQL.format(t0_us=int(bucket_origin(window, bucket_s)) * 1_000_000, bucket_us=bucket_s * 1_000_000,
+                             window=window.sql(),
                              origin_served=ORIGIN_SERVED,
                              services=services_sql(services)).strip()
 

@@ -1,5 +1,8 @@
 """Key performance indicators over the warehouse, computed in DuckDB SQL.
 
+The queries over ``requests`` run on the engine passed where a connection was (``kit.engine``: DuckDB,
+or Spark over a Parquet warehouse, the same SQL text transpiled; ``kpi_report(con, engine=...)``).
+
 RED (rate, errors, duration) per service and per route, by time bucket and over the window; Apdex(T);
 availability; peak and sustained throughput; latency histogram and heatmap; USE (utilization,
 saturation, errors) of resources from ``metrics``; the instrumentation gaps; and a period-over-period

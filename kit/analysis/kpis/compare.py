@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import math
 
-import duckdb
-
 from kit.analysis.kpis.headline import headline
 from kit.analysis.kpis.model import Comparison, ComparisonRow, Kpi
 from kit.analysis.kpis.sql import request_count
 from kit.analysis.window import Window
+from kit.engine import Queryable
 
 __all__ = ["compare_headline", "compare_periods"]
 
@@ -24,7 +23,7 @@ def _verdict(current: float | None, previous: float | None, better: str) -> tupl
     return change, "better" if improved else "worse"
 
 
-def compare_periods(con: duckdb.DuckDBPyConnection, current: Window, previous: Window, *, basis: str = "",
+def compare_periods(con: Queryable, current: Window, previous: Window, *, basis: str = "",
                     services: list[str] | tuple[str, ...] | None = None, apdex_t_ms: float = 300.0,
                     qfunc: str = "quantile_cont") -> Comparison:
     """Headline KPIs of ``current`` against ``previous``; change in percent of the previous value."""
@@ -33,7 +32,7 @@ def compare_periods(con: duckdb.DuckDBPyConnection, current: Window, previous: W
                             qfunc=qfunc)
 
 
-def compare_headline(con: duckdb.DuckDBPyConnection, now: tuple[Kpi, ...], current: Window, previous: Window, *,
+def compare_headline(con: Queryable, now: tuple[Kpi, ...], current: Window, previous: Window, *,
                      basis: str, services: list[str] | tuple[str, ...] | None, apdex_t_ms: float,
                      qfunc: str) -> Comparison:
     """``now`` (the headline KPIs of ``current``) against the headline KPIs of ``previous``."""

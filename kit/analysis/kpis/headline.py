@@ -12,6 +12,7 @@ from kit.analysis.kpis.quantiles import HIST_GAMMA, HIST_RELATIVE_ERROR, LOG_HIS
 from kit.analysis.kpis.red import red_table, throughput
 from kit.analysis.kpis.sql import duration_label, http_requests_label_keys, rate_seconds, scope_sql
 from kit.analysis.window import Window
+from kit.engine import Queryable
 
 __all__ = ["headline", "status_label"]
 
@@ -29,7 +30,7 @@ def status_label(con: duckdb.DuckDBPyConnection) -> str:
     return "code" if "code" in keys and "status" not in keys else "status"
 
 
-def headline(con: duckdb.DuckDBPyConnection, window: Window, *, services: list[str] | tuple[str, ...] | None = None,
+def headline(con: Queryable, window: Window, *, services: list[str] | tuple[str, ...] | None = None,
              apdex_t_ms: float = 300.0, qfunc: str = "quantile_cont", status: str = "status") -> tuple[Kpi, ...]:
     """The headline KPIs over ``window``, each with its SQL and PromQL definition (``status``: the
     label name of the HTTP status in PromQL)."""

@@ -3,11 +3,10 @@ bucket (the heatmap)."""
 
 from __future__ import annotations
 
-import duckdb
-
 from kit.analysis.kpis.model import HeatCell, HistogramBin
 from kit.analysis.kpis.sql import bucket_sql, scope_sql
 from kit.analysis.window import Window
+from kit.engine import Queryable, as_engine
 
 __all__ = ["HIST_BINS_PER_DECADE", "HIST_MAX_EXP", "HIST_MIN_EXP", "latency_heatmap", "latency_histogram"]
 
@@ -26,13 +25,13 @@ def _bin_edges(k: int) -> tuple[float, float]:
     return 10 ** (k / HIST_BINS_PER_DECADE), 10 ** ((k + 1) / HIST_BINS_PER_DECADE)
 
 
-def latency_histogram(con: duckdb.DuckDBPyConnection, window: Window, by: str | None = None, *,
+def latency_histogram(con: Queryable, window: Window, by: str | None = None, *,
                       services: list[str] | tuple[str, ...] | None = None) -> tuple[HistogramBin, ...]:
     """Counts of requests per log-spaced latency bin (10 per decade, 0.1 ms … 100 s), overall or per service."""
     group = by or "'all'"
     sql = f"""SELECT {group} AS grp, {_hist_bin_sql()} AS k, count(*) FROM requests
         WHERE {scope_sql(window, services)} AND latency_ms IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2"""
-    return tuple(HistogramBin(str(g), *_rounded_edges(k), int(n)) for g, k, n in con.execute(sql).fetchall())
+    return tuple(HistogramBin(str(g), *_rounded_edges(k), int(n)) for g, k, n in as_engine(con).rows(sql))
 
 
 def _rounded_edges(k: int) -> tuple[float, float]:
@@ -40,7 +39,7 @@ def _rounded_edges(k: int) -> tuple[float, float]:
     return float(f"{lo:.6g}"), float(f"{hi:.6g}")
 
 
-def latency_heatmap(con: duckdb.DuckDBPyConnection, window: Window, bucket_s: int, *,
+def latency_heatmap(con: Queryable, window: Window, bucket_s: int, *,
                     services: list[str] | tuple[str, ...] | None = None) -> tuple[HeatCell, ...]:
     """Non-empty (time bucket × latency bin) counts, same bins as the histogram."""
     index_sql, start_sql = bucket_sql(bucket_s)
@@ -48,4 +47,4 @@ def latency_heatmap(con: duckdb.DuckDBPyConnection, window: Window, bucket_s: in
             SELECT {index_sql} AS b, {_hist_bin_sql()} AS k, count(*) AS n
             FROM requests WHERE {scope_sql(window, services)} AND latency_ms IS NOT NULL GROUP BY 1, 2)
         ORDER BY 1, 2"""
-    return tuple(HeatCell(b, *_rounded_edges(k), int(n)) for b, k, n in con.execute(sql).fetchall())
+    return tuple(HeatCell(b, *_rounded_edges(k), int(n)) for b, k, n in as_engine(con).rows(sql))

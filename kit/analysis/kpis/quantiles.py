@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import math
 
-import duckdb
-
 from kit.analysis.kpis.sql import sql_float
+from kit.engine import Queryable, as_engine
 
 __all__ = ["EXACT_MAX_ROWS", "HIST_GAMMA", "HIST_MIN_MS", "HIST_RELATIVE_ERROR", "LOG_HISTOGRAM", "QUANTILES",
            "QUANTILE_NAMES", "histogram_quantiles", "quantile_function", "series_quantile_function"]
@@ -33,7 +32,7 @@ def quantile_function(rows: int, exact_max_rows: int = EXACT_MAX_ROWS) -> str:
     return "quantile_cont" if rows <= exact_max_rows else LOG_HISTOGRAM
 
 
-def histogram_quantiles(con: duckdb.DuckDBPyConnection, where_sql: str, group_sql: str = "'all'",
+def histogram_quantiles(con: Queryable, where_sql: str, group_sql: str = "'all'",
                         quantiles: tuple[float, ...] = QUANTILES) -> dict[tuple, list[float]]:
     """Latency quantiles (ms) per group of ``group_sql`` (a comma-separated list of expressions) over
     ``requests WHERE where_sql``, from a log-spaced histogram: within ``HIST_RELATIVE_ERROR`` of
@@ -62,11 +61,12 @@ def histogram_quantiles(con: duckdb.DuckDBPyConnection, where_sql: str, group_sq
                    min(k) FILTER (WHERE upto > ceil(q * (n - 1))) AS k_hi,
                    any_value(q * (n - 1) - floor(q * (n - 1))) AS frac
             FROM cum, (VALUES {qs}) AS qs(i, q) GROUP BY ALL)
-        SELECT {keys}, list(v ORDER BY i) FROM (
-            SELECT {keys}, i, {rep.format(k="k_lo")} + frac * ({rep.format(k="k_hi")} - {rep.format(k="k_lo")}) AS v
-            FROM ranks)
-        GROUP BY ALL"""
-    return {tuple(row[:-1]): list(row[-1]) for row in con.execute(sql).fetchall()}
+        SELECT {keys}, i, {rep.format(k="k_lo")} + frac * ({rep.format(k="k_hi")} - {rep.format(k="k_lo")}) AS v
+        FROM ranks"""
+    found: dict[tuple, list[float]] = {}
+    for row in as_engine(con).rows(sql):  # one row per group and quantile: a few dozen
+        found.setdefault(tuple(row[:-2]), [math.nan] * len(quantiles))[int(row[-2])] = row[-1]
+    return found
 
 
 def _split_top_level(sql: str) -> list[str]:

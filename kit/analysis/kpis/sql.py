@@ -8,6 +8,7 @@ import math
 import duckdb
 
 from kit.analysis.window import Window, services_sql
+from kit.engine import Queryable, as_engine
 
 __all__ = ["BUCKET_ORIGIN_US", "MIN_RATE_SECONDS", "bucket_sql", "duration_label", "float_or_none",
            "http_requests_label_keys", "rate_seconds", "request_count", "scope_sql", "sql_float"]
@@ -46,10 +47,10 @@ def bucket_sql(seconds: int, column: str = "ts") -> tuple[str, str]:
     return f"((epoch_us({column}) - ({origin})) // {width})", f"make_timestamptz({origin} + b * {width})"
 
 
-def request_count(con: duckdb.DuckDBPyConnection, window: Window,
+def request_count(con: Queryable, window: Window,
                   services: tuple[str, ...] | list[str] | None = None) -> int:
     """Requests in ``window`` of ``services``."""
-    row = con.execute(f"SELECT count(*) FROM requests WHERE {scope_sql(window, services)}").fetchall()[0]
+    row = as_engine(con).rows(f"SELECT count(*) FROM requests WHERE {scope_sql(window, services)}")[0]
     return int(row[0]) if row else 0
 
 

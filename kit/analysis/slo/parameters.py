@@ -12,6 +12,7 @@ import numpy as np
 
 from kit.analysis.slo.sli import minute_series, propose_target
 from kit.analysis.slo.spec import AlertingSpec, SloSpec
+from kit.engine import Queryable
 from kit.errors import DataError
 
 __all__ = ["default_queries", "slos_from_parameters"]
@@ -42,7 +43,7 @@ def _alert_name(service: str, kind: str) -> str:
 
 def slos_from_parameters(con: duckdb.DuckDBPyConnection, services: list[str], *, start: datetime,
                          end: datetime, availability_target: float | None, latency_threshold_ms: float,
-                         latency_target: float | None, window_days: float
+                         latency_target: float | None, window_days: float, engine: Queryable | None = None
                          ) -> list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]]:
     """Availability and latency SLOs for each service (all services in the warehouse when empty), with
     their per-minute series; targets not given are proposed from the history (and the spec says so)."""
@@ -74,7 +75,7 @@ def slos_from_parameters(con: duckdb.DuckDBPyConnection, services: list[str], *,
                                       ticket_labels={"severity": "warning"}),
                 objective_source="given", warehouse_service=service,
             )
-            series = minute_series(con, spec, start, end)
+            series = minute_series(engine if engine is not None else con, spec, start, end)
             if target is None:
                 proposal = propose_target(*series)
                 spec = replace(spec, objective=proposal.target, objective_percent=proposal.target * 100,

@@ -24,6 +24,7 @@ from kit.analysis.slo.parameters import slos_from_parameters
 from kit.analysis.slo.saturation import saturation_candidates, saturation_minutes
 from kit.analysis.slo.sli import SloStatus, budget_note, evaluate_slo, history_bounds, minute_series
 from kit.analysis.slo.spec import DEFAULT_PERIOD_DAYS, SloSpec, parse_duration_s
+from kit.engine import Queryable
 from kit.results import write_text_atomic
 
 __all__ = ["SloHistory", "SloReport", "slo_report", "write_rule_files"]
@@ -65,10 +66,12 @@ def slo_report(con: duckdb.DuckDBPyConnection, *, start: str | None = None, end:
                services: list[str] | None = None, availability_target: float | None = None,
                latency_threshold_ms: float = 500.0, latency_target: float | None = None,
                slo_window_days: float = DEFAULT_PERIOD_DAYS, slo_specs: list[str] | None = None,
-               min_bad_events: int = 10) -> tuple[SloReport, list[SloSpec], AlertPlan]:
+               min_bad_events: int = 10, engine: Queryable | None = None
+               ) -> tuple[SloReport, list[SloSpec], AlertPlan]:
     """Everything notebook 20 shows: SLOs from the parameters (or spec files), evaluated over the
     history; the alert plan; the backtest. Returns (report, specs, plan); write the rule files with
-    ``write_rule_files``."""
+    ``write_rule_files``. ``engine`` counts the SLI events per minute (default: DuckDB on ``con``)."""
+    heavy = engine if engine is not None else con
     first, last = history_bounds(con, start, end)
     history_days = (last - first).total_seconds() / 86400.0
     pairs: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]] = []
@@ -84,14 +87,14 @@ def slo_report(con: duckdb.DuckDBPyConnection, *, start: str | None = None, end:
                 if spec.warehouse_service is None and spec.evaluable:
                     spec = replace(spec, proposal_note=(spec.proposal_note + "; " if spec.proposal_note else "")
                                    + f"service {spec.service!r} is not in the warehouse: SLI over all requests")
-                series = minute_series(con, spec, first, last) if spec.evaluable else (
+                series = minute_series(heavy, spec, first, last) if spec.evaluable else (
                     np.zeros(0, np.int64), np.zeros(0, np.int64))
                 pairs.append((spec, series))
     else:
         pairs = slos_from_parameters(con, services or [], start=first, end=last,
                                      availability_target=availability_target,
                                      latency_threshold_ms=latency_threshold_ms, latency_target=latency_target,
-                                     window_days=slo_window_days)
+                                     window_days=slo_window_days, engine=heavy)
     statuses = tuple(evaluate_slo(con, spec, first, last, series=series) for spec, series in pairs)
     specs = [spec for spec, _ in pairs]
     candidates = saturation_candidates(con)

@@ -24,6 +24,7 @@ import duckdb
 import numpy as np
 
 from kit.analysis.slo.spec import SloSpec
+from kit.engine import Queryable, as_engine
 from kit.errors import DataError, ParameterError
 from kit.warehouse import sql_string
 
@@ -140,16 +141,17 @@ def _parse(value: str | None) -> datetime | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def minute_series(con: duckdb.DuckDBPyConnection, spec: SloSpec, start: datetime, end: datetime
+def minute_series(con: Queryable, spec: SloSpec, start: datetime, end: datetime
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Dense per-minute (total, bad) event counts of the SLI over [start, end), as int64 arrays
-    (one entry per minute, zeros where there was no traffic). Aggregation runs in DuckDB."""
+    (one entry per minute, zeros where there was no traffic). Aggregation runs in the engine (DuckDB or
+    Spark); the minute index is integer arithmetic on ``epoch_us`` (the window lies after 1970)."""
     n = int((end - start).total_seconds() // 60)
-    rows = con.execute(
-        f"SELECT CAST(floor(epoch(ts) / 60) AS BIGINT) - {int(start.timestamp() // 60)} AS i, "
+    rows = as_engine(con).frame(
+        f"SELECT epoch_us(ts) // 60000000 - {int(start.timestamp() // 60)} AS i, "
         f"count(*) AS total, count(*) FILTER (WHERE {sli_sql(spec)}) AS bad "
         f"FROM requests WHERE {_where(spec, start, end)} GROUP BY 1"
-    ).fetchnumpy()
+    )
     total = np.zeros(n, dtype=np.int64)
     bad = np.zeros(n, dtype=np.int64)
     idx = np.asarray(rows["i"], dtype=np.int64)
@@ -227,7 +229,7 @@ def budget_series(total: np.ndarray, bad: np.ndarray, objective: float, window_m
         return np.where(expected > 0, rolled_bad / (budget * expected), 0.0)
 
 
-def evaluate_slo(con: duckdb.DuckDBPyConnection, spec: SloSpec, start: datetime, end: datetime, *,
+def evaluate_slo(con: Queryable, spec: SloSpec, start: datetime, end: datetime, *,
                  burndown_step_minutes: int = 60, series: tuple[np.ndarray, np.ndarray] | None = None
                  ) -> SloStatus:
     """Evaluate one SLO over [start, end): SLI achieved, error budget, consumed/remaining, burn-down.
