@@ -48,8 +48,8 @@ from kit.engine import (
 )
 from kit.errors import ParameterError
 from kit.ingest.parquet import convert
-from kit.warehouse import connect
 from kit.parquet_warehouse import committed_files
+from kit.warehouse import connect
 from tests.conftest import PROJECT_ROOT
 
 LARGE = ("requests", "metrics", "queries", "cache_requests")
