@@ -393,7 +393,7 @@ FROM p GROUP BY 1 ORDER BY requests DESC LIMIT 60"""
 
     t0 = time.perf_counter()
     cand = uncached.loc[uncached["candidate"].astype(bool), ["service", "route"]] if len(uncached) else uncached
-    trace = _trace(con, base, groups, cand)
+    trace = _trace(con, window, base, groups, cand)
     timings["trace_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -638,7 +638,8 @@ class _TraceSample:
 _CLASS_NAMES = (*CONTENT_CLASSES, "other")
 
 
-def _trace(con: duckdb.DuckDBPyConnection, base: str, groups: str, cand: pd.DataFrame) -> _TraceSample:
+def _trace(con: duckdb.DuckDBPyConnection, window: Window, base: str, groups: str, cand: pd.DataFrame
+           ) -> _TraceSample:
     """The cacheable lookups (GET/HEAD, status 200-399, hit or miss, plus the bypassed requests of the
     candidate routes ``cand``); above :data:`REPLAY_MAX_REQUESTS` only the requests of the keys SHARDS keeps
     are fetched (either key: as logged or normalised)."""
@@ -659,28 +660,36 @@ FROM r WHERE {where} ORDER BY ts"""
 FROM gr WHERE {where} GROUP BY ALL""").df()
     n = int(keys["n"].sum())
     rate = min(1.0, REPLAY_MAX_REQUESTS / n) if n else 1.0
+    # The requests are fetched by joining them to their group of ``gr`` (the columns it groups by), which
+    # carries the keys' hashes, the class and the outcome: nothing is computed per request but the join.
     names = ", ".join(f"'{c}'" for c in _CLASS_NAMES)
-    fetch = (f"WITH {base} SELECT epoch(ts) AS t, hash(raw_key) AS h_raw, hash(norm_key) AS h_norm, bytes AS sz, "
-             f"list_position([{names}], cls)::UTINYINT AS cls_code, outcome = 'bypass' AS extra, "
-             f"outcome = 'miss' AS miss, upper(cache_status) = 'EXPIRED' AS expired FROM r")
     kept_norm = np.unique(keys["h_norm"].to_numpy(np.uint64))
-    if not n:
-        df = con.execute(f"{fetch} WHERE FALSE").df()
-    elif rate < 1:
+    kept_sql = "TRUE"
+    if n and rate < 1:
         kept = [spatial_sample(Trace(col, ids, np.ones(len(ids), np.int64)), rate).obj_id
                 for col in ("h_raw", "h_norm") for ids in [np.unique(keys[col].to_numpy(np.uint64))]]
         kept_norm = kept[1]
-        picked = keys[keys["h_raw"].isin(kept[0]) | keys["h_norm"].isin(kept[1])]
-        # a NULL and an empty query string give the same keys: one equality join on the path and query
-        con.register("cdn_replay_keys", pd.DataFrame({"path": picked["path"], "q": picked["query"].fillna("")})
-                     .drop_duplicates())
-        try:
-            df = con.execute(f"{fetch} SEMI JOIN cdn_replay_keys k ON r.path = k.path AND "
-                             f"coalesce(r.query, '') = k.q WHERE {where}").df()
-        finally:
-            con.unregister("cdn_replay_keys")
-    else:
-        df = con.execute(f"{fetch} WHERE {where}").df()
+        con.register("cdn_kept_raw", pd.DataFrame({"h": kept[0]}))
+        con.register("cdn_kept_norm", pd.DataFrame({"h": kept[1]}))
+        kept_sql = "(h_raw IN (SELECT h FROM cdn_kept_raw) OR h_norm IN (SELECT h FROM cdn_kept_norm))"
+    fetch = f"""WITH {groups}, m AS (
+  SELECT * FROM (SELECT service, route, method, status, path, query, content_type, cache_status,
+                        hash(raw_key) AS h_raw, hash(norm_key) AS h_norm,
+                        list_position([{names}], cls)::UTINYINT AS cls_code, outcome = 'bypass' AS extra,
+                        outcome = 'miss' AS miss, coalesce(upper(cache_status) = 'EXPIRED', false) AS expired
+                 FROM gr WHERE {where}) WHERE {kept_sql})
+SELECT epoch(q.ts) AS t, m.h_raw, m.h_norm, coalesce(q.bytes_sent, 0) AS sz, m.cls_code, m.extra, m.miss, m.expired
+FROM requests q JOIN m ON q.service IS NOT DISTINCT FROM m.service AND coalesce(q.route, q.path) = m.route
+  AND upper(coalesce(q.method, 'GET')) = m.method AND coalesce(q.status, 200) = m.status AND q.path = m.path
+  AND q.query IS NOT DISTINCT FROM m.query AND q.content_type IS NOT DISTINCT FROM m.content_type
+  AND q.cache_status IS NOT DISTINCT FROM m.cache_status
+WHERE {window.sql("q.ts")} AND q.path IS NOT NULL"""
+    try:
+        df = con.execute(fetch).df()
+    finally:
+        if kept_sql != "TRUE":
+            con.unregister("cdn_kept_raw")
+            con.unregister("cdn_kept_norm")
     df = df.iloc[np.argsort(df["t"].to_numpy(np.float64), kind="stable")].reset_index(drop=True)
     df["cls"] = np.asarray(_CLASS_NAMES, dtype=object)[df.pop("cls_code").to_numpy(np.int64) - 1] if len(df) \
         else pd.Series([], dtype=object)

@@ -31,17 +31,28 @@ from kit.analysis.window import Window
 
 
 def burst_sql(window: Window, gap_ms: float, min_repeat: int) -> str:
-    """Per fingerprint: bursts of ≥ min_repeat executions ≤ gap_ms apart, their sizes and time."""
+    """Per fingerprint: bursts of ≥ min_repeat executions ≤ gap_ms apart, their sizes and time.
+
+    One sort of the events per session and fingerprint: an event opens a burst when the gap before it
+    exceeds ``gap_ms`` (or it is the first) and closes one when the gap after it does (or it is the last).
+    An event that does both is a burst of one; the others are paired in order (a burst's first and last
+    events), its size and time from their row numbers and running sums. Sessions are told apart by the
+    64-bit hash of their columns (sorting long statement texts is what made this slow)."""
+    g = float(gap_ms)
+    part = "db_system, database, user_name, session_id, fingerprint"
     return f"""
-WITH e AS ({events_sql(window.start, window.end)}),
-g AS (SELECT *, date_diff('microsecond', lag(ts) OVER w, ts) / 1000.0 AS gap_ms FROM e
-      WINDOW w AS (PARTITION BY db_system, database, user_name, session_id, fingerprint ORDER BY ts)),
-b AS (SELECT *, sum(CASE WHEN gap_ms IS NULL OR gap_ms > {float(gap_ms)} THEN 1 ELSE 0 END)
-                OVER (PARTITION BY db_system, database, user_name, session_id, fingerprint ORDER BY ts
-                      ROWS UNBOUNDED PRECEDING) AS burst FROM g),
-s AS (SELECT db_system, database, user_name, session_id, fingerprint, burst, count(*) AS n, sum(total_ms) AS ms,
-             date_diff('microsecond', min(ts), max(ts)) / 1000.0 AS span_ms
-      FROM b GROUP BY ALL)
+WITH e AS (SELECT ts, {part}, total_ms FROM ({events_sql(window.start, window.end)})),
+w AS (SELECT {part}, ts, total_ms, date_diff('microsecond', lag(ts) OVER k, ts) / 1000.0 AS gap_in,
+             date_diff('microsecond', ts, lead(ts) OVER k) / 1000.0 AS gap_out, row_number() OVER k AS rn,
+             sum(total_ms) OVER (k ROWS UNBOUNDED PRECEDING) AS cum_ms
+      FROM e WINDOW k AS (PARTITION BY hash({part}) ORDER BY ts)),
+f AS (SELECT *, gap_in IS NULL OR gap_in > {g} AS opens, gap_out IS NULL OR gap_out > {g} AS closes FROM w),
+edge AS (SELECT *, lead(rn) OVER j AS last_rn, lead(cum_ms) OVER j AS last_cum, lead(ts) OVER j AS last_ts
+         FROM f WHERE opens <> closes WINDOW j AS (PARTITION BY hash({part}) ORDER BY rn)),
+s AS (SELECT {part}, 1::BIGINT AS n, total_ms AS ms, 0.0 AS span_ms FROM f WHERE opens AND closes
+      UNION ALL
+      SELECT {part}, last_rn - rn + 1 AS n, last_cum - cum_ms + total_ms AS ms,
+             date_diff('microsecond', ts, last_ts) / 1000.0 AS span_ms FROM edge WHERE opens)
 SELECT db_system, database, fingerprint, count(*) FILTER (WHERE n >= {int(min_repeat)}) AS bursts,
        sum(n) FILTER (WHERE n >= {int(min_repeat)}) AS calls_in_bursts,
        median(n) FILTER (WHERE n >= {int(min_repeat)}) AS median_burst, max(n) AS max_burst,
@@ -99,6 +110,39 @@ FROM f LEFT JOIN r ON r.m >= f.p_ts AND r.m < f.ts
 GROUP BY f.fingerprint, f.ts, f.p_ts ORDER BY f.fingerprint, f.ts""".strip()
 
 
+def _shared_tables(con: duckdb.DuckDBPyConnection, window: Window, by_route: dict[str, list[str]]) -> dict[str, str]:
+    """The inputs of :func:`per_request_sql` for every route at once, as temporary tables: the snapshot
+    intervals of all the fingerprints (``f``: one computation of the deltas) and each route's requests per
+    minute (``r``: one scan of ``requests``)."""
+    if not by_route:
+        return {}
+    tag = abs(hash((window.start, window.end, tuple(by_route)))) % 10**8
+    tables = {"f": f"nplus1_f_{tag}", "r": f"nplus1_r_{tag}"}
+    fps = ", ".join(sorted({"'" + f.replace("'", "''") + "'" for v in by_route.values() for f in v}))
+    routes = ", ".join("'" + r.replace("'", "''") + "'" for r in by_route)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE {tables['f']} AS WITH d AS ({deltas_sql(window.start, window.end)})
+SELECT fingerprint, ts, any_value(p_ts) AS p_ts, sum(calls) AS calls, sum(total_ms) AS ms, sum(rows) AS rows
+FROM d WHERE fingerprint IN ({fps}) GROUP BY fingerprint, ts""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE {tables['r']} AS
+SELECT route, time_bucket(INTERVAL 1 MINUTE, ts) AS m, count(*) AS n FROM requests
+WHERE {window.sql()} AND route IN ({routes}) AND coalesce(upper(cache_status), '') NOT IN ('HIT', 'STALE')
+GROUP BY 1, 2""")
+    return tables
+
+
+def _per_request_from(tables: dict[str, str], fingerprints: list[str], route: str) -> str:
+    """:func:`per_request_sql` on the tables of :func:`_shared_tables`."""
+    fps = ", ".join("'" + f.replace("'", "''") + "'" for f in fingerprints)
+    r = route.replace("'", "''")
+    return f"""
+WITH f AS (SELECT * FROM {tables['f']} WHERE fingerprint IN ({fps})),
+r AS (SELECT m, n FROM {tables['r']} WHERE route = '{r}')
+SELECT f.fingerprint, f.ts, f.p_ts, any_value(f.calls) AS calls, any_value(f.ms) AS ms, any_value(f.rows) AS rows,
+       coalesce(sum(r.n), 0) AS requests
+FROM f LEFT JOIN r ON r.m >= f.p_ts AND r.m < f.ts
+GROUP BY f.fingerprint, f.ts, f.p_ts ORDER BY f.fingerprint, f.ts""".strip()
+
+
 def candidate_routes(fingerprint: str, routes: list[str], limit: int = 5) -> list[str]:
     """Routes whose path names most of the statement's identifiers (one at least; ties all kept, so
     ``/product/{id}`` and ``/api/v1/products/{id}`` are both tried for a ``product_*`` table): the same
@@ -146,9 +190,15 @@ def signature_nplus1(con: duckdb.DuckDBPyConnection, window: Window, digest_fram
                               AND ts_start >= TIMESTAMPTZ '{window.start.isoformat()}'
                               AND ts_start < TIMESTAMPTZ '{window.end.isoformat()}' ORDER BY ts_start""").df()
     tried: dict[str, list[tuple[dict[str, object], str]]] = {}
+    shared = _shared_tables(con, window, by_route)
+    try:
+        frames = {route: con.execute(_per_request_from(shared, fps, route)).df() for route, fps in by_route.items()}
+    finally:
+        for table in shared.values():
+            con.execute(f"DROP TABLE IF EXISTS {table}")
     for route, fps in by_route.items():
-        query = per_request_sql(window, fps, route)
-        frame = con.execute(query).df()
+        query = per_request_sql(window, fps, route)   # what the result shows: the same numbers on its own
+        frame = frames[route]
         service = service_of.get(route)
         svc_deploys = deploys[deploys["service"] == service] if service is not None else deploys.iloc[0:0]
         for fp, part in frame.groupby("fingerprint"):
