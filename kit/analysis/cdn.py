@@ -171,7 +171,8 @@ def _groups_cte(window: Window) -> str:
     requests (ratios, audits, key counts, the replay's totals) is computed from it."""
     return (f"g AS (SELECT service, coalesce(route, path) AS route, upper(coalesce(method, 'GET')) AS method, "
             f"coalesce(status, 200) AS status, path, query, content_type, cache_status, count(*) AS n, "
-            f"sum(coalesce(bytes_sent, 0)) AS bytes, sum(greatest(coalesce(bytes_sent, 0), 1)) AS bytes1 "
+            f"sum(coalesce(bytes_sent, 0)) AS bytes, sum(greatest(coalesce(bytes_sent, 0), 1)) AS bytes1, "
+            f"min(client_hash) AS client_lo, max(client_hash) AS client_hi "
             f"FROM requests WHERE {window.sql()} AND path IS NOT NULL GROUP BY ALL), {_GR}")
 
 
@@ -334,11 +335,17 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, cache: dict[str, An
 
     t0 = time.perf_counter()
     statuses = ", ".join(str(s) for s in CACHEABLE_BY_DEFAULT)
-    # k: per key, distinct clients and sizes of the 200s looked up (outcome not 'none'): single requests
-    sql["uncached"] = f"""WITH {base}, {groups},
-k AS (SELECT service, route, norm_key, count(*) AS n, count(DISTINCT client_hash) AS clients,
-             count(DISTINCT bytes) AS sizes FROM r
-      WHERE method IN ('GET', 'HEAD') AND status = 200 AND outcome <> 'none' GROUP BY ALL),
+    # k: per key, distinct clients and sizes of the 200s looked up (outcome not 'none'), from the requests
+    # grouped by route, path, query, client and size first (the keys are computed per group)
+    sql["uncached"] = f"""WITH {groups},
+kq AS (SELECT service, coalesce(route, path) AS route, path, query, client_hash, coalesce(bytes_sent, 0) AS bytes,
+              count(*) AS c
+       FROM requests WHERE {window.sql()} AND path IS NOT NULL AND upper(coalesce(method, 'GET')) IN ('GET', 'HEAD')
+         AND coalesce(status, 200) = 200
+         AND NOT (cache_status IS NULL OR upper(trim(cache_status)) IN ('', '-', 'NONE'))
+       GROUP BY ALL),
+k AS (SELECT service, route, {NORMALIZED_KEY_SQL} AS norm_key, sum(c) AS n, count(DISTINCT client_hash) AS clients,
+             count(DISTINCT bytes) AS sizes FROM kq GROUP BY ALL),
 i AS (SELECT service, route, sum(n) FILTER (WHERE clients >= 2) AS multi,
              sum(n) FILTER (WHERE clients >= 2 AND sizes = 1) AS same FROM k GROUP BY ALL),
 c AS (SELECT * FROM gr WHERE method IN ('GET', 'HEAD') AND status IN ({statuses}) AND outcome <> 'none'),
@@ -356,7 +363,18 @@ SELECT u.*, bypasses / requests AS bypass_share, coalesce(i.same, 0) / nullif(i.
        bypass_share >= 0.5 AND (content_class IN ({', '.join(repr(c) for c in STATIC_CLASSES)})
            OR (coalesce(same_size_share, 0) >= 0.9 AND NOT personal)) AS candidate
 FROM u LEFT JOIN i USING (service, route) WHERE bypasses > 0 ORDER BY candidate DESC, bypass_bytes DESC"""
-    uncached = _rows(con, sql["uncached"])
+    # distinct clients matter only for a key that two clients asked for; when no key had two (no client
+    # logged, say), the per-request pass gives no row with clients >= 2 and is left out: the same result
+    two_clients = con.execute(
+        f"WITH {groups} SELECT count(*) FROM (SELECT service, route, norm_key FROM gr WHERE method IN ('GET', 'HEAD') "
+        f"AND status = 200 AND outcome <> 'none' GROUP BY ALL HAVING min(client_lo) < max(client_hi))").fetchone()
+    if two_clients and two_clients[0]:
+        uncached = _rows(con, sql["uncached"])
+    else:
+        head, tail = sql["uncached"].split("\nkq AS (", 1)
+        no_pairs = ("i AS (SELECT NULL::VARCHAR AS service, NULL::VARCHAR AS route, NULL::HUGEINT AS multi, "
+                    "NULL::HUGEINT AS same WHERE FALSE),")
+        uncached = _rows(con, head + "\n" + no_pairs + "\nc AS (" + tail.split("\nc AS (", 1)[1])
     timings["uncached_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -133,18 +133,31 @@ def _q(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _interval_means(con: duckdb.DuckDBPyConnection, window: Window, fingerprint: str) -> tuple[str, pd.Series]:
-    sql = (f"WITH d AS ({deltas_sql(window.start, window.end)})\nSELECT ts, sum(calls) AS calls, sum(total_ms) AS ms, "
-           f"sum(total_ms) / nullif(sum(calls), 0) AS mean_ms FROM d WHERE fingerprint = {_q(fingerprint)} "
-           f"GROUP BY ts ORDER BY ts")
-    frame = con.execute(sql).df()
-    return sql, frame
+def _interval_means_sql(window: Window, fingerprint: str) -> str:
+    return (f"WITH d AS ({deltas_sql(window.start, window.end)})\nSELECT ts, sum(calls) AS calls, sum(total_ms) AS ms, "
+            f"sum(total_ms) / nullif(sum(calls), 0) AS mean_ms FROM d WHERE fingerprint = {_q(fingerprint)} "
+            f"GROUP BY ts ORDER BY ts")
 
 
-def _index_opportunity(con: duckdb.DuckDBPyConnection, window: Window, row: Any, sug: IndexSuggestion,
-                       total_ms: float, digest_sql: str) -> Opportunity | None:
+def _all_interval_means(con: duckdb.DuckDBPyConnection, window: Window, fingerprints: list[str]
+                        ) -> dict[str, pd.DataFrame]:
+    """:func:`_interval_means_sql`'s frame for each of ``fingerprints``, from one computation of the deltas."""
+    if not fingerprints:
+        return {}
+    fps = ", ".join(_q(f) for f in sorted(set(fingerprints)))
+    frame = con.execute(f"WITH d AS ({deltas_sql(window.start, window.end)})\nSELECT fingerprint, ts, "
+                        f"sum(calls) AS calls, sum(total_ms) AS ms, sum(total_ms) / nullif(sum(calls), 0) AS mean_ms "
+                        f"FROM d "
+                        f"WHERE fingerprint IN ({fps}) GROUP BY fingerprint, ts ORDER BY fingerprint, ts").df()
+    return {str(fp): part.drop(columns="fingerprint").reset_index(drop=True)
+            for fp, part in frame.groupby("fingerprint", sort=False)}
+
+
+def _index_opportunity(window: Window, row: Any, sug: IndexSuggestion, total_ms: float, digest_sql: str,
+                       means: dict[str, pd.DataFrame]) -> Opportunity | None:
     cand = sug.candidates[0]
-    sql, frame = _interval_means(con, window, row.fingerprint)
+    sql = _interval_means_sql(window, row.fingerprint)
+    frame = means.get(str(row.fingerprint), pd.DataFrame({"ts": [], "calls": [], "ms": [], "mean_ms": []}))
     if len(frame) >= 4 and frame["calls"].sum() > 0:
         means = frame["mean_ms"].dropna()
         targets = {"value": float(means.quantile(0.25)), "low": float(means.quantile(0.5)),
@@ -310,14 +323,18 @@ def analyse_database(con: duckdb.DuckDBPyConnection, window: Window, *,
         opp = _nplus1_opportunity(item, total_ms, {"digest": sql["digest"], **names})
         if opp:
             opps.append(opp)
+    def wants_index(sug: IndexSuggestion) -> bool:
+        return sug.fingerprint not in nplus1_fps and bool(sug.explain and sug.candidates) \
+            and statement_shape(sug.fingerprint).kind in ("select", "update", "delete") \
+            and (_scan_evidence(by_fp[sug.fingerprint]) or sug.fingerprint in regressed)
+
+    means = _all_interval_means(con, window, [sug.fingerprint for sug in indexes if wants_index(sug)])
     for sug in indexes:
         row = by_fp[sug.fingerprint]
         if sug.fingerprint in nplus1_fps:
             continue
-        if sug.explain and sug.candidates and statement_shape(sug.fingerprint).kind in ("select", "update",
-                                                                                           "delete") \
-                and (_scan_evidence(row) or sug.fingerprint in regressed):
-            opp = _index_opportunity(con, window, row, sug, total_ms, sql["digest"])
+        if wants_index(sug):
+            opp = _index_opportunity(window, row, sug, total_ms, sql["digest"], means)
             if opp:
                 opps.append(opp)
         elif not sug.candidates and row.share_of_db_time >= 0.2 and statement_shape(sug.fingerprint).kind == "select":

@@ -33,33 +33,44 @@ from kit.analysis.window import Window
 def burst_sql(window: Window, gap_ms: float, min_repeat: int) -> str:
     """Per fingerprint: bursts of ≥ min_repeat executions ≤ gap_ms apart, their sizes and time.
 
-    One sort of the events per session and fingerprint: an event opens a burst when the gap before it
-    exceeds ``gap_ms`` (or it is the first) and closes one when the gap after it does (or it is the last).
-    An event that does both is a burst of one; the others are paired in order (a burst's first and last
-    events), its size and time from their row numbers and running sums. Sessions are told apart by the
-    64-bit hash of their columns (sorting long statement texts is what made this slow)."""
-    g = float(gap_ms)
+    One sort of the events per session and fingerprint (told apart by the 64-bit hash ``h`` of their
+    columns; sorting the statement texts themselves is what made this slow): an event opens a burst when
+    the gap before it exceeds ``gap_ms`` (or it is the first) and closes one when the gap after it does (or
+    it is the last). An event that does both is a burst of one; the others are paired in order (a burst's
+    first and last events), its size and time from their row numbers and running sums. Calls, time and
+    sessions per fingerprint come from a plain aggregate of the events. Gaps are differences of epoch
+    microseconds (``date_diff`` on time-zoned timestamps goes through the calendar, per event)."""
+    g, k = float(gap_ms), int(min_repeat)
     part = "db_system, database, user_name, session_id, fingerprint"
+    events = events_sql(window.start, window.end)
+    singles = ("UNION ALL SELECT h, 1::BIGINT, total_ms, 0.0 FROM f WHERE opens AND closes" if k <= 1 else "")
     return f"""
-WITH e AS (SELECT ts, {part}, total_ms FROM ({events_sql(window.start, window.end)})),
-w AS (SELECT {part}, ts, total_ms, date_diff('microsecond', lag(ts) OVER k, ts) / 1000.0 AS gap_in,
-             date_diff('microsecond', ts, lead(ts) OVER k) / 1000.0 AS gap_out, row_number() OVER k AS rn,
+WITH e AS (SELECT hash({part}) AS h, ts, total_ms FROM ({events})),
+w AS (SELECT h, ts, total_ms, (epoch_us(ts) - epoch_us(lag(ts) OVER k)) / 1000.0 AS gap_in,
+             (epoch_us(lead(ts) OVER k) - epoch_us(ts)) / 1000.0 AS gap_out, row_number() OVER k AS rn,
              sum(total_ms) OVER (k ROWS UNBOUNDED PRECEDING) AS cum_ms
-      FROM e WINDOW k AS (PARTITION BY hash({part}) ORDER BY ts)),
+      FROM e WINDOW k AS (PARTITION BY h ORDER BY ts)),
 f AS (SELECT *, gap_in IS NULL OR gap_in > {g} AS opens, gap_out IS NULL OR gap_out > {g} AS closes FROM w),
 edge AS (SELECT *, lead(rn) OVER j AS last_rn, lead(cum_ms) OVER j AS last_cum, lead(ts) OVER j AS last_ts
-         FROM f WHERE opens <> closes WINDOW j AS (PARTITION BY hash({part}) ORDER BY rn)),
-s AS (SELECT {part}, 1::BIGINT AS n, total_ms AS ms, 0.0 AS span_ms FROM f WHERE opens AND closes
-      UNION ALL
-      SELECT {part}, last_rn - rn + 1 AS n, last_cum - cum_ms + total_ms AS ms,
-             date_diff('microsecond', ts, last_ts) / 1000.0 AS span_ms FROM edge WHERE opens)
-SELECT db_system, database, fingerprint, count(*) FILTER (WHERE n >= {int(min_repeat)}) AS bursts,
-       sum(n) FILTER (WHERE n >= {int(min_repeat)}) AS calls_in_bursts,
-       median(n) FILTER (WHERE n >= {int(min_repeat)}) AS median_burst, max(n) AS max_burst,
-       median(span_ms) FILTER (WHERE n >= {int(min_repeat)}) AS median_burst_span_ms,
-       sum(ms) FILTER (WHERE n >= {int(min_repeat)}) AS ms_in_bursts, sum(n) AS calls, sum(ms) AS total_ms,
-       count(DISTINCT session_id) AS sessions
-FROM s GROUP BY db_system, database, fingerprint
+         FROM f WHERE opens <> closes WINDOW j AS (PARTITION BY h ORDER BY rn)),
+s AS (SELECT h, last_rn - rn + 1 AS n, last_cum - cum_ms + total_ms AS ms,
+             date_diff('microsecond', ts, last_ts) / 1000.0 AS span_ms FROM edge WHERE opens {singles}),
+who AS (SELECT h, any_value(db_system) AS db_system, any_value(database) AS database,
+               any_value(fingerprint) AS fingerprint
+        FROM (SELECT hash({part}) AS h, db_system, database, fingerprint FROM ({events}))
+        WHERE h IN (SELECT h FROM s) GROUP BY h),
+b AS (SELECT db_system, database, fingerprint, count(*) FILTER (WHERE n >= {k}) AS bursts,
+             sum(n) FILTER (WHERE n >= {k}) AS calls_in_bursts, median(n) FILTER (WHERE n >= {k}) AS median_burst,
+             max(n) AS max_burst, median(span_ms) FILTER (WHERE n >= {k}) AS median_burst_span_ms,
+             sum(ms) FILTER (WHERE n >= {k}) AS ms_in_bursts
+      FROM s JOIN who USING (h) GROUP BY ALL),
+t AS (SELECT db_system, database, fingerprint, count(*) AS calls, sum(total_ms) AS total_ms,
+             count(DISTINCT session_id) AS sessions FROM ({events}) GROUP BY ALL)
+SELECT t.db_system, t.database, t.fingerprint, coalesce(b.bursts, 0) AS bursts, b.calls_in_bursts, b.median_burst,
+       greatest(coalesce(b.max_burst, 1), 1) AS max_burst, b.median_burst_span_ms, b.ms_in_bursts, t.calls,
+       t.total_ms, t.sessions
+FROM t LEFT JOIN b ON t.db_system IS NOT DISTINCT FROM b.db_system AND t.database IS NOT DISTINCT FROM b.database
+  AND t.fingerprint IS NOT DISTINCT FROM b.fingerprint
 ORDER BY ms_in_bursts DESC NULLS LAST""".strip()
 
 
