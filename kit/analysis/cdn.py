@@ -164,19 +164,27 @@ def _base_cte(window: Window) -> str:
             f"FROM requests WHERE {window.sql()} AND path IS NOT NULL)")
 
 
+# the columns the outcome, class and keys derive from, as ``g`` groups them; the trace joins requests to
+# their group on the 64-bit hash of these values (one integer instead of eight columns, most of them text)
+_GROUP_COLS = ("service, coalesce(route, path), upper(coalesce(method, 'GET')), coalesce(status, 200), path, query, "
+               "content_type, cache_status")
+_GROUP_KEY = f"hash({_GROUP_COLS})"
+
+
 def _groups_cte(window: Window) -> str:
-    """``g``: the window's requests grouped by every column the outcome, class and keys derive from, with
-    their count ``n``, ``bytes`` and ``bytes1`` (bytes with at least 1 per response); ``gr``: the same rows
-    with outcome, content class and the three keys. One scan of ``requests``; what does not need single
-    requests (ratios, audits, key counts, the replay's totals) is computed from it."""
+    """``g``: the window's requests grouped by every column the outcome, class and keys derive from
+    (:data:`_GROUP_COLS`), with their count ``n``, ``bytes`` and ``bytes1`` (bytes with at least 1 per
+    response); ``gr``: the same rows with outcome, content class and the three keys, and ``h``, the hash the
+    trace joins on. What does not need single requests (ratios, audits, key counts, the replay's totals) is
+    computed from it."""
     return (f"g AS (SELECT service, coalesce(route, path) AS route, upper(coalesce(method, 'GET')) AS method, "
             f"coalesce(status, 200) AS status, path, query, content_type, cache_status, count(*) AS n, "
-            f"sum(coalesce(bytes_sent, 0)) AS bytes, sum(greatest(coalesce(bytes_sent, 0), 1)) AS bytes1, "
-            f"min(client_hash) AS client_lo, max(client_hash) AS client_hi "
+            f"sum(coalesce(bytes_sent, 0)) AS bytes, sum(greatest(coalesce(bytes_sent, 0), 1)) AS bytes1 "
             f"FROM requests WHERE {window.sql()} AND path IS NOT NULL GROUP BY ALL), {_GR}")
 
 
-_GR = (f"gr AS (SELECT *, {outcome_sql()} AS outcome, {CLASS_SQL} AS cls, {RAW_KEY_SQL} AS raw_key, "
+_GR = (f"gr AS (SELECT *, hash(service, route, method, status, path, query, content_type, cache_status) AS h, "
+       f"{outcome_sql()} AS outcome, {CLASS_SQL} AS cls, {RAW_KEY_SQL} AS raw_key, "
        f"{SORTED_KEY_SQL} AS sorted_key, {NORMALIZED_KEY_SQL} AS norm_key FROM g)")
 
 
@@ -363,11 +371,11 @@ SELECT u.*, bypasses / requests AS bypass_share, coalesce(i.same, 0) / nullif(i.
        bypass_share >= 0.5 AND (content_class IN ({', '.join(repr(c) for c in STATIC_CLASSES)})
            OR (coalesce(same_size_share, 0) >= 0.9 AND NOT personal)) AS candidate
 FROM u LEFT JOIN i USING (service, route) WHERE bypasses > 0 ORDER BY candidate DESC, bypass_bytes DESC"""
-    # distinct clients matter only for a key that two clients asked for; when no key had two (no client
-    # logged, say), the per-request pass gives no row with clients >= 2 and is left out: the same result
-    two_clients = con.execute(
-        f"WITH {groups} SELECT count(*) FROM (SELECT service, route, norm_key FROM gr WHERE method IN ('GET', 'HEAD') "
-        f"AND status = 200 AND outcome <> 'none' GROUP BY ALL HAVING min(client_lo) < max(client_hi))").fetchone()
+    # distinct clients matter only for a key that two clients asked for; when the window holds at most one
+    # client (none logged, say), the per-request pass gives no row with clients >= 2 and is left out: the
+    # same result
+    two_clients = con.execute(f"SELECT min(client_hash) < max(client_hash) FROM requests WHERE {window.sql()} "
+                              "AND path IS NOT NULL").fetchone()
     if two_clients and two_clients[0]:
         uncached = _rows(con, sql["uncached"])
     else:
@@ -678,8 +686,8 @@ FROM r WHERE {where} ORDER BY ts"""
 FROM gr WHERE {where} GROUP BY ALL""").df()
     n = int(keys["n"].sum())
     rate = min(1.0, REPLAY_MAX_REQUESTS / n) if n else 1.0
-    # The requests are fetched by joining them to their group of ``gr`` (the columns it groups by), which
-    # carries the keys' hashes, the class and the outcome: nothing is computed per request but the join.
+    # The requests are fetched by joining them to their group of ``gr`` on the hash ``h`` of its columns; the
+    # group carries the keys' hashes, the class and the outcome: nothing else is computed per request.
     names = ", ".join(f"'{c}'" for c in _CLASS_NAMES)
     kept_norm = np.unique(keys["h_norm"].to_numpy(np.uint64))
     kept_sql = "TRUE"
@@ -691,17 +699,13 @@ FROM gr WHERE {where} GROUP BY ALL""").df()
         con.register("cdn_kept_norm", pd.DataFrame({"h": kept[1]}))
         kept_sql = "(h_raw IN (SELECT h FROM cdn_kept_raw) OR h_norm IN (SELECT h FROM cdn_kept_norm))"
     fetch = f"""WITH {groups}, m AS (
-  SELECT * FROM (SELECT service, route, method, status, path, query, content_type, cache_status,
-                        hash(raw_key) AS h_raw, hash(norm_key) AS h_norm,
+  SELECT * FROM (SELECT h, hash(raw_key) AS h_raw, hash(norm_key) AS h_norm,
                         list_position([{names}], cls)::UTINYINT AS cls_code, outcome = 'bypass' AS extra,
                         outcome = 'miss' AS miss, coalesce(upper(cache_status) = 'EXPIRED', false) AS expired
                  FROM gr WHERE {where}) WHERE {kept_sql})
 SELECT epoch(q.ts) AS t, m.h_raw, m.h_norm, coalesce(q.bytes_sent, 0) AS sz, m.cls_code, m.extra, m.miss, m.expired
-FROM requests q JOIN m ON q.service IS NOT DISTINCT FROM m.service AND coalesce(q.route, q.path) = m.route
-  AND upper(coalesce(q.method, 'GET')) = m.method AND coalesce(q.status, 200) = m.status AND q.path = m.path
-  AND q.query IS NOT DISTINCT FROM m.query AND q.content_type IS NOT DISTINCT FROM m.content_type
-  AND q.cache_status IS NOT DISTINCT FROM m.cache_status
-WHERE {window.sql("q.ts")} AND q.path IS NOT NULL"""
+FROM (SELECT ts, bytes_sent, {_GROUP_KEY} AS h FROM requests WHERE {window.sql()} AND path IS NOT NULL) q
+JOIN m USING (h)"""
     try:
         df = con.execute(fetch).df()
     finally:
