@@ -29,6 +29,14 @@ Method.
   :data:`REPLAY_MAX_REQUESTS` are sampled spatially (SHARDS filter, capacity scaled) and counts scaled
   back. A longer TTL is projected in SQL: an EXPIRED request becomes a hit when the time since its key was
   last filled is within the proposed TTL (unbounded cache).
+- **Cost**. One scan groups the window's requests by the columns outcome, class and keys derive from
+  (route, method, status, path, query, content type, cache status); ratios, audits, key counts and the
+  replay's totals come from those groups. Single requests are read only where order or identity matters:
+  the replay's trace (joined to its group by a 64-bit hash; above :data:`REPLAY_MAX_REQUESTS` lookups only
+  the sampled keys' requests are fetched), the Vary periods, and distinct clients per key (when the
+  window holds two clients at all). Reuse intervals and the TTL gains are computed on the replay's trace:
+  exact up to :data:`REPLAY_MAX_REQUESTS` lookups, above it an estimate from the sampled keys (counts
+  scaled by 1/R; ``ttl.reuse_sample_rate`` says R), while lookups and EXPIRED counts stay exact.
 
 Limits: the replay knows neither cookies nor ``Vary``, so the Vary fix is measured from the log (event vs
 baseline), not replayed; per-class numbers of a bounded replay run each class alone in the full capacity
@@ -227,7 +235,8 @@ class CdnAnalysis:
     (``by_route`` the top routes by bytes); ``uncached``: routes with cacheable responses that bypass the
     cache (``candidate`` marks those worth caching); ``fragmentation``: routes whose keys split by query
     string; ``parameters``: query parameter names with their kind; ``vary``: config events that changed
-    ``Vary``, with the scope's hit ratios; ``ttl``: per class EXPIRED share, reuse intervals, stated TTL;
+    ``Vary``, with the scope's hit ratios; ``ttl``: per class EXPIRED share, reuse intervals (from the
+    replay's trace, sampled at ``reuse_sample_rate`` above REPLAY_MAX_REQUESTS lookups), stated TTL;
     ``replay``: the projection's method, capacity and scenarios; ``opportunities``: one per fix."""
 
     window: Window
@@ -561,8 +570,10 @@ SELECT cls AS content_class, count(*) AS lookups,
        count(gap) AS reuses, quantile_cont(gap, 0.5) AS reuse_p50_s, quantile_cont(gap, 0.9) AS reuse_p90_s,
        quantile_cont(gap, 0.99) AS reuse_p99_s
 FROM s GROUP BY cls ORDER BY expired DESC"""
-    look_rows = trace.frame[~trace.frame["extra"].to_numpy(bool)
-                            & np.isin(trace.frame["h_norm"].to_numpy(np.uint64), trace.kept_norm)]
+    looked = ~trace.frame["extra"].to_numpy(bool)
+    if trace.rate < 1:   # the requests of the sampled normalised keys (the others came for their raw key)
+        looked &= np.isin(trace.frame["h_norm"].to_numpy(np.uint64), trace.kept_norm)
+    look_rows = trace.frame[looked]
     con.register("cdn_ttl_sample", look_rows)
     try:
         df = con.execute(f"""WITH {groups},

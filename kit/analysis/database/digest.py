@@ -88,8 +88,7 @@ s AS (SELECT db_system, coalesce(database, '') AS database, fingerprint, any_val
 v AS (SELECT db_system, coalesce(database, '') AS database, fingerprint, any_value(sample) AS v_sample,
              string_agg(DISTINCT user_name, ', ') AS v_users, count(*) AS events, sum(total_ms) AS v_ms,
              sum(rows) AS v_rows, sum(rows_examined) AS rows_examined, sum(lock_ms) AS lock_ms,
-             quantile_cont(total_ms, 0.5) AS p50_ms, quantile_cont(total_ms, 0.95) AS p95_ms,
-             quantile_cont(total_ms, 0.99) AS p99_ms, max(total_ms) AS max_ms,
+             quantile_cont(total_ms, [0.5, 0.95, 0.99]) AS pq, max(total_ms) AS max_ms,
              var_samp(total_ms) / nullif(avg(total_ms), 0) AS variance_to_mean
       FROM e GROUP BY ALL),
 j AS (SELECT coalesce(s.db_system, v.db_system) AS db_system, coalesce(s.database, v.database) AS database,
@@ -98,7 +97,7 @@ j AS (SELECT coalesce(s.db_system, v.db_system) AS db_system, coalesce(s.databas
              CASE WHEN s_calls IS NOT NULL THEN 'snapshots' ELSE 'events' END AS basis,
              coalesce(s_calls, events) AS calls, coalesce(s_ms, v_ms) AS total_ms,
              coalesce(s_rows, v_rows) AS rows, rows_examined, lock_ms, hit, read, intervals, events,
-             p50_ms, p95_ms, p99_ms, max_ms, variance_to_mean
+             pq[1] AS p50_ms, pq[2] AS p95_ms, pq[3] AS p99_ms, max_ms, variance_to_mean
       FROM s FULL JOIN v ON s.db_system = v.db_system AND s.database = v.database
                         AND s.fingerprint = v.fingerprint)
 SELECT db_system, nullif(database, '') AS database, fingerprint, sample, users, basis, calls, total_ms,

@@ -124,7 +124,8 @@ GROUP BY f.fingerprint, f.ts, f.p_ts ORDER BY f.fingerprint, f.ts""".strip()
 def _shared_tables(con: duckdb.DuckDBPyConnection, window: Window, by_route: dict[str, list[str]]) -> dict[str, str]:
     """The inputs of :func:`per_request_sql` for every route at once, as temporary tables: the snapshot
     intervals of all the fingerprints (``f``: one computation of the deltas) and each route's requests per
-    minute (``r``: one scan of ``requests``)."""
+    minute (``r``: one scan of ``requests``; the minute from epoch microseconds, the same as time_bucket's
+    but without a calendar computation per request)."""
     if not by_route:
         return {}
     tag = abs(hash((window.start, window.end, tuple(by_route)))) % 10**8
@@ -135,7 +136,7 @@ def _shared_tables(con: duckdb.DuckDBPyConnection, window: Window, by_route: dic
 SELECT fingerprint, ts, any_value(p_ts) AS p_ts, sum(calls) AS calls, sum(total_ms) AS ms, sum(rows) AS rows
 FROM d WHERE fingerprint IN ({fps}) GROUP BY fingerprint, ts""")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE {tables['r']} AS
-SELECT route, time_bucket(INTERVAL 1 MINUTE, ts) AS m, count(*) AS n FROM requests
+SELECT route, to_timestamp((epoch_us(ts) // 60000000) * 60) AS m, count(*) AS n FROM requests
 WHERE {window.sql()} AND route IN ({routes}) AND coalesce(upper(cache_status), '') NOT IN ('HIT', 'STALE')
 GROUP BY 1, 2""")
     return tables
