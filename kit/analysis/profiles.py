@@ -467,10 +467,12 @@ WHERE kind = 'deploy' ORDER BY ts_start""").fetchall()
 
 def analyse_profiles(con: duckdb.DuckDBPyConnection, window: Window, *,
                      bottlenecks: dict[str, Any] | None = None,
-                     request_ms_total: float | None = None) -> ProfileAnalysis:
+                     request_ms_total: float | None = None,
+                     route_counts: pd.DataFrame | None = None) -> ProfileAnalysis:
     """Top frames per service, before/after comparisons around deploys and findings, flame-chart nodes and
     opportunities, over the profiles taken in ``window`` (see the module docstring for the method).
-    ``request_ms_total``: the window's request time (ms) when the caller has it (else one more scan of
+    ``request_ms_total``: the window's request time (ms), and ``route_counts``: the window's requests per
+    ``service``, ``route`` (``requests``; routes not null), when the caller has them (else scans of
     ``requests``)."""
     sql: dict[str, str] = {"top_frames": top_frames_sql(window), "flame": flame_sql(window)}
     frames = top_frames(con, window)
@@ -479,7 +481,12 @@ def analyse_profiles(con: duckdb.DuckDBPyConnection, window: Window, *,
     if untimed and untimed[0]:
         notes.append(f"{fmt.counted(untimed[0], 'profile')} have no time: counted in the top frames, left out of the "
                      "before/after comparisons.")
-    route_rows = con.execute(f"""
+    if route_counts is not None:
+        by = route_counts.assign(service=route_counts["service"].fillna(NO_SERVICE))
+        route_rows = list(by.groupby(["service", "route"], sort=False)["requests"].sum().items())
+        route_rows = [(svc, rt, n) for (svc, rt), n in route_rows]
+    else:
+        route_rows = con.execute(f"""
 SELECT coalesce(service, '{NO_SERVICE}'), route, count(*) FROM requests
 WHERE {window.sql('ts')} AND route IS NOT NULL GROUP BY ALL""").fetchall()
     routes: dict[str, dict[str, int]] = {}

@@ -154,10 +154,10 @@ def _all_interval_means(con: duckdb.DuckDBPyConnection, window: Window, fingerpr
 
 
 def _index_opportunity(window: Window, row: Any, sug: IndexSuggestion, total_ms: float, digest_sql: str,
-                       means: dict[str, pd.DataFrame]) -> Opportunity | None:
+                       interval_means: dict[str, pd.DataFrame]) -> Opportunity | None:
     cand = sug.candidates[0]
     sql = _interval_means_sql(window, row.fingerprint)
-    frame = means.get(str(row.fingerprint), pd.DataFrame({"ts": [], "calls": [], "ms": [], "mean_ms": []}))
+    frame = interval_means.get(str(row.fingerprint), pd.DataFrame({"ts": [], "calls": [], "ms": [], "mean_ms": []}))
     if len(frame) >= 4 and frame["calls"].sum() > 0:
         means = frame["mean_ms"].dropna()
         targets = {"value": float(means.quantile(0.25)), "low": float(means.quantile(0.5)),
@@ -263,9 +263,11 @@ def _rewrite_opportunity(row: Any, total_ms: float, digest_sql: str) -> Opportun
 
 
 def analyse_database(con: duckdb.DuckDBPyConnection, window: Window, *,
-                     bottlenecks: dict[str, Any] | None = None, top: int = TOP_FOR_INDEXES) -> DatabaseAnalysis:
+                     bottlenecks: dict[str, Any] | None = None, top: int = TOP_FOR_INDEXES,
+                     route_counts: pd.DataFrame | None = None) -> DatabaseAnalysis:
     """The database analysis of ``window`` (see the module docstring); ``bottlenecks`` is notebook 30's
-    saved result (its ``findings.items[*].onset`` add before/after comparisons)."""
+    saved result (its ``findings.items[*].onset`` add before/after comparisons); ``route_counts``: the
+    window's requests per ``service``, ``route`` (``requests``) when the caller has them (else a scan)."""
     notes: list[str] = []
     sql: dict[str, str] = {}
     frame, sql["digest"] = digest(con, window)
@@ -295,7 +297,7 @@ def analyse_database(con: duckdb.DuckDBPyConnection, window: Window, *,
                  "regressed", "calls_jumped"])
     # N+1
     bursts, sql["nplus1_bursts"] = burst_nplus1(con, window)
-    sigs, sig_sql = signature_nplus1(con, window, frame) if len(frame) else ([], {})
+    sigs, sig_sql = signature_nplus1(con, window, frame, route_counts=route_counts) if len(frame) else ([], {})
     sql.update(sig_sql)
     seen = {str(b["fingerprint"]) for b in bursts}
     nplus1 = [*bursts, *[s for s in sigs if str(s["fingerprint"]) not in seen]]
@@ -328,13 +330,13 @@ def analyse_database(con: duckdb.DuckDBPyConnection, window: Window, *,
             and statement_shape(sug.fingerprint).kind in ("select", "update", "delete") \
             and (_scan_evidence(by_fp[sug.fingerprint]) or sug.fingerprint in regressed)
 
-    means = _all_interval_means(con, window, [sug.fingerprint for sug in indexes if wants_index(sug)])
+    interval_means = _all_interval_means(con, window, [s.fingerprint for s in indexes if wants_index(s)])
     for sug in indexes:
         row = by_fp[sug.fingerprint]
         if sug.fingerprint in nplus1_fps:
             continue
         if wants_index(sug):
-            opp = _index_opportunity(window, row, sug, total_ms, sql["digest"], means)
+            opp = _index_opportunity(window, row, sug, total_ms, sql["digest"], interval_means)
             if opp:
                 opps.append(opp)
         elif not sug.candidates and row.share_of_db_time >= 0.2 and statement_shape(sug.fingerprint).kind == "select":

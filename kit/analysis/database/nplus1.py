@@ -103,6 +103,13 @@ def _routes(con: duckdb.DuckDBPyConnection, window: Window) -> pd.DataFrame:
                            WHERE {window.sql()} AND route IS NOT NULL GROUP BY route ORDER BY n DESC LIMIT 2000""").df()
 
 
+def _routes_of(route_counts: pd.DataFrame) -> pd.DataFrame:
+    """:func:`_routes` from requests per service and route (``service``, ``route``, ``requests``)."""
+    rows = route_counts[route_counts["route"].notna()]
+    out = rows.groupby("route", sort=False).agg(service=("service", "first"), n=("requests", "sum")).reset_index()
+    return out.sort_values("n", ascending=False, kind="stable").head(2000).reset_index(drop=True)
+
+
 def per_request_sql(window: Window, fingerprints: list[str], route: str) -> str:
     """Per snapshot interval: calls, time and rows of the fingerprints and requests of ``route`` (not
     served from cache)."""
@@ -177,7 +184,7 @@ def candidate_routes(fingerprint: str, routes: list[str], limit: int = 5) -> lis
 
 def signature_nplus1(con: duckdb.DuckDBPyConnection, window: Window, digest_frame: pd.DataFrame, *,
                      min_calls_per_request: float = 5.0, min_jump: float = 3.0, max_rows_per_call: float = 2.0,
-                     high_without_deploy: float = 30.0, top: int = 40
+                     high_without_deploy: float = 30.0, top: int = 40, route_counts: pd.DataFrame | None = None
                      ) -> tuple[list[dict[str, object]], dict[str, str]]:
     """The aggregate N+1 signature from snapshots (see the module docstring); SQL per route. Flagged: a
     jump at a deploy of the route's service (calls per request after ≥ ``min_calls_per_request`` and ≥
@@ -186,7 +193,7 @@ def signature_nplus1(con: duckdb.DuckDBPyConnection, window: Window, digest_fram
     snap = digest_frame[(digest_frame["basis"] == "snapshots")].head(top)
     if snap.empty:
         return [], sql
-    routes = _routes(con, window)
+    routes = _routes(con, window) if route_counts is None else _routes_of(route_counts)
     if routes.empty:
         return [], sql
     service_of = dict(zip(routes["route"], routes["service"], strict=True))
