@@ -25,7 +25,7 @@ from datetime import timedelta
 import duckdb
 import pandas as pd
 
-from kit.analysis.database.digest import deltas_sql, events_sql
+from kit.analysis.database.digest import deltas_sql, events_sql, held_deltas
 from kit.analysis.database.indexes import statement_shape
 from kit.analysis.window import Window
 
@@ -128,7 +128,8 @@ FROM f LEFT JOIN r ON r.m >= f.p_ts AND r.m < f.ts
 GROUP BY f.fingerprint, f.ts, f.p_ts ORDER BY f.fingerprint, f.ts""".strip()
 
 
-def _shared_tables(con: duckdb.DuckDBPyConnection, window: Window, by_route: dict[str, list[str]]) -> dict[str, str]:
+def _shared_tables(con: duckdb.DuckDBPyConnection, window: Window, by_route: dict[str, list[str]],
+                   deltas: str | None = None) -> dict[str, str]:
     """The inputs of :func:`per_request_sql` for every route at once, as temporary tables: the snapshot
     intervals of all the fingerprints (``f``: one computation of the deltas) and each route's requests per
     minute (``r``: one scan of ``requests``; the minute from epoch microseconds, the same as time_bucket's
@@ -139,9 +140,10 @@ def _shared_tables(con: duckdb.DuckDBPyConnection, window: Window, by_route: dic
     tables = {"f": f"nplus1_f_{tag}", "r": f"nplus1_r_{tag}"}
     fps = ", ".join(sorted({"'" + f.replace("'", "''") + "'" for v in by_route.values() for f in v}))
     routes = ", ".join("'" + r.replace("'", "''") + "'" for r in by_route)
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE {tables['f']} AS WITH d AS ({deltas_sql(window.start, window.end)})
+    con.execute(held_deltas(f"""CREATE OR REPLACE TEMP TABLE {tables['f']} AS
+WITH d AS ({deltas_sql(window.start, window.end)})
 SELECT fingerprint, ts, any_value(p_ts) AS p_ts, sum(calls) AS calls, sum(total_ms) AS ms, sum(rows) AS rows
-FROM d WHERE fingerprint IN ({fps}) GROUP BY fingerprint, ts""")
+FROM d WHERE fingerprint IN ({fps}) GROUP BY fingerprint, ts""", deltas, window.start, window.end))
     con.execute(f"""CREATE OR REPLACE TEMP TABLE {tables['r']} AS
 SELECT route, to_timestamp((epoch_us(ts) // 60000000) * 60) AS m, count(*) AS n FROM requests
 WHERE {window.sql()} AND route IN ({routes}) AND coalesce(upper(cache_status), '') NOT IN ('HIT', 'STALE')
@@ -184,8 +186,8 @@ def candidate_routes(fingerprint: str, routes: list[str], limit: int = 5) -> lis
 
 def signature_nplus1(con: duckdb.DuckDBPyConnection, window: Window, digest_frame: pd.DataFrame, *,
                      min_calls_per_request: float = 5.0, min_jump: float = 3.0, max_rows_per_call: float = 2.0,
-                     high_without_deploy: float = 30.0, top: int = 40, route_counts: pd.DataFrame | None = None
-                     ) -> tuple[list[dict[str, object]], dict[str, str]]:
+                     high_without_deploy: float = 30.0, top: int = 40, route_counts: pd.DataFrame | None = None,
+                     deltas: str | None = None) -> tuple[list[dict[str, object]], dict[str, str]]:
     """The aggregate N+1 signature from snapshots (see the module docstring); SQL per route. Flagged: a
     jump at a deploy of the route's service (calls per request after ≥ ``min_calls_per_request`` and ≥
     ``min_jump`` × before), or, with no such deploy, calls per request ≥ ``high_without_deploy``."""
@@ -209,7 +211,7 @@ def signature_nplus1(con: duckdb.DuckDBPyConnection, window: Window, digest_fram
                               AND ts_start >= TIMESTAMPTZ '{window.start.isoformat()}'
                               AND ts_start < TIMESTAMPTZ '{window.end.isoformat()}' ORDER BY ts_start""").df()
     tried: dict[str, list[tuple[dict[str, object], str]]] = {}
-    shared = _shared_tables(con, window, by_route)
+    shared = _shared_tables(con, window, by_route, deltas)
     try:
         frames = {route: con.execute(_per_request_from(shared, fps, route)).df() for route, fps in by_route.items()}
     finally:
