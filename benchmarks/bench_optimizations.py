@@ -90,7 +90,7 @@ def _timed_areas(sampler: _RssSampler, times: AreaTimes) -> Iterator[None]:
     """Wrap the area functions in kit.analysis.optimizations so that each call adds its seconds to ``times``."""
     from kit.analysis import optimizations
 
-    saved = {name: getattr(optimizations, name) for name in AREAS}
+    saved = {name: getattr(optimizations, name) for name in AREAS if hasattr(optimizations, name)}
 
     def wrap(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
