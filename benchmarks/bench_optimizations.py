@@ -10,6 +10,12 @@ generated first (not timed). Both are timed in the same process on the same read
 (``--requests`` >= 100M); smaller warehouses print the ratio as information (a fixed cost, such as
 compressing the assets at brotli 11, weighs more there).
 
+Beside the total, each area's seconds within the same call are printed (the pass over the requests per
+route that the totals and the areas' route counts share, the database, compression, CDN and code-profile
+analyses, the checks for rows; "other" is the ranking) with the process's
+peak resident memory while it ran (psutil, sampled every 50 ms), from the fastest run. DuckDB runs with
+``--memory-limit`` (default 8GB) so that the machine's other work keeps its memory.
+
     .venv/bin/python benchmarks/bench_optimizations.py            # small: 10M requests, 1M queries rows (minutes)
     .venv/bin/python benchmarks/bench_optimizations.py --full     # the issue's 100M / 10M (~25 GB of disk, long)
     .venv/bin/python benchmarks/bench_optimizations.py --db PATH  # time an existing warehouse (kept)
@@ -21,9 +27,15 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import optimizations_synth as synth  # noqa: E402
@@ -32,31 +44,111 @@ TARGET_RATIO = 2.0
 TARGET_REQUESTS = synth.FULL[0]   # the target is judged at this size (issue #12)
 
 
-def time_both(path: Path, repeat: int, threads: int) -> tuple[float, float, int, int, int]:
+# The functions optimization_opportunities calls, timed one by one (the names in its module).
+AREAS = {"route_traffic": "requests per route (totals, route counts)", "window_totals": "window totals",
+         "_has_rows": "rows in the window (queries, profiles)",
+         "analyse_database": "database (digest, regressions, N+1, indexes)",
+         "analyse_compression": "compression", "analyse_cdn": "CDN", "analyse_profiles": "code profiles"}
+
+
+@dataclass
+class AreaTimes:
+    """Seconds and peak resident bytes per area (``AREAS``' keys; ``other`` is the rest of the call)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    peak_rss: dict[str, int] = field(default_factory=dict)
+
+
+class _RssSampler:
+    """Samples this process's resident memory every ``interval_s`` in a thread, keeping the peak per label."""
+
+    def __init__(self, interval_s: float = 0.05) -> None:
+        self.label = "other"
+        self.peaks: dict[str, int] = {}
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._proc = psutil.Process()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss = int(self._proc.memory_info().rss)
+            self.peaks[self.label] = max(self.peaks.get(self.label, 0), rss)
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> _RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@contextmanager
+def _timed_areas(sampler: _RssSampler, times: AreaTimes) -> Iterator[None]:
+    """Wrap the area functions in kit.analysis.optimizations so that each call adds its seconds to ``times``."""
+    from kit.analysis import optimizations
+
+    saved = {name: getattr(optimizations, name) for name in AREAS if hasattr(optimizations, name)}
+
+    def wrap(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            sampler.label = name
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                times.seconds[name] = times.seconds.get(name, 0.0) + time.perf_counter() - t
+                sampler.label = "other"
+        return timed
+
+    for name, fn in saved.items():
+        setattr(optimizations, name, wrap(name, fn))
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(optimizations, name, fn)
+
+
+def time_both(path: Path, repeat: int, threads: int, memory_limit: str
+              ) -> tuple[float, float, int, int, int, AreaTimes, int]:
     """Best-of-``repeat`` seconds of the KPI query and of the analyses (alternating), with the route-minutes,
-    the opportunities ranked and the requests in the warehouse."""
+    the opportunities ranked, the requests in the warehouse, the per-area times of the fastest analyses run
+    and the peak resident bytes of the KPI query."""
     from kit.analysis import kpis
     from kit.analysis.optimizations import optimization_opportunities
     from kit.analysis.window import resolve_window
     from kit.warehouse import connect
 
-    con = connect(path, read_only=True, threads=threads)
+    con = connect(path, read_only=True, threads=threads, memory_limit=memory_limit)
     con.execute("SET enable_progress_bar = false")
     try:
         window = resolve_window(con)
         requests = int(con.execute("SELECT count(*) FROM requests").fetchall()[0][0])
         kpi_s, mine_s = [], []
-        groups = ranked = 0
+        groups = ranked = kpi_rss = 0
+        best: AreaTimes | None = None
         for _ in range(repeat):
-            t = time.perf_counter()
-            groups = len(kpis.latency_series_frame(con, window, "1m", "route"))
-            kpi_s.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            ranked = len(optimization_opportunities(con, window).ranking)
-            mine_s.append(time.perf_counter() - t)
+            with _RssSampler() as sampler:
+                sampler.label = "kpi"
+                t = time.perf_counter()
+                groups = len(kpis.latency_series_frame(con, window, "1m", "route"))
+                kpi_s.append(time.perf_counter() - t)
+            kpi_rss = max(kpi_rss, sampler.peaks.get("kpi", 0))
+            times = AreaTimes()
+            with _RssSampler() as sampler, _timed_areas(sampler, times):
+                t = time.perf_counter()
+                ranked = len(optimization_opportunities(con, window).ranking)
+                mine_s.append(time.perf_counter() - t)
+            times.seconds["other"] = mine_s[-1] - sum(times.seconds.values())
+            times.peak_rss.update(sampler.peaks)
+            if mine_s[-1] == min(mine_s):
+                best = times
     finally:
         con.close()
-    return min(kpi_s), min(mine_s), groups, ranked, requests
+    return min(kpi_s), min(mine_s), groups, ranked, requests, best or AreaTimes(), kpi_rss
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--db", help="time this existing warehouse instead of generating one")
     parser.add_argument("--repeat", type=int, default=2, help="alternating timed runs (best of; default 2)")
     parser.add_argument("--threads", type=int, default=2, help="DuckDB threads (default 2)")
+    parser.add_argument("--memory-limit", default="8GB", help="DuckDB memory_limit of the timed connection "
+                                                                 "(default 8GB)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--tmp", help="directory for the generated warehouse (default: a temporary one)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when the judged target FAILs")
@@ -93,11 +187,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"({w.query_events:,} events, {w.query_snapshots:,} snapshots), {w.assets} assets, "
                   f"{w.profile_rows:,} profile rows; generated in {w.seconds:.0f} s, "
                   f"{path.stat().st_size / 2**20:,.0f} MiB (not timed)")
-        base, mine, groups, ranked, requests = time_both(path, args.repeat, args.threads)
+        base, mine, groups, ranked, requests, areas, kpi_rss = time_both(path, args.repeat, args.threads,
+                                                                          args.memory_limit)
     ratio = mine / base
     judged = requests >= TARGET_REQUESTS * 0.99
-    print(f"  baseline: per-route per-minute KPI query   {base:7.2f} s  ({groups:,} route-minutes)")
-    print(f"  optimization_opportunities                 {mine:7.2f} s  ({ranked} opportunities ranked)")
+    gib = 2.0**30
+    print(f"  baseline: per-route per-minute KPI query   {base:7.2f} s  ({groups:,} route-minutes)  "
+          f"peak RSS {kpi_rss / gib:5.2f} GiB")
+    print(f"  optimization_opportunities                 {mine:7.2f} s  ({ranked} opportunities ranked)  "
+          f"peak RSS {max(areas.peak_rss.values(), default=0) / gib:5.2f} GiB")
+    for name in [*AREAS, "other"]:
+        if name in areas.seconds:
+            label = AREAS.get(name, "other (ranking, advice)")
+            print(f"    {label:<45}{areas.seconds[name]:7.2f} s  {areas.seconds[name] / base:5.2f}x KPI  "
+                  f"peak RSS {areas.peak_rss.get(name, 0) / gib:5.2f} GiB")
     verdict = ("PASS" if ratio <= TARGET_RATIO else "FAIL") if judged else "not judged below 100M (--full)"
     print(f"  analyses / KPI query: {ratio:.2f}x   target <= {TARGET_RATIO:g}x at {TARGET_REQUESTS:,} requests "
           f"and 10M queries rows: {verdict}")

@@ -29,6 +29,14 @@ Method.
   :data:`REPLAY_MAX_REQUESTS` are sampled spatially (SHARDS filter, capacity scaled) and counts scaled
   back. A longer TTL is projected in SQL: an EXPIRED request becomes a hit when the time since its key was
   last filled is within the proposed TTL (unbounded cache).
+- **Cost**. One scan groups the window's requests by the columns outcome, class and keys derive from
+  (route, method, status, path, query, content type, cache status); ratios, audits, key counts and the
+  replay's totals come from those groups. Single requests are read only where order or identity matters:
+  the replay's trace (joined to its group by a 64-bit hash; above :data:`REPLAY_MAX_REQUESTS` lookups only
+  the sampled keys' requests are fetched), the Vary periods, and distinct clients per key (when the
+  window holds two clients at all). Reuse intervals and the TTL gains are computed on the replay's trace:
+  exact up to :data:`REPLAY_MAX_REQUESTS` lookups, above it an estimate from the sampled keys (counts
+  scaled by 1/R; ``ttl.reuse_sample_rate`` says R), while lookups and EXPIRED counts stay exact.
 
 Limits: the replay knows neither cookies nor ``Vary``, so the Vary fix is measured from the log (event vs
 baseline), not replayed; per-class numbers of a bounded replay run each class alone in the full capacity
@@ -40,7 +48,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import duckdb
@@ -144,7 +152,10 @@ def normalized_query_sql(query: str = "query", *, drop_tracking: bool = True) ->
 
 
 def _key(query_expr: str) -> str:
-    return f"path || coalesce('?' || nullif({query_expr}, ''), '')"
+    """The key SQL: the path alone when the request has no query string (the common case, without the
+    list work), else path ? the query as ``query_expr`` rewrites it (the same value either way)."""
+    return (f"CASE WHEN query IS NULL OR query = '' THEN path "
+            f"ELSE path || coalesce('?' || nullif({query_expr}, ''), '') END")
 
 
 RAW_KEY_SQL = CACHE_KEYS["path_query"]
@@ -161,6 +172,40 @@ def _base_cte(window: Window) -> str:
             f"FROM requests WHERE {window.sql()} AND path IS NOT NULL)")
 
 
+# the columns the outcome, class and keys derive from, as ``g`` groups them; the trace joins requests to
+# their group on the 64-bit hash of these values (one integer instead of eight columns, most of them text)
+_GROUP_COLS = ("service, coalesce(route, path), upper(coalesce(method, 'GET')), coalesce(status, 200), path, query, "
+               "content_type, cache_status")
+_GROUP_KEY = f"hash({_GROUP_COLS})"
+
+
+def _groups_cte(window: Window) -> str:
+    """``g``: the window's requests grouped by every column the outcome, class and keys derive from
+    (:data:`_GROUP_COLS`), with their count ``n``, ``bytes`` and ``bytes1`` (bytes with at least 1 per
+    response); ``gr``: the same rows with outcome, content class and the three keys, and ``h``, the hash the
+    trace joins on. What does not need single requests (ratios, audits, key counts, the replay's totals) is
+    computed from it."""
+    return (f"g AS (SELECT service, coalesce(route, path) AS route, upper(coalesce(method, 'GET')) AS method, "
+            f"coalesce(status, 200) AS status, path, query, content_type, cache_status, count(*) AS n, "
+            f"sum(coalesce(bytes_sent, 0)) AS bytes, sum(greatest(coalesce(bytes_sent, 0), 1)) AS bytes1 "
+            f"FROM requests WHERE {window.sql()} AND path IS NOT NULL GROUP BY ALL), {_GR}")
+
+
+_GR = (f"gr AS (SELECT *, hash(service, route, method, status, path, query, content_type, cache_status) AS h, "
+       f"{outcome_sql()} AS outcome, {CLASS_SQL} AS cls, {RAW_KEY_SQL} AS raw_key, "
+       f"{SORTED_KEY_SQL} AS sorted_key, {NORMALIZED_KEY_SQL} AS norm_key FROM g)")
+
+
+def _weighted(cols: str) -> str:
+    """Ratio columns over ``gr`` (rows weighted by ``n``) instead of single requests."""
+    return (cols.replace("count(*) FILTER (WHERE", "coalesce(sum(n) FILTER (WHERE")
+            .replace("') AS hits", "'), 0)::BIGINT AS hits").replace("') AS misses", "'), 0)::BIGINT AS misses")
+            .replace("') AS bypasses", "'), 0)::BIGINT AS bypasses")
+            .replace("') AS no_status", "'), 0)::BIGINT AS no_status")
+            .replace("') AS expired", "'), 0)::BIGINT AS expired")
+            .replace("count(*) AS requests", "sum(n)::BIGINT AS requests"))
+
+
 _RATIO_COLS = """count(*) AS requests, sum(bytes) AS bytes,
     count(*) FILTER (WHERE outcome = 'hit') AS hits, count(*) FILTER (WHERE outcome = 'miss') AS misses,
     count(*) FILTER (WHERE outcome = 'bypass') AS bypasses, count(*) FILTER (WHERE outcome = 'none') AS no_status,
@@ -174,6 +219,10 @@ _RATIOS = """hits / nullif(hits + misses, 0) AS hit_ratio,
     hit_bytes / nullif(hit_bytes + miss_bytes + bypass_bytes, 0) AS byte_offload,
     expired / nullif(hits + misses, 0) AS expired_share"""
 
+_RATIO_COLS_G = _weighted(_RATIO_COLS)
+# per route the content class most of its requests have (mode() over single requests)
+_MODE_CLS = ("SELECT service, route, arg_max(cls, k) AS content_class FROM "
+             "(SELECT service, route, cls, sum(n) AS k FROM gr GROUP BY ALL) GROUP BY ALL")
 
 # --------------------------------------------------------------------------------------------- result
 @dataclass(frozen=True)
@@ -186,7 +235,8 @@ class CdnAnalysis:
     (``by_route`` the top routes by bytes); ``uncached``: routes with cacheable responses that bypass the
     cache (``candidate`` marks those worth caching); ``fragmentation``: routes whose keys split by query
     string; ``parameters``: query parameter names with their kind; ``vary``: config events that changed
-    ``Vary``, with the scope's hit ratios; ``ttl``: per class EXPIRED share, reuse intervals, stated TTL;
+    ``Vary``, with the scope's hit ratios; ``ttl``: per class EXPIRED share, reuse intervals (from the
+    replay's trace, sampled at ``reuse_sample_rate`` above REPLAY_MAX_REQUESTS lookups), stated TTL;
     ``replay``: the projection's method, capacity and scenarios; ``opportunities``: one per fix."""
 
     window: Window
@@ -250,22 +300,33 @@ def analyse_cdn(con: duckdb.DuckDBPyConnection, window: Window, *, cache: dict[s
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
     sql: dict[str, str] = {}
-    shown = _base_cte(window)            # what the SQL in the result says (it runs on its own)
-    table = f"cdn_requests_{abs(hash((window.start, window.end))) % 10**8}"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS WITH {shown} SELECT * FROM r")
+    # Queries that need single requests (reuse intervals, the Vary periods, the replay's trace, distinct
+    # clients) read ``requests`` through the CTE ``r``, computing only the columns they use; the others read
+    # the grouped requests ``g`` (:func:`_groups_cte`), held in a temporary table for the study: no copy of
+    # the window, only its distinct (route, path, query, type, status, cache status) combinations.
+    table = f"cdn_groups_{abs(hash((window.start, window.end))) % 10**8}"
+    shown = _groups_cte(window)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS WITH {shown.split(', ' + _GR)[0]} SELECT * FROM g")
+    groups = f"g AS (SELECT * FROM {table}), {_GR}"
     try:
-        return _analyse(con, window, cache, top_routes, shown, f"r AS (SELECT * FROM {table})", sql, t_all, timings)
+        found = _analyse(con, window, cache, top_routes, _base_cte(window), groups, sql, t_all, timings)
     finally:
         con.execute(f"DROP TABLE IF EXISTS {table}")
+    shown_sql = {k: v.replace(groups, shown) for k, v in found.sql.items()}
+    return replace(found, sql=shown_sql,
+                   opportunities=[replace(o, sql={k: v.replace(groups, shown) for k, v in o.sql.items()})
+                                  for o in found.opportunities])
 
 
 def _analyse(con: duckdb.DuckDBPyConnection, window: Window, cache: dict[str, Any] | None, top_routes: int,
-             shown: str, base: str, sql: dict[str, str], t_all: float, timings: dict[str, float]) -> CdnAnalysis:
-    """The study on the materialised requests ``base``; every SQL recorded in ``sql`` uses ``shown``."""
+             base: str, groups: str, sql: dict[str, str], t_all: float, timings: dict[str, float]) -> CdnAnalysis:
+    """The study of the window's requests through the CTEs ``base`` (single requests, ``r``) and ``groups``
+    (grouped, ``g`` and ``gr``)."""
 
     t0 = time.perf_counter()
-    sql["status_counts"] = (f"WITH {base} SELECT upper(cache_status) AS cache_status, outcome, count(*) AS requests, "
-                            f"sum(bytes) AS bytes FROM r GROUP BY ALL ORDER BY requests DESC")
+    sql["status_counts"] = (f"WITH {groups} SELECT upper(cache_status) AS cache_status, outcome, "
+                            f"sum(n)::BIGINT AS requests, sum(bytes) AS bytes FROM gr GROUP BY ALL "
+                            f"ORDER BY requests DESC")
     status_counts = _rows(con, sql["status_counts"])
     logged = int(status_counts.loc[status_counts["outcome"] != "none", "requests"].sum()) if len(status_counts) else 0
     if logged == 0:
@@ -276,57 +337,83 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, cache: dict[str, An
             "x-cache / x-edge-result-type field, Squid result codes).")
         raise DataError(f"no request with a cache status in the window {window.label()}: the CDN analysis "
                         f"needs requests.cache_status. {hint}")
-    sql["totals"] = f"WITH {base}, t AS (SELECT {_RATIO_COLS} FROM r) SELECT *, {_RATIOS} FROM t"
+    sql["totals"] = f"WITH {groups}, t AS (SELECT {_RATIO_COLS_G} FROM gr) SELECT *, {_RATIOS} FROM t"
     totals = {k: (_f(v) if isinstance(v, float) else (int(v) if v is not None else None))
               for k, v in _rows(con, sql["totals"]).iloc[0].items()}
-    sql["by_class"] = (f"WITH {base}, t AS (SELECT cls AS content_class, {_RATIO_COLS} FROM r GROUP BY cls) "
+    sql["by_class"] = (f"WITH {groups}, t AS (SELECT cls AS content_class, {_RATIO_COLS_G} FROM gr GROUP BY cls) "
                        f"SELECT *, {_RATIOS} FROM t ORDER BY bytes DESC")
     by_class = _rows(con, sql["by_class"])
-    sql["by_route"] = (f"WITH {base}, t AS (SELECT service, route, mode(cls) AS content_class, {_RATIO_COLS} FROM r "
-                       f"GROUP BY service, route) SELECT *, {_RATIOS} FROM t ORDER BY bytes DESC "
+    sql["by_route"] = (f"WITH {groups}, m AS ({_MODE_CLS}), t AS (SELECT service, route, "
+                       f"any_value(m.content_class) AS content_class, {_RATIO_COLS_G} FROM gr JOIN m USING (service, "
+                       f"route) GROUP BY service, route) SELECT *, {_RATIOS} FROM t ORDER BY bytes DESC "
                        f"LIMIT {int(top_routes)}")
     by_route = _rows(con, sql["by_route"])
     timings["ratios_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     statuses = ", ".join(str(s) for s in CACHEABLE_BY_DEFAULT)
-    sql["uncached"] = f"""WITH {base},
-c AS (SELECT * FROM r WHERE method IN ('GET', 'HEAD') AND status IN ({statuses}) AND outcome <> 'none'),
-k AS (SELECT service, route, norm_key, count(*) AS n, count(DISTINCT client_hash) AS clients,
-             count(DISTINCT bytes) AS sizes FROM c WHERE status = 200 GROUP BY ALL),
+    # k: per key, distinct clients and sizes of the 200s looked up (outcome not 'none'), from the requests
+    # grouped by route, path, query, client and size first (the keys are computed per group)
+    sql["uncached"] = f"""WITH {groups},
+kq AS (SELECT service, coalesce(route, path) AS route, path, query, client_hash, coalesce(bytes_sent, 0) AS bytes,
+              count(*) AS c
+       FROM requests WHERE {window.sql()} AND path IS NOT NULL AND upper(coalesce(method, 'GET')) IN ('GET', 'HEAD')
+         AND coalesce(status, 200) = 200
+         AND NOT (cache_status IS NULL OR upper(trim(cache_status)) IN ('', '-', 'NONE'))
+       GROUP BY ALL),
+k AS (SELECT service, route, {NORMALIZED_KEY_SQL} AS norm_key, sum(c) AS n, count(DISTINCT client_hash) AS clients,
+             count(DISTINCT bytes) AS sizes FROM kq GROUP BY ALL),
 i AS (SELECT service, route, sum(n) FILTER (WHERE clients >= 2) AS multi,
              sum(n) FILTER (WHERE clients >= 2 AND sizes = 1) AS same FROM k GROUP BY ALL),
-u AS (SELECT service, route, mode(cls) AS content_class, count(*) AS requests, sum(bytes) AS bytes,
-             count(*) FILTER (WHERE outcome = 'bypass') AS bypasses,
+c AS (SELECT * FROM gr WHERE method IN ('GET', 'HEAD') AND status IN ({statuses}) AND outcome <> 'none'),
+m AS (SELECT service, route, arg_max(cls, k) AS content_class
+      FROM (SELECT service, route, cls, sum(n) AS k FROM c GROUP BY ALL) GROUP BY ALL),
+u AS (SELECT service, route, any_value(m.content_class) AS content_class, sum(n)::BIGINT AS requests,
+             sum(bytes) AS bytes,
+             coalesce(sum(n) FILTER (WHERE outcome = 'bypass'), 0)::BIGINT AS bypasses,
              coalesce(sum(bytes) FILTER (WHERE outcome = 'bypass'), 0) AS bypass_bytes,
-             count(*) FILTER (WHERE outcome = 'miss') AS misses, count(*) FILTER (WHERE outcome = 'hit') AS hits
-      FROM c GROUP BY ALL)
+             coalesce(sum(n) FILTER (WHERE outcome = 'miss'), 0)::BIGINT AS misses,
+             coalesce(sum(n) FILTER (WHERE outcome = 'hit'), 0)::BIGINT AS hits
+      FROM c JOIN m USING (service, route) GROUP BY service, route)
 SELECT u.*, bypasses / requests AS bypass_share, coalesce(i.same, 0) / nullif(i.multi, 0) AS same_size_share,
        regexp_matches(lower(u.route), '{PERSONAL_ROUTE}') AS personal,
        bypass_share >= 0.5 AND (content_class IN ({', '.join(repr(c) for c in STATIC_CLASSES)})
            OR (coalesce(same_size_share, 0) >= 0.9 AND NOT personal)) AS candidate
 FROM u LEFT JOIN i USING (service, route) WHERE bypasses > 0 ORDER BY candidate DESC, bypass_bytes DESC"""
-    uncached = _rows(con, sql["uncached"])
+    # distinct clients matter only for a key that two clients asked for; when the window holds at most one
+    # client (none logged, say), the per-request pass gives no row with clients >= 2 and is left out: the
+    # same result
+    two_clients = con.execute(f"SELECT min(client_hash) < max(client_hash) FROM requests WHERE {window.sql()} "
+                              "AND path IS NOT NULL").fetchone()
+    if two_clients and two_clients[0]:
+        uncached = _rows(con, sql["uncached"])
+    else:
+        head, tail = sql["uncached"].split("\nkq AS (", 1)
+        no_pairs = ("i AS (SELECT NULL::VARCHAR AS service, NULL::VARCHAR AS route, NULL::HUGEINT AS multi, "
+                    "NULL::HUGEINT AS same WHERE FALSE),")
+        uncached = _rows(con, head + "\n" + no_pairs + "\nc AS (" + tail.split("\nc AS (", 1)[1])
     timings["uncached_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     look = "method IN ('GET', 'HEAD') AND status BETWEEN 200 AND 399 AND outcome IN ('hit', 'miss')"
-    sql["fragmentation"] = f"""WITH {base}
-SELECT service, route, count(*) AS requests, sum(bytes) AS bytes, count(DISTINCT path) AS paths,
+    sql["fragmentation"] = f"""WITH {groups}
+SELECT service, route, sum(n)::BIGINT AS requests, sum(bytes) AS bytes, count(DISTINCT path) AS paths,
        count(DISTINCT raw_key) AS raw_keys, count(DISTINCT sorted_key) AS sorted_keys,
        count(DISTINCT norm_key) AS normalized_keys,
-       count(*) FILTER (WHERE list_has_any(list_transform({_params_sql()},
-           lambda x: regexp_matches(lower(split_part(x, '=', 1)), '{TRACKING_PARAMS}')), [true])) AS tracked_requests,
+       coalesce(sum(n) FILTER (WHERE list_has_any(list_transform({_params_sql()},
+           lambda x: regexp_matches(lower(split_part(x, '=', 1)), '{TRACKING_PARAMS}')), [true])), 0)::BIGINT
+           AS tracked_requests,
        count(DISTINCT raw_key) - count(DISTINCT norm_key) AS extra_keys,
        count(DISTINCT raw_key) - count(DISTINCT sorted_key) AS order_keys
-FROM r WHERE {look} GROUP BY ALL HAVING count(DISTINCT raw_key) > count(DISTINCT norm_key)
+FROM gr WHERE {look} GROUP BY ALL HAVING count(DISTINCT raw_key) > count(DISTINCT norm_key)
 ORDER BY extra_keys DESC"""
     fragmentation = _rows(con, sql["fragmentation"])
-    sql["parameters"] = f"""WITH {base}, p AS (SELECT service, route, unnest({_params_sql()}) AS kv FROM r WHERE {look})
-SELECT lower(split_part(kv, '=', 1)) AS name, count(*) AS requests, count(DISTINCT kv) AS distinct_values,
+    sql["parameters"] = f"""WITH {groups}, p AS (SELECT service, route, n, unnest({_params_sql()}) AS kv FROM gr
+    WHERE {look})
+SELECT lower(split_part(kv, '=', 1)) AS name, sum(n)::BIGINT AS requests, count(DISTINCT kv) AS distinct_values,
        count(DISTINCT service || ' ' || route) AS routes, any_value(service || ' ' || route) AS example_route,
        CASE WHEN regexp_matches(name, '{TRACKING_PARAMS}') THEN 'tracking'
-            WHEN regexp_matches(name, '{CACHE_BUSTER_PARAMS}') AND count(DISTINCT kv) > 0.5 * count(*)
+            WHEN regexp_matches(name, '{CACHE_BUSTER_PARAMS}') AND count(DISTINCT kv) > 0.5 * sum(n)
                  THEN 'per-request cache buster'
             WHEN regexp_matches(name, '{CACHE_BUSTER_PARAMS}') THEN 'asset version'
             ELSE 'content' END AS kind
@@ -340,17 +427,20 @@ FROM p GROUP BY 1 ORDER BY requests DESC LIMIT 60"""
     timings["vary_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    ttl, ttl_sql = _ttl(con, window, base, look)
+    cand = uncached.loc[uncached["candidate"].astype(bool), ["service", "route"]] if len(uncached) else uncached
+    trace = _trace(con, window, base, groups, cand)
+    timings["trace_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ttl, ttl_sql = _ttl(con, window, base, groups, look, trace)
     sql.update(ttl_sql)
     timings["ttl_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    cand = uncached.loc[uncached["candidate"].astype(bool), ["service", "route"]] if len(uncached) else uncached
-    replay, replay_sql = _replay(con, base, look, cand, cache)
+    replay, replay_sql = _replay(trace, cand, cache)
     sql.update(replay_sql)
     timings["replay_s"] = time.perf_counter() - t0
 
-    sql = {k: v.replace(base, shown) for k, v in sql.items()}
     all_bytes = float(totals["bytes"] or 0)
     opps = _opportunities(window, totals, fragmentation, parameters, uncached, vary, ttl, replay, sql, all_bytes)
     return CdnAnalysis(window, _definitions(), totals, status_counts, by_class, by_route, uncached, fragmentation,
@@ -387,8 +477,10 @@ def _vary(con: duckdb.DuckDBPyConnection, window: Window, base: str) -> tuple[li
         phase = (f"CASE WHEN ts >= TIMESTAMPTZ '{s}' AND ts < TIMESTAMPTZ '{e}' THEN 'during' "
                  f"WHEN ts >= TIMESTAMPTZ '{s}' - INTERVAL {VARY_BASELINE_H} HOUR "
                  f"AND ts < TIMESTAMPTZ '{e}' + INTERVAL {VARY_BASELINE_H} HOUR THEN 'baseline' END")
-        q = f"""WITH {base}, s AS (SELECT *, {phase} AS phase FROM r WHERE {scope} AND method IN ('GET', 'HEAD')
-                AND outcome IN ('hit', 'miss'))
+        near = (f"ts >= TIMESTAMPTZ '{s}' - INTERVAL {VARY_BASELINE_H} HOUR "   # the rows with a phase: lets
+                f"AND ts < TIMESTAMPTZ '{e}' + INTERVAL {VARY_BASELINE_H} HOUR")  # the scan skip the rest
+        q = f"""WITH {base}, s AS (SELECT *, {phase} AS phase FROM r WHERE {near} AND {scope}
+                AND method IN ('GET', 'HEAD') AND outcome IN ('hit', 'miss'))
 SELECT phase, service, route, date_trunc('hour', ts) AS hour, count(*) AS lookups,
        count(*) FILTER (WHERE outcome = 'hit') AS hits, sum(bytes) AS bytes,
        coalesce(sum(bytes) FILTER (WHERE outcome = 'hit'), 0) AS hit_bytes
@@ -462,10 +554,15 @@ def _ttl_events(con: duckdb.DuckDBPyConnection, window: Window) -> list[dict[str
     return out
 
 
-def _ttl(con: duckdb.DuckDBPyConnection, window: Window, base: str, look: str) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Per class: EXPIRED share of lookups, reuse interval quantiles (s) and the TTL config events state."""
+def _ttl(con: duckdb.DuckDBPyConnection, window: Window, base: str, groups: str, look: str, trace: _TraceSample
+         ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Per class: EXPIRED share of lookups, reuse interval quantiles (s) and the TTL config events state.
+    Lookups and EXPIRED counts are exact; reuse intervals and the TTL gains come from the replay's trace,
+    the whole trace up to :data:`REPLAY_MAX_REQUESTS` lookups, above it the keys sampled spatially at its
+    rate (every request of a kept key; counts scaled back). Keys are told apart by the 64-bit hash of the
+    normalised key (as in the replay). The SQL shown computes them from every request."""
     q = f"""WITH {base}, s AS (SELECT cls, outcome, cache_status, bytes,
-        epoch(ts) - epoch(lag(ts) OVER (PARTITION BY norm_key ORDER BY ts)) AS gap FROM r WHERE {look})
+        epoch(ts) - epoch(lag(ts) OVER (PARTITION BY hash(norm_key) ORDER BY ts)) AS gap FROM r WHERE {look})
 SELECT cls AS content_class, count(*) AS lookups,
        count(*) FILTER (WHERE upper(cache_status) = 'EXPIRED') AS expired,
        coalesce(sum(bytes) FILTER (WHERE upper(cache_status) = 'EXPIRED'), 0) AS expired_bytes,
@@ -473,7 +570,26 @@ SELECT cls AS content_class, count(*) AS lookups,
        count(gap) AS reuses, quantile_cont(gap, 0.5) AS reuse_p50_s, quantile_cont(gap, 0.9) AS reuse_p90_s,
        quantile_cont(gap, 0.99) AS reuse_p99_s
 FROM s GROUP BY cls ORDER BY expired DESC"""
-    df = con.execute(q).df()
+    looked = ~trace.frame["extra"].to_numpy(bool)
+    if trace.rate < 1:   # the requests of the sampled normalised keys (the others came for their raw key)
+        looked &= np.isin(trace.frame["h_norm"].to_numpy(np.uint64), trace.kept_norm)
+    look_rows = trace.frame[looked]
+    con.register("cdn_ttl_sample", look_rows)
+    try:
+        df = con.execute(f"""WITH {groups},
+c AS (SELECT cls AS content_class, sum(n)::BIGINT AS lookups,
+             coalesce(sum(n) FILTER (WHERE upper(cache_status) = 'EXPIRED'), 0)::BIGINT AS expired,
+             coalesce(sum(bytes) FILTER (WHERE upper(cache_status) = 'EXPIRED'), 0) AS expired_bytes
+      FROM gr WHERE {look} GROUP BY cls),
+s AS (SELECT cls, t - lag(t) OVER (PARTITION BY h_norm ORDER BY t) AS gap FROM cdn_ttl_sample),
+q AS (SELECT cls, count(gap) AS reuses, quantile_cont(gap, 0.5) AS reuse_p50_s, quantile_cont(gap, 0.9) AS reuse_p90_s,
+             quantile_cont(gap, 0.99) AS reuse_p99_s FROM s GROUP BY cls)
+SELECT content_class, lookups, expired, expired_bytes, expired / lookups AS expired_share,
+       round(coalesce(reuses, 0) / {trace.rate!r})::BIGINT AS reuses, reuse_p50_s, reuse_p90_s, reuse_p99_s,
+       {trace.rate!r} AS reuse_sample_rate
+FROM c LEFT JOIN q ON q.cls = c.content_class ORDER BY expired DESC""").df()
+    finally:
+        con.unregister("cdn_ttl_sample")
     events = _ttl_events(con, window)
     stated = []
     for cls in df["content_class"]:
@@ -491,13 +607,23 @@ FROM s GROUP BY cls ORDER BY expired DESC"""
     gains: dict[str, tuple[int, int]] = {}
     routes: dict[str, list[str]] = {}
     if proposed:
-        sqls["ttl_gain"] = gq = _ttl_gain_sql(base, look, proposed)
-        gains = {c: (int(h or 0), int(b or 0)) for c, h, b in con.execute(gq).fetchall()}
+        sqls["ttl_gain"] = _ttl_gain_sql(base, look, proposed)
+        values = ", ".join(f"('{c}', {float(t)})" for c, t in proposed.items())
+        con.register("cdn_ttl_sample", look_rows)
+        try:
+            found = con.execute(f"""WITH p(cls, ttl_s) AS (VALUES {values}),
+s AS (SELECT t, cls, sz, expired, max(CASE WHEN miss THEN t END) OVER (PARTITION BY h_norm ORDER BY t
+        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS filled FROM cdn_ttl_sample)
+SELECT cls, count(*), coalesce(sum(sz), 0) FROM s JOIN p USING (cls)
+WHERE expired AND filled IS NOT NULL AND t - filled <= p.ttl_s GROUP BY cls""").fetchall()
+        finally:
+            con.unregister("cdn_ttl_sample")
+        gains = {c: (int(round(int(h or 0) / trace.rate)), int(round(int(b or 0) / trace.rate))) for c, h, b in found}
         for c, svc, rt in con.execute(
-                f"""WITH {base} SELECT cls, service, route FROM r WHERE {look} AND upper(cache_status) = 'EXPIRED'
-                    GROUP BY cls, service, route QUALIFY row_number() OVER (PARTITION BY cls ORDER BY count(*) DESC)
+                f"""WITH {groups} SELECT cls, service, route FROM gr WHERE {look} AND upper(cache_status) = 'EXPIRED'
+                    GROUP BY cls, service, route QUALIFY row_number() OVER (PARTITION BY cls ORDER BY sum(n) DESC)
                         <= 5
-                    ORDER BY cls, count(*) DESC""").fetchall():
+                    ORDER BY cls, sum(n) DESC""").fetchall():
             routes.setdefault(c, []).append(f"{svc} {rt}")
     classes = [str(c) for c in df["content_class"]]
     df["proposed_ttl_s"] = [proposed.get(c) for c in classes]
@@ -523,7 +649,7 @@ def _ttl_gain_sql(base: str, look: str, ttl_by_class: dict[str, int]) -> str:
     values = ", ".join(f"('{c}', {float(t)})" for c, t in ttl_by_class.items())
     return f"""WITH {base}, p(cls, ttl_s) AS (VALUES {values}),
 s AS (SELECT ts, cls, bytes, cache_status,
-        max(CASE WHEN outcome = 'miss' THEN ts END) OVER (PARTITION BY norm_key ORDER BY ts
+        max(CASE WHEN outcome = 'miss' THEN ts END) OVER (PARTITION BY hash(norm_key) ORDER BY ts
             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS filled
     FROM r WHERE {look})
 SELECT cls, count(*) AS hits_gained, coalesce(sum(bytes), 0) AS bytes_gained FROM s JOIN p USING (cls)
@@ -532,25 +658,87 @@ GROUP BY cls"""
 
 
 # --------------------------------------------------------------------------------------------- replay
-def _replay(con: duckdb.DuckDBPyConnection, base: str, look: str, cand: pd.DataFrame, cache: dict[str, Any] | None
-            ) -> tuple[dict[str, Any], dict[str, str]]:
-    """LRU replays (kit.cachesim.lru_ttl, no expiry) of today's key, the normalised key, and the normalised
-    key with the candidate routes' bypassed requests cached; absolute hits and hit bytes per class."""
+@dataclass(frozen=True)
+class _TraceSample:
+    """The replay's trace: per key pair and class the whole trace's requests (``n``), bytes (``b``, at least 1
+    per response) and hits (``keys``); the fetched requests (``frame``, in time order: all of them when
+    ``rate`` is 1, else those of the keys SHARDS keeps at ``rate``, ``kept_norm`` the normalised keys kept)
+    and the trace's SQL."""
+
+    keys: pd.DataFrame
+    frame: pd.DataFrame
+    rate: float
+    kept_norm: np.ndarray
+    sql: str
+
+
+_CLASS_NAMES = (*CONTENT_CLASSES, "other")
+
+
+def _trace(con: duckdb.DuckDBPyConnection, window: Window, base: str, groups: str, cand: pd.DataFrame
+           ) -> _TraceSample:
+    """The cacheable lookups (GET/HEAD, status 200-399, hit or miss, plus the bypassed requests of the
+    candidate routes ``cand``); above :data:`REPLAY_MAX_REQUESTS` only the requests of the keys SHARDS keeps
+    are fetched (either key: as logged or normalised)."""
     if len(cand):
         pairs = " OR ".join("(service = '" + str(s).replace("'", "''") + "' AND route = '"
                             + str(rt).replace("'", "''") + "')"
                             for s, rt in zip(cand["service"], cand["route"], strict=True))
     else:
         pairs = "FALSE"
+    where = f"""method IN ('GET', 'HEAD') AND status BETWEEN 200 AND 399
+  AND (outcome IN ('hit', 'miss') OR (outcome = 'bypass' AND ({pairs})))"""
     q = f"""WITH {base} SELECT epoch(ts) AS t, hash(raw_key) AS h_raw, hash(norm_key) AS h_norm, bytes AS sz, cls,
        outcome = 'bypass' AS extra
-FROM r WHERE method IN ('GET', 'HEAD') AND status BETWEEN 200 AND 399
-  AND (outcome IN ('hit', 'miss') OR (outcome = 'bypass' AND ({pairs}))) ORDER BY ts"""
-    df = con.execute(q).df()
-    n = len(df)
+FROM r WHERE {where} ORDER BY ts"""
+    keys = con.execute(f"""WITH {groups} SELECT path, query, hash(raw_key) AS h_raw, hash(norm_key) AS h_norm, cls,
+       outcome = 'bypass' AS extra, sum(n)::BIGINT AS n, sum(bytes1)::BIGINT AS b,
+       coalesce(sum(n) FILTER (WHERE outcome = 'hit'), 0)::BIGINT AS hits
+FROM gr WHERE {where} GROUP BY ALL""").df()
+    n = int(keys["n"].sum())
+    rate = min(1.0, REPLAY_MAX_REQUESTS / n) if n else 1.0
+    # The requests are fetched by joining them to their group of ``gr`` on the hash ``h`` of its columns; the
+    # group carries the keys' hashes, the class and the outcome: nothing else is computed per request.
+    names = ", ".join(f"'{c}'" for c in _CLASS_NAMES)
+    kept_norm = np.unique(keys["h_norm"].to_numpy(np.uint64))
+    kept_sql = "TRUE"
+    if n and rate < 1:
+        kept = [spatial_sample(Trace(col, ids, np.ones(len(ids), np.int64)), rate).obj_id
+                for col in ("h_raw", "h_norm") for ids in [np.unique(keys[col].to_numpy(np.uint64))]]
+        kept_norm = kept[1]
+        con.register("cdn_kept_raw", pd.DataFrame({"h": kept[0]}))
+        con.register("cdn_kept_norm", pd.DataFrame({"h": kept[1]}))
+        kept_sql = "(h_raw IN (SELECT h FROM cdn_kept_raw) OR h_norm IN (SELECT h FROM cdn_kept_norm))"
+    # sampled: the kept keys' paths filter the scan before the hash is computed (a few per cent of it)
+    paths = " AND path IN (SELECT DISTINCT path FROM m)" if kept_sql != "TRUE" else ""
+    fetch = f"""WITH {groups}, m AS (
+  SELECT * FROM (SELECT h, path, hash(raw_key) AS h_raw, hash(norm_key) AS h_norm,
+                        list_position([{names}], cls)::UTINYINT AS cls_code, outcome = 'bypass' AS extra,
+                        outcome = 'miss' AS miss, coalesce(upper(cache_status) = 'EXPIRED', false) AS expired
+                 FROM gr WHERE {where}) WHERE {kept_sql})
+SELECT epoch(q.ts) AS t, m.h_raw, m.h_norm, coalesce(q.bytes_sent, 0) AS sz, m.cls_code, m.extra, m.miss, m.expired
+FROM (SELECT ts, bytes_sent, {_GROUP_KEY} AS h FROM requests WHERE {window.sql()} AND path IS NOT NULL{paths}) q
+JOIN m USING (h)"""
+    try:
+        df = con.execute(fetch).df()
+    finally:
+        if kept_sql != "TRUE":
+            con.unregister("cdn_kept_raw")
+            con.unregister("cdn_kept_norm")
+    df = df.iloc[np.argsort(df["t"].to_numpy(np.float64), kind="stable")].reset_index(drop=True)
+    df["cls"] = np.asarray(_CLASS_NAMES, dtype=object)[df.pop("cls_code").to_numpy(np.int64) - 1] if len(df) \
+        else pd.Series([], dtype=object)
+    return _TraceSample(keys, df, rate, kept_norm, q)
+
+
+def _replay(trace: _TraceSample, cand: pd.DataFrame, cache: dict[str, Any] | None
+            ) -> tuple[dict[str, Any], dict[str, str]]:
+    """LRU replays (kit.cachesim.lru_ttl, no expiry) of today's key, the normalised key, and the normalised
+    key with the candidate routes' bypassed requests cached; absolute hits and hit bytes per class."""
+    keys, df, rate, q = trace.keys, trace.frame, trace.rate, trace.sql
+    n = int(keys["n"].sum())
     if n == 0:
         return {"method": "no cacheable lookups to replay", "scenarios": []}, {"replay_trace": q}
-    rate = min(1.0, REPLAY_MAX_REQUESTS / n)
     t = df["t"].to_numpy(np.float64)
     sz_raw = df["sz"].to_numpy(np.int64)
     cls = df["cls"].to_numpy()
@@ -574,15 +762,16 @@ FROM r WHERE method IN ('GET', 'HEAD') AND status BETWEEN 200 AND 399
     ids_raw = df["h_raw"].to_numpy(np.uint64)
     ids_norm = df["h_norm"].to_numpy(np.uint64)
     base_sel = ~extra
-    everything = np.ones(n, bool)
+    everything = np.ones(len(df), bool)
     scen = [("today", "key as logged (path + query)", ids_raw, base_sel),
             ("normalize_query", "path + query without tracking parameters, the rest sorted", ids_norm, base_sel)]
-    if extra.any():
+    if keys["extra"].any():
         scen.append(("cache_bypassed", "normalised key, and the candidate routes' bypassed responses cached",
                      ids_norm, everything))
-    classes = sorted(set(cls.tolist()))
+    per_class = keys.groupby("cls")[["n", "b"]].sum()
+    classes = sorted(str(c) for c in per_class.index)
     requests_all = float(n)
-    bytes_all = float(sizes_all.sum())
+    bytes_all = float(keys["b"].sum())
     scenarios = []
     for name, desc, ids, sel in scen:
         h, hb = run(ids, sel)
@@ -590,8 +779,8 @@ FROM r WHERE method IN ('GET', 'HEAD') AND status BETWEEN 200 AND 399
         for c in classes:
             csel = sel & (cls == c)
             ch, chb = run(ids, csel)
-            creq = float((cls == c).sum())
-            cbytes = float(sizes_all[cls == c].sum())
+            creq = float(per_class.loc[c, "n"])
+            cbytes = float(per_class.loc[c, "b"])
             per_cls[c] = {"hits": ch, "hit_bytes": chb, "requests": creq, "bytes": cbytes,
                           "hit_ratio": ch / creq if creq else None,
                           "byte_hit_ratio": chb / cbytes if cbytes else None}
@@ -606,8 +795,8 @@ FROM r WHERE method IN ('GET', 'HEAD') AND status BETWEEN 200 AND 399
         method += f"; keys sampled spatially at R={rate:.4f}, capacity scaled by R, counts scaled by 1/R"
     if capacity is not None:
         method += "; per-class figures replay each class alone in the full capacity (an upper bound)"
-    observed = con.execute(f"WITH {base} SELECT count(*) FILTER (WHERE outcome = 'hit'), count(*) FROM r "
-                           f"WHERE {look}").fetchone()
+    looked = keys[~keys["extra"].astype(bool)]   # the lookups of ``look``: hit or miss
+    observed = (int(looked["hits"].sum()), int(looked["n"].sum()))
     return ({"method": method, "capacity_bytes": capacity, "bounded": capacity is not None, "sample_rate": rate,
              "requests": int(n), "bytes": bytes_all,
              "bytes_basis": "bytes_sent as logged (at least 1 byte per response); a hit saves the bytes of that "

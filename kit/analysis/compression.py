@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import brotli
 import duckdb
@@ -126,6 +127,19 @@ SELECT path, service, route, count(*) AS responses,
        coalesce(sum(bytes_sent) FILTER (WHERE compressible AND raw), 0) AS uncompressed_bytes
 FROM r GROUP BY ALL ORDER BY path, service, route"""
 TOTAL_SQL = "SELECT coalesce(sum(bytes_sent), 0) FROM requests WHERE ts >= $start AND ts < $end"
+_SENT_VIEW = "compression_sent_200s"
+_SERVED_FROM_SENT = f"""WITH r AS (
+    SELECT r.path, r.service, r.route, r.bytes_sent, r.n, s.compressible, s.size_bytes, s.min_bytes, s.max_bytes,
+           r.bytes_sent >= (s.size_bytes + s.max_bytes) / 2 AS raw
+    FROM {_SENT_VIEW} r JOIN {ASSET_SIZES_VIEW} s USING (path))
+SELECT path, service, route, sum(n)::BIGINT AS responses,
+       coalesce(sum(n) FILTER (WHERE compressible AND raw), 0)::BIGINT AS uncompressed,
+       coalesce(sum(n) FILTER (WHERE compressible AND NOT raw AND bytes_sent >= {COMPRESSED_TOLERANCE} * min_bytes
+                               AND bytes_sent <= max_bytes + {HEADER_ALLOWANCE_BYTES}), 0)::BIGINT AS compressed,
+       coalesce(sum(n) FILTER (WHERE bytes_sent IS NULL OR NOT compressible), 0)::BIGINT AS unknown,
+       coalesce(sum(bytes_sent * n), 0) AS served_bytes,
+       coalesce(sum(bytes_sent * n) FILTER (WHERE compressible AND raw), 0) AS uncompressed_bytes
+FROM r GROUP BY ALL ORDER BY path, service, route"""
 
 
 @dataclass(frozen=True)
@@ -264,9 +278,22 @@ def analyse_compression(con: duckdb.DuckDBPyConnection, window: Window, *, serve
     assets = con.execute("SELECT path, content_type, size_bytes, sha256 FROM assets ORDER BY path").df()
     assets["compressible"] = [is_compressible(t) for t in assets["content_type"]]
     # most served first (requests x size), so that a capped sample holds what matters
-    counts = con.execute(
-        "SELECT path, count(*) AS n FROM requests WHERE ts >= $start AND ts < $end AND status = 200 "
-        "AND path IN (SELECT path FROM assets) GROUP BY path", params).df()
+    # one scan of the window's requests: the 200s of the assets' paths per route and size sent (a temporary
+    # table of those groups, read twice: the counts here and SERVED_SQL's numbers below)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_SENT_VIEW} AS SELECT path, service, route, bytes_sent, count(*) AS n "
+        "FROM requests WHERE ts >= $start AND ts < $end AND status = 200 AND path IN (SELECT path FROM assets) "
+        "GROUP BY ALL", params)
+    try:
+        return _analyse(con, window, assets, served_bytes_total, threads, params)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {_SENT_VIEW}")
+
+
+def _analyse(con: duckdb.DuckDBPyConnection, window: Window, assets: pd.DataFrame, served_bytes_total: int | None,
+             threads: int | None, params: dict[str, Any]) -> CompressionAnalysis:
+    """:func:`analyse_compression` once the 200s of the assets are grouped in ``_SENT_VIEW``."""
+    counts = con.execute(f"SELECT path, sum(n)::BIGINT AS n FROM {_SENT_VIEW} GROUP BY path").df()
     weight = (assets.merge(counts, on="path", how="left").fillna({"n": 0})
               .assign(w=lambda f: f["n"] * f["size_bytes"]).groupby("sha256")["w"].sum())
     wanted = set(assets.loc[assets["compressible"], "sha256"])
@@ -290,8 +317,8 @@ def analyse_compression(con: duckdb.DuckDBPyConnection, window: Window, *, serve
                               & ((table["size_bytes"] - gz6) >= LIGHTHOUSE_MIN_SAVING_SHARE * table["size_bytes"]))
 
     con.register(ASSET_SIZES_VIEW, table.drop(columns=["sha256"]))
-    try:
-        served = con.execute(SERVED_SQL, params).df()
+    try:   # SERVED_SQL (what the result shows) on the requests grouped above: the same numbers
+        served = con.execute(_SERVED_FROM_SENT).df()
     finally:
         con.unregister(ASSET_SIZES_VIEW)
     if served_bytes_total is None:

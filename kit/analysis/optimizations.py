@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import duckdb
+import pandas as pd
 
 from kit import fmt
 from kit.analysis.cdn import CdnAnalysis, analyse_cdn
@@ -78,8 +79,24 @@ TOTALS_SQL = ("SELECT coalesce(sum(latency_ms), 0), count(*), count(*) FILTER (W
               "coalesce(sum(bytes_sent), 0) FROM requests WHERE ts >= ? AND ts < ?")
 
 
-def window_totals(con: duckdb.DuckDBPyConnection, window: Window) -> WindowTotals:
-    """One pass over the window's requests (``TOTALS_SQL``)."""
+TRAFFIC_SQL = ("SELECT service, route, count(*) AS requests, coalesce(sum(latency_ms), 0) AS request_ms, "
+               "count(*) FILTER (WHERE status >= 500) AS errors_5xx, coalesce(sum(bytes_sent), 0) AS bytes_sent "
+               "FROM requests WHERE ts >= ? AND ts < ? GROUP BY ALL")
+
+
+def route_traffic(con: duckdb.DuckDBPyConnection, window: Window) -> pd.DataFrame:
+    """One pass over the window's requests (``TRAFFIC_SQL``): per service and route the requests, request
+    time (ms), 5xx responses and bytes sent. The window's totals and the areas' route counts come from it."""
+    return con.execute(TRAFFIC_SQL, [window.start, window.end]).df()
+
+
+def window_totals(con: duckdb.DuckDBPyConnection, window: Window,
+                  traffic: pd.DataFrame | None = None) -> WindowTotals:
+    """The sums of ``traffic`` (:func:`route_traffic`) when given, else one pass over the window's requests
+    (``TOTALS_SQL``)."""
+    if traffic is not None:
+        return WindowTotals(float(traffic["request_ms"].sum()), int(traffic["requests"].sum()),
+                            int(traffic["errors_5xx"].sum()), int(traffic["bytes_sent"].sum()))
     row = con.execute(TOTALS_SQL, [window.start, window.end]).fetchone() or (0, 0, 0, 0)
     return WindowTotals(float(row[0] or 0), int(row[1] or 0), int(row[2] or 0), int(row[3] or 0))
 
@@ -289,15 +306,19 @@ def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
     findings in ``bottlenecks`` (notebook 30's result) and the CDN cache of ``cache`` (notebook 40's
     result), either of which may be missing. With ``database_dsn`` the top query fingerprints are also
     EXPLAINed on that live PostgreSQL with hypothetical indexes (bounded per statement and in total)."""
-    totals = window_totals(con, window)
+    traffic = route_traffic(con, window)
+    totals = window_totals(con, window, traffic)
+    routed = traffic[traffic["route"].notna()]
     gaps: list[dict[str, str]] = []
-    database = analyse_database(con, window, bottlenecks=dict(bottlenecks) if bottlenecks else None) \
+    database = analyse_database(con, window, bottlenecks=dict(bottlenecks) if bottlenecks else None,
+                                route_counts=routed) \
         if _has_rows(con, "queries", window, "Database", "queries", gaps) else None
     advice = advise_indexes(database_dsn, database) if database is not None and database_dsn else None
     compression = analyse_compression(con, window, served_bytes_total=totals.bytes_sent)
     cdn = _run_area("CDN", lambda: analyse_cdn(con, window, cache=dict(cache) if cache else None), gaps)
     found_before = dict(bottlenecks) if bottlenecks else None
-    profiles = analyse_profiles(con, window, bottlenecks=found_before) \
+    profiles = analyse_profiles(con, window, bottlenecks=found_before, request_ms_total=totals.request_ms,
+                                route_counts=routed) \
         if _has_rows(con, "profiles", window, "Code profiles", "profiles", gaps) else None
     areas = [*compression.opportunities, *cache_opportunity(cache, totals),
              *(cdn.opportunities if cdn else []), *(database.opportunities if database else []),

@@ -466,9 +466,14 @@ WHERE kind = 'deploy' ORDER BY ts_start""").fetchall()
 # ---- the analysis ---------------------------------------------------------------------------------------
 
 def analyse_profiles(con: duckdb.DuckDBPyConnection, window: Window, *,
-                     bottlenecks: dict[str, Any] | None = None) -> ProfileAnalysis:
+                     bottlenecks: dict[str, Any] | None = None,
+                     request_ms_total: float | None = None,
+                     route_counts: pd.DataFrame | None = None) -> ProfileAnalysis:
     """Top frames per service, before/after comparisons around deploys and findings, flame-chart nodes and
-    opportunities, over the profiles taken in ``window`` (see the module docstring for the method)."""
+    opportunities, over the profiles taken in ``window`` (see the module docstring for the method).
+    ``request_ms_total``: the window's request time (ms), and ``route_counts``: the window's requests per
+    ``service``, ``route`` (``requests``; routes not null), when the caller has them (else scans of
+    ``requests``)."""
     sql: dict[str, str] = {"top_frames": top_frames_sql(window), "flame": flame_sql(window)}
     frames = top_frames(con, window)
     notes: list[str] = []
@@ -476,7 +481,12 @@ def analyse_profiles(con: duckdb.DuckDBPyConnection, window: Window, *,
     if untimed and untimed[0]:
         notes.append(f"{fmt.counted(untimed[0], 'profile')} have no time: counted in the top frames, left out of the "
                      "before/after comparisons.")
-    route_rows = con.execute(f"""
+    if route_counts is not None:
+        by = route_counts.assign(service=route_counts["service"].fillna(NO_SERVICE))
+        route_rows = list(by.groupby(["service", "route"], sort=False)["requests"].sum().items())
+        route_rows = [(svc, rt, n) for (svc, rt), n in route_rows]
+    else:
+        route_rows = con.execute(f"""
 SELECT coalesce(service, '{NO_SERVICE}'), route, count(*) FROM requests
 WHERE {window.sql('ts')} AND route IS NOT NULL GROUP BY ALL""").fetchall()
     routes: dict[str, dict[str, int]] = {}
@@ -532,7 +542,7 @@ ORDER BY sum(samples) DESC""").fetchall()
     if unprofiled:
         notes.append(f"{fmt.counted(len(unprofiled), 'change')} without a profile of their service before or "
                      "after them: " + "; ".join(unprofiled) + ".")
-    opportunities = _opportunities(con, window, services, diffs, sql)
+    opportunities = _opportunities(con, window, services, diffs, sql, request_ms_total)
     opportunities.sort(key=lambda o: -o.score)
     basis = ("samples of each service's profiles: on-CPU time for CPU profilers, wall time for wall-clock "
              "ones (the folded format does not say which)")
@@ -565,9 +575,13 @@ def _request_ms_sql(service: str, start: datetime, end: datetime, route: str | N
 
 
 def _opportunities(con: duckdb.DuckDBPyConnection, window: Window, services: list[ServiceProfile],
-                   diffs: list[ProfileDiff], sql: dict[str, str]) -> list[Opportunity]:
-    all_ms = con.execute(f"SELECT sum(latency_ms) FROM requests WHERE {window.sql('ts')}").fetchone()
-    total_ms = float(all_ms[0]) if all_ms and all_ms[0] is not None else 0.0
+                   diffs: list[ProfileDiff], sql: dict[str, str], request_ms_total: float | None = None
+                   ) -> list[Opportunity]:
+    if request_ms_total is None:
+        all_ms = con.execute(f"SELECT sum(latency_ms) FROM requests WHERE {window.sql('ts')}").fetchone()
+        total_ms = float(all_ms[0]) if all_ms and all_ms[0] is not None else 0.0
+    else:
+        total_ms = float(request_ms_total)
     total_sql = f"SELECT sum(latency_ms) AS request_ms FROM requests WHERE {window.sql('ts')}"
     out: list[Opportunity] = []
     for d in diffs:

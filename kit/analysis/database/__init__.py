@@ -22,7 +22,7 @@ import duckdb
 import pandas as pd
 
 from kit import fmt
-from kit.analysis.database.digest import Period, deltas_sql, digest, regressions
+from kit.analysis.database.digest import Period, deltas_sql, digest, held_deltas, hold_deltas, regressions
 from kit.analysis.database.indexes import IndexCandidate, StatementShape, candidate_ddl, statement_shape
 from kit.analysis.database.nplus1 import burst_nplus1, signature_nplus1
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
@@ -133,18 +133,32 @@ def _q(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _interval_means(con: duckdb.DuckDBPyConnection, window: Window, fingerprint: str) -> tuple[str, pd.Series]:
-    sql = (f"WITH d AS ({deltas_sql(window.start, window.end)})\nSELECT ts, sum(calls) AS calls, sum(total_ms) AS ms, "
-           f"sum(total_ms) / nullif(sum(calls), 0) AS mean_ms FROM d WHERE fingerprint = {_q(fingerprint)} "
-           f"GROUP BY ts ORDER BY ts")
-    frame = con.execute(sql).df()
-    return sql, frame
+def _interval_means_sql(window: Window, fingerprint: str) -> str:
+    return (f"WITH d AS ({deltas_sql(window.start, window.end)})\nSELECT ts, sum(calls) AS calls, sum(total_ms) AS ms, "
+            f"sum(total_ms) / nullif(sum(calls), 0) AS mean_ms FROM d WHERE fingerprint = {_q(fingerprint)} "
+            f"GROUP BY ts ORDER BY ts")
 
 
-def _index_opportunity(con: duckdb.DuckDBPyConnection, window: Window, row: Any, sug: IndexSuggestion,
-                       total_ms: float, digest_sql: str) -> Opportunity | None:
+def _all_interval_means(con: duckdb.DuckDBPyConnection, window: Window, fingerprints: list[str],
+                        deltas: str | None = None) -> dict[str, pd.DataFrame]:
+    """:func:`_interval_means_sql`'s frame for each of ``fingerprints``, from one computation of the deltas."""
+    if not fingerprints:
+        return {}
+    fps = ", ".join(_q(f) for f in sorted(set(fingerprints)))
+    frame = con.execute(held_deltas(
+        f"WITH d AS ({deltas_sql(window.start, window.end)})\nSELECT fingerprint, ts, sum(calls) AS calls, "
+        f"sum(total_ms) AS ms, sum(total_ms) / nullif(sum(calls), 0) AS mean_ms FROM d "
+        f"WHERE fingerprint IN ({fps}) GROUP BY fingerprint, ts ORDER BY fingerprint, ts",
+        deltas, window.start, window.end)).df()
+    return {str(fp): part.drop(columns="fingerprint").reset_index(drop=True)
+            for fp, part in frame.groupby("fingerprint", sort=False)}
+
+
+def _index_opportunity(window: Window, row: Any, sug: IndexSuggestion, total_ms: float, digest_sql: str,
+                       interval_means: dict[str, pd.DataFrame]) -> Opportunity | None:
     cand = sug.candidates[0]
-    sql, frame = _interval_means(con, window, row.fingerprint)
+    sql = _interval_means_sql(window, row.fingerprint)
+    frame = interval_means.get(str(row.fingerprint), pd.DataFrame({"ts": [], "calls": [], "ms": [], "mean_ms": []}))
     if len(frame) >= 4 and frame["calls"].sum() > 0:
         means = frame["mean_ms"].dropna()
         targets = {"value": float(means.quantile(0.25)), "low": float(means.quantile(0.5)),
@@ -250,12 +264,23 @@ def _rewrite_opportunity(row: Any, total_ms: float, digest_sql: str) -> Opportun
 
 
 def analyse_database(con: duckdb.DuckDBPyConnection, window: Window, *,
-                     bottlenecks: dict[str, Any] | None = None, top: int = TOP_FOR_INDEXES) -> DatabaseAnalysis:
+                     bottlenecks: dict[str, Any] | None = None, top: int = TOP_FOR_INDEXES,
+                     route_counts: pd.DataFrame | None = None) -> DatabaseAnalysis:
     """The database analysis of ``window`` (see the module docstring); ``bottlenecks`` is notebook 30's
-    saved result (its ``findings.items[*].onset`` add before/after comparisons)."""
+    saved result (its ``findings.items[*].onset`` add before/after comparisons); ``route_counts``: the
+    window's requests per ``service``, ``route`` (``requests``) when the caller has them (else a scan)."""
+    deltas = hold_deltas(con, window.start, window.end)   # read by the digest, regressions, N+1 and indexes
+    try:
+        return _analyse(con, window, bottlenecks, top, route_counts, deltas)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {deltas}")
+
+
+def _analyse(con: duckdb.DuckDBPyConnection, window: Window, bottlenecks: dict[str, Any] | None, top: int,
+             route_counts: pd.DataFrame | None, deltas: str) -> DatabaseAnalysis:
     notes: list[str] = []
     sql: dict[str, str] = {}
-    frame, sql["digest"] = digest(con, window)
+    frame, sql["digest"] = digest(con, window, deltas=deltas)
     sources = {str(k): int(v) for k, v in con.execute(
         f"SELECT kind, count(*) FROM queries WHERE {window.sql()} GROUP BY kind").fetchall()}
     total_ms = float(frame["total_ms"].sum()) if len(frame) else 0.0
@@ -274,7 +299,7 @@ def analyse_database(con: duckdb.DuckDBPyConnection, window: Window, *,
     # regressions
     reg_frames = []
     for i, period in enumerate(_periods(window, bottlenecks)):
-        reg, sql[f"regression_{i}"] = regressions(con, period)
+        reg, sql[f"regression_{i}"] = regressions(con, period, deltas=deltas)
         reg_frames.append(reg[reg["regressed"] | reg["calls_jumped"]].head(10))
     nonempty = [f for f in reg_frames if not f.empty]
     regs = pd.concat(nonempty, ignore_index=True) if nonempty else pd.DataFrame(
@@ -282,7 +307,8 @@ def analyse_database(con: duckdb.DuckDBPyConnection, window: Window, *,
                  "regressed", "calls_jumped"])
     # N+1
     bursts, sql["nplus1_bursts"] = burst_nplus1(con, window)
-    sigs, sig_sql = signature_nplus1(con, window, frame) if len(frame) else ([], {})
+    sigs, sig_sql = signature_nplus1(con, window, frame, route_counts=route_counts, deltas=deltas) \
+        if len(frame) else ([], {})
     sql.update(sig_sql)
     seen = {str(b["fingerprint"]) for b in bursts}
     nplus1 = [*bursts, *[s for s in sigs if str(s["fingerprint"]) not in seen]]
@@ -310,14 +336,18 @@ def analyse_database(con: duckdb.DuckDBPyConnection, window: Window, *,
         opp = _nplus1_opportunity(item, total_ms, {"digest": sql["digest"], **names})
         if opp:
             opps.append(opp)
+    def wants_index(sug: IndexSuggestion) -> bool:
+        return sug.fingerprint not in nplus1_fps and bool(sug.explain and sug.candidates) \
+            and statement_shape(sug.fingerprint).kind in ("select", "update", "delete") \
+            and (_scan_evidence(by_fp[sug.fingerprint]) or sug.fingerprint in regressed)
+
+    interval_means = _all_interval_means(con, window, [s.fingerprint for s in indexes if wants_index(s)], deltas)
     for sug in indexes:
         row = by_fp[sug.fingerprint]
         if sug.fingerprint in nplus1_fps:
             continue
-        if sug.explain and sug.candidates and statement_shape(sug.fingerprint).kind in ("select", "update",
-                                                                                           "delete") \
-                and (_scan_evidence(row) or sug.fingerprint in regressed):
-            opp = _index_opportunity(con, window, row, sug, total_ms, sql["digest"])
+        if wants_index(sug):
+            opp = _index_opportunity(window, row, sug, total_ms, sql["digest"], interval_means)
             if opp:
                 opps.append(opp)
         elif not sug.candidates and row.share_of_db_time >= 0.2 and statement_shape(sug.fingerprint).kind == "select":

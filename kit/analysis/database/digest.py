@@ -70,6 +70,23 @@ SELECT ts, p_ts, interval_s, db_system, database, user_name, fingerprint, sample
 FROM d WHERE ts >= {_lit(start)}""".strip()
 
 
+def held_deltas(sql: str, table: str | None, start: datetime, end: datetime) -> str:
+    """``sql`` reading the deltas of [start, end) from ``table`` (the window's deltas, computed once by
+    :func:`hold_deltas`) instead of computing them: a delta depends only on earlier snapshots, so the
+    window's deltas filtered to [start, end) are :func:`deltas_sql` ``(start, end)``."""
+    if table is None:
+        return sql
+    return sql.replace(deltas_sql(start, end), f"SELECT * FROM {table} WHERE ts >= {_lit(start)} AND ts < {_lit(end)}")
+
+
+def hold_deltas(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> str:
+    """A temporary table of :func:`deltas_sql` ``(start, end)`` (one row per snapshot interval: thousands,
+    not the window's requests); the caller drops it."""
+    table = f"db_deltas_{abs(hash((start, end))) % 10**8}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {deltas_sql(start, end)}")
+    return table
+
+
 def events_sql(start: datetime, end: datetime) -> str:
     """SQL of single executions (``kind = 'event'``) in [start, end)."""
     return (f"SELECT ts, db_system, database, user_name, session_id, fingerprint, sample, total_ms, rows, "
@@ -88,8 +105,7 @@ s AS (SELECT db_system, coalesce(database, '') AS database, fingerprint, any_val
 v AS (SELECT db_system, coalesce(database, '') AS database, fingerprint, any_value(sample) AS v_sample,
              string_agg(DISTINCT user_name, ', ') AS v_users, count(*) AS events, sum(total_ms) AS v_ms,
              sum(rows) AS v_rows, sum(rows_examined) AS rows_examined, sum(lock_ms) AS lock_ms,
-             quantile_cont(total_ms, 0.5) AS p50_ms, quantile_cont(total_ms, 0.95) AS p95_ms,
-             quantile_cont(total_ms, 0.99) AS p99_ms, max(total_ms) AS max_ms,
+             quantile_cont(total_ms, [0.5, 0.95, 0.99]) AS pq, max(total_ms) AS max_ms,
              var_samp(total_ms) / nullif(avg(total_ms), 0) AS variance_to_mean
       FROM e GROUP BY ALL),
 j AS (SELECT coalesce(s.db_system, v.db_system) AS db_system, coalesce(s.database, v.database) AS database,
@@ -98,7 +114,7 @@ j AS (SELECT coalesce(s.db_system, v.db_system) AS db_system, coalesce(s.databas
              CASE WHEN s_calls IS NOT NULL THEN 'snapshots' ELSE 'events' END AS basis,
              coalesce(s_calls, events) AS calls, coalesce(s_ms, v_ms) AS total_ms,
              coalesce(s_rows, v_rows) AS rows, rows_examined, lock_ms, hit, read, intervals, events,
-             p50_ms, p95_ms, p99_ms, max_ms, variance_to_mean
+             pq[1] AS p50_ms, pq[2] AS p95_ms, pq[3] AS p99_ms, max_ms, variance_to_mean
       FROM s FULL JOIN v ON s.db_system = v.db_system AND s.database = v.database
                         AND s.fingerprint = v.fingerprint)
 SELECT db_system, nullif(database, '') AS database, fingerprint, sample, users, basis, calls, total_ms,
@@ -120,10 +136,12 @@ def percentile_basis(events: float | None, coverage: float | None) -> str:
     return f"logged executions only ({coverage or 0:.1%} of calls; the log's duration threshold drops fast ones)"
 
 
-def digest(con: duckdb.DuckDBPyConnection, window: Window) -> tuple[pd.DataFrame, str]:
-    """The digest frame (see :func:`digest_sql`) with ``percentile_basis``, and its SQL."""
+def digest(con: duckdb.DuckDBPyConnection, window: Window, *, deltas: str | None = None
+           ) -> tuple[pd.DataFrame, str]:
+    """The digest frame (see :func:`digest_sql`) with ``percentile_basis``, and its SQL; ``deltas``: a table
+    of :func:`hold_deltas` to read the deltas from."""
     sql = digest_sql(window)
-    frame = con.execute(sql).df()
+    frame = con.execute(held_deltas(sql, deltas, window.start, window.end)).df()
     for col in frame.columns:  # nullable integer columns → float (NaN), so NA never reaches a comparison
         if str(frame[col].dtype) in ("Int64", "Int32", "Float64"):
             frame[col] = frame[col].astype("float64")
@@ -167,7 +185,8 @@ SELECT * FROM s UNION ALL SELECT * FROM e ORDER BY fingerprint, after""".strip()
 
 
 def regressions(con: duckdb.DuckDBPyConnection, period: Period, *, min_units: int = 3,
-                min_ratio: float = 1.2, min_rate_ratio: float = 2.0) -> tuple[pd.DataFrame, str]:
+                min_ratio: float = 1.2, min_rate_ratio: float = 2.0, deltas: str | None = None
+                ) -> tuple[pd.DataFrame, str]:
     """Fingerprints compared between the two periods of ``period``: ``mean_a_ms``/``mean_b_ms`` (time per
     call), ``ratio`` with 95 % ``ratio_low``/``ratio_high`` (from the log-scale Welch interval, re-centred on
     the ratio of means), ``p_value``, ``calls_per_s_a``/``_b`` with ``rate_ratio`` and its interval,
@@ -177,7 +196,7 @@ def regressions(con: duckdb.DuckDBPyConnection, period: Period, *, min_units: in
     from scipy import stats
 
     sql = regression_sql(period)
-    raw = con.execute(sql).df()
+    raw = con.execute(held_deltas(sql, deltas, period.a_start, period.b_end)).df()
     for col in raw.columns:
         if str(raw[col].dtype) in ("Int64", "Int32", "Float64"):
             raw[col] = raw[col].astype("float64")

@@ -25,30 +25,52 @@ from datetime import timedelta
 import duckdb
 import pandas as pd
 
-from kit.analysis.database.digest import deltas_sql, events_sql
+from kit.analysis.database.digest import deltas_sql, events_sql, held_deltas
 from kit.analysis.database.indexes import statement_shape
 from kit.analysis.window import Window
 
 
 def burst_sql(window: Window, gap_ms: float, min_repeat: int) -> str:
-    """Per fingerprint: bursts of ≥ min_repeat executions ≤ gap_ms apart, their sizes and time."""
+    """Per fingerprint: bursts of ≥ min_repeat executions ≤ gap_ms apart, their sizes and time.
+
+    One sort of the events per session and fingerprint (told apart by the 64-bit hash ``h`` of their
+    columns; sorting the statement texts themselves is what made this slow): an event opens a burst when
+    the gap before it exceeds ``gap_ms`` (or it is the first) and closes one when the gap after it does (or
+    it is the last). An event that does both is a burst of one; the others are paired in order (a burst's
+    first and last events), its size and time from their row numbers and running sums. Calls, time and
+    sessions per fingerprint come from a plain aggregate of the events. Gaps are differences of epoch
+    microseconds (``date_diff`` on time-zoned timestamps goes through the calendar, per event)."""
+    g, k = float(gap_ms), int(min_repeat)
+    part = "db_system, database, user_name, session_id, fingerprint"
+    events = events_sql(window.start, window.end)
+    singles = ("UNION ALL SELECT h, 1::BIGINT, total_ms, 0.0 FROM f WHERE opens AND closes" if k <= 1 else "")
     return f"""
-WITH e AS ({events_sql(window.start, window.end)}),
-g AS (SELECT *, date_diff('microsecond', lag(ts) OVER w, ts) / 1000.0 AS gap_ms FROM e
-      WINDOW w AS (PARTITION BY db_system, database, user_name, session_id, fingerprint ORDER BY ts)),
-b AS (SELECT *, sum(CASE WHEN gap_ms IS NULL OR gap_ms > {float(gap_ms)} THEN 1 ELSE 0 END)
-                OVER (PARTITION BY db_system, database, user_name, session_id, fingerprint ORDER BY ts
-                      ROWS UNBOUNDED PRECEDING) AS burst FROM g),
-s AS (SELECT db_system, database, user_name, session_id, fingerprint, burst, count(*) AS n, sum(total_ms) AS ms,
-             date_diff('microsecond', min(ts), max(ts)) / 1000.0 AS span_ms
-      FROM b GROUP BY ALL)
-SELECT db_system, database, fingerprint, count(*) FILTER (WHERE n >= {int(min_repeat)}) AS bursts,
-       sum(n) FILTER (WHERE n >= {int(min_repeat)}) AS calls_in_bursts,
-       median(n) FILTER (WHERE n >= {int(min_repeat)}) AS median_burst, max(n) AS max_burst,
-       median(span_ms) FILTER (WHERE n >= {int(min_repeat)}) AS median_burst_span_ms,
-       sum(ms) FILTER (WHERE n >= {int(min_repeat)}) AS ms_in_bursts, sum(n) AS calls, sum(ms) AS total_ms,
-       count(DISTINCT session_id) AS sessions
-FROM s GROUP BY db_system, database, fingerprint
+WITH e AS (SELECT hash({part}) AS h, ts, total_ms FROM ({events})),
+w AS (SELECT h, ts, total_ms, (epoch_us(ts) - epoch_us(lag(ts) OVER k)) / 1000.0 AS gap_in,
+             (epoch_us(lead(ts) OVER k) - epoch_us(ts)) / 1000.0 AS gap_out, row_number() OVER k AS rn,
+             sum(total_ms) OVER (k ROWS UNBOUNDED PRECEDING) AS cum_ms
+      FROM e WINDOW k AS (PARTITION BY h ORDER BY ts)),
+f AS (SELECT *, gap_in IS NULL OR gap_in > {g} AS opens, gap_out IS NULL OR gap_out > {g} AS closes FROM w),
+edge AS (SELECT *, lead(rn) OVER j AS last_rn, lead(cum_ms) OVER j AS last_cum, lead(ts) OVER j AS last_ts
+         FROM f WHERE opens <> closes WINDOW j AS (PARTITION BY h ORDER BY rn)),
+s AS (SELECT h, last_rn - rn + 1 AS n, last_cum - cum_ms + total_ms AS ms,
+             date_diff('microsecond', ts, last_ts) / 1000.0 AS span_ms FROM edge WHERE opens {singles}),
+who AS (SELECT h, any_value(db_system) AS db_system, any_value(database) AS database,
+               any_value(fingerprint) AS fingerprint
+        FROM (SELECT hash({part}) AS h, db_system, database, fingerprint FROM ({events}))
+        WHERE h IN (SELECT h FROM s) GROUP BY h),
+b AS (SELECT db_system, database, fingerprint, count(*) FILTER (WHERE n >= {k}) AS bursts,
+             sum(n) FILTER (WHERE n >= {k}) AS calls_in_bursts, median(n) FILTER (WHERE n >= {k}) AS median_burst,
+             max(n) AS max_burst, median(span_ms) FILTER (WHERE n >= {k}) AS median_burst_span_ms,
+             sum(ms) FILTER (WHERE n >= {k}) AS ms_in_bursts
+      FROM s JOIN who USING (h) GROUP BY ALL),
+t AS (SELECT db_system, database, fingerprint, count(*) AS calls, sum(total_ms) AS total_ms,
+             count(DISTINCT session_id) AS sessions FROM ({events}) GROUP BY ALL)
+SELECT t.db_system, t.database, t.fingerprint, coalesce(b.bursts, 0) AS bursts, b.calls_in_bursts, b.median_burst,
+       greatest(coalesce(b.max_burst, 1), 1) AS max_burst, b.median_burst_span_ms, b.ms_in_bursts, t.calls,
+       t.total_ms, t.sessions
+FROM t LEFT JOIN b ON t.db_system IS NOT DISTINCT FROM b.db_system AND t.database IS NOT DISTINCT FROM b.database
+  AND t.fingerprint IS NOT DISTINCT FROM b.fingerprint
 ORDER BY ms_in_bursts DESC NULLS LAST""".strip()
 
 
@@ -81,6 +103,13 @@ def _routes(con: duckdb.DuckDBPyConnection, window: Window) -> pd.DataFrame:
                            WHERE {window.sql()} AND route IS NOT NULL GROUP BY route ORDER BY n DESC LIMIT 2000""").df()
 
 
+def _routes_of(route_counts: pd.DataFrame) -> pd.DataFrame:
+    """:func:`_routes` from requests per service and route (``service``, ``route``, ``requests``)."""
+    rows = route_counts[route_counts["route"].notna()]
+    out = rows.groupby("route", sort=False).agg(service=("service", "first"), n=("requests", "sum")).reset_index()
+    return out.sort_values("n", ascending=False, kind="stable").head(2000).reset_index(drop=True)
+
+
 def per_request_sql(window: Window, fingerprints: list[str], route: str) -> str:
     """Per snapshot interval: calls, time and rows of the fingerprints and requests of ``route`` (not
     served from cache)."""
@@ -93,6 +122,42 @@ f AS (SELECT fingerprint, ts, any_value(p_ts) AS p_ts, sum(calls) AS calls, sum(
 r AS (SELECT time_bucket(INTERVAL 1 MINUTE, ts) AS m, count(*) AS n FROM requests
       WHERE {window.sql()} AND route = '{r}' AND coalesce(upper(cache_status), '') NOT IN ('HIT', 'STALE')
       GROUP BY 1)
+SELECT f.fingerprint, f.ts, f.p_ts, any_value(f.calls) AS calls, any_value(f.ms) AS ms, any_value(f.rows) AS rows,
+       coalesce(sum(r.n), 0) AS requests
+FROM f LEFT JOIN r ON r.m >= f.p_ts AND r.m < f.ts
+GROUP BY f.fingerprint, f.ts, f.p_ts ORDER BY f.fingerprint, f.ts""".strip()
+
+
+def _shared_tables(con: duckdb.DuckDBPyConnection, window: Window, by_route: dict[str, list[str]],
+                   deltas: str | None = None) -> dict[str, str]:
+    """The inputs of :func:`per_request_sql` for every route at once, as temporary tables: the snapshot
+    intervals of all the fingerprints (``f``: one computation of the deltas) and each route's requests per
+    minute (``r``: one scan of ``requests``; the minute from epoch microseconds, the same as time_bucket's
+    but without a calendar computation per request)."""
+    if not by_route:
+        return {}
+    tag = abs(hash((window.start, window.end, tuple(by_route)))) % 10**8
+    tables = {"f": f"nplus1_f_{tag}", "r": f"nplus1_r_{tag}"}
+    fps = ", ".join(sorted({"'" + f.replace("'", "''") + "'" for v in by_route.values() for f in v}))
+    routes = ", ".join("'" + r.replace("'", "''") + "'" for r in by_route)
+    con.execute(held_deltas(f"""CREATE OR REPLACE TEMP TABLE {tables['f']} AS
+WITH d AS ({deltas_sql(window.start, window.end)})
+SELECT fingerprint, ts, any_value(p_ts) AS p_ts, sum(calls) AS calls, sum(total_ms) AS ms, sum(rows) AS rows
+FROM d WHERE fingerprint IN ({fps}) GROUP BY fingerprint, ts""", deltas, window.start, window.end))
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE {tables['r']} AS
+SELECT route, to_timestamp((epoch_us(ts) // 60000000) * 60) AS m, count(*) AS n FROM requests
+WHERE {window.sql()} AND route IN ({routes}) AND coalesce(upper(cache_status), '') NOT IN ('HIT', 'STALE')
+GROUP BY 1, 2""")
+    return tables
+
+
+def _per_request_from(tables: dict[str, str], fingerprints: list[str], route: str) -> str:
+    """:func:`per_request_sql` on the tables of :func:`_shared_tables`."""
+    fps = ", ".join("'" + f.replace("'", "''") + "'" for f in fingerprints)
+    r = route.replace("'", "''")
+    return f"""
+WITH f AS (SELECT * FROM {tables['f']} WHERE fingerprint IN ({fps})),
+r AS (SELECT m, n FROM {tables['r']} WHERE route = '{r}')
 SELECT f.fingerprint, f.ts, f.p_ts, any_value(f.calls) AS calls, any_value(f.ms) AS ms, any_value(f.rows) AS rows,
        coalesce(sum(r.n), 0) AS requests
 FROM f LEFT JOIN r ON r.m >= f.p_ts AND r.m < f.ts
@@ -121,8 +186,8 @@ def candidate_routes(fingerprint: str, routes: list[str], limit: int = 5) -> lis
 
 def signature_nplus1(con: duckdb.DuckDBPyConnection, window: Window, digest_frame: pd.DataFrame, *,
                      min_calls_per_request: float = 5.0, min_jump: float = 3.0, max_rows_per_call: float = 2.0,
-                     high_without_deploy: float = 30.0, top: int = 40
-                     ) -> tuple[list[dict[str, object]], dict[str, str]]:
+                     high_without_deploy: float = 30.0, top: int = 40, route_counts: pd.DataFrame | None = None,
+                     deltas: str | None = None) -> tuple[list[dict[str, object]], dict[str, str]]:
     """The aggregate N+1 signature from snapshots (see the module docstring); SQL per route. Flagged: a
     jump at a deploy of the route's service (calls per request after ≥ ``min_calls_per_request`` and ≥
     ``min_jump`` × before), or, with no such deploy, calls per request ≥ ``high_without_deploy``."""
@@ -130,7 +195,7 @@ def signature_nplus1(con: duckdb.DuckDBPyConnection, window: Window, digest_fram
     snap = digest_frame[(digest_frame["basis"] == "snapshots")].head(top)
     if snap.empty:
         return [], sql
-    routes = _routes(con, window)
+    routes = _routes(con, window) if route_counts is None else _routes_of(route_counts)
     if routes.empty:
         return [], sql
     service_of = dict(zip(routes["route"], routes["service"], strict=True))
@@ -146,9 +211,15 @@ def signature_nplus1(con: duckdb.DuckDBPyConnection, window: Window, digest_fram
                               AND ts_start >= TIMESTAMPTZ '{window.start.isoformat()}'
                               AND ts_start < TIMESTAMPTZ '{window.end.isoformat()}' ORDER BY ts_start""").df()
     tried: dict[str, list[tuple[dict[str, object], str]]] = {}
+    shared = _shared_tables(con, window, by_route, deltas)
+    try:
+        frames = {route: con.execute(_per_request_from(shared, fps, route)).df() for route, fps in by_route.items()}
+    finally:
+        for table in shared.values():
+            con.execute(f"DROP TABLE IF EXISTS {table}")
     for route, fps in by_route.items():
-        query = per_request_sql(window, fps, route)
-        frame = con.execute(query).df()
+        query = per_request_sql(window, fps, route)   # what the result shows: the same numbers on its own
+        frame = frames[route]
         service = service_of.get(route)
         svc_deploys = deploys[deploys["service"] == service] if service is not None else deploys.iloc[0:0]
         for fp, part in frame.groupby("fingerprint"):
