@@ -122,3 +122,39 @@ def test_reading_reports_the_fraction_of_the_file_read(tmp_path, suffix):
     assert core._file_progress == []          # removed when the reading ends
     assert len(seen) > 5 and seen == sorted(seen) and 0 < seen[0] < 1
     assert seen[-1] == pytest.approx(1.0)
+
+
+# query strings built from pieces that stress the redaction: secret words in any case and position, the
+# separators, empty keys and values, and non-ASCII letters that RE2's case-insensitive match folds to ASCII
+# (KELVIN SIGN → k, LONG S → s), which the reader leaves to the SQL regex
+query_piece = st.sampled_from(["token", "TOKEN", "Api_Key", "pass", "passwd", "pwd", "jwt", "aUtH", "sig", "x",
+                               "q", "1", "=", "&", "&&", "==", "%3D", "é", "\u212aey", "\u017fession", "-", ".", "ke",
+                               "y", "SECRET", "credential"])
+query_strings = st.lists(query_piece, min_size=1, max_size=8).map("".join)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_compiled_redaction_equals_the_sql_regex(tmp_path_factory, data):
+    """Every query string the reader stores equals what the SQL regex (the general path's redaction, and
+    the reference) makes of the raw query, for each line kind."""
+    import duckdb
+
+    from kit.ingest.routes import redact_query, redact_query_sql
+
+    queries_in = data.draw(st.lists(query_strings, min_size=1, max_size=8))
+    lines = [f'1.2.3.4 - - [10/Oct/2024:13:55:36 +0000] "GET /a?{q} HTTP/1.1" 200 1' for q in queries_in]
+    path = tmp_path_factory.mktemp("redact") / "q.log"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    table, others, _ = _read_all(path, clf_fast.KIND_COMMON)
+    assert others == []
+    con = duckdb.connect()
+    con.register("chunk", table)
+    got = [r[0] for r in con.execute(
+        f"SELECT CASE WHEN query_regex THEN {redact_query_sql('query')} ELSE query END FROM chunk").fetchall()]
+    con.register("raw", pa.table({"q": [q or None for q in queries_in]}))
+    expected = [r[0] for r in con.execute(f"SELECT {redact_query_sql('q')} FROM raw").fetchall()]
+    assert got == expected
+    assert [g for g in got if g is not None] == [redact_query(q) for q in queries_in if q]   # Python's re agrees
+    ascii_only = [q.isascii() for q in queries_in if q]
+    assert table.column("query_regex").to_pylist() == [not a for a in ascii_only]

@@ -398,13 +398,13 @@ def _load_general(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, line
 def _fast_insert_sql(table: str, fmt: LogFormat, sid: int, salt: str, service_of: ServiceSql,
                      route_rules: Sequence[RouteRule]) -> str:
     """SQL moving one chunk table of :func:`kit.ingest.clf_fast.read_clf_chunks` into ``requests``: the
-    route (user rules over the compiled built-in templating), redaction, client hash and service are
-    added here (the reader takes no line with a host, so the service is the option or the file's)."""
+    route (user rules over the compiled built-in templating), the redaction of the non-ASCII query
+    strings the reader left (``query_regex``), client hash and service are added here (the reader takes no line with a host, so the service is the option or the file's)."""
     route = route_sql("path", route_rules, builtin="route") if route_rules else "route"
     return (
         f"INSERT INTO requests ({_REQUEST_COLUMNS}) "
         f"SELECT ts, {service_of(None)}, NULL, method, {route}, path, "
-        f"{redact_query_sql('query_raw')}, status, latency_s * {fmt.latency_ms_per_unit!r}, "
+        f"CASE WHEN query_regex THEN {redact_query_sql('query')} ELSE query END, status, latency_s * {fmt.latency_ms_per_unit!r}, "
         f"upstream_s * {fmt.upstream_ms_per_unit!r}, bytes_sent, NULL, cache_status, "
         f"{client_hash_sql('client', salt)}, user_agent, {int(sid)} FROM {table}")
 

@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from kit.ingest.core import open_measured, reading_progress  # noqa: E402
+from kit.ingest.routes import REDACTED, SECRET_KEY_WORDS  # noqa: E402
 
 __all__ = ["CHUNK_BYTES", "ClfChunk", "NotForFastPath", "read_clf_chunks", "warm_up"]
 
@@ -50,6 +51,12 @@ _POW10 = np.array([10.0 ** k for k in range(16)])   # exact doubles
 _TOKENS = np.frombuffer(b"{id}\0\0{uuid}{hash}", dtype=np.uint8)   # route tokens at 0, 6, 12
 _TOKEN_LEN = np.array([0, 4, 6, 6])
 _KEY_RT, _KEY_URT, _KEY_UCS = (np.frombuffer(k, dtype=np.uint8) for k in (b" rt=", b" urt=", b" ucs="))
+
+# the secret key words (lower case, ASCII), packed, with their start offsets; REDACTED as bytes
+_WORDS = np.frombuffer("".join(SECRET_KEY_WORDS).encode("ascii"), dtype=np.uint8)
+_WORD_AT = np.cumsum([0, *(len(w) for w in SECRET_KEY_WORDS)])
+_REDACTED = np.frombuffer(REDACTED.encode("ascii"), dtype=np.uint8)
+assert all(w == w.lower() and w.isascii() and w.isalpha() for w in SECRET_KEY_WORDS)
 
 KIND_COMMON, KIND_COMBINED, KIND_KV = 0, 1, 2
 KIND_BY_FORMAT = {"common": KIND_COMMON, "combined": KIND_COMBINED, "combined_kv": KIND_KV}
@@ -269,6 +276,89 @@ def _route(buf: np.ndarray, s: int, e: int, out: np.ndarray, o: int) -> int:
         length += 1
         seg = end + 1
     return length
+
+
+# ---------------------------------------------------------------------------------------------- queries
+
+@numba.njit(cache=True)
+def _secret_key(buf: np.ndarray, s: int, e: int, words: np.ndarray, word_at: np.ndarray) -> bool:
+    """The ASCII key buf[s:e] contains a secret key word, ASCII letters compared case-insensitively."""
+    for w in range(word_at.shape[0] - 1):
+        w0 = word_at[w]
+        n = word_at[w + 1] - w0
+        for i in range(s, e - n + 1):
+            k = 0
+            while k < n and (buf[i + k] | 32) == words[w0 + k]:   # words are lower-case letters
+                k += 1
+            if k == n:
+                return True
+    return False
+
+
+@numba.njit(cache=True)
+def _redact(buf: np.ndarray, s: int, e: int, out: np.ndarray, o: int, write: bool, words: np.ndarray,
+            word_at: np.ndarray, redacted: np.ndarray) -> int:
+    """The query string buf[s:e] (ASCII) with the value of each ``&``-separated ``key=value`` whose key
+    holds a secret key word replaced by REDACTED — what :func:`kit.ingest.routes.redact_query_sql`'s
+    regex does; written to out[o:] when ``write``. Returns its length."""
+    length = 0
+    i = s
+    while True:
+        end = i
+        eq = -1
+        while end < e and buf[end] != 38:
+            if buf[end] == 61 and eq < 0:
+                eq = end
+            end += 1
+        if eq >= 0 and _secret_key(buf, i, eq, words, word_at):
+            if write:
+                out[o + length:o + length + eq + 1 - i] = buf[i:eq + 1]
+                out[o + length + eq + 1 - i:o + length + eq + 1 - i + redacted.shape[0]] = redacted
+            length += eq + 1 - i + redacted.shape[0]
+        else:
+            if write:
+                out[o + length:o + length + end - i] = buf[i:end]
+            length += end - i
+        if end >= e:
+            return length
+        if write:
+            out[o + length] = 38
+        length += 1
+        i = end + 1
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _queries(buf: np.ndarray, fields: np.ndarray, rows: np.ndarray, words: np.ndarray, word_at: np.ndarray,
+             redacted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Arrow string (offsets, data, validity) of the rows' query strings, redacted when ASCII, and a flag
+    per row: True = not ASCII, kept as it is for the SQL regex (whose case-insensitive match also folds
+    non-ASCII letters such as the Kelvin sign to k)."""
+    n = rows.shape[0]
+    lengths = np.empty(n, dtype=np.int64)
+    valid = np.empty(n, dtype=np.bool_)
+    raw = np.zeros(n, dtype=np.bool_)
+    for j in numba.prange(n):
+        r = rows[j]
+        s, e = fields[_QUERY_S, r], fields[_QUERY_E, r]
+        valid[j] = s >= 0
+        lengths[j] = 0
+        if s >= 0:
+            hi = 0
+            for k in range(s, e):    # branch-free: vectorized
+                hi = max(hi, buf[k])
+            raw[j] = hi >= 128
+            lengths[j] = e - s if raw[j] else _redact(buf, s, e, buf, 0, False, words, word_at, redacted)
+    offsets = _offsets(lengths)
+    data = np.empty(offsets[n], dtype=np.uint8)
+    for j in numba.prange(n):
+        r = rows[j]
+        s, e = fields[_QUERY_S, r], fields[_QUERY_E, r]
+        if s >= 0:
+            if raw[j]:
+                data[offsets[j]:offsets[j + 1]] = buf[s:e]
+            else:
+                _redact(buf, s, e, data, offsets[j], True, words, word_at, redacted)
+    return offsets, data, valid, raw
 
 
 # ---------------------------------------------------------------------------------------------- lines
@@ -612,9 +702,10 @@ def _float(values: np.ndarray) -> pa.Array:
 
 @dataclass
 class ClfChunk:
-    """One chunk of a file: the good lines as an Arrow table (ts, client, method, route, path, query_raw,
-    status, latency_s, upstream_s, bytes_sent, cache_status, user_agent — times in seconds), and the
-    other lines as (1-based file line number, raw bytes) for the general path."""
+    """One chunk of a file: the good lines as an Arrow table (ts, client, method, route, path, query —
+    redacted unless ``query_regex`` —, query_regex, status, latency_s, upstream_s, bytes_sent,
+    cache_status, user_agent — times in seconds), and the other lines as (1-based file line number, raw
+    bytes) for the general path."""
 
     table: pa.Table
     others: list[tuple[int, bytes]]
@@ -626,13 +717,15 @@ def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np
     def text(s: int, e: int, upper: bool = False) -> pa.Array:
         return _string_array(*_gather(buf, fields[s], fields[e], rows, upper))
 
+    query_offsets, query_data, query_valid, query_raw = _queries(buf, fields, rows, _WORDS, _WORD_AT, _REDACTED)
     return pa.table({
         "ts": pa.array(wide[_TS, rows], type=pa.timestamp("us", tz="UTC")),
         "client": text(_CLIENT_S, _CLIENT_E),
         "method": text(_METHOD_S, _METHOD_E),
         "route": _string_array(*_routes(buf, fields, rows), None),
         "path": text(_PATH_S, _PATH_E),
-        "query_raw": text(_QUERY_S, _QUERY_E),
+        "query": _string_array(query_offsets, query_data, query_valid),
+        "query_regex": pa.array(query_raw),
         "status": pa.array(fields[_STATUS, rows].astype(np.int16)),
         "latency_s": _float(nums[0, rows]),
         "upstream_s": _float(nums[1, rows]),
