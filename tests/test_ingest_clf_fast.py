@@ -158,3 +158,19 @@ def test_compiled_redaction_equals_the_sql_regex(tmp_path_factory, data):
     assert [g for g in got if g is not None] == [redact_query(q) for q in queries_in if q]   # Python's re agrees
     ascii_only = [q.isascii() for q in queries_in if q]
     assert table.column("query_regex").to_pylist() == [not a for a in ascii_only]
+
+
+@SETTINGS
+@given(values=st.lists(st.text("ab1.:-", min_size=1, max_size=4), min_size=1, max_size=300))
+def test_distinct_clients_encode_like_a_dictionary(values):
+    """Codes number the distinct values in order of first occurrence (as a Python dict does); many short
+    values sharing bytes make the hash table probe past occupied slots."""
+    import numpy as np
+
+    data = "".join(values).encode()
+    ends = np.cumsum([len(v.encode()) for v in values]).astype(np.int32)
+    starts = (ends - [len(v.encode()) for v in values]).astype(np.int32)
+    codes, first = clf_fast._distinct(np.frombuffer(data, dtype=np.uint8), starts, ends, np.arange(len(values)))
+    order = list(dict.fromkeys(values))
+    assert codes.tolist() == [order.index(v) for v in values]
+    assert [values[r] for r in first] == order

@@ -46,6 +46,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from kit.ingest.core import (
     COMPRESSED_SUFFIXES,
@@ -399,14 +402,30 @@ def _fast_insert_sql(table: str, fmt: LogFormat, sid: int, salt: str, service_of
                      route_rules: Sequence[RouteRule]) -> str:
     """SQL moving one chunk table of :func:`kit.ingest.clf_fast.read_clf_chunks` into ``requests``: the
     route (user rules over the compiled built-in templating), the redaction of the non-ASCII query
-    strings the reader left (``query_regex``), client hash and service are added here (the reader takes no line with a host, so the service is the option or the file's)."""
+    strings the reader left (``query_regex``) and the service are added here (the reader takes no line
+    with a host, so the service is the option or the file's); the client hashes come with the chunk
+    (:func:`_with_client_hashes`)."""
     route = route_sql("path", route_rules, builtin="route") if route_rules else "route"
     return (
         f"INSERT INTO requests ({_REQUEST_COLUMNS}) "
         f"SELECT ts, {service_of(None)}, NULL, method, {route}, path, "
-        f"CASE WHEN query_regex THEN {redact_query_sql('query')} ELSE query END, status, latency_s * {fmt.latency_ms_per_unit!r}, "
+        f"CASE WHEN query_regex THEN {redact_query_sql('query')} ELSE query END, "
+        f"status, latency_s * {fmt.latency_ms_per_unit!r}, "
         f"upstream_s * {fmt.upstream_ms_per_unit!r}, bytes_sent, NULL, cache_status, "
-        f"{client_hash_sql('client', salt)}, user_agent, {int(sid)} FROM {table}")
+        f"client_hash, user_agent, {int(sid)} FROM {table}")
+
+
+def _with_client_hashes(con: duckdb.DuckDBPyConnection, chunk, salt: str) -> pa.Table:  # noqa: ANN001
+    """The chunk's table with its ``client_hash`` column: the salted hash of each distinct client address
+    of the chunk (:func:`kit.ingest.routes.client_hash_sql`, once per address, not once per row), taken
+    for every row by its ``client_code``."""
+    name = f"_al_clients_{id(chunk)}"
+    con.register(name, pa.table({"i": pa.array(np.arange(len(chunk.clients))), "c": chunk.clients}))
+    try:
+        hashed = con.sql(f"SELECT {client_hash_sql('c', salt)} AS h FROM {name} ORDER BY i").to_arrow_table()
+    finally:
+        con.unregister(name)
+    return chunk.table.append_column("client_hash", pc.take(hashed["h"], chunk.table["client_code"]))
 
 
 def _read_ahead(items: Iterator[T]) -> Iterator[T]:
@@ -435,7 +454,7 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
     try:
         lines = n_others = 0
         for chunk in _read_ahead(clf_fast.read_clf_chunks(path, clf_fast.KIND_BY_FORMAT[fmt.name], skip_lines)):
-            con.register(chunk_table, chunk.table)
+            con.register(chunk_table, _with_client_hashes(con, chunk, salt))
             try:
                 con.execute(insert)
             finally:

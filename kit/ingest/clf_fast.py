@@ -278,6 +278,54 @@ def _route(buf: np.ndarray, s: int, e: int, out: np.ndarray, o: int) -> int:
     return length
 
 
+# ---------------------------------------------------------------------------------------------- clients
+
+@numba.njit(cache=True, nogil=True)
+def _distinct(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dictionary encoding of the byte ranges [starts[r], ends[r]) of the rows ``rows`` (none missing):
+    (code of each row, the row of each code's first occurrence). An open-addressing table keyed by an
+    FNV-1a hash; equal hashes are confirmed byte by byte."""
+    n = rows.shape[0]
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    table = np.full(size, -1, dtype=np.int64)     # slot -> code
+    hashes = np.empty(n, dtype=np.uint64)          # code -> hash
+    first = np.empty(n, dtype=np.int64)            # code -> first row
+    codes = np.empty(n, dtype=np.int32)
+    n_codes = 0
+    for j in range(n):
+        r = rows[j]
+        s, e = starts[r], ends[r]
+        h = np.uint64(14695981039346656037)
+        for k in range(s, e):
+            h = (h ^ np.uint64(buf[k])) * np.uint64(1099511628211)
+        slot = np.int64(h & np.uint64(size - 1))
+        while True:
+            code = table[slot]
+            if code < 0:
+                table[slot] = n_codes
+                hashes[n_codes] = h
+                first[n_codes] = r
+                codes[j] = n_codes
+                n_codes += 1
+                break
+            if hashes[code] == h:
+                f = first[code]
+                fs = starts[f]
+                if ends[f] - fs == e - s:
+                    same = True
+                    for k in range(e - s):
+                        if buf[fs + k] != buf[s + k]:
+                            same = False
+                            break
+                    if same:
+                        codes[j] = code
+                        break
+            slot = (slot + 1) & (size - 1)
+    return codes, first[:n_codes].copy()
+
+
 # ---------------------------------------------------------------------------------------------- queries
 
 @numba.njit(cache=True)
@@ -702,25 +750,29 @@ def _float(values: np.ndarray) -> pa.Array:
 
 @dataclass
 class ClfChunk:
-    """One chunk of a file: the good lines as an Arrow table (ts, client, method, route, path, query —
-    redacted unless ``query_regex`` —, query_regex, status, latency_s, upstream_s, bytes_sent,
-    cache_status, user_agent — times in seconds), and the other lines as (1-based file line number, raw
-    bytes) for the general path."""
+    """One chunk of a file: the good lines as an Arrow table (ts, client_code, method, route, path,
+    query — redacted unless ``query_regex`` —, query_regex, status, latency_s, upstream_s, bytes_sent,
+    cache_status, user_agent — times in seconds), the chunk's distinct client addresses (``client_code``
+    indexes them: the salted hash is computed once per address), and the other lines as (1-based file
+    line number, raw bytes) for the general path."""
 
     table: pa.Table
+    clients: pa.Array
     others: list[tuple[int, bytes]]
     lines: int
 
 
 def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np.ndarray,
-                 rows: np.ndarray) -> pa.Table:
+                 rows: np.ndarray) -> tuple[pa.Table, pa.Array]:
     def text(s: int, e: int, upper: bool = False) -> pa.Array:
         return _string_array(*_gather(buf, fields[s], fields[e], rows, upper))
 
+    client_codes, client_rows = _distinct(buf, fields[_CLIENT_S], fields[_CLIENT_E], rows)
+    clients = _string_array(*_gather(buf, fields[_CLIENT_S], fields[_CLIENT_E], client_rows, False))
     query_offsets, query_data, query_valid, query_raw = _queries(buf, fields, rows, _WORDS, _WORD_AT, _REDACTED)
-    return pa.table({
+    table = pa.table({
         "ts": pa.array(wide[_TS, rows], type=pa.timestamp("us", tz="UTC")),
-        "client": text(_CLIENT_S, _CLIENT_E),
+        "client_code": pa.array(client_codes),
         "method": text(_METHOD_S, _METHOD_E),
         "route": _string_array(*_routes(buf, fields, rows), None),
         "path": text(_PATH_S, _PATH_E),
@@ -733,6 +785,7 @@ def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np
         "cache_status": text(_UCS_S, _UCS_E, upper=True),
         "user_agent": text(_UA_S, _UA_E),
     })
+    return table, clients
 
 
 class NotForFastPath(Exception):
@@ -752,7 +805,7 @@ def _parse_chunk(buf: np.ndarray, first_line: int, kind: int) -> ClfChunk:
         for i in np.flatnonzero(~ok):
             start = int(ends[i - 1]) + 1 if i > 0 else 0
             others.append((first_line + int(i), buf[start:int(ends[i])].tobytes()))
-    return ClfChunk(_chunk_table(buf, fields, wide, nums, good), others, len(ends))
+    return ClfChunk(*_chunk_table(buf, fields, wide, nums, good), others, len(ends))
 
 
 def _skip_offset(handle: io.BufferedIOBase, skip_lines: int) -> int | None:
