@@ -5,6 +5,7 @@ renumbers a line."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 
 import pyarrow as pa
@@ -161,16 +162,26 @@ def test_compiled_redaction_equals_the_sql_regex(tmp_path_factory, data):
 
 
 @SETTINGS
-@given(values=st.lists(st.text("ab1.:-", min_size=1, max_size=4), min_size=1, max_size=300))
-def test_distinct_clients_encode_like_a_dictionary(values):
-    """Codes number the distinct values in order of first occurrence (as a Python dict does); many short
-    values sharing bytes make the hash table probe past occupied slots."""
+@given(values=st.lists(st.text("ab1.:-\u00e9", min_size=1, max_size=4), min_size=1, max_size=300),
+       cuts=st.lists(st.integers(0, 300), max_size=4))
+def test_client_dictionary_numbers_values_in_order_of_first_occurrence(values, cuts):
+    """Over chunks (``cuts``), codes number the distinct values in order of first occurrence, as a Python
+    dict does, and each chunk hands out exactly the values it saw first; a dictionary made with room for
+    two values grows and rehashes many times on the way."""
     import numpy as np
 
-    data = "".join(values).encode()
-    ends = np.cumsum([len(v.encode()) for v in values]).astype(np.int32)
-    starts = (ends - [len(v.encode()) for v in values]).astype(np.int32)
-    codes, first = clf_fast._distinct(np.frombuffer(data, dtype=np.uint8), starts, ends, np.arange(len(values)))
+    encoded = [v.encode() for v in values]
+    dictionary = clf_fast.Dictionary(capacity=2)
+    codes, new = [], []
+    bounds = sorted({0, len(values), *(c for c in cuts if c < len(values))})
+    for lo, hi in itertools.pairwise(bounds):
+        part = encoded[lo:hi]
+        ends = np.cumsum([len(v) for v in part]).astype(np.int32)
+        starts = (ends - [len(v) for v in part]).astype(np.int32)
+        got, fresh = dictionary.encode(np.frombuffer(b"".join(part), dtype=np.uint8), starts, ends,
+                                       np.arange(len(part)))
+        codes += got.tolist()
+        new += fresh.to_pylist()
     order = list(dict.fromkeys(values))
-    assert codes.tolist() == [order.index(v) for v in values]
-    assert [values[r] for r in first] == order
+    assert codes == [order.index(v) for v in values]
+    assert new == order

@@ -48,7 +48,6 @@ from typing import TypeVar
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from kit.ingest.core import (
     COMPRESSED_SUFFIXES,
@@ -404,7 +403,7 @@ def _fast_insert_sql(table: str, fmt: LogFormat, sid: int, salt: str, service_of
     route (user rules over the compiled built-in templating), the redaction of the non-ASCII query
     strings the reader left (``query_regex``) and the service are added here (the reader takes no line
     with a host, so the service is the option or the file's); the client hashes come with the chunk
-    (:func:`_with_client_hashes`)."""
+    (:class:`_ClientHashes`)."""
     route = route_sql("path", route_rules, builtin="route") if route_rules else "route"
     return (
         f"INSERT INTO requests ({_REQUEST_COLUMNS}) "
@@ -415,17 +414,26 @@ def _fast_insert_sql(table: str, fmt: LogFormat, sid: int, salt: str, service_of
         f"client_hash, user_agent, {int(sid)} FROM {table}")
 
 
-def _with_client_hashes(con: duckdb.DuckDBPyConnection, chunk, salt: str) -> pa.Table:  # noqa: ANN001
-    """The chunk's table with its ``client_hash`` column: the salted hash of each distinct client address
-    of the chunk (:func:`kit.ingest.routes.client_hash_sql`, once per address, not once per row), taken
-    for every row by its ``client_code``."""
-    name = f"_al_clients_{id(chunk)}"
-    con.register(name, pa.table({"i": pa.array(np.arange(len(chunk.clients))), "c": chunk.clients}))
-    try:
-        hashed = con.sql(f"SELECT {client_hash_sql('c', salt)} AS h FROM {name} ORDER BY i").to_arrow_table()
-    finally:
-        con.unregister(name)
-    return chunk.table.append_column("client_hash", pc.take(hashed["h"], chunk.table["client_code"]))
+class _ClientHashes:
+    """The salted hashes (:func:`kit.ingest.routes.client_hash_sql`) of a file's client addresses, by
+    the reader's client code: each address is hashed once per file, not once per row."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, salt: str, name: str) -> None:
+        self.con, self.salt, self.name = con, salt, name
+        self.hashes = pa.array([], type=pa.string())
+
+    def add_to(self, chunk) -> pa.Table:  # noqa: ANN001 - a clf_fast.ClfChunk (numba imported lazily)
+        """The chunk's table with its ``client_hash`` column (the new addresses hashed first)."""
+        if len(chunk.new_clients):
+            self.con.register(self.name, pa.table({"i": pa.array(np.arange(len(chunk.new_clients))),
+                                                   "c": chunk.new_clients}))
+            try:
+                new = self.con.sql(f"SELECT {client_hash_sql('c', self.salt)}::VARCHAR AS h FROM {self.name} "
+                                   "ORDER BY i").to_arrow_table()["h"]
+            finally:
+                self.con.unregister(self.name)
+            self.hashes = pa.concat_arrays([self.hashes, *new.cast(pa.string()).chunks])
+        return chunk.table.append_column("client_hash", self.hashes.take(chunk.table["client_code"]))
 
 
 def _read_ahead(items: Iterator[T]) -> Iterator[T]:
@@ -450,11 +458,12 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
 
     chunk_table, others = f"_al_chunk_{sid}", f"_al_others_{sid}"
     insert = _fast_insert_sql(chunk_table, fmt, sid, salt, service_of, route_rules)
+    client_hashes = _ClientHashes(con, salt, f"_al_clients_{sid}")
     con.execute(f"CREATE TEMP TABLE {others} (line_no BIGINT, line VARCHAR)")
     try:
         lines = n_others = 0
         for chunk in _read_ahead(clf_fast.read_clf_chunks(path, clf_fast.KIND_BY_FORMAT[fmt.name], skip_lines)):
-            con.register(chunk_table, _with_client_hashes(con, chunk, salt))
+            con.register(chunk_table, client_hashes.add_to(chunk))
             try:
                 con.execute(insert)
             finally:

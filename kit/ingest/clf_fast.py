@@ -281,49 +281,83 @@ def _route(buf: np.ndarray, s: int, e: int, out: np.ndarray, o: int) -> int:
 # ---------------------------------------------------------------------------------------------- clients
 
 @numba.njit(cache=True, nogil=True)
-def _distinct(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dictionary encoding of the byte ranges [starts[r], ends[r]) of the rows ``rows`` (none missing):
-    (code of each row, the row of each code's first occurrence). An open-addressing table keyed by an
-    FNV-1a hash; equal hashes are confirmed byte by byte."""
-    n = rows.shape[0]
-    size = 16
-    while size < 2 * n:
-        size *= 2
-    table = np.full(size, -1, dtype=np.int64)     # slot -> code
-    hashes = np.empty(n, dtype=np.uint64)          # code -> hash
-    first = np.empty(n, dtype=np.int64)            # code -> first row
-    codes = np.empty(n, dtype=np.int32)
-    n_codes = 0
-    for j in range(n):
+def _encode(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: np.ndarray, table: np.ndarray,
+            hashes: np.ndarray, key_at: np.ndarray, keys: np.ndarray,
+            n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Dictionary encoding of the byte ranges [starts[r], ends[r]) of the rows ``rows`` against the
+    dictionary (table, hashes, key_at, keys, n) of the chunks before: an open-addressing table (slot →
+    code, -1 free) keyed by an FNV-1a hash, equal hashes confirmed byte by byte; code c's bytes are
+    keys[key_at[c]:key_at[c + 1]]. A value not seen before gets the next code. Returns (code of each
+    row, and the dictionary, grown where needed)."""
+    m = rows.shape[0]
+    codes = np.empty(m, dtype=np.int64)
+    for j in range(m):
         r = rows[j]
         s, e = starts[r], ends[r]
         h = np.uint64(14695981039346656037)
         for k in range(s, e):
             h = (h ^ np.uint64(buf[k])) * np.uint64(1099511628211)
-        slot = np.int64(h & np.uint64(size - 1))
+        mask = table.shape[0] - 1
+        slot = np.int64(h & np.uint64(mask))
         while True:
             code = table[slot]
             if code < 0:
-                table[slot] = n_codes
-                hashes[n_codes] = h
-                first[n_codes] = r
-                codes[j] = n_codes
-                n_codes += 1
                 break
-            if hashes[code] == h:
-                f = first[code]
-                fs = starts[f]
-                if ends[f] - fs == e - s:
-                    same = True
-                    for k in range(e - s):
-                        if buf[fs + k] != buf[s + k]:
-                            same = False
-                            break
-                    if same:
-                        codes[j] = code
+            if hashes[code] == h and key_at[code + 1] - key_at[code] == e - s:
+                ks = key_at[code]
+                same = True
+                for k in range(e - s):
+                    if keys[ks + k] != buf[s + k]:
+                        same = False
                         break
-            slot = (slot + 1) & (size - 1)
-    return codes, first[:n_codes].copy()
+                if same:
+                    break
+            slot = (slot + 1) & mask
+        if code < 0:                                  # a new value: append it, grow, rehash at half full
+            if n + 1 >= hashes.shape[0]:
+                hashes = np.concatenate((hashes, np.empty_like(hashes)))
+                key_at = np.concatenate((key_at, np.empty_like(key_at)))
+            if key_at[n] + (e - s) > keys.shape[0]:
+                keys = np.concatenate((keys, np.empty(max(keys.shape[0], e - s), dtype=np.uint8)))
+            keys[key_at[n]:key_at[n] + e - s] = buf[s:e]
+            key_at[n + 1] = key_at[n] + e - s
+            hashes[n] = h
+            table[slot] = n
+            code = n
+            n += 1
+            if 2 * n > table.shape[0]:
+                table = np.full(2 * table.shape[0], -1, dtype=np.int64)
+                mask = table.shape[0] - 1
+                for c in range(n):
+                    slot = np.int64(hashes[c] & np.uint64(mask))
+                    while table[slot] >= 0:
+                        slot = (slot + 1) & mask
+                    table[slot] = c
+        codes[j] = code
+    return codes, table, hashes, key_at, keys, n
+
+
+class Dictionary:
+    """The distinct values (client addresses) of a file's chunks so far, each with its code (0, 1, ...
+    in order of first occurrence): a later chunk's rows get the codes of the values seen before."""
+
+    def __init__(self, capacity: int = 1 << 10) -> None:
+        """Room for ``capacity`` values (a power of two; grows as needed)."""
+        self.table = np.full(4 * capacity, -1, dtype=np.int64)
+        self.hashes = np.empty(capacity, dtype=np.uint64)
+        self.key_at = np.zeros(capacity, dtype=np.int64)
+        self.keys = np.empty(16 * capacity, dtype=np.uint8)
+        self.n = 0
+
+    def encode(self, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+               rows: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+        """(codes of the rows' values, the values new in this call as an Arrow string array — their codes
+        follow the earlier ones)."""
+        before = self.n
+        codes, self.table, self.hashes, self.key_at, self.keys, self.n = _encode(
+            buf, starts, ends, rows, self.table, self.hashes, self.key_at, self.keys, before)
+        at = self.key_at[before:self.n + 1]
+        return codes, _string_array(at - at[0], self.keys[at[0]:at[-1]].copy(), None)
 
 
 # ---------------------------------------------------------------------------------------------- queries
@@ -752,23 +786,23 @@ def _float(values: np.ndarray) -> pa.Array:
 class ClfChunk:
     """One chunk of a file: the good lines as an Arrow table (ts, client_code, method, route, path,
     query — redacted unless ``query_regex`` —, query_regex, status, latency_s, upstream_s, bytes_sent,
-    cache_status, user_agent — times in seconds), the chunk's distinct client addresses (``client_code``
-    indexes them: the salted hash is computed once per address), and the other lines as (1-based file
-    line number, raw bytes) for the general path."""
+    cache_status, user_agent — times in seconds), the client addresses first seen in this chunk
+    (``client_code`` numbers the file's distinct addresses in order of first occurrence, so the salted hash
+    is computed once per address and file), and the other lines as (1-based file line number, raw bytes)
+    for the general path."""
 
     table: pa.Table
-    clients: pa.Array
+    new_clients: pa.Array
     others: list[tuple[int, bytes]]
     lines: int
 
 
-def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np.ndarray,
-                 rows: np.ndarray) -> tuple[pa.Table, pa.Array]:
+def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np.ndarray, rows: np.ndarray,
+                 clients: Dictionary) -> tuple[pa.Table, pa.Array]:
     def text(s: int, e: int, upper: bool = False) -> pa.Array:
         return _string_array(*_gather(buf, fields[s], fields[e], rows, upper))
 
-    client_codes, client_rows = _distinct(buf, fields[_CLIENT_S], fields[_CLIENT_E], rows)
-    clients = _string_array(*_gather(buf, fields[_CLIENT_S], fields[_CLIENT_E], client_rows, False))
+    client_codes, new_clients = clients.encode(buf, fields[_CLIENT_S], fields[_CLIENT_E], rows)
     query_offsets, query_data, query_valid, query_raw = _queries(buf, fields, rows, _WORDS, _WORD_AT, _REDACTED)
     table = pa.table({
         "ts": pa.array(wide[_TS, rows], type=pa.timestamp("us", tz="UTC")),
@@ -785,14 +819,14 @@ def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np
         "cache_status": text(_UCS_S, _UCS_E, upper=True),
         "user_agent": text(_UA_S, _UA_E),
     })
-    return table, clients
+    return table, new_clients
 
 
 class NotForFastPath(Exception):
     """The file has carriage returns or a byte order mark, which the general path strips: read it there."""
 
 
-def _parse_chunk(buf: np.ndarray, first_line: int, kind: int) -> ClfChunk:
+def _parse_chunk(buf: np.ndarray, first_line: int, kind: int, clients: Dictionary) -> ClfChunk:
     """Parse the whole lines in ``buf`` (8-byte aligned); the chunk keeps no reference to ``buf``."""
     words = buf[:len(buf) // 8 * 8].view(np.uint64)
     ends, crs = _line_ends(buf, words, max(1, numba.get_num_threads() * 4))
@@ -805,7 +839,7 @@ def _parse_chunk(buf: np.ndarray, first_line: int, kind: int) -> ClfChunk:
         for i in np.flatnonzero(~ok):
             start = int(ends[i - 1]) + 1 if i > 0 else 0
             others.append((first_line + int(i), buf[start:int(ends[i])].tobytes()))
-    return ClfChunk(*_chunk_table(buf, fields, wide, nums, good), others, len(ends))
+    return ClfChunk(*_chunk_table(buf, fields, wide, nums, good, clients), others, len(ends))
 
 
 def _skip_offset(handle: io.BufferedIOBase, skip_lines: int) -> int | None:
@@ -843,6 +877,7 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0,
         if skip_lines:
             handle.seek(start)
         buf = np.empty(chunk_bytes, dtype=np.uint8)
+        clients = Dictionary()
         held = 0                      # bytes of an incomplete line kept at the buffer's start
         line_no = skip_lines + 1
         while True:
@@ -856,7 +891,7 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0,
             if cut == 0:
                 held = total
                 continue
-            chunk = _parse_chunk(buf[:cut], line_no, kind)
+            chunk = _parse_chunk(buf[:cut], line_no, kind, clients)
             line_no += chunk.lines
             held = total - cut
             buf[:held] = buf[cut:total]
@@ -878,4 +913,4 @@ def warm_up() -> None:
     """Compile the reader now (about 15 s once; numba caches the machine code next to this module), so
     that the first ingest is not the one paying for it. ``make install`` calls this."""
     line = b'1.2.3.4 - - [10/Oct/2024:13:55:36 +0000] "GET /a/1?b=2 HTTP/1.1" 200 5 "-" "c" rt=0.1 urt=- ucs=HIT\n'
-    _parse_chunk(np.frombuffer(line * 2, dtype=np.uint8).copy(), 1, KIND_KV)
+    _parse_chunk(np.frombuffer(line * 2, dtype=np.uint8).copy(), 1, KIND_KV, Dictionary())
