@@ -95,7 +95,9 @@ def test_routes_follow_the_documented_rules(tmp_path):
 
 @pytest.mark.parametrize("chunk_bytes", [64, 200, 1000, 1 << 20])
 @pytest.mark.parametrize("skip", [0, 1, 5])
-def test_chunks_keep_every_line_and_its_number(tmp_path, chunk_bytes, skip):
+@pytest.mark.parametrize("first_chunk_bytes", [30, 100, 4 << 20])   # a first chunk shorter than a line, too
+def test_chunks_keep_every_line_and_its_number(tmp_path, monkeypatch, chunk_bytes, skip, first_chunk_bytes):
+    monkeypatch.setattr(clf_fast, "FIRST_CHUNK_BYTES", first_chunk_bytes)
     good = '1.2.3.4 - - [10/Oct/2024:13:55:36 +0200] "GET /a/{} HTTP/1.1" 200 {}'
     lines = [good.format(i, i) if i % 4 else f"bad line {i}" for i in range(1, 40)]
     path = tmp_path / "c.log"

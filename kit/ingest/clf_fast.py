@@ -37,9 +37,11 @@ import pyarrow as pa  # noqa: E402
 from kit.ingest.core import open_measured, reading_progress  # noqa: E402
 from kit.ingest.routes import REDACTED, SECRET_KEY_WORDS  # noqa: E402
 
-__all__ = ["CHUNK_BYTES", "ClfChunk", "NotForFastPath", "read_clf_chunks", "warm_up"]
+__all__ = ["CHUNK_BYTES", "FIRST_CHUNK_BYTES", "ClfChunk", "Dictionary", "NotForFastPath", "read_clf_chunks",
+           "warm_up"]
 
 CHUNK_BYTES = 48 << 20   # bytes of whole lines per chunk: bounds memory (about 5x this at peak)
+FIRST_CHUNK_BYTES = 4 << 20   # the first chunk's: DuckDB waits for it (then stores chunk k while k+1 is parsed)
 
 # rows of the column-major int32 field table F (offsets into the chunk, -1 = missing) and int64 table W
 (_CLIENT_S, _CLIENT_E, _METHOD_S, _METHOD_E, _PATH_S, _PATH_E, _QUERY_S, _QUERY_E, _UA_S, _UA_E,
@@ -282,13 +284,12 @@ def _route(buf: np.ndarray, s: int, e: int, out: np.ndarray, o: int) -> int:
 
 @numba.njit(cache=True, nogil=True)
 def _encode(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: np.ndarray, table: np.ndarray,
-            hashes: np.ndarray, key_at: np.ndarray, keys: np.ndarray,
-            n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+            key_at: np.ndarray, keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Dictionary encoding of the byte ranges [starts[r], ends[r]) of the rows ``rows`` against the
-    dictionary (table, hashes, key_at, keys, n) of the chunks before: an open-addressing table (slot →
-    code, -1 free) keyed by an FNV-1a hash, equal hashes confirmed byte by byte; code c's bytes are
-    keys[key_at[c]:key_at[c + 1]]. A value not seen before gets the next code. Returns (code of each
-    row, and the dictionary, grown where needed)."""
+    dictionary (table, key_at, keys, n) of the chunks before: an open-addressing table whose slot i
+    holds (FNV-1a hash, code + 1; 0 = free) in table[2i], table[2i + 1], equal hashes confirmed byte by
+    byte; code c's bytes are keys[key_at[c]:key_at[c + 1]]. A value not seen before gets the next code.
+    Returns (code of each row, and the dictionary, grown where needed)."""
     m = rows.shape[0]
     codes = np.empty(m, dtype=np.int64)
     for j in range(m):
@@ -297,44 +298,50 @@ def _encode(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: np.ndar
         h = np.uint64(14695981039346656037)
         for k in range(s, e):
             h = (h ^ np.uint64(buf[k])) * np.uint64(1099511628211)
-        mask = table.shape[0] - 1
+        mask = table.shape[0] // 2 - 1
         slot = np.int64(h & np.uint64(mask))
+        code = np.int64(-1)
         while True:
-            code = table[slot]
-            if code < 0:
+            stored = table[2 * slot + 1]
+            if stored == 0:
                 break
-            if hashes[code] == h and key_at[code + 1] - key_at[code] == e - s:
-                ks = key_at[code]
-                same = True
-                for k in range(e - s):
-                    if keys[ks + k] != buf[s + k]:
-                        same = False
+            if table[2 * slot] == h:
+                c = np.int64(stored) - 1
+                ks = key_at[c]
+                if key_at[c + 1] - ks == e - s:
+                    same = True
+                    for k in range(e - s):
+                        if keys[ks + k] != buf[s + k]:
+                            same = False
+                            break
+                    if same:
+                        code = c
                         break
-                if same:
-                    break
             slot = (slot + 1) & mask
         if code < 0:                                  # a new value: append it, grow, rehash at half full
-            if n + 1 >= hashes.shape[0]:
-                hashes = np.concatenate((hashes, np.empty_like(hashes)))
+            if n + 2 > key_at.shape[0]:
                 key_at = np.concatenate((key_at, np.empty_like(key_at)))
             if key_at[n] + (e - s) > keys.shape[0]:
                 keys = np.concatenate((keys, np.empty(max(keys.shape[0], e - s), dtype=np.uint8)))
             keys[key_at[n]:key_at[n] + e - s] = buf[s:e]
             key_at[n + 1] = key_at[n] + e - s
-            hashes[n] = h
-            table[slot] = n
-            code = n
+            table[2 * slot] = h
+            table[2 * slot + 1] = n + 1
+            code = np.int64(n)
             n += 1
-            if 2 * n > table.shape[0]:
-                table = np.full(2 * table.shape[0], -1, dtype=np.int64)
-                mask = table.shape[0] - 1
-                for c in range(n):
-                    slot = np.int64(hashes[c] & np.uint64(mask))
-                    while table[slot] >= 0:
-                        slot = (slot + 1) & mask
-                    table[slot] = c
+            if 4 * n > table.shape[0]:
+                old = table
+                table = np.zeros(2 * old.shape[0], dtype=np.uint64)
+                mask = table.shape[0] // 2 - 1
+                for i in range(old.shape[0] // 2):
+                    if old[2 * i + 1]:
+                        slot = np.int64(old[2 * i] & np.uint64(mask))
+                        while table[2 * slot + 1]:
+                            slot = (slot + 1) & mask
+                        table[2 * slot] = old[2 * i]
+                        table[2 * slot + 1] = old[2 * i + 1]
         codes[j] = code
-    return codes, table, hashes, key_at, keys, n
+    return codes, table, key_at, keys, n
 
 
 class Dictionary:
@@ -343,8 +350,7 @@ class Dictionary:
 
     def __init__(self, capacity: int = 1 << 10) -> None:
         """Room for ``capacity`` values (a power of two; grows as needed)."""
-        self.table = np.full(4 * capacity, -1, dtype=np.int64)
-        self.hashes = np.empty(capacity, dtype=np.uint64)
+        self.table = np.zeros(4 * capacity, dtype=np.uint64)     # 2 * capacity slots of (hash, code + 1)
         self.key_at = np.zeros(capacity, dtype=np.int64)
         self.keys = np.empty(16 * capacity, dtype=np.uint8)
         self.n = 0
@@ -354,8 +360,8 @@ class Dictionary:
         """(codes of the rows' values, the values new in this call as an Arrow string array — their codes
         follow the earlier ones)."""
         before = self.n
-        codes, self.table, self.hashes, self.key_at, self.keys, self.n = _encode(
-            buf, starts, ends, rows, self.table, self.hashes, self.key_at, self.keys, before)
+        codes, self.table, self.key_at, self.keys, self.n = _encode(
+            buf, starts, ends, rows, self.table, self.key_at, self.keys, before)
         at = self.key_at[before:self.n + 1]
         return codes, _string_array(at - at[0], self.keys[at[0]:at[-1]].copy(), None)
 
@@ -880,10 +886,13 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0,
         clients = Dictionary()
         held = 0                      # bytes of an incomplete line kept at the buffer's start
         line_no = skip_lines + 1
+        limit = min(len(buf), FIRST_CHUNK_BYTES)   # a small first chunk: DuckDB starts storing sooner
         while True:
-            if held == len(buf):      # one line longer than the buffer: grow it
-                buf = np.concatenate([buf, np.empty(len(buf), dtype=np.uint8)])
-            got = handle.readinto(buf[held:].data)
+            if held == limit:         # one line longer than the buffer: use all of it, or grow it
+                if limit == len(buf):
+                    buf = np.concatenate([buf, np.empty(len(buf), dtype=np.uint8)])
+                limit = len(buf)
+            got = handle.readinto(buf[held:limit].data)
             total = held + got
             if total == 0:
                 return
@@ -892,6 +901,7 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0,
                 held = total
                 continue
             chunk = _parse_chunk(buf[:cut], line_no, kind, clients)
+            limit = len(buf)
             line_no += chunk.lines
             held = total - cut
             buf[:held] = buf[cut:total]
