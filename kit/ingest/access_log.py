@@ -24,9 +24,9 @@ Two paths give the same rows (tested on the shared logs and with hypothesis):
 - **fast** (common/combined/combined_kv, plain files without carriage returns or a BOM): a compiled
   reader (:mod:`kit.ingest.clf_fast`, numba, parallel over lines) turns each chunk of lines into typed
   Arrow columns, route templates included, while DuckDB stores the previous chunk; one INSERT per chunk
-  redacts query strings and hashes clients. The reader is strict; every line it does not take (blank,
-  malformed, escaped quotes, invalid UTF-8, absolute URIs, exotic values) is kept with its line number
-  and goes through the general path.
+  stores them, hashing only the clients new to the file (the reader redacts ASCII query strings
+  itself). The reader is strict; every line it does not take (blank, malformed, escaped quotes, invalid
+  UTF-8, absolute URIs, exotic values) is kept with its line number and goes through the general path.
 - **general**: every line numbered in a temporary table, then matched by the format's RE2 regex (with a
   split-on-quotes shortcut for the CLF family). Invalid UTF-8 is read with U+FFFD replacements.
 """

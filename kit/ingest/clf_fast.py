@@ -2,9 +2,13 @@
 
 A file is read in chunks of whole lines; a numba kernel (parallel over lines, no Python per line) splits
 each line into its fields, types them (time → UTC microseconds, status, bytes, request times), templates
-the path into its route and copies the text columns into Arrow string buffers. DuckDB then only redacts
-query strings, hashes client addresses, adds the service (the ``--service`` given or the file's name: the
-reader takes no line with a host) and stores the rows.
+the path into its route, redacts the secret values of ASCII query strings (non-ASCII ones are flagged
+for DuckDB's regex, whose case-insensitive match folds letters such as the Kelvin sign), numbers the
+distinct client addresses of the file (so each is hashed once) and copies the text columns into Arrow
+string buffers. DuckDB then only hashes the new client addresses, adds the service (the ``--service``
+given or the file's name: the reader takes no line with a host) and stores the rows. The first chunk is
+small (``FIRST_CHUNK_BYTES``) so that DuckDB starts storing early; then it stores chunk k while the
+reader parses chunk k + 1.
 
 The kernel is deliberately *strict*: it takes a line only when it has exactly the well-formed shape
 
