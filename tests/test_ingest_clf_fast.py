@@ -5,6 +5,7 @@ renumbers a line."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 
 import pyarrow as pa
@@ -94,7 +95,9 @@ def test_routes_follow_the_documented_rules(tmp_path):
 
 @pytest.mark.parametrize("chunk_bytes", [64, 200, 1000, 1 << 20])
 @pytest.mark.parametrize("skip", [0, 1, 5])
-def test_chunks_keep_every_line_and_its_number(tmp_path, chunk_bytes, skip):
+@pytest.mark.parametrize("first_chunk_bytes", [30, 100, 4 << 20])   # a first chunk shorter than a line, too
+def test_chunks_keep_every_line_and_its_number(tmp_path, monkeypatch, chunk_bytes, skip, first_chunk_bytes):
+    monkeypatch.setattr(clf_fast, "FIRST_CHUNK_BYTES", first_chunk_bytes)
     good = '1.2.3.4 - - [10/Oct/2024:13:55:36 +0200] "GET /a/{} HTTP/1.1" 200 {}'
     lines = [good.format(i, i) if i % 4 else f"bad line {i}" for i in range(1, 40)]
     path = tmp_path / "c.log"
@@ -122,3 +125,65 @@ def test_reading_reports_the_fraction_of_the_file_read(tmp_path, suffix):
     assert core._file_progress == []          # removed when the reading ends
     assert len(seen) > 5 and seen == sorted(seen) and 0 < seen[0] < 1
     assert seen[-1] == pytest.approx(1.0)
+
+
+# query strings built from pieces that stress the redaction: secret words in any case and position, the
+# separators, empty keys and values, and non-ASCII letters that RE2's case-insensitive match folds to ASCII
+# (KELVIN SIGN → k, LONG S → s), which the reader leaves to the SQL regex
+query_piece = st.sampled_from(["token", "TOKEN", "Api_Key", "pass", "passwd", "pwd", "jwt", "aUtH", "sig", "x",
+                               "q", "1", "=", "&", "&&", "==", "%3D", "é", "\u212aey", "\u017fession", "-", ".", "ke",
+                               "y", "SECRET", "credential"])
+query_strings = st.lists(query_piece, min_size=1, max_size=8).map("".join)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_compiled_redaction_equals_the_sql_regex(tmp_path_factory, data):
+    """Every query string the reader stores equals what the SQL regex (the general path's redaction, and
+    the reference) makes of the raw query, for each line kind."""
+    import duckdb
+
+    from kit.ingest.routes import redact_query, redact_query_sql
+
+    queries_in = data.draw(st.lists(query_strings, min_size=1, max_size=8))
+    lines = [f'1.2.3.4 - - [10/Oct/2024:13:55:36 +0000] "GET /a?{q} HTTP/1.1" 200 1' for q in queries_in]
+    path = tmp_path_factory.mktemp("redact") / "q.log"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    table, others, _ = _read_all(path, clf_fast.KIND_COMMON)
+    assert others == []
+    con = duckdb.connect()
+    con.register("chunk", table)
+    got = [r[0] for r in con.execute(
+        f"SELECT CASE WHEN query_regex THEN {redact_query_sql('query')} ELSE query END FROM chunk").fetchall()]
+    con.register("raw", pa.table({"q": [q or None for q in queries_in]}))
+    expected = [r[0] for r in con.execute(f"SELECT {redact_query_sql('q')} FROM raw").fetchall()]
+    assert got == expected
+    assert [g for g in got if g is not None] == [redact_query(q) for q in queries_in if q]   # Python's re agrees
+    ascii_only = [q.isascii() for q in queries_in if q]
+    assert table.column("query_regex").to_pylist() == [not a for a in ascii_only]
+
+
+@SETTINGS
+@given(values=st.lists(st.text("ab1.:-\u00e9", min_size=1, max_size=4), min_size=1, max_size=300),
+       cuts=st.lists(st.integers(0, 300), max_size=4))
+def test_client_dictionary_numbers_values_in_order_of_first_occurrence(values, cuts):
+    """Over chunks (``cuts``), codes number the distinct values in order of first occurrence, as a Python
+    dict does, and each chunk hands out exactly the values it saw first; a dictionary made with room for
+    two values grows and rehashes many times on the way."""
+    import numpy as np
+
+    encoded = [v.encode() for v in values]
+    dictionary = clf_fast.Dictionary(capacity=2)
+    codes, new = [], []
+    bounds = sorted({0, len(values), *(c for c in cuts if c < len(values))})
+    for lo, hi in itertools.pairwise(bounds):
+        part = encoded[lo:hi]
+        ends = np.cumsum([len(v) for v in part]).astype(np.int32)
+        starts = (ends - [len(v) for v in part]).astype(np.int32)
+        got, fresh = dictionary.encode(np.frombuffer(b"".join(part), dtype=np.uint8), starts, ends,
+                                       np.arange(len(part)))
+        codes += got.tolist()
+        new += fresh.to_pylist()
+    order = list(dict.fromkeys(values))
+    assert codes == [order.index(v) for v in values]
+    assert new == order

@@ -24,9 +24,9 @@ Two paths give the same rows (tested on the shared logs and with hypothesis):
 - **fast** (common/combined/combined_kv, plain files without carriage returns or a BOM): a compiled
   reader (:mod:`kit.ingest.clf_fast`, numba, parallel over lines) turns each chunk of lines into typed
   Arrow columns, route templates included, while DuckDB stores the previous chunk; one INSERT per chunk
-  redacts query strings and hashes clients. The reader is strict; every line it does not take (blank,
-  malformed, escaped quotes, invalid UTF-8, absolute URIs, exotic values) is kept with its line number
-  and goes through the general path.
+  stores them, hashing only the clients new to the file (the reader redacts ASCII query strings
+  itself). The reader is strict; every line it does not take (blank, malformed, escaped quotes, invalid
+  UTF-8, absolute URIs, exotic values) is kept with its line number and goes through the general path.
 - **general**: every line numbered in a temporary table, then matched by the format's RE2 regex (with a
   split-on-quotes shortcut for the CLF family). Invalid UTF-8 is read with U+FFFD replacements.
 """
@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from kit.ingest.core import (
     COMPRESSED_SUFFIXES,
@@ -404,15 +406,40 @@ def _load_general(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, line
 def _fast_insert_sql(table: str, fmt: LogFormat, sid: int, salt: str, service_of: ServiceSql,
                      route_rules: Sequence[RouteRule]) -> str:
     """SQL moving one chunk table of :func:`kit.ingest.clf_fast.read_clf_chunks` into ``requests``: the
-    route (user rules over the compiled built-in templating), redaction, client hash and service are
-    added here (the reader takes no line with a host, so the service is the option or the file's)."""
+    route (user rules over the compiled built-in templating), the redaction of the non-ASCII query
+    strings the reader left (``query_regex``) and the service are added here (the reader takes no line
+    with a host, so the service is the option or the file's); the client hashes come with the chunk
+    (:class:`_ClientHashes`)."""
     route = route_sql("path", route_rules, builtin="route") if route_rules else "route"
     return (
         f"INSERT INTO requests ({_REQUEST_COLUMNS}) "
         f"SELECT ts, {service_of(None)}, NULL, method, {route}, path, "
-        f"{redact_query_sql('query_raw')}, status, latency_s * {fmt.latency_ms_per_unit!r}, "
+        f"CASE WHEN query_regex THEN {redact_query_sql('query')} ELSE query END, "
+        f"status, latency_s * {fmt.latency_ms_per_unit!r}, "
         f"upstream_s * {fmt.upstream_ms_per_unit!r}, bytes_sent, NULL, cache_status, "
-        f"{client_hash_sql('client', salt)}, user_agent, {int(sid)} FROM {table}")
+        f"client_hash, user_agent, {int(sid)} FROM {table}")
+
+
+class _ClientHashes:
+    """The salted hashes (:func:`kit.ingest.routes.client_hash_sql`) of a file's client addresses, by
+    the reader's client code: each address is hashed once per file, not once per row."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, salt: str, name: str) -> None:
+        self.con, self.salt, self.name = con, salt, name
+        self.hashes = pa.array([], type=pa.string())
+
+    def add_to(self, chunk) -> pa.Table:  # noqa: ANN001 - a clf_fast.ClfChunk (numba imported lazily)
+        """The chunk's table with its ``client_hash`` column (the new addresses hashed first)."""
+        if len(chunk.new_clients):
+            self.con.register(self.name, pa.table({"i": pa.array(np.arange(len(chunk.new_clients))),
+                                                   "c": chunk.new_clients}))
+            try:
+                new = self.con.sql(f"SELECT {client_hash_sql('c', self.salt)}::VARCHAR AS h FROM {self.name} "
+                                   "ORDER BY i").to_arrow_table()["h"]
+            finally:
+                self.con.unregister(self.name)
+            self.hashes = pa.concat_arrays([self.hashes, *new.cast(pa.string()).chunks])
+        return chunk.table.append_column("client_hash", self.hashes.take(chunk.table["client_code"]))
 
 
 def _read_ahead(items: Iterator[T]) -> Iterator[T]:
@@ -437,11 +464,12 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
 
     chunk_table, others = f"_al_chunk_{sid}", f"_al_others_{sid}"
     insert = _fast_insert_sql(chunk_table, fmt, sid, salt, service_of, route_rules)
+    client_hashes = _ClientHashes(con, salt, f"_al_clients_{sid}")
     con.execute(f"CREATE TEMP TABLE {others} (line_no BIGINT, line VARCHAR)")
     try:
         lines = n_others = 0
         for chunk in _read_ahead(clf_fast.read_clf_chunks(path, clf_fast.KIND_BY_FORMAT[fmt.name], skip_lines)):
-            con.register(chunk_table, chunk.table)
+            con.register(chunk_table, client_hashes.add_to(chunk))
             try:
                 con.execute(insert)
             finally:

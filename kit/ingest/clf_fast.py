@@ -2,9 +2,13 @@
 
 A file is read in chunks of whole lines; a numba kernel (parallel over lines, no Python per line) splits
 each line into its fields, types them (time → UTC microseconds, status, bytes, request times), templates
-the path into its route and copies the text columns into Arrow string buffers. DuckDB then only redacts
-query strings, hashes client addresses, adds the service (the ``--service`` given or the file's name: the
-reader takes no line with a host) and stores the rows.
+the path into its route, redacts the secret values of ASCII query strings (non-ASCII ones are flagged
+for DuckDB's regex, whose case-insensitive match folds letters such as the Kelvin sign), numbers the
+distinct client addresses of the file (so each is hashed once) and copies the text columns into Arrow
+string buffers. DuckDB then only hashes the new client addresses, adds the service (the ``--service``
+given or the file's name: the reader takes no line with a host) and stores the rows. The first chunk is
+small (``FIRST_CHUNK_BYTES``) so that DuckDB starts storing early; then it stores chunk k while the
+reader parses chunk k + 1.
 
 The kernel is deliberately *strict*: it takes a line only when it has exactly the well-formed shape
 
@@ -35,10 +39,13 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from kit.ingest.core import open_measured, reading_progress  # noqa: E402
+from kit.ingest.routes import REDACTED, SECRET_KEY_WORDS  # noqa: E402
 
-__all__ = ["CHUNK_BYTES", "ClfChunk", "NotForFastPath", "read_clf_chunks", "warm_up"]
+__all__ = ["CHUNK_BYTES", "FIRST_CHUNK_BYTES", "ClfChunk", "Dictionary", "NotForFastPath", "read_clf_chunks",
+           "warm_up"]
 
 CHUNK_BYTES = 48 << 20   # bytes of whole lines per chunk: bounds memory (about 5x this at peak)
+FIRST_CHUNK_BYTES = 4 << 20   # the first chunk's: DuckDB waits for it (then stores chunk k while k+1 is parsed)
 
 # rows of the column-major int32 field table F (offsets into the chunk, -1 = missing) and int64 table W
 (_CLIENT_S, _CLIENT_E, _METHOD_S, _METHOD_E, _PATH_S, _PATH_E, _QUERY_S, _QUERY_E, _UA_S, _UA_E,
@@ -50,6 +57,12 @@ _POW10 = np.array([10.0 ** k for k in range(16)])   # exact doubles
 _TOKENS = np.frombuffer(b"{id}\0\0{uuid}{hash}", dtype=np.uint8)   # route tokens at 0, 6, 12
 _TOKEN_LEN = np.array([0, 4, 6, 6])
 _KEY_RT, _KEY_URT, _KEY_UCS = (np.frombuffer(k, dtype=np.uint8) for k in (b" rt=", b" urt=", b" ucs="))
+
+# the secret key words (lower case, ASCII), packed, with their start offsets; REDACTED as bytes
+_WORDS = np.frombuffer("".join(SECRET_KEY_WORDS).encode("ascii"), dtype=np.uint8)
+_WORD_AT = np.cumsum([0, *(len(w) for w in SECRET_KEY_WORDS)])
+_REDACTED = np.frombuffer(REDACTED.encode("ascii"), dtype=np.uint8)
+assert all(w == w.lower() and w.isascii() and w.isalpha() for w in SECRET_KEY_WORDS)
 
 KIND_COMMON, KIND_COMBINED, KIND_KV = 0, 1, 2
 KIND_BY_FORMAT = {"common": KIND_COMMON, "combined": KIND_COMBINED, "combined_kv": KIND_KV}
@@ -269,6 +282,175 @@ def _route(buf: np.ndarray, s: int, e: int, out: np.ndarray, o: int) -> int:
         length += 1
         seg = end + 1
     return length
+
+
+# ---------------------------------------------------------------------------------------------- clients
+
+@numba.njit(cache=True, nogil=True)
+def _encode(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: np.ndarray, table: np.ndarray,
+            key_at: np.ndarray, keys: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Dictionary encoding of the byte ranges [starts[r], ends[r]) of the rows ``rows`` against the
+    dictionary (table, key_at, keys, n) of the chunks before: an open-addressing table whose slot i
+    holds (FNV-1a hash, code + 1; 0 = free) in table[2i], table[2i + 1], equal hashes confirmed byte by
+    byte; code c's bytes are keys[key_at[c]:key_at[c + 1]]. A value not seen before gets the next code.
+    Returns (code of each row, and the dictionary, grown where needed)."""
+    m = rows.shape[0]
+    codes = np.empty(m, dtype=np.int64)
+    for j in range(m):
+        r = rows[j]
+        s, e = starts[r], ends[r]
+        h = np.uint64(14695981039346656037)
+        for k in range(s, e):
+            h = (h ^ np.uint64(buf[k])) * np.uint64(1099511628211)
+        mask = table.shape[0] // 2 - 1
+        slot = np.int64(h & np.uint64(mask))
+        code = np.int64(-1)
+        while True:
+            stored = table[2 * slot + 1]
+            if stored == 0:
+                break
+            if table[2 * slot] == h:
+                c = np.int64(stored) - 1
+                ks = key_at[c]
+                if key_at[c + 1] - ks == e - s:
+                    same = True
+                    for k in range(e - s):
+                        if keys[ks + k] != buf[s + k]:
+                            same = False
+                            break
+                    if same:
+                        code = c
+                        break
+            slot = (slot + 1) & mask
+        if code < 0:                                  # a new value: append it, grow, rehash at half full
+            if n + 2 > key_at.shape[0]:
+                key_at = np.concatenate((key_at, np.empty_like(key_at)))
+            if key_at[n] + (e - s) > keys.shape[0]:
+                keys = np.concatenate((keys, np.empty(max(keys.shape[0], e - s), dtype=np.uint8)))
+            keys[key_at[n]:key_at[n] + e - s] = buf[s:e]
+            key_at[n + 1] = key_at[n] + e - s
+            table[2 * slot] = h
+            table[2 * slot + 1] = n + 1
+            code = np.int64(n)
+            n += 1
+            if 4 * n > table.shape[0]:
+                old = table
+                table = np.zeros(2 * old.shape[0], dtype=np.uint64)
+                mask = table.shape[0] // 2 - 1
+                for i in range(old.shape[0] // 2):
+                    if old[2 * i + 1]:
+                        slot = np.int64(old[2 * i] & np.uint64(mask))
+                        while table[2 * slot + 1]:
+                            slot = (slot + 1) & mask
+                        table[2 * slot] = old[2 * i]
+                        table[2 * slot + 1] = old[2 * i + 1]
+        codes[j] = code
+    return codes, table, key_at, keys, n
+
+
+class Dictionary:
+    """The distinct values (client addresses) of a file's chunks so far, each with its code (0, 1, ...
+    in order of first occurrence): a later chunk's rows get the codes of the values seen before."""
+
+    def __init__(self, capacity: int = 1 << 10) -> None:
+        """Room for ``capacity`` values (a power of two; grows as needed)."""
+        self.table = np.zeros(4 * capacity, dtype=np.uint64)     # 2 * capacity slots of (hash, code + 1)
+        self.key_at = np.zeros(capacity, dtype=np.int64)
+        self.keys = np.empty(16 * capacity, dtype=np.uint8)
+        self.n = 0
+
+    def encode(self, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+               rows: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+        """(codes of the rows' values, the values new in this call as an Arrow string array — their codes
+        follow the earlier ones)."""
+        before = self.n
+        codes, self.table, self.key_at, self.keys, self.n = _encode(
+            buf, starts, ends, rows, self.table, self.key_at, self.keys, before)
+        at = self.key_at[before:self.n + 1]
+        return codes, _string_array(at - at[0], self.keys[at[0]:at[-1]].copy(), None)
+
+
+# ---------------------------------------------------------------------------------------------- queries
+
+@numba.njit(cache=True)
+def _secret_key(buf: np.ndarray, s: int, e: int, words: np.ndarray, word_at: np.ndarray) -> bool:
+    """The ASCII key buf[s:e] contains a secret key word, ASCII letters compared case-insensitively."""
+    for w in range(word_at.shape[0] - 1):
+        w0 = word_at[w]
+        n = word_at[w + 1] - w0
+        for i in range(s, e - n + 1):
+            k = 0
+            while k < n and (buf[i + k] | 32) == words[w0 + k]:   # words are lower-case letters
+                k += 1
+            if k == n:
+                return True
+    return False
+
+
+@numba.njit(cache=True)
+def _redact(buf: np.ndarray, s: int, e: int, out: np.ndarray, o: int, write: bool, words: np.ndarray,
+            word_at: np.ndarray, redacted: np.ndarray) -> int:
+    """The query string buf[s:e] (ASCII) with the value of each ``&``-separated ``key=value`` whose key
+    holds a secret key word replaced by REDACTED — what :func:`kit.ingest.routes.redact_query_sql`'s
+    regex does; written to out[o:] when ``write``. Returns its length."""
+    length = 0
+    i = s
+    while True:
+        end = i
+        eq = -1
+        while end < e and buf[end] != 38:
+            if buf[end] == 61 and eq < 0:
+                eq = end
+            end += 1
+        if eq >= 0 and _secret_key(buf, i, eq, words, word_at):
+            if write:
+                out[o + length:o + length + eq + 1 - i] = buf[i:eq + 1]
+                out[o + length + eq + 1 - i:o + length + eq + 1 - i + redacted.shape[0]] = redacted
+            length += eq + 1 - i + redacted.shape[0]
+        else:
+            if write:
+                out[o + length:o + length + end - i] = buf[i:end]
+            length += end - i
+        if end >= e:
+            return length
+        if write:
+            out[o + length] = 38
+        length += 1
+        i = end + 1
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _queries(buf: np.ndarray, fields: np.ndarray, rows: np.ndarray, words: np.ndarray, word_at: np.ndarray,
+             redacted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Arrow string (offsets, data, validity) of the rows' query strings, redacted when ASCII, and a flag
+    per row: True = not ASCII, kept as it is for the SQL regex (whose case-insensitive match also folds
+    non-ASCII letters such as the Kelvin sign to k)."""
+    n = rows.shape[0]
+    lengths = np.empty(n, dtype=np.int64)
+    valid = np.empty(n, dtype=np.bool_)
+    raw = np.zeros(n, dtype=np.bool_)
+    for j in numba.prange(n):
+        r = rows[j]
+        s, e = fields[_QUERY_S, r], fields[_QUERY_E, r]
+        valid[j] = s >= 0
+        lengths[j] = 0
+        if s >= 0:
+            hi = 0
+            for k in range(s, e):    # branch-free: vectorized
+                hi = max(hi, buf[k])
+            raw[j] = hi >= 128
+            lengths[j] = e - s if raw[j] else _redact(buf, s, e, buf, 0, False, words, word_at, redacted)
+    offsets = _offsets(lengths)
+    data = np.empty(offsets[n], dtype=np.uint8)
+    for j in numba.prange(n):
+        r = rows[j]
+        s, e = fields[_QUERY_S, r], fields[_QUERY_E, r]
+        if s >= 0:
+            if raw[j]:
+                data[offsets[j]:offsets[j + 1]] = buf[s:e]
+            else:
+                _redact(buf, s, e, data, offsets[j], True, words, word_at, redacted)
+    return offsets, data, valid, raw
 
 
 # ---------------------------------------------------------------------------------------------- lines
@@ -612,27 +794,34 @@ def _float(values: np.ndarray) -> pa.Array:
 
 @dataclass
 class ClfChunk:
-    """One chunk of a file: the good lines as an Arrow table (ts, client, method, route, path, query_raw,
-    status, latency_s, upstream_s, bytes_sent, cache_status, user_agent — times in seconds), and the
-    other lines as (1-based file line number, raw bytes) for the general path."""
+    """One chunk of a file: the good lines as an Arrow table (ts, client_code, method, route, path,
+    query — redacted unless ``query_regex`` —, query_regex, status, latency_s, upstream_s, bytes_sent,
+    cache_status, user_agent — times in seconds), the client addresses first seen in this chunk
+    (``client_code`` numbers the file's distinct addresses in order of first occurrence, so the salted hash
+    is computed once per address and file), and the other lines as (1-based file line number, raw bytes)
+    for the general path."""
 
     table: pa.Table
+    new_clients: pa.Array
     others: list[tuple[int, bytes]]
     lines: int
 
 
-def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np.ndarray,
-                 rows: np.ndarray) -> pa.Table:
+def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np.ndarray, rows: np.ndarray,
+                 clients: Dictionary) -> tuple[pa.Table, pa.Array]:
     def text(s: int, e: int, upper: bool = False) -> pa.Array:
         return _string_array(*_gather(buf, fields[s], fields[e], rows, upper))
 
-    return pa.table({
+    client_codes, new_clients = clients.encode(buf, fields[_CLIENT_S], fields[_CLIENT_E], rows)
+    query_offsets, query_data, query_valid, query_raw = _queries(buf, fields, rows, _WORDS, _WORD_AT, _REDACTED)
+    table = pa.table({
         "ts": pa.array(wide[_TS, rows], type=pa.timestamp("us", tz="UTC")),
-        "client": text(_CLIENT_S, _CLIENT_E),
+        "client_code": pa.array(client_codes),
         "method": text(_METHOD_S, _METHOD_E),
         "route": _string_array(*_routes(buf, fields, rows), None),
         "path": text(_PATH_S, _PATH_E),
-        "query_raw": text(_QUERY_S, _QUERY_E),
+        "query": _string_array(query_offsets, query_data, query_valid),
+        "query_regex": pa.array(query_raw),
         "status": pa.array(fields[_STATUS, rows].astype(np.int16)),
         "latency_s": _float(nums[0, rows]),
         "upstream_s": _float(nums[1, rows]),
@@ -640,13 +829,14 @@ def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np
         "cache_status": text(_UCS_S, _UCS_E, upper=True),
         "user_agent": text(_UA_S, _UA_E),
     })
+    return table, new_clients
 
 
 class NotForFastPath(Exception):
     """The file has carriage returns or a byte order mark, which the general path strips: read it there."""
 
 
-def _parse_chunk(buf: np.ndarray, first_line: int, kind: int) -> ClfChunk:
+def _parse_chunk(buf: np.ndarray, first_line: int, kind: int, clients: Dictionary) -> ClfChunk:
     """Parse the whole lines in ``buf`` (8-byte aligned); the chunk keeps no reference to ``buf``."""
     words = buf[:len(buf) // 8 * 8].view(np.uint64)
     ends, crs = _line_ends(buf, words, max(1, numba.get_num_threads() * 4))
@@ -659,7 +849,7 @@ def _parse_chunk(buf: np.ndarray, first_line: int, kind: int) -> ClfChunk:
         for i in np.flatnonzero(~ok):
             start = int(ends[i - 1]) + 1 if i > 0 else 0
             others.append((first_line + int(i), buf[start:int(ends[i])].tobytes()))
-    return ClfChunk(_chunk_table(buf, fields, wide, nums, good), others, len(ends))
+    return ClfChunk(*_chunk_table(buf, fields, wide, nums, good, clients), others, len(ends))
 
 
 def _skip_offset(handle: io.BufferedIOBase, skip_lines: int) -> int | None:
@@ -697,12 +887,16 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0,
         if skip_lines:
             handle.seek(start)
         buf = np.empty(chunk_bytes, dtype=np.uint8)
+        clients = Dictionary()
         held = 0                      # bytes of an incomplete line kept at the buffer's start
         line_no = skip_lines + 1
+        limit = min(len(buf), FIRST_CHUNK_BYTES)   # a small first chunk: DuckDB starts storing sooner
         while True:
-            if held == len(buf):      # one line longer than the buffer: grow it
-                buf = np.concatenate([buf, np.empty(len(buf), dtype=np.uint8)])
-            got = handle.readinto(buf[held:].data)
+            if held == limit:         # one line longer than the buffer: use all of it, or grow it
+                if limit == len(buf):
+                    buf = np.concatenate([buf, np.empty(len(buf), dtype=np.uint8)])
+                limit = len(buf)
+            got = handle.readinto(buf[held:limit].data)
             total = held + got
             if total == 0:
                 return
@@ -710,7 +904,8 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0,
             if cut == 0:
                 held = total
                 continue
-            chunk = _parse_chunk(buf[:cut], line_no, kind)
+            chunk = _parse_chunk(buf[:cut], line_no, kind, clients)
+            limit = len(buf)
             line_no += chunk.lines
             held = total - cut
             buf[:held] = buf[cut:total]
@@ -732,4 +927,4 @@ def warm_up() -> None:
     """Compile the reader now (about 15 s once; numba caches the machine code next to this module), so
     that the first ingest is not the one paying for it. ``make install`` calls this."""
     line = b'1.2.3.4 - - [10/Oct/2024:13:55:36 +0000] "GET /a/1?b=2 HTTP/1.1" 200 5 "-" "c" rt=0.1 urt=- ucs=HIT\n'
-    _parse_chunk(np.frombuffer(line * 2, dtype=np.uint8).copy(), 1, KIND_KV)
+    _parse_chunk(np.frombuffer(line * 2, dtype=np.uint8).copy(), 1, KIND_KV, Dictionary())
