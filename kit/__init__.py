@@ -15,6 +15,7 @@ is a bug and keeps its traceback)::
      ├── SloSpecError (ValueError)               An SLO spec file is invalid
      ├── WarehouseError (RuntimeError)           A warehouse cannot be opened or used
      │    └── WarehouseLockedError               Another process holds the warehouse open for writing
+     ├── EngineError (RuntimeError)              The analysis engine cannot run
      └── NotebookFailed (RuntimeError)           A notebook raised during a run
 """
 

@@ -18,6 +18,7 @@ __all__ = [
     "DataError",
     "IngestError",
     "InputNotFoundError",
+    "EngineError",
     "NotebookFailed",
     "ParameterError",
     "PerfkitError",
@@ -87,6 +88,10 @@ class WarehouseError(PerfkitError, RuntimeError):
 
 class WarehouseLockedError(WarehouseError):
     """Another process holds the warehouse open for writing."""
+
+
+class EngineError(PerfkitError, RuntimeError):
+    """The analysis engine cannot run: pyspark or Java missing, or the warehouse is not one it reads."""
 
 
 class NotebookFailed(PerfkitError, RuntimeError):

@@ -98,7 +98,7 @@ import pandas as pd
 import sqlglot
 from sqlglot import exp
 
-from kit.errors import ParameterError, PerfkitError
+from kit.errors import EngineError, ParameterError
 from kit.parquet_warehouse import MARKER, committed_files, is_parquet_warehouse
 
 __all__ = ["ENGINES", "LARGE_TABLES", "RANK_ERROR", "SPARK_ACCURACY", "DuckDBEngine", "Engine",
@@ -111,10 +111,6 @@ SPARK_ACCURACY = 10_000  # percentile_approx's accuracy A: rank error at most n 
 # The rank error (share of n) each engine's approx_quantile is held to: Spark's declared 1/A; DuckDB's
 # t-digest declares none, 1 % is what its default compression keeps on latency-like data (tested).
 RANK_ERROR = {"spark": 1 / SPARK_ACCURACY, "duckdb": 0.01}
-
-
-class EngineError(PerfkitError):
-    """The engine cannot run: pyspark or Java missing, or the warehouse is not one it can read."""
 
 
 @runtime_checkable
