@@ -231,8 +231,9 @@ def main() -> int:
         gib = 2**30
         print(f"requests: {rows:,} rows")
         print(f"on disk : DuckDB file {sizes['duckdb_file'] / gib:.3f} GiB; Parquet warehouse "
-              f"{sizes['parquet_warehouse'] / gib:.3f} GiB, of which requests {sizes['parquet_requests'] / gib:.3f} GiB "
-              f"in {sizes['parquet_requests_files']} files = {sizes['parquet_requests'] / rows:.1f} bytes/request")
+              f"{sizes['parquet_warehouse'] / gib:.3f} GiB, of which requests "
+              f"{sizes['parquet_requests'] / gib:.3f} GiB in {sizes['parquet_requests_files']} files = "
+              f"{sizes['parquet_requests'] / rows:.1f} bytes/request")
 
         results: dict[str, dict] = {}
         for pair in args.pairs:
