@@ -45,11 +45,12 @@ lint: $(STAMP) ## ruff and mypy
 lab: $(STAMP) $(DB) ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
-bench: $(STAMP) ## benchmarks: demo build and full run, ingest, KPIs, cache simulation, findings, optimizations (ratios vs baselines)
+bench: $(STAMP) ## benchmarks: demo build and full run, ingest, KPIs, cache simulation, findings, optimizations, engines (ratios vs baselines)
 	@$(PYTHON) tests/system_deps.py --install --for bench
 	$(BIN)/python benchmarks/bench_run.py
 	@for b in benchmarks/bench_ingest.py benchmarks/bench_db_ingest.py benchmarks/bench_kpis.py \
-	  benchmarks/bench_cache.py benchmarks/bench_findings.py benchmarks/bench_optimizations.py; do \
+	  benchmarks/bench_cache.py benchmarks/bench_findings.py benchmarks/bench_optimizations.py \
+	  benchmarks/bench_engines.py; do \
 	  if test -f $$b; then $(BIN)/python $$b || exit 1; fi; done
 
 clean: ## remove outputs and the demo warehouse (keeps .venv)
