@@ -191,6 +191,29 @@ def _groups_cte(window: Window) -> str:
             f"FROM requests WHERE {window.sql()} AND path IS NOT NULL GROUP BY ALL), {_GR}")
 
 
+_RAW_COLS = "service, route, method, status, path, query, content_type, cache_status"
+
+
+def _groups_build_sql(window: Window) -> str:
+    """The rows of ``g`` (:func:`_groups_cte`) in two stages, the same rows and (integer) sums: the requests
+    grouped by the 64-bit hash of their raw columns with the ``rowid`` of one request per group (one
+    integer key to compare per request instead of eight columns, most of them text), the columns then read
+    from that request; then those groups grouped by the values ``g`` derives (``coalesce(route, path)``,
+    ``upper(coalesce(method, 'GET'))``, ``coalesce(status, 200)``), computed once per group. Two distinct
+    column tuples sharing a hash would be merged (odds about groups² / 2⁶⁵; the trace's join assumes the
+    same). Needs ``requests`` to be a table (a view has no ``rowid``: :func:`analyse_cdn` falls back to
+    ``g``'s own SQL)."""
+    return f"""WITH hg AS (SELECT hash({_RAW_COLS}) AS h, min(rowid) AS rid, count(*) AS n,
+    sum(coalesce(bytes_sent, 0)) AS bytes, sum(greatest(coalesce(bytes_sent, 0), 1)) AS bytes1
+  FROM requests WHERE {window.sql()} AND path IS NOT NULL GROUP BY h),
+x AS (SELECT q.service, q.route, q.method, q.status, q.path, q.query, q.content_type, q.cache_status, hg.n, hg.bytes,
+             hg.bytes1 FROM requests q JOIN hg ON q.rowid = hg.rid)
+SELECT service, coalesce(route, path) AS route, upper(coalesce(method, 'GET')) AS method,
+       coalesce(status, 200) AS status, path, query, content_type, cache_status, sum(n)::BIGINT AS n,
+       sum(bytes) AS bytes, sum(bytes1) AS bytes1
+FROM x GROUP BY ALL"""
+
+
 _GR = (f"gr AS (SELECT *, hash(service, route, method, status, path, query, content_type, cache_status) AS h, "
        f"{outcome_sql()} AS outcome, {CLASS_SQL} AS cls, {RAW_KEY_SQL} AS raw_key, "
        f"{SORTED_KEY_SQL} AS sorted_key, {NORMALIZED_KEY_SQL} AS norm_key FROM g)")
@@ -306,7 +329,10 @@ def analyse_cdn(con: duckdb.DuckDBPyConnection, window: Window, *, cache: dict[s
     # the window, only its distinct (route, path, query, type, status, cache status) combinations.
     table = f"cdn_groups_{abs(hash((window.start, window.end))) % 10**8}"
     shown = _groups_cte(window)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS WITH {shown.split(', ' + _GR)[0]} SELECT * FROM g")
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_groups_build_sql(window)}")
+    except duckdb.BinderException:   # requests is a view (no rowid): group the requests by the columns
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS WITH {shown.split(', ' + _GR)[0]} SELECT * FROM g")
     groups = f"g AS (SELECT * FROM {table}), {_GR}"
     try:
         found = _analyse(con, window, cache, top_routes, _base_cte(window), groups, sql, t_all, timings)
