@@ -260,3 +260,19 @@ def test_grouped_requests_match_a_python_group_by_and_the_view_fallback(con):
     view = to_jsonable(analyse_cdn(con, w))
     for name in ("totals", "status_counts", "by_class", "by_route", "fragmentation", "parameters", "replay"):
         assert view[name] == table[name], name
+
+
+def test_sampled_trace_filtered_by_a_path_list_matches_the_subquery(con, monkeypatch):
+    """Above REPLAY_MAX_REQUESTS the trace fetches only the sampled keys' requests, their paths filtering the
+    scan: as a list of constants (up to TRACE_PATH_LIST paths) or the subquery; the replay and the TTL study
+    are the same either way."""
+    from kit.analysis import cdn
+
+    insert(con, _planted(seed=11, n=4000))
+    w = window_of(con)
+    monkeypatch.setattr(cdn, "REPLAY_MAX_REQUESTS", 1000)
+    listed = to_jsonable(analyse_cdn(con, w))
+    monkeypatch.setattr(cdn, "TRACE_PATH_LIST", 0)
+    joined = to_jsonable(analyse_cdn(con, w))
+    assert 0 < listed["replay"]["sample_rate"] < 1 and listed["replay"]["scenarios"]
+    assert listed["replay"] == joined["replay"] and listed["ttl"] == joined["ttl"]

@@ -95,6 +95,7 @@ TRACKING_PARAMS = r"^(utm_[a-z0-9_]*|gclid|gclsrc|dclid|gbraid|wbraid|fbclid|msc
 CACHE_BUSTER_PARAMS = r"^(v|ver|version|_|cb|cachebust|cache_bust|nocache|rnd|rand|t|ts|timestamp|hash|rev)$"
 PERSONAL_ROUTE = r"(account|cart|checkout|login|logout|session|auth|token|user|order|wishlist|admin|profile|basket)"
 REPLAY_MAX_REQUESTS = 2_000_000   # above this the replay samples keys spatially
+TRACE_PATH_LIST = 2000            # a sampled trace's paths up to this many filter its scan as constants
 VARY_BASELINE_H = 24              # hours on each side of a Vary event taken as its baseline
 STANDARD_TTLS_S = (300, 3600, 86_400, 604_800, 2_592_000, 31_536_000)
 IMMUTABLE_TTL_S = 31_536_000      # versioned static assets: one year, immutable
@@ -735,13 +736,20 @@ FROM gr WHERE {where} GROUP BY ALL""").df()
         con.register("cdn_kept_raw", pd.DataFrame({"h": kept[0]}))
         con.register("cdn_kept_norm", pd.DataFrame({"h": kept[1]}))
         kept_sql = "(h_raw IN (SELECT h FROM cdn_kept_raw) OR h_norm IN (SELECT h FROM cdn_kept_norm))"
-    # sampled: the kept keys' paths filter the scan before the hash is computed (a few per cent of it)
-    paths = " AND path IN (SELECT DISTINCT path FROM m)" if kept_sql != "TRUE" else ""
-    fetch = f"""WITH {groups}, m AS (
+    head = f"""WITH {groups}, m AS (
   SELECT * FROM (SELECT h, path, hash(raw_key) AS h_raw, hash(norm_key) AS h_norm,
                         list_position([{names}], cls)::UTINYINT AS cls_code, outcome = 'bypass' AS extra,
                         outcome = 'miss' AS miss, coalesce(upper(cache_status) = 'EXPIRED', false) AS expired
-                 FROM gr WHERE {where}) WHERE {kept_sql})
+                 FROM gr WHERE {where}) WHERE {kept_sql})"""
+    # sampled: the kept keys' paths filter the scan before the hash is computed (a few per cent of it); up to
+    # TRACE_PATH_LIST paths as a list of constants (about a fifth less CPU than the semi-join on the subquery)
+    paths = " AND path IN (SELECT DISTINCT path FROM m)" if kept_sql != "TRUE" else ""
+    if paths:
+        kept_paths = [p for (p,) in con.execute(f"{head}\nSELECT DISTINCT path FROM m ORDER BY path").fetchall()]
+        if len(kept_paths) <= TRACE_PATH_LIST:
+            paths = " AND path IN (" + (", ".join("'" + str(p).replace("'", "''") + "'" for p in kept_paths)
+                                        or "NULL") + ")"
+    fetch = f"""{head}
 SELECT epoch(q.ts) AS t, m.h_raw, m.h_norm, coalesce(q.bytes_sent, 0) AS sz, m.cls_code, m.extra, m.miss, m.expired
 FROM (SELECT ts, bytes_sent, {_GROUP_KEY} AS h FROM requests WHERE {window.sql()} AND path IS NOT NULL{paths}) q
 JOIN m USING (h)"""
