@@ -31,12 +31,14 @@ Method.
   last filled is within the proposed TTL (unbounded cache).
 - **Cost**. One scan groups the window's requests by the columns outcome, class and keys derive from
   (route, method, status, path, query, content type, cache status); ratios, audits, key counts and the
-  replay's totals come from those groups. Single requests are read only where order or identity matters:
-  the replay's trace (joined to its group by a 64-bit hash; above :data:`REPLAY_MAX_REQUESTS` lookups only
-  the sampled keys' requests are fetched), the Vary periods, and distinct clients per key (when the
-  window holds two clients at all). Reuse intervals and the TTL gains are computed on the replay's trace:
-  exact up to :data:`REPLAY_MAX_REQUESTS` lookups, above it an estimate from the sampled keys (counts
-  scaled by 1/R; ``ttl.reuse_sample_rate`` says R), while lookups and EXPIRED counts stay exact.
+  replay's totals come from those groups (on a table, grouped by the 64-bit hash of the raw columns and
+  one row's values read per group; a view is grouped by the columns). Single requests are read only where
+  order or identity matters: the replay's trace (joined to its group by a 64-bit hash; above
+  :data:`REPLAY_MAX_REQUESTS` lookups only the sampled keys' requests are fetched), the Vary periods, and
+  distinct clients per key (when the window holds two clients at all). Reuse intervals and the TTL gains
+  are computed on the replay's trace: exact up to :data:`REPLAY_MAX_REQUESTS` lookups, above it an
+  estimate from the sampled keys (counts scaled by 1/R; ``ttl.reuse_sample_rate`` says R), while lookups
+  and EXPIRED counts stay exact.
 
 Limits: the replay knows neither cookies nor ``Vary``, so the Vary fix is measured from the log (event vs
 baseline), not replayed; per-class numbers of a bounded replay run each class alone in the full capacity
