@@ -228,3 +228,51 @@ def test_ttl_evidence_names_only_the_ttls_config_events_state() -> None:
     assert found.evidence.endswith("; TTL stated by config events: 86400 s (TTL raised)")
     none_stated = _ttl_opportunity(rows.iloc[1:], 31_536_000, True, sql, "all bytes served", lambda b: b / 1e6)
     assert "TTL stated" not in none_stated.evidence and "nan" not in none_stated.evidence
+
+
+def test_grouped_requests_match_a_python_group_by_and_the_view_fallback(con):
+    """The rowid-based build of the grouped requests (kit.analysis.cdn._groups_build_sql) gives the groups a
+    Python group-by of the rows gives (NULL route, method and status, mixed-case methods merged as ``g``
+    derives them); on a view (no rowid) the study falls back to grouping by the columns, same result."""
+    from collections import Counter
+
+    from kit.analysis.cdn import _groups_build_sql
+
+    rows = _planted(seed=3, n=1500)
+    rng = random.Random(4)
+    rows = [(r[0], r[1], rng.choice(["GET", "get", None, "HEAD"]), rng.choice([r[3], None]), *r[4:6],
+             rng.choice([200, None, 304]), *r[7:]) for r in rows]
+    insert(con, rows)
+    w = window_of(con)
+    want: Counter = Counter()
+    sizes: Counter = Counter()
+    for r in rows:
+        key = (r[1], r[3] or r[4], (r[2] or "GET").upper(), r[6] or 200, r[4], r[5], r[8], r[9])
+        want[key] += 1
+        sizes[key] += r[7]
+    got = con.execute(_groups_build_sql(w)).fetchall()
+    assert {tuple(g[:8]): (g[8], g[9]) for g in got} == {k: (want[k], sizes[k]) for k in want}
+    assert len(got) == len(want)
+    table = to_jsonable(analyse_cdn(con, w))
+    con.execute("CREATE TABLE requests_t AS SELECT * FROM requests")
+    con.execute("DROP TABLE requests")
+    con.execute("CREATE VIEW requests AS SELECT * FROM requests_t")
+    view = to_jsonable(analyse_cdn(con, w))
+    for name in ("totals", "status_counts", "by_class", "by_route", "fragmentation", "parameters", "replay"):
+        assert view[name] == table[name], name
+
+
+def test_sampled_trace_filtered_by_a_path_list_matches_the_subquery(con, monkeypatch):
+    """Above REPLAY_MAX_REQUESTS the trace fetches only the sampled keys' requests, their paths filtering the
+    scan: as a list of constants (up to TRACE_PATH_LIST paths) or the subquery; the replay and the TTL study
+    are the same either way."""
+    from kit.analysis import cdn
+
+    insert(con, _planted(seed=11, n=4000))
+    w = window_of(con)
+    monkeypatch.setattr(cdn, "REPLAY_MAX_REQUESTS", 1000)
+    listed = to_jsonable(analyse_cdn(con, w))
+    monkeypatch.setattr(cdn, "TRACE_PATH_LIST", 0)
+    joined = to_jsonable(analyse_cdn(con, w))
+    assert 0 < listed["replay"]["sample_rate"] < 1 and listed["replay"]["scenarios"]
+    assert listed["replay"] == joined["replay"] and listed["ttl"] == joined["ttl"]
