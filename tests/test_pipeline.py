@@ -5,6 +5,7 @@ headless Chromium to check that a chart is really drawn."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import subprocess
@@ -123,7 +124,10 @@ def test_documents_are_byte_identical_when_re_exported(finished_run: Path, small
     result = perfkit("run", "--db", str(small_demo), "--out", str(finished_run), "--only", "90", "--quiet")
     assert result.returncode == 0, result.stderr
     after = {n: (finished_run / "strategy" / n).read_bytes() for n in DOCUMENTS}
-    assert before == after
+    changed = {n: "".join(difflib.unified_diff(before[n].decode().splitlines(True), after[n].decode().splitlines(True),
+                                               "first export", "re-export", n=1))[:3000]
+               for n in DOCUMENTS if before[n] != after[n]}
+    assert not changed, changed
 
 
 def test_failing_notebook_stops_the_run_and_keeps_previous_outputs(finished_run: Path, small_demo: Path,
