@@ -355,7 +355,7 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, cache: dict[str, An
     t0 = time.perf_counter()
     sql["status_counts"] = (f"WITH {groups} SELECT upper(cache_status) AS cache_status, outcome, "
                             f"sum(n)::BIGINT AS requests, sum(bytes) AS bytes FROM gr GROUP BY ALL "
-                            f"ORDER BY requests DESC")
+                            f"ORDER BY requests DESC, cache_status NULLS LAST, outcome")
     status_counts = _rows(con, sql["status_counts"])
     logged = int(status_counts.loc[status_counts["outcome"] != "none", "requests"].sum()) if len(status_counts) else 0
     if logged == 0:
@@ -370,12 +370,12 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, cache: dict[str, An
     totals = {k: (_f(v) if isinstance(v, float) else (int(v) if v is not None else None))
               for k, v in _rows(con, sql["totals"]).iloc[0].items()}
     sql["by_class"] = (f"WITH {groups}, t AS (SELECT cls AS content_class, {_RATIO_COLS_G} FROM gr GROUP BY cls) "
-                       f"SELECT *, {_RATIOS} FROM t ORDER BY bytes DESC")
+                       f"SELECT *, {_RATIOS} FROM t ORDER BY bytes DESC, content_class")
     by_class = _rows(con, sql["by_class"])
     sql["by_route"] = (f"WITH {groups}, m AS ({_MODE_CLS}), t AS (SELECT service, route, "
                        f"any_value(m.content_class) AS content_class, {_RATIO_COLS_G} FROM gr JOIN m USING (service, "
-                       f"route) GROUP BY service, route) SELECT *, {_RATIOS} FROM t ORDER BY bytes DESC "
-                       f"LIMIT {int(top_routes)}")
+                       f"route) GROUP BY service, route) SELECT *, {_RATIOS} FROM t "
+                       f"ORDER BY bytes DESC, service, route LIMIT {int(top_routes)}")
     by_route = _rows(con, sql["by_route"])
     timings["ratios_s"] = time.perf_counter() - t0
 
@@ -435,18 +435,18 @@ SELECT service, route, sum(n)::BIGINT AS requests, sum(bytes) AS bytes, count(DI
        count(DISTINCT raw_key) - count(DISTINCT norm_key) AS extra_keys,
        count(DISTINCT raw_key) - count(DISTINCT sorted_key) AS order_keys
 FROM gr WHERE {look} GROUP BY ALL HAVING count(DISTINCT raw_key) > count(DISTINCT norm_key)
-ORDER BY extra_keys DESC"""
+ORDER BY extra_keys DESC, service, route"""
     fragmentation = _rows(con, sql["fragmentation"])
     sql["parameters"] = f"""WITH {groups}, p AS (SELECT service, route, n, unnest({_params_sql()}) AS kv FROM gr
     WHERE {look})
 SELECT lower(split_part(kv, '=', 1)) AS name, sum(n)::BIGINT AS requests, count(DISTINCT kv) AS distinct_values,
-       count(DISTINCT service || ' ' || route) AS routes, any_value(service || ' ' || route) AS example_route,
+       count(DISTINCT service || ' ' || route) AS routes, min(service || ' ' || route) AS example_route,
        CASE WHEN regexp_matches(name, '{TRACKING_PARAMS}') THEN 'tracking'
             WHEN regexp_matches(name, '{CACHE_BUSTER_PARAMS}') AND count(DISTINCT kv) > 0.5 * sum(n)
                  THEN 'per-request cache buster'
             WHEN regexp_matches(name, '{CACHE_BUSTER_PARAMS}') THEN 'asset version'
             ELSE 'content' END AS kind
-FROM p GROUP BY 1 ORDER BY requests DESC LIMIT 60"""
+FROM p GROUP BY 1 ORDER BY requests DESC, name LIMIT 60"""
     parameters = _rows(con, sql["parameters"])
     timings["fragmentation_s"] = time.perf_counter() - t0
 
@@ -598,7 +598,7 @@ SELECT cls AS content_class, count(*) AS lookups,
        expired / count(*) AS expired_share,
        count(gap) AS reuses, quantile_cont(gap, 0.5) AS reuse_p50_s, quantile_cont(gap, 0.9) AS reuse_p90_s,
        quantile_cont(gap, 0.99) AS reuse_p99_s
-FROM s GROUP BY cls ORDER BY expired DESC"""
+FROM s GROUP BY cls ORDER BY expired DESC, cls"""
     looked = ~trace.frame["extra"].to_numpy(bool)
     if trace.rate < 1:   # the requests of the sampled normalised keys (the others came for their raw key)
         looked &= np.isin(trace.frame["h_norm"].to_numpy(np.uint64), trace.kept_norm)
@@ -616,7 +616,7 @@ q AS (SELECT cls, count(gap) AS reuses, quantile_cont(gap, 0.5) AS reuse_p50_s, 
 SELECT content_class, lookups, expired, expired_bytes, expired / lookups AS expired_share,
        round(coalesce(reuses, 0) / {trace.rate!r})::BIGINT AS reuses, reuse_p50_s, reuse_p90_s, reuse_p99_s,
        {trace.rate!r} AS reuse_sample_rate
-FROM c LEFT JOIN q ON q.cls = c.content_class ORDER BY expired DESC""").df()
+FROM c LEFT JOIN q ON q.cls = c.content_class ORDER BY expired DESC, c.content_class""").df()
     finally:
         con.unregister("cdn_ttl_sample")
     events = _ttl_events(con, window)
