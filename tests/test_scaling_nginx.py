@@ -10,6 +10,7 @@ the run's 1-s buckets of one connection count, its first and last second left ou
 
 from __future__ import annotations
 
+import math
 import random
 import shutil
 import subprocess
@@ -112,4 +113,7 @@ def test_usl_fitted_on_a_doubling_sweep_predicts_the_levels_in_between(sweep, tm
                                    f"α={fit.alpha:.3g} β={fit.beta:.3g} ({fit.reason})")
     # the lock caps throughput near 1 / SERIAL_S: the fitted curve must saturate, not grow linearly
     assert fit.alpha > 0.05
-    assert held["throughput_rps"].max() < 1.1 / SERIAL_S
+    # (the lock's hold times are exponential: over a level's ~LEVEL_S / SERIAL_S requests their mean is within
+    # 4 standard errors of SERIAL_S, so the cap is 1 / SERIAL_S up to that sampling error; without the lock a
+    # held-out level would run tens of times faster)
+    assert held["throughput_rps"].max() < (1 + 4 / math.sqrt(LEVEL_S / SERIAL_S)) / SERIAL_S
