@@ -175,29 +175,56 @@ def test_a_failure_between_rename_and_commit_leaves_nothing_visible(tmp_path: Pa
 
 
 def test_sigkill_at_random_moments_leaves_all_or_nothing(tmp_path: Path) -> None:
-    """kill -9 of real ingests (a first load, then --replace swaps) at random moments: a reader sees all
-    of the file's rows from one source or none, never a part or two sources; a later ingest succeeds."""
+    """kill -9 of real ingests at random moments, first of a first load, then of --replace swaps of a
+    committed source: a reader sees all of the file's rows from one source (the old or the new) or, before
+    anything was committed, none; never a part, two sources or, once committed, nothing; a later ingest
+    succeeds. Half the kills are aimed at the writing phase (once a data file is staged, plus a random
+    delay: during the COPY, the renames into place or around the commit), the other half anywhere."""
     root, big = tmp_path / "w", tmp_path / "big.log"
     big.write_bytes(ELASTIC.read_bytes() * 20)                     # 200,000 lines, 199,980 loadable
     started = time.perf_counter()
     expected = perfkit_ingest("access-log", tmp_path / "clean", "--warehouse-format", "parquet", big)[0]["rows_loaded"]
     duration = time.perf_counter() - started
+    assert expected == 20 * 9999                                   # one line of the log is rejected
     rng = random.Random(15)
-    debris = []                                                    # a kill that left a staging directory
-    for _ in range(6):
-        proc = subprocess.Popen(_ingest_cmd("access-log", root, "--warehouse-format", "parquet", "--replace", big),
+
+    def kill_one(*extra: str, aim_at_writing: bool) -> bool:
+        """Start an ingest and SIGKILL it; whether it was killed while writing (data files staged)."""
+        proc = subprocess.Popen(_ingest_cmd("access-log", root, "--warehouse-format", "parquet", *extra, big),
                                 env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.2, 0.95) * duration)
+        if aim_at_writing:
+            deadline = time.perf_counter() + 10 * duration
+            while proc.poll() is None and time.perf_counter() < deadline and not any(
+                    (root / pw.STAGING).rglob("*.parquet")):
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.1) * duration)
+        else:
+            time.sleep(rng.uniform(0.2, 0.95) * duration)
+        writing = proc.poll() is None and any((root / pw.STAGING).rglob("*.parquet"))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        return writing
+
+    def seen() -> tuple[int, int, int | None]:
+        return visible(root, "SELECT count(*), count(DISTINCT source_id), max(source_id) FROM requests")[0]
+
+    landed = []                                                    # kills that hit the writing phase
+    for i in range(2):                                             # a first load
+        landed.append(kill_one(aim_at_writing=i == 1))
         if pw.is_parquet_warehouse(root):
-            rows = visible(root, "SELECT count(*), count(DISTINCT source_id) FROM requests")[0]
-            assert rows in ((0, 0), (expected, 1))
-            debris.append(any((root / pw.STAGING).glob("*")))
-    assert any(debris), "no kill landed while an ingest was writing"
+            assert seen()[:2] in ((0, 0), (expected, 1))
+    if seen()[0] == 0:                                             # none committed: commit one to replace
+        perfkit_ingest("access-log", root, "--warehouse-format", "parquet", big)
+    for i in range(4):                                             # --replace swaps of a committed source
+        before = seen()
+        landed.append(kill_one("--replace", aim_at_writing=i % 2 == 0))
+        after = seen()
+        assert after[:2] == (expected, 1)
+        assert after[2] in (before[2], pw.read_log(root).commits[-1].source_id)   # old, or this kill's
+    assert any(landed), "no kill landed while an ingest was writing"
     summary = perfkit_ingest("access-log", root, "--warehouse-format", "parquet", big)[0]
-    assert summary["status"] in ("loaded", "unchanged")
-    assert visible(root, "SELECT count(*), count(DISTINCT source_id) FROM requests") == [(expected, 1)]
+    assert summary["status"] == "unchanged"
+    assert seen()[:2] == (expected, 1)
     pw.vacuum(root, older_than_s=0)
     assert not any((root / pw.STAGING).iterdir())
     on_disk = {p for t in pw.TABLES for p in (root / t).rglob("*.parquet")}
