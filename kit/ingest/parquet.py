@@ -107,15 +107,16 @@ def _conflicts(mine: Commit, other: Commit) -> bool:
     return other.sha256 == mine.sha256 or other.path == mine.path
 
 
-def _try_commit(root: Path, snapshot: Snapshot, commit: Commit) -> Commit | None:
-    """Publish ``commit`` at the first free version after the snapshot's; None on a conflict."""
+def _try_commit(root: Path, after: int, commit: Commit) -> Commit | None:
+    """Publish ``commit`` at the first free version after version ``after`` (the last one its ingest
+    read); None on a conflict."""
     record = json.dumps({"source_id": commit.source_id, "kind": commit.kind, "path": commit.path,
                          "sha256": commit.sha256, "replaces": list(commit.replaces),
                          "files": {t: list(f) for t, f in commit.files.items()},
                          "committed_at": time.time()}, sort_keys=True).encode()
     directory = root / COMMITS
     directory.mkdir(exist_ok=True)
-    version = snapshot.version + 1
+    version = after + 1
     while True:
         target = directory / f"{version:020d}.json"
         if publish(target, record):
@@ -165,7 +166,7 @@ def ingest(root: str | Path, load: Callable[[duckdb.DuckDBPyConnection], IngestS
                 _SCRATCH_ROOTS.pop(id(con), None)
                 con.close()
             commit = Commit(0, source_id, row[0], row[1], row[2], tuple(sorted(before - after)), files)
-            if _try_commit(p, snapshot, commit) is not None:
+            if _try_commit(p, snapshot.version, commit) is not None:
                 return dataclasses.replace(summary, seconds=time.perf_counter() - started)
             for relative in (f for fs in files.values() for f in fs):
                 (p / relative).unlink(missing_ok=True)
@@ -182,7 +183,8 @@ def convert(db: str | Path, root: str | Path) -> int:
     ``root``'s own salt unless ``$PERFKIT_SALT`` is set). Raises IngestError when rows belong to no
     finished source (they would be lost)."""
     p = create(root).absolute()
-    if read_log(p).commits:
+    version = read_log(p).version
+    if version:
         raise IngestError("convert needs a new or empty Parquet warehouse", path=str(root))
     con = connect(db, read_only=True)
     try:
@@ -200,8 +202,10 @@ def convert(db: str | Path, root: str | Path) -> int:
                 files = _export(con, p, stage, int(source_id))
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
-            if _try_commit(p, read_log(p), Commit(0, int(source_id), kind, path, sha, (), files)) is None:
+            committed = _try_commit(p, version, Commit(0, int(source_id), kind, path, sha, (), files))
+            if committed is None:
                 raise IngestError(f"another process committed source {source_id} while converting", path=str(root))
+            version = committed.version
     finally:
         con.close()
     return len(sources)
