@@ -130,6 +130,9 @@ def create(root: str | Path) -> Path:
 
 
 def _check_marker(root: Path) -> None:
+    """Raise WarehouseError unless ``root`` holds a marker of the format and version this kit reads."""
+    if not is_parquet_warehouse(root):
+        raise WarehouseError(f"{root} is not a Parquet warehouse (no {MARKER})")
     try:
         marker = json.loads((root / MARKER).read_text())
     except (OSError, ValueError) as exc:
@@ -191,8 +194,6 @@ def committed_files(root: str | Path) -> dict[str, list[Path]]:
     """Table -> the data files of committed, not replaced sources (absolute paths, every table listed,
     in commit order). What every reader uses: data files are never globbed."""
     p = Path(root).absolute()
-    if not is_parquet_warehouse(p):
-        raise WarehouseError(f"{p} is not a Parquet warehouse (no {MARKER})")
     _check_marker(p)
     out: dict[str, list[Path]] = {t: [] for t in TABLES}
     for commit in read_log(p).visible():

@@ -263,6 +263,12 @@ def test_the_warehouse_format_is_checked(tmp_path: Path) -> None:
     (tmp_path / "d" / "other").write_text("x")
     with pytest.raises(WarehouseError, match="not a Parquet warehouse"):
         pw.create(tmp_path / "d")
+    with pytest.raises(WarehouseError, match="not a Parquet warehouse"):
+        pw.vacuum(tmp_path / "d")
+    done = subprocess.run([sys.executable, "-m", "kit.cli", "vacuum", "--db", str(tmp_path / "d")],
+                          env=_env(), capture_output=True, text=True)
+    assert done.returncode == 1 and "not a Parquet warehouse" in done.stderr
+    assert (tmp_path / "d" / "other").exists()
 
 
 def test_a_commit_that_loses_the_race_on_the_same_file_starts_over(tmp_path: Path) -> None:

@@ -28,11 +28,8 @@ def _vacuum(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from kit.errors import WarehouseError
-    from kit.parquet_warehouse import is_parquet_warehouse, vacuum
+    from kit.parquet_warehouse import vacuum
 
-    if not is_parquet_warehouse(args.db):
-        raise WarehouseError(f"{args.db} is not a Parquet warehouse (no perfkit-warehouse.json)")
     result = vacuum(args.db, older_than_s=args.older_than)
     if args.json:
         print(json.dumps(asdict(result), sort_keys=True))
