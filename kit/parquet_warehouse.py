@@ -287,17 +287,16 @@ def vacuum(root: str | Path, *, older_than_s: float = VACUUM_GRACE_S) -> VacuumR
         if old(tmp):
             freed += remove(tmp)
     listed = {f for c in snapshot.commits for fs in c.files.values() for f in fs}
-    visible = {c.source_id for c in snapshot.visible()}
     for table in TABLES:
         for path in (p / table).rglob("*.parquet") if (p / table).is_dir() else ():
             relative = str(path.relative_to(p))
             if relative not in listed and old(path):
                 freed += remove(path)
                 orphans += 1
-    commit_time = {c.version: (p / COMMITS / f"{c.version:020d}.json").stat().st_mtime for c in snapshot.commits}
-    replacer = {sid: c.version for c in snapshot.commits for sid in c.replaces}
+    replacer = {sid: c.version for c in snapshot.commits for sid in c.replaces}   # replaced source -> by
     for commit in snapshot.commits:
-        if commit.source_id in visible or commit_time[replacer[commit.source_id]] >= cutoff:
+        by = replacer.get(commit.source_id)
+        if by is None or (p / COMMITS / f"{by:020d}.json").stat().st_mtime >= cutoff:
             continue
         for relative in (f for fs in commit.files.values() for f in fs):
             if (p / relative).exists():

@@ -146,8 +146,12 @@ def test_exactly_once_replace_append_and_line_accounting(tmp_path: Path) -> None
         (4001, True, "this line is not a log line")]
     commits = pw.read_log(root).commits
     assert set(commits[-1].replaces) == {first["source_id"], grown["source_id"]}
-    # vacuum drops the replaced files; readers see the same
-    assert pw.vacuum(root, older_than_s=0).replaced_removed > 0
+    # vacuum drops the replaced files once past the grace period (not before); readers see the same
+    old_files = [root / f for c in commits if c.source_id in (first["source_id"], grown["source_id"])
+                 for fs in c.files.values() for f in fs]
+    assert old_files and pw.vacuum(root).replaced_removed == 0 and all(f.exists() for f in old_files)
+    assert pw.vacuum(root, older_than_s=0).replaced_removed == len(old_files)
+    assert not any(f.exists() for f in old_files)
     assert visible(root, "SELECT count(*) FROM requests") == [(6000,)]
 
 
