@@ -275,9 +275,12 @@ def test_a_table_without_files_is_named_in_the_error(engines) -> None:
 
 
 def test_spark_is_imported_only_when_chosen() -> None:
+    # nor sqlglot: a DuckDB run transpiles nothing
     code = ("import sys, duckdb; import kit.engine, kit.analysis.kpis, kit.analysis.cache, kit.analysis.slo; "
+            "import kit.analysis.findings, kit.analysis.bottlenecks; "
             "from kit.engine import open_engine; open_engine(duckdb.connect(), 'duckdb'); "
-            "assert 'pyspark' not in sys.modules, 'pyspark imported'")
+            "assert 'pyspark' not in sys.modules, 'pyspark imported'; "
+            "assert 'sqlglot' not in sys.modules, 'sqlglot imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stderr
 
