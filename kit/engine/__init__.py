@@ -96,6 +96,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from kit.config import ENGINES
 from kit.errors import EngineError, ParameterError
 from kit.parquet_warehouse import MARKER, committed_files, is_parquet_warehouse
 
@@ -103,7 +104,6 @@ __all__ = ["ENGINES", "LARGE_TABLES", "RANK_ERROR", "SPARK_ACCURACY", "DuckDBEng
            "EngineError", "Queryable", "SparkEngine", "as_engine", "open_engine", "spark_session",
            "to_spark_sql"]
 
-ENGINES = ("duckdb", "spark")
 LARGE_TABLES = ("requests", "metrics", "queries", "cache_requests")  # partitioned by day=YYYY-MM-DD
 SPARK_ACCURACY = 10_000  # percentile_approx's accuracy A: rank error at most n / A
 # The rank error (share of n) each engine's approx_quantile is held to: Spark's declared 1/A; DuckDB's
