@@ -19,6 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 DEFAULT_DB = "data/demo.duckdb"
 DEFAULT_OUT = "outputs"
+ENGINES = ("duckdb", "spark")  # where the heavy aggregations run (kit.engine)
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -94,8 +95,8 @@ class RunConfig:
         if self.cache_key not in ("path", "path_query", "route"):
             raise ParameterError(f"parameter 'cache_key' must be path, path_query or route, got {self.cache_key!r}")
         bucket_seconds(self.bucket)
-        if self.engine not in ("duckdb", "spark"):
-            raise ParameterError(f"parameter 'engine' must be duckdb or spark, got {self.engine!r}")
+        if self.engine not in ENGINES:
+            raise ParameterError(f"parameter 'engine' must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         unknown = sorted(set(self.spark) - {"master", "options"})
         if unknown:
             raise ParameterError(f"parameter 'spark' knows master and options, not {', '.join(unknown)}")

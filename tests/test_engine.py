@@ -9,6 +9,7 @@ rank error each engine declares (``kit.engine.RANK_ERROR``), against the exact r
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -179,13 +180,28 @@ def test_throughput_is_the_same_on_both_engines_and_matches_a_minute_grid(engine
     counts = raw.ts.dt.floor("60s").value_counts().reindex(grid, fill_value=0).to_numpy()
     assert a.minutes == len(grid) and a.peak_rps_1m == counts.max() / 60
     assert a.sustained_rps_p95_1m == pytest.approx(np.quantile(counts, 0.95) / 60, rel=1e-12)
+    assert a.median_rps_1m == pytest.approx(np.median(counts) / 60, rel=1e-12)
     assert a.peak_minute == grid[int(np.argmax(counts))].to_pydatetime()
 
 
-def test_histogram_and_heatmap_are_the_same_on_both_engines(engines, window) -> None:
+def test_histogram_and_heatmap_are_the_same_on_both_engines_and_match_numpy(engines, raw, window) -> None:
     duck, spark, _ = engines
-    assert latency_histogram(duck, window, "service") == latency_histogram(spark, window, "service")
-    assert latency_heatmap(duck, window, 3600) == latency_heatmap(spark, window, 3600)
+    histogram, heatmap = latency_histogram(duck, window, "service"), latency_heatmap(duck, window, 3600)
+    assert latency_histogram(spark, window, "service") == histogram
+    assert latency_heatmap(spark, window, 3600) == heatmap
+    # reference: numpy's bin of each raw latency (10 per decade, clamped to 0.1 ms ... 100 s), pandas counts
+    timed = raw[raw.latency_ms.notna()]
+    k = np.clip(np.floor(10 * np.log10(np.maximum(timed.latency_ms.to_numpy(float), 1e-9))), -10, 49).astype(int)
+
+    def edges(i: int) -> tuple[float, float]:
+        return float(f"{10 ** (i / 10):.6g}"), float(f"{10 ** ((i + 1) / 10):.6g}")
+
+    by_service = pd.Series(k).groupby([timed.service.to_numpy(), k]).size()
+    assert [(h.group, h.lo_ms, h.hi_ms, h.count) for h in histogram] == [
+        (s, *edges(i), int(n)) for (s, i), n in by_service.items()]
+    by_hour = pd.Series(k).groupby([timed.ts.dt.floor("3600s").to_numpy(), k]).size()
+    assert [(c.bucket_start, c.lo_ms, c.hi_ms, c.count) for c in heatmap] == [
+        (pd.Timestamp(t).to_pydatetime(), *edges(i), int(n)) for (t, i), n in by_hour.items()]
 
 
 def test_log_histogram_quantiles_are_within_their_relative_error_on_both_engines(engines, raw, window) -> None:
@@ -250,6 +266,14 @@ def test_time_share_is_the_same_on_both_engines(engines, raw, window) -> None:
         np.testing.assert_allclose(a[column], b[column], rtol=1e-12)
     timed = raw[raw.latency_ms.notna()]
     assert a["total_time_s"].sum() == pytest.approx(timed.latency_ms.sum() / 1000, rel=1e-12)
+    # reference: pandas per route (requests, total seconds, p95), in the ranking's order
+    ref = timed.groupby(["service", "route"]).latency_ms.agg(
+        ["size", "sum", lambda x: exact_quantile(x.to_numpy(float), 0.95)])
+    ref = ref.loc[list(zip(a.service, a.route, strict=True))]
+    assert len(ref) == len(a) and a["requests"].tolist() == ref["size"].tolist()
+    np.testing.assert_allclose(a["total_time_s"], ref["sum"] / 1000, rtol=1e-12)
+    np.testing.assert_allclose(a["p95_ms"].astype(float), ref.iloc[:, 2].to_numpy(float), rtol=1e-12)
+    assert (np.diff(a["total_time_s"].to_numpy(float)) <= 0).all()  # ranked by time consumed
 
 
 def test_the_findings_input_series_are_the_same_on_both_engines(engines, raw, window) -> None:
@@ -275,9 +299,12 @@ def test_a_table_without_files_is_named_in_the_error(engines) -> None:
 
 
 def test_spark_is_imported_only_when_chosen() -> None:
+    # nor sqlglot: a DuckDB run transpiles nothing
     code = ("import sys, duckdb; import kit.engine, kit.analysis.kpis, kit.analysis.cache, kit.analysis.slo; "
+            "import kit.analysis.findings, kit.analysis.bottlenecks; "
             "from kit.engine import open_engine; open_engine(duckdb.connect(), 'duckdb'); "
-            "assert 'pyspark' not in sys.modules, 'pyspark imported'")
+            "assert 'pyspark' not in sys.modules, 'pyspark imported'; "
+            "assert 'sqlglot' not in sys.modules, 'sqlglot imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stderr
 
@@ -312,6 +339,10 @@ def test_the_cache_trace_is_the_same_on_both_engines(engines, raw) -> None:
     paths = duck.frame(f"SELECT path FROM requests WHERE {where} AND path IS NOT NULL ORDER BY ts").path
     assert pd.Series(a["h_path"].to_numpy()).groupby(paths.to_numpy()).nunique().max() == 1
     assert a["h_path"].nunique() == paths.nunique()
+    # reference: Python's md5 of each path, its first 15 hex digits as an integer, counted per path
+    ids = {p: int(hashlib.md5(p.encode()).hexdigest()[:15], 16) for p in paths.unique()}
+    assert {int(k): v for k, v in a["h_path"].value_counts().items()} == \
+        {int(k): v for k, v in paths.map(ids).value_counts().items()}
 
 
 def test_the_cache_study_is_the_same_on_both_engines(engines) -> None:

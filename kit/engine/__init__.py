@@ -95,9 +95,8 @@ from typing import Any, Protocol, runtime_checkable
 import duckdb
 import numpy as np
 import pandas as pd
-import sqlglot
-from sqlglot import exp
 
+from kit.config import ENGINES
 from kit.errors import EngineError, ParameterError
 from kit.parquet_warehouse import MARKER, committed_files, is_parquet_warehouse
 
@@ -105,7 +104,6 @@ __all__ = ["ENGINES", "LARGE_TABLES", "RANK_ERROR", "SPARK_ACCURACY", "DuckDBEng
            "EngineError", "Queryable", "SparkEngine", "as_engine", "open_engine", "spark_session",
            "to_spark_sql"]
 
-ENGINES = ("duckdb", "spark")
 LARGE_TABLES = ("requests", "metrics", "queries", "cache_requests")  # partitioned by day=YYYY-MM-DD
 SPARK_ACCURACY = 10_000  # percentile_approx's accuracy A: rank error at most n / A
 # The rank error (share of n) each engine's approx_quantile is held to: Spark's declared 1/A; DuckDB's
@@ -154,12 +152,18 @@ def as_engine(con_or_engine: duckdb.DuckDBPyConnection | Engine) -> Engine:
 
 
 # --- DuckDB SQL -> Spark SQL ----------------------------------------------------------------------------
+# sqlglot is imported here only, when a query is transpiled: a DuckDB run never pays for it
 
-def _fn(name: str, *args: exp.Expression) -> exp.Expression:
+def _fn(name: str, *args: Any) -> Any:
+    from sqlglot import exp
+
     return exp.Anonymous(this=name, expressions=list(args))
 
 
-def _rewrite(node: exp.Expression) -> exp.Expression:
+def _rewrite(node: Any) -> Any:
+    """``node`` as Spark needs it (itself when it needs nothing); its children are already rewritten."""
+    from sqlglot import exp
+
     if isinstance(node, exp.PercentileCont) and not isinstance(node.parent, exp.WithinGroup):
         return _fn("percentile", node.this, node.expression)
     if isinstance(node, exp.PercentileDisc) and not isinstance(node.parent, exp.WithinGroup):
@@ -169,7 +173,8 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
         return _fn("percentile_approx", node.this, node.args["quantile"],
                    exp.Literal.number(SPARK_ACCURACY))
     if isinstance(node, exp.TimeToUnix):
-        return exp.Div(this=_fn("unix_micros", node.this), expression=exp.Literal.number("1e6"))
+        return exp.Div(this=_fn("unix_micros", node.this),
+                       expression=exp.Cast(this=exp.Literal.number("1e6"), to=exp.DataType.build("DOUBLE")))
     if isinstance(node, exp.Anonymous):
         name = str(node.this).lower()
         if name == "epoch_us":
@@ -190,19 +195,19 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
 def to_spark_sql(sql: str) -> str:
     """``sql`` (DuckDB dialect) as Spark SQL: sqlglot's transpilation plus the rewrites listed in the
     module docstring."""
+    import sqlglot
+
     try:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except sqlglot.errors.ParseError as exc:
         raise EngineError(f"cannot transpile to Spark SQL: {exc}") from None
-    # transform() does not descend into the nodes it replaced: repeat until nothing changes
-    text = tree.sql(dialect="spark")
-    for _ in range(8):
-        tree = tree.transform(_rewrite)
-        again = tree.sql(dialect="spark")
-        if again == text:
-            break
-        text = again
-    return text
+    # one pass, children before their parents (reversed pre-order), so a rewritten node is built from
+    # rewritten children and nothing needs a second pass (the root, a query, is never rewritten)
+    for node in reversed(list(tree.dfs())):
+        new = _rewrite(node)
+        if new is not node:
+            node.replace(new)
+    return tree.sql(dialect="spark")
 
 
 # --- Spark ------------------------------------------------------------------------------------------------
