@@ -4,6 +4,7 @@ peak RSS and CPU time from the kernel's accounting of one child (:func:`run_chil
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -15,8 +16,9 @@ import psutil
 @dataclass(frozen=True)
 class Measurement:
     seconds: float
-    peak_bytes: int  # PSS summed over the process tree
+    peak_bytes: int  # PSS (or RSS, ``pss=False``) summed over the process tree
     returncode: int
+    timed_out: bool = False  # killed, with its process group, after ``timeout_s``
 
 
 def _footprint(process: psutil.Process) -> int:
@@ -28,16 +30,23 @@ def _footprint(process: psutil.Process) -> int:
         return int(process.memory_info().rss)
 
 
-def measure(command: list[str], interval_s: float = 0.1) -> Measurement:
-    """Run ``command``; sample the summed memory (PSS) of it and its children every ``interval_s`` seconds."""
+def measure(command: list[str], interval_s: float = 0.1, *, timeout_s: float | None = None,
+            pss: bool = True) -> Measurement:
+    """Run ``command``; sample the summed memory (PSS, or RSS when not ``pss``) of it and its children every
+    ``interval_s`` seconds. With ``timeout_s``, the command runs in its own process group, killed whole
+    (a JVM it started too) when it runs longer."""
     started = time.perf_counter()
-    proc = subprocess.Popen(command)
+    proc = subprocess.Popen(command, start_new_session=timeout_s is not None)
     root = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
+        if timeout_s is not None and time.perf_counter() - started > timeout_s:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return Measurement(time.perf_counter() - started, peak, proc.returncode, timed_out=True)
         try:
             tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(_footprint(p) for p in tree if p.is_running()))
+            peak = max(peak, sum(_footprint(p) if pss else int(p.memory_info().rss) for p in tree if p.is_running()))
         except psutil.Error:
             pass
         time.sleep(interval_s)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ import time
 from pathlib import Path
 
 import psutil
+from _measure import measure
 
 PAIRS = {
     "a": "DuckDB on its own file",
@@ -125,23 +125,13 @@ def _child(pair: str, args: argparse.Namespace, db: Path, root: Path, tmp: Path)
            "--meta", str(meta), "--threads", str(args.threads), "--analysis", args.analysis, "--master", args.master]
     if args.memory_limit:
         cmd += ["--memory-limit", args.memory_limit]
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, start_new_session=True)  # its own group: a timeout kills the JVM too
-    root_proc, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        if time.perf_counter() - started > args.timeout:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return {"timeout": True, "wall_s": time.perf_counter() - started}
-        try:
-            peak = max(peak, sum(p.memory_info().rss for p in [root_proc, *root_proc.children(recursive=True)]))
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    if proc.returncode != 0:
-        return {"failed": proc.returncode, "wall_s": time.perf_counter() - started}
+    run = measure(cmd, 0.05, timeout_s=args.timeout, pss=False)
+    if run.timed_out:
+        return {"timeout": True, "wall_s": run.seconds}
+    if run.returncode != 0:
+        return {"failed": run.returncode, "wall_s": run.seconds}
     result = json.loads(meta.read_text())
-    result.update(peak_rss_bytes=peak, process_wall_s=time.perf_counter() - started, parquet=str(out))
+    result.update(peak_rss_bytes=run.peak_bytes, process_wall_s=run.seconds, parquet=str(out))
     return result
 
 

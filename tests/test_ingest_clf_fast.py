@@ -165,11 +165,12 @@ def test_compiled_redaction_equals_the_sql_regex(tmp_path_factory, data):
 
 @SETTINGS
 @given(values=st.lists(st.text("ab1.:-\u00e9", min_size=1, max_size=4), min_size=1, max_size=300),
-       cuts=st.lists(st.integers(0, 300), max_size=4))
-def test_client_dictionary_numbers_values_in_order_of_first_occurrence(values, cuts):
-    """Over chunks (``cuts``), codes number the distinct values in order of first occurrence, as a Python
-    dict does, and each chunk hands out exactly the values it saw first; a dictionary made with room for
-    two values grows and rehashes many times on the way."""
+       cuts=st.lists(st.integers(0, 300), max_size=4), skipped=st.sets(st.integers(0, 299)))
+def test_client_dictionary_numbers_values_in_order_of_first_occurrence(values, cuts, skipped):
+    """Over chunks (``cuts``), codes number the distinct values of the rows taken (the reader encodes its
+    good lines only, not the ``skipped`` ones) in order of first occurrence, as a Python dict does, and each
+    chunk hands out exactly the values it saw first; a dictionary made with room for two values grows and
+    rehashes many times on the way."""
     import numpy as np
 
     encoded = [v.encode() for v in values]
@@ -180,10 +181,47 @@ def test_client_dictionary_numbers_values_in_order_of_first_occurrence(values, c
         part = encoded[lo:hi]
         ends = np.cumsum([len(v) for v in part]).astype(np.int32)
         starts = (ends - [len(v) for v in part]).astype(np.int32)
-        got, fresh = dictionary.encode(np.frombuffer(b"".join(part), dtype=np.uint8), starts, ends,
-                                       np.arange(len(part)))
+        rows = np.array([i for i in range(hi - lo) if lo + i not in skipped], dtype=np.int64)
+        got, fresh = dictionary.encode(np.frombuffer(b"".join(part), dtype=np.uint8), starts, ends, rows)
         codes += got.tolist()
         new += fresh.to_pylist()
-    order = list(dict.fromkeys(values))
-    assert codes == [order.index(v) for v in values]
+    taken = [v for i, v in enumerate(values) if i not in skipped]
+    order = list(dict.fromkeys(taken))
+    assert codes == [order.index(v) for v in taken]
     assert new == order
+
+
+def test_fast_ingest_hashes_each_client_and_redacts_each_query_across_chunks(tmp_path, monkeypatch):
+    """Through the whole fast path, in many small chunks (clients first seen in one chunk recur in later
+    ones, so their codes index hashes computed chunks before): each row's client hash is
+    left(md5(salt || client), 16) computed by hashlib, NULL for ``-``, and its query is the Python twin's
+    redaction of the raw one."""
+    import functools
+    import hashlib
+
+    from kit.ingest.access_log import load_access_log
+    from kit.ingest.log_formats import get_format
+    from kit.ingest.routes import redact_query
+    from kit.warehouse import begin_source, connect
+
+    monkeypatch.setattr(clf_fast, "read_clf_chunks", functools.partial(clf_fast.read_clf_chunks, chunk_bytes=400))
+    monkeypatch.setattr(clf_fast, "FIRST_CHUNK_BYTES", 150)
+    clients = ["10.0.0.1", "-", "2001:db8::1", "10.0.0.2", "192.168.1.10"] + [f"172.16.0.{i}" for i in range(40)]
+    queries = ["token=abc&page=2", "a=1", "Session_ID=7&x=y=z", "q=é&api_key=k", "\u212aey=v&b=2", "x"]
+    rows = [(clients[(i * 7) % len(clients)] if i % 3 else clients[i % 5], queries[i % len(queries)])
+            for i in range(300)]
+    path = tmp_path / "h.log"
+    path.write_text("".join(f'{c} - - [10/Oct/2024:13:55:36 +0000] "GET /p/{i}?{q} HTTP/1.1" 200 {i}\n'
+                            for i, (c, q) in enumerate(rows)), encoding="utf-8")
+    assert len(list(clf_fast.read_clf_chunks(path, clf_fast.KIND_COMMON))) > 20
+
+    con = connect(":memory:")
+    source = begin_source(con, "access-log", "h")
+    counts = load_access_log(con, source, path, fmt=get_format("common"), salt="pepper")
+    assert (counts.rows_loaded, counts.rows_rejected) == (len(rows), 0)
+    got = con.execute("SELECT bytes_sent, client_hash, query FROM requests ORDER BY bytes_sent").fetchall()
+
+    def reference(client: str) -> str | None:
+        return None if client == "-" else hashlib.md5(("pepper" + client).encode()).hexdigest()[:16]
+
+    assert got == [(i, reference(c), redact_query(q)) for i, (c, q) in enumerate(rows)]

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import duckdb
 import numpy as np
@@ -78,6 +78,9 @@ from kit.ingest.routes import RouteRule, client_hash_sql, parse_route_rule, reda
 from kit.ingest.services import record_service_naming, service_sql
 from kit.parquet_warehouse import salt_file as parquet_salt_file
 from kit.warehouse import Source
+
+if TYPE_CHECKING:  # numba: clf_fast is imported when an access log is read, not for every CLI call
+    from kit.ingest.clf_fast import ClfChunk
 
 __all__ = [
     "ingest_access_log",
@@ -428,7 +431,7 @@ class _ClientHashes:
         self.con, self.salt, self.name = con, salt, name
         self.hashes = pa.array([], type=pa.string())
 
-    def add_to(self, chunk) -> pa.Table:  # noqa: ANN001 - a clf_fast.ClfChunk (numba imported lazily)
+    def add_to(self, chunk: ClfChunk) -> pa.Table:
         """The chunk's table with its ``client_hash`` column (the new addresses hashed first)."""
         if len(chunk.new_clients):
             self.con.register(self.name, pa.table({"i": pa.array(np.arange(len(chunk.new_clients))),
