@@ -1,15 +1,17 @@
 """A real nginx for tests that need nginx's own access log: started from its binary with a private prefix
 on a free port, stopped on exit. ``run_nginx`` takes the ``http`` block's own directives; ``nginx_proxy``
-is the common case, a reverse proxy in front of a local origin."""
+is the common case, a reverse proxy in front of a local origin (``serve_origin`` runs one from a
+``QuietOrigin`` handler)."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tests.conftest import free_port
@@ -29,6 +31,19 @@ class QuietOrigin(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+@contextmanager
+def serve_origin(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """Serve ``handler`` on 127.0.0.1 (a thread per request) while the block runs; yields its port."""
+    origin = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    origin.daemon_threads = True
+    threading.Thread(target=origin.serve_forever, daemon=True).start()
+    try:
+        yield origin.server_address[1]
+    finally:
+        origin.shutdown()
+        origin.server_close()
 
 
 @contextmanager

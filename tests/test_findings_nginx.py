@@ -21,13 +21,12 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from kit.warehouse import connect
-from tests.nginx_proxy import QuietOrigin, nginx_proxy
+from tests.nginx_proxy import QuietOrigin, nginx_proxy, serve_origin
 
 pytestmark = pytest.mark.integration
 
@@ -71,9 +70,6 @@ def slowed_run(tmp_path_factory) -> tuple[Path, datetime]:
     assert shutil.which("wrk"), "wrk missing: install wrk"
     prefix = tmp_path_factory.mktemp("nginx-findings")
     SwitchableOrigin.slow.clear()
-    origin = ThreadingHTTPServer(("127.0.0.1", 0), SwitchableOrigin)
-    origin.daemon_threads = True
-    threading.Thread(target=origin.serve_forever, daemon=True).start()
     switched: list[datetime] = []
 
     def switch() -> None:
@@ -81,7 +77,7 @@ def slowed_run(tmp_path_factory) -> tuple[Path, datetime]:
         SwitchableOrigin.slow.set()
 
     try:
-        with nginx_proxy(prefix, origin.server_address[1], LOG_FORMAT) as port:
+        with serve_origin(SwitchableOrigin) as origin, nginx_proxy(prefix, origin, LOG_FORMAT) as port:
             script = prefix / "paced.lua"
             script.write_text(WRK_SCRIPT)
             timer = threading.Timer(DURATION_S / 2, switch)
@@ -92,7 +88,6 @@ def slowed_run(tmp_path_factory) -> tuple[Path, datetime]:
             timer.cancel()
             assert run.returncode == 0, run.stderr
     finally:
-        origin.shutdown()
         SwitchableOrigin.slow.clear()
     assert switched, "the origin was never switched"
     return prefix / "access.log", switched[0]

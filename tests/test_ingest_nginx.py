@@ -8,16 +8,14 @@ import collections
 import json
 import shutil
 import subprocess
-import threading
 import time
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from kit.ingest.access_log import ingest_access_log
 from kit.warehouse import connect
-from tests.nginx_proxy import QuietOrigin, run_nginx
+from tests.nginx_proxy import QuietOrigin, run_nginx, serve_origin
 
 pytestmark = pytest.mark.integration
 
@@ -58,17 +56,14 @@ class SlowHandler(QuietOrigin):
 def nginx_logs(tmp_path_factory) -> tuple[Path, Path]:
     assert shutil.which("wrk"), "wrk missing: install wrk"
     prefix = tmp_path_factory.mktemp("nginx")
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
-    upstream.daemon_threads = True
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
     (prefix / "cache").mkdir()
 
-    def http_block(port: int) -> str:
+    def http_block(port: int, upstream_port: int) -> str:
         return f"""
     proxy_cache_path {prefix}/cache levels=1:2 keys_zone=c:1m max_size=20m inactive=10m;
     log_format kv {KV_FORMAT};
     log_format js {JSON_FORMAT};
-    upstream backend {{ server 127.0.0.1:{upstream.server_address[1]}; keepalive 8; }}
+    upstream backend {{ server 127.0.0.1:{upstream_port}; keepalive 8; }}
     server {{
         listen 127.0.0.1:{port};
         access_log {prefix}/access.log kv;
@@ -83,15 +78,13 @@ def nginx_logs(tmp_path_factory) -> tuple[Path, Path]:
         location /nocache/ {{ proxy_pass http://backend; }}
     }}"""
 
-    try:
-        with run_nginx(prefix, http_block) as port:
-            script = prefix / "paths.lua"
-            script.write_text(WRK_SCRIPT)
-            run = subprocess.run(["wrk", "-t1", "-c8", "-d3s", "-s", str(script), f"http://127.0.0.1:{port}/"],
-                                 capture_output=True, text=True, timeout=30)
-            assert run.returncode == 0, run.stderr
-    finally:
-        upstream.shutdown()
+    with serve_origin(SlowHandler) as upstream, \
+            run_nginx(prefix, lambda port: http_block(port, upstream)) as port:
+        script = prefix / "paths.lua"
+        script.write_text(WRK_SCRIPT)
+        run = subprocess.run(["wrk", "-t1", "-c8", "-d3s", "-s", str(script), f"http://127.0.0.1:{port}/"],
+                             capture_output=True, text=True, timeout=30)
+        assert run.returncode == 0, run.stderr
     return prefix / "access.log", prefix / "access.json"
 
 

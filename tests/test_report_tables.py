@@ -47,7 +47,7 @@ def test_a_long_table_is_paged_with_every_row_formatted() -> None:
     assert table.data.iloc[0].tolist() == ["/api/r00", "95", "0 s", "3"]
     assert table.data.iloc[7, 0] == HOSTILE  # kept as text here; escaped in the HTML
     # a numeric column sorts by value: its categories follow a plain sort of the raw values
-    frame = table.frame()
+    frame = table.data
     by_value = sorted(range(N), key=lambda i: rows[i]["busy_s"])
     assert list(frame["Busy"].cat.categories) == list(dict.fromkeys(table.data["Busy"].iloc[by_value]))
     assert list(frame["p95 (ms)"].cat.categories)[:3] == ["95", "100", "105"]  # 95 first, not after "315"
@@ -65,7 +65,7 @@ def test_ties_and_missing_values_rank_as_a_reader_expects() -> None:
     assert list(ranked.categories) == ["512 B", "1.0 KiB", "2.0 KiB", "n/a"]
     table = kit.viz.table([{"size_bytes": 1024.0 * (i % 7) if i % 5 else None, "when_s": None} for i in range(30)])
     assert isinstance(table, PagedTable) and list(table.data.columns) == ["Size"]  # an all-empty column is left out
-    assert list(table.frame()["Size"].cat.categories) == ["0 B", "1.0 KiB", "2.0 KiB", "3.0 KiB", "4.0 KiB",
+    assert list(table.data["Size"].cat.categories) == ["0 B", "1.0 KiB", "2.0 KiB", "3.0 KiB", "4.0 KiB",
                                                           "5.0 KiB", "6.0 KiB", "n/a"]
 
 

@@ -17,7 +17,6 @@ import subprocess
 import threading
 import time
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ import pytest
 from kit.analysis.scaling import fit_usl, load_series, usl_throughput
 from kit.analysis.window import resolve_window
 from kit.warehouse import connect
-from tests.nginx_proxy import QuietOrigin, nginx_proxy
+from tests.nginx_proxy import QuietOrigin, nginx_proxy, serve_origin
 from tests.test_findings_nginx import LOG_FORMAT, _perfkit
 
 pytestmark = pytest.mark.integration
@@ -61,20 +60,14 @@ def sweep(tmp_path_factory) -> tuple[Path, list[tuple[int, datetime, datetime]]]
     """(nginx access log of the sweep, [(connections, start, end)] of each level)."""
     assert shutil.which("wrk"), "wrk missing: install wrk"
     prefix = tmp_path_factory.mktemp("nginx-scaling")
-    origin = ThreadingHTTPServer(("127.0.0.1", 0), LockedOrigin)
-    origin.daemon_threads = True
-    threading.Thread(target=origin.serve_forever, daemon=True).start()
     levels = []
-    try:
-        with nginx_proxy(prefix, origin.server_address[1], LOG_FORMAT, keepalive=64) as port:
-            for c in CONNECTIONS:
-                start = datetime.now(UTC)
-                run = subprocess.run(["wrk", "-t1", f"-c{c}", f"-d{LEVEL_S}s", f"http://127.0.0.1:{port}/item"],
-                                     capture_output=True, text=True, timeout=LEVEL_S + 30)
-                assert run.returncode == 0, run.stderr
-                levels.append((c, start, datetime.now(UTC)))
-    finally:
-        origin.shutdown()
+    with serve_origin(LockedOrigin) as origin, nginx_proxy(prefix, origin, LOG_FORMAT, keepalive=64) as port:
+        for c in CONNECTIONS:
+            start = datetime.now(UTC)
+            run = subprocess.run(["wrk", "-t1", f"-c{c}", f"-d{LEVEL_S}s", f"http://127.0.0.1:{port}/item"],
+                                 capture_output=True, text=True, timeout=LEVEL_S + 30)
+            assert run.returncode == 0, run.stderr
+            levels.append((c, start, datetime.now(UTC)))
     return prefix / "access.log", levels
 
 

@@ -254,8 +254,7 @@ def table(rows: object, drop: tuple[str, ...] = (), digits: int | None = None, *
     total = len(df)
     df = df.head(max_rows)
     paged = page_rows is not None and len(df) > page_rows
-    out: dict[str, list[str]] = {}
-    keys: dict[str, list[float] | None] = {}
+    out: dict[str, list[str] | pd.Categorical] = {}
     numeric: list[str] = []
     row_units = [_ROW_UNITS.get(str(u).lower(), "") for u in df["unit"]] if "unit" in df.columns else None
     for column in df.columns:
@@ -274,8 +273,7 @@ def table(rows: object, drop: tuple[str, ...] = (), digits: int | None = None, *
             continue  # nothing to read in this column
         while name in out:
             name += " "
-        out[name] = cells
-        keys[name] = _sort_keys(series) if paged else None
+        out[name] = _ranked(cells, sort) if paged and (sort := _sort_keys(series)) is not None else cells
         if is_number:
             numeric.append(name)
     if value_axis is not None:
@@ -283,7 +281,7 @@ def table(rows: object, drop: tuple[str, ...] = (), digits: int | None = None, *
     if total > len(df):
         caption = (caption + "; " if caption else "") + f"first {len(df)} of {total} rows"
     if paged:
-        return PagedTable(pd.DataFrame(out), numeric, caption, keys, page_rows or PAGE_ROWS)
+        return PagedTable(pd.DataFrame(out), numeric, caption, page_rows or PAGE_ROWS)
     return _styled(pd.DataFrame(out), numeric, caption)
 
 
@@ -327,37 +325,31 @@ class PagedTable:
     """A long table as an interactive DataTable (itables, offline): every row, a search box that filters
     rows on their shown text, columns sorted by a click (numbers by value), ``page_rows`` rows a page.
 
-    ``data`` is the formatted text (what a reader sees), ``numeric`` the right-aligned columns, ``keys`` per
-    column the numbers its cells sort by (None: sorted as text). The HTML (``_repr_html_``) holds the rows
+    ``data`` is the formatted text (what a reader sees), each column that sorts by value an ordered
+    categorical of its cells (:func:`_ranked`; itables sends a category's rank as its sort data), the
+    others plain text; ``numeric`` the right-aligned columns. The HTML (``_repr_html_``) holds the rows
     as JSON that itables HTML-escapes; the first interactive table after :func:`setup_notebook` also
     carries the DataTables bundle (JavaScript and CSS, about 1 MB base64), so the exported report needs no
     network. Without JavaScript the first page shows as a plain table."""
 
     def __init__(self, data: pd.DataFrame, numeric: list[str], caption: str | None,
-                 keys: dict[str, list[float] | None], page_rows: int = PAGE_ROWS) -> None:
+                 page_rows: int = PAGE_ROWS) -> None:
         self.data = data
         self.numeric = numeric
         self.caption = caption
-        self.keys = keys
         self.page_rows = page_rows
 
     def __repr__(self) -> str:
         return self.data.to_string(index=False) + (f"\n{self.caption}" if self.caption else "")
 
-    def frame(self) -> pd.DataFrame:
-        """The frame itables draws: text columns as they are, sortable columns as ranked categoricals."""
-        import pandas as pd
-
-        return pd.DataFrame({name: _ranked(list(cells), sort) if (sort := self.keys.get(name)) else cells
-                             for name, cells in self.data.items()})
-
     def _repr_html_(self) -> str:
         global _bundle_embedded, _tables_drawn
+        import pandas as pd
         from itables import options as itables_options
         from itables.javascript import generate_init_offline_itables_html, to_html_datatable
 
         columns = list(self.data.columns)
-        ranked = [columns.index(c) for c in columns if self.keys.get(c)]
+        ranked = [i for i, dtype in enumerate(self.data.dtypes) if isinstance(dtype, pd.CategoricalDtype)]
         rows = self.page_rows
         options: dict[str, Any] = {
             "connected": False, "allow_html": False,  # itables escapes every cell, header and category
@@ -373,7 +365,7 @@ class PagedTable:
             "css": _PAGED_CSS, "table_id": f"perfkit_table_{_tables_drawn}",
         }
         _tables_drawn += 1
-        html_table = to_html_datatable(self.frame(), html.escape(self.caption) if self.caption else None,
+        html_table = to_html_datatable(self.data, html.escape(self.caption) if self.caption else None,
                                        **options)
         if _bundle_embedded:
             return html_table
