@@ -326,17 +326,21 @@ def test_engine_parameters_are_checked(tmp_path: Path) -> None:
 # --- the cache-trace extraction and what the spatial sampling makes of it -----------------------------
 
 def test_the_cache_trace_is_the_same_on_both_engines(engines, raw) -> None:
-    from kit.analysis.cache import _literal_filter, _load
+    from kit.analysis.cache import _load
+    from kit.cachesim.trace import requests_filter
 
     duck, spark, _ = engines
-    where = _literal_filter(None, None)
+    where, _ = requests_filter(None, None, literal=True)
     a = _load(duck, where, ("path", "path_query", "route"), "path")
     b = _load(spark, where, ("path", "path_query", "route"), "path")
     assert len(a) > 1000 and list(a.columns) == list(b.columns)
     for column in a.columns:
         assert a[column].tolist() == b[column].tolist(), column
     # ids are md5 prefixes: the same path, the same id; another path, another id (on these rows)
-    paths = duck.frame(f"SELECT path FROM requests WHERE {where} AND path IS NOT NULL ORDER BY ts").path
+    # the paths in the trace's order (time, then id: 15 lowercase hex digits sort as their integers do; rows
+    # of one time and one id have one path), so row i of both is the same request
+    paths = duck.frame(f"SELECT path FROM requests WHERE {where} AND path IS NOT NULL "
+                       "ORDER BY ts, left(md5(path), 15)").path
     assert pd.Series(a["h_path"].to_numpy()).groupby(paths.to_numpy()).nunique().max() == 1
     assert a["h_path"].nunique() == paths.nunique()
     # reference: Python's md5 of each path, its first 15 hex digits as an integer, counted per path

@@ -21,7 +21,6 @@ from kit.cachesim.sizing import CostModel, capacity_for_hit_ratio, cost_model, k
 from kit.cachesim.trace import CACHE_KEYS, Trace, TraceStats, normalize_sizes, requests_filter, trace_stats
 from kit.engine import Queryable, as_engine
 from kit.errors import DataError, ParameterError
-from kit.warehouse import sql_string
 
 __all__ = ["CONTENT_CLASSES", "CacheResult", "CurvePoints", "analyze_cache", "curve_points",
            "explorer_lookup"]
@@ -271,14 +270,6 @@ def _load(con: Queryable, where: str, keys: tuple[str, ...], cache_key: str) -> 
     return frame
 
 
-def _literal_filter(start: str | None, end: str | None) -> str:
-    """``requests_filter`` with its parameters written in (literal timestamps: the text runs on any engine)."""
-    where, params = requests_filter(start, end)
-    for value in params:
-        where = where.replace("CAST(? AS TIMESTAMPTZ)", f"CAST({sql_string(str(value))} AS TIMESTAMPTZ)", 1)
-    return where
-
-
 def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", start: str | None = None,
                   end: str | None = None, policies: list[str] | None = None, size_points: int = 24,
                   target_hit_ratio: float = 0.9, memory_cost_per_gb_month: float = 4.0,
@@ -299,7 +290,7 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
     where, params = requests_filter(start, end)
 
     t0 = time.perf_counter()
-    frame = _load(engine if engine is not None else con, _literal_filter(start, end), keys, cache_key)
+    frame = _load(engine if engine is not None else con, requests_filter(start, end, literal=True)[0], keys, cache_key)
     if frame.empty:
         from kit.analysis.coverage import NEEDS
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from kit.cachesim.mrc import MissRatioCurve, object_stack_distances
 from kit.errors import DataError
-from kit.warehouse import CACHEABLE_SQL
+from kit.warehouse import CACHEABLE_SQL, sql_string
 
 CACHE_KEYS = {
     "path": "path",
@@ -65,17 +65,18 @@ def normalize_sizes(obj_id: np.ndarray, size_bytes: np.ndarray) -> np.ndarray:
 
 
 
-def requests_filter(start: str | None, end: str | None, cacheable_only: bool = True) -> tuple[str, list]:
+def requests_filter(start: str | None, end: str | None, cacheable_only: bool = True, *,
+                    literal: bool = False) -> tuple[str, list]:
     """SQL condition over ``requests`` (and its parameters): ``ts`` in [start, end) (ISO 8601; None = open)
-    and, with ``cacheable_only``, :data:`CACHEABLE_SQL`."""
+    and, with ``cacheable_only``, :data:`CACHEABLE_SQL`. ``literal`` writes the times into the text (no
+    parameters: the condition then runs on any engine)."""
     clauses = [CACHEABLE_SQL] if cacheable_only else []
     params: list = []
-    if start:
-        clauses.append("ts >= CAST(? AS TIMESTAMPTZ)")
-        params.append(start)
-    if end:
-        clauses.append("ts < CAST(? AS TIMESTAMPTZ)")
-        params.append(end)
+    for value, op in ((start, ">="), (end, "<")):
+        if value:
+            clauses.append(f"ts {op} CAST({sql_string(str(value)) if literal else '?'} AS TIMESTAMPTZ)")
+            if not literal:
+                params.append(value)
     return (" AND ".join(clauses) or "TRUE"), params
 
 
