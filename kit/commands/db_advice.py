@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kit.config import DEFAULT_DB
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "save (calls x mean time x cost cut), its size and the table's write load. Each EXPLAIN is "
                     "bounded by --statement-timeout-ms and the whole step by --budget-s. Passwords in the DSN "
                     "are never printed; prefer ~/.pgpass or PGPASSWORD.")
-    parser.add_argument("--db", metavar="PATH", default="data/demo.duckdb", help="warehouse (default: %(default)s)")
+    parser.add_argument("--db", metavar="PATH", default=DEFAULT_DB, help="warehouse (default: %(default)s)")
     parser.add_argument("--dsn", required=True, help="libpq connection string or postgresql:// URL of the server")
     parser.add_argument("--start", metavar="ISO", help="first instant (inclusive, UTC); default: first request")
     parser.add_argument("--end", metavar="ISO", help="end of the window (exclusive, UTC); default: after the last")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kit.config import DEFAULT_DB
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -16,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "probable causes (deploy/config events, metrics, query fingerprints, profile frames). "
                     "Events of kind 'incident' are never read. --json prints the same document as the "
                     "'findings' key of results/bottlenecks.json.")
-    parser.add_argument("--db", metavar="PATH", default="data/demo.duckdb", help="warehouse (default: %(default)s)")
+    parser.add_argument("--db", metavar="PATH", default=DEFAULT_DB, help="warehouse (default: %(default)s)")
     parser.add_argument("--start", metavar="ISO", help="first instant (inclusive, UTC); default: first request")
     parser.add_argument("--end", metavar="ISO", help="end of the window (exclusive, UTC); default: after the last")
     parser.add_argument("--service", metavar="NAME", action="append", dest="services",
