@@ -129,7 +129,7 @@ GROUP BY f.fingerprint, f.ts, f.p_ts ORDER BY f.fingerprint, f.ts""".strip()
 
 
 def _shared_tables(con: duckdb.DuckDBPyConnection, window: Window, by_route: dict[str, list[str]],
-                   deltas: str | None = None) -> dict[str, str]:
+                   deltas: str | None) -> dict[str, str]:
     """The inputs of :func:`per_request_sql` for every route at once, as temporary tables: the snapshot
     intervals of all the fingerprints (``f``: one computation of the deltas) and each route's requests per
     minute (``r``: one scan of ``requests``; the minute from epoch microseconds, the same as time_bucket's
