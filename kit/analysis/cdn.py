@@ -63,6 +63,7 @@ from kit.analysis.window import Window
 from kit.cachesim.policies import lru_ttl, spatial_sample
 from kit.cachesim.trace import CACHE_KEYS, Trace
 from kit.errors import DataError
+from kit.warehouse import sql_string
 
 __all__ = ["CLASS_SQL", "CONTENT_CLASSES", "CdnAnalysis", "STATUS_RULES", "TRACKING_PARAMS", "analyse_cdn",
            "normalized_query_sql", "outcome_sql"]
@@ -730,33 +731,32 @@ FROM gr WHERE {where} GROUP BY ALL""").df()
     names = ", ".join(f"'{c}'" for c in _CLASS_NAMES)
     kept_norm = np.unique(keys["h_norm"].to_numpy(np.uint64))
     kept_sql = "TRUE"
-    if n and rate < 1:
-        kept = [spatial_sample(Trace(col, ids, np.ones(len(ids), np.int64)), rate).obj_id
-                for col in ("h_raw", "h_norm") for ids in [np.unique(keys[col].to_numpy(np.uint64))]]
-        kept_norm = kept[1]
-        con.register("cdn_kept_raw", pd.DataFrame({"h": kept[0]}))
-        con.register("cdn_kept_norm", pd.DataFrame({"h": kept[1]}))
-        kept_sql = "(h_raw IN (SELECT h FROM cdn_kept_raw) OR h_norm IN (SELECT h FROM cdn_kept_norm))"
-    head = f"""WITH {groups}, m AS (
+    try:
+        if n and rate < 1:
+            kept = [spatial_sample(Trace(col, ids, np.ones(len(ids), np.int64)), rate).obj_id
+                    for col in ("h_raw", "h_norm") for ids in [np.unique(keys[col].to_numpy(np.uint64))]]
+            kept_norm = kept[1]
+            con.register("cdn_kept_raw", pd.DataFrame({"h": kept[0]}))
+            con.register("cdn_kept_norm", pd.DataFrame({"h": kept[1]}))
+            kept_sql = "(h_raw IN (SELECT h FROM cdn_kept_raw) OR h_norm IN (SELECT h FROM cdn_kept_norm))"
+        head = f"""WITH {groups}, m AS (
   SELECT * FROM (SELECT h, path, hash(raw_key) AS h_raw, hash(norm_key) AS h_norm,
                         list_position([{names}], cls)::UTINYINT AS cls_code, outcome = 'bypass' AS extra,
                         outcome = 'miss' AS miss, coalesce(upper(cache_status) = 'EXPIRED', false) AS expired
                  FROM gr WHERE {where}) WHERE {kept_sql})"""
-    # sampled: the kept keys' paths filter the scan before the hash is computed (a few per cent of it); up to
-    # TRACE_PATH_LIST paths as a list of constants (about a fifth less CPU than the semi-join on the subquery)
-    paths = " AND path IN (SELECT DISTINCT path FROM m)" if kept_sql != "TRUE" else ""
-    if paths:
-        kept_paths = [p for (p,) in con.execute(f"{head}\nSELECT DISTINCT path FROM m ORDER BY path").fetchall()]
-        if len(kept_paths) <= TRACE_PATH_LIST:
-            paths = " AND path IN (" + (", ".join("'" + str(p).replace("'", "''") + "'" for p in kept_paths)
-                                        or "NULL") + ")"
-    fetch = f"""{head}
+        # sampled: the kept keys' paths filter the scan before the hash is computed (a few per cent of it); up to
+        # TRACE_PATH_LIST paths as a list of constants (about a fifth less CPU than the semi-join on the subquery)
+        paths = " AND path IN (SELECT DISTINCT path FROM m)" if kept_sql != "TRUE" else ""
+        if paths:
+            kept_paths = [p for (p,) in con.execute(f"{head}\nSELECT DISTINCT path FROM m ORDER BY path").fetchall()]
+            if len(kept_paths) <= TRACE_PATH_LIST:
+                paths = " AND path IN (" + (", ".join(sql_string(p) for p in kept_paths) or "NULL") + ")"
+        fetch = f"""{head}
 SELECT epoch(q.ts) AS t, m.h_raw, m.h_norm, coalesce(q.bytes_sent, 0) AS sz, m.cls_code, m.extra, m.miss, m.expired
 FROM (SELECT ts, bytes_sent, {_GROUP_KEY} AS h FROM requests WHERE {window.sql()} AND path IS NOT NULL{paths}) q
 JOIN m USING (h)"""
-    try:
         df = con.execute(fetch).df()
-    finally:
+    finally:   # the kept keys' views go with the fetch, also when a query before it fails
         if kept_sql != "TRUE":
             con.unregister("cdn_kept_raw")
             con.unregister("cdn_kept_norm")
