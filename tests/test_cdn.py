@@ -246,19 +246,22 @@ def test_grouped_requests_match_a_python_group_by_and_the_view_fallback(con):
     w = window_of(con)
     want: Counter = Counter()
     sizes: Counter = Counter()
+    sizes1: Counter = Counter()
     for r in rows:
         key = (r[1], r[3] or r[4], (r[2] or "GET").upper(), r[6] or 200, r[4], r[5], r[8], r[9])
         want[key] += 1
         sizes[key] += r[7]
+        sizes1[key] += max(r[7], 1)
     got = con.execute(_groups_build_sql(w)).fetchall()
-    assert {tuple(g[:8]): (g[8], g[9]) for g in got} == {k: (want[k], sizes[k]) for k in want}
+    assert {tuple(g[:8]): (g[8], g[9], g[10]) for g in got} == {k: (want[k], sizes[k], sizes1[k]) for k in want}
     assert len(got) == len(want)
     table = to_jsonable(analyse_cdn(con, w))
     con.execute("CREATE TABLE requests_t AS SELECT * FROM requests")
     con.execute("DROP TABLE requests")
     con.execute("CREATE VIEW requests AS SELECT * FROM requests_t")
     view = to_jsonable(analyse_cdn(con, w))
-    for name in ("totals", "status_counts", "by_class", "by_route", "fragmentation", "parameters", "replay"):
+    for name in ("totals", "status_counts", "by_class", "by_route", "uncached", "fragmentation", "parameters", "ttl",
+                 "replay"):
         assert view[name] == table[name], name
 
 
@@ -270,9 +273,71 @@ def test_sampled_trace_filtered_by_a_path_list_matches_the_subquery(con, monkeyp
 
     insert(con, _planted(seed=11, n=4000))
     w = window_of(con)
+    whole = to_jsonable(analyse_cdn(con, w))
     monkeypatch.setattr(cdn, "REPLAY_MAX_REQUESTS", 1000)
     listed = to_jsonable(analyse_cdn(con, w))
+    # what sampling leaves exact: the lookups, EXPIRED counts and the replay's totals of the whole trace
+    exact = ("content_class", "lookups", "expired", "expired_bytes")
+    assert [{k: c[k] for k in exact} for c in listed["ttl"]] == [{k: c[k] for k in exact} for c in whole["ttl"]]
+    assert (listed["replay"]["requests"], listed["replay"]["bytes"]) == \
+        (whole["replay"]["requests"], whole["replay"]["bytes"]) and whole["replay"]["sample_rate"] == 1
     monkeypatch.setattr(cdn, "TRACE_PATH_LIST", 0)
     joined = to_jsonable(analyse_cdn(con, w))
     assert 0 < listed["replay"]["sample_rate"] < 1 and listed["replay"]["scenarios"]
     assert listed["replay"] == joined["replay"] and listed["ttl"] == joined["ttl"]
+
+
+def test_shown_sql_reproduces_the_results_on_its_own(con):
+    """Each SQL the result shows runs on the warehouse alone (no temporary table of the study left in it)
+    and gives the numbers the study computed another way (grouped requests, the replay's trace); the study
+    leaves no temporary table behind."""
+    rng = random.Random(8)
+    rows = _planted(seed=6, n=2500)
+    for _ in range(1500):   # static classes with EXPIRED lookups, a bypassed static route seen by many clients
+        k = rng.randrange(30)
+        kind = rng.choice(["js", "png", "css"])
+        ctype = {"js": "application/javascript", "png": "image/png", "css": "text/css"}[kind]
+        status = rng.choice(["HIT", "HIT", "MISS", "EXPIRED"]) if k % 5 else "BYPASS"
+        rows.append((rng.uniform(0, 2500), "static", rng.choice(["GET", "get", None]),
+                     f"/{'s' if k % 5 else 'b'}/{{f}}.{kind}",
+                     f"/s/{k}.{kind}", rng.choice([None, "v=3"]), rng.choice([200, 200, 304]), 2000 + k,
+                     ctype, status, f"c{rng.randrange(20)}"))
+    insert(con, rows)
+    temp = "SELECT count(*) FROM duckdb_tables() WHERE temporary"
+    before = con.execute(temp).fetchone()[0]
+    a = analyse_cdn(con, window_of(con))
+    assert con.execute(temp).fetchone()[0] == before
+    sql = a.sql
+    assert not [k for k, v in sql.items() if "cdn_" in v]
+
+    def same(name: str, frame, on: list[str], cols: list[str]) -> None:
+        shown = con.execute(sql[name]).df()
+        assert len(shown) == len(frame), name
+        got = to_jsonable(frame.sort_values(on)[on + cols].reset_index(drop=True))
+        want = to_jsonable(shown.sort_values(on)[on + cols].reset_index(drop=True))
+        for g, w in zip(got, want, strict=True):
+            assert g == pytest.approx(w, nan_ok=True), (name, g, w)
+
+    ratio = ["requests", "bytes", "hits", "misses", "bypasses", "no_status", "expired", "hit_ratio",
+             "byte_hit_ratio", "offload"]
+    shown_counts = con.execute(sql["status_counts"]).df()
+    assert sorted(map(tuple, shown_counts.fillna("").to_numpy().tolist())) == \
+        sorted(map(tuple, a.status_counts.fillna("").to_numpy().tolist()))
+    totals = to_jsonable(con.execute(sql["totals"]).df())[0]
+    assert {k: a.totals[k] for k in ratio} == pytest.approx({k: totals[k] for k in ratio})
+    same("by_class", a.by_class, ["content_class"], ratio)
+    same("by_route", a.by_route, ["service", "route"], ["content_class", *ratio])
+    assert a.uncached["candidate"].any()
+    same("uncached", a.uncached, ["service", "route"],
+         ["content_class", "requests", "bytes", "bypasses", "hits", "misses", "same_size_share", "candidate"])
+    same("fragmentation", a.fragmentation, ["service", "route"],
+         ["requests", "bytes", "paths", "raw_keys", "normalized_keys", "tracked_requests"])
+    same("parameters", a.parameters, ["name"], ["requests", "distinct_values", "routes", "example_route", "kind"])
+    assert a.replay["sample_rate"] == 1
+    same("ttl_by_class", a.ttl, ["content_class"],
+         ["lookups", "expired", "expired_bytes", "reuses", "reuse_p50_s", "reuse_p90_s", "reuse_p99_s"])
+    assert "ttl_gain" in sql
+    gained = {c: h for c, h, _ in con.execute(sql["ttl_gain"]).fetchall()}
+    assert gained and {c: int(h) for c, h in zip(a.ttl["content_class"], a.ttl["hits_gained"], strict=True)
+                       if c in gained} == gained
+    assert len(con.execute(sql["replay_trace"]).fetchall()) == a.replay["requests"]

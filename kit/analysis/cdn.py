@@ -63,6 +63,7 @@ from kit.analysis.window import Window
 from kit.cachesim.policies import lru_ttl, spatial_sample
 from kit.cachesim.trace import CACHE_KEYS, Trace
 from kit.errors import DataError
+from kit.warehouse import sql_string
 
 __all__ = ["CLASS_SQL", "CONTENT_CLASSES", "CdnAnalysis", "STATUS_RULES", "TRACKING_PARAMS", "analyse_cdn",
            "normalized_query_sql", "outcome_sql"]
@@ -177,8 +178,11 @@ def _base_cte(window: Window) -> str:
 
 # the columns the outcome, class and keys derive from, as ``g`` groups them; the trace joins requests to
 # their group on the 64-bit hash of these values (one integer instead of eight columns, most of them text)
-_GROUP_COLS = ("service, coalesce(route, path), upper(coalesce(method, 'GET')), coalesce(status, 200), path, query, "
-               "content_type, cache_status")
+_GROUP_EXPRS = (("service", "service"), ("route", "coalesce(route, path)"),
+                ("method", "upper(coalesce(method, 'GET'))"), ("status", "coalesce(status, 200)"), ("path", "path"),
+                ("query", "query"), ("content_type", "content_type"), ("cache_status", "cache_status"))
+_GROUP_COLS = ", ".join(expr for _, expr in _GROUP_EXPRS)
+_GROUP_SELECT = ", ".join(expr if expr == name else f"{expr} AS {name}" for name, expr in _GROUP_EXPRS)
 _GROUP_KEY = f"hash({_GROUP_COLS})"
 
 
@@ -188,10 +192,14 @@ def _groups_cte(window: Window) -> str:
     response); ``gr``: the same rows with outcome, content class and the three keys, and ``h``, the hash the
     trace joins on. What does not need single requests (ratios, audits, key counts, the replay's totals) is
     computed from it."""
-    return (f"g AS (SELECT service, coalesce(route, path) AS route, upper(coalesce(method, 'GET')) AS method, "
-            f"coalesce(status, 200) AS status, path, query, content_type, cache_status, count(*) AS n, "
+    return f"{_g_cte(window)}, {_GR}"
+
+
+def _g_cte(window: Window) -> str:
+    """``g`` of :func:`_groups_cte` alone."""
+    return (f"g AS (SELECT {_GROUP_SELECT}, count(*) AS n, "
             f"sum(coalesce(bytes_sent, 0)) AS bytes, sum(greatest(coalesce(bytes_sent, 0), 1)) AS bytes1 "
-            f"FROM requests WHERE {window.sql()} AND path IS NOT NULL GROUP BY ALL), {_GR}")
+            f"FROM requests WHERE {window.sql()} AND path IS NOT NULL GROUP BY ALL)")
 
 
 _RAW_COLS = "service, route, method, status, path, query, content_type, cache_status"
@@ -211,9 +219,7 @@ def _groups_build_sql(window: Window) -> str:
   FROM requests WHERE {window.sql()} AND path IS NOT NULL GROUP BY h),
 x AS (SELECT q.service, q.route, q.method, q.status, q.path, q.query, q.content_type, q.cache_status, hg.n, hg.bytes,
              hg.bytes1 FROM requests q JOIN hg ON q.rowid = hg.rid)
-SELECT service, coalesce(route, path) AS route, upper(coalesce(method, 'GET')) AS method,
-       coalesce(status, 200) AS status, path, query, content_type, cache_status, sum(n)::BIGINT AS n,
-       sum(bytes) AS bytes, sum(bytes1) AS bytes1
+SELECT {_GROUP_SELECT}, sum(n)::BIGINT AS n, sum(bytes) AS bytes, sum(bytes1) AS bytes1
 FROM x GROUP BY ALL"""
 
 
@@ -222,20 +228,15 @@ _GR = (f"gr AS (SELECT *, hash(service, route, method, status, path, query, cont
        f"{SORTED_KEY_SQL} AS sorted_key, {NORMALIZED_KEY_SQL} AS norm_key FROM g)")
 
 
-def _weighted(cols: str) -> str:
-    """Ratio columns over ``gr`` (rows weighted by ``n``) instead of single requests."""
-    return (cols.replace("count(*) FILTER (WHERE", "coalesce(sum(n) FILTER (WHERE")
-            .replace("') AS hits", "'), 0)::BIGINT AS hits").replace("') AS misses", "'), 0)::BIGINT AS misses")
-            .replace("') AS bypasses", "'), 0)::BIGINT AS bypasses")
-            .replace("') AS no_status", "'), 0)::BIGINT AS no_status")
-            .replace("') AS expired", "'), 0)::BIGINT AS expired")
-            .replace("count(*) AS requests", "sum(n)::BIGINT AS requests"))
+def _count(where: str, name: str) -> str:
+    """The requests of the rows of ``gr`` matching ``where`` (rows weighted by ``n``), as ``name``."""
+    return f"coalesce(sum(n) FILTER (WHERE {where}), 0)::BIGINT AS {name}"
 
 
-_RATIO_COLS = """count(*) AS requests, sum(bytes) AS bytes,
-    count(*) FILTER (WHERE outcome = 'hit') AS hits, count(*) FILTER (WHERE outcome = 'miss') AS misses,
-    count(*) FILTER (WHERE outcome = 'bypass') AS bypasses, count(*) FILTER (WHERE outcome = 'none') AS no_status,
-    count(*) FILTER (WHERE upper(cache_status) = 'EXPIRED') AS expired,
+_RATIO_COLS = f"""sum(n)::BIGINT AS requests, sum(bytes) AS bytes,
+    {_count("outcome = 'hit'", "hits")}, {_count("outcome = 'miss'", "misses")},
+    {_count("outcome = 'bypass'", "bypasses")}, {_count("outcome = 'none'", "no_status")},
+    {_count("upper(cache_status) = 'EXPIRED'", "expired")},
     coalesce(sum(bytes) FILTER (WHERE outcome = 'hit'), 0) AS hit_bytes,
     coalesce(sum(bytes) FILTER (WHERE outcome = 'miss'), 0) AS miss_bytes,
     coalesce(sum(bytes) FILTER (WHERE outcome = 'bypass'), 0) AS bypass_bytes"""
@@ -245,10 +246,13 @@ _RATIOS = """hits / nullif(hits + misses, 0) AS hit_ratio,
     hit_bytes / nullif(hit_bytes + miss_bytes + bypass_bytes, 0) AS byte_offload,
     expired / nullif(hits + misses, 0) AS expired_share"""
 
-_RATIO_COLS_G = _weighted(_RATIO_COLS)
-# per route the content class most of its requests have (mode() over single requests)
-_MODE_CLS = ("SELECT service, route, arg_max(cls, k) AS content_class FROM "
-             "(SELECT service, route, cls, sum(n) AS k FROM gr GROUP BY ALL) GROUP BY ALL")
+
+
+def _mode_cls(rows: str) -> str:
+    """Per route of ``rows`` (``gr`` or a part of it) the content class most of its requests have (mode()
+    over single requests)."""
+    return (f"SELECT service, route, arg_max(cls, k) AS content_class FROM "
+            f"(SELECT service, route, cls, sum(n) AS k FROM {rows} GROUP BY ALL) GROUP BY ALL")
 
 # --------------------------------------------------------------------------------------------- result
 @dataclass(frozen=True)
@@ -335,7 +339,7 @@ def analyse_cdn(con: duckdb.DuckDBPyConnection, window: Window, *, cache: dict[s
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_groups_build_sql(window)}")
     except duckdb.BinderException:   # requests is a view (no rowid): group the requests by the columns
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS WITH {shown.split(', ' + _GR)[0]} SELECT * FROM g")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS WITH {_g_cte(window)} SELECT * FROM g")
     groups = f"g AS (SELECT * FROM {table}), {_GR}"
     try:
         found = _analyse(con, window, cache, top_routes, _base_cte(window), groups, sql, t_all, timings)
@@ -366,14 +370,14 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, cache: dict[str, An
             "x-cache / x-edge-result-type field, Squid result codes).")
         raise DataError(f"no request with a cache status in the window {window.label()}: the CDN analysis "
                         f"needs requests.cache_status. {hint}")
-    sql["totals"] = f"WITH {groups}, t AS (SELECT {_RATIO_COLS_G} FROM gr) SELECT *, {_RATIOS} FROM t"
+    sql["totals"] = f"WITH {groups}, t AS (SELECT {_RATIO_COLS} FROM gr) SELECT *, {_RATIOS} FROM t"
     totals = {k: (_f(v) if isinstance(v, float) else (int(v) if v is not None else None))
               for k, v in _rows(con, sql["totals"]).iloc[0].items()}
-    sql["by_class"] = (f"WITH {groups}, t AS (SELECT cls AS content_class, {_RATIO_COLS_G} FROM gr GROUP BY cls) "
+    sql["by_class"] = (f"WITH {groups}, t AS (SELECT cls AS content_class, {_RATIO_COLS} FROM gr GROUP BY cls) "
                        f"SELECT *, {_RATIOS} FROM t ORDER BY bytes DESC, content_class")
     by_class = _rows(con, sql["by_class"])
-    sql["by_route"] = (f"WITH {groups}, m AS ({_MODE_CLS}), t AS (SELECT service, route, "
-                       f"any_value(m.content_class) AS content_class, {_RATIO_COLS_G} FROM gr JOIN m USING (service, "
+    sql["by_route"] = (f"WITH {groups}, m AS ({_mode_cls('gr')}), t AS (SELECT service, route, "
+                       f"any_value(m.content_class) AS content_class, {_RATIO_COLS} FROM gr JOIN m USING (service, "
                        f"route) GROUP BY service, route) SELECT *, {_RATIOS} FROM t "
                        f"ORDER BY bytes DESC, service, route LIMIT {int(top_routes)}")
     by_route = _rows(con, sql["by_route"])
@@ -383,7 +387,7 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, cache: dict[str, An
     statuses = ", ".join(str(s) for s in CACHEABLE_BY_DEFAULT)
     # k: per key, distinct clients and sizes of the 200s looked up (outcome not 'none'), from the requests
     # grouped by route, path, query, client and size first (the keys are computed per group)
-    sql["uncached"] = f"""WITH {groups},
+    pairs = f"""\
 kq AS (SELECT service, coalesce(route, path) AS route, path, query, client_hash, coalesce(bytes_sent, 0) AS bytes,
               count(*) AS c
        FROM requests WHERE {window.sql()} AND path IS NOT NULL AND upper(coalesce(method, 'GET')) IN ('GET', 'HEAD')
@@ -393,34 +397,30 @@ kq AS (SELECT service, coalesce(route, path) AS route, path, query, client_hash,
 k AS (SELECT service, route, {NORMALIZED_KEY_SQL} AS norm_key, sum(c) AS n, count(DISTINCT client_hash) AS clients,
              count(DISTINCT bytes) AS sizes FROM kq GROUP BY ALL),
 i AS (SELECT service, route, sum(n) FILTER (WHERE clients >= 2) AS multi,
-             sum(n) FILTER (WHERE clients >= 2 AND sizes = 1) AS same FROM k GROUP BY ALL),
-c AS (SELECT * FROM gr WHERE method IN ('GET', 'HEAD') AND status IN ({statuses}) AND outcome <> 'none'),
-m AS (SELECT service, route, arg_max(cls, k) AS content_class
-      FROM (SELECT service, route, cls, sum(n) AS k FROM c GROUP BY ALL) GROUP BY ALL),
+             sum(n) FILTER (WHERE clients >= 2 AND sizes = 1) AS same FROM k GROUP BY ALL)"""
+    rest = f"""c AS (SELECT * FROM gr WHERE method IN ('GET', 'HEAD') AND status IN ({statuses}) AND outcome <> 'none'),
+m AS ({_mode_cls('c')}),
 u AS (SELECT service, route, any_value(m.content_class) AS content_class, sum(n)::BIGINT AS requests,
              sum(bytes) AS bytes,
-             coalesce(sum(n) FILTER (WHERE outcome = 'bypass'), 0)::BIGINT AS bypasses,
+             {_count("outcome = 'bypass'", "bypasses")},
              coalesce(sum(bytes) FILTER (WHERE outcome = 'bypass'), 0) AS bypass_bytes,
-             coalesce(sum(n) FILTER (WHERE outcome = 'miss'), 0)::BIGINT AS misses,
-             coalesce(sum(n) FILTER (WHERE outcome = 'hit'), 0)::BIGINT AS hits
+             {_count("outcome = 'miss'", "misses")}, {_count("outcome = 'hit'", "hits")}
       FROM c JOIN m USING (service, route) GROUP BY service, route)
 SELECT u.*, bypasses / requests AS bypass_share, coalesce(i.same, 0) / nullif(i.multi, 0) AS same_size_share,
        regexp_matches(lower(u.route), '{PERSONAL_ROUTE}') AS personal,
        bypass_share >= 0.5 AND (content_class IN ({', '.join(repr(c) for c in STATIC_CLASSES)})
            OR (coalesce(same_size_share, 0) >= 0.9 AND NOT personal)) AS candidate
 FROM u LEFT JOIN i USING (service, route) WHERE bypasses > 0 ORDER BY candidate DESC, bypass_bytes DESC"""
+    sql["uncached"] = f"WITH {groups},\n{pairs},\n{rest}"
     # distinct clients matter only for a key that two clients asked for; when the window holds at most one
     # client (none logged, say), the per-request pass gives no row with clients >= 2 and is left out: the
     # same result
     two_clients = con.execute(f"SELECT min(client_hash) < max(client_hash) FROM requests WHERE {window.sql()} "
                               "AND path IS NOT NULL").fetchone()
-    if two_clients and two_clients[0]:
-        uncached = _rows(con, sql["uncached"])
-    else:
-        head, tail = sql["uncached"].split("\nkq AS (", 1)
-        no_pairs = ("i AS (SELECT NULL::VARCHAR AS service, NULL::VARCHAR AS route, NULL::HUGEINT AS multi, "
-                    "NULL::HUGEINT AS same WHERE FALSE),")
-        uncached = _rows(con, head + "\n" + no_pairs + "\nc AS (" + tail.split("\nc AS (", 1)[1])
+    no_pairs = ("i AS (SELECT NULL::VARCHAR AS service, NULL::VARCHAR AS route, NULL::HUGEINT AS multi, "
+                "NULL::HUGEINT AS same WHERE FALSE)")
+    uncached = _rows(con, sql["uncached"] if two_clients and two_clients[0]
+                     else f"WITH {groups},\n{no_pairs},\n{rest}")
     timings["uncached_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -731,33 +731,32 @@ FROM gr WHERE {where} GROUP BY ALL""").df()
     names = ", ".join(f"'{c}'" for c in _CLASS_NAMES)
     kept_norm = np.unique(keys["h_norm"].to_numpy(np.uint64))
     kept_sql = "TRUE"
-    if n and rate < 1:
-        kept = [spatial_sample(Trace(col, ids, np.ones(len(ids), np.int64)), rate).obj_id
-                for col in ("h_raw", "h_norm") for ids in [np.unique(keys[col].to_numpy(np.uint64))]]
-        kept_norm = kept[1]
-        con.register("cdn_kept_raw", pd.DataFrame({"h": kept[0]}))
-        con.register("cdn_kept_norm", pd.DataFrame({"h": kept[1]}))
-        kept_sql = "(h_raw IN (SELECT h FROM cdn_kept_raw) OR h_norm IN (SELECT h FROM cdn_kept_norm))"
-    head = f"""WITH {groups}, m AS (
+    try:
+        if n and rate < 1:
+            kept = [spatial_sample(Trace(col, ids, np.ones(len(ids), np.int64)), rate).obj_id
+                    for col in ("h_raw", "h_norm") for ids in [np.unique(keys[col].to_numpy(np.uint64))]]
+            kept_norm = kept[1]
+            con.register("cdn_kept_raw", pd.DataFrame({"h": kept[0]}))
+            con.register("cdn_kept_norm", pd.DataFrame({"h": kept[1]}))
+            kept_sql = "(h_raw IN (SELECT h FROM cdn_kept_raw) OR h_norm IN (SELECT h FROM cdn_kept_norm))"
+        head = f"""WITH {groups}, m AS (
   SELECT * FROM (SELECT h, path, hash(raw_key) AS h_raw, hash(norm_key) AS h_norm,
                         list_position([{names}], cls)::UTINYINT AS cls_code, outcome = 'bypass' AS extra,
                         outcome = 'miss' AS miss, coalesce(upper(cache_status) = 'EXPIRED', false) AS expired
                  FROM gr WHERE {where}) WHERE {kept_sql})"""
-    # sampled: the kept keys' paths filter the scan before the hash is computed (a few per cent of it); up to
-    # TRACE_PATH_LIST paths as a list of constants (about a fifth less CPU than the semi-join on the subquery)
-    paths = " AND path IN (SELECT DISTINCT path FROM m)" if kept_sql != "TRUE" else ""
-    if paths:
-        kept_paths = [p for (p,) in con.execute(f"{head}\nSELECT DISTINCT path FROM m ORDER BY path").fetchall()]
-        if len(kept_paths) <= TRACE_PATH_LIST:
-            paths = " AND path IN (" + (", ".join("'" + str(p).replace("'", "''") + "'" for p in kept_paths)
-                                        or "NULL") + ")"
-    fetch = f"""{head}
+        # sampled: the kept keys' paths filter the scan before the hash is computed (a few per cent of it); up to
+        # TRACE_PATH_LIST paths as a list of constants (about a fifth less CPU than the semi-join on the subquery)
+        paths = " AND path IN (SELECT DISTINCT path FROM m)" if kept_sql != "TRUE" else ""
+        if paths:
+            kept_paths = [p for (p,) in con.execute(f"{head}\nSELECT DISTINCT path FROM m ORDER BY path").fetchall()]
+            if len(kept_paths) <= TRACE_PATH_LIST:
+                paths = " AND path IN (" + (", ".join(sql_string(p) for p in kept_paths) or "NULL") + ")"
+        fetch = f"""{head}
 SELECT epoch(q.ts) AS t, m.h_raw, m.h_norm, coalesce(q.bytes_sent, 0) AS sz, m.cls_code, m.extra, m.miss, m.expired
 FROM (SELECT ts, bytes_sent, {_GROUP_KEY} AS h FROM requests WHERE {window.sql()} AND path IS NOT NULL{paths}) q
 JOIN m USING (h)"""
-    try:
         df = con.execute(fetch).df()
-    finally:
+    finally:   # the kept keys' views go with the fetch, also when a query before it fails
         if kept_sql != "TRUE":
             con.unregister("cdn_kept_raw")
             con.unregister("cdn_kept_norm")

@@ -75,10 +75,6 @@ class WindowTotals:
         return {"request_time": self.request_ms, "errors_5xx": float(self.errors_5xx)}.get(basis, float(self.requests))
 
 
-TOTALS_SQL = ("SELECT coalesce(sum(latency_ms), 0), count(*), count(*) FILTER (WHERE status >= 500), "
-              "coalesce(sum(bytes_sent), 0) FROM requests WHERE ts >= ? AND ts < ?")
-
-
 TRAFFIC_SQL = ("SELECT service, route, count(*) AS requests, coalesce(sum(latency_ms), 0) AS request_ms, "
                "count(*) FILTER (WHERE status >= 500) AS errors_5xx, coalesce(sum(bytes_sent), 0) AS bytes_sent "
                "FROM requests WHERE ts >= ? AND ts < ? GROUP BY ALL")
@@ -90,15 +86,10 @@ def route_traffic(con: duckdb.DuckDBPyConnection, window: Window) -> pd.DataFram
     return con.execute(TRAFFIC_SQL, [window.start, window.end]).df()
 
 
-def window_totals(con: duckdb.DuckDBPyConnection, window: Window,
-                  traffic: pd.DataFrame | None = None) -> WindowTotals:
-    """The sums of ``traffic`` (:func:`route_traffic`) when given, else one pass over the window's requests
-    (``TOTALS_SQL``)."""
-    if traffic is not None:
-        return WindowTotals(float(traffic["request_ms"].sum()), int(traffic["requests"].sum()),
-                            int(traffic["errors_5xx"].sum()), int(traffic["bytes_sent"].sum()))
-    row = con.execute(TOTALS_SQL, [window.start, window.end]).fetchone() or (0, 0, 0, 0)
-    return WindowTotals(float(row[0] or 0), int(row[1] or 0), int(row[2] or 0), int(row[3] or 0))
+def window_totals(traffic: pd.DataFrame) -> WindowTotals:
+    """The window's totals: the sums of its requests per route (:func:`route_traffic`)."""
+    return WindowTotals(float(traffic["request_ms"].sum()), int(traffic["requests"].sum()),
+                        int(traffic["errors_5xx"].sum()), int(traffic["bytes_sent"].sum()))
 
 
 def scope_pairs(scope: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -307,7 +298,7 @@ def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
     result), either of which may be missing. With ``database_dsn`` the top query fingerprints are also
     EXPLAINed on that live PostgreSQL with hypothetical indexes (bounded per statement and in total)."""
     traffic = route_traffic(con, window)
-    totals = window_totals(con, window, traffic)
+    totals = window_totals(traffic)
     routed = traffic[traffic["route"].notna()]
     gaps: list[dict[str, str]] = []
     database = analyse_database(con, window, bottlenecks=dict(bottlenecks) if bottlenecks else None,

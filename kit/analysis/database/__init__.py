@@ -140,8 +140,9 @@ def _interval_means_sql(window: Window, fingerprint: str) -> str:
 
 
 def _all_interval_means(con: duckdb.DuckDBPyConnection, window: Window, fingerprints: list[str],
-                        deltas: str | None = None) -> dict[str, pd.DataFrame]:
-    """:func:`_interval_means_sql`'s frame for each of ``fingerprints``, from one computation of the deltas."""
+                        deltas: str) -> dict[str, pd.DataFrame]:
+    """:func:`_interval_means_sql`'s frame for each of ``fingerprints``, from the deltas held in ``deltas``
+    (:func:`hold_deltas`)."""
     if not fingerprints:
         return {}
     fps = ", ".join(_q(f) for f in sorted(set(fingerprints)))

@@ -76,7 +76,10 @@ def held_deltas(sql: str, table: str | None, start: datetime, end: datetime) -> 
     window's deltas filtered to [start, end) are :func:`deltas_sql` ``(start, end)``."""
     if table is None:
         return sql
-    return sql.replace(deltas_sql(start, end), f"SELECT * FROM {table} WHERE ts >= {_lit(start)} AND ts < {_lit(end)}")
+    computed = deltas_sql(start, end)
+    if computed not in sql:   # a swap that found nothing would quietly compute the deltas again
+        raise ValueError(f"held_deltas: the SQL does not compute the deltas of [{start}, {end})")
+    return sql.replace(computed, f"SELECT * FROM {table} WHERE ts >= {_lit(start)} AND ts < {_lit(end)}")
 
 
 def hold_deltas(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> str:

@@ -28,6 +28,7 @@ import pandas as pd
 from kit.analysis.database.digest import deltas_sql, events_sql, held_deltas
 from kit.analysis.database.indexes import statement_shape
 from kit.analysis.window import Window
+from kit.warehouse import sql_string
 
 
 def burst_sql(window: Window, gap_ms: float, min_repeat: int) -> str:
@@ -129,7 +130,7 @@ GROUP BY f.fingerprint, f.ts, f.p_ts ORDER BY f.fingerprint, f.ts""".strip()
 
 
 def _shared_tables(con: duckdb.DuckDBPyConnection, window: Window, by_route: dict[str, list[str]],
-                   deltas: str | None = None) -> dict[str, str]:
+                   deltas: str | None) -> dict[str, str]:
     """The inputs of :func:`per_request_sql` for every route at once, as temporary tables: the snapshot
     intervals of all the fingerprints (``f``: one computation of the deltas) and each route's requests per
     minute (``r``: one scan of ``requests``; the minute from epoch microseconds, the same as time_bucket's
@@ -138,26 +139,29 @@ def _shared_tables(con: duckdb.DuckDBPyConnection, window: Window, by_route: dic
         return {}
     tag = abs(hash((window.start, window.end, tuple(by_route)))) % 10**8
     tables = {"f": f"nplus1_f_{tag}", "r": f"nplus1_r_{tag}"}
-    fps = ", ".join(sorted({"'" + f.replace("'", "''") + "'" for v in by_route.values() for f in v}))
-    routes = ", ".join("'" + r.replace("'", "''") + "'" for r in by_route)
+    fps = ", ".join(sorted({sql_string(f) for v in by_route.values() for f in v}))
+    routes = ", ".join(sql_string(r) for r in by_route)
     con.execute(held_deltas(f"""CREATE OR REPLACE TEMP TABLE {tables['f']} AS
 WITH d AS ({deltas_sql(window.start, window.end)})
 SELECT fingerprint, ts, any_value(p_ts) AS p_ts, sum(calls) AS calls, sum(total_ms) AS ms, sum(rows) AS rows
 FROM d WHERE fingerprint IN ({fps}) GROUP BY fingerprint, ts""", deltas, window.start, window.end))
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE {tables['r']} AS
+    try:
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE {tables['r']} AS
 SELECT route, to_timestamp((epoch_us(ts) // 60000000) * 60) AS m, count(*) AS n FROM requests
 WHERE {window.sql()} AND route IN ({routes}) AND coalesce(upper(cache_status), '') NOT IN ('HIT', 'STALE')
 GROUP BY 1, 2""")
+    except BaseException:   # the caller drops the tables only once both exist
+        con.execute(f"DROP TABLE IF EXISTS {tables['f']}")
+        raise
     return tables
 
 
 def _per_request_from(tables: dict[str, str], fingerprints: list[str], route: str) -> str:
     """:func:`per_request_sql` on the tables of :func:`_shared_tables`."""
-    fps = ", ".join("'" + f.replace("'", "''") + "'" for f in fingerprints)
-    r = route.replace("'", "''")
+    fps = ", ".join(sql_string(f) for f in fingerprints)
     return f"""
 WITH f AS (SELECT * FROM {tables['f']} WHERE fingerprint IN ({fps})),
-r AS (SELECT m, n FROM {tables['r']} WHERE route = '{r}')
+r AS (SELECT m, n FROM {tables['r']} WHERE route = {sql_string(route)})
 SELECT f.fingerprint, f.ts, f.p_ts, any_value(f.calls) AS calls, any_value(f.ms) AS ms, any_value(f.rows) AS rows,
        coalesce(sum(r.n), 0) AS requests
 FROM f LEFT JOIN r ON r.m >= f.p_ts AND r.m < f.ts
