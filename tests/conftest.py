@@ -117,6 +117,18 @@ def assert_lines_accounted_for(ingest: Callable[[duckdb.DuckDBPyConnection], Ing
         con.close()
 
 
+def same_within(a: object, b: object, rel: float = 1e-9) -> bool:
+    """Equal nested results (dicts, lists, scalars) with floats equal to ``rel`` relative: DuckDB's parallel
+    sums add in a varying order, so the same analysis twice can differ in the last digits."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_within(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_within(x, y, rel) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or abs(a - b) <= rel * max(abs(a), abs(b))
+    return a == b
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now (for a service a test starts)."""
     with socket.socket() as sock:

@@ -13,6 +13,7 @@ from kit.analysis.database import analyse_database, statement_shape
 from kit.analysis.window import Window
 from kit.report.render import environment
 from kit.results import to_jsonable
+from tests.conftest import same_within
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 A = "select * from a where x = ?"
@@ -149,3 +150,18 @@ def test_periods_around_a_finding_onset(con):
     row = at_onset[at_onset["fingerprint"] == A].iloc[0]
     assert row["calls_jumped"] and row["rate_ratio_low"] < 5 < row["rate_ratio_high"]
     assert not row["regressed"]  # 1 ms per call throughout
+
+
+def test_the_shared_route_pass_gives_what_the_database_own_scan_gives(demo_warehouse):
+    """``optimization_opportunities`` hands the database analysis the window's requests per route from one
+    pass; the analysis alone scans the requests itself: both give the same N+1 signatures and opportunities."""
+    from kit.analysis.optimizations import route_traffic
+    from kit.analysis.window import resolve_window
+    from kit.results import to_jsonable
+
+    con = warehouse.connect(demo_warehouse(requests=150_000, days=7, seed=3), read_only=True)
+    window = resolve_window(con, None, None, None)
+    traffic = route_traffic(con, window)
+    shared = to_jsonable(analyse_database(con, window, route_counts=traffic[traffic["route"].notna()]))
+    own = to_jsonable(analyse_database(con, window))
+    assert shared["nplus1"] and same_within(shared, own), [k for k in own if not same_within(shared[k], own[k])]

@@ -30,6 +30,7 @@ from kit.report.render import check_markdown, environment
 from kit.results import to_jsonable
 from kit.viz.profiles import plot_diff, plot_icicle
 from kit.warehouse import connect
+from tests.conftest import same_within
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 WINDOW = Window(T0 - timedelta(days=10), T0 + timedelta(days=10), "parameters")
@@ -310,3 +311,18 @@ def test_flame_nodes_are_the_samples_of_the_stacks_through_each_prefix() -> None
     assert {n.path: n.samples for n in a.flame} == dict(expected)
     assert all(n.parent == ";".join(n.path.split(";")[:-1]) for n in a.flame)
     con.close()
+
+
+def test_the_shared_route_pass_gives_what_the_profiles_own_scan_gives(demo: duckdb.DuckDBPyConnection) -> None:
+    """``optimization_opportunities`` hands the profiles analysis the window's per-route traffic and request
+    time from one pass; the analysis alone scans the requests itself: both give the same result."""
+    from kit.analysis.optimizations import route_traffic, window_totals
+
+    window = resolve_window(demo)
+    traffic = route_traffic(demo, window)
+    shared = analyse_profiles(demo, window, request_ms_total=window_totals(traffic).request_ms,
+                              route_counts=traffic[traffic["route"].notna()])
+    own = to_jsonable(analyse_profiles(demo, window))
+    shared_json = to_jsonable(shared)
+    assert same_within(shared_json, own), [k for k in own if not same_within(shared_json[k], own[k])]
+
