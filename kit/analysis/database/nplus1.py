@@ -23,6 +23,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from kit.analysis.database.digest import deltas_sql, events_sql, held_deltas
@@ -77,9 +78,13 @@ ORDER BY ms_in_bursts DESC NULLS LAST""".strip()
 
 def burst_nplus1(con: duckdb.DuckDBPyConnection, window: Window, *, gap_ms: float = 50.0, min_repeat: int = 10,
                  min_bursts: int = 3) -> tuple[list[dict[str, object]], str]:
-    """Fingerprints repeated in bursts (see the module docstring), as dicts with the burst numbers."""
+    """Fingerprints repeated in bursts (see the module docstring), as dicts with the burst numbers, and
+    :func:`burst_sql` (what the result shows; the numbers come from the same detection in one pass over the
+    events, :func:`kit.analysis.database.bursts.burst_frame`)."""
+    from kit.analysis.database.bursts import burst_frame   # numba: loaded where bursts are looked for
+
     sql = burst_sql(window, gap_ms, min_repeat)
-    frame = con.execute(sql).df()
+    frame = burst_frame(con, events_sql(window.start, window.end), gap_ms, min_repeat)
     out: list[dict[str, object]] = []
     for row in frame.itertuples(index=False):
         if (row.bursts or 0) < min_bursts:
@@ -129,43 +134,49 @@ FROM f LEFT JOIN r ON r.m >= f.p_ts AND r.m < f.ts
 GROUP BY f.fingerprint, f.ts, f.p_ts ORDER BY f.fingerprint, f.ts""".strip()
 
 
-def _shared_tables(con: duckdb.DuckDBPyConnection, window: Window, by_route: dict[str, list[str]],
-                   deltas: str | None) -> dict[str, str]:
-    """The inputs of :func:`per_request_sql` for every route at once, as temporary tables: the snapshot
-    intervals of all the fingerprints (``f``: one computation of the deltas) and each route's requests per
-    minute (``r``: one scan of ``requests``; the minute from epoch microseconds, the same as time_bucket's
-    but without a calendar computation per request)."""
+def route_minutes_sql(window: Window, routes: list[str]) -> str:
+    """Requests of ``routes`` not served from cache per minute (``m``: epoch minutes, the minute
+    :func:`per_request_sql`'s ``time_bucket`` gives, without a calendar computation per request)."""
+    return f"""SELECT route, epoch_us(ts) // 60000000 AS m, count(*) AS n FROM requests
+WHERE {window.sql()} AND route IN ({', '.join(sql_string(r) for r in routes)})
+  AND coalesce(upper(cache_status), '') NOT IN ('HIT', 'STALE')
+GROUP BY 1, 2"""
+
+
+def _per_request_frames(con: duckdb.DuckDBPyConnection, window: Window, by_route: dict[str, list[str]],
+                        deltas: str | None) -> dict[str, pd.DataFrame]:
+    """:func:`per_request_sql`'s frame for every route at once: the snapshot intervals of all the
+    fingerprints from one computation of the deltas, each route's requests per minute from one scan of
+    ``requests`` (:func:`route_minutes_sql`), and each interval's requests — the minutes ``m`` with
+    ``p_ts <= m < ts`` — as the difference of the route's cumulative per-minute counts at the two ends
+    (binary search), instead of a range join per route."""
     if not by_route:
         return {}
-    tag = abs(hash((window.start, window.end, tuple(by_route)))) % 10**8
-    tables = {"f": f"nplus1_f_{tag}", "r": f"nplus1_r_{tag}"}
     fps = ", ".join(sorted({sql_string(f) for v in by_route.values() for f in v}))
-    routes = ", ".join(sql_string(r) for r in by_route)
-    con.execute(held_deltas(f"""CREATE OR REPLACE TEMP TABLE {tables['f']} AS
+    f = con.execute(held_deltas(f"""
 WITH d AS ({deltas_sql(window.start, window.end)})
 SELECT fingerprint, ts, any_value(p_ts) AS p_ts, sum(calls) AS calls, sum(total_ms) AS ms, sum(rows) AS rows
-FROM d WHERE fingerprint IN ({fps}) GROUP BY fingerprint, ts""", deltas, window.start, window.end))
-    try:
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE {tables['r']} AS
-SELECT route, to_timestamp((epoch_us(ts) // 60000000) * 60) AS m, count(*) AS n FROM requests
-WHERE {window.sql()} AND route IN ({routes}) AND coalesce(upper(cache_status), '') NOT IN ('HIT', 'STALE')
-GROUP BY 1, 2""")
-    except BaseException:   # the caller drops the tables only once both exist
-        con.execute(f"DROP TABLE IF EXISTS {tables['f']}")
-        raise
-    return tables
+FROM d WHERE fingerprint IN ({fps}) GROUP BY fingerprint, ts""", deltas, window.start, window.end)).df()
+    f = f.sort_values(["fingerprint", "ts"], kind="stable").reset_index(drop=True)
+    ts_us = _epoch_us(f["ts"])
+    p_us = _epoch_us(f["p_ts"])
+    minutes = con.execute(route_minutes_sql(window, list(by_route))).fetchnumpy()
+    frames: dict[str, pd.DataFrame] = {}
+    for route, route_fps in by_route.items():
+        mine = np.asarray(minutes["route"], dtype=object) == route
+        order = np.argsort(np.asarray(minutes["m"])[mine], kind="stable")
+        m_us = np.asarray(minutes["m"])[mine][order].astype(np.int64) * 60_000_000
+        cum = np.concatenate([[0], np.cumsum(np.asarray(minutes["n"])[mine][order].astype(np.int64))])
+        rows = f["fingerprint"].isin(route_fps).to_numpy()
+        requests = cum[np.searchsorted(m_us, ts_us[rows], "left")] - cum[np.searchsorted(m_us, p_us[rows], "left")]
+        frames[route] = f[rows].assign(requests=np.maximum(requests, 0)).reset_index(drop=True)
+    return frames
 
 
-def _per_request_from(tables: dict[str, str], fingerprints: list[str], route: str) -> str:
-    """:func:`per_request_sql` on the tables of :func:`_shared_tables`."""
-    fps = ", ".join(sql_string(f) for f in fingerprints)
-    return f"""
-WITH f AS (SELECT * FROM {tables['f']} WHERE fingerprint IN ({fps})),
-r AS (SELECT m, n FROM {tables['r']} WHERE route = {sql_string(route)})
-SELECT f.fingerprint, f.ts, f.p_ts, any_value(f.calls) AS calls, any_value(f.ms) AS ms, any_value(f.rows) AS rows,
-       coalesce(sum(r.n), 0) AS requests
-FROM f LEFT JOIN r ON r.m >= f.p_ts AND r.m < f.ts
-GROUP BY f.fingerprint, f.ts, f.p_ts ORDER BY f.fingerprint, f.ts""".strip()
+def _epoch_us(column: pd.Series) -> np.ndarray:
+    """Epoch microseconds of a (time-zoned) timestamp column."""
+    return np.asarray(pd.to_datetime(column, utc=True).dt.tz_localize(None).astype("datetime64[us]")
+                      .astype(np.int64))
 
 
 def candidate_routes(fingerprint: str, routes: list[str], limit: int = 5) -> list[str]:
@@ -215,12 +226,7 @@ def signature_nplus1(con: duckdb.DuckDBPyConnection, window: Window, digest_fram
                               AND ts_start >= TIMESTAMPTZ '{window.start.isoformat()}'
                               AND ts_start < TIMESTAMPTZ '{window.end.isoformat()}' ORDER BY ts_start""").df()
     tried: dict[str, list[tuple[dict[str, object], str]]] = {}
-    shared = _shared_tables(con, window, by_route, deltas)
-    try:
-        frames = {route: con.execute(_per_request_from(shared, fps, route)).df() for route, fps in by_route.items()}
-    finally:
-        for table in shared.values():
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+    frames = _per_request_frames(con, window, by_route, deltas)
     for route, fps in by_route.items():
         query = per_request_sql(window, fps, route)   # what the result shows: the same numbers on its own
         frame = frames[route]
