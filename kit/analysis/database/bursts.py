@@ -8,7 +8,7 @@ the events once in time order keeping, per partition, the burst it is in: an eve
 after the partition's previous one closes that burst and opens a new one. The events need no sort when
 the table holds them in time order within each partition (a log is written in time order); otherwise a
 stable argsort of the times comes first. Ties in time do not change a burst's size, time or span, so the
-result is :func:`burst_sql`'s (floats to rounding: a burst's time is summed directly rather than as a
+result is :func:`burst_sql`'s (an execution without a time counts 0 ms in its burst; floats to rounding: a burst's time is summed directly rather than as a
 difference of running sums).
 """
 
@@ -66,8 +66,7 @@ def _bursts(code: np.ndarray, t: np.ndarray, ms: np.ndarray, order: np.ndarray, 
             min_repeat: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Bursts of ≥ ``min_repeat`` events (their partition code, size, time ms, span ms), and per partition
     the largest burst of two events or more (of one, when ``min_repeat`` <= 1; 0 when none). ``t``: epoch
-    µs; ``ms``: NaN for NULL (a burst's time is NULL when its first event's is, as the running-sum
-    difference of :func:`burst_sql` gives); ``order``: the events in time order (empty: as they are)."""
+    µs; ``order``: the events in time order (empty: as they are)."""
     last = np.zeros(n_codes, dtype=np.int64)
     first = np.zeros(n_codes, dtype=np.int64)
     count = np.zeros(n_codes, dtype=np.int64)
@@ -86,8 +85,7 @@ def _bursts(code: np.ndarray, t: np.ndarray, ms: np.ndarray, order: np.ndarray, 
             c = code[i]
             if count[c] > 0 and (t[i] - last[c]) / 1000.0 <= gap_ms:
                 count[c] += 1
-                if ms[i] == ms[i]:
-                    total[c] += ms[i]
+                total[c] += ms[i]
                 last[c] = t[i]
                 continue
         else:   # the end: close every partition's last burst
@@ -121,7 +119,7 @@ FROM ({events}) GROUP BY ALL ORDER BY h""").df()
     reader = con.sql(f"SELECT hash({_PART}) AS h, epoch_us(ts) AS t, total_ms FROM ({events})").to_arrow_reader(1 << 20)
     table = pa.Table.from_batches(list(reader), schema=reader.schema)
     h, t = (table.column(c).combine_chunks().to_numpy() for c in ("h", "t"))
-    ms = table.column("total_ms").combine_chunks().to_numpy(zero_copy_only=False).astype(np.float64)
+    ms = np.nan_to_num(table.column("total_ms").combine_chunks().to_numpy(zero_copy_only=False).astype(np.float64))
     del table
     keys = names["h"].to_numpy(dtype=np.uint64)
     uniq, first_row = np.unique(keys, return_index=True)

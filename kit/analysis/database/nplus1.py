@@ -41,13 +41,14 @@ def burst_sql(window: Window, gap_ms: float, min_repeat: int) -> str:
     it is the last). An event that does both is a burst of one; the others are paired in order (a burst's
     first and last events), its size and time from their row numbers and running sums. Calls, time and
     sessions per fingerprint come from a plain aggregate of the events. Gaps are differences of epoch
-    microseconds (``date_diff`` on time-zoned timestamps goes through the calendar, per event)."""
+    microseconds (``date_diff`` on time-zoned timestamps goes through the calendar, per event). An execution
+    logged without a time counts 0 ms in its burst's time (``ms``)."""
     g, k = float(gap_ms), int(min_repeat)
     part = "db_system, database, user_name, session_id, fingerprint"
     events = events_sql(window.start, window.end)
     singles = ("UNION ALL SELECT h, 1::BIGINT, total_ms, 0.0 FROM f WHERE opens AND closes" if k <= 1 else "")
     return f"""
-WITH e AS (SELECT hash({part}) AS h, ts, total_ms FROM ({events})),
+WITH e AS (SELECT hash({part}) AS h, ts, coalesce(total_ms, 0) AS total_ms FROM ({events})),
 w AS (SELECT h, ts, total_ms, (epoch_us(ts) - epoch_us(lag(ts) OVER k)) / 1000.0 AS gap_in,
              (epoch_us(lead(ts) OVER k) - epoch_us(ts)) / 1000.0 AS gap_out, row_number() OVER k AS rn,
              sum(total_ms) OVER (k ROWS UNBOUNDED PRECEDING) AS cum_ms
