@@ -165,3 +165,84 @@ def test_the_shared_route_pass_gives_what_the_database_own_scan_gives(demo_wareh
     shared = to_jsonable(analyse_database(con, window, route_counts=traffic[traffic["route"].notna()]))
     own = to_jsonable(analyse_database(con, window))
     assert shared["nplus1"] and same_within(shared, own), [k for k in own if not same_within(shared[k], own[k])]
+
+
+def _records(frame, key):
+    """A frame as records sorted by ``key``, NaN/NA as None (for same_within)."""
+    import pandas as pd
+
+    rows = frame.sort_values(key, na_position="first", kind="stable").to_dict("records")
+    return [{k: (None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else
+                 float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v) for k, v in r.items()}
+            for r in rows]
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_the_burst_pass_gives_what_burst_sql_gives(con, shuffled):
+    """The numba pass over the events (:func:`kit.analysis.database.bursts.burst_frame`) against the SQL the
+    result shows (:func:`burst_sql`, window functions), on events made to trip it: two sessions and no
+    session, a NULL database, executions without a time (0 ms in their burst, wherever ties put them), ties
+    in time, gaps exactly at the threshold and just over it, and the rows stored out of time order (the
+    sorting path)."""
+    import random
+
+    from kit.analysis.database.bursts import burst_frame
+    from kit.analysis.database.digest import events_sql
+    from kit.analysis.database.nplus1 import burst_sql
+
+    src = warehouse.begin_source(con, "test")
+    rng = random.Random(5)
+    rows = []
+    for fp, database, session, user in [(A, "d", "s1", "u"), (A, "d", "s2", "u"), (B, None, None, "u"),
+                                        (B, None, None, "v"), (C, "d", "s1", "w")]:
+        t = 0.0
+        for _ in range(400):
+            t += rng.choice([0.0, 0.001, 0.002, 0.002, 0.0020001, 0.005, 0.3, 1.0])   # s; 2 ms = the gap
+            ms = None if rng.random() < 0.03 else round(rng.uniform(0.1, 9.0), 3)
+            rows.append((T0 + timedelta(seconds=t), database, user, session, fp, ms))
+    if shuffled:
+        rng.shuffle(rows)
+    con.executemany("INSERT INTO queries (ts, db_system, database, user_name, session_id, kind, fingerprint, sample, "
+                    "calls, total_ms, rows, source_id) VALUES (?, 'postgresql', ?, ?, ?, 'event', ?, ?, 1, ?, 1, ?)",
+                    [(ts, db, u, s, fp, fp, ms, src.source_id) for ts, db, u, s, fp, ms in rows])
+    window = Window(T0, T0 + timedelta(hours=1))
+    key = ["db_system", "database", "fingerprint"]
+    for gap_ms, k in [(2.0, 10), (2.0, 3), (5.0, 1), (0.0, 2)]:
+        shown = con.execute(burst_sql(window, gap_ms, k)).df()
+        fast = burst_frame(con, events_sql(window.start, window.end), gap_ms, k)
+        assert list(fast.columns) == list(shown.columns)
+        assert int(shown["bursts"].sum()) > 0 or k == 10
+        assert same_within(_records(fast, key), _records(shown, key)), (gap_ms, k)
+        ranked = shown["ms_in_bursts"].notna()
+        assert list(fast["fingerprint"][: ranked.sum()].map(str)) == list(shown["fingerprint"][ranked].map(str)) \
+            or len(set(shown["ms_in_bursts"][ranked])) < ranked.sum()
+
+
+def test_the_fast_paths_give_what_the_shown_sql_gives(demo_warehouse):
+    """On the demo (its planted N+1): the per-route requests per snapshot interval from cumulative minute
+    counts give what each route's ``per_request_sql`` (shown in the result) gives on its own, and the burst
+    pass what ``burst_sql`` gives."""
+    from kit.analysis.database.bursts import burst_frame
+    from kit.analysis.database.digest import digest, events_sql
+    from kit.analysis.database.nplus1 import _per_request_frames, _routes, burst_sql, candidate_routes, \
+        per_request_sql
+    from kit.analysis.window import resolve_window
+
+    con = warehouse.connect(demo_warehouse(requests=150_000, days=7, seed=3), read_only=True)
+    window = resolve_window(con, None, None, None)
+    frame, _ = digest(con, window)
+    routes = list(_routes(con, window)["route"])
+    by_route: dict[str, list[str]] = {}
+    for fp in frame["fingerprint"].head(40):
+        for route in candidate_routes(str(fp), routes):
+            by_route.setdefault(route, []).append(str(fp))
+    assert len(by_route) >= 2
+    frames = _per_request_frames(con, window, by_route, None)
+    for route, fps in by_route.items():
+        shown = con.execute(per_request_sql(window, fps, route)).df()
+        assert shown["requests"].sum() > 0
+        assert same_within(_records(frames[route], ["fingerprint", "ts"]), _records(shown, ["fingerprint", "ts"]))
+    key = ["db_system", "database", "fingerprint"]
+    shown = con.execute(burst_sql(window, 50.0, 10)).df()
+    fast = burst_frame(con, events_sql(window.start, window.end), 50.0, 10)
+    assert same_within(_records(fast, key), _records(shown, key))
