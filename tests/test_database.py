@@ -246,3 +246,30 @@ def test_the_fast_paths_give_what_the_shown_sql_gives(demo_warehouse):
     shown = con.execute(burst_sql(window, 50.0, 10)).df()
     fast = burst_frame(con, events_sql(window.start, window.end), 50.0, 10)
     assert same_within(_records(fast, key), _records(shown, key))
+
+
+def test_held_deltas_are_the_shown_deltas(con):
+    """:func:`hold_deltas` (series named per source, intervals from epoch milliseconds) holds exactly the rows
+    of the shown :func:`deltas_sql`: two pg_stat_statements servers and a plain source, snapshot times off
+    the millisecond (so a calendar count and a difference could part), a counter reset, and a window that
+    starts between snapshots."""
+    from kit.analysis.database.digest import deltas_sql, hold_deltas
+
+    pg = [warehouse.begin_source(con, "pg-stat-statements", path=name) for name in ("db1:5432", "db1:5432", "db2")]
+    plain = warehouse.begin_source(con, "test")
+    offsets = [0.0, 0.0009, 0.0011, 0.0019, 0.0001, 0.00015]
+    for i in range(12):
+        for j, src in enumerate([*pg, plain]):
+            at = T0 + timedelta(minutes=i, seconds=offsets[(i + j) % len(offsets)])
+            calls = (i * 7 + j) if i != 6 else 3   # a reset at the 7th snapshot
+            con.execute("INSERT INTO queries (ts, db_system, database, user_name, kind, fingerprint, query_id, "
+                        "sample, calls, total_ms, rows, shared_blks_hit, shared_blks_read, source_id) VALUES "
+                        "(?, 'postgresql', 'd', 'u', 'snapshot', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [at, A if j % 2 else B, str(j % 2), "s", calls, calls * 1.5, calls, calls, 1, src.source_id])
+    start, end = T0 + timedelta(minutes=2, seconds=30), T0 + timedelta(minutes=11)
+    table = hold_deltas(con, start, end)
+    order = "ORDER BY ts, p_ts, fingerprint, calls, total_ms"
+    held = con.execute(f"SELECT * FROM {table} {order}").df()
+    shown = con.execute(f"SELECT * FROM ({deltas_sql(start, end)}) {order}").df()
+    assert len(held) > 20 and sorted(set(held["interval_s"])) != [60.0]
+    assert _records(held, ["ts"]) == _records(shown, ["ts"])
