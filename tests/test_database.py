@@ -224,8 +224,7 @@ def test_the_fast_paths_give_what_the_shown_sql_gives(demo_warehouse):
     pass what ``burst_sql`` gives."""
     from kit.analysis.database.bursts import burst_frame
     from kit.analysis.database.digest import digest, events_sql
-    from kit.analysis.database.nplus1 import _per_request_frames, _routes, burst_sql, candidate_routes, \
-        per_request_sql
+    from kit.analysis.database.nplus1 import _per_request_frames, _routes, burst_sql, candidate_routes, per_request_sql
     from kit.analysis.window import resolve_window
 
     con = warehouse.connect(demo_warehouse(requests=150_000, days=7, seed=3), read_only=True)

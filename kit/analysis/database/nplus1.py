@@ -82,7 +82,7 @@ def burst_nplus1(con: duckdb.DuckDBPyConnection, window: Window, *, gap_ms: floa
     """Fingerprints repeated in bursts (see the module docstring), as dicts with the burst numbers, and
     :func:`burst_sql` (what the result shows; the numbers come from the same detection in one pass over the
     events, :func:`kit.analysis.database.bursts.burst_frame`)."""
-    from kit.analysis.database.bursts import burst_frame   # numba: loaded where bursts are looked for
+    from kit.analysis.database.bursts import burst_frame  # numba: loaded where bursts are looked for
 
     sql = burst_sql(window, gap_ms, min_repeat)
     frame = burst_frame(con, events_sql(window.start, window.end), gap_ms, min_repeat)
