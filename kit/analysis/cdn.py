@@ -33,8 +33,9 @@ Method.
   (route, method, status, path, query, content type, cache status); ratios, audits, key counts and the
   replay's totals come from those groups (on a table, grouped by the 64-bit hash of the raw columns and
   one row's values read per group; a view is grouped by the columns). Single requests are read only where
-  order or identity matters: the replay's trace (joined to its group by a 64-bit hash; above
-  :data:`REPLAY_MAX_REQUESTS` lookups only the sampled keys' requests are fetched), the Vary periods, and
+  order or identity matters: the replay's trace (joined to its group by a 64-bit hash of the path and the
+  fewest group columns that tell the groups of those paths apart; above :data:`REPLAY_MAX_REQUESTS`
+  lookups only the sampled keys' paths are read), the Vary periods, and
   distinct clients per key (when the window holds two clients at all). Reuse intervals and the TTL gains
   are computed on the replay's trace: exact up to :data:`REPLAY_MAX_REQUESTS` lookups, above it an
   estimate from the sampled keys (counts scaled by 1/R; ``ttl.reuse_sample_rate`` says R), while lookups
@@ -177,21 +178,34 @@ def _base_cte(window: Window) -> str:
 
 
 # the columns the outcome, class and keys derive from, as ``g`` groups them; the trace joins requests to
-# their group on the 64-bit hash of these values (one integer instead of eight columns, most of them text)
+# their group on the 64-bit hash of path and as few of the others as tell the groups apart (:func:`_narrow_key`)
 _GROUP_EXPRS = (("service", "service"), ("route", "coalesce(route, path)"),
                 ("method", "upper(coalesce(method, 'GET'))"), ("status", "coalesce(status, 200)"), ("path", "path"),
                 ("query", "query"), ("content_type", "content_type"), ("cache_status", "cache_status"))
 _GROUP_COLS = ", ".join(expr for _, expr in _GROUP_EXPRS)
 _GROUP_SELECT = ", ".join(expr if expr == name else f"{expr} AS {name}" for name, expr in _GROUP_EXPRS)
-_GROUP_KEY = f"hash({_GROUP_COLS})"
+_GROUP_EXPR = dict(_GROUP_EXPRS)
+_GROUP_SELECT_NAMES = ", ".join(name for name, _ in _GROUP_EXPRS)
+# the columns a narrow join key tries to leave out, first to last (text first; path is always in it)
+_NARROWABLE = ("content_type", "query", "service", "route", "method", "status", "cache_status")
+
+
+def _narrow_key(groups: pd.DataFrame) -> list[str]:
+    """The columns of ``groups`` (``g``'s rows, unique on all of them) that still tell every row apart: path
+    and, in turn, each other column unless the rows are unique without it (NULLs compare equal)."""
+    key = ["path", *_NARROWABLE]
+    for col in _NARROWABLE:
+        rest = [c for c in key if c != col]
+        if not groups.duplicated(subset=rest).any():
+            key = rest
+    return [c for c in _GROUP_EXPR if c in key]
 
 
 def _groups_cte(window: Window) -> str:
     """``g``: the window's requests grouped by every column the outcome, class and keys derive from
     (:data:`_GROUP_COLS`), with their count ``n``, ``bytes`` and ``bytes1`` (bytes with at least 1 per
-    response); ``gr``: the same rows with outcome, content class and the three keys, and ``h``, the hash the
-    trace joins on. What does not need single requests (ratios, audits, key counts, the replay's totals) is
-    computed from it."""
+    response); ``gr``: the same rows with outcome, content class and the three keys. What does not need
+    single requests (ratios, audits, key counts, the replay's totals) is computed from it."""
     return f"{_g_cte(window)}, {_GR}"
 
 
@@ -223,8 +237,7 @@ SELECT {_GROUP_SELECT}, sum(n)::BIGINT AS n, sum(bytes) AS bytes, sum(bytes1) AS
 FROM x GROUP BY ALL"""
 
 
-_GR = (f"gr AS (SELECT *, hash(service, route, method, status, path, query, content_type, cache_status) AS h, "
-       f"{outcome_sql()} AS outcome, {CLASS_SQL} AS cls, {RAW_KEY_SQL} AS raw_key, "
+_GR = (f"gr AS (SELECT *, {outcome_sql()} AS outcome, {CLASS_SQL} AS cls, {RAW_KEY_SQL} AS raw_key, "
        f"{SORTED_KEY_SQL} AS sorted_key, {NORMALIZED_KEY_SQL} AS norm_key FROM g)")
 
 
@@ -726,7 +739,7 @@ FROM r WHERE {where} ORDER BY ts"""
 FROM gr WHERE {where} GROUP BY ALL""").df()
     n = int(keys["n"].sum())
     rate = min(1.0, REPLAY_MAX_REQUESTS / n) if n else 1.0
-    # The requests are fetched by joining them to their group of ``gr`` on the hash ``h`` of its columns; the
+    # The requests are fetched by joining them to their group of ``gr`` on the hash of a few of its columns; the
     # group carries the keys' hashes, the class and the outcome: nothing else is computed per request.
     names = ", ".join(f"'{c}'" for c in _CLASS_NAMES)
     kept_norm = np.unique(keys["h_norm"].to_numpy(np.uint64))
@@ -739,22 +752,32 @@ FROM gr WHERE {where} GROUP BY ALL""").df()
             con.register("cdn_kept_raw", pd.DataFrame({"h": kept[0]}))
             con.register("cdn_kept_norm", pd.DataFrame({"h": kept[1]}))
             kept_sql = "(h_raw IN (SELECT h FROM cdn_kept_raw) OR h_norm IN (SELECT h FROM cdn_kept_norm))"
+        # m: the groups of the trace (of the kept keys when sampled) with the keys' hashes, class and outcome
+        sel = f"{where.strip()} AND {kept_sql}" if kept_sql != "TRUE" else where.strip()
         head = f"""WITH {groups}, m AS (
-  SELECT * FROM (SELECT h, path, hash(raw_key) AS h_raw, hash(norm_key) AS h_norm,
+  SELECT * FROM (SELECT *, hash(raw_key) AS h_raw, hash(norm_key) AS h_norm,
                         list_position([{names}], cls)::UTINYINT AS cls_code, outcome = 'bypass' AS extra,
                         outcome = 'miss' AS miss, coalesce(upper(cache_status) = 'EXPIRED', false) AS expired
-                 FROM gr WHERE {where}) WHERE {kept_sql})"""
-        # sampled: the kept keys' paths filter the scan before the hash is computed (a few per cent of it); up to
-        # TRACE_PATH_LIST paths as a list of constants (about a fifth less CPU than the semi-join on the subquery)
+                 FROM gr) WHERE {sel})"""
+        # sampled: the kept keys' paths filter the scan (a few per cent of it); up to TRACE_PATH_LIST paths as a
+        # list of constants (about a fifth less CPU than the semi-join on the subquery)
         paths = " AND path IN (SELECT DISTINCT path FROM m)" if kept_sql != "TRUE" else ""
+        in_paths = "TRUE"
         if paths:
             kept_paths = [p for (p,) in con.execute(f"{head}\nSELECT DISTINCT path FROM m ORDER BY path").fetchall()]
             if len(kept_paths) <= TRACE_PATH_LIST:
                 paths = " AND path IN (" + (", ".join(sql_string(p) for p in kept_paths) or "NULL") + ")"
+            in_paths = "path IN (SELECT DISTINCT path FROM m)"
+        # A request is joined to its group on the hash of the path and as few of the other group columns as
+        # tell apart every group of the paths read (selected or not): each column the scan reads costs a pass
+        # over all its vectors, even when a few per cent of the rows pass the path filter.
+        read = con.execute(f"{head}\nSELECT {_GROUP_SELECT_NAMES} FROM gr WHERE {in_paths}").df()
+        key = _narrow_key(read)
         fetch = f"""{head}
 SELECT epoch(q.ts) AS t, m.h_raw, m.h_norm, coalesce(q.bytes_sent, 0) AS sz, m.cls_code, m.extra, m.miss, m.expired
-FROM (SELECT ts, bytes_sent, {_GROUP_KEY} AS h FROM requests WHERE {window.sql()} AND path IS NOT NULL{paths}) q
-JOIN m USING (h)"""
+FROM (SELECT ts, bytes_sent, hash({", ".join(_GROUP_EXPR[c] for c in key)}) AS k FROM requests
+      WHERE {window.sql()} AND path IS NOT NULL{paths}) q
+JOIN (SELECT *, hash({", ".join(key)}) AS k FROM m) m USING (k)"""
         df = con.execute(fetch).df()
     finally:   # the kept keys' views go with the fetch, also when a query before it fails
         if kept_sql != "TRUE":
