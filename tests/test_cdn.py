@@ -407,3 +407,22 @@ def test_trace_rows_are_the_shown_per_request_sql(con, monkeypatch):
         want = want.sort_values(order)[list(got.columns)]
         assert got.sort_values(order).to_numpy().tolist() == want.to_numpy().tolist()
     assert seen[-1].rate < 1 and seen[0].rate == 1
+
+
+def test_two_clients_is_min_below_max(con):
+    """_two_clients (two early-stopping scans) says what ``min(client_hash) < max(client_hash)`` says: no client,
+    one client many times (with NULLs between), two clients; a client of a request without path is left out."""
+    from kit.analysis.cdn import _two_clients
+
+    def row(i, client, path="/a"):
+        return (i, "s", "GET", "/a", path, None, 200, 1, None, "HIT", client)
+
+    cases = [[row(1, None), row(2, None)], [row(3, "c1"), row(4, None), row(5, "c1")], [row(6, "c2", None)],
+             [row(7, "c3")]]
+    for rows in cases:
+        insert(con, rows)
+        w = window_of(con)
+        ref = con.execute(f"SELECT coalesce(min(client_hash) < max(client_hash), false) FROM requests "
+                          f"WHERE {w.sql()} AND path IS NOT NULL").fetchone()[0]
+        assert _two_clients(con, w) is ref
+    assert ref is True

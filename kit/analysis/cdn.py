@@ -428,11 +428,10 @@ FROM u LEFT JOIN i USING (service, route) WHERE bypasses > 0 ORDER BY candidate 
     # distinct clients matter only for a key that two clients asked for; when the window holds at most one
     # client (none logged, say), the per-request pass gives no row with clients >= 2 and is left out: the
     # same result
-    two_clients = con.execute(f"SELECT min(client_hash) < max(client_hash) FROM requests WHERE {window.sql()} "
-                              "AND path IS NOT NULL").fetchone()
+    two_clients = _two_clients(con, window)
     no_pairs = ("i AS (SELECT NULL::VARCHAR AS service, NULL::VARCHAR AS route, NULL::HUGEINT AS multi, "
                 "NULL::HUGEINT AS same WHERE FALSE)")
-    uncached = _rows(con, sql["uncached"] if two_clients and two_clients[0]
+    uncached = _rows(con, sql["uncached"] if two_clients
                      else f"WITH {groups},\n{no_pairs},\n{rest}")
     timings["uncached_s"] = time.perf_counter() - t0
 
@@ -487,6 +486,16 @@ FROM p GROUP BY 1 ORDER BY requests DESC, name LIMIT 60"""
     opps = _opportunities(window, totals, fragmentation, parameters, uncached, vary, ttl, replay, sql, all_bytes)
     return CdnAnalysis(window, _definitions(), totals, status_counts, by_class, by_route, uncached, fragmentation,
                        parameters, vary, ttl, replay, opps, sql, time.perf_counter() - t_all, timings)
+
+
+def _two_clients(con: duckdb.DuckDBPyConnection, window: Window) -> bool:
+    """Whether the window's requests (with a path) hold two distinct clients: one client, then any other one,
+    each scan stopping at its first row (a client column of NULLs only is skipped by its statistics), where
+    ``min(client_hash) < max(client_hash)`` reads the whole column."""
+    where = f"{window.sql()} AND path IS NOT NULL AND client_hash IS NOT NULL"
+    first = con.execute(f"SELECT client_hash FROM requests WHERE {where} LIMIT 1").fetchone()
+    return first is not None and con.execute(
+        f"SELECT 1 FROM requests WHERE {where} AND client_hash <> ? LIMIT 1", [first[0]]).fetchone() is not None
 
 
 # --------------------------------------------------------------------------------------------- Vary
