@@ -426,3 +426,25 @@ def test_two_clients_is_min_below_max(con):
                           f"WHERE {w.sql()} AND path IS NOT NULL").fetchone()[0]
         assert _two_clients(con, w) is ref
     assert ref is True
+
+
+def test_spatial_mask_keeps_what_spatial_sample_keeps() -> None:
+    """The replay filters each selection with one SHARDS mask per key (kit.cachesim.spatial_mask); on any
+    selection the masked requests are the ones spatial_sample of that selection keeps, in order, and a
+    key is kept or dropped as a whole."""
+    import numpy as np
+
+    from kit.cachesim import Trace, spatial_sample
+    from kit.cachesim.policies import spatial_mask
+
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 5000, 40_000).astype(np.uint64)
+    sel = rng.random(len(ids)) < 0.6
+    for rate in (0.05, 0.3, 1.0):
+        keep = spatial_mask(ids, rate)
+        want = spatial_sample(Trace("x", ids[sel], np.ones(sel.sum(), np.int64)), rate).obj_id
+        assert ids[sel & keep].tolist() == want.tolist()
+        kept_keys = set(ids[keep].tolist())
+        assert not kept_keys & set(ids[~keep].tolist())
+        if rate < 1:
+            assert 0.5 * rate < len(kept_keys) / len(np.unique(ids)) < 1.5 * rate

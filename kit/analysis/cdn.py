@@ -61,7 +61,7 @@ import pandas as pd
 from kit import fmt
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
 from kit.analysis.window import Window
-from kit.cachesim.policies import lru_ttl, spatial_sample
+from kit.cachesim.policies import lru_ttl, spatial_mask, spatial_sample
 from kit.cachesim.trace import CACHE_KEYS, Trace
 from kit.errors import DataError
 from kit.warehouse import sql_string
@@ -793,8 +793,8 @@ JOIN (SELECT *, hash({", ".join(key)}) AS k FROM m) m USING (k)"""
             con.unregister("cdn_kept_raw")
             con.unregister("cdn_kept_norm")
     df = df.iloc[np.argsort(df["t"].to_numpy(np.float64), kind="stable")].reset_index(drop=True)
-    df["cls"] = np.asarray(_CLASS_NAMES, dtype=object)[df.pop("cls_code").to_numpy(np.int64) - 1] if len(df) \
-        else pd.Series([], dtype=object)
+    # the class as a categorical (one byte per request: DuckDB reads it as an ENUM, numpy compares its codes)
+    df["cls"] = pd.Categorical.from_codes(df.pop("cls_code").to_numpy(np.int64) - 1, categories=list(_CLASS_NAMES))
     return _TraceSample(keys, df, rate, kept_norm, q)
 
 
@@ -808,44 +808,49 @@ def _replay(trace: _TraceSample, cand: pd.DataFrame, cache: dict[str, Any] | Non
         return {"method": "no cacheable lookups to replay", "scenarios": []}, {"replay_trace": q}
     t = df["t"].to_numpy(np.float64)
     sz_raw = df["sz"].to_numpy(np.int64)
-    cls = df["cls"].to_numpy()
+    cls = df["cls"].cat.codes.to_numpy()
     extra = df["extra"].to_numpy(bool)
     bounded = cache is not None and cache.get("sizing", {}).get("recommended_capacity_bytes")
     capacity = float(cache["sizing"]["recommended_capacity_bytes"]) if bounded and cache is not None else None
 
     sizes_all = np.maximum(sz_raw, 1)
 
-    def run(ids: np.ndarray, sel: np.ndarray) -> tuple[float, float]:
-        """(hits, hit bytes) of the selected requests (scaled back when sampled)."""
+    ids_raw = df["h_raw"].to_numpy(np.uint64)
+    ids_norm = df["h_norm"].to_numpy(np.uint64)
+    # the SHARDS filter of each key, once (the requests sampling each selection again would keep)
+    kept_raw, kept_norm = spatial_mask(ids_raw, rate), spatial_mask(ids_norm, rate)
+
+    def run(ids: np.ndarray, kept: np.ndarray, sel: np.ndarray) -> tuple[float, float]:
+        """(hits, hit bytes) of the selected requests whose key ``kept`` (scaled back when sampled)."""
         if not sel.any():
             return 0.0, 0.0
-        tr = spatial_sample(Trace("cdn", ids[sel], sizes_all[sel], t[sel]), rate)
+        s = sel & kept
+        tr = Trace("cdn", ids[s], sizes_all[s], t[s])
         if len(tr) == 0:
             return 0.0, 0.0
         cap = int(round(capacity * rate)) if capacity is not None else int(tr.size_bytes.sum()) + 1
         m, b = lru_ttl(tr, max(cap, 1), 0.0)
         return (1.0 - m) * len(tr) / rate, (1.0 - b) * float(tr.size_bytes.sum()) / rate
 
-    ids_raw = df["h_raw"].to_numpy(np.uint64)
-    ids_norm = df["h_norm"].to_numpy(np.uint64)
     base_sel = ~extra
     everything = np.ones(len(df), bool)
-    scen = [("today", "key as logged (path + query)", ids_raw, base_sel),
-            ("normalize_query", "path + query without tracking parameters, the rest sorted", ids_norm, base_sel)]
+    scen = [("today", "key as logged (path + query)", ids_raw, kept_raw, base_sel),
+            ("normalize_query", "path + query without tracking parameters, the rest sorted", ids_norm, kept_norm,
+             base_sel)]
     if keys["extra"].any():
         scen.append(("cache_bypassed", "normalised key, and the candidate routes' bypassed responses cached",
-                     ids_norm, everything))
+                     ids_norm, kept_norm, everything))
     per_class = keys.groupby("cls")[["n", "b"]].sum()
     classes = sorted(str(c) for c in per_class.index)
     requests_all = float(n)
     bytes_all = float(keys["b"].sum())
     scenarios = []
-    for name, desc, ids, sel in scen:
-        h, hb = run(ids, sel)
+    for name, desc, ids, kept, sel in scen:
+        h, hb = run(ids, kept, sel)
         per_cls = {}
         for c in classes:
-            csel = sel & (cls == c)
-            ch, chb = run(ids, csel)
+            csel = sel & (cls == _CLASS_NAMES.index(c))
+            ch, chb = run(ids, kept, csel)
             creq = float(per_class.loc[c, "n"])
             cbytes = float(per_class.loc[c, "b"])
             per_cls[c] = {"hits": ch, "hit_bytes": chb, "requests": creq, "bytes": cbytes,
