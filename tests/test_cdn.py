@@ -341,3 +341,110 @@ def test_shown_sql_reproduces_the_results_on_its_own(con):
     assert gained and {c: int(h) for c, h in zip(a.ttl["content_class"], a.ttl["hits_gained"], strict=True)
                        if c in gained} == gained
     assert len(con.execute(sql["replay_trace"]).fetchall()) == a.replay["requests"]
+
+
+def test_narrow_key_keeps_the_columns_that_tell_groups_apart() -> None:
+    """_narrow_key drops a column only when the groups stay unique without it (NULLs equal, as in hash())."""
+    import pandas as pd
+
+    from kit.analysis.cdn import _narrow_key
+
+    base = {"service": "s", "route": "/r", "method": "GET", "status": 200, "path": "/p", "query": None,
+            "content_type": None, "cache_status": "HIT"}
+    one = pd.DataFrame([base, {**base, "path": "/q"}])
+    assert _narrow_key(one) == ["path"]
+    for col, other in (("service", "t"), ("route", "/x"), ("method", "HEAD"), ("status", 304), ("query", "a=1"),
+                       ("content_type", "text/css"), ("cache_status", None)):
+        frame = pd.DataFrame([base, {**base, col: other}, {**base, "path": "/q"}])
+        assert _narrow_key(frame) == [c for c in base if c in (col, "path")], col
+    # two columns differing together: one of them is enough, the other is left out
+    both = pd.DataFrame([base, {**base, "status": 404, "cache_status": "MISS"}])
+    assert len(_narrow_key(both)) == 2
+
+
+def test_trace_rows_are_the_shown_per_request_sql(con, monkeypatch):
+    """The replay's trace joins each request to its group on a narrow key (the path and the columns that tell
+    the groups of the paths read apart); it must hold what the shown per-request SQL computes, also when
+    groups of one path differ only in service, route, method, status, content type, query or cache status,
+    sampled (the kept keys' paths filter the scan) or not."""
+    import numpy as np
+
+    from kit.analysis import cdn
+    from kit.cachesim import Trace, spatial_sample
+
+    rng = random.Random(12)
+    rows = []
+    for i in range(3000):
+        k = rng.randrange(12)
+        rows.append((i + rng.random(), rng.choice(["a", "b"]) if k % 3 == 0 else "a",
+                     rng.choice(["GET", "get", None, "HEAD", "POST"]), rng.choice(["/f/{k}", None]) if k % 4 else "/f",
+                     f"/f/{k}.js", rng.choice([None, "", "v=1", "utm_source=x&v=1"]) if k % 2 else None,
+                     rng.choice([200, 200, 304, 404, None]), rng.randrange(0, 3000),
+                     rng.choice(["application/javascript", None, "text/html"]) if k % 5 == 0 else None,
+                     rng.choice(["HIT", "MISS", "EXPIRED", "BYPASS", None]), "c"))
+    insert(con, rows)
+    w = window_of(con)
+    seen = []
+    real_replay = cdn._replay
+
+    def replay(trace, cand, cache):
+        seen.append(trace)
+        return real_replay(trace, cand, cache)
+
+    monkeypatch.setattr(cdn, "_replay", replay)
+    for limit in (cdn.REPLAY_MAX_REQUESTS, 700):
+        monkeypatch.setattr(cdn, "REPLAY_MAX_REQUESTS", limit)
+        analyse_cdn(con, w)
+        trace = seen[-1]
+        got = trace.frame[["t", "h_raw", "h_norm", "sz", "cls", "extra"]]
+        want = con.execute(trace.sql).df()
+        if trace.rate < 1:   # the requests of the keys SHARDS keeps (as logged or normalised)
+            kept = [spatial_sample(Trace(c, ids, np.ones(len(ids), np.int64)), trace.rate).obj_id
+                    for c in ("h_raw", "h_norm") for ids in [np.unique(want[c].to_numpy(np.uint64))]]
+            want = want[want["h_raw"].isin(kept[0]) | want["h_norm"].isin(kept[1])]
+        order = ["t", "h_raw", "h_norm"]
+        assert len(got) == len(want) > 0, limit
+        want = want.sort_values(order)[list(got.columns)]
+        assert got.sort_values(order).to_numpy().tolist() == want.to_numpy().tolist()
+    assert seen[-1].rate < 1 and seen[0].rate == 1
+
+
+def test_two_clients_is_min_below_max(con):
+    """_two_clients (two early-stopping scans) says what ``min(client_hash) < max(client_hash)`` says: no client,
+    one client many times (with NULLs between), two clients; a client of a request without path is left out."""
+    from kit.analysis.cdn import _two_clients
+
+    def row(i, client, path="/a"):
+        return (i, "s", "GET", "/a", path, None, 200, 1, None, "HIT", client)
+
+    cases = [[row(1, None), row(2, None)], [row(3, "c1"), row(4, None), row(5, "c1")], [row(6, "c2", None)],
+             [row(7, "c3")]]
+    for rows in cases:
+        insert(con, rows)
+        w = window_of(con)
+        ref = con.execute(f"SELECT coalesce(min(client_hash) < max(client_hash), false) FROM requests "
+                          f"WHERE {w.sql()} AND path IS NOT NULL").fetchone()[0]
+        assert _two_clients(con, w) is ref
+    assert ref is True
+
+
+def test_spatial_mask_keeps_what_spatial_sample_keeps() -> None:
+    """The replay filters each selection with one SHARDS mask per key (kit.cachesim.spatial_mask); on any
+    selection the masked requests are the ones spatial_sample of that selection keeps, in order, and a
+    key is kept or dropped as a whole."""
+    import numpy as np
+
+    from kit.cachesim import Trace, spatial_sample
+    from kit.cachesim.policies import spatial_mask
+
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 5000, 40_000).astype(np.uint64)
+    sel = rng.random(len(ids)) < 0.6
+    for rate in (0.05, 0.3, 1.0):
+        keep = spatial_mask(ids, rate)
+        want = spatial_sample(Trace("x", ids[sel], np.ones(sel.sum(), np.int64)), rate).obj_id
+        assert ids[sel & keep].tolist() == want.tolist()
+        kept_keys = set(ids[keep].tolist())
+        assert not kept_keys & set(ids[~keep].tolist())
+        if rate < 1:
+            assert 0.5 * rate < len(kept_keys) / len(np.unique(ids)) < 1.5 * rate

@@ -33,8 +33,9 @@ Method.
   (route, method, status, path, query, content type, cache status); ratios, audits, key counts and the
   replay's totals come from those groups (on a table, grouped by the 64-bit hash of the raw columns and
   one row's values read per group; a view is grouped by the columns). Single requests are read only where
-  order or identity matters: the replay's trace (joined to its group by a 64-bit hash; above
-  :data:`REPLAY_MAX_REQUESTS` lookups only the sampled keys' requests are fetched), the Vary periods, and
+  order or identity matters: the replay's trace (joined to its group by a 64-bit hash of the path and the
+  fewest group columns that tell the groups of those paths apart; above :data:`REPLAY_MAX_REQUESTS`
+  lookups only the sampled keys' paths are read), the Vary periods, and
   distinct clients per key (when the window holds two clients at all). Reuse intervals and the TTL gains
   are computed on the replay's trace: exact up to :data:`REPLAY_MAX_REQUESTS` lookups, above it an
   estimate from the sampled keys (counts scaled by 1/R; ``ttl.reuse_sample_rate`` says R), while lookups
@@ -60,7 +61,7 @@ import pandas as pd
 from kit import fmt
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
 from kit.analysis.window import Window
-from kit.cachesim.policies import lru_ttl, spatial_sample
+from kit.cachesim.policies import lru_ttl, spatial_mask, spatial_sample
 from kit.cachesim.trace import CACHE_KEYS, Trace
 from kit.errors import DataError
 from kit.warehouse import sql_string
@@ -177,21 +178,34 @@ def _base_cte(window: Window) -> str:
 
 
 # the columns the outcome, class and keys derive from, as ``g`` groups them; the trace joins requests to
-# their group on the 64-bit hash of these values (one integer instead of eight columns, most of them text)
+# their group on the 64-bit hash of path and as few of the others as tell the groups apart (:func:`_narrow_key`)
 _GROUP_EXPRS = (("service", "service"), ("route", "coalesce(route, path)"),
                 ("method", "upper(coalesce(method, 'GET'))"), ("status", "coalesce(status, 200)"), ("path", "path"),
                 ("query", "query"), ("content_type", "content_type"), ("cache_status", "cache_status"))
 _GROUP_COLS = ", ".join(expr for _, expr in _GROUP_EXPRS)
 _GROUP_SELECT = ", ".join(expr if expr == name else f"{expr} AS {name}" for name, expr in _GROUP_EXPRS)
-_GROUP_KEY = f"hash({_GROUP_COLS})"
+_GROUP_EXPR = dict(_GROUP_EXPRS)
+_GROUP_SELECT_NAMES = ", ".join(name for name, _ in _GROUP_EXPRS)
+# the columns a narrow join key tries to leave out, first to last (text first; path is always in it)
+_NARROWABLE = ("content_type", "query", "service", "route", "method", "status", "cache_status")
+
+
+def _narrow_key(groups: pd.DataFrame) -> list[str]:
+    """The columns of ``groups`` (``g``'s rows, unique on all of them) that still tell every row apart: path
+    and, in turn, each other column unless the rows are unique without it (NULLs compare equal)."""
+    key = ["path", *_NARROWABLE]
+    for col in _NARROWABLE:
+        rest = [c for c in key if c != col]
+        if not groups.duplicated(subset=rest).any():
+            key = rest
+    return [c for c in _GROUP_EXPR if c in key]
 
 
 def _groups_cte(window: Window) -> str:
     """``g``: the window's requests grouped by every column the outcome, class and keys derive from
     (:data:`_GROUP_COLS`), with their count ``n``, ``bytes`` and ``bytes1`` (bytes with at least 1 per
-    response); ``gr``: the same rows with outcome, content class and the three keys, and ``h``, the hash the
-    trace joins on. What does not need single requests (ratios, audits, key counts, the replay's totals) is
-    computed from it."""
+    response); ``gr``: the same rows with outcome, content class and the three keys. What does not need
+    single requests (ratios, audits, key counts, the replay's totals) is computed from it."""
     return f"{_g_cte(window)}, {_GR}"
 
 
@@ -223,8 +237,7 @@ SELECT {_GROUP_SELECT}, sum(n)::BIGINT AS n, sum(bytes) AS bytes, sum(bytes1) AS
 FROM x GROUP BY ALL"""
 
 
-_GR = (f"gr AS (SELECT *, hash(service, route, method, status, path, query, content_type, cache_status) AS h, "
-       f"{outcome_sql()} AS outcome, {CLASS_SQL} AS cls, {RAW_KEY_SQL} AS raw_key, "
+_GR = (f"gr AS (SELECT *, {outcome_sql()} AS outcome, {CLASS_SQL} AS cls, {RAW_KEY_SQL} AS raw_key, "
        f"{SORTED_KEY_SQL} AS sorted_key, {NORMALIZED_KEY_SQL} AS norm_key FROM g)")
 
 
@@ -415,11 +428,10 @@ FROM u LEFT JOIN i USING (service, route) WHERE bypasses > 0 ORDER BY candidate 
     # distinct clients matter only for a key that two clients asked for; when the window holds at most one
     # client (none logged, say), the per-request pass gives no row with clients >= 2 and is left out: the
     # same result
-    two_clients = con.execute(f"SELECT min(client_hash) < max(client_hash) FROM requests WHERE {window.sql()} "
-                              "AND path IS NOT NULL").fetchone()
+    two_clients = _two_clients(con, window)
     no_pairs = ("i AS (SELECT NULL::VARCHAR AS service, NULL::VARCHAR AS route, NULL::HUGEINT AS multi, "
                 "NULL::HUGEINT AS same WHERE FALSE)")
-    uncached = _rows(con, sql["uncached"] if two_clients and two_clients[0]
+    uncached = _rows(con, sql["uncached"] if two_clients
                      else f"WITH {groups},\n{no_pairs},\n{rest}")
     timings["uncached_s"] = time.perf_counter() - t0
 
@@ -474,6 +486,16 @@ FROM p GROUP BY 1 ORDER BY requests DESC, name LIMIT 60"""
     opps = _opportunities(window, totals, fragmentation, parameters, uncached, vary, ttl, replay, sql, all_bytes)
     return CdnAnalysis(window, _definitions(), totals, status_counts, by_class, by_route, uncached, fragmentation,
                        parameters, vary, ttl, replay, opps, sql, time.perf_counter() - t_all, timings)
+
+
+def _two_clients(con: duckdb.DuckDBPyConnection, window: Window) -> bool:
+    """Whether the window's requests (with a path) hold two distinct clients: one client, then any other one,
+    each scan stopping at its first row (a client column of NULLs only is skipped by its statistics), where
+    ``min(client_hash) < max(client_hash)`` reads the whole column."""
+    where = f"{window.sql()} AND path IS NOT NULL AND client_hash IS NOT NULL"
+    first = con.execute(f"SELECT client_hash FROM requests WHERE {where} LIMIT 1").fetchone()
+    return first is not None and con.execute(
+        f"SELECT 1 FROM requests WHERE {where} AND client_hash <> ? LIMIT 1", [first[0]]).fetchone() is not None
 
 
 # --------------------------------------------------------------------------------------------- Vary
@@ -726,7 +748,7 @@ FROM r WHERE {where} ORDER BY ts"""
 FROM gr WHERE {where} GROUP BY ALL""").df()
     n = int(keys["n"].sum())
     rate = min(1.0, REPLAY_MAX_REQUESTS / n) if n else 1.0
-    # The requests are fetched by joining them to their group of ``gr`` on the hash ``h`` of its columns; the
+    # The requests are fetched by joining them to their group of ``gr`` on the hash of a few of its columns; the
     # group carries the keys' hashes, the class and the outcome: nothing else is computed per request.
     names = ", ".join(f"'{c}'" for c in _CLASS_NAMES)
     kept_norm = np.unique(keys["h_norm"].to_numpy(np.uint64))
@@ -739,30 +761,40 @@ FROM gr WHERE {where} GROUP BY ALL""").df()
             con.register("cdn_kept_raw", pd.DataFrame({"h": kept[0]}))
             con.register("cdn_kept_norm", pd.DataFrame({"h": kept[1]}))
             kept_sql = "(h_raw IN (SELECT h FROM cdn_kept_raw) OR h_norm IN (SELECT h FROM cdn_kept_norm))"
+        # m: the groups of the trace (of the kept keys when sampled) with the keys' hashes, class and outcome
+        sel = f"{where.strip()} AND {kept_sql}" if kept_sql != "TRUE" else where.strip()
         head = f"""WITH {groups}, m AS (
-  SELECT * FROM (SELECT h, path, hash(raw_key) AS h_raw, hash(norm_key) AS h_norm,
+  SELECT * FROM (SELECT *, hash(raw_key) AS h_raw, hash(norm_key) AS h_norm,
                         list_position([{names}], cls)::UTINYINT AS cls_code, outcome = 'bypass' AS extra,
                         outcome = 'miss' AS miss, coalesce(upper(cache_status) = 'EXPIRED', false) AS expired
-                 FROM gr WHERE {where}) WHERE {kept_sql})"""
-        # sampled: the kept keys' paths filter the scan before the hash is computed (a few per cent of it); up to
-        # TRACE_PATH_LIST paths as a list of constants (about a fifth less CPU than the semi-join on the subquery)
+                 FROM gr) WHERE {sel})"""
+        # sampled: the kept keys' paths filter the scan (a few per cent of it); up to TRACE_PATH_LIST paths as a
+        # list of constants (about a fifth less CPU than the semi-join on the subquery)
         paths = " AND path IN (SELECT DISTINCT path FROM m)" if kept_sql != "TRUE" else ""
+        in_paths = "TRUE"
         if paths:
             kept_paths = [p for (p,) in con.execute(f"{head}\nSELECT DISTINCT path FROM m ORDER BY path").fetchall()]
             if len(kept_paths) <= TRACE_PATH_LIST:
                 paths = " AND path IN (" + (", ".join(sql_string(p) for p in kept_paths) or "NULL") + ")"
+            in_paths = "path IN (SELECT DISTINCT path FROM m)"
+        # A request is joined to its group on the hash of the path and as few of the other group columns as
+        # tell apart every group of the paths read (selected or not): each column the scan reads costs a pass
+        # over all its vectors, even when a few per cent of the rows pass the path filter.
+        read = con.execute(f"{head}\nSELECT {_GROUP_SELECT_NAMES} FROM gr WHERE {in_paths}").df()
+        key = _narrow_key(read)
         fetch = f"""{head}
 SELECT epoch(q.ts) AS t, m.h_raw, m.h_norm, coalesce(q.bytes_sent, 0) AS sz, m.cls_code, m.extra, m.miss, m.expired
-FROM (SELECT ts, bytes_sent, {_GROUP_KEY} AS h FROM requests WHERE {window.sql()} AND path IS NOT NULL{paths}) q
-JOIN m USING (h)"""
+FROM (SELECT ts, bytes_sent, hash({", ".join(_GROUP_EXPR[c] for c in key)}) AS k FROM requests
+      WHERE {window.sql()} AND path IS NOT NULL{paths}) q
+JOIN (SELECT *, hash({", ".join(key)}) AS k FROM m) m USING (k)"""
         df = con.execute(fetch).df()
     finally:   # the kept keys' views go with the fetch, also when a query before it fails
         if kept_sql != "TRUE":
             con.unregister("cdn_kept_raw")
             con.unregister("cdn_kept_norm")
     df = df.iloc[np.argsort(df["t"].to_numpy(np.float64), kind="stable")].reset_index(drop=True)
-    df["cls"] = np.asarray(_CLASS_NAMES, dtype=object)[df.pop("cls_code").to_numpy(np.int64) - 1] if len(df) \
-        else pd.Series([], dtype=object)
+    # the class as a categorical (one byte per request: DuckDB reads it as an ENUM, numpy compares its codes)
+    df["cls"] = pd.Categorical.from_codes(df.pop("cls_code").to_numpy(np.int64) - 1, categories=list(_CLASS_NAMES))
     return _TraceSample(keys, df, rate, kept_norm, q)
 
 
@@ -776,44 +808,49 @@ def _replay(trace: _TraceSample, cand: pd.DataFrame, cache: dict[str, Any] | Non
         return {"method": "no cacheable lookups to replay", "scenarios": []}, {"replay_trace": q}
     t = df["t"].to_numpy(np.float64)
     sz_raw = df["sz"].to_numpy(np.int64)
-    cls = df["cls"].to_numpy()
+    cls = df["cls"].cat.codes.to_numpy()
     extra = df["extra"].to_numpy(bool)
     bounded = cache is not None and cache.get("sizing", {}).get("recommended_capacity_bytes")
     capacity = float(cache["sizing"]["recommended_capacity_bytes"]) if bounded and cache is not None else None
 
     sizes_all = np.maximum(sz_raw, 1)
 
-    def run(ids: np.ndarray, sel: np.ndarray) -> tuple[float, float]:
-        """(hits, hit bytes) of the selected requests (scaled back when sampled)."""
+    ids_raw = df["h_raw"].to_numpy(np.uint64)
+    ids_norm = df["h_norm"].to_numpy(np.uint64)
+    # the SHARDS filter of each key, once (the requests sampling each selection again would keep)
+    kept_raw, kept_norm = spatial_mask(ids_raw, rate), spatial_mask(ids_norm, rate)
+
+    def run(ids: np.ndarray, kept: np.ndarray, sel: np.ndarray) -> tuple[float, float]:
+        """(hits, hit bytes) of the selected requests whose key ``kept`` (scaled back when sampled)."""
         if not sel.any():
             return 0.0, 0.0
-        tr = spatial_sample(Trace("cdn", ids[sel], sizes_all[sel], t[sel]), rate)
+        s = sel & kept
+        tr = Trace("cdn", ids[s], sizes_all[s], t[s])
         if len(tr) == 0:
             return 0.0, 0.0
         cap = int(round(capacity * rate)) if capacity is not None else int(tr.size_bytes.sum()) + 1
         m, b = lru_ttl(tr, max(cap, 1), 0.0)
         return (1.0 - m) * len(tr) / rate, (1.0 - b) * float(tr.size_bytes.sum()) / rate
 
-    ids_raw = df["h_raw"].to_numpy(np.uint64)
-    ids_norm = df["h_norm"].to_numpy(np.uint64)
     base_sel = ~extra
     everything = np.ones(len(df), bool)
-    scen = [("today", "key as logged (path + query)", ids_raw, base_sel),
-            ("normalize_query", "path + query without tracking parameters, the rest sorted", ids_norm, base_sel)]
+    scen = [("today", "key as logged (path + query)", ids_raw, kept_raw, base_sel),
+            ("normalize_query", "path + query without tracking parameters, the rest sorted", ids_norm, kept_norm,
+             base_sel)]
     if keys["extra"].any():
         scen.append(("cache_bypassed", "normalised key, and the candidate routes' bypassed responses cached",
-                     ids_norm, everything))
+                     ids_norm, kept_norm, everything))
     per_class = keys.groupby("cls")[["n", "b"]].sum()
     classes = sorted(str(c) for c in per_class.index)
     requests_all = float(n)
     bytes_all = float(keys["b"].sum())
     scenarios = []
-    for name, desc, ids, sel in scen:
-        h, hb = run(ids, sel)
+    for name, desc, ids, kept, sel in scen:
+        h, hb = run(ids, kept, sel)
         per_cls = {}
         for c in classes:
-            csel = sel & (cls == c)
-            ch, chb = run(ids, csel)
+            csel = sel & (cls == _CLASS_NAMES.index(c))
+            ch, chb = run(ids, kept, csel)
             creq = float(per_class.loc[c, "n"])
             cbytes = float(per_class.loc[c, "b"])
             per_cls[c] = {"hits": ch, "hit_bytes": chb, "requests": creq, "bytes": cbytes,

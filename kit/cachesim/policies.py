@@ -213,6 +213,18 @@ def quiet_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
+def spatial_mask(obj_id: np.ndarray, rate: float, seed: int = 0) -> np.ndarray:
+    """Per request, whether :func:`spatial_sample` keeps it (its key's hash falls below ``rate``): a mask to
+    combine with other selections of one trace, instead of sampling each selection again."""
+    if rate >= 1.0:
+        return np.ones(len(obj_id), bool)
+    from kit.cachesim.mrc import _HASH_MOD, _shards_select
+
+    keep = np.zeros(len(obj_id), bool)
+    keep[_shards_select(np.ascontiguousarray(obj_id, np.uint64), seed, max(1, int(round(rate * _HASH_MOD))))] = True
+    return keep
+
+
 def spatial_sample(trace: Trace, rate: float, seed: int = 0) -> Trace:
     """The requests of keys whose hash falls below ``rate`` (SHARDS' filter); the trace when rate >= 1."""
     if rate >= 1.0:
