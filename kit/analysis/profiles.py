@@ -214,10 +214,12 @@ def top_frames_sql(window: Window | None) -> str:
     return f"""WITH {_profiles_cte(window)},
 svc AS (SELECT service, sum(samples) AS samples FROM p GROUP BY service),
 self AS (SELECT service, frames[-1] AS frame, sum(samples) AS self_samples FROM p GROUP BY ALL),
-total AS (
-  SELECT service, frame, sum(samples) AS total_samples, count(DISTINCT profile) AS profiles
+per_profile AS (
+  SELECT service, profile, frame, sum(samples) AS total_samples
   FROM (SELECT service, profile, samples, unnest(list_distinct(frames)) AS frame FROM p)
-  GROUP BY ALL)
+  GROUP BY ALL),
+total AS (
+  SELECT service, frame, sum(total_samples) AS total_samples, count(*) AS profiles FROM per_profile GROUP BY ALL)
 SELECT t.service, t.frame, coalesce(s.self_samples, 0) AS self_samples, t.total_samples,
        coalesce(s.self_samples, 0) / v.samples AS self_share, t.total_samples / v.samples AS total_share,
        t.profiles
@@ -297,7 +299,8 @@ def _batched_shares(con: duckdb.DuckDBPyConnection, periods: list[tuple[str, dat
 def flame_sql(window: Window | None) -> str:
     """Samples per stack prefix per service (the nodes of a flame/icicle chart)."""
     return f"""WITH {_profiles_cte(window)},
-x AS (SELECT service, frames, samples, unnest(range(1, len(frames) + 1)) AS depth FROM p),
+stacks AS (SELECT service, frames, sum(samples) AS samples FROM p GROUP BY service, frames),
+x AS (SELECT service, frames, samples, unnest(range(1, len(frames) + 1)) AS depth FROM stacks),
 nodes AS (
   SELECT service, array_to_string(frames[1:depth], ';') AS path,
          coalesce(array_to_string(frames[1:depth - 1], ';'), '') AS parent, frames[depth] AS frame, depth,
