@@ -49,6 +49,11 @@ frame, half its self share × the service's request time in the window (the whol
 That assumes request time is spent in proportion to samples, an overestimate for on-CPU profiles of services
 that mostly wait. Without request times the saving is in samples, of the basis "sampled CPU time of
 <service>".
+
+**Cost.** The per-profile shares of every comparison come from one query (each side's rows are those of
+:func:`profile_shares_sql`, the SQL the result shows for it); the window's request time per service and
+route from the caller's per-route traffic (``traffic``, ``optimizations.route_traffic``) or one scan of
+``requests``; the request times of the periods after deploys from one more scan, restricted to those periods.
 """
 
 from __future__ import annotations
