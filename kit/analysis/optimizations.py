@@ -306,10 +306,7 @@ def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
     totals = window_totals(traffic)
     routed = traffic[traffic["route"].notna()]
     gaps: list[dict[str, str]] = []
-    cursor = con.cursor()   # a connection of its own to the same database (DuckDB's are not thread-safe)
-    zone = con.execute("SELECT current_setting('TimeZone')").fetchone()
-    if zone:
-        cursor.execute(f"SET TimeZone = '{str(zone[0]).replace(chr(39), '')}'")
+    cursor = con.cursor()
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfkit-compression") as pool:
             pending = pool.submit(prepare_compression, cursor, window, served_bytes_total=totals.bytes_sent)
