@@ -13,9 +13,7 @@ compressing the assets at brotli 11, weighs more there).
 Beside the total, each area's seconds within the same call are printed (the pass over the requests per
 route that the totals and the areas' route counts share, the database, compression, CDN and code-profile
 analyses, the checks for rows; "other" is the ranking) with the process's
-peak resident memory while it ran (psutil, sampled every 50 ms), from the fastest run. The compression's
-scan and codecs run in a background thread beside the database, CDN and profile analyses: their seconds
-overlap those (not added into "other"; the memory peaks are labelled by the foreground area). DuckDB runs with
+peak resident memory while it ran (psutil, sampled every 50 ms), from the fastest run. DuckDB runs with
 ``--memory-limit`` (default 8GB) so that the machine's other work keeps its memory.
 
     .venv/bin/python benchmarks/bench_optimizations.py            # small: 10M requests, 1M queries rows (minutes)
@@ -50,12 +48,7 @@ TARGET_REQUESTS = synth.FULL[0]   # the target is judged at this size (issue #12
 AREAS = {"route_traffic": "requests per route (totals, route counts)", "window_totals": "window totals",
          "_has_rows": "rows in the window (queries, profiles)",
          "analyse_database": "database (digest, regressions, N+1, indexes)",
-         "prepare_compression": "compression (background, overlaps the next)",
-         "analyse_cdn": "CDN", "analyse_profiles": "code profiles",
-         "measure_speeds": "compression speeds (alone)", "finish_compression": "compression opportunities"}
-# Areas that run in a background thread while the others run: their seconds overlap the others', so they are
-# left out of the sum that gives "other", and they do not label the memory samples.
-BACKGROUND = {"prepare_compression"}
+         "analyse_compression": "compression", "analyse_cdn": "CDN", "analyse_profiles": "code profiles"}
 
 
 @dataclass
@@ -101,15 +94,13 @@ def _timed_areas(sampler: _RssSampler, times: AreaTimes) -> Iterator[None]:
 
     def wrap(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            if name not in BACKGROUND:
-                sampler.label = name
+            sampler.label = name
             t = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
                 times.seconds[name] = times.seconds.get(name, 0.0) + time.perf_counter() - t
-                if name not in BACKGROUND:
-                    sampler.label = "other"
+                sampler.label = "other"
         return timed
 
     for name, fn in saved.items():
@@ -151,7 +142,7 @@ def time_both(path: Path, repeat: int, threads: int, memory_limit: str
                 t = time.perf_counter()
                 ranked = len(optimization_opportunities(con, window).ranking)
                 mine_s.append(time.perf_counter() - t)
-            times.seconds["other"] = mine_s[-1] - sum(v for k, v in times.seconds.items() if k not in BACKGROUND)
+            times.seconds["other"] = mine_s[-1] - sum(times.seconds.values())
             times.peak_rss.update(sampler.peaks)
             if mine_s[-1] == min(mine_s):
                 best = times

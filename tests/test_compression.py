@@ -25,9 +25,6 @@ from kit.analysis.compression import (
     analyse_compression,
     compressed_sizes,
     compressor,
-    finish_compression,
-    measure_speeds,
-    prepare_compression,
 )
 from kit.analysis.window import Window
 from kit.report.render import check_markdown, environment
@@ -238,53 +235,3 @@ def test_savings_of_eligible_assets_and_partial(con) -> None:
     assert "| `application/javascript` | 15 | 69.2% | 2 | 1 |" in text   # 9 of 13, 2 others, blob.js skipped
     assert "`/static/app.js`" in text and "Compress JavaScript with brotli" in text
     assert "`/static/dot.svg`" not in text.split("Per file")[1]         # skipped by Lighthouse's rule
-
-
-def test_speeds_measured_alone_on_a_fixed_sample() -> None:
-    """measure_speeds takes the most served contents while they fit in its caps (hand-computed here) and
-    times each level by the thread's CPU time; a slow level is slower than a fast one of the same codec."""
-    blobs = [text(i, n) for i, n in enumerate((30_000, 5_000, 40_000, 2_000, 9_000))]
-    sizes = [len(b) for b in blobs]
-    fast_cap, slow_cap = sizes[0] + sizes[1] + sizes[3] + 10, sizes[1] + sizes[3]
-    speeds = measure_speeds(pd.DataFrame({"content": blobs}), fast_cap=fast_cap, slow_cap=slow_cap)
-    by = speeds.set_index(["codec", "level"])
-    # greedy in served order: 0 and 1 fit, 2 does not, 3 fits, 4 does not (fast); 0 does not, 1 and 3 (slow)
-    assert by.loc[("gzip", 6), "speed_input_bytes"] == sizes[0] + sizes[1] + sizes[3]
-    assert by.loc[("brotli", 11), "speed_input_bytes"] == sizes[1] + sizes[3]
-    assert (by["cpu_seconds"] > 0).all() and (by["mb_per_s"] > 0).all()
-    assert by.loc[("brotli", 11), "mb_per_s"] < by.loc[("brotli", 5), "mb_per_s"]
-    assert by.loc[("zstd", 19), "mb_per_s"] < by.loc[("zstd", 3), "mb_per_s"]
-    # none fits: the smallest content alone
-    tiny = measure_speeds(pd.DataFrame({"content": blobs}), fast_cap=100, slow_cap=100)
-    assert set(tiny["speed_input_bytes"]) == {min(sizes)}
-
-
-def test_background_split_and_the_orchestrator_give_the_same_analysis(con) -> None:
-    """prepare_compression (run by optimization_opportunities in a thread on its own cursor) and
-    finish_compression give analyse_compression's result; with speeds measured alone only the speeds, the
-    texts that quote them and ``speed_note`` differ, and the opportunities quote the new speeds."""
-    from kit.analysis.optimizations import optimization_opportunities
-
-    plant(con)
-    whole = to_jsonable(analyse_compression(con, WINDOW))
-    work = prepare_compression(con.cursor(), WINDOW)
-    speeds = measure_speeds(work.speed_contents)
-    split = finish_compression(work, speeds)
-    via = optimization_opportunities(con, WINDOW).compression
-    speed_keys = {"cpu_seconds", "mb_per_s", "speed_input_bytes", "speed_note", "risk", "cpu_seconds_per_day",
-                  "build_cpu_seconds"}
-
-    def strip(x: object) -> object:
-        if isinstance(x, dict):
-            return {k: strip(v) for k, v in x.items() if k not in speed_keys}
-        return [strip(v) for v in x] if isinstance(x, list) else x
-
-    for other in (split, via):
-        assert strip(to_jsonable(other)) == strip(whole)
-        assert other.speed_note.startswith("measured alone")
-    br5 = float(speeds.set_index(["codec", "level"]).loc[("brotli", 5), "mb_per_s"])
-    assert split.codecs.set_index("label").loc["brotli-5", "mb_per_s"] == br5
-    js = next(o for o in split.opportunities if o.details["content_type"] == "application/javascript")
-    assert f"({br5:,.0f} MB/s on one core" in js.risk
-    template = environment().from_string('{% import "partials/compression.md.j2" as c %}{{ c.section(x) }}')
-    assert "on one core, measured alone after the sizing on a fixed sample" in template.render(x=to_jsonable(via))

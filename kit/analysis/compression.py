@@ -15,13 +15,7 @@ Method.
    which. Incompressible types keep their stored size.
 2. Speed: compression MB/s (10^6 bytes of input per CPU second of the compressing thread, single core)
    per level over that level's sample, on this machine; work runs on ``threads`` threads (the codecs release
-   the GIL) and each call's thread CPU time is summed. ``optimization_opportunities`` runs the sizing in a
-   background thread while the other areas query DuckDB (:func:`prepare_compression`), so the CPU time of
-   those calls is measured under contention (shared caches, a busy second core); there the speeds come
-   instead from :func:`measure_speeds`, run alone once everything else is done: one thread compresses a
-   small fixed sample, the most served contents that fit in ``SPEED_FAST_BYTES`` (fast levels) and
-   ``SPEED_SLOW_BYTES`` (brotli 11, zstd 19; the smallest content when none fits), each level timed by the
-   thread's CPU time (``speed_note`` says so; the codecs table's ``speed_input_bytes``).
+   the GIL) and each call's thread CPU time is summed.
 3. Served uncompressed (DuckDB SQL, :data:`SERVED_SQL`): a 200 response of a compressible asset whose
    ``bytes_sent`` is at least midway between the asset's raw size and its largest compressed size (gzip 1)
    was sent uncompressed; one from 90 % of its smallest compressed size to its largest compressed size plus
@@ -68,8 +62,6 @@ LIGHTHOUSE_MIN_SAVING_BYTES = 1400
 LIGHTHOUSE_MIN_SAVING_SHARE = 0.10
 FAST_SAMPLE_BYTES = 8 * 2**20    # content compressed at the fast levels (most served assets first)
 SLOW_SAMPLE_BYTES = 256 * 2**10  # ... at brotli 11 and zstd 19 (about 1 MB/s; the rest scaled from brotli 5, zstd 3)
-SPEED_FAST_BYTES = 256 * 2**10   # measure_speeds' sample at the fast levels (most served first) ...
-SPEED_SLOW_BYTES = 32 * 2**10    # ... and at brotli 11 and zstd 19 (about 0.1 CPU-second in all)
 COMPRESSED_TOLERANCE = 0.9       # bytes_sent >= 0.9 x the smallest compressed size: a complete compressed body
 HEADER_ALLOWANCE_BYTES = 1024    # ... and <= the largest compressed size + response headers
 ASSET_SIZES_VIEW = "asset_compressed_sizes"  # the relation SERVED_SQL reads (registered per call)
@@ -181,18 +173,6 @@ class CompressionAnalysis:
         "fast_sample_bytes": FAST_SAMPLE_BYTES, "slow_sample_bytes": SLOW_SAMPLE_BYTES})
     opportunities: list[Opportunity] = field(default_factory=list)
     sql: dict[str, str] = field(default_factory=dict)
-    speed_note: str = ""           # how the speeds were measured when not over the sizing samples
-
-
-@dataclass(frozen=True)
-class CompressionWork:
-    """:func:`prepare_compression`'s result: the analysis without opportunities, the per path/service/route
-    counts of the responses (``SERVED_SQL``'s rows) and the contents a speed measurement uses (column
-    content; most served first)."""
-
-    found: CompressionAnalysis
-    served: pd.DataFrame
-    speed_contents: pd.DataFrame
 
 
 def is_compressible(content_type: str | None) -> bool:
@@ -284,25 +264,6 @@ def compressed_sizes(contents: pd.DataFrame, codecs: tuple[Codec, ...] = CODECS,
     return out.drop(columns=["content_type", "size_bytes"]), pd.DataFrame(speed)
 
 
-def measure_speeds(contents: pd.DataFrame, codecs: tuple[Codec, ...] = CODECS, *,
-                   fast_cap: int = SPEED_FAST_BYTES, slow_cap: int = SPEED_SLOW_BYTES) -> pd.DataFrame:
-    """Compression speed per level on this thread alone: the contents (column content; most served first)
-    taken while they fit in ``fast_cap`` (``slow_cap`` for the slow levels; the smallest when none fits)
-    compressed once each; columns codec, level, speed_input_bytes, cpu_seconds (the thread's CPU time) and
-    mb_per_s (10^6 input bytes per CPU second)."""
-    blobs = [bytes(b) for b in contents["content"]]
-    lengths = [len(b) for b in blobs]
-    rows = []
-    for c in codecs:
-        chosen = _sample(lengths, [""] * len(lengths), slow_cap if c.slow else fast_cap)
-        fn = compressor(c)
-        seconds = sum(_timed(fn, blobs[i])[1] for i in chosen)
-        size = sum(lengths[i] for i in chosen)
-        rows.append({"codec": c.codec, "level": c.level, "speed_input_bytes": size, "cpu_seconds": seconds,
-                     "mb_per_s": size / seconds / 1e6 if seconds > 0 else None})
-    return pd.DataFrame(rows, columns=["codec", "level", "speed_input_bytes", "cpu_seconds", "mb_per_s"])
-
-
 def _type_name(content_type: str) -> str:
     base = content_type.split(";")[0].strip()
     return TYPE_NAMES.get(base, base)
@@ -313,27 +274,6 @@ def analyse_compression(con: duckdb.DuckDBPyConnection, window: Window, *, serve
     """Sizes and speeds per codec level, responses served uncompressed and their savings, and one
     opportunity per content type worth compressing (module docstring). ``served_bytes_total``: all bytes
     sent in the window when the caller has it (else one more scan of ``requests``)."""
-    return finish_compression(prepare_compression(con, window, served_bytes_total=served_bytes_total,
-                                                  threads=threads))
-
-
-def finish_compression(work: CompressionWork, speeds: pd.DataFrame | None = None) -> CompressionAnalysis:
-    """The analysis with its opportunities; with ``speeds`` (:func:`measure_speeds`, run alone) the codecs'
-    cpu_seconds and mb_per_s are those instead of the sizing run's."""
-    found = work.found
-    if speeds is not None:
-        codecs = found.codecs.drop(columns=["cpu_seconds", "mb_per_s"], errors="ignore").merge(
-            speeds, on=["codec", "level"], how="left")
-        found = replace(found, codecs=codecs, speed_note=(
-            f"measured alone after the sizing on a fixed sample: up to {SPEED_FAST_BYTES // 1024} KiB of the most "
-            f"served files at the fast levels, {SPEED_SLOW_BYTES // 1024} KiB at brotli 11 and zstd 19"))
-    return replace(found, opportunities=compression_opportunities(found, work.served))
-
-
-def prepare_compression(con: duckdb.DuckDBPyConnection, window: Window, *, served_bytes_total: int | None = None,
-                        threads: int | None = None) -> CompressionWork:
-    """:func:`analyse_compression` up to its opportunities: the part that scans the requests and compresses
-    (safe to run in a thread on its own cursor, ``con.cursor()``)."""
     params = {"start": window.start, "end": window.end}
     assets = con.execute("SELECT path, content_type, size_bytes, sha256 FROM assets ORDER BY path").df()
     assets["compressible"] = [is_compressible(t) for t in assets["content_type"]]
@@ -351,7 +291,7 @@ def prepare_compression(con: duckdb.DuckDBPyConnection, window: Window, *, serve
 
 
 def _analyse(con: duckdb.DuckDBPyConnection, window: Window, assets: pd.DataFrame, served_bytes_total: int | None,
-             threads: int | None, params: dict[str, Any]) -> CompressionWork:
+             threads: int | None, params: dict[str, Any]) -> CompressionAnalysis:
     """:func:`analyse_compression` once the 200s of the assets are grouped in ``_SENT_VIEW``."""
     counts = con.execute(f"SELECT path, sum(n)::BIGINT AS n FROM {_SENT_VIEW} GROUP BY path").df()
     weight = (assets.merge(counts, on="path", how="left").fillna({"n": 0})
@@ -402,7 +342,7 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, assets: pd.DataFram
     found = CompressionAnalysis(window, codecs, table, by_type, by_route, int(served_bytes_total),
                                 len(contents), len(shas),
                                 sql={"served_uncompressed": SERVED_SQL, "all_bytes": TOTAL_SQL})
-    return CompressionWork(found, served, contents[["content"]])
+    return replace(found, opportunities=compression_opportunities(found, served))
 
 
 def _share(part: pd.Series, whole: pd.Series) -> pd.Series:

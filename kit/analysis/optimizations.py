@@ -16,7 +16,6 @@ opportunity (issue #12): a route appears only with what in it costs the time."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -25,7 +24,7 @@ import pandas as pd
 
 from kit import fmt
 from kit.analysis.cdn import CdnAnalysis, analyse_cdn
-from kit.analysis.compression import CompressionAnalysis, finish_compression, measure_speeds, prepare_compression
+from kit.analysis.compression import CompressionAnalysis, analyse_compression
 from kit.analysis.coverage import NEEDS
 from kit.analysis.database import DatabaseAnalysis, analyse_database
 from kit.analysis.database.advice import IndexAdvice, advise_indexes
@@ -297,31 +296,20 @@ def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
     """Run the optimization analyses on the window and rank their opportunities with the fixes of the
     findings in ``bottlenecks`` (notebook 30's result) and the CDN cache of ``cache`` (notebook 40's
     result), either of which may be missing. With ``database_dsn`` the top query fingerprints are also
-    EXPLAINed on that live PostgreSQL with hypothetical indexes (bounded per statement and in total).
-
-    The compression analysis (its scan of the requests and the codecs, which release the GIL) runs in a
-    background thread on its own cursor while the other areas run, filling the cores their single-threaded
-    phases leave idle; its speeds are measured alone at the end (``compression.measure_speeds``)."""
+    EXPLAINed on that live PostgreSQL with hypothetical indexes (bounded per statement and in total)."""
     traffic = route_traffic(con, window)
     totals = window_totals(traffic)
     routed = traffic[traffic["route"].notna()]
     gaps: list[dict[str, str]] = []
-    cursor = con.cursor()
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfkit-compression") as pool:
-            pending = pool.submit(prepare_compression, cursor, window, served_bytes_total=totals.bytes_sent)
-            database = analyse_database(con, window, bottlenecks=dict(bottlenecks) if bottlenecks else None,
-                                        route_counts=routed) \
-                if _has_rows(con, "queries", window, "Database", "queries", gaps) else None
-            advice = advise_indexes(database_dsn, database) if database is not None and database_dsn else None
-            cdn = _run_area("CDN", lambda: analyse_cdn(con, window, cache=dict(cache) if cache else None), gaps)
-            found_before = dict(bottlenecks) if bottlenecks else None
-            profiles = analyse_profiles(con, window, bottlenecks=found_before, traffic=traffic) \
-                if _has_rows(con, "profiles", window, "Code profiles", "profiles", gaps) else None
-            work = pending.result()
-    finally:
-        cursor.close()
-    compression = finish_compression(work, measure_speeds(work.speed_contents))
+    database = analyse_database(con, window, bottlenecks=dict(bottlenecks) if bottlenecks else None,
+                                route_counts=routed) \
+        if _has_rows(con, "queries", window, "Database", "queries", gaps) else None
+    advice = advise_indexes(database_dsn, database) if database is not None and database_dsn else None
+    compression = analyse_compression(con, window, served_bytes_total=totals.bytes_sent)
+    cdn = _run_area("CDN", lambda: analyse_cdn(con, window, cache=dict(cache) if cache else None), gaps)
+    found_before = dict(bottlenecks) if bottlenecks else None
+    profiles = analyse_profiles(con, window, bottlenecks=found_before, traffic=traffic) \
+        if _has_rows(con, "profiles", window, "Code profiles", "profiles", gaps) else None
     areas = [*compression.opportunities, *cache_opportunity(cache, totals),
              *(cdn.opportunities if cdn else []), *(database.opportunities if database else []),
              *(profiles.opportunities if profiles else [])]
