@@ -18,6 +18,9 @@ from scipy import stats
 
 from kit.analysis.profiles import (
     MIN_PROFILES,
+    _batched_shares,
+    _request_ms_sql,
+    _requests_ms,
     analyse_profiles,
     diff_profiles,
     frame_route,
@@ -320,9 +323,86 @@ def test_the_shared_route_pass_gives_what_the_profiles_own_scan_gives(demo: duck
 
     window = resolve_window(demo)
     traffic = route_traffic(demo, window)
-    shared = analyse_profiles(demo, window, request_ms_total=window_totals(traffic).request_ms,
-                              route_counts=traffic[traffic["route"].notna()])
     own = to_jsonable(analyse_profiles(demo, window))
-    shared_json = to_jsonable(shared)
-    assert same_within(shared_json, own), [k for k in own if not same_within(shared_json[k], own[k])]
+    assert any(o["details"]["kind"] == "hot_frame" for o in own["opportunities"])  # they use the service's time
+    for shared in (analyse_profiles(demo, window, request_ms_total=window_totals(traffic).request_ms,
+                                    route_counts=traffic[traffic["route"].notna()]),
+                   analyse_profiles(demo, window, traffic=traffic)):
+        shared_json = to_jsonable(shared)
+        assert same_within(shared_json, own), [k for k in own if not same_within(shared_json[k], own[k])]
+
+
+def test_request_times_of_the_opportunities_are_what_their_shown_sql_gives(demo: duckdb.DuckDBPyConnection) -> None:
+    """The opportunities' request times come from one scan (several filtered sums) or from the caller's
+    per-route traffic; each is the number its shown SQL (``sql["request_time_*"]``) gives run on its own."""
+    from kit.analysis.optimizations import route_traffic
+
+    window = resolve_window(demo)
+    a = analyse_profiles(demo, window, traffic=route_traffic(demo, window))
+    checked = 0
+    for o in a.opportunities:
+        d = o.details
+        if d["kind"] == "hot_frame":
+            ms = demo.execute(o.sql["request_time_service"]).fetchone()[0]
+            assert o.saving.value == pytest.approx(d["self_share"] * ms / 2, rel=1e-9)
+        else:
+            ms = demo.execute(o.sql["request_time_after"]).fetchone()[0]
+            assert o.saving.low is not None and 0 < o.saving.value and ms > 0
+        total = demo.execute(o.sql["request_time_window"]).fetchone()[0]
+        assert o.saving.share == pytest.approx(o.saving.value / total, rel=1e-9)
+        checked += 1
+    assert checked >= 3
+    # and the batched sums against the single ones, on periods of several services and routes
+    periods = {("api", None, window.start, window.end), ("api", "/api/v1/products/{id}", window.start,
+                                                         window.start + timedelta(days=2)),
+               ("web", None, window.start + timedelta(days=1), window.end), ("nobody", None, window.start, window.end)}
+    got = _requests_ms(demo, periods)
+    for (service, route, start, end), ms in got.items():
+        alone = demo.execute(_request_ms_sql(service, start, end, route)).fetchone()[0]
+        assert ms == pytest.approx(alone or 0.0, rel=1e-9), (service, route)
+    assert got[("nobody", None, window.start, window.end)] == 0.0
+
+
+def test_batched_profile_shares_are_what_the_shown_sql_gives_per_period() -> None:
+    """The comparisons' per-profile shares come from one query over all periods; each period's rows are those
+    of ``profile_shares`` (the SQL the document shows), also for a profile whose stacks carry two times, a
+    profile without a service and periods that overlap."""
+    rng = np.random.default_rng(11)
+    con = connect(":memory:")
+    for i in range(6):
+        _insert(con, rng, T0 + timedelta(hours=i), BASE if i < 3 else dict(BASE, **{PLANTED: 5.0}))
+    # one profile name taken at two times (split by a period boundary), and one without a service
+    con.execute("UPDATE profiles SET ts = ts + INTERVAL 90 MINUTE WHERE profile = ? AND stack LIKE '%render'",
+                [f"svc-{T0 + timedelta(hours=1):%Y%m%dT%H%M}"])
+    con.execute("INSERT INTO profiles SELECT ts, NULL, profile || '-x', stack, samples, 0 FROM profiles "
+                "WHERE ts < ?", [T0 + timedelta(hours=2)])
+    periods = [("svc", T0, T0 + timedelta(hours=2)), ("svc", T0 + timedelta(hours=2), T0 + timedelta(hours=6)),
+               ("svc", T0 + timedelta(minutes=30), T0 + timedelta(hours=5)),
+               ("(no service)", T0, T0 + timedelta(days=1)), ("svc", T0 - timedelta(days=3), T0 - timedelta(days=2))]
+    got = _batched_shares(con, periods)
+    assert len(got) == len(periods) and len(got[-1]) == 0 and all(len(g) for g in got[:-1])
+    for period, part in zip(periods, got, strict=True):
+        ref = profile_shares(con, *period)
+        key = ["profile", "frame"]
+        pd.testing.assert_frame_equal(part.sort_values(key).reset_index(drop=True),
+                                      ref.sort_values(key).reset_index(drop=True), check_dtype=False)
+        # and the verdicts from them are those from the shown SQL's rows
+        assert diff_profiles(part, got[1]) == diff_profiles(ref, profile_shares(con, *periods[1]))
+    con.close()
+
+
+def test_diff_matrices_are_a_profile_by_frame_pivot() -> None:
+    """diff_profiles' per-profile matrices: its mean shares are those of a pandas pivot (missing = 0) of
+    the same rows in any order."""
+    before, after = _synthetic(9, 4, 5, planted=6.0)
+    shuffled = after.sample(frac=1.0, random_state=1)
+    frames, _ = diff_profiles(before, shuffled)
+    for part, column in ((before, "before_share"), (after, "after_share")):
+        wide = part.pivot_table(index="profile", columns="frame", values="total_share", aggfunc="sum").fillna(0.0)
+        for f in frames:
+            mean = wide[f.frame].mean() if f.frame in wide else 0.0
+            assert getattr(f, column) == pytest.approx(mean, rel=1e-12, abs=1e-15), f.frame
+    selfs = after.pivot_table(index="profile", columns="frame", values="self_share", aggfunc="sum").fillna(0.0)
+    for f in frames:
+        assert f.after_self_share == pytest.approx(selfs[f.frame].mean() if f.frame in selfs else 0.0, abs=1e-15)
 

@@ -308,8 +308,7 @@ def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
     compression = analyse_compression(con, window, served_bytes_total=totals.bytes_sent)
     cdn = _run_area("CDN", lambda: analyse_cdn(con, window, cache=dict(cache) if cache else None), gaps)
     found_before = dict(bottlenecks) if bottlenecks else None
-    profiles = analyse_profiles(con, window, bottlenecks=found_before, request_ms_total=totals.request_ms,
-                                route_counts=routed) \
+    profiles = analyse_profiles(con, window, bottlenecks=found_before, traffic=traffic) \
         if _has_rows(con, "profiles", window, "Code profiles", "profiles", gaps) else None
     areas = [*compression.opportunities, *cache_opportunity(cache, totals),
              *(cdn.opportunities if cdn else []), *(database.opportunities if database else []),

@@ -49,6 +49,11 @@ frame, half its self share × the service's request time in the window (the whol
 That assumes request time is spent in proportion to samples, an overestimate for on-CPU profiles of services
 that mostly wait. Without request times the saving is in samples, of the basis "sampled CPU time of
 <service>".
+
+**Cost.** The per-profile shares of every comparison come from one query (each side's rows are those of
+:func:`profile_shares_sql`, the SQL the result shows for it); the window's request time per service and
+route from the caller's per-route traffic (``traffic``, ``optimizations.route_traffic``) or one scan of
+``requests``; the request times of the periods after deploys from one more scan, restricted to those periods.
 """
 
 from __future__ import annotations
@@ -214,10 +219,12 @@ def top_frames_sql(window: Window | None) -> str:
     return f"""WITH {_profiles_cte(window)},
 svc AS (SELECT service, sum(samples) AS samples FROM p GROUP BY service),
 self AS (SELECT service, frames[-1] AS frame, sum(samples) AS self_samples FROM p GROUP BY ALL),
-total AS (
-  SELECT service, frame, sum(samples) AS total_samples, count(DISTINCT profile) AS profiles
+per_profile AS (
+  SELECT service, profile, frame, sum(samples) AS total_samples
   FROM (SELECT service, profile, samples, unnest(list_distinct(frames)) AS frame FROM p)
-  GROUP BY ALL)
+  GROUP BY ALL),
+total AS (
+  SELECT service, frame, sum(total_samples) AS total_samples, count(*) AS profiles FROM per_profile GROUP BY ALL)
 SELECT t.service, t.frame, coalesce(s.self_samples, 0) AS self_samples, t.total_samples,
        coalesce(s.self_samples, 0) / v.samples AS self_share, t.total_samples / v.samples AS total_share,
        t.profiles
@@ -252,10 +259,53 @@ def profile_shares(con: duckdb.DuckDBPyConnection, service: str, start: datetime
     return con.execute(profile_shares_sql(service, start, end)).df()
 
 
+def _batched_shares_sql(periods: list[tuple[str, datetime, datetime]]) -> str:
+    """:func:`profile_shares_sql` for several (service, start, end) periods in one query, with the period's
+    index in column ``period`` (a profile in two periods is in both). The stacks are summed per profile,
+    time and frame once; the periods then sum those (integer sums, so the shares are the same)."""
+    values = ", ".join(f"({i}, {_lit(service)}, {_ts(start)}, {_ts(end)})"
+                       for i, (service, start, end) in enumerate(periods))
+    return f"""WITH iv(period, service, t0, t1) AS (VALUES {values}),
+p AS (
+  SELECT coalesce(service, '{NO_SERVICE}') AS service, profile, ts, string_split(stack, ';') AS frames, samples
+  FROM profiles WHERE ts >= {_ts(min(p[1] for p in periods))} AND ts < {_ts(max(p[2] for p in periods))}),
+n0 AS (SELECT service, profile, ts, sum(samples) AS samples FROM p GROUP BY ALL),
+total0 AS (SELECT service, profile, ts, frame, sum(samples) AS samples
+           FROM (SELECT service, profile, ts, samples, unnest(list_distinct(frames)) AS frame FROM p) GROUP BY ALL),
+self0 AS (SELECT service, profile, ts, frames[-1] AS frame, sum(samples) AS samples FROM p GROUP BY ALL),
+n AS (SELECT period, profile, min(ts) AS ts, sum(samples) AS samples
+      FROM n0 JOIN iv ON n0.service = iv.service AND n0.ts >= iv.t0 AND n0.ts < iv.t1 GROUP BY ALL),
+total AS (SELECT period, profile, frame, sum(samples) AS total_samples
+          FROM total0 JOIN iv ON total0.service = iv.service AND total0.ts >= iv.t0 AND total0.ts < iv.t1
+          GROUP BY ALL),
+self AS (SELECT period, profile, frame, sum(samples) AS self_samples
+         FROM self0 JOIN iv ON self0.service = iv.service AND self0.ts >= iv.t0 AND self0.ts < iv.t1
+         GROUP BY ALL)
+SELECT t.period, n.profile, n.ts, t.frame, t.total_samples / n.samples AS total_share,
+       coalesce(s.self_samples, 0) / n.samples AS self_share
+FROM total t JOIN n USING (period, profile) LEFT JOIN self s USING (period, profile, frame)"""
+
+
+def _batched_shares(con: duckdb.DuckDBPyConnection, periods: list[tuple[str, datetime, datetime]]
+                    ) -> list[pd.DataFrame]:
+    """:func:`profile_shares` of each (service, start, end) period, from one query."""
+    columns = ["profile", "ts", "frame", "total_share", "self_share"]
+    if not periods:
+        return []
+    found = con.execute(_batched_shares_sql(periods)).fetchnumpy()
+    order = np.argsort(found["period"], kind="stable")
+    table = pd.DataFrame({c: np.asarray(found[c], dtype=object if c in ("profile", "frame") else None)[order]
+                          for c in columns})
+    table["ts"] = table["ts"].dt.tz_localize("UTC")
+    bounds = np.searchsorted(np.asarray(found["period"])[order], np.arange(len(periods) + 1))
+    return [table.iloc[bounds[i]:bounds[i + 1]].reset_index(drop=True) for i in range(len(periods))]
+
+
 def flame_sql(window: Window | None) -> str:
     """Samples per stack prefix per service (the nodes of a flame/icicle chart)."""
     return f"""WITH {_profiles_cte(window)},
-x AS (SELECT service, frames, samples, unnest(range(1, len(frames) + 1)) AS depth FROM p),
+stacks AS (SELECT service, frames, sum(samples) AS samples FROM p GROUP BY service, frames),
+x AS (SELECT service, frames, samples, unnest(range(1, len(frames) + 1)) AS depth FROM stacks),
 nodes AS (
   SELECT service, array_to_string(frames[1:depth], ';') AS path,
          coalesce(array_to_string(frames[1:depth - 1], ';'), '') AS parent, frames[depth] AS frame, depth,
@@ -362,18 +412,28 @@ def diff_profiles(before: pd.DataFrame, after: pd.DataFrame, *, min_profiles: in
     """Frame verdicts from per-profile shares (rows of :func:`profile_shares`) before and after a change,
     sorted by the size of the change; the flag says whether verdicts were possible (≥ ``min_profiles``
     profiles per side)."""
-    frames = sorted(set(before["frame"]) | set(after["frame"]))
+    frames = sorted(set(before["frame"].tolist()) | set(after["frame"].tolist()))
     if not frames:
         return [], False
 
-    def matrix(part: pd.DataFrame, column: str) -> np.ndarray:
-        if part.empty:
-            return np.zeros((0, len(frames)))
-        wide = part.pivot_table(index="profile", columns="frame", values=column, aggfunc="sum")
-        return wide.reindex(columns=frames).fillna(0.0).to_numpy(dtype=float)
+    index = pd.Index(frames)
 
-    b, a = matrix(before, "total_share"), matrix(after, "total_share")
-    bs, as_ = matrix(before, "self_share"), matrix(after, "self_share")
+    def matrices(part: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Profiles (sorted) x frames of the total and the self shares, 0 where a profile lacks a frame
+        (a profile-by-frame pivot with sums; missing shares count as 0)."""
+        rows, profiles = pd.factorize(part["profile"], sort=True)
+        keep = rows >= 0
+        rows, cols = rows[keep], index.get_indexer(part["frame"])[keep]
+        out = []
+        for column in ("total_share", "self_share"):
+            m = np.zeros((len(profiles), len(frames)))
+            values = part[column].to_numpy(dtype=float)[keep]
+            np.add.at(m, (rows, cols), np.where(np.isnan(values), 0.0, values))
+            out.append(m)
+        return out[0], out[1]
+
+    b, bs = matrices(before)
+    a, as_ = matrices(after)
     nb, na = len(b), len(a)
     ok = nb >= min_profiles and na >= min_profiles
     mb = b.mean(axis=0) if nb else np.zeros(len(frames))
@@ -468,12 +528,16 @@ WHERE kind = 'deploy' ORDER BY ts_start""").fetchall()
 def analyse_profiles(con: duckdb.DuckDBPyConnection, window: Window, *,
                      bottlenecks: dict[str, Any] | None = None,
                      request_ms_total: float | None = None,
-                     route_counts: pd.DataFrame | None = None) -> ProfileAnalysis:
+                     route_counts: pd.DataFrame | None = None,
+                     traffic: pd.DataFrame | None = None) -> ProfileAnalysis:
     """Top frames per service, before/after comparisons around deploys and findings, flame-chart nodes and
     opportunities, over the profiles taken in ``window`` (see the module docstring for the method).
-    ``request_ms_total``: the window's request time (ms), and ``route_counts``: the window's requests per
-    ``service``, ``route`` (``requests``; routes not null), when the caller has them (else scans of
-    ``requests``)."""
+    ``traffic``: the window's requests and request time (ms) per ``service``, ``route`` (columns
+    ``requests``, ``request_ms``; every route, null included: ``optimizations.route_traffic``'s frame), when
+    the caller has it; else ``request_ms_total``: the window's request time (ms), and ``route_counts``: its
+    requests per ``service``, ``route`` (``requests``; routes not null), when the caller has them. Without
+    ``traffic`` one scan of ``requests`` gets them; request times of periods shorter than the window (after a
+    deploy) take one more, filtered to those periods."""
     sql: dict[str, str] = {"top_frames": top_frames_sql(window), "flame": flame_sql(window)}
     frames = top_frames(con, window)
     notes: list[str] = []
@@ -481,6 +545,15 @@ def analyse_profiles(con: duckdb.DuckDBPyConnection, window: Window, *,
     if untimed and untimed[0]:
         notes.append(f"{fmt.counted(untimed[0], 'profile')} have no time: counted in the top frames, left out of the "
                      "before/after comparisons.")
+    if traffic is None and (route_counts is None or request_ms_total is None):
+        traffic = con.execute(f"""
+SELECT service, route, count(*) AS requests, coalesce(sum(latency_ms), 0) AS request_ms FROM requests
+WHERE {window.sql('ts')} GROUP BY ALL""").df()
+    service_ms: dict[str, float] | None = None
+    if traffic is not None:
+        route_counts = traffic[traffic["route"].notna()]
+        request_ms_total = float(traffic["request_ms"].sum())
+        service_ms = {str(k): float(v) for k, v in traffic.groupby("service")["request_ms"].sum().items()}
     if route_counts is not None:
         by = route_counts.assign(service=route_counts["service"].fillna(NO_SERVICE))
         route_rows = list(by.groupby(["service", "route"], sort=False)["requests"].sum().items())
@@ -519,10 +592,13 @@ ORDER BY sum(samples) DESC""").fetchall()
 
     diffs: list[ProfileDiff] = []
     unprofiled: list[str] = []
-    for change in _changes(con, window, {s.service for s in services}, bottlenecks):
+    changes = _changes(con, window, {s.service for s in services}, bottlenecks)
+    # every comparison's per-profile shares from one query (profile_shares of each side, as diff_sql shows)
+    shares = _batched_shares(con, [(c["service"], *side) for c in changes for side in (c["before"], c["after"])])
+    for i, change in enumerate(changes):
         service = change["service"]
         (b0, b1), (a0, a1) = change["before"], change["after"]
-        before, after = profile_shares(con, service, b0, b1), profile_shares(con, service, a0, a1)
+        before, after = shares[2 * i], shares[2 * i + 1]
         route_of = {f: r for (s, f), (r, _) in frame_routes.items() if s == service}
         result, ok = diff_profiles(before, after, routes=route_of)
         nb, na = before["profile"].nunique(), after["profile"].nunique()
@@ -542,7 +618,7 @@ ORDER BY sum(samples) DESC""").fetchall()
     if unprofiled:
         notes.append(f"{fmt.counted(len(unprofiled), 'change')} without a profile of their service before or "
                      "after them: " + "; ".join(unprofiled) + ".")
-    opportunities = _opportunities(con, window, services, diffs, sql, request_ms_total)
+    opportunities = _opportunities(con, window, services, diffs, sql, request_ms_total, service_ms)
     opportunities.sort(key=lambda o: -o.score)
     basis = ("samples of each service's profiles: on-CPU time for CPU profilers, wall time for wall-clock "
              "ones (the folded format does not say which)")
@@ -562,11 +638,22 @@ _METHOD = (f"Self samples of a frame are those of the stacks it ends; total samp
            f"own, so a 'shrank' next to a large growth may be that dilution.")
 
 
-def _request_ms(con: duckdb.DuckDBPyConnection, service: str, start: datetime, end: datetime,
-                route: str | None = None) -> float:
-    """Request time (ms) of a service, or of one of its routes, in [start, end)."""
-    row = con.execute(_request_ms_sql(service, start, end, route)).fetchone()
-    return float(row[0]) if row and row[0] is not None else 0.0
+_Period = tuple[str, str | None, datetime, datetime]   # service, route (None: all), start, end
+
+
+def _requests_ms(con: duckdb.DuckDBPyConnection, periods: set[_Period]) -> dict[_Period, float]:
+    """The request time (ms, :func:`_request_ms_sql`) of each (service, route, start, end) in one scan of
+    ``requests`` (one filtered sum per period over the rows between the earliest start and the latest end)."""
+    if not periods:
+        return {}
+    keys = sorted(periods, key=lambda k: (k[0], k[1] or "", k[2], k[3]))
+    sums = ", ".join(
+        f"sum(latency_ms) FILTER (WHERE service = {_lit(service)} "
+        + (f"AND route = {_lit(route)} " if route else "") + f"AND ts >= {_ts(start)} AND ts < {_ts(end)})"
+        for service, route, start, end in keys)
+    row = con.execute(f"SELECT {sums} FROM requests WHERE ts >= {_ts(min(k[2] for k in keys))} "
+                      f"AND ts < {_ts(max(k[3] for k in keys))}").fetchone()
+    return {k: float(v) if v is not None else 0.0 for k, v in zip(keys, row or [None] * len(keys), strict=True)}
 
 
 def _request_ms_sql(service: str, start: datetime, end: datetime, route: str | None = None) -> str:
@@ -574,9 +661,46 @@ def _request_ms_sql(service: str, start: datetime, end: datetime, route: str | N
             + (f"AND route = {_lit(route)} " if route else "") + f"AND ts >= {_ts(start)} AND ts < {_ts(end)}")
 
 
+def _regression(d: ProfileDiff) -> tuple[FrameDiff, list[FrameDiff], str | None, FrameDiff | None] | None:
+    """The frame a regression opportunity names (the one whose inclusive share grew most: get_variants rather
+    than the driver call below it or the callers above it, whose shares grow by less or by the same), the
+    frames that grew, its route and that route's handler frame; None for a rollback or nothing grown."""
+    if d.kind == "deploy" and "rollback" in d.label.lower():
+        return None
+    grown = [f for f in d.frames if f.verdict in ("grew", "appeared")]
+    if not grown:
+        return None
+    frame = max(grown, key=lambda f: (f.change, -len(f.frame)))
+    route = frame.route or next((f.route for f in grown if f.route), None)
+    handler = next((f for f in d.frames if route and f.route == route and _HANDLER.search(f.frame)
+                    and f.after_share > 0), None)
+    return frame, grown, route, handler
+
+
+def _hot_frame(s: ServiceProfile) -> FrameStat | None:
+    """The service's top self-time application frame when its self share is at least ``HOT_SELF_SHARE``."""
+    hot = next((f for f in s.top_self if not is_library_frame(f.frame)), None)
+    return None if hot is None or hot.self_share < HOT_SELF_SHARE else hot
+
+
 def _opportunities(con: duckdb.DuckDBPyConnection, window: Window, services: list[ServiceProfile],
-                   diffs: list[ProfileDiff], sql: dict[str, str], request_ms_total: float | None = None
-                   ) -> list[Opportunity]:
+                   diffs: list[ProfileDiff], sql: dict[str, str], request_ms_total: float | None = None,
+                   service_ms: dict[str, float] | None = None) -> list[Opportunity]:
+    # the request times the opportunities need: the window's per service from ``service_ms`` when the
+    # caller has it, the rest from one scan
+    needed: set[_Period] = set()
+    for d in diffs:
+        picked = _regression(d)
+        if picked is not None:
+            needed.add((d.service, None, d.after_start, d.after_end))
+            if picked[3] is not None and picked[2] is not None:
+                needed.add((d.service, picked[2], d.after_start, d.after_end))
+    hot = [(s, f) for s in services if (f := _hot_frame(s)) is not None]
+    if service_ms is None:
+        needed |= {(s.service, None, window.start, window.end) for s, _ in hot}
+    times = _requests_ms(con, needed)
+    if service_ms is not None:
+        times |= {(s.service, None, window.start, window.end): service_ms.get(s.service, 0.0) for s, _ in hot}
     if request_ms_total is None:
         all_ms = con.execute(f"SELECT sum(latency_ms) FROM requests WHERE {window.sql('ts')}").fetchone()
         total_ms = float(all_ms[0]) if all_ms and all_ms[0] is not None else 0.0
@@ -585,29 +709,22 @@ def _opportunities(con: duckdb.DuckDBPyConnection, window: Window, services: lis
     total_sql = f"SELECT sum(latency_ms) AS request_ms FROM requests WHERE {window.sql('ts')}"
     out: list[Opportunity] = []
     for d in diffs:
-        if d.kind == "deploy" and "rollback" in d.label.lower():
+        picked = _regression(d)
+        if picked is None:
             continue
-        grown = [f for f in d.frames if f.verdict in ("grew", "appeared")]
-        # the frame to name: the one whose inclusive share grew most (get_variants rather than the driver
-        # call below it or the callers above it, whose shares grow by less or by the same)
-        if not grown:
-            continue
-        frame = max(grown, key=lambda f: (f.change, -len(f.frame)))
+        frame, grown, route, handler = picked
         children = [f.frame for f in grown if f is not frame]
-        route = frame.route or next((f.route for f in grown if f.route), None)
         addresses = [*d.addresses, f"profile:{frame.frame}"]
         if route:
             addresses.append(f"route:{d.service} {route}")
         q = {"profile_diff": d.sql, "top_frames": sql["top_frames"]}
         # the route's request time when the frame's handler is known (the frame's growth as a share of the
         # handler's samples after the change), else the service's
-        handler = next((f for f in d.frames if route and f.route == route and _HANDLER.search(f.frame)
-                        and f.after_share > 0), None)
         scale, scope = 1.0, f"{d.service}'s request time"
-        period_ms = _request_ms(con, d.service, d.after_start, d.after_end)
+        period_ms = times[(d.service, None, d.after_start, d.after_end)]
         time_sql = _request_ms_sql(d.service, d.after_start, d.after_end)
         if handler is not None and route is not None:
-            route_ms = _request_ms(con, d.service, d.after_start, d.after_end, route)
+            route_ms = times[(d.service, route, d.after_start, d.after_end)]
             if route_ms > 0:
                 scale, period_ms = 1 / handler.after_share, route_ms
                 time_sql = _request_ms_sql(d.service, d.after_start, d.after_end, route)
@@ -656,13 +773,9 @@ def _opportunities(con: duckdb.DuckDBPyConnection, window: Window, services: lis
                      "before_share": frame.before_share, "after_share": frame.after_share,
                      "change_share": frame.change, "low": frame.low, "high": frame.high,
                      "grown_frames": [f.frame for f in grown], "kind": "regression"}))
-    for s in services:
-        hot = next((f for f in s.top_self if not is_library_frame(f.frame)), None)
-        if hot is None or hot.self_share < HOT_SELF_SHARE:
-            continue
-        f = hot
+    for s, f in hot:
         q = {"top_frames": sql["top_frames"]}
-        period_ms = _request_ms(con, s.service, window.start, window.end)
+        period_ms = times[(s.service, None, window.start, window.end)]
         if period_ms > 0 and total_ms > 0:
             bound = f.self_share * period_ms
             saving = Saving(bound / 2, "ms", "all request time", bound / 2 / total_ms)
