@@ -4,7 +4,9 @@ Every ingest kind supplies a *loader* that inserts its rows (tagged with ``sourc
 ``rejects`` row for each bad input line; :func:`ingest_file` wraps it with the guarantees:
 
 - **exactly once**: the file's sha256 is recorded in ``ingest_log``; the same bytes again (same kind)
-  are a no-op reported as ``unchanged``;
+  are a no-op reported as ``unchanged``. The hash is taken before loading when an earlier ingest could
+  have the same bytes (same size); otherwise the loader may take it while it reads the file (one read,
+  not two), and the check is made with it before the transaction commits;
 - **replace**: ``replace=True`` deletes the earlier source(s) of the same path or bytes and loads anew,
   in the same transaction, so readers see the old rows or the new ones, never a mix;
 - **append**: a plain file whose first ``size_bytes`` hash equals an earlier ingest of the same path
