@@ -27,6 +27,7 @@ import io
 import os
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -885,7 +886,16 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0, chunk_bytes: int
     if not _parse_lines.signatures and not any((Path(__file__).parent / "__pycache__").glob("clf_fast._parse_lines-*")):
         print("perfkit: compiling the access-log reader, once (about 15 s; `make install` does it ahead)",
               file=sys.stderr, flush=True)
-    with open_measured(path) as (handle, fraction), reading_progress(fraction):
+    with open_measured(path) as (handle, fraction), reading_progress(fraction), \
+            ThreadPoolExecutor(1, thread_name_prefix="perfkit-sha256") as hasher:
+        hashing: Future | None = None   # the digest of the bytes just read, taken while they are parsed
+
+        def hashed() -> None:          # wait for it before the buffer is written again
+            nonlocal hashing
+            if hashing is not None:
+                hashing.result()
+                hashing = None
+
         start = _skip_offset(handle, skip_lines)
         if start is None:
             return
@@ -901,9 +911,10 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0, chunk_bytes: int
                 if limit == len(buf):
                     buf = np.concatenate([buf, np.empty(len(buf), dtype=np.uint8)])
                 limit = len(buf)
+            hashed()
             got = handle.readinto(buf[held:limit].data)
             if digest is not None and got:
-                digest.update(buf[held:held + got].data)
+                hashing = hasher.submit(digest.update, buf[held:held + got].data)
             total = held + got
             if total == 0:
                 return
@@ -915,6 +926,7 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0, chunk_bytes: int
             limit = len(buf)
             line_no += chunk.lines
             held = total - cut
+            hashed()
             buf[:held] = buf[cut:total]
             yield chunk
             if got == 0:
