@@ -375,7 +375,8 @@ REQUEST_COLUMNS = ("ts, service, host, method, route, path, query, status, laten
 
 @pytest.fixture()
 def fast_calls(monkeypatch):
-    """Records what each call of the fast path returned (None = it declined the file)."""
+    """Records the (lines in, rejected, skipped) each call of the fast path returned (None = it declined
+    the file)."""
     import kit.ingest.access_log as access_log
 
     calls: list = []
@@ -383,7 +384,7 @@ def fast_calls(monkeypatch):
 
     def spy(*args, **kwargs):
         result = real(*args, **kwargs)
-        calls.append(result)
+        calls.append(None if result is None else result[:3])
         return result
     monkeypatch.setattr(access_log, "_load_fast", spy)
     return calls
@@ -433,6 +434,34 @@ def test_fast_path_equals_general_path_on_benchmark_lines(tmp_path, fast_calls):
     assert (status, size) in {(str(r[7]), str(r[10])) for r in fast[1]}
     assert any(r[8] == pytest.approx(float(kv["rt"]) * 1000) and r[12] == (None if kv["ucs"] == "-" else kv["ucs"])
                for r in fast[1] if str(r[10]) == size)
+
+
+def test_fast_path_hashes_the_file_as_it_reads_it(tmp_path, fast_calls, monkeypatch):
+    """The fast path reads a plain file once: the sha256 recorded is hashlib's of the whole file, and the
+    ingest core does not hash it itself; a second ingest of it is `unchanged`."""
+    import hashlib
+    import sys
+
+    import kit.ingest.clf_fast as clf_fast
+    import kit.ingest.core as core
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_ingest import generate
+
+    path = tmp_path / "bench.log"
+    generate(path, 5_000, seed=5)
+    monkeypatch.setattr(clf_fast, "FIRST_CHUNK_BYTES", 1000)   # several chunks, each hashed in turn
+    monkeypatch.setattr(clf_fast, "CHUNK_BYTES", 200_000)
+    hashed: list = []
+    real = core._sha256_and_size
+    monkeypatch.setattr(core, "_sha256_and_size", lambda p, limit=None: hashed.append(p) or real(p, limit))
+    con = connect(":memory:")
+    summary = ingest_access_log(con, path, format="combined_kv", salt="s")
+    assert fast_calls == [(5_000, 0, 0)] and summary.rows_loaded == 5_000 and hashed == []
+    data = path.read_bytes()
+    assert con.execute("SELECT sha256, size_bytes FROM ingest_log").fetchall() == [
+        (hashlib.sha256(data).hexdigest(), len(data))]
+    assert ingest_access_log(con, path, format="combined_kv", salt="s").status == "unchanged"
 
 
 def test_fast_path_numbers_rejects_by_file_line(tmp_path, fast_calls):

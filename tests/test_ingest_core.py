@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import gzip
+import hashlib
 import json
 import lzma
 import os
@@ -279,3 +281,73 @@ def test_sigkill_mid_ingest_leaves_no_partial_rows(tmp_path):
         assert (summary.status, summary.rows_loaded, summary.rows_rejected) == ("loaded", 600_000, 0)
     finally:
         con.close()
+
+
+def digest_loader(sha: str | None):
+    """:func:`status_loader`, reporting that it read the whole file and that its sha256 is ``sha`` (None:
+    the file's real one, computed here with hashlib)."""
+    def loader(con: duckdb.DuckDBPyConnection, source: Source, path: Path, skip: int) -> LoadCounts:
+        counts = status_loader(con, source, path, skip)
+        data = path.read_bytes()
+        return dataclasses.replace(counts, sha256=sha or hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+    return loader
+
+
+@pytest.fixture()
+def up_front_hashes(monkeypatch):
+    """The paths the ingest core hashed itself (not taking a loader's hash)."""
+    import kit.ingest.core as core
+
+    calls: list = []
+    real = core._sha256_and_size
+
+    def spy(path, limit=None):
+        calls.append((Path(path).name, limit))
+        return real(path, limit)
+    monkeypatch.setattr(core, "_sha256_and_size", spy)
+    return calls
+
+
+def test_hash_taken_by_the_loader_is_recorded_and_the_file_not_hashed_again(tmp_path, con, up_front_hashes):
+    path = write(tmp_path / "a.log", ["2024-01-01T00:00:00Z 200", "2024-01-01T00:00:01Z 500"])
+    assert ingest_file(con, "test", path, digest_loader(None)).status == "loaded"
+    assert up_front_hashes == []
+    assert table(con, "SELECT sha256, size_bytes FROM ingest_log") == [
+        (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size)]
+    # a loader that reports no hash: the core hashes the file after loading it
+    other = write(tmp_path / "b.log", ["2024-01-01T00:00:02Z 200"])
+    ingest_file(con, "test", other, status_loader)
+    assert up_front_hashes == [("b.log", None)]
+    # the same bytes again: an earlier ingest has the same size, so hashed first, and nothing loaded
+    assert ingest_file(con, "test", path, digest_loader(None)).status == "unchanged"
+    assert up_front_hashes[-1] == ("a.log", None)
+    assert table(con, "SELECT count(*) FROM requests") == [(3,)]
+
+
+def test_exactly_once_is_checked_again_before_commit(tmp_path, con, monkeypatch):
+    """When the hash comes with the load (forced here, as if the file had changed after its size was
+    taken), bytes ingested before are found before the commit: `unchanged` and nothing of the second
+    load kept; with replace, the earlier source goes."""
+    import kit.ingest.core as core
+
+    lines = ["2024-01-01T00:00:00Z 200", "2024-01-01T00:00:01Z 500"]
+    first = ingest_file(con, "test", write(tmp_path / "a.log", lines), status_loader)
+    monkeypatch.setattr(core, "_hash_first", lambda *args: False)
+    copy = write(tmp_path / "copy.log", lines)
+    again = ingest_file(con, "test", copy, digest_loader(None))
+    assert (again.status, again.source_id) == ("unchanged", first.source_id)
+    assert table(con, "SELECT count(*) FROM requests") == [(2,)]
+    assert table(con, "SELECT source_id FROM ingest_log") == [(first.source_id,)]
+    replaced = ingest_file(con, "test", copy, digest_loader(None), replace=True)
+    assert replaced.status == "replaced" and replaced.source_id != first.source_id
+    assert table(con, "SELECT source_id, path FROM ingest_log") == [(replaced.source_id, str(copy.resolve()))]
+    assert table(con, "SELECT DISTINCT source_id FROM requests") == [(replaced.source_id,)]
+
+
+def test_a_file_changed_while_read_fails_and_loads_nothing(tmp_path, con):
+    ingest_file(con, "test", write(tmp_path / "a.log", ["2024-01-01T00:00:00Z 200"]), status_loader)
+    other = write(tmp_path / "b.log", ["2024-01-01T00:00:00Z 500"])   # same size: hashed before loading
+    with pytest.raises(IngestError, match="changed while it was read"):
+        ingest_file(con, "test", other, digest_loader("0" * 64))
+    assert table(con, "SELECT count(*) FROM ingest_log") == [(1,)]
+    assert table(con, "SELECT count(*) FROM requests") == [(1,)]

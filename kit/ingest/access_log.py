@@ -52,6 +52,7 @@ import pyarrow as pa
 from kit.ingest.core import (
     COMPRESSED_SUFFIXES,
     RAW_MAX_CHARS,
+    FileDigest,
     IngestError,
     IngestSummary,
     LoadCounts,
@@ -442,7 +443,10 @@ class _ClientHashes:
             finally:
                 self.con.unregister(self.name)
             self.hashes = pa.concat_arrays([self.hashes, *new.cast(pa.string()).chunks])
-        return chunk.table.append_column("client_hash", self.hashes.take(chunk.table["client_code"]))
+        # a dictionary array over the file's hashes: no per-row copy of the hash strings (DuckDB reads it
+        # as a dictionary vector)
+        codes = chunk.table["client_code"].combine_chunks().cast(pa.int32())
+        return chunk.table.append_column("client_hash", pa.DictionaryArray.from_arrays(codes, self.hashes))
 
 
 def _read_ahead(items: Iterator[T]) -> Iterator[T]:
@@ -457,21 +461,24 @@ def _read_ahead(items: Iterator[T]) -> Iterator[T]:
 
 def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: Path, skip_lines: int,
                sample: Sequence[str], salt: str, service_of: ServiceSql,
-               route_rules: Sequence[RouteRule]) -> tuple[int, int, int] | None:
+               route_rules: Sequence[RouteRule]) -> tuple[int, int, int, FileDigest | None] | None:
     """The fast path for common/combined/combined_kv: the compiled reader (:mod:`kit.ingest.clf_fast`)
     turns each chunk of lines into typed Arrow columns that one INSERT stores; the lines it does not
     take are collected with their line numbers in a temp table and read by the general path. Returns
-    (lines in, rejected, skipped), or None, with nothing inserted, when the file has carriage returns or
-    a byte order mark (which the general path strips)."""
+    (lines in, rejected, skipped, the sha256 of the whole file taken while reading it — None for a
+    compressed file or a grown log's new lines), or None, with nothing inserted, when the file has carriage
+    returns or a byte order mark (which the general path strips)."""
     from kit.ingest import clf_fast  # numba: imported when an access log is read, not for every CLI call
 
     chunk_table, others = f"_al_chunk_{sid}", f"_al_others_{sid}"
     insert = _fast_insert_sql(chunk_table, fmt, sid, salt, service_of, route_rules)
     client_hashes = _ClientHashes(con, salt, f"_al_clients_{sid}")
+    digest = FileDigest() if not skip_lines and path.suffix.lower() not in COMPRESSED_SUFFIXES else None
     con.execute(f"CREATE TEMP TABLE {others} (line_no BIGINT, line VARCHAR)")
     try:
         lines = n_others = 0
-        for chunk in _read_ahead(clf_fast.read_clf_chunks(path, clf_fast.KIND_BY_FORMAT[fmt.name], skip_lines)):
+        for chunk in _read_ahead(clf_fast.read_clf_chunks(path, clf_fast.KIND_BY_FORMAT[fmt.name], skip_lines,
+                                                          digest=digest)):
             con.register(chunk_table, client_hashes.add_to(chunk))
             try:
                 con.execute(insert)
@@ -492,7 +499,7 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
         return None
     finally:
         con.execute(f"DROP TABLE IF EXISTS {others}")
-    return lines, rejected, skipped
+    return lines, rejected, skipped, digest
 
 
 @contextmanager
@@ -549,15 +556,20 @@ def load_access_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
     sid = source.source_id
     service_of = functools.partial(service_sql, service, path)
     result = None
+    digest = None
     if fast and fmt.fast == "clf":
-        result = _load_fast(con, fmt, sid, path, skip_lines, sample, salt, service_of, route_rules)
+        fast_result = _load_fast(con, fmt, sid, path, skip_lines, sample, salt, service_of, route_rules)
+        if fast_result is not None:
+            result = fast_result[:3]
+            digest = fast_result[3]
     if result is None:
         with readable_path(path) as readable, _valid_utf8(readable) as text, lines_table(con, text) as lines_sql:
             result = _load_general(con, fmt, sid, lines_sql, skip_lines, sample, salt, service_of, route_rules)
     lines_in, rejected, skipped = result
     loaded = lines_in - skipped - rejected
     record_service_naming(con, sid, service)
-    return LoadCounts(lines_in, loaded, rejected, skipped, fmt=fmt.name + detected, formats_tried=tried)
+    return LoadCounts(lines_in, loaded, rejected, skipped, fmt=fmt.name + detected, formats_tried=tried,
+                      sha256=digest.hexdigest() if digest else None, size_bytes=digest.size if digest else None)
 
 
 def make_loader(fmt: LogFormat | None = None, *, service: str | None = None, salt: str | None = None,

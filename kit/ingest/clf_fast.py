@@ -27,6 +27,7 @@ import io
 import os
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from kit.ingest.core import open_measured, reading_progress  # noqa: E402
+from kit.ingest.core import COMPRESSED_SUFFIXES, FileDigest, open_measured, reading_progress  # noqa: E402
 from kit.ingest.routes import REDACTED, SECRET_KEY_WORDS  # noqa: E402
 
 __all__ = ["CHUNK_BYTES", "FIRST_CHUNK_BYTES", "ClfChunk", "Dictionary", "NotForFastPath", "read_clf_chunks",
@@ -665,21 +666,18 @@ def _parse_line(buf: np.ndarray, s: int, e: int, kind: int, months: np.ndarray, 
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _line_ends(buf: np.ndarray, words: np.ndarray, blocks: int) -> tuple[np.ndarray, int]:
-    """(positions of the line ends in ``buf`` — each newline, plus len(buf) when the last line has
-    none —, number of carriage returns)."""
+def _line_ends(buf: np.ndarray, words: np.ndarray, blocks: int) -> np.ndarray:
+    """Positions of the line ends in ``buf``: each newline, plus len(buf) when the last line has none.
+    (Carriage returns are not looked for here: a line holding one is never of the strict shape, so
+    :func:`_parse_chunk` finds them among the lines the kernel did not take.)"""
     n = buf.shape[0]
     size = ((n + blocks - 1) // blocks + 7) // 8 * 8
     counts = np.zeros(blocks + 1, dtype=np.int64)
-    crs = np.zeros(blocks, dtype=np.int64)
     for b in numba.prange(blocks):
         c = 0
-        r = 0
         for i in range(b * size, min(n, (b + 1) * size)):   # branch-free: vectorized
             c += buf[i] == 10
-            r += buf[i] == 13
         counts[b + 1] = c
-        crs[b] = r
     for b in range(blocks):
         counts[b + 1] += counts[b]
     unterminated = n > 0 and buf[n - 1] != 10
@@ -697,7 +695,7 @@ def _line_ends(buf: np.ndarray, words: np.ndarray, blocks: int) -> tuple[np.ndar
             i += 1
     if unterminated:
         ends[-1] = n
-    return ends, crs.sum()
+    return ends
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -839,16 +837,19 @@ class NotForFastPath(Exception):
 def _parse_chunk(buf: np.ndarray, first_line: int, kind: int, clients: Dictionary) -> ClfChunk:
     """Parse the whole lines in ``buf`` (8-byte aligned); the chunk keeps no reference to ``buf``."""
     words = buf[:len(buf) // 8 * 8].view(np.uint64)
-    ends, crs = _line_ends(buf, words, max(1, numba.get_num_threads() * 4))
-    if crs or (first_line == 1 and buf[:3].tobytes() == b"\xef\xbb\xbf"):
+    if first_line == 1 and buf[:3].tobytes() == b"\xef\xbb\xbf":
         raise NotForFastPath
+    ends = _line_ends(buf, words, max(1, numba.get_num_threads() * 4))
     ok, fields, wide, nums = _parse_lines(buf, ends, kind, _MONTHS)
     good = np.flatnonzero(ok)
     others = []
     if len(good) < len(ok):
         for i in np.flatnonzero(~ok):
             start = int(ends[i - 1]) + 1 if i > 0 else 0
-            others.append((first_line + int(i), buf[start:int(ends[i])].tobytes()))
+            raw = buf[start:int(ends[i])].tobytes()
+            if b"\r" in raw:          # the kernel takes no line with a control character
+                raise NotForFastPath
+            others.append((first_line + int(i), raw))
     return ClfChunk(*_chunk_table(buf, fields, wide, nums, good, clients), others, len(ends))
 
 
@@ -871,16 +872,30 @@ def _skip_offset(handle: io.BufferedIOBase, skip_lines: int) -> int | None:
     return offset
 
 
-def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0,
-                    chunk_bytes: int = CHUNK_BYTES) -> Iterator[ClfChunk]:
+def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0, chunk_bytes: int | None = None,
+                    digest: FileDigest | None = None) -> Iterator[ClfChunk]:
     """Read the text file ``path`` (plain or compressed; after its first ``skip_lines`` lines) in
     chunks of whole lines, into one reused buffer (fresh memory costs page faults, slow in VMs).
     Raises :class:`NotForFastPath` on carriage returns or a byte order mark. Reports the fraction read
-    to the CLI's progress bar."""
+    to the CLI's progress bar. ``digest`` (a plain file read from its start only) is fed every byte read,
+    in this (the reading) thread, so that the file is not read a second time to hash it."""
+    if chunk_bytes is None:
+        chunk_bytes = CHUNK_BYTES
+    if digest is not None and (skip_lines or path.suffix.lower() in COMPRESSED_SUFFIXES):
+        raise ValueError("a digest is taken of a plain file read from its start only")
     if not _parse_lines.signatures and not any((Path(__file__).parent / "__pycache__").glob("clf_fast._parse_lines-*")):
         print("perfkit: compiling the access-log reader, once (about 15 s; `make install` does it ahead)",
               file=sys.stderr, flush=True)
-    with open_measured(path) as (handle, fraction), reading_progress(fraction):
+    with open_measured(path) as (handle, fraction), reading_progress(fraction), \
+            ThreadPoolExecutor(1, thread_name_prefix="perfkit-sha256") as hasher:
+        hashing: Future | None = None   # the digest of the bytes just read, taken while they are parsed
+
+        def hashed() -> None:          # wait for it before the buffer is written again
+            nonlocal hashing
+            if hashing is not None:
+                hashing.result()
+                hashing = None
+
         start = _skip_offset(handle, skip_lines)
         if start is None:
             return
@@ -896,7 +911,10 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0,
                 if limit == len(buf):
                     buf = np.concatenate([buf, np.empty(len(buf), dtype=np.uint8)])
                 limit = len(buf)
+            hashed()
             got = handle.readinto(buf[held:limit].data)
+            if digest is not None and got:
+                hashing = hasher.submit(digest.update, buf[held:held + got].data)
             total = held + got
             if total == 0:
                 return
@@ -908,6 +926,7 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0,
             limit = len(buf)
             line_no += chunk.lines
             held = total - cut
+            hashed()
             buf[:held] = buf[cut:total]
             yield chunk
             if got == 0:

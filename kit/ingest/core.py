@@ -4,7 +4,9 @@ Every ingest kind supplies a *loader* that inserts its rows (tagged with ``sourc
 ``rejects`` row for each bad input line; :func:`ingest_file` wraps it with the guarantees:
 
 - **exactly once**: the file's sha256 is recorded in ``ingest_log``; the same bytes again (same kind)
-  are a no-op reported as ``unchanged``;
+  are a no-op reported as ``unchanged``. The hash is taken before loading when an earlier ingest could
+  have the same bytes (same size); otherwise the loader may take it while it reads the file (one read,
+  not two), and the check is made with it before the transaction commits;
 - **replace**: ``replace=True`` deletes the earlier source(s) of the same path or bytes and loads anew,
   in the same transaction, so readers see the old rows or the new ones, never a mix;
 - **append**: a plain file whose first ``size_bytes`` hash equals an earlier ingest of the same path
@@ -56,6 +58,7 @@ __all__ = [
     "add_common_args",
     "add_file_ingest_parser",
     "add_path_args",
+    "FileDigest",
     "expand_paths",
     "first_lines",
     "given_options",
@@ -85,6 +88,8 @@ class LoadCounts:
     rows_skipped: int = 0          # lines deliberately skipped: comments, headers, blank lines
     fmt: str | None = None         # the format used (given or detected)
     formats_tried: tuple[str, ...] = field(default=())   # for the "no parsable line" error
+    sha256: str | None = None      # of the file's bytes when the loader read all of them as stored (else None)
+    size_bytes: int | None = None  # how many bytes that was
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,23 @@ class IngestSummary:
 
 
 Loader = Callable[[duckdb.DuckDBPyConnection, Source, Path, int], LoadCounts]
+
+
+class FileDigest:
+    """sha256 and byte count of a file's bytes, fed by a loader as it reads them (in order, all of them)."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self.size = 0
+
+    def update(self, block: bytes | memoryview) -> None:
+        """Add the next bytes read (hashlib releases the GIL for blocks over 2 KiB)."""
+        self._sha.update(block)
+        self.size += len(block)
+
+    def hexdigest(self) -> str:
+        """The sha256, as :func:`_sha256_and_size` gives it."""
+        return self._sha.hexdigest()
 LiveLoader = Callable[[duckdb.DuckDBPyConnection, Source], LoadCounts]
 
 
@@ -329,49 +351,98 @@ def _check_counts(path: str, counts: LoadCounts, skip_lines: int) -> None:
             path=path)
 
 
+class _Unchanged(Exception):  # noqa: N818 - control flow: roll the transaction back, report `unchanged`
+    def __init__(self, source_id: int) -> None:
+        super().__init__(source_id)
+        self.source_id = source_id
+
+
+def _hash_first(con: duckdb.DuckDBPyConnection, kind: str, size: int, compressed: bool, replace: bool,
+                by_path: list) -> bool:
+    """Whether the file's sha256 is needed before loading: for a compressed file (its loader reads other
+    bytes than the stored ones), when an earlier ingest of this kind has the same size (the same bytes
+    again: nothing to load), or when an earlier, smaller ingest of the same path may be its prefix (a grown
+    log: only the new lines are loaded). Otherwise no earlier ingest can have the same bytes, and the
+    hash can be taken while the loader reads the file (checked again before commit)."""
+    if compressed or (not replace and any(old is not None and old < size for _, _, old in by_path)):
+        return True
+    same_size = con.execute("SELECT count(*) FROM ingest_log WHERE kind = ? AND size_bytes = ? "
+                            "AND sha256 IS NOT NULL AND finished_at IS NOT NULL", [kind, size]).fetchone()
+    return bool(same_size and same_size[0])
+
+
 def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: str | Path, loader: Loader, *,
                 replace: bool = False, options: dict | None = None) -> IngestSummary:
     """Load one file exactly once, in one transaction (see the module docstring for the rules).
 
     ``loader(con, source, path, skip_lines)`` inserts the rows; it sees the file as given (compressed
-    or not) and must skip its first ``skip_lines`` lines (non-zero for a grown log)."""
+    or not) and must skip its first ``skip_lines`` lines (non-zero for a grown log). A loader that read
+    all of a plain file's bytes may return their sha256 and size in its counts: when no earlier ingest
+    could have the same bytes (:func:`_hash_first`), the file is then not read a second time to hash it;
+    the exactly-once check is made with that hash before the transaction commits."""
     started = time.perf_counter()
     p = Path(path)
     path_key = str(p.resolve())
     compressed = p.suffix.lower() in COMPRESSED_SUFFIXES
-    sha, size, _, _ = _sha256_and_size(p)
-    with transaction(con):
-        prev = _find_previous(con, kind, path_key, sha)
-        status = "loaded"
-        skip_lines = 0
-        if prev["same"] is not None and not replace:
-            return IngestSummary(kind, path_key, "unchanged", prev["same"], None, 0, 0, 0, 0,
-                                 time.perf_counter() - started)
-        if replace:
-            doomed = {sid for sid, _, _ in prev["by_path"]}
-            if prev["same"] is not None:
-                doomed |= {int(r[0]) for r in con.execute(
-                    "SELECT source_id FROM ingest_log WHERE kind = ? AND sha256 = ?", [kind, sha]).fetchall()}
-            for sid in sorted(doomed):
-                delete_source(con, sid)
-            if doomed:
-                status = "replaced"
-        elif not compressed:
-            for _sid, old_sha, old_size in prev["by_path"]:
-                if old_size is None or old_size >= size:
-                    continue
-                prefix_sha, _, newlines, ends_nl = _sha256_and_size(p, int(old_size))
-                if prefix_sha == old_sha:
-                    # lines already ingested; an unterminated last line was ingested as it was then
-                    skip_lines = newlines + (0 if ends_nl or old_size == 0 else 1)
-                    status = "appended"
-                    break
-        source = begin_source(con, kind, path_key, sha256=sha, size_bytes=size, options=options)
-        counts = loader(con, source, p, skip_lines)
-        _check_counts(str(p), counts, skip_lines)
-        con.execute("UPDATE ingest_log SET format = ? WHERE source_id = ?", [counts.fmt, source.source_id])
-        finish_source(con, source, lines_in=counts.lines_in, rows_loaded=counts.rows_loaded,
-                      rows_rejected=counts.rows_rejected, rows_skipped=counts.rows_skipped)
+    try:
+        with transaction(con):
+            by_path = _find_previous(con, kind, path_key, "")["by_path"]
+            sha: str | None = None
+            size = p.stat().st_size
+            if _hash_first(con, kind, size, compressed, replace, by_path):
+                sha, size, _, _ = _sha256_and_size(p)
+            prev = _find_previous(con, kind, path_key, sha or "")
+            status = "loaded"
+            skip_lines = 0
+            if prev["same"] is not None and not replace:
+                raise _Unchanged(prev["same"])
+            if replace:
+                doomed = {sid for sid, _, _ in prev["by_path"]}
+                if prev["same"] is not None:
+                    doomed |= {int(r[0]) for r in con.execute(
+                        "SELECT source_id FROM ingest_log WHERE kind = ? AND sha256 = ?", [kind, sha]).fetchall()}
+                for sid in sorted(doomed):
+                    delete_source(con, sid)
+                if doomed:
+                    status = "replaced"
+            elif not compressed:
+                for _sid, old_sha, old_size in prev["by_path"]:
+                    if old_size is None or old_size >= size:
+                        continue
+                    prefix_sha, _, newlines, ends_nl = _sha256_and_size(p, int(old_size))
+                    if prefix_sha == old_sha:
+                        # lines already ingested; an unterminated last line was ingested as it was then
+                        skip_lines = newlines + (0 if ends_nl or old_size == 0 else 1)
+                        status = "appended"
+                        break
+            source = begin_source(con, kind, path_key, sha256=sha, size_bytes=size if sha else None,
+                                  options=options)
+            counts = loader(con, source, p, skip_lines)
+            _check_counts(str(p), counts, skip_lines)
+            if sha is None:
+                sha, size = ((counts.sha256, int(counts.size_bytes)) if counts.sha256 and counts.size_bytes is not None
+                             else _sha256_and_size(p)[:2])
+                # the exactly-once check, now that the bytes loaded are known (the same bytes may have
+                # been ingested meanwhile, or the file replaced by such bytes after its size was taken)
+                same = [int(r[0]) for r in con.execute(
+                    "SELECT source_id FROM ingest_log WHERE kind = ? AND sha256 = ? AND source_id <> ? "
+                    "ORDER BY source_id", [kind, sha, source.source_id]).fetchall()]
+                if same and not replace:
+                    raise _Unchanged(same[0])
+                for sid in same:
+                    delete_source(con, sid)
+                    status = "replaced"
+                con.execute("UPDATE ingest_log SET sha256 = ?, size_bytes = ? WHERE source_id = ?",
+                            [sha, size, source.source_id])
+            elif counts.sha256 is not None and counts.sha256 != sha:
+                raise IngestError("the file changed while it was read (its sha256 before and after differ); "
+                                  "ingest it again", path=str(p))
+            con.execute("UPDATE ingest_log SET format = ? WHERE source_id = ?", [counts.fmt, source.source_id])
+            finish_source(con, source, lines_in=counts.lines_in, rows_loaded=counts.rows_loaded,
+                          rows_rejected=counts.rows_rejected, rows_skipped=counts.rows_skipped)
+    except _Unchanged as unchanged:
+        return IngestSummary(kind, path_key, "unchanged", unchanged.source_id, None, 0, 0, 0, 0,
+                             time.perf_counter() - started)
     return IngestSummary(kind, path_key, status, source.source_id, counts.fmt, counts.lines_in,
                          counts.rows_loaded, counts.rows_rejected, counts.rows_skipped,
                          time.perf_counter() - started)
