@@ -12,8 +12,10 @@ converted once into a Parquet warehouse with ``kit.ingest.parquet.convert`` (``p
 each running (1) the per-route per-minute KPI query, ``kit.analysis.kpis.latency_series_frame(con, window,
 "1m", "route")`` (exact ``quantile_cont`` in time slices, as ``bench_kpis.py``), and (2) one heavier
 analysis with the engine (``--analysis``: ``find_bottlenecks``, the findings from their bucketed series, or
-``kpi_report``, the whole KPI report at 5 minutes). Spark's session start (JVM, SparkSession, one view
-per table) is timed apart and not in its query times.
+``kpi_report``, the whole KPI report at 5 minutes, or ``run``, a whole ``perfkit run`` of notebooks 00 to 90,
+one notebook at a time, with ``engine: spark`` for (c): seconds per notebook and CPU seconds of the run's
+finished process tree, kernels and Spark JVMs included). Spark's session start (JVM, SparkSession, one view
+per table) is timed apart and not in its query times; in a run each notebook's includes its own.
 
 Every pair runs in its own subprocess, one after the other (never two at once), with ``--timeout`` seconds
 each; a pair that runs out of time is killed and reported as such. Per step: wall seconds, CPU seconds
@@ -28,6 +30,7 @@ The issue's bar: (b) <= 2x (a) for the KPI query.
     .venv/bin/python benchmarks/bench_engines.py --rows 200000 --timeout 300      # tiny, ~1 min
     .venv/bin/python benchmarks/bench_engines.py --db /tmp/w10m.duckdb --parquet /tmp/w10m.parquet
     .venv/bin/python benchmarks/bench_engines.py --db W.duckdb --parquet W.parquet --analysis kpi_report
+    .venv/bin/python benchmarks/bench_engines.py --db data/demo.duckdb --analysis run     # whole runs, ~15 min
 """
 
 from __future__ import annotations
@@ -105,6 +108,12 @@ def run_pair(pair: str, db: str, root: str, out: str, threads: int, analysis: st
     result["kpi"] = {**kpi.json(), "groups": len(frame), "requests": int(frame["requests"].sum())}
     frame[["bucket_start", "group", "requests", "p50_ms", "p95_ms", "p99_ms"]].to_parquet(out)
     del frame
+    if analysis == "run":   # the run's notebooks start their own engines: free this one's cores and memory
+        con.close()
+        if pair == "c":
+            spark_session(master).stop()
+        result["analysis"] = whole_run(pair, db if pair == "a" else root, Path(out).with_suffix(".run"), master)
+        return result
     with _Step() as heavy:
         if analysis == "find_bottlenecks":
             from kit.analysis.findings import find_bottlenecks
@@ -116,6 +125,40 @@ def run_pair(pair: str, db: str, root: str, out: str, threads: int, analysis: st
             summary = f"{len(report.by_route)} routes, percentiles {report.quantile_method.split(':')[0]}"
     result["analysis"] = {**heavy.json(), "summary": summary}
     return result
+
+
+def whole_run(pair: str, warehouse: str, out: Path, master: str) -> dict:
+    """``perfkit run`` of every notebook on ``warehouse`` (Spark for pair c), one notebook at a time
+    (``--workers 1``, so each notebook's time is its own): wall seconds, CPU seconds of its process tree
+    (kernels and Spark JVMs, which no parent waits for: each process's last CPU times sampled every 0.1 s, so a
+    process's last 0.1 s before it ends can be missed) and the run's seconds per notebook."""
+    params = out.with_suffix(".yml")
+    engine = f"engine: spark\nspark: {{master: '{master}', options: {{}}}}\n" if pair == "c" else ""
+    params.write_text(f"title: bench\n{engine}")
+    cmd = [sys.executable, "-m", "kit.cli", "run", "--db", warehouse, "--params", str(params), "--out", str(out),
+           "--workers", "1", "--quiet"]
+    t0 = time.perf_counter()
+    run = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    root, last = psutil.Process(run.pid), {}
+    while run.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            tree = []
+        for p in tree:
+            try:
+                t = p.cpu_times()
+                last[(p.pid, p.create_time())] = t.user + t.system
+            except psutil.Error:
+                pass
+        time.sleep(0.1)
+    wall, cpu = time.perf_counter() - t0, sum(last.values())
+    if run.returncode != 0:
+        raise subprocess.CalledProcessError(run.returncode, cmd)
+    manifest = json.loads(next((out / "runs").iterdir()).joinpath("manifest.json").read_text())
+    notebooks = {t["name"]: t["execute_s"] + t["export_s"] for t in manifest["timings"]}
+    return {"wall_s": wall, "cpu_s": cpu, "notebooks_s": notebooks,
+            "summary": ", ".join(f"{name[:2]} {s:.0f} s" for name, s in notebooks.items())}
 
 
 def _child(pair: str, args: argparse.Namespace, db: Path, root: Path, tmp: Path) -> dict:
@@ -166,8 +209,10 @@ def main() -> int:
                              "queries rows = rows / 10)")
     parser.add_argument("--parquet", help="Parquet warehouse: used as it is if it exists, else converted from --db "
                                           "and kept; default: a temporary one, deleted afterwards")
-    parser.add_argument("--analysis", choices=("find_bottlenecks", "kpi_report"), default="find_bottlenecks",
-                        help="the heavier analysis timed after the KPI query (default find_bottlenecks)")
+    parser.add_argument("--analysis", choices=("find_bottlenecks", "kpi_report", "run"),
+                        default="find_bottlenecks",
+                        help="the heavier analysis timed after the KPI query (default find_bottlenecks; run: a "
+                             "whole `perfkit run`, one notebook at a time, seconds per notebook)")
     parser.add_argument("--pairs", default="abc", help="which of a, b, c to run (default abc)")
     parser.add_argument("--threads", type=int, default=2, help="DuckDB threads (default 2)")
     parser.add_argument("--memory-limit", help="DuckDB memory_limit, e.g. 4GB (default DuckDB's)")
