@@ -22,7 +22,7 @@ import duckdb
 import pandas as pd
 
 from kit import fmt
-from kit.analysis.database.digest import Period, deltas_sql, digest, held_deltas, hold_deltas, regressions
+from kit.analysis.database.digest import Period, deltas_sql, digest, events_sql, held_deltas, hold_deltas, regressions
 from kit.analysis.database.indexes import IndexCandidate, StatementShape, candidate_ddl, statement_shape
 from kit.analysis.database.nplus1 import burst_nplus1, signature_nplus1
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
@@ -281,7 +281,10 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, bottlenecks: dict[s
              route_counts: pd.DataFrame | None, deltas: str) -> DatabaseAnalysis:
     notes: list[str] = []
     sql: dict[str, str] = {}
-    frame, sql["digest"] = digest(con, window, deltas=deltas)
+    from kit.analysis.database.bursts import event_digest, event_pass  # numba: loaded where it is used
+
+    held = event_pass(con, events_sql(window.start, window.end))   # the events read once: digest and bursts
+    frame, sql["digest"] = digest(con, window, deltas=deltas, events=event_digest(held))
     sources = {str(k): int(v) for k, v in con.execute(
         f"SELECT kind, count(*) FROM queries WHERE {window.sql()} GROUP BY kind").fetchall()}
     total_ms = float(frame["total_ms"].sum()) if len(frame) else 0.0
@@ -307,7 +310,8 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, bottlenecks: dict[s
         columns=["fingerprint", "period", "mean_a_ms", "mean_b_ms", "ratio", "ratio_low", "ratio_high", "added_ms",
                  "regressed", "calls_jumped"])
     # N+1
-    bursts, sql["nplus1_bursts"] = burst_nplus1(con, window)
+    bursts, sql["nplus1_bursts"] = burst_nplus1(con, window, held=held)
+    del held
     sigs, sig_sql = signature_nplus1(con, window, frame, route_counts=route_counts, deltas=deltas) \
         if len(frame) else ([], {})
     sql.update(sig_sql)

@@ -117,21 +117,24 @@ def events_sql(start: datetime, end: datetime) -> str:
             f"rows_examined, lock_ms FROM queries WHERE kind = 'event' AND ts >= {_lit(start)} AND ts < {_lit(end)}")
 
 
+_V_EVENTS = """v AS (SELECT db_system, coalesce(database, '') AS database, fingerprint, any_value(sample) AS v_sample,
+             string_agg(DISTINCT user_name, ', ' ORDER BY user_name) AS v_users, count(*) AS events, sum(total_ms) AS v_ms,
+             sum(rows) AS v_rows, sum(rows_examined) AS rows_examined, sum(lock_ms) AS lock_ms,
+             quantile_cont(total_ms, [0.5, 0.95, 0.99]) AS pq, max(total_ms) AS max_ms,
+             var_samp(total_ms) / nullif(avg(total_ms), 0) AS variance_to_mean
+      FROM e GROUP BY ALL)"""
+
+
 def digest_sql(window: Window) -> str:
     """The digest query: one row per (db_system, database, fingerprint), ranked by total time."""
     return f"""
 WITH d AS ({deltas_sql(window.start, window.end)}),
 e AS ({events_sql(window.start, window.end)}),
 s AS (SELECT db_system, coalesce(database, '') AS database, fingerprint, any_value(sample) AS s_sample,
-             string_agg(DISTINCT user_name, ', ') AS s_users, sum(calls) AS s_calls, sum(total_ms) AS s_ms,
+             string_agg(DISTINCT user_name, ', ' ORDER BY user_name) AS s_users, sum(calls) AS s_calls, sum(total_ms) AS s_ms,
              sum(rows) AS s_rows, sum(hit) AS hit, sum(read) AS read, count(DISTINCT ts) AS intervals
       FROM d GROUP BY ALL HAVING sum(calls) > 0),
-v AS (SELECT db_system, coalesce(database, '') AS database, fingerprint, any_value(sample) AS v_sample,
-             string_agg(DISTINCT user_name, ', ') AS v_users, count(*) AS events, sum(total_ms) AS v_ms,
-             sum(rows) AS v_rows, sum(rows_examined) AS rows_examined, sum(lock_ms) AS lock_ms,
-             quantile_cont(total_ms, [0.5, 0.95, 0.99]) AS pq, max(total_ms) AS max_ms,
-             var_samp(total_ms) / nullif(avg(total_ms), 0) AS variance_to_mean
-      FROM e GROUP BY ALL),
+{_V_EVENTS},
 j AS (SELECT coalesce(s.db_system, v.db_system) AS db_system, coalesce(s.database, v.database) AS database,
              coalesce(s.fingerprint, v.fingerprint) AS fingerprint, coalesce(s_sample, v_sample) AS sample,
              coalesce(s_users, v_users) AS users,
@@ -160,12 +163,30 @@ def percentile_basis(events: float | None, coverage: float | None) -> str:
     return f"logged executions only ({coverage or 0:.1%} of calls; the log's duration threshold drops fast ones)"
 
 
-def digest(con: duckdb.DuckDBPyConnection, window: Window, *, deltas: str | None = None
-           ) -> tuple[pd.DataFrame, str]:
+def digest(con: duckdb.DuckDBPyConnection, window: Window, *, deltas: str | None = None,
+           events: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
     """The digest frame (see :func:`digest_sql`) with ``percentile_basis``, and its SQL; ``deltas``: a table
-    of :func:`hold_deltas` to read the deltas from."""
+    of :func:`hold_deltas` to read the deltas from; ``events``: the per-execution aggregate ``v`` computed
+    already from the events read once (:func:`kit.analysis.database.bursts.event_digest`), so that the
+    digest does not scan the events again."""
     sql = digest_sql(window)
-    frame = con.execute(held_deltas(sql, deltas, window.start, window.end)).df()
+    run = held_deltas(sql, deltas, window.start, window.end)
+    if events is not None:
+        if _V_EVENTS not in run:   # digest_sql changed: keep in step
+            raise AssertionError("digest: the events aggregate is no longer in digest_sql")
+        name = f"db_event_digest_{abs(hash((window.start, window.end))) % 10**8}"
+        con.register(name, events)
+        run = run.replace(_V_EVENTS, f"""v AS (SELECT db_system::VARCHAR AS db_system, database::VARCHAR AS database,
+             fingerprint::VARCHAR AS fingerprint, v_sample::VARCHAR AS v_sample, v_users::VARCHAR AS v_users,
+             events::BIGINT AS events, v_ms::DOUBLE AS v_ms, v_rows::HUGEINT AS v_rows,
+             rows_examined::HUGEINT AS rows_examined, lock_ms::DOUBLE AS lock_ms,
+             [p50_ms::DOUBLE, p95_ms::DOUBLE, p99_ms::DOUBLE] AS pq, max_ms::DOUBLE AS max_ms,
+             variance_to_mean::DOUBLE AS variance_to_mean FROM {name})""")
+    try:
+        frame = con.execute(run).df()
+    finally:
+        if events is not None:
+            con.unregister(name)
     for col in frame.columns:  # nullable integer columns → float (NaN), so NA never reaches a comparison
         if str(frame[col].dtype) in ("Int64", "Int32", "Float64"):
             frame[col] = frame[col].astype("float64")
