@@ -296,7 +296,7 @@ def test_the_digest_from_the_events_read_once_gives_what_the_shown_sql_gives(con
                                                         (C, "d", ["w"], ["s3"], 1, True),
                                                         (D, "d2", ["u"], [None], 5, False),
                                                         (E, "d", ["u", None], ["s1"], 64, True)]:
-        for i in range(n):
+        for _ in range(n):
             ms = None if rng.random() < 0.05 else (0.0 if fp == D else round(rng.lognormvariate(0, 1), 4))
             rows.append((T0 + timedelta(seconds=rng.uniform(0, 3000)), database, rng.choice(users),
                          rng.choice(sessions), fp, ms, rng.randint(0, 3) if examined else None,

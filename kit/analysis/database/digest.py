@@ -118,8 +118,8 @@ def events_sql(start: datetime, end: datetime) -> str:
 
 
 _V_EVENTS = """v AS (SELECT db_system, coalesce(database, '') AS database, fingerprint, any_value(sample) AS v_sample,
-             string_agg(DISTINCT user_name, ', ' ORDER BY user_name) AS v_users, count(*) AS events, sum(total_ms) AS v_ms,
-             sum(rows) AS v_rows, sum(rows_examined) AS rows_examined, sum(lock_ms) AS lock_ms,
+             string_agg(DISTINCT user_name, ', ' ORDER BY user_name) AS v_users, count(*) AS events,
+             sum(total_ms) AS v_ms, sum(rows) AS v_rows, sum(rows_examined) AS rows_examined, sum(lock_ms) AS lock_ms,
              quantile_cont(total_ms, [0.5, 0.95, 0.99]) AS pq, max(total_ms) AS max_ms,
              var_samp(total_ms) / nullif(avg(total_ms), 0) AS variance_to_mean
       FROM e GROUP BY ALL)"""
@@ -131,8 +131,9 @@ def digest_sql(window: Window) -> str:
 WITH d AS ({deltas_sql(window.start, window.end)}),
 e AS ({events_sql(window.start, window.end)}),
 s AS (SELECT db_system, coalesce(database, '') AS database, fingerprint, any_value(sample) AS s_sample,
-             string_agg(DISTINCT user_name, ', ' ORDER BY user_name) AS s_users, sum(calls) AS s_calls, sum(total_ms) AS s_ms,
-             sum(rows) AS s_rows, sum(hit) AS hit, sum(read) AS read, count(DISTINCT ts) AS intervals
+             string_agg(DISTINCT user_name, ', ' ORDER BY user_name) AS s_users, sum(calls) AS s_calls,
+             sum(total_ms) AS s_ms, sum(rows) AS s_rows, sum(hit) AS hit, sum(read) AS read,
+             count(DISTINCT ts) AS intervals
       FROM d GROUP BY ALL HAVING sum(calls) > 0),
 {_V_EVENTS},
 j AS (SELECT coalesce(s.db_system, v.db_system) AS db_system, coalesce(s.database, v.database) AS database,
