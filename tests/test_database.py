@@ -315,3 +315,27 @@ def test_the_digest_from_the_events_read_once_gives_what_the_shown_sql_gives(con
     assert shown["users"].str.contains(", ").any()
     for f, s in zip(_records(fast[list(shown.columns)], key), _records(shown, key), strict=True):
         assert same_within(f, s), {k: (f[k], s[k]) for k in f if not same_within(f[k], s[k])}
+
+
+def test_regressions_reading_only_the_event_only_fingerprints_give_the_shown_sql(small):
+    """``regressions`` with the held deltas and the window's event fingerprints (the events of fingerprints
+    that have snapshots in the period are not read; none at all when every one has) against the shown
+    :func:`regression_sql` on its own: an event-only fingerprint (C), events of a snapshotted one (A), and a
+    period with no event-only fingerprint."""
+    from kit.analysis.database.digest import Period, hold_deltas, regressions
+
+    src = warehouse.begin_source(small, "test")
+    for s in range(0, 1500, 60):
+        _event(small, src, s, A, 5.0 + s / 100)
+        _event(small, src, s + 1, C, 1.0 + s / 50)
+    start, end = T0, T0 + timedelta(hours=1)
+    table = hold_deltas(small, start, end)
+    periods = [Period("p", T0, T0 + timedelta(minutes=12), end), Period("q", T0, T0 + timedelta(minutes=12),
+                                                                             T0 + timedelta(minutes=25))]
+    for period in periods:
+        shown, sql = regressions(small, period)
+        fast, fast_sql = regressions(small, period, deltas=table, event_fingerprints={A, C})
+        assert fast_sql == sql and {A, C} <= set(shown["fingerprint"])
+        assert same_within(to_jsonable(fast), to_jsonable(shown))
+    only_snapshotted, _ = regressions(small, periods[0], deltas=table, event_fingerprints={A})
+    assert C not in set(only_snapshotted["fingerprint"]) and C in set(regressions(small, periods[0])[0]["fingerprint"])

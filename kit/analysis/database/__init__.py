@@ -285,6 +285,7 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, bottlenecks: dict[s
 
     held = event_pass(con, events_sql(window.start, window.end))   # the events read once: digest and bursts
     frame, sql["digest"] = digest(con, window, deltas=deltas, events=event_digest(held))
+    event_fps = set(held.names["fingerprint"].astype(str))
     sources = {str(k): int(v) for k, v in con.execute(
         f"SELECT kind, count(*) FROM queries WHERE {window.sql()} GROUP BY kind").fetchall()}
     total_ms = float(frame["total_ms"].sum()) if len(frame) else 0.0
@@ -303,7 +304,7 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, bottlenecks: dict[s
     # regressions
     reg_frames = []
     for i, period in enumerate(_periods(window, bottlenecks)):
-        reg, sql[f"regression_{i}"] = regressions(con, period, deltas=deltas)
+        reg, sql[f"regression_{i}"] = regressions(con, period, deltas=deltas, event_fingerprints=event_fps)
         reg_frames.append(reg[reg["regressed"] | reg["calls_jumped"]].head(10))
     nonempty = [f for f in reg_frames if not f.empty]
     regs = pd.concat(nonempty, ignore_index=True) if nonempty else pd.DataFrame(

@@ -22,6 +22,7 @@ interval on per-interval rates (snapshots) or a Poisson one (events, which under
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -90,15 +91,21 @@ _SERIES_PER_SOURCE = f"""  SELECT q.*, l.series
                        ELSE 'src:' || CAST(source_id AS VARCHAR) END AS series FROM ingest_log) l USING (source_id)"""
 _INTERVAL_CALENDAR = "date_diff('millisecond', series_prev_ts, ts)"
 _INTERVAL_EPOCH = "(epoch_us(ts) // 1000 - epoch_us(series_prev_ts) // 1000)"
+_PARTITION_NAMES = "PARTITION BY series, db_system, database, user_name, coalesce(query_id, fingerprint) ORDER BY"
+_PARTITION_HASH = "PARTITION BY hash(series, db_system, database, user_name, coalesce(query_id, fingerprint)) ORDER BY"
 
 
 def hold_deltas_sql(start: datetime, end: datetime) -> str:
     """:func:`deltas_sql` computed faster, for :func:`hold_deltas`: each series name once per source rather
-    than per snapshot row, and the interval's milliseconds as a difference of epoch milliseconds (what
-    ``date_diff('millisecond', ...)`` counts on time-zoned timestamps, without the calendar per row)."""
+    than per snapshot row, the interval's milliseconds as a difference of epoch milliseconds (what
+    ``date_diff('millisecond', ...)`` counts on time-zoned timestamps, without the calendar per row), and the
+    counters' series (server, database, user, statement) told apart by the 64-bit hash of their names
+    rather than by the five strings (the window sorts on one integer; two series would have to collide in
+    64 bits to merge)."""
     sql = deltas_sql(start, end)
-    fast = sql.replace(_SERIES_PER_ROW, _SERIES_PER_SOURCE).replace(_INTERVAL_CALENDAR, _INTERVAL_EPOCH)
-    if _SERIES_PER_ROW not in sql or _INTERVAL_CALENDAR not in sql:   # deltas_sql changed: keep in step
+    fast = sql.replace(_SERIES_PER_ROW, _SERIES_PER_SOURCE).replace(_INTERVAL_CALENDAR, _INTERVAL_EPOCH) \
+        .replace(_PARTITION_NAMES, _PARTITION_HASH)
+    if _SERIES_PER_ROW not in sql or _INTERVAL_CALENDAR not in sql or _PARTITION_NAMES not in sql:   # keep in step
         raise AssertionError("hold_deltas_sql no longer matches deltas_sql")
     return fast
 
@@ -206,6 +213,9 @@ class Period:
     b_end: datetime
 
 
+_EVENT_ONLY = "WHERE fingerprint NOT IN (SELECT fingerprint FROM s)"
+
+
 def regression_sql(period: Period) -> str:
     """Per (fingerprint, side) units: n, calls, ms, mean and variance of log mean-per-call, rate stats."""
     a, s, b = _lit(period.a_start), _lit(period.split), _lit(period.b_end)
@@ -226,23 +236,35 @@ e AS (SELECT fingerprint, ts >= {s} AS after, 'events' AS basis, count(*) FILTER
              avg(ln(total_ms)) FILTER (WHERE total_ms > 0) AS lm, var_samp(ln(total_ms)) FILTER (WHERE total_ms > 0)
              AS lv, NULL::BIGINT AS n_rate, NULL::DOUBLE AS rate, NULL::DOUBLE AS rate_var
       FROM ({events_sql(period.a_start, period.b_end)})
-      WHERE fingerprint NOT IN (SELECT fingerprint FROM s) GROUP BY ALL)
+      {_EVENT_ONLY} GROUP BY ALL)
 SELECT * FROM s UNION ALL SELECT * FROM e ORDER BY fingerprint, after""".strip()
 
 
 def regressions(con: duckdb.DuckDBPyConnection, period: Period, *, min_units: int = 3,
-                min_ratio: float = 1.2, min_rate_ratio: float = 2.0, deltas: str | None = None
-                ) -> tuple[pd.DataFrame, str]:
+                min_ratio: float = 1.2, min_rate_ratio: float = 2.0, deltas: str | None = None,
+                event_fingerprints: Collection[str] | None = None) -> tuple[pd.DataFrame, str]:
     """Fingerprints compared between the two periods of ``period``: ``mean_a_ms``/``mean_b_ms`` (time per
     call), ``ratio`` with 95 % ``ratio_low``/``ratio_high`` (from the log-scale Welch interval, re-centred on
     the ratio of means), ``p_value``, ``calls_per_s_a``/``_b`` with ``rate_ratio`` and its interval,
     ``added_ms`` (B's calls × the rise of the mean), ``regressed`` (the interval's low end above
     ``min_ratio``, at least ``min_units`` units a side) and ``calls_jumped`` (the calls-per-second ratio's
-    low end above ``min_rate_ratio``), ranked by added_ms."""
+    low end above ``min_rate_ratio``), ranked by added_ms. ``event_fingerprints``: the fingerprints of the
+    events in a window that holds the period, known already (with ``deltas``: the events of those without
+    snapshots in the period are the only ones read, and none when there are none)."""
     from scipy import stats
 
     sql = regression_sql(period)
-    raw = con.execute(held_deltas(sql, deltas, period.a_start, period.b_end)).df()
+    run = held_deltas(sql, deltas, period.a_start, period.b_end)
+    if deltas is not None and event_fingerprints is not None:
+        if _EVENT_ONLY not in run:   # regression_sql changed: keep in step
+            raise AssertionError("regressions: the events' filter is no longer in regression_sql")
+        snapshotted = {str(r[0]) for r in con.execute(
+            f"SELECT DISTINCT fingerprint FROM {deltas} WHERE ts >= {_lit(period.a_start)} "
+            f"AND ts < {_lit(period.b_end)}").fetchall()}
+        only = sorted(set(event_fingerprints) - snapshotted)
+        run = run.replace(_EVENT_ONLY, _EVENT_ONLY + (" AND fingerprint IN (" + ", ".join(
+            "'" + f.replace("'", "''") + "'" for f in only) + ")" if only else " AND false"))
+    raw = con.execute(run).df()
     for col in raw.columns:
         if str(raw[col].dtype) in ("Int64", "Int32", "Float64"):
             raw[col] = raw[col].astype("float64")
