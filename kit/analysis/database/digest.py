@@ -91,6 +91,15 @@ _SERIES_PER_SOURCE = f"""  SELECT q.*, l.series
                        ELSE 'src:' || CAST(source_id AS VARCHAR) END AS series FROM ingest_log) l USING (source_id)"""
 _INTERVAL_CALENDAR = "date_diff('millisecond', series_prev_ts, ts)"
 _INTERVAL_EPOCH = "(epoch_us(ts) // 1000 - epoch_us(series_prev_ts) // 1000)"
+_LAGS = """lag(calls) OVER w AS p_calls, lag(total_ms) OVER w AS p_ms, lag(rows) OVER w AS p_rows,
+         lag(shared_blks_hit) OVER w AS p_hit, lag(shared_blks_read) OVER w AS p_read"""
+_LAG_STRUCT = ("lag({'c': calls, 'm': total_ms, 'r': rows, 'h': shared_blks_hit, 'd': shared_blks_read}) OVER w "
+               "AS p")
+_LAGGED = "\nlagged AS (\n  SELECT s.*"
+_LAGGED_STRUCT = "\nlagged_struct AS (\n  SELECT s.*"
+_D = "\nd AS ("
+_D_STRUCT = ("\nlagged AS (SELECT * EXCLUDE (p), p.c AS p_calls, p.m AS p_ms, p.r AS p_rows, p.h AS p_hit, "
+             "p.d AS p_read FROM lagged_struct),\nd AS (")
 _PARTITION_NAMES = "PARTITION BY series, db_system, database, user_name, coalesce(query_id, fingerprint) ORDER BY"
 _PARTITION_HASH = "PARTITION BY hash(series, db_system, database, user_name, coalesce(query_id, fingerprint)) ORDER BY"
 
@@ -101,11 +110,13 @@ def hold_deltas_sql(start: datetime, end: datetime) -> str:
     ``date_diff('millisecond', ...)`` counts on time-zoned timestamps, without the calendar per row), and the
     counters' series (server, database, user, statement) told apart by the 64-bit hash of their names
     rather than by the five strings (the window sorts on one integer; two series would have to collide in
-    64 bits to merge)."""
+    64 bits to merge), and the five previous counters as one ``lag`` of a struct rather than five lags."""
     sql = deltas_sql(start, end)
     fast = sql.replace(_SERIES_PER_ROW, _SERIES_PER_SOURCE).replace(_INTERVAL_CALENDAR, _INTERVAL_EPOCH) \
-        .replace(_PARTITION_NAMES, _PARTITION_HASH)
-    if _SERIES_PER_ROW not in sql or _INTERVAL_CALENDAR not in sql or _PARTITION_NAMES not in sql:   # keep in step
+        .replace(_PARTITION_NAMES, _PARTITION_HASH).replace(_LAGS, _LAG_STRUCT).replace(_LAGGED, _LAGGED_STRUCT) \
+        .replace(_D, _D_STRUCT)
+    if any(sql.count(part) != 1 for part in (_SERIES_PER_ROW, _INTERVAL_CALENDAR, _PARTITION_NAMES, _LAGS, _LAGGED,
+                                             _D)):   # deltas_sql changed: keep in step
         raise AssertionError("hold_deltas_sql no longer matches deltas_sql")
     return fast
 
