@@ -295,9 +295,7 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, bottlenecks: dict[s
     elif (frame["basis"] == "snapshots").all() and not sources.get("event"):
         notes.append("snapshots only: p95/p99 and variance-to-mean need per-execution events (a statement log); "
                      "only means are known")
-    if sources.get("event") and not con.execute(
-            f"SELECT count(*) FROM queries WHERE kind = 'event' AND session_id IS NOT NULL AND {window.sql()}"
-    ).fetchone()[0]:  # type: ignore[index]
+    if sources.get("event") and not held.names["session_id"].notna().any():   # no event with a session id
         notes.append("the statement logs give no session id (csvlog/jsonlog, or %c in log_line_prefix, or MySQL's "
                      "thread Id do): N+1 from logs is detected as bursts of the same statement within milliseconds, "
                      "which concurrent sessions can imitate")
