@@ -11,6 +11,13 @@ stable argsort of the times comes first. Ties in time do not change a burst's si
 result is :func:`burst_sql`'s (an execution without a time counts 0 ms in its burst; floats to rounding:
 a burst's time is summed directly rather than as a difference of running sums). Memory: 24 bytes per
 event for the arrays, held while the kernel runs.
+
+The same two reads (:func:`event_pass`) also give the digest its per-execution figures
+(:func:`event_digest`), so the analysis reads the window's events once: the per-partition sums add up to
+the per-fingerprint ones, and p50/p95/p99 (DuckDB's ``quantile_cont``) and the variance-to-mean come from
+the per-event times grouped by fingerprint (a counting sort, then one selection per fingerprint). Floats
+agree with the digest SQL to rounding (sums in another order); the arrays are held from the digest to the
+burst pass.
 """
 
 from __future__ import annotations
