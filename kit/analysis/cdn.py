@@ -60,6 +60,7 @@ import pandas as pd
 
 from kit import fmt
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
+from kit.analysis.request_groups import RequestGroups
 from kit.analysis.window import Window
 from kit.cachesim.policies import lru_ttl, spatial_mask, spatial_sample
 from kit.cachesim.trace import CACHE_KEYS, Trace
@@ -237,6 +238,13 @@ SELECT {_GROUP_SELECT}, sum(n)::BIGINT AS n, sum(bytes) AS bytes, sum(bytes1) AS
 FROM x GROUP BY ALL"""
 
 
+def _groups_from_shared_sql(shared: str) -> str:
+    """The rows of ``g`` from the shared grouped requests ``shared`` (:mod:`kit.analysis.request_groups`,
+    grouped by the raw columns and the assets' sizes): those with a path, regrouped by what ``g`` derives."""
+    return (f"SELECT {_GROUP_SELECT}, sum(n)::BIGINT AS n, sum(bytes) AS bytes, sum(bytes1) AS bytes1 "
+            f"FROM {shared} WHERE path IS NOT NULL GROUP BY ALL")
+
+
 _GR = (f"gr AS (SELECT *, {outcome_sql()} AS outcome, {CLASS_SQL} AS cls, {RAW_KEY_SQL} AS raw_key, "
        f"{SORTED_KEY_SQL} AS sorted_key, {NORMALIZED_KEY_SQL} AS norm_key FROM g)")
 
@@ -336,10 +344,12 @@ def _f(value: Any) -> float | None:
 
 # --------------------------------------------------------------------------------------------- entry point
 def analyse_cdn(con: duckdb.DuckDBPyConnection, window: Window, *, cache: dict[str, Any] | None = None,
-                top_routes: int = 40) -> CdnAnalysis:
+                top_routes: int = 40, groups: RequestGroups | None = None) -> CdnAnalysis:
     """The CDN study of ``requests`` in ``window``; ``cache`` is notebook 40's saved result (its
-    recommended capacity sizes the replay; None = unbounded replay). Raises DataError when the window
-    holds no request with a cache status."""
+    recommended capacity sizes the replay; None = unbounded replay); ``groups``: the window's shared
+    grouped requests (:mod:`kit.analysis.request_groups`) when the caller has them, from which ``g`` is
+    regrouped without a scan of ``requests``. Raises DataError when the window holds no request with a
+    cache status."""
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
     sql: dict[str, str] = {}
@@ -350,7 +360,8 @@ def analyse_cdn(con: duckdb.DuckDBPyConnection, window: Window, *, cache: dict[s
     table = f"cdn_groups_{abs(hash((window.start, window.end))) % 10**8}"
     shown = _groups_cte(window)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_groups_build_sql(window)}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS "
+                    f"{_groups_build_sql(window) if groups is None else _groups_from_shared_sql(groups.of(window))}")
     except duckdb.BinderException:   # requests is a view (no rowid): group the requests by the columns
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS WITH {_g_cte(window)} SELECT * FROM g")
     groups = f"g AS (SELECT * FROM {table}), {_GR}"

@@ -51,6 +51,7 @@ import pandas as pd
 import zstandard
 
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
+from kit.analysis.request_groups import RequestGroups
 from kit.analysis.window import Window
 
 COMPRESSIBLE_PREFIXES = ("text/", "application/javascript", "application/json", "image/svg+xml",
@@ -270,20 +271,27 @@ def _type_name(content_type: str) -> str:
 
 
 def analyse_compression(con: duckdb.DuckDBPyConnection, window: Window, *, served_bytes_total: int | None = None,
-                        threads: int | None = None) -> CompressionAnalysis:
+                        threads: int | None = None, groups: RequestGroups | None = None) -> CompressionAnalysis:
     """Sizes and speeds per codec level, responses served uncompressed and their savings, and one
     opportunity per content type worth compressing (module docstring). ``served_bytes_total``: all bytes
-    sent in the window when the caller has it (else one more scan of ``requests``)."""
+    sent in the window when the caller has it (else one more scan of ``requests``); ``groups``: the window's
+    shared grouped requests (:mod:`kit.analysis.request_groups`) when the caller has them (else one scan)."""
     params = {"start": window.start, "end": window.end}
     assets = con.execute("SELECT path, content_type, size_bytes, sha256 FROM assets ORDER BY path").df()
     assets["compressible"] = [is_compressible(t) for t in assets["content_type"]]
     # most served first (requests x size), so that a capped sample holds what matters
-    # one scan of the window's requests: the 200s of the assets' paths per route and size sent (a temporary
-    # table of those groups, read twice: the counts here and SERVED_SQL's numbers below)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_SENT_VIEW} AS SELECT path, service, route, bytes_sent, count(*) AS n "
-        "FROM requests WHERE ts >= $start AND ts < $end AND status = 200 AND path IN (SELECT path FROM assets) "
-        "GROUP BY ALL", params)
+    # the 200s of the assets' paths per route and size sent (a temporary table of those groups, read twice:
+    # the counts here and SERVED_SQL's numbers below): one scan of the window's requests, or the shared groups
+    if groups is not None:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_SENT_VIEW} AS SELECT path, service, route, asset_bytes AS bytes_sent, "
+            f"sum(n)::BIGINT AS n FROM {groups.of(window)} WHERE status = 200 AND path IN (SELECT path FROM assets) "
+            "GROUP BY ALL")
+    else:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_SENT_VIEW} AS SELECT path, service, route, bytes_sent, count(*) AS n "
+            "FROM requests WHERE ts >= $start AND ts < $end AND status = 200 AND path IN (SELECT path FROM assets) "
+            "GROUP BY ALL", params)
     try:
         return _analyse(con, window, assets, served_bytes_total, threads, params)
     finally:
