@@ -22,7 +22,9 @@ Method.
    ``HEADER_ALLOWANCE_BYTES`` (and below that midpoint) was sent compressed; any other (an aborted
    transfer, a range, an unknown encoding) is ``other`` and counts in neither share. Headers in
    ``bytes_sent`` (nginx ``$bytes_sent`` rather than ``$body_bytes_sent``) add a few hundred bytes, which
-   the midpoint and the allowance absorb.
+   the midpoint and the allowance absorb. The query runs on the window's 200s of the assets grouped per
+   (path, service, route, bytes_sent): one scan of ``requests``, or none when the optimization analyses give
+   their shared grouped requests (:mod:`kit.analysis.request_groups`); the same numbers as SERVED_SQL alone.
 4. Savings are counted on the uncompressed responses only: per response, raw size minus the level's size.
    Lighthouse's audit ``uses-text-compression`` skips an asset whose gzip saving is under
    ``LIGHTHOUSE_MIN_SAVING_BYTES`` (1,400) or under ``LIGHTHOUSE_MIN_SAVING_SHARE`` (10 %) of its size;
