@@ -11,8 +11,8 @@ generated first (not timed). Both are timed in the same process on the same read
 compressing the assets at brotli 11, weighs more there).
 
 Beside the total, each area's seconds within the same call are printed (the grouped pass over the requests
-that the per-route traffic, compression and CDN share, the per-route traffic from it, the database, compression, CDN and code-profile
-analyses, the checks for rows; "other" is the ranking) with the process's
+that the per-route traffic, compression and CDN share, the per-route traffic from it, the database,
+compression, CDN and code-profile analyses, the checks for rows; "other" is the ranking) with the process's
 peak resident memory while it ran (psutil, sampled every 50 ms), from the fastest run. DuckDB runs with
 ``--memory-limit`` (default 8GB) so that the machine's other work keeps its memory.
 

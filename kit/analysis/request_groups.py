@@ -15,8 +15,12 @@ From that temporary table:
 - the compression study's 200s of the assets per (path, service, route, bytes_sent) are the groups with
   status 200 and an asset path, ``asset_bytes`` being their ``bytes_sent``.
 
-One scan of the requests instead of three (on 100M requests about 4.7 CPU-s instead of 7.3; widening the
-key by ``bytes_sent`` for every 200, not only the assets', would split dynamic responses by size).
+One scan of the requests instead of three. Measured on 100M requests (2 threads, a loaded machine, CPU-s,
+medians of 3): the CDN study's own grouping 5.6, the same with the latency sum and the rows without a path
+6.0, with the assets' sizes in the key 7.6 (the membership test of ``assets`` runs on every request); the
+per-route scan and the compression study's scan it replaces about 1.9 and 1.7: about 1.5 CPU-s less in all.
+Widening the key by ``bytes_sent`` for every 200, not only the assets', would split dynamic responses by
+size (as many groups as sizes).
 
 Limits: two distinct column tuples sharing a 64-bit hash would be merged (odds about groups² / 2⁶⁵, the
 CDN study's assumption too). Needs ``requests`` to be a table (a view has no ``rowid``: then the requests
