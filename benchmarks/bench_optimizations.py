@@ -10,9 +10,9 @@ generated first (not timed). Both are timed in the same process on the same read
 (``--requests`` >= 100M); smaller warehouses print the ratio as information (a fixed cost, such as
 compressing the assets at brotli 11, weighs more there).
 
-Beside the total, each area's seconds within the same call are printed (the pass over the requests per
-route that the totals and the areas' route counts share, the database, compression, CDN and code-profile
-analyses, the checks for rows; "other" is the ranking) with the process's
+Beside the total, each area's seconds within the same call are printed (the grouped pass over the requests
+that the per-route traffic, compression and CDN share, the per-route traffic from it, the database,
+compression, CDN and code-profile analyses, the checks for rows; "other" is the ranking) with the process's
 peak resident memory while it ran (psutil, sampled every 50 ms), from the fastest run. DuckDB runs with
 ``--memory-limit`` (default 8GB) so that the machine's other work keeps its memory.
 
@@ -45,7 +45,8 @@ TARGET_REQUESTS = synth.FULL[0]   # the target is judged at this size (issue #12
 
 
 # The functions optimization_opportunities calls, timed one by one (the names in its module).
-AREAS = {"route_traffic": "requests per route (totals, route counts)", "window_totals": "window totals",
+AREAS = {"build_request_groups": "grouped requests (shared by traffic, compression, CDN)",
+         "route_traffic": "requests per route (totals, route counts)", "window_totals": "window totals",
          "_has_rows": "rows in the window (queries, profiles)",
          "analyse_database": "database (digest, regressions, N+1, indexes)",
          "analyse_compression": "compression", "analyse_cdn": "CDN", "analyse_profiles": "code profiles"}

@@ -272,3 +272,70 @@ def test_held_deltas_are_the_shown_deltas(con):
     shown = con.execute(f"SELECT * FROM ({deltas_sql(start, end)}) {order}").df()
     assert len(held) > 20 and sorted(set(held["interval_s"])) != [60.0]
     assert _records(held, ["ts"]) == _records(shown, ["ts"])
+
+
+def test_the_digest_from_the_events_read_once_gives_what_the_shown_sql_gives(con):
+    """The digest computed with the per-execution aggregate from :func:`event_pass` / :func:`event_digest`
+    (one read of the events shared with the burst pass; quantiles, V/M, sums in numpy) against the shown
+    :func:`digest_sql` run on its own, on events made to trip it: a NULL database, two users of one
+    fingerprint, sessions, executions without a time, rows/rows_examined/lock_ms missing for a whole
+    fingerprint, one execution only (no variance), a mean of 0 (no V/M), odd and even counts (the
+    quantiles' interpolation), and snapshots of one fingerprint beside (the digest's join)."""
+    import random
+
+    from kit.analysis.database.bursts import event_digest, event_pass
+    from kit.analysis.database.digest import digest, digest_sql, events_sql
+
+    src = warehouse.begin_source(con, "test")
+    rng = random.Random(11)
+    D = "select * from d where w = ?"
+    E = "update e set v = ? where k = ?"
+    rows = []
+    for fp, database, users, sessions, n, examined in [(A, "d", ["u", "v"], ["s1", "s2", None], 301, True),
+                                                        (B, None, ["u"], [None], 40, False),
+                                                        (C, "d", ["w"], ["s3"], 1, True),
+                                                        (D, "d2", ["u"], [None], 5, False),
+                                                        (E, "d", ["u", None], ["s1"], 64, True)]:
+        for _ in range(n):
+            ms = None if rng.random() < 0.05 else (0.0 if fp == D else round(rng.lognormvariate(0, 1), 4))
+            rows.append((T0 + timedelta(seconds=rng.uniform(0, 3000)), database, rng.choice(users),
+                         rng.choice(sessions), fp, ms, rng.randint(0, 3) if examined else None,
+                         rng.randint(1, 50) if examined else None, rng.uniform(0, 1) if examined else None))
+    con.executemany("INSERT INTO queries (ts, db_system, database, user_name, session_id, kind, fingerprint, sample, "
+                    "calls, total_ms, rows, rows_examined, lock_ms, source_id) VALUES (?, 'mysql', ?, ?, ?, 'event', "
+                    "?, ?, 1, ?, ?, ?, ?, ?)",
+                    [(ts, db, u, s, fp, fp, ms, r, ex, lk, src.source_id) for ts, db, u, s, fp, ms, r, ex, lk in rows])
+    for m, calls in enumerate([0, 30, 70]):
+        _snap(con, src, m * 10, A, calls, calls * 2.0, rows=calls)
+    window = Window(T0, T0 + timedelta(hours=1))
+    key = ["db_system", "database", "fingerprint"]
+    shown = con.execute(digest_sql(window)).df()
+    fast, _ = digest(con, window, events=event_digest(event_pass(con, events_sql(window.start, window.end))))
+    assert len(shown) == 6 and shown["p95_ms"].notna().sum() >= 4 and shown["variance_to_mean"].isna().any()
+    assert shown["users"].str.contains(", ").any()
+    for f, s in zip(_records(fast[list(shown.columns)], key), _records(shown, key), strict=True):
+        assert same_within(f, s), {k: (f[k], s[k]) for k in f if not same_within(f[k], s[k])}
+
+
+def test_regressions_reading_only_the_event_only_fingerprints_give_the_shown_sql(small):
+    """``regressions`` with the held deltas and the window's event fingerprints (the events of fingerprints
+    that have snapshots in the period are not read; none at all when every one has) against the shown
+    :func:`regression_sql` on its own: an event-only fingerprint (C), events of a snapshotted one (A), and a
+    period with no event-only fingerprint."""
+    from kit.analysis.database.digest import Period, hold_deltas, regressions
+
+    src = warehouse.begin_source(small, "test")
+    for s in range(0, 1500, 60):
+        _event(small, src, s, A, 5.0 + s / 100)
+        _event(small, src, s + 1, C, 1.0 + s / 50)
+    start, end = T0, T0 + timedelta(hours=1)
+    table = hold_deltas(small, start, end)
+    periods = [Period("p", T0, T0 + timedelta(minutes=12), end), Period("q", T0, T0 + timedelta(minutes=12),
+                                                                             T0 + timedelta(minutes=25))]
+    for period in periods:
+        shown, sql = regressions(small, period)
+        fast, fast_sql = regressions(small, period, deltas=table, event_fingerprints={A, C})
+        assert fast_sql == sql and {A, C} <= set(shown["fingerprint"])
+        assert same_within(to_jsonable(fast), to_jsonable(shown))
+    only_snapshotted, _ = regressions(small, periods[0], deltas=table, event_fingerprints={A})
+    assert C not in set(only_snapshotted["fingerprint"]) and C in set(regressions(small, periods[0])[0]["fingerprint"])

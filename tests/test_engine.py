@@ -298,6 +298,13 @@ def test_a_table_without_files_is_named_in_the_error(engines) -> None:
         engines[1].rows("SELECT count(*) FROM cache_requests")  # the demo holds no cache_requests rows
 
 
+def test_the_spark_driver_gets_a_heap_the_cache_trace_fits_in(engines) -> None:
+    # Spark's 1 GiB default lost the task results of the cache trace of a 10M-request warehouse (local mode)
+    conf = engines[1].spark.sparkContext.getConf()
+    assert conf.get("spark.driver.memory") == "4g"
+    assert engines[1].spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory() > 3 * 2**30
+
+
 def test_spark_is_imported_only_when_chosen() -> None:
     # nor sqlglot: a DuckDB run transpiles nothing
     code = ("import sys, duckdb; import kit.engine, kit.analysis.kpis, kit.analysis.cache, kit.analysis.slo; "

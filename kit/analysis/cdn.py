@@ -32,7 +32,9 @@ Method.
 - **Cost**. One scan groups the window's requests by the columns outcome, class and keys derive from
   (route, method, status, path, query, content type, cache status); ratios, audits, key counts and the
   replay's totals come from those groups (on a table, grouped by the 64-bit hash of the raw columns and
-  one row's values read per group; a view is grouped by the columns). Single requests are read only where
+  one row's values read per group; a view is grouped by the columns). Within the optimization analyses
+  those groups are regrouped from the requests grouped once for all areas (:mod:`kit.analysis.request_groups`),
+  without a scan here; the SQL shown is ``g``'s either way. Single requests are read only where
   order or identity matters: the replay's trace (joined to its group by a 64-bit hash of the path and the
   fewest group columns that tell the groups of those paths apart; above :data:`REPLAY_MAX_REQUESTS`
   lookups only the sampled keys' paths are read), the Vary periods, and
@@ -60,6 +62,7 @@ import pandas as pd
 
 from kit import fmt
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
+from kit.analysis.request_groups import RequestGroups
 from kit.analysis.window import Window
 from kit.cachesim.policies import lru_ttl, spatial_mask, spatial_sample
 from kit.cachesim.trace import CACHE_KEYS, Trace
@@ -237,6 +240,13 @@ SELECT {_GROUP_SELECT}, sum(n)::BIGINT AS n, sum(bytes) AS bytes, sum(bytes1) AS
 FROM x GROUP BY ALL"""
 
 
+def _groups_from_shared_sql(shared: str) -> str:
+    """The rows of ``g`` from the shared grouped requests ``shared`` (:mod:`kit.analysis.request_groups`,
+    grouped by the raw columns and the assets' sizes): those with a path, regrouped by what ``g`` derives."""
+    return (f"SELECT {_GROUP_SELECT}, sum(n)::BIGINT AS n, sum(bytes) AS bytes, sum(bytes1) AS bytes1 "
+            f"FROM {shared} WHERE path IS NOT NULL GROUP BY ALL")
+
+
 _GR = (f"gr AS (SELECT *, {outcome_sql()} AS outcome, {CLASS_SQL} AS cls, {RAW_KEY_SQL} AS raw_key, "
        f"{SORTED_KEY_SQL} AS sorted_key, {NORMALIZED_KEY_SQL} AS norm_key FROM g)")
 
@@ -336,31 +346,35 @@ def _f(value: Any) -> float | None:
 
 # --------------------------------------------------------------------------------------------- entry point
 def analyse_cdn(con: duckdb.DuckDBPyConnection, window: Window, *, cache: dict[str, Any] | None = None,
-                top_routes: int = 40) -> CdnAnalysis:
+                top_routes: int = 40, groups: RequestGroups | None = None) -> CdnAnalysis:
     """The CDN study of ``requests`` in ``window``; ``cache`` is notebook 40's saved result (its
-    recommended capacity sizes the replay; None = unbounded replay). Raises DataError when the window
-    holds no request with a cache status."""
+    recommended capacity sizes the replay; None = unbounded replay); ``groups``: the window's shared
+    grouped requests (:mod:`kit.analysis.request_groups`) when the caller has them, from which ``g`` is
+    regrouped without a scan of ``requests``. Raises DataError when the window holds no request with a
+    cache status."""
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
     sql: dict[str, str] = {}
     # Queries that need single requests (reuse intervals, the Vary periods, the replay's trace, distinct
     # clients) read ``requests`` through the CTE ``r``, computing only the columns they use; the others read
     # the grouped requests ``g`` (:func:`_groups_cte`), held in a temporary table for the study: no copy of
-    # the window, only its distinct (route, path, query, type, status, cache status) combinations.
+    # the window, only its distinct (route, path, query, type, status, cache status) combinations; regrouped
+    # from the shared grouped requests when the caller gives them (no scan of ``requests`` here).
     table = f"cdn_groups_{abs(hash((window.start, window.end))) % 10**8}"
     shown = _groups_cte(window)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_groups_build_sql(window)}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS "
+                    f"{_groups_build_sql(window) if groups is None else _groups_from_shared_sql(groups.of(window))}")
     except duckdb.BinderException:   # requests is a view (no rowid): group the requests by the columns
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS WITH {_g_cte(window)} SELECT * FROM g")
-    groups = f"g AS (SELECT * FROM {table}), {_GR}"
+    grouped = f"g AS (SELECT * FROM {table}), {_GR}"
     try:
-        found = _analyse(con, window, cache, top_routes, _base_cte(window), groups, sql, t_all, timings)
+        found = _analyse(con, window, cache, top_routes, _base_cte(window), grouped, sql, t_all, timings)
     finally:
         con.execute(f"DROP TABLE IF EXISTS {table}")
-    shown_sql = {k: v.replace(groups, shown) for k, v in found.sql.items()}
+    shown_sql = {k: v.replace(grouped, shown) for k, v in found.sql.items()}
     return replace(found, sql=shown_sql,
-                   opportunities=[replace(o, sql={k: v.replace(groups, shown) for k, v in o.sql.items()})
+                   opportunities=[replace(o, sql={k: v.replace(grouped, shown) for k, v in o.sql.items()})
                                   for o in found.opportunities])
 
 

@@ -22,7 +22,9 @@ Method.
    ``HEADER_ALLOWANCE_BYTES`` (and below that midpoint) was sent compressed; any other (an aborted
    transfer, a range, an unknown encoding) is ``other`` and counts in neither share. Headers in
    ``bytes_sent`` (nginx ``$bytes_sent`` rather than ``$body_bytes_sent``) add a few hundred bytes, which
-   the midpoint and the allowance absorb.
+   the midpoint and the allowance absorb. The query runs on the window's 200s of the assets grouped per
+   (path, service, route, bytes_sent): one scan of ``requests``, or none when the optimization analyses give
+   their shared grouped requests (:mod:`kit.analysis.request_groups`); the same numbers as SERVED_SQL alone.
 4. Savings are counted on the uncompressed responses only: per response, raw size minus the level's size.
    Lighthouse's audit ``uses-text-compression`` skips an asset whose gzip saving is under
    ``LIGHTHOUSE_MIN_SAVING_BYTES`` (1,400) or under ``LIGHTHOUSE_MIN_SAVING_SHARE`` (10 %) of its size;
@@ -51,6 +53,7 @@ import pandas as pd
 import zstandard
 
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
+from kit.analysis.request_groups import RequestGroups
 from kit.analysis.window import Window
 
 COMPRESSIBLE_PREFIXES = ("text/", "application/javascript", "application/json", "image/svg+xml",
@@ -270,20 +273,27 @@ def _type_name(content_type: str) -> str:
 
 
 def analyse_compression(con: duckdb.DuckDBPyConnection, window: Window, *, served_bytes_total: int | None = None,
-                        threads: int | None = None) -> CompressionAnalysis:
+                        threads: int | None = None, groups: RequestGroups | None = None) -> CompressionAnalysis:
     """Sizes and speeds per codec level, responses served uncompressed and their savings, and one
     opportunity per content type worth compressing (module docstring). ``served_bytes_total``: all bytes
-    sent in the window when the caller has it (else one more scan of ``requests``)."""
+    sent in the window when the caller has it (else one more scan of ``requests``); ``groups``: the window's
+    shared grouped requests (:mod:`kit.analysis.request_groups`) when the caller has them (else one scan)."""
     params = {"start": window.start, "end": window.end}
     assets = con.execute("SELECT path, content_type, size_bytes, sha256 FROM assets ORDER BY path").df()
     assets["compressible"] = [is_compressible(t) for t in assets["content_type"]]
     # most served first (requests x size), so that a capped sample holds what matters
-    # one scan of the window's requests: the 200s of the assets' paths per route and size sent (a temporary
-    # table of those groups, read twice: the counts here and SERVED_SQL's numbers below)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_SENT_VIEW} AS SELECT path, service, route, bytes_sent, count(*) AS n "
-        "FROM requests WHERE ts >= $start AND ts < $end AND status = 200 AND path IN (SELECT path FROM assets) "
-        "GROUP BY ALL", params)
+    # the 200s of the assets' paths per route and size sent (a temporary table of those groups, read twice:
+    # the counts here and SERVED_SQL's numbers below): one scan of the window's requests, or the shared groups
+    if groups is not None:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_SENT_VIEW} AS SELECT path, service, route, asset_bytes AS bytes_sent, "
+            f"sum(n)::BIGINT AS n FROM {groups.of(window)} WHERE status = 200 AND path IN (SELECT path FROM assets) "
+            "GROUP BY ALL")
+    else:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_SENT_VIEW} AS SELECT path, service, route, bytes_sent, count(*) AS n "
+            "FROM requests WHERE ts >= $start AND ts < $end AND status = 200 AND path IN (SELECT path FROM assets) "
+            "GROUP BY ALL", params)
     try:
         return _analyse(con, window, assets, served_bytes_total, threads, params)
     finally:

@@ -31,6 +31,7 @@ from kit.analysis.database.advice import IndexAdvice, advise_indexes
 from kit.analysis.findings.text import cost_basis_text, cost_text, effect_text, value_text
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
 from kit.analysis.profiles import ProfileAnalysis, analyse_profiles
+from kit.analysis.request_groups import RequestGroups, build_request_groups, drop_request_groups
 from kit.analysis.window import Window
 from kit.errors import DataError
 
@@ -80,9 +81,19 @@ TRAFFIC_SQL = ("SELECT service, route, count(*) AS requests, coalesce(sum(latenc
                "FROM requests WHERE ts >= ? AND ts < ? GROUP BY ALL")
 
 
-def route_traffic(con: duckdb.DuckDBPyConnection, window: Window) -> pd.DataFrame:
-    """One pass over the window's requests (``TRAFFIC_SQL``): per service and route the requests, request
-    time (ms), 5xx responses and bytes sent. The window's totals and the areas' route counts come from it."""
+# TRAFFIC_SQL's numbers summed over the shared grouped requests (kit.analysis.request_groups), same types
+TRAFFIC_FROM_GROUPS_SQL = ("SELECT service, route, sum(n)::BIGINT AS requests, coalesce(sum(latency_ms), 0) AS "
+                           "request_ms, coalesce(sum(n) FILTER (WHERE status >= 500), 0)::BIGINT AS errors_5xx, "
+                           "coalesce(sum(bytes), 0)::HUGEINT AS bytes_sent FROM {table} GROUP BY ALL")
+
+
+def route_traffic(con: duckdb.DuckDBPyConnection, window: Window, groups: RequestGroups | None = None
+                  ) -> pd.DataFrame:
+    """Per service and route of the window's requests: the requests, request time (ms), 5xx responses and
+    bytes sent (``TRAFFIC_SQL``; from the shared ``groups`` when given, without another scan). The window's
+    totals and the areas' route counts come from it."""
+    if groups is not None:
+        return con.execute(TRAFFIC_FROM_GROUPS_SQL.format(table=groups.of(window))).df()
     return con.execute(TRAFFIC_SQL, [window.start, window.end]).df()
 
 
@@ -297,16 +308,23 @@ def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
     findings in ``bottlenecks`` (notebook 30's result) and the CDN cache of ``cache`` (notebook 40's
     result), either of which may be missing. With ``database_dsn`` the top query fingerprints are also
     EXPLAINed on that live PostgreSQL with hypothetical indexes (bounded per statement and in total)."""
-    traffic = route_traffic(con, window)
-    totals = window_totals(traffic)
-    routed = traffic[traffic["route"].notna()]
     gaps: list[dict[str, str]] = []
-    database = analyse_database(con, window, bottlenecks=dict(bottlenecks) if bottlenecks else None,
-                                route_counts=routed) \
-        if _has_rows(con, "queries", window, "Database", "queries", gaps) else None
-    advice = advise_indexes(database_dsn, database) if database is not None and database_dsn else None
-    compression = analyse_compression(con, window, served_bytes_total=totals.bytes_sent)
-    cdn = _run_area("CDN", lambda: analyse_cdn(con, window, cache=dict(cache) if cache else None), gaps)
+    # one grouped pass over the window's requests gives the per-route traffic, the compression study's 200s
+    # of the assets and the CDN study's groups (kit.analysis.request_groups)
+    groups = build_request_groups(con, window)
+    try:
+        traffic = route_traffic(con, window, groups)
+        totals = window_totals(traffic)
+        routed = traffic[traffic["route"].notna()]
+        database = analyse_database(con, window, bottlenecks=dict(bottlenecks) if bottlenecks else None,
+                                    route_counts=routed) \
+            if _has_rows(con, "queries", window, "Database", "queries", gaps) else None
+        advice = advise_indexes(database_dsn, database) if database is not None and database_dsn else None
+        compression = analyse_compression(con, window, served_bytes_total=totals.bytes_sent, groups=groups)
+        cdn = _run_area("CDN", lambda: analyse_cdn(con, window, cache=dict(cache) if cache else None,
+                                                   groups=groups), gaps)
+    finally:
+        drop_request_groups(con, groups)
     found_before = dict(bottlenecks) if bottlenecks else None
     profiles = analyse_profiles(con, window, bottlenecks=found_before, traffic=traffic) \
         if _has_rows(con, "profiles", window, "Code profiles", "profiles", gaps) else None

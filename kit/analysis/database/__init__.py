@@ -22,7 +22,7 @@ import duckdb
 import pandas as pd
 
 from kit import fmt
-from kit.analysis.database.digest import Period, deltas_sql, digest, held_deltas, hold_deltas, regressions
+from kit.analysis.database.digest import Period, deltas_sql, digest, events_sql, held_deltas, hold_deltas, regressions
 from kit.analysis.database.indexes import IndexCandidate, StatementShape, candidate_ddl, statement_shape
 from kit.analysis.database.nplus1 import burst_nplus1, signature_nplus1
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
@@ -281,7 +281,11 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, bottlenecks: dict[s
              route_counts: pd.DataFrame | None, deltas: str) -> DatabaseAnalysis:
     notes: list[str] = []
     sql: dict[str, str] = {}
-    frame, sql["digest"] = digest(con, window, deltas=deltas)
+    from kit.analysis.database.bursts import event_digest, event_pass  # numba: loaded where it is used
+
+    held = event_pass(con, events_sql(window.start, window.end))   # the events read once: digest and bursts
+    frame, sql["digest"] = digest(con, window, deltas=deltas, events=event_digest(held))
+    event_fps = set(held.names["fingerprint"].astype(str))
     sources = {str(k): int(v) for k, v in con.execute(
         f"SELECT kind, count(*) FROM queries WHERE {window.sql()} GROUP BY kind").fetchall()}
     total_ms = float(frame["total_ms"].sum()) if len(frame) else 0.0
@@ -291,23 +295,22 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, bottlenecks: dict[s
     elif (frame["basis"] == "snapshots").all() and not sources.get("event"):
         notes.append("snapshots only: p95/p99 and variance-to-mean need per-execution events (a statement log); "
                      "only means are known")
-    if sources.get("event") and not con.execute(
-            f"SELECT count(*) FROM queries WHERE kind = 'event' AND session_id IS NOT NULL AND {window.sql()}"
-    ).fetchone()[0]:  # type: ignore[index]
+    if sources.get("event") and not held.names["session_id"].notna().any():   # no event with a session id
         notes.append("the statement logs give no session id (csvlog/jsonlog, or %c in log_line_prefix, or MySQL's "
                      "thread Id do): N+1 from logs is detected as bursts of the same statement within milliseconds, "
                      "which concurrent sessions can imitate")
     # regressions
     reg_frames = []
     for i, period in enumerate(_periods(window, bottlenecks)):
-        reg, sql[f"regression_{i}"] = regressions(con, period, deltas=deltas)
+        reg, sql[f"regression_{i}"] = regressions(con, period, deltas=deltas, event_fingerprints=event_fps)
         reg_frames.append(reg[reg["regressed"] | reg["calls_jumped"]].head(10))
     nonempty = [f for f in reg_frames if not f.empty]
     regs = pd.concat(nonempty, ignore_index=True) if nonempty else pd.DataFrame(
         columns=["fingerprint", "period", "mean_a_ms", "mean_b_ms", "ratio", "ratio_low", "ratio_high", "added_ms",
                  "regressed", "calls_jumped"])
     # N+1
-    bursts, sql["nplus1_bursts"] = burst_nplus1(con, window)
+    bursts, sql["nplus1_bursts"] = burst_nplus1(con, window, held=held)
+    del held
     sigs, sig_sql = signature_nplus1(con, window, frame, route_counts=route_counts, deltas=deltas) \
         if len(frame) else ([], {})
     sql.update(sig_sql)

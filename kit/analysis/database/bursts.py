@@ -11,9 +11,18 @@ stable argsort of the times comes first. Ties in time do not change a burst's si
 result is :func:`burst_sql`'s (an execution without a time counts 0 ms in its burst; floats to rounding:
 a burst's time is summed directly rather than as a difference of running sums). Memory: 24 bytes per
 event for the arrays, held while the kernel runs.
+
+The same two reads (:func:`event_pass`) also give the digest its per-execution figures
+(:func:`event_digest`), so the analysis reads the window's events once: the per-partition sums add up to
+the per-fingerprint ones, and p50/p95/p99 (DuckDB's ``quantile_cont``) and the variance-to-mean come from
+the per-event times grouped by fingerprint (a counting sort, then one selection per fingerprint). Floats
+agree with the digest SQL to rounding (sums in another order); the arrays are held from the digest to the
+burst pass.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import duckdb
 import numba
@@ -21,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["burst_frame"]
+__all__ = ["EventPass", "burst_frame", "event_digest", "event_pass"]
 
 _PART = "db_system, database, user_name, session_id, fingerprint"
 
@@ -109,27 +118,141 @@ def _bursts(code: np.ndarray, t: np.ndarray, ms: np.ndarray, order: np.ndarray, 
     return out_code[:k], out_n[:k], out_ms[:k], out_span[:k], largest
 
 
-def burst_frame(con: duckdb.DuckDBPyConnection, events: str, gap_ms: float, min_repeat: int) -> pd.DataFrame:
-    """:func:`kit.analysis.database.nplus1.burst_sql`'s frame (``events``: the SQL of the window's events)."""
-    names = con.execute(f"""SELECT hash({_PART}) AS h, {_PART}, count(*) AS calls, sum(total_ms) AS total_ms
+@dataclass(frozen=True)
+class EventPass:
+    """The window's events read once: ``names`` one row per partition (``h`` and :data:`_PART`, sorted by
+    ``h``) with its ``calls``, ``total_ms``, ``rows``, ``rows_examined``, ``lock_ms`` (sums; NULL when
+    none), ``max_ms`` and a ``sample``; per event (the table's order) its partition ``code`` (row of ``uniq``),
+    ``t`` (epoch µs) and ``ms`` (``total_ms``, NaN when NULL). What :func:`burst_frame` and the digest's
+    per-execution figures (:func:`event_digest`) are computed from."""
+
+    names: pd.DataFrame
+    uniq: np.ndarray
+    first_row: np.ndarray
+    code: np.ndarray
+    t: np.ndarray
+    ms: np.ndarray
+
+
+def event_pass(con: duckdb.DuckDBPyConnection, events: str) -> EventPass:
+    """Read the events of ``events`` (SQL) once: one aggregate per partition and one fetch of three numbers
+    per event (see :class:`EventPass`)."""
+    names = con.execute(f"""SELECT hash({_PART}) AS h, {_PART}, count(*) AS calls, sum(total_ms) AS total_ms,
+       sum(rows) AS rows, sum(rows_examined) AS rows_examined, sum(lock_ms) AS lock_ms, max(total_ms) AS max_ms,
+       any_value(sample) AS sample
 FROM ({events}) GROUP BY ALL ORDER BY h""").df()
-    cols = ["db_system", "database", "fingerprint", "bursts", "calls_in_bursts", "median_burst", "max_burst",
-            "median_burst_span_ms", "ms_in_bursts", "calls", "total_ms", "sessions"]
+    empty = np.empty(0, dtype=np.int64)
     if names.empty:
-        return pd.DataFrame(columns=cols)
+        return EventPass(names, empty.astype(np.uint64), empty, empty, empty, empty.astype(np.float64))
     reader = con.sql(f"SELECT hash({_PART}) AS h, epoch_us(ts) AS t, total_ms FROM ({events})").to_arrow_reader(1 << 20)
     table = pa.Table.from_batches(list(reader), schema=reader.schema)
     h, t = (table.column(c).combine_chunks().to_numpy() for c in ("h", "t"))
-    ms = np.nan_to_num(table.column("total_ms").combine_chunks().to_numpy(zero_copy_only=False).astype(np.float64))
+    ms = table.column("total_ms").combine_chunks().to_numpy(zero_copy_only=False).astype(np.float64)
     del table
     keys = names["h"].to_numpy(dtype=np.uint64)
     uniq, first_row = np.unique(keys, return_index=True)
     code = _codes(h, uniq)
-    del h
+    return EventPass(names, uniq, first_row, code, t, ms)
+
+
+@numba.njit(cache=True)
+def _by_group(group: np.ndarray, code: np.ndarray, ms: np.ndarray, n_groups: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per group (``group[code[i]]`` of each event): the count, mean and sum of squared deviations of the
+    non-NaN ``ms``, and those values laid out group after group (a counting sort)."""
+    n = np.zeros(n_groups, dtype=np.int64)
+    total = np.zeros(n_groups, dtype=np.float64)
+    for i in range(code.size):
+        if not np.isnan(ms[i]):
+            g = group[code[i]]
+            n[g] += 1
+            total[g] += ms[i]
+    mean = total / np.maximum(n, 1)
+    dev2 = np.zeros(n_groups, dtype=np.float64)
+    at = np.zeros(n_groups, dtype=np.int64)
+    for g in range(1, n_groups):
+        at[g] = at[g - 1] + n[g - 1]
+    grouped = np.empty(n.sum(), dtype=np.float64)
+    for i in range(code.size):
+        if not np.isnan(ms[i]):
+            g = group[code[i]]
+            d = ms[i] - mean[g]
+            dev2[g] += d * d
+            grouped[at[g]] = ms[i]
+            at[g] += 1
+    return n, mean, dev2, grouped
+
+
+_DIGEST_KEY = ["db_system", "database", "fingerprint"]
+
+
+def event_digest(held: EventPass) -> pd.DataFrame:
+    """The digest's per-execution aggregate (``v`` in :func:`kit.analysis.database.digest.digest_sql`) from
+    the events read once: per (db_system, database ('' for NULL), fingerprint) the ``v_sample``, ``v_users``
+    (distinct user names, ', '-joined, sorted), ``events``, ``v_ms``, ``v_rows``, ``rows_examined``,
+    ``lock_ms``, ``p50_ms``/``p95_ms``/``p99_ms`` (DuckDB's ``quantile_cont``: linear between the order
+    statistics around (n - 1) q), ``max_ms`` and ``variance_to_mean`` (sample variance / mean; NULLs left
+    out as SQL does)."""
+    cols = ["db_system", "database", "fingerprint", "v_sample", "v_users", "events", "v_ms", "v_rows",
+            "rows_examined", "lock_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms", "variance_to_mean"]
+    names = held.names
+    if names.empty:
+        return pd.DataFrame(columns=cols)
+    parts = names.assign(database=names["database"].fillna(""))
+    by = parts.groupby(_DIGEST_KEY, sort=False, dropna=False)
+    group = by.ngroup().to_numpy()[held.first_row]   # partition code → its group (``out``'s row, same order)
+
+    def total(x: pd.Series) -> float:
+        return x.sum(min_count=1)
+
+    out = by.agg(
+        v_sample=("sample", "first"), events=("calls", "sum"), v_ms=("total_ms", total), v_rows=("rows", total),
+        rows_examined=("rows_examined", total), lock_ms=("lock_ms", total), max_ms=("max_ms", "max"))
+    users = parts[parts["user_name"].notna()].groupby(_DIGEST_KEY, sort=False, dropna=False)["user_name"].agg(
+        lambda x: ", ".join(sorted(set(x))))
+    out["v_users"] = users.reindex(out.index)
+    # per-execution quantiles and variance, by the group of each event's partition
+    n_groups = by.ngroups
+    n, mean, dev2, grouped = _by_group(group, held.code, held.ms, n_groups)
+    starts = np.concatenate([[0], np.cumsum(n)])
+    qs = np.full((n_groups, 3), np.nan)
+    for k in range(n_groups):   # one vectorized selection per fingerprint (hundreds), not per event
+        if not n[k]:
+            continue
+        ranks = [(n[k] - 1) * q for q in (0.5, 0.95, 0.99)]
+        kth = sorted({int(np.floor(r)) for r in ranks} | {int(np.ceil(r)) for r in ranks})
+        part = np.partition(grouped[starts[k]:starts[k + 1]], kth)
+        for j, rn in enumerate(ranks):
+            lo, hi = int(np.floor(rn)), int(np.ceil(rn))
+            qs[k, j] = part[lo] if lo == hi else part[lo] + (rn - lo) * (part[hi] - part[lo])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = np.where(n >= 2, dev2 / np.maximum(n - 1, 1), np.nan)
+        vm = np.where((n > 0) & (mean != 0), var / mean, np.nan)
+    out["p50_ms"], out["p95_ms"], out["p99_ms"] = qs[:, 0], qs[:, 1], qs[:, 2]
+    out["variance_to_mean"] = vm
+    for col in ("events", "v_rows", "rows_examined"):   # NULL, not NaN, where SQL's sum has no value
+        out[col] = out[col].astype("Int64")
+    for col in ("v_ms", "lock_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms", "variance_to_mean"):
+        out[col] = out[col].astype("Float64")
+    return out.reset_index()[cols]
+
+
+def burst_frame(con: duckdb.DuckDBPyConnection, events: str, gap_ms: float, min_repeat: int, *,
+                held: EventPass | None = None) -> pd.DataFrame:
+    """:func:`kit.analysis.database.nplus1.burst_sql`'s frame (``events``: the SQL of the window's events;
+    ``held``: those events read already by :func:`event_pass`)."""
+    held = held if held is not None else event_pass(con, events)
+    names = held.names
+    cols = ["db_system", "database", "fingerprint", "bursts", "calls_in_bursts", "median_burst", "max_burst",
+            "median_burst_span_ms", "ms_in_bursts", "calls", "total_ms", "sessions"]
+    if names.empty:
+        return pd.DataFrame(columns=cols)
+    uniq, first_row, code, t = held.uniq, held.first_row, held.code, held.t
+    ms = np.nan_to_num(held.ms)
     order = np.empty(0, dtype=np.int64) if _in_time_order(code, t, uniq.size) else np.argsort(t, kind="stable")
     b_code, b_n, b_ms, b_span, largest = _bursts(code, t, ms, order, uniq.size, float(gap_ms),
                                                  int(min_repeat))
-    del code, t, ms, order
+    del ms, order
     key = ["db_system", "database", "fingerprint"]
     named = names.iloc[first_row].reset_index(drop=True)   # partition code → its names (any one, as any_value)
     totals = names.groupby(key, dropna=False, sort=False).agg(

@@ -22,6 +22,7 @@ interval on per-interval rates (snapshots) or a Poisson one (events, which under
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -90,15 +91,32 @@ _SERIES_PER_SOURCE = f"""  SELECT q.*, l.series
                        ELSE 'src:' || CAST(source_id AS VARCHAR) END AS series FROM ingest_log) l USING (source_id)"""
 _INTERVAL_CALENDAR = "date_diff('millisecond', series_prev_ts, ts)"
 _INTERVAL_EPOCH = "(epoch_us(ts) // 1000 - epoch_us(series_prev_ts) // 1000)"
+_LAGS = """lag(calls) OVER w AS p_calls, lag(total_ms) OVER w AS p_ms, lag(rows) OVER w AS p_rows,
+         lag(shared_blks_hit) OVER w AS p_hit, lag(shared_blks_read) OVER w AS p_read"""
+_LAG_STRUCT = ("lag({'c': calls, 'm': total_ms, 'r': rows, 'h': shared_blks_hit, 'd': shared_blks_read}) OVER w "
+               "AS p")
+_LAGGED = "\nlagged AS (\n  SELECT s.*"
+_LAGGED_STRUCT = "\nlagged_struct AS (\n  SELECT s.*"
+_D = "\nd AS ("
+_D_STRUCT = ("\nlagged AS (SELECT * EXCLUDE (p), p.c AS p_calls, p.m AS p_ms, p.r AS p_rows, p.h AS p_hit, "
+             "p.d AS p_read FROM lagged_struct),\nd AS (")
+_PARTITION_NAMES = "PARTITION BY series, db_system, database, user_name, coalesce(query_id, fingerprint) ORDER BY"
+_PARTITION_HASH = "PARTITION BY hash(series, db_system, database, user_name, coalesce(query_id, fingerprint)) ORDER BY"
 
 
 def hold_deltas_sql(start: datetime, end: datetime) -> str:
     """:func:`deltas_sql` computed faster, for :func:`hold_deltas`: each series name once per source rather
-    than per snapshot row, and the interval's milliseconds as a difference of epoch milliseconds (what
-    ``date_diff('millisecond', ...)`` counts on time-zoned timestamps, without the calendar per row)."""
+    than per snapshot row, the interval's milliseconds as a difference of epoch milliseconds (what
+    ``date_diff('millisecond', ...)`` counts on time-zoned timestamps, without the calendar per row), and the
+    counters' series (server, database, user, statement) told apart by the 64-bit hash of their names
+    rather than by the five strings (the window sorts on one integer; two series would have to collide in
+    64 bits to merge), and the five previous counters as one ``lag`` of a struct rather than five lags."""
     sql = deltas_sql(start, end)
-    fast = sql.replace(_SERIES_PER_ROW, _SERIES_PER_SOURCE).replace(_INTERVAL_CALENDAR, _INTERVAL_EPOCH)
-    if _SERIES_PER_ROW not in sql or _INTERVAL_CALENDAR not in sql:   # deltas_sql changed: keep in step
+    fast = sql.replace(_SERIES_PER_ROW, _SERIES_PER_SOURCE).replace(_INTERVAL_CALENDAR, _INTERVAL_EPOCH) \
+        .replace(_PARTITION_NAMES, _PARTITION_HASH).replace(_LAGS, _LAG_STRUCT).replace(_LAGGED, _LAGGED_STRUCT) \
+        .replace(_D, _D_STRUCT)
+    if any(sql.count(part) != 1 for part in (_SERIES_PER_ROW, _INTERVAL_CALENDAR, _PARTITION_NAMES, _LAGS, _LAGGED,
+                                             _D)):   # deltas_sql changed: keep in step
         raise AssertionError("hold_deltas_sql no longer matches deltas_sql")
     return fast
 
@@ -117,21 +135,25 @@ def events_sql(start: datetime, end: datetime) -> str:
             f"rows_examined, lock_ms FROM queries WHERE kind = 'event' AND ts >= {_lit(start)} AND ts < {_lit(end)}")
 
 
+_V_EVENTS = """v AS (SELECT db_system, coalesce(database, '') AS database, fingerprint, any_value(sample) AS v_sample,
+             string_agg(DISTINCT user_name, ', ' ORDER BY user_name) AS v_users, count(*) AS events,
+             sum(total_ms) AS v_ms, sum(rows) AS v_rows, sum(rows_examined) AS rows_examined, sum(lock_ms) AS lock_ms,
+             quantile_cont(total_ms, [0.5, 0.95, 0.99]) AS pq, max(total_ms) AS max_ms,
+             var_samp(total_ms) / nullif(avg(total_ms), 0) AS variance_to_mean
+      FROM e GROUP BY ALL)"""
+
+
 def digest_sql(window: Window) -> str:
     """The digest query: one row per (db_system, database, fingerprint), ranked by total time."""
     return f"""
 WITH d AS ({deltas_sql(window.start, window.end)}),
 e AS ({events_sql(window.start, window.end)}),
 s AS (SELECT db_system, coalesce(database, '') AS database, fingerprint, any_value(sample) AS s_sample,
-             string_agg(DISTINCT user_name, ', ') AS s_users, sum(calls) AS s_calls, sum(total_ms) AS s_ms,
-             sum(rows) AS s_rows, sum(hit) AS hit, sum(read) AS read, count(DISTINCT ts) AS intervals
+             string_agg(DISTINCT user_name, ', ' ORDER BY user_name) AS s_users, sum(calls) AS s_calls,
+             sum(total_ms) AS s_ms, sum(rows) AS s_rows, sum(hit) AS hit, sum(read) AS read,
+             count(DISTINCT ts) AS intervals
       FROM d GROUP BY ALL HAVING sum(calls) > 0),
-v AS (SELECT db_system, coalesce(database, '') AS database, fingerprint, any_value(sample) AS v_sample,
-             string_agg(DISTINCT user_name, ', ') AS v_users, count(*) AS events, sum(total_ms) AS v_ms,
-             sum(rows) AS v_rows, sum(rows_examined) AS rows_examined, sum(lock_ms) AS lock_ms,
-             quantile_cont(total_ms, [0.5, 0.95, 0.99]) AS pq, max(total_ms) AS max_ms,
-             var_samp(total_ms) / nullif(avg(total_ms), 0) AS variance_to_mean
-      FROM e GROUP BY ALL),
+{_V_EVENTS},
 j AS (SELECT coalesce(s.db_system, v.db_system) AS db_system, coalesce(s.database, v.database) AS database,
              coalesce(s.fingerprint, v.fingerprint) AS fingerprint, coalesce(s_sample, v_sample) AS sample,
              coalesce(s_users, v_users) AS users,
@@ -160,12 +182,30 @@ def percentile_basis(events: float | None, coverage: float | None) -> str:
     return f"logged executions only ({coverage or 0:.1%} of calls; the log's duration threshold drops fast ones)"
 
 
-def digest(con: duckdb.DuckDBPyConnection, window: Window, *, deltas: str | None = None
-           ) -> tuple[pd.DataFrame, str]:
+def digest(con: duckdb.DuckDBPyConnection, window: Window, *, deltas: str | None = None,
+           events: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
     """The digest frame (see :func:`digest_sql`) with ``percentile_basis``, and its SQL; ``deltas``: a table
-    of :func:`hold_deltas` to read the deltas from."""
+    of :func:`hold_deltas` to read the deltas from; ``events``: the per-execution aggregate ``v`` computed
+    already from the events read once (:func:`kit.analysis.database.bursts.event_digest`), so that the
+    digest does not scan the events again."""
     sql = digest_sql(window)
-    frame = con.execute(held_deltas(sql, deltas, window.start, window.end)).df()
+    run = held_deltas(sql, deltas, window.start, window.end)
+    if events is not None:
+        if _V_EVENTS not in run:   # digest_sql changed: keep in step
+            raise AssertionError("digest: the events aggregate is no longer in digest_sql")
+        name = f"db_event_digest_{abs(hash((window.start, window.end))) % 10**8}"
+        con.register(name, events)
+        run = run.replace(_V_EVENTS, f"""v AS (SELECT db_system::VARCHAR AS db_system, database::VARCHAR AS database,
+             fingerprint::VARCHAR AS fingerprint, v_sample::VARCHAR AS v_sample, v_users::VARCHAR AS v_users,
+             events::BIGINT AS events, v_ms::DOUBLE AS v_ms, v_rows::HUGEINT AS v_rows,
+             rows_examined::HUGEINT AS rows_examined, lock_ms::DOUBLE AS lock_ms,
+             [p50_ms::DOUBLE, p95_ms::DOUBLE, p99_ms::DOUBLE] AS pq, max_ms::DOUBLE AS max_ms,
+             variance_to_mean::DOUBLE AS variance_to_mean FROM {name})""")
+    try:
+        frame = con.execute(run).df()
+    finally:
+        if events is not None:
+            con.unregister(name)
     for col in frame.columns:  # nullable integer columns → float (NaN), so NA never reaches a comparison
         if str(frame[col].dtype) in ("Int64", "Int32", "Float64"):
             frame[col] = frame[col].astype("float64")
@@ -182,6 +222,9 @@ class Period:
     a_start: datetime
     split: datetime
     b_end: datetime
+
+
+_EVENT_ONLY = "WHERE fingerprint NOT IN (SELECT fingerprint FROM s)"
 
 
 def regression_sql(period: Period) -> str:
@@ -204,23 +247,35 @@ e AS (SELECT fingerprint, ts >= {s} AS after, 'events' AS basis, count(*) FILTER
              avg(ln(total_ms)) FILTER (WHERE total_ms > 0) AS lm, var_samp(ln(total_ms)) FILTER (WHERE total_ms > 0)
              AS lv, NULL::BIGINT AS n_rate, NULL::DOUBLE AS rate, NULL::DOUBLE AS rate_var
       FROM ({events_sql(period.a_start, period.b_end)})
-      WHERE fingerprint NOT IN (SELECT fingerprint FROM s) GROUP BY ALL)
+      {_EVENT_ONLY} GROUP BY ALL)
 SELECT * FROM s UNION ALL SELECT * FROM e ORDER BY fingerprint, after""".strip()
 
 
 def regressions(con: duckdb.DuckDBPyConnection, period: Period, *, min_units: int = 3,
-                min_ratio: float = 1.2, min_rate_ratio: float = 2.0, deltas: str | None = None
-                ) -> tuple[pd.DataFrame, str]:
+                min_ratio: float = 1.2, min_rate_ratio: float = 2.0, deltas: str | None = None,
+                event_fingerprints: Collection[str] | None = None) -> tuple[pd.DataFrame, str]:
     """Fingerprints compared between the two periods of ``period``: ``mean_a_ms``/``mean_b_ms`` (time per
     call), ``ratio`` with 95 % ``ratio_low``/``ratio_high`` (from the log-scale Welch interval, re-centred on
     the ratio of means), ``p_value``, ``calls_per_s_a``/``_b`` with ``rate_ratio`` and its interval,
     ``added_ms`` (B's calls × the rise of the mean), ``regressed`` (the interval's low end above
     ``min_ratio``, at least ``min_units`` units a side) and ``calls_jumped`` (the calls-per-second ratio's
-    low end above ``min_rate_ratio``), ranked by added_ms."""
+    low end above ``min_rate_ratio``), ranked by added_ms. ``event_fingerprints``: the fingerprints of the
+    events in a window that holds the period, known already (with ``deltas``: the events of those without
+    snapshots in the period are the only ones read, and none when there are none)."""
     from scipy import stats
 
     sql = regression_sql(period)
-    raw = con.execute(held_deltas(sql, deltas, period.a_start, period.b_end)).df()
+    run = held_deltas(sql, deltas, period.a_start, period.b_end)
+    if deltas is not None and event_fingerprints is not None:
+        if _EVENT_ONLY not in run:   # regression_sql changed: keep in step
+            raise AssertionError("regressions: the events' filter is no longer in regression_sql")
+        snapshotted = {str(r[0]) for r in con.execute(
+            f"SELECT DISTINCT fingerprint FROM {deltas} WHERE ts >= {_lit(period.a_start)} "
+            f"AND ts < {_lit(period.b_end)}").fetchall()}
+        only = sorted(set(event_fingerprints) - snapshotted)
+        run = run.replace(_EVENT_ONLY, _EVENT_ONLY + (" AND fingerprint IN (" + ", ".join(
+            "'" + f.replace("'", "''") + "'" for f in only) + ")" if only else " AND false"))
+    raw = con.execute(run).df()
     for col in raw.columns:
         if str(raw[col].dtype) in ("Int64", "Int32", "Float64"):
             raw[col] = raw[col].astype("float64")

@@ -21,6 +21,7 @@ Two detections, each naming its evidence:
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -30,6 +31,9 @@ from kit.analysis.database.digest import deltas_sql, events_sql, held_deltas
 from kit.analysis.database.indexes import statement_shape
 from kit.analysis.window import Window
 from kit.warehouse import sql_string
+
+if TYPE_CHECKING:
+    from kit.analysis.database.bursts import EventPass
 
 
 def burst_sql(window: Window, gap_ms: float, min_repeat: int) -> str:
@@ -78,14 +82,15 @@ ORDER BY ms_in_bursts DESC NULLS LAST""".strip()
 
 
 def burst_nplus1(con: duckdb.DuckDBPyConnection, window: Window, *, gap_ms: float = 50.0, min_repeat: int = 10,
-                 min_bursts: int = 3) -> tuple[list[dict[str, object]], str]:
+                 min_bursts: int = 3, held: EventPass | None = None) -> tuple[list[dict[str, object]], str]:
     """Fingerprints repeated in bursts (see the module docstring), as dicts with the burst numbers, and
     :func:`burst_sql` (what the result shows; the numbers come from the same detection in one pass over the
-    events, :func:`kit.analysis.database.bursts.burst_frame`)."""
+    events, :func:`kit.analysis.database.bursts.burst_frame`; ``held``: the window's events read already by
+    :func:`kit.analysis.database.bursts.event_pass`)."""
     from kit.analysis.database.bursts import burst_frame  # numba: loaded where bursts are looked for
 
     sql = burst_sql(window, gap_ms, min_repeat)
-    frame = burst_frame(con, events_sql(window.start, window.end), gap_ms, min_repeat)
+    frame = burst_frame(con, events_sql(window.start, window.end), gap_ms, min_repeat, held=held)
     out: list[dict[str, object]] = []
     for row in frame.itertuples(index=False):
         if (row.bursts or 0) < min_bursts:

@@ -1,0 +1,218 @@
+"""The shared grouped requests (kit.analysis.request_groups): the groups against a Python group-by of the rows,
+and what the areas compute from them (route_traffic's frame, the compression study, the CDN study) against
+the same functions scanning ``requests`` on their own (TRAFFIC_SQL, the compression study's and the CDN
+study's own scans, whose SQL the results show), on a planted log with edge cases (NULL path, route, status,
+bytes and latency, non-asset paths, an asset's 304s and 5xx) and on the demo."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pytest
+
+from kit.analysis.cdn import analyse_cdn
+from kit.analysis.compression import analyse_compression
+from kit.analysis.optimizations import TRAFFIC_SQL, optimization_opportunities, route_traffic
+from kit.analysis.request_groups import build_request_groups, drop_request_groups, request_groups
+from kit.analysis.window import Window, resolve_window
+from kit.results import to_jsonable
+from kit.warehouse import begin_source
+from tests.conftest import same_within
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+WINDOW = Window(T0, T0 + timedelta(hours=2))
+ASSETS = {"/s/app.js": ("application/javascript", b"function f(){return 1;}\n" * 400),
+          "/s/site.css": ("text/css", b"body{margin:0;padding:0}\n" * 300),
+          "/s/logo.png": ("image/png", bytes(range(256)) * 20)}
+COLS = ("ts, service, method, route, path, query, status, latency_ms, bytes_sent, content_type, cache_status, "
+        "client_hash, source_id")
+
+
+def plant(con: duckdb.DuckDBPyConnection, seed: int = 1, n: int = 3000) -> list[tuple]:
+    """Assets with content and requests with the edge cases; returns the requests as inserted
+    (ts, service, method, route, path, query, status, latency_ms, bytes_sent, content_type, cache_status, client)."""
+    src = begin_source(con, "synthetic", "test")
+    for path, (ctype, blob) in ASSETS.items():
+        sha = hashlib.sha256(blob).hexdigest()
+        con.execute("INSERT INTO assets VALUES (?, ?, ?, ?, ?)", [path, ctype, len(blob), sha, src.source_id])
+        con.execute("INSERT INTO asset_content VALUES (?, ?)", [sha, blob])
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        ts = T0 + timedelta(seconds=rng.uniform(-600, 7800))     # some outside the window on both sides
+        kind = rng.random()
+        if kind < 0.45:   # an asset: raw or compressed sizes, a 304, a 5xx, NULL bytes or status
+            path = rng.choice(list(ASSETS))
+            ctype, blob = ASSETS[path]
+            status = rng.choice([200, 200, 200, 200, 304, 503, None])
+            sent = rng.choice([len(blob), len(blob) + 300, len(blob) // 5, 0, None]) if status != 304 else 0
+            row = ("static", rng.choice(["GET", "get", None]), rng.choice(["/s/{f}", None]), path,
+                   rng.choice([None, "v=2"]), status, rng.choice([1.5, 2.25, None]), sent, ctype)
+        elif kind < 0.9:  # dynamic pages: varying sizes (never split by size), 5xx, NULL route
+            page = rng.randrange(12)
+            row = ("web", "GET", rng.choice(["/p/{id}", None]), f"/p/{page}",
+                   rng.choice([None, "utm_source=x&a=1", "a=1"]), rng.choice([200, 200, 500, 502, 404, None]),
+                   rng.uniform(1, 300), rng.choice([rng.randrange(100, 5000), None]), "text/html")
+        else:             # no path at all (a malformed line), NULL route
+            row = (rng.choice(["web", None]), "GET", rng.choice(["/x", None]), None, None,
+                   rng.choice([200, 400, 500]), rng.choice([3.0, None]), rng.choice([10, None]), None)
+        rows.append((ts, *row, rng.choice(["HIT", "MISS", "EXPIRED", "BYPASS", None]), f"c{rng.randrange(9)}"))
+    con.executemany(f"INSERT INTO requests ({COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {src.source_id})",
+                    rows)
+    return rows
+
+
+def _in_window(rows: list[tuple], window: Window) -> list[tuple]:
+    return [r for r in rows if window.start <= r[0] < window.end]
+
+
+def _groups_reference(rows: list[tuple]) -> dict[tuple, tuple]:
+    """A Python group-by: (service, route, method, status, path, query, content_type, cache_status,
+    asset_bytes) -> (n, bytes, bytes1, latency sum or None)."""
+    acc: dict[tuple, list[Any]] = defaultdict(lambda: [0, 0, 0, None])
+    for _ts, service, method, route, path, query, status, lat, sent, ctype, cache, _ in rows:
+        asset_bytes = sent if status == 200 and path in ASSETS else None
+        a = acc[(service, route, method, status, path, query, ctype, cache, asset_bytes)]
+        a[0] += 1
+        a[1] += sent or 0
+        a[2] += max(sent or 0, 1)
+        if lat is not None:
+            a[3] = (a[3] or 0.0) + lat
+    return {k: tuple(v) for k, v in acc.items()}
+
+
+def _table_groups(con: duckdb.DuckDBPyConnection, table: str) -> dict[tuple, tuple]:
+    got = con.execute(f"SELECT service, route, method, status, path, query, content_type, cache_status, asset_bytes, "
+                      f"n, bytes, bytes1, latency_ms FROM {table}").fetchall()
+    assert len({tuple(g[:9]) for g in got}) == len(got), "a group appears twice"
+    return {tuple(g[:9]): (g[9], g[10], g[11], g[12]) for g in got}
+
+
+def _same_groups(got: dict[tuple, tuple], want: dict[tuple, tuple]) -> None:
+    assert got.keys() == want.keys()
+    for key, (n, b, b1, lat) in want.items():
+        g = got[key]
+        assert (g[0], g[1], g[2]) == (n, b, b1), key
+        assert (g[3] is None) == (lat is None) and (lat is None or g[3] == pytest.approx(lat)), key
+
+
+def _traffic_sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.fillna({"service": "", "route": ""}).sort_values(["service", "route"]).reset_index(drop=True)
+
+
+def _compression_view(found: Any) -> dict[str, Any]:
+    """A compression result without what this machine's speed decides (speeds, CPU seconds, their text)."""
+    data = to_jsonable(found)
+    kept = ("title", "saving", "addresses", "sql", "evidence", "effect")
+    ops = [{k: o[k] for k in kept} for o in data["opportunities"]]
+    return {"assets": data["assets"], "by_type": data["by_type"], "by_route": data["by_route"], "opportunities": ops,
+            "served_bytes_total": data["served_bytes_total"], "sampled": data["sampled_assets"],
+            "sql": data["sql"]}
+
+
+def _cdn_view(found: Any) -> dict[str, Any]:
+    return {k: v for k, v in to_jsonable(found).items() if k not in ("seconds", "timings_s")}
+
+
+def _areas_agree(con: duckdb.DuckDBPyConnection, window: Window) -> None:
+    """route_traffic, the compression and the CDN studies give the same results from the shared groups as
+    from their own scans, and the groups' table is gone after the block."""
+    alone = {"traffic": route_traffic(con, window), "compression": analyse_compression(con, window, threads=1),
+             "cdn": analyse_cdn(con, window)}
+    with request_groups(con, window) as groups:
+        traffic = route_traffic(con, window, groups)
+        compression = analyse_compression(con, window, threads=1, groups=groups)
+        cdn = analyse_cdn(con, window, groups=groups)
+        table = groups.table
+    assert not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()[0]
+    assert list(traffic.dtypes) == list(alone["traffic"].dtypes)
+    assert same_within(to_jsonable(_traffic_sorted(traffic)), to_jsonable(_traffic_sorted(alone["traffic"])))
+    assert same_within(_compression_view(compression), _compression_view(alone["compression"]))
+    assert same_within(_cdn_view(cdn), _cdn_view(alone["cdn"]))
+    assert not [k for k, v in cdn.sql.items() if "request_groups_" in v or "cdn_groups_" in v]
+
+
+def test_groups_match_a_python_group_by_and_the_view_fallback(con) -> None:
+    rows = plant(con)
+    inside = _in_window(rows, WINDOW)
+    want = _groups_reference(inside)
+    groups = build_request_groups(con, WINDOW)
+    try:
+        _same_groups(_table_groups(con, groups.table), want)
+    finally:
+        drop_request_groups(con, groups)
+    # edge cases are present in the window (else the test proves little)
+    keys = list(want)
+    assert any(k[4] is None for k in keys) and any(k[1] is None for k in keys) and any(k[3] is None for k in keys)
+    assert any(k[8] is not None for k in keys) and any(k[3] == 200 and k[4] in ASSETS and k[8] is None for k in keys)
+    con.execute("CREATE TABLE requests_t AS SELECT * FROM requests")
+    con.execute("DROP TABLE requests")
+    con.execute("CREATE VIEW requests AS SELECT * FROM requests_t")
+    with request_groups(con, WINDOW) as on_view:
+        _same_groups(_table_groups(con, on_view.table), want)
+
+
+def test_traffic_from_groups_is_traffic_sql_and_a_hand_count(con) -> None:
+    rows = _in_window(plant(con, seed=2), WINDOW)
+    with request_groups(con, WINDOW) as groups:
+        got = _traffic_sorted(route_traffic(con, WINDOW, groups))
+    shown = _traffic_sorted(con.execute(TRAFFIC_SQL, [WINDOW.start, WINDOW.end]).df())
+    assert same_within(to_jsonable(got), to_jsonable(shown))
+    hand: dict[tuple, list[float]] = defaultdict(lambda: [0, 0.0, 0, 0])
+    for _, service, _, route, _, _, status, lat, sent, *_ in rows:
+        h = hand[(service or "", route or "")]
+        h[0] += 1
+        h[1] += lat or 0.0
+        h[2] += int(status is not None and status >= 500)
+        h[3] += sent or 0
+    assert {(r.service, r.route): [r.requests, pytest.approx(r.request_ms), r.errors_5xx, r.bytes_sent]
+            for r in got.itertuples()} == {k: v for k, v in hand.items()}
+
+
+def test_areas_from_groups_match_their_own_scans_on_a_planted_log(con) -> None:
+    plant(con, seed=3)
+    _areas_agree(con, WINDOW)
+
+
+def test_groups_of_another_window_are_refused(con) -> None:
+    plant(con, seed=4, n=200)
+    with request_groups(con, WINDOW) as groups, pytest.raises(ValueError, match="request groups"):
+        analyse_compression(con, Window(WINDOW.start, WINDOW.end + timedelta(hours=1)), groups=groups)
+
+
+def test_areas_from_groups_match_their_own_scans_on_the_demo(demo_warehouse) -> None:
+    con = duckdb.connect(str(demo_warehouse(requests=60_000, days=7, seed=7)), read_only=True)
+    try:
+        window = resolve_window(con)
+        _areas_agree(con, window)
+        # and optimization_opportunities, which shares the groups, gives the standalone studies' results
+        found = optimization_opportunities(con, window)
+        assert found.cdn is not None
+        assert same_within(_cdn_view(found.cdn), _cdn_view(analyse_cdn(con, window)))
+        assert same_within(_compression_view(found.compression), _compression_view(analyse_compression(con, window)))
+        row = con.execute("SELECT count(*), count(*) FILTER (WHERE status >= 500), coalesce(sum(bytes_sent), 0) "
+                          f"FROM requests WHERE {window.sql()}").fetchone()
+        assert row is not None
+        assert (found.totals.requests, found.totals.errors_5xx, found.totals.bytes_sent) == tuple(int(v) for v in row)
+        assert not con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_counter_reference_is_not_trivial() -> None:
+    """The reference group-by splits an asset's 200s by size and nothing else by size."""
+    ts = T0
+    rows = [(ts, "s", "GET", "/r", "/s/app.js", None, 200, 1.0, 10, "t", None, "c"),
+            (ts, "s", "GET", "/r", "/s/app.js", None, 200, 1.0, 20, "t", None, "c"),
+            (ts, "s", "GET", "/r", "/p/1", None, 200, 1.0, 10, "t", None, "c"),
+            (ts, "s", "GET", "/r", "/p/1", None, 200, 1.0, 20, "t", None, "c"),
+            (ts, "s", "GET", "/r", "/s/app.js", None, 304, None, 0, "t", None, "c")]
+    got = _groups_reference(rows)
+    assert Counter(k[4] for k in got) == Counter({"/s/app.js": 3, "/p/1": 1})
+    assert got[("s", "/r", "GET", 304, "/s/app.js", None, "t", None, None)] == (1, 0, 1, None)
