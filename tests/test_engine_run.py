@@ -10,12 +10,14 @@ masks are counted so that a change that puts data-derived numbers into those sen
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 from kit.ingest.parquet import convert
+from tests.conftest import same_within
 
 DOCUMENTS = ("Performance_Monitoring_Strategy.md", "Metrics_Framework_Specifications.json",
              "Performance_Optimization_Strategy.md", "Caching_Implementation_Plan.json")
@@ -79,7 +81,10 @@ def test_a_run_on_spark_writes_the_documents_of_a_run_on_duckdb(finished_run: Pa
         spark, n_spark = _masked((spark_run / "strategy" / name).read_text())
         assert n_duck == n_spark
         masked_counts[name] = n_duck
-        assert duck == spark, name
+        if name.endswith(".json"):   # floats from parallel sums may differ in their last digits (1e-9 relative)
+            assert same_within(json.loads(duck), json.loads(spark)), name
+        else:
+            assert duck == spark, name
     # only the optimization strategy carries measured speeds: the codec table and the compression risks
     assert masked_counts["Performance_Optimization_Strategy.md"] >= 8
     assert sum(masked_counts.values()) == masked_counts["Performance_Optimization_Strategy.md"]

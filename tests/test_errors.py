@@ -19,7 +19,7 @@ from kit.cli import main
 from kit.errors import PerfkitError
 
 # Exceptions that never leave their module: control flow, not errors a caller or a user sees.
-INTERNAL_SIGNALS = {"kit.ingest.clf_fast.NotForFastPath"}
+INTERNAL_SIGNALS = {"kit.ingest.clf_fast.NotForFastPath", "kit.ingest.core._Unchanged"}
 # Faults of the kit itself, not of the user's input: they must keep their traceback, so not PerfkitError.
 KIT_FAULTS = {"kit.report.render.BrokenDocumentError"}
 BUILTIN_BASES = (ValueError, RuntimeError, FileNotFoundError)
