@@ -686,9 +686,9 @@ WHERE expired AND filled IS NOT NULL AND t - filled <= p.ttl_s GROUP BY cls""").
         gains = {c: (int(round(int(h or 0) / trace.rate)), int(round(int(b or 0) / trace.rate))) for c, h, b in found}
         for c, svc, rt in con.execute(
                 f"""WITH {groups} SELECT cls, service, route FROM gr WHERE {look} AND upper(cache_status) = 'EXPIRED'
-                    GROUP BY cls, service, route QUALIFY row_number() OVER (PARTITION BY cls ORDER BY sum(n) DESC)
-                        <= 5
-                    ORDER BY cls, sum(n) DESC""").fetchall():
+                    GROUP BY cls, service, route
+                    QUALIFY row_number() OVER (PARTITION BY cls ORDER BY sum(n) DESC, service, route) <= 5
+                    ORDER BY cls, sum(n) DESC, service, route""").fetchall():
             routes.setdefault(c, []).append(f"{svc} {rt}")
     classes = [str(c) for c in df["content_class"]]
     df["proposed_ttl_s"] = [proposed.get(c) for c in classes]
