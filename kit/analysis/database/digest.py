@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from kit.analysis.window import Window
+from kit.warehouse import sql_string
 
 KIND_PGSS = "pg-stat-statements"
 
@@ -39,25 +40,51 @@ def _lit(moment: datetime) -> str:
     return f"TIMESTAMPTZ '{moment.isoformat()}'"
 
 
-def deltas_sql(start: datetime, end: datetime) -> str:
+_COUNTER_SERIES = "series, db_system, database, user_name, coalesce(query_id, fingerprint)"
+
+
+def deltas_sql(start: datetime, end: datetime, *, fast: bool = False) -> str:
     """SQL of per-interval activity from snapshots (columns ts, p_ts, interval_s, db_system, database,
-    user_name, fingerprint, sample, calls, total_ms, rows, hit, read) for intervals ending in [start, end)."""
-    return f"""
-WITH snap AS (
-  SELECT q.*, CASE WHEN l.kind = '{KIND_PGSS}' THEN 'pgss:' || coalesce(l.path, '')
+    user_name, fingerprint, sample, calls, total_ms, rows, hit, read) for intervals ending in [start, end).
+
+    ``fast`` (what :func:`hold_deltas` runs; the rows are the same): each series name once per source rather
+    than per snapshot row, the interval's milliseconds as a difference of epoch milliseconds (what
+    ``date_diff('millisecond', ...)`` counts on time-zoned timestamps, without the calendar per row), the
+    counters' series told apart by the 64-bit hash of their five names (the window sorts on one integer;
+    two series would have to collide in 64 bits to merge), and the five previous counters as one ``lag`` of
+    a struct."""
+    if fast:
+        snap = f"""SELECT q.*, l.series
+  FROM queries q JOIN (SELECT source_id, CASE WHEN kind = '{KIND_PGSS}' THEN 'pgss:' || coalesce(path, '')
+                       ELSE 'src:' || CAST(source_id AS VARCHAR) END AS series FROM ingest_log) l USING (source_id)"""
+        lagged = f"""lagged_struct AS (
+  SELECT s.*, k.series_prev_ts,
+         lag({{'c': calls, 'm': total_ms, 'r': rows, 'h': shared_blks_hit, 'd': shared_blks_read}}) OVER w AS p
+  FROM snap s JOIN seq k USING (series, ts)
+  WINDOW w AS (PARTITION BY hash({_COUNTER_SERIES}) ORDER BY s.ts)),
+lagged AS (SELECT * EXCLUDE (p), p.c AS p_calls, p.m AS p_ms, p.r AS p_rows, p.h AS p_hit, p.d AS p_read
+            FROM lagged_struct)"""
+        interval = "(epoch_us(ts) // 1000 - epoch_us(series_prev_ts) // 1000)"
+    else:
+        snap = f"""SELECT q.*, CASE WHEN l.kind = '{KIND_PGSS}' THEN 'pgss:' || coalesce(l.path, '')
                    ELSE 'src:' || CAST(q.source_id AS VARCHAR) END AS series
-  FROM queries q JOIN ingest_log l USING (source_id)
-  WHERE q.kind = 'snapshot' AND q.ts < {_lit(end)}),
-seq AS (SELECT series, ts, lag(ts) OVER (PARTITION BY series ORDER BY ts) AS series_prev_ts
-        FROM (SELECT DISTINCT series, ts FROM snap)),
-lagged AS (
+  FROM queries q JOIN ingest_log l USING (source_id)"""
+        lagged = f"""lagged AS (
   SELECT s.*, k.series_prev_ts,
          lag(calls) OVER w AS p_calls, lag(total_ms) OVER w AS p_ms, lag(rows) OVER w AS p_rows,
          lag(shared_blks_hit) OVER w AS p_hit, lag(shared_blks_read) OVER w AS p_read
   FROM snap s JOIN seq k USING (series, ts)
-  WINDOW w AS (PARTITION BY series, db_system, database, user_name, coalesce(query_id, fingerprint) ORDER BY s.ts)),
+  WINDOW w AS (PARTITION BY {_COUNTER_SERIES} ORDER BY s.ts))"""
+        interval = "date_diff('millisecond', series_prev_ts, ts)"
+    return f"""
+WITH snap AS (
+  {snap}
+  WHERE q.kind = 'snapshot' AND q.ts < {_lit(end)}),
+seq AS (SELECT series, ts, lag(ts) OVER (PARTITION BY series ORDER BY ts) AS series_prev_ts
+        FROM (SELECT DISTINCT series, ts FROM snap)),
+{lagged},
 d AS (
-  SELECT ts, series_prev_ts AS p_ts, date_diff('millisecond', series_prev_ts, ts) / 1000.0 AS interval_s,
+  SELECT ts, series_prev_ts AS p_ts, {interval} / 1000.0 AS interval_s,
          db_system, database, user_name, fingerprint, sample,
          (p_calls IS NULL OR calls < p_calls) AS fresh, calls, total_ms, rows, shared_blks_hit, shared_blks_read,
          p_calls, p_ms, p_rows, p_hit, p_read
@@ -83,49 +110,11 @@ def held_deltas(sql: str, table: str | None, start: datetime, end: datetime) -> 
     return sql.replace(computed, f"SELECT * FROM {table} WHERE ts >= {_lit(start)} AND ts < {_lit(end)}")
 
 
-_SERIES_PER_ROW = f"""  SELECT q.*, CASE WHEN l.kind = '{KIND_PGSS}' THEN 'pgss:' || coalesce(l.path, '')
-                   ELSE 'src:' || CAST(q.source_id AS VARCHAR) END AS series
-  FROM queries q JOIN ingest_log l USING (source_id)"""
-_SERIES_PER_SOURCE = f"""  SELECT q.*, l.series
-  FROM queries q JOIN (SELECT source_id, CASE WHEN kind = '{KIND_PGSS}' THEN 'pgss:' || coalesce(path, '')
-                       ELSE 'src:' || CAST(source_id AS VARCHAR) END AS series FROM ingest_log) l USING (source_id)"""
-_INTERVAL_CALENDAR = "date_diff('millisecond', series_prev_ts, ts)"
-_INTERVAL_EPOCH = "(epoch_us(ts) // 1000 - epoch_us(series_prev_ts) // 1000)"
-_LAGS = """lag(calls) OVER w AS p_calls, lag(total_ms) OVER w AS p_ms, lag(rows) OVER w AS p_rows,
-         lag(shared_blks_hit) OVER w AS p_hit, lag(shared_blks_read) OVER w AS p_read"""
-_LAG_STRUCT = ("lag({'c': calls, 'm': total_ms, 'r': rows, 'h': shared_blks_hit, 'd': shared_blks_read}) OVER w "
-               "AS p")
-_LAGGED = "\nlagged AS (\n  SELECT s.*"
-_LAGGED_STRUCT = "\nlagged_struct AS (\n  SELECT s.*"
-_D = "\nd AS ("
-_D_STRUCT = ("\nlagged AS (SELECT * EXCLUDE (p), p.c AS p_calls, p.m AS p_ms, p.r AS p_rows, p.h AS p_hit, "
-             "p.d AS p_read FROM lagged_struct),\nd AS (")
-_PARTITION_NAMES = "PARTITION BY series, db_system, database, user_name, coalesce(query_id, fingerprint) ORDER BY"
-_PARTITION_HASH = "PARTITION BY hash(series, db_system, database, user_name, coalesce(query_id, fingerprint)) ORDER BY"
-
-
-def hold_deltas_sql(start: datetime, end: datetime) -> str:
-    """:func:`deltas_sql` computed faster, for :func:`hold_deltas`: each series name once per source rather
-    than per snapshot row, the interval's milliseconds as a difference of epoch milliseconds (what
-    ``date_diff('millisecond', ...)`` counts on time-zoned timestamps, without the calendar per row), and the
-    counters' series (server, database, user, statement) told apart by the 64-bit hash of their names
-    rather than by the five strings (the window sorts on one integer; two series would have to collide in
-    64 bits to merge), and the five previous counters as one ``lag`` of a struct rather than five lags."""
-    sql = deltas_sql(start, end)
-    fast = sql.replace(_SERIES_PER_ROW, _SERIES_PER_SOURCE).replace(_INTERVAL_CALENDAR, _INTERVAL_EPOCH) \
-        .replace(_PARTITION_NAMES, _PARTITION_HASH).replace(_LAGS, _LAG_STRUCT).replace(_LAGGED, _LAGGED_STRUCT) \
-        .replace(_D, _D_STRUCT)
-    if any(sql.count(part) != 1 for part in (_SERIES_PER_ROW, _INTERVAL_CALENDAR, _PARTITION_NAMES, _LAGS, _LAGGED,
-                                             _D)):   # deltas_sql changed: keep in step
-        raise AssertionError("hold_deltas_sql no longer matches deltas_sql")
-    return fast
-
-
 def hold_deltas(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> str:
     """A temporary table of :func:`deltas_sql` ``(start, end)`` (one row per snapshot interval: thousands,
-    not the window's requests; computed by :func:`hold_deltas_sql`); the caller drops it."""
+    not the window's requests; computed by :func:`deltas_sql`'s ``fast`` form); the caller drops it."""
     table = f"db_deltas_{abs(hash((start, end))) % 10**8}"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {hold_deltas_sql(start, end)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {deltas_sql(start, end, fast=True)}")
     return table
 
 
@@ -143,8 +132,20 @@ _V_EVENTS = """v AS (SELECT db_system, coalesce(database, '') AS database, finge
       FROM e GROUP BY ALL)"""
 
 
-def digest_sql(window: Window) -> str:
-    """The digest query: one row per (db_system, database, fingerprint), ranked by total time."""
+def _v_from(table: str) -> str:
+    """``v`` of :func:`digest_sql` read from ``table``, the per-execution aggregate computed already
+    (:func:`kit.analysis.database.bursts.event_digest`; its quantiles as three columns), with ``v``'s types."""
+    return f"""v AS (SELECT db_system::VARCHAR AS db_system, database::VARCHAR AS database,
+             fingerprint::VARCHAR AS fingerprint, v_sample::VARCHAR AS v_sample, v_users::VARCHAR AS v_users,
+             events::BIGINT AS events, v_ms::DOUBLE AS v_ms, v_rows::HUGEINT AS v_rows,
+             rows_examined::HUGEINT AS rows_examined, lock_ms::DOUBLE AS lock_ms,
+             [p50_ms::DOUBLE, p95_ms::DOUBLE, p99_ms::DOUBLE] AS pq, max_ms::DOUBLE AS max_ms,
+             variance_to_mean::DOUBLE AS variance_to_mean FROM {table})"""
+
+
+def digest_sql(window: Window, *, events_from: str | None = None) -> str:
+    """The digest query: one row per (db_system, database, fingerprint), ranked by total time;
+    ``events_from``: a relation holding the per-execution aggregate ``v`` already (:func:`_v_from`)."""
     return f"""
 WITH d AS ({deltas_sql(window.start, window.end)}),
 e AS ({events_sql(window.start, window.end)}),
@@ -153,7 +154,7 @@ s AS (SELECT db_system, coalesce(database, '') AS database, fingerprint, any_val
              sum(total_ms) AS s_ms, sum(rows) AS s_rows, sum(hit) AS hit, sum(read) AS read,
              count(DISTINCT ts) AS intervals
       FROM d GROUP BY ALL HAVING sum(calls) > 0),
-{_V_EVENTS},
+{_V_EVENTS if events_from is None else _v_from(events_from)},
 j AS (SELECT coalesce(s.db_system, v.db_system) AS db_system, coalesce(s.database, v.database) AS database,
              coalesce(s.fingerprint, v.fingerprint) AS fingerprint, coalesce(s_sample, v_sample) AS sample,
              coalesce(s_users, v_users) AS users,
@@ -189,29 +190,25 @@ def digest(con: duckdb.DuckDBPyConnection, window: Window, *, deltas: str | None
     already from the events read once (:func:`kit.analysis.database.bursts.event_digest`), so that the
     digest does not scan the events again."""
     sql = digest_sql(window)
-    run = held_deltas(sql, deltas, window.start, window.end)
-    if events is not None:
-        if _V_EVENTS not in run:   # digest_sql changed: keep in step
-            raise AssertionError("digest: the events aggregate is no longer in digest_sql")
-        name = f"db_event_digest_{abs(hash((window.start, window.end))) % 10**8}"
-        con.register(name, events)
-        run = run.replace(_V_EVENTS, f"""v AS (SELECT db_system::VARCHAR AS db_system, database::VARCHAR AS database,
-             fingerprint::VARCHAR AS fingerprint, v_sample::VARCHAR AS v_sample, v_users::VARCHAR AS v_users,
-             events::BIGINT AS events, v_ms::DOUBLE AS v_ms, v_rows::HUGEINT AS v_rows,
-             rows_examined::HUGEINT AS rows_examined, lock_ms::DOUBLE AS lock_ms,
-             [p50_ms::DOUBLE, p95_ms::DOUBLE, p99_ms::DOUBLE] AS pq, max_ms::DOUBLE AS max_ms,
-             variance_to_mean::DOUBLE AS variance_to_mean FROM {name})""")
+    if events is None:
+        return _digest_frame(con.execute(held_deltas(sql, deltas, window.start, window.end)).df()), sql
+    name = f"db_event_digest_{abs(hash((window.start, window.end))) % 10**8}"
+    con.register(name, events)
     try:
-        frame = con.execute(run).df()
+        frame = con.execute(held_deltas(digest_sql(window, events_from=name), deltas, window.start, window.end)).df()
     finally:
-        if events is not None:
-            con.unregister(name)
+        con.unregister(name)
+    return _digest_frame(frame), sql
+
+
+def _digest_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The digest query's frame with ``percentile_basis`` (nullable columns as float)."""
     for col in frame.columns:  # nullable integer columns → float (NaN), so NA never reaches a comparison
         if str(frame[col].dtype) in ("Int64", "Int32", "Float64"):
             frame[col] = frame[col].astype("float64")
     frame["percentile_basis"] = [percentile_basis(e, c) for e, c in
                                  zip(frame["events"], frame["event_coverage"], strict=True)]
-    return frame, sql
+    return frame
 
 
 @dataclass(frozen=True)
@@ -224,11 +221,12 @@ class Period:
     b_end: datetime
 
 
-_EVENT_ONLY = "WHERE fingerprint NOT IN (SELECT fingerprint FROM s)"
-
-
-def regression_sql(period: Period) -> str:
-    """Per (fingerprint, side) units: n, calls, ms, mean and variance of log mean-per-call, rate stats."""
+def regression_sql(period: Period, *, only: list[str] | None = None) -> str:
+    """Per (fingerprint, side) units: n, calls, ms, mean and variance of log mean-per-call, rate stats.
+    ``only``: the events read are those of these fingerprints (the ones without snapshots in the period,
+    known already), not of every fingerprint the snapshots lack."""
+    narrowed = "" if only is None else (
+        f" AND fingerprint IN ({', '.join(map(sql_string, only))})" if only else " AND false")
     a, s, b = _lit(period.a_start), _lit(period.split), _lit(period.b_end)
     return f"""
 WITH d AS ({deltas_sql(period.a_start, period.b_end)}),
@@ -247,7 +245,7 @@ e AS (SELECT fingerprint, ts >= {s} AS after, 'events' AS basis, count(*) FILTER
              avg(ln(total_ms)) FILTER (WHERE total_ms > 0) AS lm, var_samp(ln(total_ms)) FILTER (WHERE total_ms > 0)
              AS lv, NULL::BIGINT AS n_rate, NULL::DOUBLE AS rate, NULL::DOUBLE AS rate_var
       FROM ({events_sql(period.a_start, period.b_end)})
-      {_EVENT_ONLY} GROUP BY ALL)
+      WHERE fingerprint NOT IN (SELECT fingerprint FROM s){narrowed} GROUP BY ALL)
 SELECT * FROM s UNION ALL SELECT * FROM e ORDER BY fingerprint, after""".strip()
 
 
@@ -265,16 +263,13 @@ def regressions(con: duckdb.DuckDBPyConnection, period: Period, *, min_units: in
     from scipy import stats
 
     sql = regression_sql(period)
-    run = held_deltas(sql, deltas, period.a_start, period.b_end)
+    only = None
     if deltas is not None and event_fingerprints is not None:
-        if _EVENT_ONLY not in run:   # regression_sql changed: keep in step
-            raise AssertionError("regressions: the events' filter is no longer in regression_sql")
         snapshotted = {str(r[0]) for r in con.execute(
             f"SELECT DISTINCT fingerprint FROM {deltas} WHERE ts >= {_lit(period.a_start)} "
             f"AND ts < {_lit(period.b_end)}").fetchall()}
         only = sorted(set(event_fingerprints) - snapshotted)
-        run = run.replace(_EVENT_ONLY, _EVENT_ONLY + (" AND fingerprint IN (" + ", ".join(
-            "'" + f.replace("'", "''") + "'" for f in only) + ")" if only else " AND false"))
+    run = held_deltas(regression_sql(period, only=only), deltas, period.a_start, period.b_end)
     raw = con.execute(run).df()
     for col in raw.columns:
         if str(raw[col].dtype) in ("Int64", "Int32", "Float64"):
