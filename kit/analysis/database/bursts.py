@@ -183,7 +183,12 @@ def _by_group(group: np.ndarray, code: np.ndarray, ms: np.ndarray, n_groups: int
     return n, mean, dev2, grouped
 
 
-_DIGEST_KEY = ["db_system", "database", "fingerprint"]
+_FINGERPRINT_KEY = ["db_system", "database", "fingerprint"]
+
+
+def _sum_or_null(x: pd.Series) -> float:
+    """SQL's sum: NaN (NULL) when no value, not 0."""
+    return x.sum(min_count=1)
 
 
 def event_digest(held: EventPass) -> pd.DataFrame:
@@ -199,16 +204,14 @@ def event_digest(held: EventPass) -> pd.DataFrame:
     if names.empty:
         return pd.DataFrame(columns=cols)
     parts = names.assign(database=names["database"].fillna(""))
-    by = parts.groupby(_DIGEST_KEY, sort=False, dropna=False)
+    by = parts.groupby(_FINGERPRINT_KEY, sort=False, dropna=False)
     group = by.ngroup().to_numpy()[held.first_row]   # partition code → its group (``out``'s row, same order)
 
-    def total(x: pd.Series) -> float:
-        return x.sum(min_count=1)
-
     out = by.agg(
-        v_sample=("sample", "first"), events=("calls", "sum"), v_ms=("total_ms", total), v_rows=("rows", total),
-        rows_examined=("rows_examined", total), lock_ms=("lock_ms", total), max_ms=("max_ms", "max"))
-    users = parts[parts["user_name"].notna()].groupby(_DIGEST_KEY, sort=False, dropna=False)["user_name"].agg(
+        v_sample=("sample", "first"), events=("calls", "sum"), v_ms=("total_ms", _sum_or_null),
+        v_rows=("rows", _sum_or_null), rows_examined=("rows_examined", _sum_or_null),
+        lock_ms=("lock_ms", _sum_or_null), max_ms=("max_ms", "max"))
+    users = parts[parts["user_name"].notna()].groupby(_FINGERPRINT_KEY, sort=False, dropna=False)["user_name"].agg(
         lambda x: ", ".join(sorted(set(x))))
     out["v_users"] = users.reindex(out.index)
     # per-execution quantiles and variance, by the group of each event's partition
@@ -253,16 +256,16 @@ def burst_frame(con: duckdb.DuckDBPyConnection, events: str, gap_ms: float, min_
     b_code, b_n, b_ms, b_span, largest = _bursts(code, t, ms, order, uniq.size, float(gap_ms),
                                                  int(min_repeat))
     del ms, order
-    key = ["db_system", "database", "fingerprint"]
+    key = _FINGERPRINT_KEY
     named = names.iloc[first_row].reset_index(drop=True)   # partition code → its names (any one, as any_value)
     totals = names.groupby(key, dropna=False, sort=False).agg(
-        calls=("calls", "sum"), total_ms=("total_ms", lambda x: x.sum(min_count=1)),
+        calls=("calls", "sum"), total_ms=("total_ms", _sum_or_null),
         sessions=("session_id", "nunique")).reset_index()
     bursts = pd.DataFrame({"c": b_code, "n": b_n, "ms": b_ms, "span": b_span})
     bursts[key] = named.loc[b_code, key].to_numpy()
     per = bursts.groupby(key, dropna=False, sort=False).agg(
         bursts=("n", "size"), calls_in_bursts=("n", "sum"), median_burst=("n", "median"),
-        median_burst_span_ms=("span", "median"), ms_in_bursts=("ms", lambda x: x.sum(min_count=1))).reset_index()
+        median_burst_span_ms=("span", "median"), ms_in_bursts=("ms", _sum_or_null)).reset_index()
     tops = named[key].assign(max_burst=largest)
     tops = tops[tops["max_burst"] > 0].groupby(key, dropna=False, sort=False)["max_burst"].max().reset_index()
     out = totals.merge(tops, on=key, how="left").merge(per, on=key, how="left")
