@@ -231,12 +231,14 @@ def test_ttl_evidence_names_only_the_ttls_config_events_state() -> None:
 
 
 def test_grouped_requests_match_a_python_group_by_and_the_view_fallback(con):
-    """The rowid-based build of the grouped requests (kit.analysis.cdn._groups_build_sql) gives the groups a
-    Python group-by of the rows gives (NULL route, method and status, mixed-case methods merged as ``g``
-    derives them); on a view (no rowid) the study falls back to grouping by the columns, same result."""
+    """The study's groups ``g`` built from the rowid-based grouped requests (kit.analysis.request_groups,
+    regrouped by kit.analysis.cdn._groups_from_shared_sql) are the groups a Python group-by of the rows gives
+    (NULL route, method and status, mixed-case methods merged as ``g`` derives them); on a view (no rowid)
+    the requests are grouped by the columns, same result."""
     from collections import Counter
 
-    from kit.analysis.cdn import _groups_build_sql
+    from kit.analysis.cdn import _groups_from_shared_sql
+    from kit.analysis.request_groups import request_groups
 
     rows = _planted(seed=3, n=1500)
     rng = random.Random(4)
@@ -252,7 +254,8 @@ def test_grouped_requests_match_a_python_group_by_and_the_view_fallback(con):
         want[key] += 1
         sizes[key] += r[7]
         sizes1[key] += max(r[7], 1)
-    got = con.execute(_groups_build_sql(w)).fetchall()
+    with request_groups(con, w, assets=False) as groups:
+        got = con.execute(_groups_from_shared_sql(groups.table)).fetchall()
     assert {tuple(g[:8]): (g[8], g[9], g[10]) for g in got} == {k: (want[k], sizes[k], sizes1[k]) for k in want}
     assert len(got) == len(want)
     table = to_jsonable(analyse_cdn(con, w))

@@ -155,7 +155,7 @@ def test_periods_around_a_finding_onset(con):
 def test_the_shared_route_pass_gives_what_the_database_own_scan_gives(demo_warehouse):
     """``optimization_opportunities`` hands the database analysis the window's requests per route from one
     pass; the analysis alone scans the requests itself: both give the same N+1 signatures and opportunities."""
-    from kit.analysis.optimizations import route_traffic
+    from kit.analysis.request_groups import route_traffic
     from kit.analysis.window import resolve_window
     from kit.results import to_jsonable
 

@@ -319,7 +319,8 @@ def test_flame_nodes_are_the_samples_of_the_stacks_through_each_prefix() -> None
 def test_the_shared_route_pass_gives_what_the_profiles_own_scan_gives(demo: duckdb.DuckDBPyConnection) -> None:
     """``optimization_opportunities`` hands the profiles analysis the window's per-route traffic and request
     time from one pass; the analysis alone scans the requests itself: both give the same result."""
-    from kit.analysis.optimizations import route_traffic, window_totals
+    from kit.analysis.optimizations import window_totals
+    from kit.analysis.request_groups import route_traffic
 
     window = resolve_window(demo)
     traffic = route_traffic(demo, window)
@@ -335,7 +336,7 @@ def test_the_shared_route_pass_gives_what_the_profiles_own_scan_gives(demo: duck
 def test_request_times_of_the_opportunities_are_what_their_shown_sql_gives(demo: duckdb.DuckDBPyConnection) -> None:
     """The opportunities' request times come from one scan (several filtered sums) or from the caller's
     per-route traffic; each is the number its shown SQL (``sql["request_time_*"]``) gives run on its own."""
-    from kit.analysis.optimizations import route_traffic
+    from kit.analysis.request_groups import route_traffic
 
     window = resolve_window(demo)
     a = analyse_profiles(demo, window, traffic=route_traffic(demo, window))

@@ -18,8 +18,14 @@ import pytest
 
 from kit.analysis.cdn import analyse_cdn
 from kit.analysis.compression import analyse_compression
-from kit.analysis.optimizations import TRAFFIC_SQL, optimization_opportunities, route_traffic
-from kit.analysis.request_groups import build_request_groups, drop_request_groups, request_groups
+from kit.analysis.optimizations import optimization_opportunities
+from kit.analysis.request_groups import (
+    TRAFFIC_SQL,
+    build_request_groups,
+    drop_request_groups,
+    request_groups,
+    route_traffic,
+)
 from kit.analysis.window import Window, resolve_window
 from kit.results import to_jsonable
 from kit.warehouse import begin_source
@@ -184,6 +190,8 @@ def test_groups_of_another_window_are_refused(con) -> None:
     plant(con, seed=4, n=200)
     with request_groups(con, WINDOW) as groups, pytest.raises(ValueError, match="request groups"):
         analyse_compression(con, Window(WINDOW.start, WINDOW.end + timedelta(hours=1)), groups=groups)
+    with request_groups(con, WINDOW, assets=False) as groups, pytest.raises(ValueError, match="with the assets"):
+        analyse_compression(con, WINDOW, groups=groups)
 
 
 def test_areas_from_groups_match_their_own_scans_on_the_demo(demo_warehouse) -> None:

@@ -31,10 +31,10 @@ Method.
   last filled is within the proposed TTL (unbounded cache).
 - **Cost**. One scan groups the window's requests by the columns outcome, class and keys derive from
   (route, method, status, path, query, content type, cache status); ratios, audits, key counts and the
-  replay's totals come from those groups (on a table, grouped by the 64-bit hash of the raw columns and
-  one row's values read per group; a view is grouped by the columns). Within the optimization analyses
-  those groups are regrouped from the requests grouped once for all areas (:mod:`kit.analysis.request_groups`),
-  without a scan here; the SQL shown is ``g``'s either way. Single requests are read only where
+  replay's totals come from those groups: the raw columns' groups of :mod:`kit.analysis.request_groups`
+  (on a table grouped by their 64-bit hash, one row's values read per group; a view is grouped by the
+  columns), regrouped by the values ``g`` derives. Within the optimization analyses those are the groups
+  built once for all areas, so no scan here; the SQL shown is ``g``'s either way. Single requests are read only where
   order or identity matters: the replay's trace (joined to its group by a 64-bit hash of the path and the
   fewest group columns that tell the groups of those paths apart; above :data:`REPLAY_MAX_REQUESTS`
   lookups only the sampled keys' paths are read), the Vary periods, and
@@ -62,7 +62,7 @@ import pandas as pd
 
 from kit import fmt
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
-from kit.analysis.request_groups import RequestGroups
+from kit.analysis.request_groups import RequestGroups, request_groups
 from kit.analysis.window import Window
 from kit.cachesim.policies import lru_ttl, spatial_mask, spatial_sample
 from kit.cachesim.trace import CACHE_KEYS, Trace
@@ -209,40 +209,15 @@ def _groups_cte(window: Window) -> str:
     (:data:`_GROUP_COLS`), with their count ``n``, ``bytes`` and ``bytes1`` (bytes with at least 1 per
     response); ``gr``: the same rows with outcome, content class and the three keys. What does not need
     single requests (ratios, audits, key counts, the replay's totals) is computed from it."""
-    return f"{_g_cte(window)}, {_GR}"
-
-
-def _g_cte(window: Window) -> str:
-    """``g`` of :func:`_groups_cte` alone."""
     return (f"g AS (SELECT {_GROUP_SELECT}, count(*) AS n, "
             f"sum(coalesce(bytes_sent, 0)) AS bytes, sum(greatest(coalesce(bytes_sent, 0), 1)) AS bytes1 "
-            f"FROM requests WHERE {window.sql()} AND path IS NOT NULL GROUP BY ALL)")
-
-
-_RAW_COLS = "service, route, method, status, path, query, content_type, cache_status"
-
-
-def _groups_build_sql(window: Window) -> str:
-    """The rows of ``g`` (:func:`_groups_cte`) in two stages, the same rows and (integer) sums: the requests
-    grouped by the 64-bit hash of their raw columns with the ``rowid`` of one request per group (one
-    integer key to compare per request instead of eight columns, most of them text), the columns then read
-    from that request; then those groups grouped by the values ``g`` derives (``coalesce(route, path)``,
-    ``upper(coalesce(method, 'GET'))``, ``coalesce(status, 200)``), computed once per group. Two distinct
-    column tuples sharing a hash would be merged (odds about groups² / 2⁶⁵; the trace's join assumes the
-    same). Needs ``requests`` to be a table (a view has no ``rowid``: :func:`analyse_cdn` falls back to
-    ``g``'s own SQL)."""
-    return f"""WITH hg AS (SELECT hash({_RAW_COLS}) AS h, min(rowid) AS rid, count(*) AS n,
-    sum(coalesce(bytes_sent, 0)) AS bytes, sum(greatest(coalesce(bytes_sent, 0), 1)) AS bytes1
-  FROM requests WHERE {window.sql()} AND path IS NOT NULL GROUP BY h),
-x AS (SELECT q.service, q.route, q.method, q.status, q.path, q.query, q.content_type, q.cache_status, hg.n, hg.bytes,
-             hg.bytes1 FROM requests q JOIN hg ON q.rowid = hg.rid)
-SELECT {_GROUP_SELECT}, sum(n)::BIGINT AS n, sum(bytes) AS bytes, sum(bytes1) AS bytes1
-FROM x GROUP BY ALL"""
+            f"FROM requests WHERE {window.sql()} AND path IS NOT NULL GROUP BY ALL), {_GR}")
 
 
 def _groups_from_shared_sql(shared: str) -> str:
-    """The rows of ``g`` from the shared grouped requests ``shared`` (:mod:`kit.analysis.request_groups`,
-    grouped by the raw columns and the assets' sizes): those with a path, regrouped by what ``g`` derives."""
+    """The rows of ``g`` (:func:`_groups_cte`, the same rows and integer sums) from the grouped requests
+    ``shared`` (:mod:`kit.analysis.request_groups`: grouped by the raw columns, on a table by their 64-bit
+    hash): those with a path, regrouped by the values ``g`` derives, computed once per group."""
     return (f"SELECT {_GROUP_SELECT}, sum(n)::BIGINT AS n, sum(bytes) AS bytes, sum(bytes1) AS bytes1 "
             f"FROM {shared} WHERE path IS NOT NULL GROUP BY ALL")
 
@@ -362,11 +337,11 @@ def analyse_cdn(con: duckdb.DuckDBPyConnection, window: Window, *, cache: dict[s
     # from the shared grouped requests when the caller gives them (no scan of ``requests`` here).
     table = f"cdn_groups_{abs(hash((window.start, window.end))) % 10**8}"
     shown = _groups_cte(window)
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS "
-                    f"{_groups_build_sql(window) if groups is None else _groups_from_shared_sql(groups.of(window))}")
-    except duckdb.BinderException:   # requests is a view (no rowid): group the requests by the columns
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS WITH {_g_cte(window)} SELECT * FROM g")
+    if groups is None:   # on its own: the requests grouped for this study alone (no asset sizes)
+        with request_groups(con, window, assets=False) as own:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_groups_from_shared_sql(own.of(window))}")
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_groups_from_shared_sql(groups.of(window))}")
     grouped = f"g AS (SELECT * FROM {table}), {_GR}"
     try:
         found = _analyse(con, window, cache, top_routes, _base_cte(window), grouped, sql, t_all, timings)

@@ -285,6 +285,8 @@ def analyse_compression(con: duckdb.DuckDBPyConnection, window: Window, *, serve
     # the 200s of the assets' paths per route and size sent (a temporary table of those groups, read twice:
     # the counts here and SERVED_SQL's numbers below): one scan of the window's requests, or the shared groups
     if groups is not None:
+        if not groups.assets:
+            raise ValueError("the compression study needs request groups built with the assets (assets=True)")
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {_SENT_VIEW} AS SELECT path, service, route, asset_bytes AS bytes_sent, "
             f"sum(n)::BIGINT AS n FROM {groups.of(window)} WHERE status = 200 AND path IN (SELECT path FROM assets) "

@@ -31,7 +31,7 @@ from kit.analysis.database.advice import IndexAdvice, advise_indexes
 from kit.analysis.findings.text import cost_basis_text, cost_text, effect_text, value_text
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
 from kit.analysis.profiles import ProfileAnalysis, analyse_profiles
-from kit.analysis.request_groups import RequestGroups, build_request_groups, drop_request_groups
+from kit.analysis.request_groups import build_request_groups, drop_request_groups, route_traffic
 from kit.analysis.window import Window
 from kit.errors import DataError
 
@@ -76,29 +76,9 @@ class WindowTotals:
         return {"request_time": self.request_ms, "errors_5xx": float(self.errors_5xx)}.get(basis, float(self.requests))
 
 
-TRAFFIC_SQL = ("SELECT service, route, count(*) AS requests, coalesce(sum(latency_ms), 0) AS request_ms, "
-               "count(*) FILTER (WHERE status >= 500) AS errors_5xx, coalesce(sum(bytes_sent), 0) AS bytes_sent "
-               "FROM requests WHERE ts >= ? AND ts < ? GROUP BY ALL")
-
-
-# TRAFFIC_SQL's numbers summed over the shared grouped requests (kit.analysis.request_groups), same types
-TRAFFIC_FROM_GROUPS_SQL = ("SELECT service, route, sum(n)::BIGINT AS requests, coalesce(sum(latency_ms), 0) AS "
-                           "request_ms, coalesce(sum(n) FILTER (WHERE status >= 500), 0)::BIGINT AS errors_5xx, "
-                           "coalesce(sum(bytes), 0)::HUGEINT AS bytes_sent FROM {table} GROUP BY ALL")
-
-
-def route_traffic(con: duckdb.DuckDBPyConnection, window: Window, groups: RequestGroups | None = None
-                  ) -> pd.DataFrame:
-    """Per service and route of the window's requests: the requests, request time (ms), 5xx responses and
-    bytes sent (``TRAFFIC_SQL``; from the shared ``groups`` when given, without another scan). The window's
-    totals and the areas' route counts come from it."""
-    if groups is not None:
-        return con.execute(TRAFFIC_FROM_GROUPS_SQL.format(table=groups.of(window))).df()
-    return con.execute(TRAFFIC_SQL, [window.start, window.end]).df()
-
-
 def window_totals(traffic: pd.DataFrame) -> WindowTotals:
-    """The window's totals: the sums of its requests per route (:func:`route_traffic`)."""
+    """The window's totals: the sums of its requests per route
+    (:func:`kit.analysis.request_groups.route_traffic`)."""
     return WindowTotals(float(traffic["request_ms"].sum()), int(traffic["requests"].sum()),
                         int(traffic["errors_5xx"].sum()), int(traffic["bytes_sent"].sum()))
 

@@ -52,8 +52,9 @@ that mostly wait. Without request times the saving is in samples, of the basis "
 
 **Cost.** The per-profile shares of every comparison come from one query (each side's rows are those of
 :func:`profile_shares_sql`, the SQL the result shows for it); the window's request time per service and
-route from the caller's per-route traffic (``traffic``, ``optimizations.route_traffic``) or one scan of
-``requests``; the request times of the periods after deploys from one more scan, restricted to those periods.
+route from the caller's per-route traffic (``traffic``, :func:`kit.analysis.request_groups.route_traffic`)
+or one scan of ``requests``; the request times of the periods after deploys from one more scan,
+restricted to those periods.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ from scipy import stats
 
 from kit import fmt
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
+from kit.analysis.request_groups import route_traffic
 from kit.analysis.window import Window, parse_instant
 
 __all__ = ["HOT_SELF_SHARE", "MIN_CHANGE", "MIN_PROFILES", "FlameNode", "FrameDiff", "FrameStat", "ProfileAnalysis",
@@ -533,7 +535,7 @@ def analyse_profiles(con: duckdb.DuckDBPyConnection, window: Window, *,
     """Top frames per service, before/after comparisons around deploys and findings, flame-chart nodes and
     opportunities, over the profiles taken in ``window`` (see the module docstring for the method).
     ``traffic``: the window's requests and request time (ms) per ``service``, ``route`` (columns
-    ``requests``, ``request_ms``; every route, null included: ``optimizations.route_traffic``'s frame), when
+    ``requests``, ``request_ms``; every route, null included: ``request_groups.route_traffic``'s frame), when
     the caller has it; else ``request_ms_total``: the window's request time (ms), and ``route_counts``: its
     requests per ``service``, ``route`` (``requests``; routes not null), when the caller has them. Without
     ``traffic`` one scan of ``requests`` gets them; request times of periods shorter than the window (after a
@@ -546,9 +548,7 @@ def analyse_profiles(con: duckdb.DuckDBPyConnection, window: Window, *,
         notes.append(f"{fmt.counted(untimed[0], 'profile')} have no time: counted in the top frames, left out of the "
                      "before/after comparisons.")
     if traffic is None and (route_counts is None or request_ms_total is None):
-        traffic = con.execute(f"""
-SELECT service, route, count(*) AS requests, coalesce(sum(latency_ms), 0) AS request_ms FROM requests
-WHERE {window.sql('ts')} GROUP BY ALL""").df()
+        traffic = route_traffic(con, window)
     service_ms: dict[str, float] | None = None
     if traffic is not None:
         route_counts = traffic[traffic["route"].notna()]
@@ -647,18 +647,21 @@ def _requests_ms(con: duckdb.DuckDBPyConnection, periods: set[_Period]) -> dict[
     if not periods:
         return {}
     keys = sorted(periods, key=lambda k: (k[0], k[1] or "", k[2], k[3]))
-    sums = ", ".join(
-        f"sum(latency_ms) FILTER (WHERE service = {_lit(service)} "
-        + (f"AND route = {_lit(route)} " if route else "") + f"AND ts >= {_ts(start)} AND ts < {_ts(end)})"
-        for service, route, start, end in keys)
+    sums = ", ".join(f"sum(latency_ms) FILTER (WHERE {_request_filter(service, start, end, route)})"
+                     for service, route, start, end in keys)
     row = con.execute(f"SELECT {sums} FROM requests WHERE ts >= {_ts(min(k[2] for k in keys))} "
                       f"AND ts < {_ts(max(k[3] for k in keys))}").fetchone()
     return {k: float(v) if v is not None else 0.0 for k, v in zip(keys, row or [None] * len(keys), strict=True)}
 
 
+def _request_filter(service: str, start: datetime, end: datetime, route: str | None = None) -> str:
+    """The requests of a service, or of one of its routes, in [start, end) (a WHERE condition)."""
+    return (f"service = {_lit(service)} " + (f"AND route = {_lit(route)} " if route else "")
+            + f"AND ts >= {_ts(start)} AND ts < {_ts(end)}")
+
+
 def _request_ms_sql(service: str, start: datetime, end: datetime, route: str | None = None) -> str:
-    return (f"SELECT sum(latency_ms) AS request_ms FROM requests WHERE service = {_lit(service)} "
-            + (f"AND route = {_lit(route)} " if route else "") + f"AND ts >= {_ts(start)} AND ts < {_ts(end)}")
+    return f"SELECT sum(latency_ms) AS request_ms FROM requests WHERE {_request_filter(service, start, end, route)}"
 
 
 def _regression(d: ProfileDiff) -> tuple[FrameDiff, list[FrameDiff], str | None, FrameDiff | None] | None:

@@ -9,8 +9,8 @@ are built as the CDN study builds its own (:func:`kit.analysis.cdn._groups_build
 64-bit hash of those columns with the ``rowid`` of one request per group, whose columns are then read.
 From that temporary table:
 
-- the per-route traffic of :data:`kit.analysis.optimizations.TRAFFIC_SQL` (requests, request time,
-  5xx responses, bytes sent per service and route) is a sum over the groups;
+- the per-route traffic of :data:`TRAFFIC_SQL` (:func:`route_traffic`: requests, request time, 5xx
+  responses, bytes sent per service and route) is a sum over the groups;
 - the CDN study's groups ``g`` are the groups with a path, regrouped by the values ``g`` derives;
 - the compression study's 200s of the assets per (path, service, route, bytes_sent) are the groups with
   status 200 and an asset path, ``asset_bytes`` being their ``bytes_sent``.
@@ -25,7 +25,8 @@ size (as many groups as sizes).
 Limits: two distinct column tuples sharing a 64-bit hash would be merged (odds about groups² / 2⁶⁵, the
 CDN study's assumption too). Needs ``requests`` to be a table (a view has no ``rowid``: then the requests
 are grouped by the columns themselves, the same rows). Request-time sums add in another order than a
-direct scan's, so they can differ in the last digits.
+direct scan's, so they can differ in the last digits. Built without the assets (``assets=False``, what the
+CDN study does on its own), ``asset_bytes`` is NULL throughout and the membership test is not run.
 """
 
 from __future__ import annotations
@@ -35,11 +36,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
+import pandas as pd
 
 from kit.analysis.window import Window
 
+TRAFFIC_SQL = ("SELECT service, route, count(*) AS requests, coalesce(sum(latency_ms), 0) AS request_ms, "
+               "count(*) FILTER (WHERE status >= 500) AS errors_5xx, coalesce(sum(bytes_sent), 0) AS bytes_sent "
+               "FROM requests WHERE ts >= ? AND ts < ? GROUP BY ALL")
+# TRAFFIC_SQL's numbers summed over the grouped requests, same types
+TRAFFIC_FROM_GROUPS_SQL = ("SELECT service, route, sum(n)::BIGINT AS requests, coalesce(sum(latency_ms), 0) AS "
+                           "request_ms, coalesce(sum(n) FILTER (WHERE status >= 500), 0)::BIGINT AS errors_5xx, "
+                           "coalesce(sum(bytes), 0)::HUGEINT AS bytes_sent FROM {table} GROUP BY ALL")
+
 _RAW_COLS = "service, route, method, status, path, query, content_type, cache_status"
-ASSET_BYTES_SQL = "CASE WHEN status = 200 AND path IN (SELECT path FROM assets) THEN bytes_sent END"
 _SUMS = ("count(*) AS n, sum(coalesce(bytes_sent, 0)) AS bytes, sum(greatest(coalesce(bytes_sent, 0), 1)) AS bytes1, "
          "sum(latency_ms) AS latency_ms")
 
@@ -52,6 +61,7 @@ class RequestGroups:
 
     table: str
     window: Window
+    assets: bool = True   # asset_bytes filled (else NULL throughout)
 
     def of(self, window: Window) -> str:
         """The table name, after checking that the groups are of ``window``."""
@@ -60,31 +70,38 @@ class RequestGroups:
         return self.table
 
 
-def build_sql(window: Window) -> str:
+def _asset_bytes(alias: str = "", *, assets: bool = True) -> str:
+    """``asset_bytes`` of a request (columns of ``alias``): bytes sent of a 200 to an asset path, else NULL."""
+    if not assets:
+        return "NULL"
+    return f"CASE WHEN {alias}status = 200 AND {alias}path IN (SELECT path FROM assets) THEN {alias}bytes_sent END"
+
+
+def build_sql(window: Window, *, assets: bool = True) -> str:
     """The grouped requests of ``window`` (a table ``requests``: grouped by hash, columns read by rowid)."""
-    return f"""WITH hg AS (SELECT hash({_RAW_COLS}, {ASSET_BYTES_SQL}) AS h, min(rowid) AS rid, {_SUMS}
+    return f"""WITH hg AS (SELECT hash({_RAW_COLS}, {_asset_bytes(assets=assets)}) AS h, min(rowid) AS rid, {_SUMS}
   FROM requests WHERE {window.sql()} GROUP BY h)
 SELECT q.service, q.route, q.method, q.status, q.path, q.query, q.content_type, q.cache_status,
-       CASE WHEN q.status = 200 AND q.path IN (SELECT path FROM assets) THEN q.bytes_sent END AS asset_bytes,
-       hg.n, hg.bytes, hg.bytes1, hg.latency_ms
+       {_asset_bytes("q.", assets=assets)} AS asset_bytes, hg.n, hg.bytes, hg.bytes1, hg.latency_ms
 FROM requests q JOIN hg ON q.rowid = hg.rid"""
 
 
-def build_sql_by_columns(window: Window) -> str:
+def build_sql_by_columns(window: Window, *, assets: bool = True) -> str:
     """The same rows grouped by the columns (for a view ``requests``, which has no rowid)."""
-    return (f"SELECT {_RAW_COLS}, {ASSET_BYTES_SQL} AS asset_bytes, {_SUMS} "
+    return (f"SELECT {_RAW_COLS}, {_asset_bytes(assets=assets)} AS asset_bytes, {_SUMS} "
             f"FROM requests WHERE {window.sql()} GROUP BY ALL")
 
 
-def build_request_groups(con: duckdb.DuckDBPyConnection, window: Window) -> RequestGroups:
+def build_request_groups(con: duckdb.DuckDBPyConnection, window: Window, *, assets: bool = True) -> RequestGroups:
     """Build the window's grouped requests in a temporary table (one scan of ``requests``); the caller drops
-    it with :func:`drop_request_groups` (or uses :func:`request_groups`)."""
-    table = f"request_groups_{abs(hash((window.start, window.end))) % 10**8}"
+    it with :func:`drop_request_groups` (or uses :func:`request_groups`). ``assets=False``: without
+    ``asset_bytes`` (what the compression study needs), so without the test of each path against ``assets``."""
+    table = f"request_groups_{abs(hash((window.start, window.end, assets))) % 10**8}"
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {build_sql(window)}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {build_sql(window, assets=assets)}")
     except duckdb.BinderException:   # requests is a view (no rowid): group by the columns
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {build_sql_by_columns(window)}")
-    return RequestGroups(table, window)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {build_sql_by_columns(window, assets=assets)}")
+    return RequestGroups(table, window, assets)
 
 
 def drop_request_groups(con: duckdb.DuckDBPyConnection, groups: RequestGroups) -> None:
@@ -93,10 +110,20 @@ def drop_request_groups(con: duckdb.DuckDBPyConnection, groups: RequestGroups) -
 
 
 @contextmanager
-def request_groups(con: duckdb.DuckDBPyConnection, window: Window) -> Iterator[RequestGroups]:
+def request_groups(con: duckdb.DuckDBPyConnection, window: Window, *, assets: bool = True
+                   ) -> Iterator[RequestGroups]:
     """The window's grouped requests for the block (:func:`build_request_groups`); dropped after it."""
-    groups = build_request_groups(con, window)
+    groups = build_request_groups(con, window, assets=assets)
     try:
         yield groups
     finally:
         drop_request_groups(con, groups)
+
+
+def route_traffic(con: duckdb.DuckDBPyConnection, window: Window, groups: RequestGroups | None = None
+                  ) -> pd.DataFrame:
+    """Per service and route of the window's requests: the requests, request time (ms), 5xx responses and
+    bytes sent (:data:`TRAFFIC_SQL`; from ``groups`` when given, without another scan)."""
+    if groups is not None:
+        return con.execute(TRAFFIC_FROM_GROUPS_SQL.format(table=groups.of(window))).df()
+    return con.execute(TRAFFIC_SQL, [window.start, window.end]).df()
