@@ -19,6 +19,9 @@ class Measurement:
     peak_bytes: int  # PSS (or RSS, ``pss=False``) summed over the process tree
     returncode: int
     timed_out: bool = False  # killed, with its process group, after ``timeout_s``
+    # user + system CPU seconds of the tree: each process's last sampled times, summed (processes nobody
+    # waits for, such as kernels and JVMs, count too; a process's last interval before it ends can be missed)
+    cpu_seconds: float = 0.0
 
 
 def _footprint(process: psutil.Process) -> int:
@@ -31,26 +34,35 @@ def _footprint(process: psutil.Process) -> int:
 
 
 def measure(command: list[str], interval_s: float = 0.1, *, timeout_s: float | None = None,
-            pss: bool = True) -> Measurement:
-    """Run ``command``; sample the summed memory (PSS, or RSS when not ``pss``) of it and its children every
-    ``interval_s`` seconds. With ``timeout_s``, the command runs in its own process group, killed whole
-    (a JVM it started too) when it runs longer."""
+            pss: bool = True, quiet: bool = False) -> Measurement:
+    """Run ``command`` (its output discarded when ``quiet``); sample the summed memory (PSS, or RSS when not
+    ``pss``) and the CPU times of it and its children every ``interval_s`` seconds. With ``timeout_s``, the
+    command runs in its own process group, killed whole (a JVM it started too) when it runs longer."""
     started = time.perf_counter()
-    proc = subprocess.Popen(command, start_new_session=timeout_s is not None)
+    proc = subprocess.Popen(command, start_new_session=timeout_s is not None,
+                            stdout=subprocess.DEVNULL if quiet else None)
     root = psutil.Process(proc.pid)
     peak = 0
+    cpu: dict[tuple[int, float], float] = {}   # (pid, start time) -> last user + system seconds
     while proc.poll() is None:
         if timeout_s is not None and time.perf_counter() - started > timeout_s:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            return Measurement(time.perf_counter() - started, peak, proc.returncode, timed_out=True)
+            return Measurement(time.perf_counter() - started, peak, proc.returncode, timed_out=True,
+                               cpu_seconds=sum(cpu.values()))
         try:
             tree = [root, *root.children(recursive=True)]
             peak = max(peak, sum(_footprint(p) if pss else int(p.memory_info().rss) for p in tree if p.is_running()))
         except psutil.Error:
-            pass
+            tree = []
+        for p in tree:
+            try:
+                t = p.cpu_times()
+                cpu[(p.pid, p.create_time())] = t.user + t.system
+            except psutil.Error:
+                pass
         time.sleep(interval_s)
-    return Measurement(time.perf_counter() - started, peak, proc.returncode)
+    return Measurement(time.perf_counter() - started, peak, proc.returncode, cpu_seconds=sum(cpu.values()))
 
 
 def run_child(cmd: list[str], **kw) -> tuple[subprocess.CompletedProcess, float, int, float]:

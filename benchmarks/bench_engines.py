@@ -130,34 +130,18 @@ def run_pair(pair: str, db: str, root: str, out: str, threads: int, analysis: st
 def whole_run(pair: str, warehouse: str, out: Path, master: str) -> dict:
     """``perfkit run`` of every notebook on ``warehouse`` (Spark for pair c), one notebook at a time
     (``--workers 1``, so each notebook's time is its own): wall seconds, CPU seconds of its process tree
-    (kernels and Spark JVMs, which no parent waits for: each process's last CPU times sampled every 0.1 s, so a
-    process's last 0.1 s before it ends can be missed) and the run's seconds per notebook."""
+    (kernels and Spark JVMs included, sampled by :func:`_measure.measure`) and the run's seconds per notebook."""
     params = out.with_suffix(".yml")
     engine = f"engine: spark\nspark: {{master: '{master}', options: {{}}}}\n" if pair == "c" else ""
     params.write_text(f"title: bench\n{engine}")
     cmd = [sys.executable, "-m", "kit.cli", "run", "--db", warehouse, "--params", str(params), "--out", str(out),
            "--workers", "1", "--quiet"]
-    t0 = time.perf_counter()
-    run = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    root, last = psutil.Process(run.pid), {}
-    while run.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            tree = []
-        for p in tree:
-            try:
-                t = p.cpu_times()
-                last[(p.pid, p.create_time())] = t.user + t.system
-            except psutil.Error:
-                pass
-        time.sleep(0.1)
-    wall, cpu = time.perf_counter() - t0, sum(last.values())
+    run = measure(cmd, 0.1, pss=False, quiet=True)
     if run.returncode != 0:
         raise subprocess.CalledProcessError(run.returncode, cmd)
     manifest = json.loads(next((out / "runs").iterdir()).joinpath("manifest.json").read_text())
     notebooks = {t["name"]: t["execute_s"] + t["export_s"] for t in manifest["timings"]}
-    return {"wall_s": wall, "cpu_s": cpu, "notebooks_s": notebooks,
+    return {"wall_s": run.seconds, "cpu_s": run.cpu_seconds, "notebooks_s": notebooks,
             "summary": ", ".join(f"{name[:2]} {s:.0f} s" for name, s in notebooks.items())}
 
 
