@@ -105,6 +105,20 @@ def test_index_candidates_from_the_text():
     assert not statement_shape("select count(*) from t where note like ?").candidates
 
 
+def test_a_scan_that_finds_no_rows_is_still_explained():
+    """2803 blocks read per call for 0 rows is a scan (0 rows counts as 1: 2803 >= 20 blocks per row);
+    the same statement reading 3 blocks for 1 row is a cheap lookup."""
+    from types import SimpleNamespace
+
+    from kit.analysis.database import _explain_reason
+    shape = statement_shape("select * from counters where code = ?")
+    row = dict(share_of_db_time=0.01, mean_ms=0.4, rows_per_call=0.0, examined_per_row=float("nan"))
+    explain, reason = _explain_reason(SimpleNamespace(**row, blocks_per_call=2803.0), shape)
+    assert explain and "2803 blocks read per call for 0.0 rows" in reason
+    explain, reason = _explain_reason(SimpleNamespace(**row | {"rows_per_call": 1.0}, blocks_per_call=3.0), shape)
+    assert not explain and reason.startswith("cheap")
+
+
 def test_demo_shows_the_nplus1_and_the_orders_index(demo_warehouse):
     from kit.demo.incidents import SLOW_QUERY
     from kit.demo.queries import NPLUS1_QUERY

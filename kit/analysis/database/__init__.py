@@ -104,8 +104,9 @@ def _explain_reason(row: Any, shape: StatementShape) -> tuple[bool, str]:
         reasons.append(f"{row.share_of_db_time:.0%} of database time")
     if row.mean_ms >= 5:
         reasons.append(f"mean {fmt.num(row.mean_ms)} ms per call")
-    if row.blocks_per_call == row.blocks_per_call and row.blocks_per_call is not None and row.rows_per_call \
-            and row.blocks_per_call / max(row.rows_per_call, 1) >= 20:
+    if row.blocks_per_call == row.blocks_per_call and row.blocks_per_call is not None \
+            and row.rows_per_call == row.rows_per_call and row.rows_per_call is not None \
+            and row.blocks_per_call / max(row.rows_per_call, 1) >= 20:   # 0 rows found: still a scan
         reasons.append(f"{row.blocks_per_call:.0f} blocks read per call for {row.rows_per_call:.1f} rows "
                        "(a scan rather than a lookup)")
     if row.examined_per_row == row.examined_per_row and row.examined_per_row is not None \
