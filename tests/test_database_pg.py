@@ -18,6 +18,8 @@ from kit.analysis.database.advice import advise_indexes
 from kit.analysis.window import Window
 from kit.ingest.pg_stat_statements import snapshot_pg_stat_statements
 from kit.ingest.postgres import ingest_postgres_log
+from kit.report.render import environment
+from kit.results import to_jsonable
 from kit.warehouse import connect
 from tests.conftest import postgres_server
 
@@ -154,3 +156,40 @@ def test_db_advice_cli(workload, tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert {p["table"] for p in doc["proposals"]} == {"orders_big", "counters"}
     assert {"checks", "skipped", "dsn", "server_version"} <= set(doc)
+
+
+@pytest.mark.integration
+def test_one_proposal_per_index(workload):
+    """Three lookups of one table: by tenant (twice, two texts) and by tenant ordered by time. Each text's
+    best index is proposed once: the two tenant lookups share theirs, and it is folded into (tenant,
+    created), which serves them too (re-EXPLAINed with only that index); the checks say which index serves
+    the folded statements."""
+    import psycopg
+
+    with psycopg.connect(workload["dsn"], autocommit=True) as pg:
+        pg.execute("CREATE TABLE events_big (id int PRIMARY KEY, tenant int, created int, payload text)")
+        pg.execute("INSERT INTO events_big SELECT g, g % 2000, g, md5(g::text) FROM generate_series(1, 200000) g")
+        pg.execute("ANALYZE events_big")
+    by_tenant = "select * from events_big where tenant = ?"
+    ids = "select id from events_big where tenant = ?"
+    latest = "select * from events_big where tenant = ? order by created desc limit 10"
+    items = [{"fingerprint": fp, "sample": fp, "calls": calls, "mean_ms": 10.0}
+             for fp, calls in ((by_tenant, 100), (ids, 50), (latest, 20))]
+    advice = advise_indexes(workload["dsn"], items, statement_timeout_ms=2000, total_budget_s=30)
+    assert [(p.table, p.columns) for p in advice.proposals] == [("events_big", ("tenant", "created"))]
+    prop = advice.proposals[0]
+    assert prop.fingerprint == latest and {s.fingerprint for s in prop.also_serves} == {by_tenant, ids}
+    assert all(s.cost_reduction >= 0.5 and s.cost_after < s.cost_before for s in prop.also_serves)
+    # time saved: calls x mean ms x the cost cut under the proposed index, summed over the three
+    expected = prop.saved_ms + sum(c * 10.0 * s.cost_reduction for s in prop.also_serves
+                                   for fp, c in ((by_tenant, 100), (ids, 50)) if s.fingerprint == fp)
+    assert prop.total_saved_ms == pytest.approx(expected, rel=1e-12)
+    checks = {c.fingerprint: c.outcome for c in advice.checks}
+    assert checks[by_tenant].startswith("served by the proposed CREATE INDEX CONCURRENTLY events_big_tenant_created")
+    assert checks[ids].startswith("served by the proposed") and checks[latest].startswith("propose")
+    # the document lists the index once, with the statements it serves
+    db = to_jsonable(analyse_database(workload["con"], workload["window"])) | {"advice": to_jsonable(advice)}
+    text = environment().from_string('{% from "partials/database.md.j2" import section %}{{ section(db) }}'
+                                     ).render(db=db)
+    lines = [line for line in text.splitlines() if line.startswith(f"- `{prop.ddl}`")]
+    assert len(lines) == 1 and "over 3 statements" in lines[0], text

@@ -52,8 +52,10 @@ def _advice(args: argparse.Namespace) -> int:
           f"{len(advice.checks)} explained in {advice.elapsed_s:.1f} s")
     for p in advice.proposals:
         print(f"{p.ddl};\n  plan cost {p.cost_before:,.0f} -> {p.cost_after:,.0f} (-{p.cost_reduction:.0%}), "
-              f"saves ~{p.saved_ms / 1000:,.1f} s of database time, size ~{p.size_bytes / 1e6:,.1f} MB\n"
+              f"saves ~{p.total_saved_ms / 1000:,.1f} s of database time, size ~{p.size_bytes / 1e6:,.1f} MB\n"
               f"  {p.write_cost}")
+        for s in p.also_serves:
+            print(f"  also serves {s.fingerprint[:90]} (plan cost -{s.cost_reduction:.0%})")
     for c in advice.checks:
         print(f"- {c.fingerprint[:100]}: {c.outcome}")
     for fp, why in advice.skipped.items():

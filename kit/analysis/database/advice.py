@@ -17,6 +17,12 @@ mean time × cost reduction (the plan cost's share stands in for the time's shar
 tuples, against tuples read (``seq_tup_read + idx_tup_fetch``) since the statistics were reset; a table
 whose writes are at least ``WRITE_HEAVY_RATIO`` (25 %) of its reads is called write-heavy, and every
 proposal says what each write will cost.
+
+**One proposal per index.** Fingerprints whose best candidate is the same index get one proposal that
+serves them all (its total time saved is the sum). An index whose columns lead a longer proposed index on
+the same table (``(a)`` and ``(a, b)``) is folded into the longer one when, EXPLAINed again with only the
+longer hypothetical index, each of its statements still has its plan cost cut by at least half: a B-tree
+on ``(a, b)`` serves the lookups by ``a``, and one index costs fewer writes than two. Otherwise both stay.
 """
 
 from __future__ import annotations
@@ -24,23 +30,37 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kit.analysis.database.indexes import IndexCandidate, candidate_ddl, statement_shape
 from kit.errors import DatabaseAdviceError
 
-__all__ = ["IndexAdvice", "IndexProposal", "PlanCheck", "advise_indexes"]
+__all__ = ["IndexAdvice", "IndexProposal", "PlanCheck", "ServedStatement", "advise_indexes"]
 
 MIN_COST_REDUCTION = 0.5
 WRITE_HEAVY_RATIO = 0.25  # tuple writes / tuples read at or above which a table is called write-heavy
 
 
 @dataclass(frozen=True)
+class ServedStatement:
+    """Another fingerprint that a proposed index serves: its plan cost without and with the index, the
+    share cut and the database time saved (ms, calls × mean ms × that share)."""
+
+    fingerprint: str
+    cost_before: float
+    cost_after: float
+    cost_reduction: float
+    saved_ms: float
+
+
+@dataclass(frozen=True)
 class IndexProposal:
     """An index worth creating: ``ddl``, the plan ``cost_before``/``cost_after`` and ``cost_reduction``
-    (share), ``saved_ms`` (calls × mean ms × reduction), ``size_bytes`` (hypopg's estimate), the table's
-    ``writes``/``scans`` since the statistics were reset and ``write_heavy``, and ``write_cost`` in words."""
+    (share) of ``fingerprint``, ``saved_ms`` (its calls × mean ms × reduction), ``size_bytes`` (hypopg's
+    estimate), the table's ``writes``/``scans`` since the statistics were reset and ``write_heavy``, and
+    ``write_cost`` in words; ``also_serves``: the other fingerprints the same index cuts by at least half,
+    and ``total_saved_ms`` the time saved over all of them (see the module docstring)."""
 
     fingerprint: str
     table: str
@@ -55,6 +75,18 @@ class IndexProposal:
     reads: int
     write_heavy: bool
     write_cost: str
+    also_serves: tuple[ServedStatement, ...] = ()
+    total_saved_ms: float = 0.0
+
+    def served(self) -> ServedStatement:
+        """This proposal's own fingerprint as a served statement."""
+        return ServedStatement(self.fingerprint, self.cost_before, self.cost_after, self.cost_reduction,
+                               self.saved_ms)
+
+    def serving(self, more: list[ServedStatement]) -> IndexProposal:
+        """The same index, also serving ``more`` (their time saved added to the total)."""
+        return replace(self, also_serves=(*self.also_serves, *more),
+                       total_saved_ms=self.total_saved_ms + sum(m.saved_ms for m in more))
 
 
 @dataclass(frozen=True)
@@ -198,7 +230,7 @@ def advise_indexes(dsn: str, analysis_or_fingerprints: Any, *, statement_timeout
                     pg.execute("SELECT hypopg_reset()")
                 except psycopg.Error:
                     pass
-    proposals.sort(key=lambda p: -p.saved_ms)
+        proposals, checks = _one_per_index(pg, proposals, checks, min_cost_reduction)
     return IndexAdvice(label, version, proposals, checks, skipped, statement_timeout_ms, total_budget_s,
                        time.monotonic() - t0)
 
@@ -267,7 +299,8 @@ def _check(pg: Any, fp: str, name: str, nparams: int, text: str, candidates: tup
         if heavy:
             cost_text = "WRITE-HEAVY TABLE: " + cost_text + "; measure write latency after creating it"
         proposals.append(IndexProposal(fp, cand.table, cand.columns, candidate_ddl(cand.table, cand.columns),
-                                       cost, new_cost, reduction, saved, size, writes, reads, heavy, cost_text))
+                                       cost, new_cost, reduction, saved, size, writes, reads, heavy, cost_text,
+                                       total_saved_ms=saved))
         outcome = f"propose {candidate_ddl(cand.table, cand.columns)} (plan cost −{reduction:.0%})"
     elif best is not None:
         outcome = f"no index cuts the plan cost by {min_red:.0%} (best −{best[0]:.0%})"
@@ -276,3 +309,65 @@ def _check(pg: Any, fp: str, name: str, nparams: int, text: str, candidates: tup
     else:
         outcome = "no candidate index is used by the planner, or an index on these columns already exists"
     return PlanCheck(fp, text, cost, str(plan.get("Node Type")), seq, tried, outcome), proposals
+
+
+def _one_per_index(pg: Any, proposals: list[IndexProposal], checks: list[PlanCheck], min_red: float
+                   ) -> tuple[list[IndexProposal], list[PlanCheck]]:
+    """The proposals merged to one per index, and one per leading-column family where the longer index
+    serves the shorter one's statements (module docstring), most time saved first; the checks of the
+    statements folded into another index say which one serves them."""
+    by_ddl: dict[str, list[IndexProposal]] = {}
+    for p in sorted(proposals, key=lambda p: -p.saved_ms):
+        by_ddl.setdefault(p.ddl, []).append(p)
+    merged = [group[0].serving([q.served() for q in group[1:]]) for group in by_ddl.values()]
+    statements = {c.fingerprint: c.statement for c in checks}
+    served_by: dict[str, tuple[str, float]] = {}
+    kept: list[IndexProposal] = []
+    for p in sorted(merged, key=lambda p: (-len(p.columns), -p.total_saved_ms)):
+        hosts = [i for i, q in enumerate(kept) if q.table == p.table and len(q.columns) > len(p.columns)
+                 and q.columns[:len(p.columns)] == p.columns]
+        for i in hosts:
+            under = [_served_under(pg, kept[i], s, statements[s.fingerprint]) for s in (p.served(), *p.also_serves)]
+            if all(u is not None and u.cost_reduction >= min_red for u in under):
+                kept[i] = kept[i].serving([u for u in under if u is not None])
+                served_by.update({u.fingerprint: (kept[i].ddl, u.cost_reduction) for u in under if u is not None})
+                break
+        else:
+            kept.append(p)
+    for p in kept:
+        for s in p.also_serves:
+            served_by.setdefault(s.fingerprint, (p.ddl, s.cost_reduction))
+    checks = [replace(c, outcome=f"served by the proposed {served_by[c.fingerprint][0]} "
+                                 f"(plan cost −{served_by[c.fingerprint][1]:.0%})")
+              if c.fingerprint in served_by else c for c in checks]
+    return sorted(kept, key=lambda p: -p.total_saved_ms), checks
+
+
+def _served_under(pg: Any, index: IndexProposal, statement: ServedStatement, text: str) -> ServedStatement | None:
+    """``statement`` EXPLAINed again with only ``index`` (hypothetical): its cost and time saved under it,
+    or None when the planner does not use it (or the EXPLAIN fails)."""
+    import psycopg
+
+    text, nparams = _parameterise(text)   # a check's statement: already numbered ($n), counted here
+    name = "pk_advice_fold"
+    oid = None
+    try:
+        pg.execute(f"PREPARE {name} AS {text}")
+        oid = int(pg.execute("SELECT indexrelid FROM hypopg_create_index(%s)",
+                             [f"CREATE INDEX ON {index.table} ({', '.join(index.columns)})"]).fetchone()[0])
+        after = _plan(pg, name, nparams, text)
+    except psycopg.Error:
+        return None
+    finally:
+        try:
+            pg.execute(f"DEALLOCATE {name}")
+            if oid is not None:
+                pg.execute("SELECT hypopg_drop_index(%s)", [oid])
+        except psycopg.Error:
+            pass
+    if not any(str(oid) in str(n.get("Index Name", "")) for n in _walk(after)):
+        return None
+    cost = float(after["Total Cost"])
+    reduction = 1 - cost / statement.cost_before if statement.cost_before > 0 else 0.0
+    per_share = statement.saved_ms / statement.cost_reduction if statement.cost_reduction > 0 else 0.0
+    return ServedStatement(statement.fingerprint, statement.cost_before, cost, reduction, per_share * reduction)
