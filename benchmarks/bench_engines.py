@@ -88,13 +88,14 @@ def run_pair(pair: str, db: str, root: str, out: str, threads: int, analysis: st
     from kit.analysis.kpis import kpi_report
     from kit.analysis.kpis.red import latency_series_frame
     from kit.analysis.window import resolve_window
-    from kit.engine import DuckDBEngine, SparkEngine, spark_session
+    from kit.engine import DuckDBEngine, Engine, SparkEngine, spark_session
     from kit.parquet_warehouse import committed_files
     from kit.warehouse import connect
 
     result: dict = {}
     con = connect(db if pair == "a" else root, read_only=True, threads=threads, memory_limit=memory_limit)
     con.execute("SET enable_progress_bar = false")
+    engine: Engine
     if pair == "c":
         with _Step() as start:
             spark_session(master)
