@@ -119,6 +119,32 @@ def test_a_scan_that_finds_no_rows_is_still_explained():
     assert not explain and reason.startswith("cheap")
 
 
+def test_an_index_that_leads_another_is_folded_into_it(con):
+    """Lookups by r.k and by r.k ordered by t (both scans: 200 blocks per row, slow) get one opportunity,
+    the index (k, t), saving what both would (no interval history: half of each one's time, 20-90 %);
+    the same lookup on another table keeps its own."""
+    by_k, latest, other = ("select * from r where k = ?", "select * from r where k = ? order by t desc limit ?",
+                           "select * from s where k = ?")
+    src = warehouse.begin_source(con, "test")
+    for m in range(3):
+        for fp, calls, ms in ((by_k, 10, 100), (latest, 5, 500), (other, 10, 100)):
+            c = calls * (m + 1)
+            _snap(con, src, m * 10, fp, c, ms * (m + 1), rows=c, hit=c * 100, read=c * 100)
+    a = analyse_database(con, Window(T0, T0 + timedelta(hours=1)))
+    index = [o for o in a.opportunities if o.title.startswith("Index")]
+    assert sorted(o.title.split(" for ")[0] for o in index) == ["Index r (k, t)", "Index s (k)"]
+    folded = next(o for o in index if o.title.startswith("Index r"))
+    assert folded.title.endswith("(and 1 more statement)")
+    assert folded.addresses == [f"query:{latest}", f"query:{by_k}"]
+    # deltas: by_k 20 calls / 200 ms, latest 10 / 1000 ms, other 20 / 200 ms: 1400 ms in all
+    assert folded.saving.value == pytest.approx(0.5 * (1000 + 200))
+    assert (folded.saving.low, folded.saving.high) == pytest.approx((0.2 * 1200, 0.9 * 1200))
+    assert folded.saving.share == pytest.approx(600 / 1400) and folded.score == pytest.approx(600 / 1400)
+    assert folded.change.count("CREATE INDEX") == 1
+    assert folded.change.startswith("CREATE INDEX CONCURRENTLY r_k_t_idx ON r (k, t);")
+    assert folded.details["also_serves"] == [by_k]
+
+
 def test_demo_shows_the_nplus1_and_the_orders_index(demo_warehouse):
     from kit.demo.incidents import SLOW_QUERY
     from kit.demo.queries import NPLUS1_QUERY

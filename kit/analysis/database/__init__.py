@@ -9,12 +9,13 @@ without a live database is a heuristic — every snapshot interval brought back 
 fast level (value: its 25th percentile of per-interval mean; low: the median; high: half the 10th
 percentile) — and says so; ``advise_indexes`` replaces it with the planner's cost reduction. An N+1's
 saving assumes one batched statement per request costs about what one lookup does: the excess calls ×
-mean time, with 50 %–100 % of it as the interval.
+mean time, with 50 %–100 % of it as the interval. One index is proposed per leading-column family: an
+index whose columns lead another candidate's on the same table is folded into it, with the savings summed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ from kit import fmt
 from kit.analysis.database.digest import Period, deltas_sql, digest, events_sql, held_deltas, hold_deltas, regressions
 from kit.analysis.database.indexes import IndexCandidate, StatementShape, candidate_ddl, statement_shape
 from kit.analysis.database.nplus1 import burst_nplus1, signature_nplus1
-from kit.analysis.opportunity import Opportunity, Saving, opportunity
+from kit.analysis.opportunity import EFFORT_WEIGHT, Opportunity, Saving, opportunity
 from kit.analysis.window import Window, parse_instant
 
 __all__ = ["DatabaseAnalysis", "IndexCandidate", "IndexSuggestion", "StatementShape", "analyse_database",
@@ -120,6 +121,41 @@ def _explain_reason(row: Any, shape: StatementShape) -> tuple[bool, str]:
     if not reasons:
         return False, "cheap per call and a small share of database time"
     return True, "; ".join(reasons)
+
+
+def _strings(value: object) -> list[str]:
+    """A JSON list of strings from an opportunity's details (empty when absent)."""
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _one_per_index(found: list[tuple[IndexCandidate, Opportunity]]) -> list[Opportunity]:
+    """The index opportunities with one per index: one whose columns lead another's on the same table (or
+    are the same) is folded into it, since a B-tree serves the lookups by a prefix of its columns and one
+    index costs fewer writes than two; the folded one's statement, evidence, saving and SQL are added."""
+    kept: list[tuple[IndexCandidate, Opportunity, str]] = []   # (index, opportunity, its own title)
+    for cand, opp in sorted(found, key=lambda f: (-len(f[0].columns), -f[1].saving.value)):
+        host = next((i for i, (c, _, _) in enumerate(kept) if c.table == cand.table
+                     and c.columns[:len(cand.columns)] == cand.columns), None)
+        if host is None:
+            kept.append((cand, opp, opp.title))
+            continue
+        c, o, title = kept[host]
+        fp = opp.addresses[0].removeprefix("query:") if opp.addresses else opp.title
+        a, b = o.saving, opp.saving
+        saving = replace(a, value=a.value + b.value, share=a.share + b.share,
+                         low=None if a.low is None or b.low is None else a.low + b.low,
+                         high=None if a.high is None or b.high is None else a.high + b.high)
+        more = len(o.addresses)
+        kept[host] = (c, replace(
+            o, title=f"{title} (and {more} more statement{'s' if more > 1 else ''})",
+            change=o.change + f" The same index serves `{fp[:90]}`, whose lookup by {', '.join(cand.columns)} "
+                              f"leads it: no separate index on {cand.table} ({', '.join(cand.columns)}).",
+            evidence=o.evidence + f" Also `{fp[:90]}`: {opp.evidence}",
+            effect=f"{o.effect} With the statements it also serves: about {saving.value / 1000:,.1f} s.",
+            saving=saving, score=saving.share / EFFORT_WEIGHT[o.effort], addresses=[*o.addresses, *opp.addresses],
+            details={**o.details, "also_serves": [*_strings(o.details.get("also_serves")), fp]},
+            sql={**o.sql, **{f"{k} ({fp[:60]})": v for k, v in opp.sql.items() if k != "digest"}}), title)
+    return [o for _, o, _ in kept]
 
 
 def _scan_evidence(row: Any) -> bool:
@@ -347,6 +383,7 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, bottlenecks: dict[s
             and (_scan_evidence(by_fp[sug.fingerprint]) or sug.fingerprint in regressed)
 
     interval_means = _all_interval_means(con, window, [s.fingerprint for s in indexes if wants_index(s)], deltas)
+    index_opps: list[tuple[IndexCandidate, Opportunity]] = []
     for sug in indexes:
         row = by_fp[sug.fingerprint]
         if sug.fingerprint in nplus1_fps:
@@ -354,9 +391,10 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, bottlenecks: dict[s
         if wants_index(sug):
             opp = _index_opportunity(window, row, sug, total_ms, sql["digest"], interval_means)
             if opp:
-                opps.append(opp)
+                index_opps.append((sug.candidates[0], opp))
         elif not sug.candidates and row.share_of_db_time >= 0.2 and statement_shape(sug.fingerprint).kind == "select":
             opps.append(_rewrite_opportunity(row, total_ms, sql["digest"]))
+    opps.extend(_one_per_index(index_opps))
     opps.sort(key=lambda o: -o.saving.value)
     digest_out = frame[[c for c in DIGEST_COLUMNS if c in frame.columns]].reset_index(drop=True)
     return DatabaseAnalysis(window.start, window.end, digest_out, total_ms, total_calls, sources, regs, nplus1,
