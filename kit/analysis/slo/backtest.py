@@ -326,15 +326,15 @@ def backtest_slos(slos: list[tuple[SloSpec, tuple[np.ndarray, np.ndarray]]], sta
         worst = burning.get(j)
         inc_burn, inc_slo = (worst[0], worst[1]) if worst else (None, None)
         first = hits[0] if hits else None
-        overrun = _overrun(hits, hits[0][3]) if hits else None
+        overrun = _overrun(hits, first[3]) if first else None
         incident_rows.append(IncidentScore(
             what=inc["what"], type=inc.get("type"), service=inc["service"], route=inc.get("route"),
             ts_start=inc["ts_start"], ts_end=inc["ts_end"], slo=inc_slo, burns_budget=j in burning_set,
             burn_rate=inc_burn, budget_consumed_ratio=consumed.get(j), peak_burn_rate=peaks.get(j), detected=bool(hits),
-            severity=hits[0][2] if hits else None,
+            severity=first[2] if first else None,
             delay_s=first[0] if first else None,
             reset_s=None if overrun is None else max(0.0, overrun),
-            alert=hits[0][3] if hits else None,
+            alert=first[3] if first else None,
             cleared_early_s=None if overrun is None else max(0.0, -overrun)))
     note = ("Replayed at 1-minute resolution with exact per-window event counts. An episode is a true "
             f"positive when it overlaps an incident on its service (up to {grace_s / 60:g} min after its end); "
