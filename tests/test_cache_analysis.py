@@ -128,3 +128,30 @@ def test_notebook_40_runs_headless(demo_db: Path, tmp_path: Path) -> None:
     assert saved["main_key"] == "path" and len(saved["capacity_grid_bytes"]) == 12
     plan = build_caching_plan({"cache": saved}, RunConfig())
     jsonschema.validate(json.loads(dumps(plan)), json.loads(SCHEMA.read_text()))
+
+
+def test_database_buffer_cache_from_snapshot_deltas(con) -> None:
+    """The database layer sums the snapshot intervals: a counter reset (20 -> 5 calls) counts from zero and
+    a second server's counters add, by hand: select 10 + 5 + 10 calls, 250 ms, hit 75, read 25; the
+    update 10 calls, 100 ms, hit 100, read 300. The last value minus the first would say 15 calls."""
+    from datetime import timedelta
+
+    from kit import warehouse
+    from kit.analysis.cache import _database
+    from tests.test_database import T0, _snap
+
+    select, update = "select * from t where k = ?", "update t set v = ? where k = ?"
+    a, b = warehouse.begin_source(con, "server a"), warehouse.begin_source(con, "server b")
+    for minute, calls in ((0, 10), (10, 20), (20, 5), (30, 15)):
+        _snap(con, a, minute, select, calls, calls * 10.0, rows=calls, hit=calls * 3, read=calls)
+    for minute, (calls, ms, hit, read) in ((0, (1000, 5000.0, 0, 0)), (10, (1010, 5100.0, 100, 300))):
+        _snap(con, b, minute, update, calls, ms, rows=calls, hit=hit, read=read)
+    whole = _database(con, None, None)
+    assert whole["buffer_hit_ratio"] == pytest.approx(175 / 500)
+    assert whole["top_read_queries"] == [{"fingerprint": select, "calls": 25, "total_ms": pytest.approx(250.0),
+                                          "share_of_db_time": pytest.approx(250 / 350)}]
+    # the window [T0 + 15 min, ...): the intervals ending at 20 and 30 min, the select's alone
+    late = _database(con, (T0 + timedelta(minutes=15)).isoformat(), None)
+    assert late["buffer_hit_ratio"] == pytest.approx(45 / 60)
+    assert late["top_read_queries"][0]["calls"] == 15 and late["top_read_share_of_db_time"] == pytest.approx(1.0)
+    assert _database(con, None, T0.isoformat())["note"] == "no query statistics in the window"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import duckdb
@@ -185,33 +186,41 @@ def _browser(frame: Any) -> dict[str, Any]:
                       "object by the same client (upper bound of private-cache hits with long max-age)"}
 
 
-def _database(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+def _database(con: duckdb.DuckDBPyConnection, start: str | None, end: str | None) -> dict[str, Any]:
+    """The database's buffer cache from the ``queries`` snapshots of [start, end) (the whole history when
+    open): shared-buffer hit ratio, and the SELECTs with the most database time. Counters are the per-interval
+    deltas of :func:`kit.analysis.database.digest.deltas_sql` (per source and series, a counter reset counted
+    from zero), not the last value minus the first, which a reset or a second server would turn wrong."""
+    from kit.analysis.database.digest import deltas_sql
+    from kit.analysis.window import parse_instant
+
     out: dict[str, Any] = {"source": "queries"}
-    snap = con.execute(
-        """WITH s AS (SELECT query_id, max(shared_blks_hit) - min(shared_blks_hit) AS hit,
-                             max(shared_blks_read) - min(shared_blks_read) AS rd,
-                             max(calls) - min(calls) AS calls, max(total_ms) - min(total_ms) AS ms,
-                             any_value(fingerprint) AS fp
-                      FROM queries WHERE kind = 'snapshot' GROUP BY query_id)
-           SELECT sum(hit), sum(rd), sum(calls), sum(ms) FROM s""").fetchone()
-    if snap and snap[0] is not None and (snap[0] or 0) + (snap[1] or 0) > 0:
-        out["buffer_hit_ratio"] = float(snap[0]) / float(snap[0] + snap[1])
-        out["buffer_hit_source"] = ("queries snapshots: shared_blks_hit / (hit + read), deltas between the "
-                                    "first and last snapshot per query_id")
-    top = con.execute(
-        """WITH s AS (SELECT fingerprint, max(calls) - min(calls) AS calls, max(total_ms) - min(total_ms) AS ms
-                      FROM queries WHERE kind = 'snapshot' GROUP BY query_id, fingerprint)
-           SELECT fingerprint, sum(calls) AS calls, sum(ms) AS ms FROM s
-           WHERE upper(ltrim(fingerprint)) LIKE 'SELECT%' GROUP BY 1 ORDER BY ms DESC LIMIT 5""").fetchall()
-    total = con.execute(
-        """SELECT sum(c), sum(m) FROM (SELECT max(calls) - min(calls) AS c, max(total_ms) - min(total_ms) AS m
-           FROM queries WHERE kind = 'snapshot' GROUP BY query_id)""").fetchone()
-    if top and total and total[1]:
-        out["top_read_queries"] = [{"fingerprint": str(f)[:200], "calls": int(c or 0), "total_ms": float(m or 0),
-                                    "share_of_db_time": float(m or 0) / float(total[1])} for f, c, m in top]
-        out["top_read_share_of_db_time"] = float(sum((m or 0) for _, _, m in top)) / float(total[1])
+    lo, hi = parse_instant("start", start), parse_instant("end", end)
+    if lo is None or hi is None:
+        first, last = con.execute("SELECT min(ts), max(ts) FROM queries WHERE kind = 'snapshot'").fetchone() \
+            or (None, None)
+        if first is None:
+            out["note"] = "no query statistics in the warehouse"
+            return out
+        lo, hi = lo or first, hi or last + timedelta(microseconds=1)
+    per_fp = con.execute(f"""WITH d AS ({deltas_sql(lo, hi)})
+        SELECT fingerprint, sum(calls) AS calls, sum(total_ms) AS ms, sum(hit) AS hit, sum(read) AS rd
+        FROM d GROUP BY fingerprint ORDER BY ms DESC NULLS LAST, fingerprint""").df().fillna(
+        {"fingerprint": "", "calls": 0, "ms": 0.0, "hit": 0, "rd": 0})
+    hit, rd = float(per_fp["hit"].sum()), float(per_fp["rd"].sum())
+    if hit + rd > 0:
+        out["buffer_hit_ratio"] = hit / (hit + rd)
+        out["buffer_hit_source"] = ("queries snapshots: shared_blks_hit / (hit + read), summed over the "
+                                    "snapshot intervals (a counter reset counted from zero)")
+    total_ms = float(per_fp["ms"].sum())
+    top = per_fp[per_fp["fingerprint"].str.lstrip().str.upper().str.startswith("SELECT")].head(5)
+    if total_ms > 0 and len(top):
+        out["top_read_queries"] = [{"fingerprint": str(r.fingerprint)[:200], "calls": int(r.calls or 0),
+                                    "total_ms": float(r.ms or 0), "share_of_db_time": float(r.ms or 0) / total_ms}
+                                   for r in top.itertuples(index=False)]
+        out["top_read_share_of_db_time"] = float(top["ms"].sum()) / total_ms
     if len(out) == 1:
-        out["note"] = "no query statistics in the warehouse"
+        out["note"] = "no query statistics in the window"
     return out
 
 
@@ -404,7 +413,7 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
             "recommended_memory_bytes": chosen * mean_sz, "curve": curve_points(ex.objects, 120)})
     timings["layers_s"] = time.perf_counter() - t0
 
-    database = _database(con)
+    database = _database(con, start, end)
 
     explorer = _explorer(curves, table, ttl_grid, grid, policies, list(traces), cache_key)
     return CacheResult(
