@@ -336,3 +336,31 @@ def test_short_log_ending_inside_a_second_keeps_its_latency_shift() -> None:
     confident = [f for f in found.items if f.confidence in ("high", "medium")]
     assert [(f.kind, f.scope.get("route")) for f in confident] == [("latency_shift", "/a")], found.items
     assert abs((confident[0].onset - switched).total_seconds()) <= 2
+
+
+def test_query_cause_from_pg_stat_statements_snapshots(con) -> None:
+    """Each live pg_stat_statements snapshot is its own ingest (one source per call, the same server
+    path): the database time of a fingerprint is read across them, by hand. F runs 10 ms a minute until
+    minute 40 and 100 ms a minute after, with a counter reset at minute 45 (its snapshot then holds only
+    the 100 ms since the reset); G runs 50 ms a minute throughout. Stretch [40, 50) min against [10, 40):
+    F 300 ms / 1800 s before, 10 + 9 x 100 = 910 ms / 600 s after; G no rise."""
+    from kit import warehouse
+    from kit.analysis.findings.causes import query_causes
+    from kit.ingest.pg_stat_statements import KIND
+
+    f_calls, f_ms, rows = 0, 0.0, []
+    for minute in range(60):   # cumulative counters, one call a minute
+        if minute == 45:
+            f_calls, f_ms = 1, 100.0
+        elif minute > 0:
+            f_calls, f_ms = f_calls + 1, f_ms + (10.0 if minute <= 40 else 100.0)
+        src = warehouse.begin_source(con, KIND, "host=db1")
+        for fp, calls, ms in (("select f", f_calls, f_ms), ("select g", minute, 50.0 * minute)):
+            rows.append((T0 + timedelta(minutes=minute), fp, calls, ms, src.source_id))
+    con.executemany("INSERT INTO queries (ts, db_system, database, user_name, kind, fingerprint, calls, total_ms, "
+                    "source_id) VALUES (?, 'postgresql', 'd', 'u', 'snapshot', ?, ?, ?, ?)", rows)
+    causes, _ = query_causes(con, T0 + timedelta(minutes=40), T0 + timedelta(minutes=50), 60)
+    assert [(c.kind, c.ref, c.strength) for c in causes] == [("query", "select f", 1.0)]
+    before, after = 300 / 1800, 910 / 600
+    ratio = after / before
+    assert causes[0].detail == f"database time {before:.3g} → {after:.3g} ms/s (×{ratio:.1f}; 100% of the rise)"

@@ -43,9 +43,11 @@ def _lit(moment: datetime) -> str:
 _COUNTER_SERIES = "series, db_system, database, user_name, coalesce(query_id, fingerprint)"
 
 
-def deltas_sql(start: datetime, end: datetime, *, fast: bool = False) -> str:
+def deltas_sql(start: datetime, end: datetime, *, fast: bool = False, since: datetime | None = None) -> str:
     """SQL of per-interval activity from snapshots (columns ts, p_ts, interval_s, db_system, database,
     user_name, fingerprint, sample, calls, total_ms, rows, hit, read) for intervals ending in [start, end).
+    ``since``: read only the snapshots from then on (a bounded scan; an interval whose previous snapshot is
+    older is left out, so ``since`` should lie a snapshot interval or more before ``start``).
 
     ``fast`` (what :func:`hold_deltas` runs; the rows are the same): each series name once per source rather
     than per snapshot row, the interval's milliseconds as a difference of epoch milliseconds (what
@@ -79,7 +81,7 @@ lagged AS (SELECT * EXCLUDE (p), p.c AS p_calls, p.m AS p_ms, p.r AS p_rows, p.h
     return f"""
 WITH snap AS (
   {snap}
-  WHERE q.kind = 'snapshot' AND q.ts < {_lit(end)}),
+  WHERE q.kind = 'snapshot' AND q.ts < {_lit(end)}{"" if since is None else f" AND q.ts >= {_lit(since)}"}),
 seq AS (SELECT series, ts, lag(ts) OVER (PARTITION BY series ORDER BY ts) AS series_prev_ts
         FROM (SELECT DISTINCT series, ts FROM snap)),
 {lagged},

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import duckdb
 import numpy as np
 
+from kit.analysis.database.digest import deltas_sql
 from kit.analysis.findings.model import Cause
 
 # the only events the detector reads: everything but the ground truth of incidents
@@ -160,15 +161,17 @@ def query_causes(con: duckdb.DuckDBPyConnection, onset: datetime, stop: datetime
     of the rise in all database time that the fingerprint accounts for."""
     length = max((stop - onset).total_seconds(), 3 * bucket_s)
     before = onset - timedelta(seconds=3 * length)
+    # snapshots by their per-interval increase (per server series, a counter reset counted from zero; those
+    # up to an hour before the stretch give its first interval's base), events by their time for the
+    # fingerprints without snapshots (the digest's rule: a fingerprint in both is not counted twice)
     sql = f"""
-WITH d AS (
-  SELECT fingerprint, ts,
-         CASE WHEN kind = 'snapshot'
-              THEN greatest(total_ms - lag(total_ms) OVER (
-                   PARTITION BY fingerprint, database, db_system, kind, source_id ORDER BY ts), 0)
-              ELSE total_ms END AS ms
-  FROM queries
-  WHERE ts >= TIMESTAMPTZ '{before.isoformat()}' - INTERVAL 1 HOUR AND ts < TIMESTAMPTZ '{stop.isoformat()}')
+WITH s AS (SELECT fingerprint, ts, total_ms AS ms
+           FROM ({deltas_sql(before, stop, since=before - timedelta(hours=1))})),
+d AS (SELECT * FROM s
+      UNION ALL
+      SELECT fingerprint, ts, total_ms AS ms FROM queries
+      WHERE kind = 'event' AND ts >= TIMESTAMPTZ '{before.isoformat()}' AND ts < TIMESTAMPTZ '{stop.isoformat()}'
+        AND fingerprint NOT IN (SELECT fingerprint FROM s))
 SELECT fingerprint,
        coalesce(sum(ms) FILTER (WHERE ts >= TIMESTAMPTZ '{before.isoformat()}'
                                  AND ts < TIMESTAMPTZ '{onset.isoformat()}'), 0) / {3 * length} AS before_ms_per_s,
