@@ -7,6 +7,7 @@ Entry point: :func:`analyze_cache` → :class:`CacheResult` (JSON-serializable, 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,12 +16,13 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from kit.cachesim.mrc import MissRatioCurve, exact_lru, shards
 from kit.cachesim.policies import LEFT_OUT_NOTE, POLICIES, compare_policies, lru_ttl, size_admission, spatial_sample
 from kit.cachesim.sizing import CostModel, capacity_for_hit_ratio, cost_model, knee
 from kit.cachesim.trace import CACHE_KEYS, Trace, TraceStats, normalize_sizes, requests_filter, trace_stats
-from kit.engine import Queryable, as_engine
+from kit.engine import DuckDBEngine, Queryable, as_engine
 from kit.errors import DataError, ParameterError
 
 __all__ = ["CONTENT_CLASSES", "CacheResult", "CurvePoints", "analyze_cache", "curve_points",
@@ -261,6 +263,37 @@ def id64_sql(expr: str) -> str:
     return f"CAST('0x' || substr(md5({expr}), 1, 15) AS BIGINT)"
 
 
+def _trace_frame(con: Queryable, sql: str) -> pd.DataFrame:
+    """The trace query's rows as a frame. On DuckDB the rows stream out in Arrow batches (not held by DuckDB
+    and by pandas at once), and the connection's memory limit is lowered to a quarter of the machine's
+    memory for the query (never raised), so that its sort spills to disk rather than crowd out the Python
+    side that receives the rows: at 100M requests the two together ran past 24 GB."""
+    engine = as_engine(con)
+    if not isinstance(engine, DuckDBEngine):
+        return engine.frame(sql)
+    db = engine.con
+    limit = str(db.execute("SELECT current_setting('memory_limit')").fetchone()[0])  # type: ignore[index]
+    quarter = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    lowered = _bytes(limit) > quarter
+    if lowered:
+        db.execute(f"SET memory_limit = '{quarter // 2**20}MiB'")
+    try:
+        reader = db.sql(sql).to_arrow_reader(1 << 20)
+        table = pa.Table.from_batches(list(reader), schema=reader.schema)
+    finally:
+        if lowered:
+            db.execute(f"SET memory_limit = '{limit}'")
+    return table.to_pandas(split_blocks=True, self_destruct=True)
+
+
+def _bytes(setting: str) -> float:
+    """A DuckDB size setting ('18.6 GiB', '500.0 MiB', '4.0 GB') in bytes."""
+    number, _, unit = setting.strip().partition(" ")
+    scale = {"": 1, "bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
+             "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
+    return float(number) * scale.get(unit, 1)
+
+
 def _load(con: Queryable, where: str, keys: tuple[str, ...], cache_key: str) -> Any:
     """One scan of requests: time, an id per key design, the per-client key, size, content class, status.
 
@@ -272,8 +305,8 @@ def _load(con: Queryable, where: str, keys: tuple[str, ...], cache_key: str) -> 
     order = ", ".join(["us", *(f"h_{k}" for k in keys), "h_client", "has_client", "sz", "cls", "cs_hit"])
     # the class and the cache status as small integers, not strings: at 100M requests two string columns
     # took ~25 bytes a request in pandas (and more while DuckDB's result was converted)
-    frame = as_engine(con).frame(
-        f"SELECT epoch_us(ts) AS us, {cols}, {client} AS h_client, "
+    frame = _trace_frame(
+        con, f"SELECT epoch_us(ts) AS us, {cols}, {client} AS h_client, "
         f"client_hash IS NOT NULL AS has_client, coalesce(bytes_sent, 0) AS sz, "
         f"CAST(CASE {cls} ELSE {len(CONTENT_CLASSES)} END AS TINYINT) AS cls, "
         f"CAST(CASE WHEN cache_status IS NULL THEN -1 WHEN upper(cache_status) = 'HIT' THEN 1 ELSE 0 END "
