@@ -46,6 +46,7 @@ import secrets
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,6 +239,9 @@ def connect_views(root: str | Path, columns: Columns, schema_version: int, *, me
         config["memory_limit"] = memory_limit
     if threads:
         config["threads"] = threads
+    # DuckDB spills to "<catalog>.tmp" by default, next to a catalog deleted below: a sort or join larger
+    # than the memory limit would fail. Its own directory instead, created by DuckDB only when it spills.
+    config["temp_directory"] = str(Path(tempfile.gettempdir()) / f"perfkit-spill-{uuid.uuid4().hex}")
     with tempfile.TemporaryDirectory(prefix="perfkit-views-") as tmp:
         catalog = Path(tmp) / "parquet_warehouse_read_only.duckdb"
         build = duckdb.connect(str(catalog))

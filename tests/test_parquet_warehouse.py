@@ -361,3 +361,19 @@ def test_a_converted_demo_gives_the_same_rows_and_the_same_findings(small_demo: 
             assert con.execute("SELECT count(*) FROM requests").fetchone() == (60_000,)
         con.close()
     assert results[0] == results[1]
+
+
+def test_a_query_larger_than_the_memory_limit_spills_on_the_views(tmp_path: Path) -> None:
+    """The views' connection numbers 20M rows in hash order under a 64 MB memory limit: DuckDB must spill
+    to a directory that exists (its default sat next to the view catalog, which is deleted once opened:
+    'Failed to create directory'), and every row gets its own number."""
+    pw.create(tmp_path / "w")
+    con = connect(tmp_path / "w", read_only=True, memory_limit="64MB", threads=2)
+    try:
+        spill = Path(con.execute("SELECT current_setting('temp_directory')").fetchone()[0])
+        n, total = con.execute("SELECT count(*), sum(r) FROM (SELECT row_number() OVER (ORDER BY hash(i)) AS r "
+                               "FROM range(20000000) t(i))").fetchone()
+        assert (n, total) == (20_000_000, 20_000_000 * 20_000_001 // 2) and spill.exists()
+    finally:
+        con.close()
+    assert not spill.exists() or not any(spill.iterdir())   # DuckDB removes its spill files
