@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import mistune
@@ -134,6 +135,17 @@ def test_an_area_opportunity_for_a_findings_cause_replaces_its_generic_fix() -> 
     assert "It explains bottleneck finding 1: Latency shift" in lead.evidence
     assert "The compression analysis agrees: Frame get_variants grew." in lead.evidence
     assert lead.details["finding"] == 0 and "deploy:deploy web 1.2 <b>" in lead.addresses
+
+
+def test_the_advice_for_a_findings_strongest_cause_leads() -> None:
+    """A finding whose causes are a deploy (strongest) and a query (a knock-on rise): the advice for the
+    deploy leads its fix even when the query's index advice scores higher, which corroborates it."""
+    fixes = finding_opportunities({"findings": FINDINGS}, TOTALS)
+    fix = replace(fixes[1], addresses=["deploy:deploy web 1.2 <b>", "query:select 1"])
+    for_deploy = area_opportunity("Revert the serializer", 0.0001, ["deploy:deploy web 1.2 <b>"])
+    for_query = area_opportunity("Index t (k)", 0.01, ["query:select 1"])
+    lead = rank_opportunities([fix], [for_query, for_deploy])[0]
+    assert lead.title == "Revert the serializer" and "agrees: Index t (k)." in lead.evidence
 
 
 def test_results_without_findings_still_build() -> None:

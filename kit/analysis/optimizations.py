@@ -199,14 +199,19 @@ def cache_opportunity(cache: Mapping[str, Any] | None, totals: WindowTotals) -> 
 
 def attach_to_findings(fixes: Sequence[Opportunity], others: Sequence[Opportunity]
                        ) -> tuple[list[Opportunity], list[Opportunity]]:
-    """Replace each finding's generic fix by the area opportunities that address one of its causes (the
-    best scored one leads; the others corroborate it in its evidence), keeping the finding as evidence.
-    Returns the fixes and the opportunities left over."""
+    """Replace each finding's generic fix by the area opportunities that address one of its causes (the one
+    addressing its strongest cause leads, the best scored among those; the others corroborate it in its
+    evidence), keeping the finding as evidence. Returns the fixes and the opportunities left over."""
     left = list(others)
     merged = []
     for fix in fixes:
         keys = set(fix.addresses)
-        matching = sorted((o for o in left if keys & set(o.addresses)), key=lambda o: (-o.score, o.title))
+        rank = {key: i for i, key in reversed(list(enumerate(fix.addresses)))}   # causes strongest first
+
+        def order(o: Opportunity, rank: dict[str, int] = rank) -> tuple[int, float, str]:
+            return min(rank[a] for a in o.addresses if a in rank), -o.score, o.title
+
+        matching = sorted((o for o in left if keys & set(o.addresses)), key=order)
         if not matching:
             merged.append(fix)
             continue
