@@ -218,8 +218,8 @@ def _database(con: duckdb.DuckDBPyConnection, start: str | None, end: str | None
     total_ms = float(per_fp["ms"].sum())
     top = per_fp[per_fp["fingerprint"].str.lstrip().str.upper().str.startswith("SELECT")].head(5)
     if total_ms > 0 and len(top):
-        out["top_read_queries"] = [{"fingerprint": str(r.fingerprint)[:200], "calls": int(r.calls or 0),
-                                    "total_ms": float(r.ms or 0), "share_of_db_time": float(r.ms or 0) / total_ms}
+        out["top_read_queries"] = [{"fingerprint": str(r.fingerprint)[:200], "calls": int(r.calls),
+                                    "total_ms": float(r.ms), "share_of_db_time": float(r.ms) / total_ms}
                                    for r in top.itertuples(index=False)]
         out["top_read_share_of_db_time"] = float(top["ms"].sum()) / total_ms
     if len(out) == 1:

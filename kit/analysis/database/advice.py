@@ -275,14 +275,7 @@ def _check(pg: Any, fp: str, name: str, nparams: int, text: str, candidates: tup
         if time.monotonic() - t0 > budget:
             tried[ddl] = "skipped: total budget used up"
             continue
-        row = pg.execute("SELECT indexrelid FROM hypopg_create_index(%s)",
-                         [f"CREATE INDEX ON {cand.table} ({', '.join(cand.columns)})"]).fetchone()
-        oid = int(row[0])
-        after = _plan(pg, name, nparams, text)
-        uses = any(str(oid) in str(n.get("Index Name", "")) for n in _walk(after))
-        new_cost = float(after["Total Cost"])
-        size = int(pg.execute("SELECT hypopg_relation_size(%s)", [oid]).fetchone()[0])
-        pg.execute("SELECT hypopg_drop_index(%s)", [oid])
+        new_cost, uses, size = _with_hypothetical(pg, cand.table, cand.columns, name, nparams, text)
         reduction = 1 - new_cost / cost if cost > 0 else 0.0
         tried[ddl] = {"cost_after": new_cost, "cost_reduction": reduction, "used_by_plan": uses, "size_bytes": size}
         if uses and (best is None or reduction > best[0]):
@@ -343,6 +336,21 @@ def _one_per_index(pg: Any, proposals: list[IndexProposal], checks: list[PlanChe
     return sorted(kept, key=lambda p: -p.total_saved_ms), checks
 
 
+def _with_hypothetical(pg: Any, table: str, columns: tuple[str, ...], name: str, nparams: int, text: str
+                       ) -> tuple[float, bool, int]:
+    """The prepared statement ``name`` planned with a hypothetical index on ``table`` (``columns``): the plan
+    cost, whether the plan uses the index, and the index's estimated size in bytes; the index is dropped."""
+    oid = int(pg.execute("SELECT indexrelid FROM hypopg_create_index(%s)",
+                         [f"CREATE INDEX ON {table} ({', '.join(columns)})"]).fetchone()[0])
+    try:
+        after = _plan(pg, name, nparams, text)
+        size = int(pg.execute("SELECT hypopg_relation_size(%s)", [oid]).fetchone()[0])
+    finally:
+        pg.execute("SELECT hypopg_drop_index(%s)", [oid])
+    uses = any(str(oid) in str(n.get("Index Name", "")) for n in _walk(after))
+    return float(after["Total Cost"]), uses, size
+
+
 def _served_under(pg: Any, index: IndexProposal, statement: ServedStatement, text: str) -> ServedStatement | None:
     """``statement`` EXPLAINed again with only ``index`` (hypothetical): its cost and time saved under it,
     or None when the planner does not use it (or the EXPLAIN fails)."""
@@ -350,24 +358,18 @@ def _served_under(pg: Any, index: IndexProposal, statement: ServedStatement, tex
 
     text, nparams = _parameterise(text)   # a check's statement: already numbered ($n), counted here
     name = "pk_advice_fold"
-    oid = None
     try:
-        pg.execute(f"PREPARE {name} AS {text}")
-        oid = int(pg.execute("SELECT indexrelid FROM hypopg_create_index(%s)",
-                             [f"CREATE INDEX ON {index.table} ({', '.join(index.columns)})"]).fetchone()[0])
-        after = _plan(pg, name, nparams, text)
+        pg.execute(f"PREPARE {name} AS {text}")   # _plan deallocates it first
+        cost, uses, _ = _with_hypothetical(pg, index.table, index.columns, name, nparams, text)
     except psycopg.Error:
         return None
     finally:
         try:
             pg.execute(f"DEALLOCATE {name}")
-            if oid is not None:
-                pg.execute("SELECT hypopg_drop_index(%s)", [oid])
         except psycopg.Error:
             pass
-    if not any(str(oid) in str(n.get("Index Name", "")) for n in _walk(after)):
+    if not uses:
         return None
-    cost = float(after["Total Cost"])
     reduction = 1 - cost / statement.cost_before if statement.cost_before > 0 else 0.0
     per_share = statement.saved_ms / statement.cost_reduction if statement.cost_reduction > 0 else 0.0
     return ServedStatement(statement.fingerprint, statement.cost_before, cost, reduction, per_share * reduction)

@@ -163,9 +163,10 @@ def query_causes(con: duckdb.DuckDBPyConnection, onset: datetime, stop: datetime
     before = onset - timedelta(seconds=3 * length)
     # snapshots by their per-interval increase (per server series, a counter reset counted from zero; those
     # up to an hour before the stretch give its first interval's base), events by their time for the
-    # fingerprints without snapshots (the digest's rule: a fingerprint in both is not counted twice)
+    # fingerprints without snapshots (the digest's rule: a fingerprint in both is not counted twice); the
+    # deltas are read twice, so computed once (MATERIALIZED)
     sql = f"""
-WITH s AS (SELECT fingerprint, ts, total_ms AS ms
+WITH s AS MATERIALIZED (SELECT fingerprint, ts, total_ms AS ms
            FROM ({deltas_sql(before, stop, since=before - timedelta(hours=1))})),
 d AS (SELECT * FROM s
       UNION ALL
