@@ -412,6 +412,25 @@ def test_trace_rows_are_the_shown_per_request_sql(con, monkeypatch):
     assert seen[-1].rate < 1 and seen[0].rate == 1
 
 
+def test_same_size_share_counts_keys_two_clients_asked_for(con):
+    """same_size_share of a bypassed route, by hand: requests of keys that two or more clients asked for, and
+    of those the keys whose every response had one size. NULL clients count for no one; a key asked for by
+    one client (however often) is left out; tracking parameters do not split a key."""
+    def get(t, path, query, size, client):
+        return (t, "s", "GET", "/r/{id}", path, query, 200, size, "application/json", "BYPASS", client)
+
+    insert(con, [
+        get(1, "/r/1", None, 10, "a"), get(2, "/r/1", "utm_source=x", 10, "b"),   # 2 clients, one size: same
+        get(3, "/r/2", None, 10, "a"), get(4, "/r/2", None, 11, "b"),             # 2 clients, two sizes
+        get(5, "/r/2", None, 10, None),
+        get(6, "/r/3", None, 10, "a"), get(7, "/r/3", None, 12, "a"),             # one client: left out
+        get(8, "/r/3", None, 10, None), get(9, "/r/4", None, 10, None),           # no client at all: left out
+    ])
+    row = to_jsonable(analyse_cdn(con, window_of(con)).uncached)[0]
+    assert row["route"] == "/r/{id}" and row["bypasses"] == 9
+    assert row["same_size_share"] == pytest.approx(2 / (2 + 3))
+
+
 def test_two_clients_is_min_below_max(con):
     """_two_clients (two early-stopping scans) says what ``min(client_hash) < max(client_hash)`` says: no client,
     one client many times (with NULLs between), two clients; a client of a request without path is left out."""
