@@ -37,8 +37,8 @@ Method.
   built once for all areas, so no scan here; the SQL shown is ``g``'s either way. Single requests are read only where
   order or identity matters: the replay's trace (joined to its group by a 64-bit hash of the path and the
   fewest group columns that tell the groups of those paths apart; above :data:`REPLAY_MAX_REQUESTS`
-  lookups only the sampled keys' paths are read), the Vary periods, and
-  whether two clients asked for a key (when the window holds two clients at all). Reuse intervals and the TTL gains
+  lookups only the sampled keys' paths are read) and the Vary periods. Whether two clients asked for a key
+  comes from the groups' least and greatest client. Reuse intervals and the TTL gains
   are computed on the replay's trace: exact up to :data:`REPLAY_MAX_REQUESTS` lookups, above it an
   estimate from the sampled keys (counts scaled by 1/R; ``ttl.reuse_sample_rate`` says R), while lookups
   and EXPIRED counts stay exact.
@@ -204,22 +204,28 @@ def _narrow_key(groups: pd.DataFrame) -> list[str]:
     return [c for c in _GROUP_EXPR if c in key]
 
 
+# the least and greatest client and size of a group: two clients asked when they differ, one size when equal
+_CLIENTS_SIZES = ("min(client_hash) AS client_lo, max(client_hash) AS client_hi, "
+                  "min(coalesce(bytes_sent, 0)) AS bytes_lo, max(coalesce(bytes_sent, 0)) AS bytes_hi")
+
+
 def _groups_cte(window: Window) -> str:
     """``g``: the window's requests grouped by every column the outcome, class and keys derive from
     (:data:`_GROUP_COLS`), with their count ``n``, ``bytes`` and ``bytes1`` (bytes with at least 1 per
     response); ``gr``: the same rows with outcome, content class and the three keys. What does not need
     single requests (ratios, audits, key counts, the replay's totals) is computed from it."""
     return (f"g AS (SELECT {_GROUP_SELECT}, count(*) AS n, "
-            f"sum(coalesce(bytes_sent, 0)) AS bytes, sum(greatest(coalesce(bytes_sent, 0), 1)) AS bytes1 "
-            f"FROM requests WHERE {window.sql()} AND path IS NOT NULL GROUP BY ALL), {_GR}")
+            f"sum(coalesce(bytes_sent, 0)) AS bytes, sum(greatest(coalesce(bytes_sent, 0), 1)) AS bytes1, "
+            f"{_CLIENTS_SIZES} FROM requests WHERE {window.sql()} AND path IS NOT NULL GROUP BY ALL), {_GR}")
 
 
 def _groups_from_shared_sql(shared: str) -> str:
     """The rows of ``g`` (:func:`_groups_cte`, the same rows and integer sums) from the grouped requests
     ``shared`` (:mod:`kit.analysis.request_groups`: grouped by the raw columns, on a table by their 64-bit
     hash): those with a path, regrouped by the values ``g`` derives, computed once per group."""
-    return (f"SELECT {_GROUP_SELECT}, sum(n)::BIGINT AS n, sum(bytes) AS bytes, sum(bytes1) AS bytes1 "
-            f"FROM {shared} WHERE path IS NOT NULL GROUP BY ALL")
+    return (f"SELECT {_GROUP_SELECT}, sum(n)::BIGINT AS n, sum(bytes) AS bytes, sum(bytes1) AS bytes1, "
+            f"min(client_lo) AS client_lo, max(client_hi) AS client_hi, min(bytes_lo) AS bytes_lo, "
+            f"max(bytes_hi) AS bytes_hi FROM {shared} WHERE path IS NOT NULL GROUP BY ALL")
 
 
 _GR = (f"gr AS (SELECT *, {outcome_sql()} AS outcome, {CLASS_SQL} AS cls, {RAW_KEY_SQL} AS raw_key, "
@@ -330,8 +336,8 @@ def analyse_cdn(con: duckdb.DuckDBPyConnection, window: Window, *, cache: dict[s
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
     sql: dict[str, str] = {}
-    # Queries that need single requests (reuse intervals, the Vary periods, the replay's trace, distinct
-    # clients) read ``requests`` through the CTE ``r``, computing only the columns they use; the others read
+    # Queries that need single requests (reuse intervals, the Vary periods, the replay's trace) read
+    # ``requests`` through the CTE ``r``, computing only the columns they use; the others read
     # the grouped requests ``g`` (:func:`_groups_cte`), held in a temporary table for the study: no copy of
     # the window, only its distinct (route, path, query, type, status, cache status) combinations; regrouped
     # from the shared grouped requests when the caller gives them (no scan of ``requests`` here).
@@ -387,22 +393,14 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, cache: dict[str, An
 
     t0 = time.perf_counter()
     statuses = ", ".join(str(s) for s in CACHEABLE_BY_DEFAULT)
-    # k: per key, whether two clients asked for it and whether every response had one size, from the requests
-    # grouped by route, path and query first (the keys are computed per group). "Two clients" is min < max of
-    # client_hash and "one size" min = max of bytes, which is what count(DISTINCT) >= 2 and = 1 would say:
-    # a group per (path, query) rather than per (path, query, client, size), ~1 per request on a log with
-    # many clients (100M requests of the demo: minutes and 14 GB before, one grouped scan now)
-    pairs = f"""\
-kq AS (SELECT service, coalesce(route, path) AS route, path, query, count(*) AS c,
-              min(client_hash) AS client_lo, max(client_hash) AS client_hi,
-              min(coalesce(bytes_sent, 0)) AS bytes_lo, max(coalesce(bytes_sent, 0)) AS bytes_hi
-       FROM requests WHERE {window.sql()} AND path IS NOT NULL AND upper(coalesce(method, 'GET')) IN ('GET', 'HEAD')
-         AND coalesce(status, 200) = 200
-         AND NOT (cache_status IS NULL OR upper(trim(cache_status)) IN ('', '-', 'NONE'))
-       GROUP BY ALL),
-k AS (SELECT service, route, {NORMALIZED_KEY_SQL} AS norm_key, sum(c) AS n,
-             coalesce(min(client_lo) < max(client_hi), false) AS two_clients,
-             min(bytes_lo) = max(bytes_hi) AS one_size FROM kq GROUP BY ALL),
+    # k: per key of the 200s looked up (outcome not 'none'), whether two clients asked for it (the least and
+    # greatest client of its groups differ) and whether every response had one size: what count(DISTINCT)
+    # >= 2 and = 1 would say, from the groups (a pass of requests per (path, query, client, size) took
+    # minutes and 14 GB on the 100M-request demo, with about one group per request)
+    pairs = """\
+k AS (SELECT service, route, norm_key, sum(n) AS n, coalesce(min(client_lo) < max(client_hi), false) AS two_clients,
+             min(bytes_lo) = max(bytes_hi) AS one_size
+      FROM gr WHERE method IN ('GET', 'HEAD') AND status = 200 AND outcome <> 'none' GROUP BY ALL),
 i AS (SELECT service, route, sum(n) FILTER (WHERE two_clients) AS multi,
              sum(n) FILTER (WHERE two_clients AND one_size) AS same FROM k GROUP BY ALL)"""
     rest = f"""c AS (SELECT * FROM gr WHERE method IN ('GET', 'HEAD') AND status IN ({statuses}) AND outcome <> 'none'),
@@ -419,14 +417,7 @@ SELECT u.*, bypasses / requests AS bypass_share, coalesce(i.same, 0) / nullif(i.
            OR (coalesce(same_size_share, 0) >= 0.9 AND NOT personal)) AS candidate
 FROM u LEFT JOIN i USING (service, route) WHERE bypasses > 0 ORDER BY candidate DESC, bypass_bytes DESC"""
     sql["uncached"] = f"WITH {groups},\n{pairs},\n{rest}"
-    # distinct clients matter only for a key that two clients asked for; when the window holds at most one
-    # client (none logged, say), the per-request pass gives no row with clients >= 2 and is left out: the
-    # same result
-    two_clients = _two_clients(con, window)
-    no_pairs = ("i AS (SELECT NULL::VARCHAR AS service, NULL::VARCHAR AS route, NULL::HUGEINT AS multi, "
-                "NULL::HUGEINT AS same WHERE FALSE)")
-    uncached = _rows(con, sql["uncached"] if two_clients
-                     else f"WITH {groups},\n{no_pairs},\n{rest}")
+    uncached = _rows(con, sql["uncached"])
     timings["uncached_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -480,16 +471,6 @@ FROM p GROUP BY 1 ORDER BY requests DESC, name LIMIT 60"""
     opps = _opportunities(window, totals, fragmentation, parameters, uncached, vary, ttl, replay, sql, all_bytes)
     return CdnAnalysis(window, _definitions(), totals, status_counts, by_class, by_route, uncached, fragmentation,
                        parameters, vary, ttl, replay, opps, sql, time.perf_counter() - t_all, timings)
-
-
-def _two_clients(con: duckdb.DuckDBPyConnection, window: Window) -> bool:
-    """Whether the window's requests (with a path) hold two distinct clients: one client, then any other one,
-    each scan stopping at its first row (a client column of NULLs only is skipped by its statistics), where
-    ``min(client_hash) < max(client_hash)`` reads the whole column."""
-    where = f"{window.sql()} AND path IS NOT NULL AND client_hash IS NOT NULL"
-    first = con.execute(f"SELECT client_hash FROM requests WHERE {where} LIMIT 1").fetchone()
-    return first is not None and con.execute(
-        f"SELECT 1 FROM requests WHERE {where} AND client_hash <> ? LIMIT 1", [first[0]]).fetchone() is not None
 
 
 # --------------------------------------------------------------------------------------------- Vary

@@ -4,7 +4,9 @@ Method: the window's requests are grouped by their raw columns service, route, m
 query, content_type, cache_status and ``asset_bytes`` (``bytes_sent`` of a status-200 response to a path in
 ``assets``, NULL for every other response, so that only the static assets' responses split by size), with
 per group the requests ``n``, ``bytes`` (sum of ``bytes_sent``, NULL as 0), ``bytes1`` (the same with at
-least 1 per response) and ``latency_ms`` (sum; NULL when no response of the group logged one). The groups
+least 1 per response), ``latency_ms`` (sum; NULL when no response of the group logged one), the least and
+greatest ``client_hash`` (``client_lo``, ``client_hi``) and ``bytes_sent`` (``bytes_lo``, ``bytes_hi``, NULL
+as 0), which tell whether two clients asked and whether the responses had one size. The groups
 are built as the CDN study builds its own (:func:`kit.analysis.cdn._groups_build_sql`): grouped by the
 64-bit hash of those columns with the ``rowid`` of one request per group, whose columns are then read.
 From that temporary table:
@@ -50,14 +52,16 @@ TRAFFIC_FROM_GROUPS_SQL = ("SELECT service, route, sum(n)::BIGINT AS requests, c
 
 _RAW_COLS = "service, route, method, status, path, query, content_type, cache_status"
 _SUMS = ("count(*) AS n, sum(coalesce(bytes_sent, 0)) AS bytes, sum(greatest(coalesce(bytes_sent, 0), 1)) AS bytes1, "
-         "sum(latency_ms) AS latency_ms")
+         "sum(latency_ms) AS latency_ms, min(client_hash) AS client_lo, max(client_hash) AS client_hi, "
+         "min(coalesce(bytes_sent, 0)) AS bytes_lo, max(coalesce(bytes_sent, 0)) AS bytes_hi")
 
 
 @dataclass(frozen=True)
 class RequestGroups:
     """The shared grouped requests of ``window``: the temporary table ``table`` with columns service, route,
     method, status, path, query, content_type, cache_status (raw, as logged), asset_bytes, n, bytes,
-    bytes1 and latency_ms (module docstring). Valid while :func:`request_groups`' block runs."""
+    bytes1, latency_ms, client_lo, client_hi, bytes_lo and bytes_hi (module docstring). Valid while
+    :func:`request_groups`' block runs."""
 
     table: str
     window: Window
@@ -82,7 +86,8 @@ def build_sql(window: Window, *, assets: bool = True) -> str:
     return f"""WITH hg AS (SELECT hash({_RAW_COLS}, {_asset_bytes(assets=assets)}) AS h, min(rowid) AS rid, {_SUMS}
   FROM requests WHERE {window.sql()} GROUP BY h)
 SELECT q.service, q.route, q.method, q.status, q.path, q.query, q.content_type, q.cache_status,
-       {_asset_bytes("q.", assets=assets)} AS asset_bytes, hg.n, hg.bytes, hg.bytes1, hg.latency_ms
+       {_asset_bytes("q.", assets=assets)} AS asset_bytes, hg.n, hg.bytes, hg.bytes1, hg.latency_ms, hg.client_lo,
+       hg.client_hi, hg.bytes_lo, hg.bytes_hi
 FROM requests q JOIN hg ON q.rowid = hg.rid"""
 
 
