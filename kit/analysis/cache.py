@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -38,6 +38,15 @@ CONTENT_CLASSES: dict[str, str] = {
 CLASS_NAMES = [*CONTENT_CLASSES, "other"]   # the trace's class codes, in order
 TTL_CHOICES_S = (0.0, 10.0, 60.0, 300.0, 3600.0, 86400.0)   # 0 = no expiry
 EXACT_MAX_REQUESTS = 50_000_000        # above this the curves come from SHARDS
+SHARDS_SAMPLE_REQUESTS = 1_000_000     # SHARDS in Python keeps about this many requests
+# above this many cacheable requests in the window the engine extracts a spatial sample of keys (by path):
+# every request of the paths whose id falls below a threshold, about this many requests
+TRACE_MAX_REQUESTS = 10_000_000
+SAMPLE_KEY = "path"
+SAMPLED_KEYS = ("path", "path_query")  # the sample key and the key designs finer than it (a path sample
+#                                        keeps every request of each of their keys)
+LEFT_OUT_REASON = ("a spatial sample by path does not sample routes (a route holds many paths): left out of "
+                   "the key-design comparison above TRACE_MAX_REQUESTS requests")
 POLICY_SAMPLE_REQUESTS = 60_000        # policy grid runs on a spatial sample of about this many requests
 
 
@@ -134,9 +143,19 @@ class CacheResult:
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
-def _curve_for(trace: Trace) -> tuple[MissRatioCurve, MissRatioCurve, str]:
+def _curve_for(trace: Trace, total_requests: int | None = None, total_bytes: float | None = None
+               ) -> tuple[MissRatioCurve, MissRatioCurve, str]:
+    """LRU curves by objects and by bytes (capacities of the full population) and their method: exact,
+    SHARDS above EXACT_MAX_REQUESTS, and SHARDS of the population of ``total_requests`` requests and
+    ``total_bytes`` bytes when the trace is a spatial sample (``trace.sample_rate`` < 1; sampled again
+    in Python to about SHARDS_SAMPLE_REQUESTS requests, the rates multiply)."""
+    if trace.sample_rate < 1.0:
+        res = shards(trace.obj_id, trace.size_bytes, rate=min(1.0, SHARDS_SAMPLE_REQUESTS / len(trace)),
+                     presampled_rate=trace.sample_rate, total_requests=total_requests, total_bytes=total_bytes)
+        assert res.bytes is not None
+        return res.objects, res.bytes, res.variant
     if len(trace) > EXACT_MAX_REQUESTS:
-        res = shards(trace.obj_id, trace.size_bytes, rate=min(1.0, 1e6 / len(trace)))
+        res = shards(trace.obj_id, trace.size_bytes, rate=min(1.0, SHARDS_SAMPLE_REQUESTS / len(trace)))
         assert res.bytes is not None
         return res.objects, res.bytes, res.variant
     ex = exact_lru(trace.obj_id, trace.size_bytes)
@@ -164,8 +183,12 @@ def _latency(con: duckdb.DuckDBPyConnection, where: str, params: list) -> dict[s
     return {"hit_latency_ms": None, "miss_latency_ms": None, "source": "no latency data"}
 
 
-def _browser(frame: Any) -> dict[str, Any]:
-    """Per-client repeat requests (what a private browser cache could serve if responses were cacheable)."""
+def _browser(frame: Any, full: _TraceSize, trace_rate: float = 1.0) -> dict[str, Any]:
+    """Per-client repeat requests (what a private browser cache could serve if responses were cacheable).
+    On a spatial sample of keys at ``trace_rate`` < 1 the first requests of each (client, key) pair and
+    their bytes are scaled by 1/rate and the repeats are the rest of ``full``'s exact totals (first requests
+    per key are bounded by the clients, so they vary less from key to key than the repeats do); the static
+    class's ratio and the reuse times are as sampled."""
     from kit.cachesim.trace import _prev_access_kernel
 
     sel = frame["has_client"].to_numpy(bool)
@@ -180,8 +203,14 @@ def _browser(frame: Any) -> dict[str, Any]:
     prev = _prev_access_kernel(codes.astype(np.int64), len(uniq))
     rep = prev >= 0
     gaps = t[rep] - t[prev[rep]]
-    return {"requests": n, "repeat_requests": int(rep.sum()), "repeat_ratio": float(rep.mean()),
-            "repeat_byte_ratio": float(sz[rep].sum() / max(sz.sum(), 1.0)),
+    if trace_rate >= 1.0:
+        repeats, byte_ratio = int(rep.sum()), float(sz[rep].sum() / max(sz.sum(), 1.0))
+    else:
+        repeats = max(0, int(round(full.client_requests - (~rep).sum() / trace_rate)))
+        byte_ratio = max(0.0, 1.0 - float(sz[~rep].sum()) / trace_rate / max(full.client_bytes, 1.0))
+    return {"requests": full.client_requests, "repeat_requests": repeats,
+            "repeat_ratio": repeats / full.client_requests if trace_rate < 1.0 else float(rep.mean()),
+            "repeat_byte_ratio": byte_ratio,
             "reuse_time_p50_s": float(np.percentile(gaps, 50)) if len(gaps) else None,
             "reuse_time_p90_s": float(np.percentile(gaps, 90)) if len(gaps) else None,
             "static_repeat_ratio": float(rep[static].mean()) if static.any() else None,
@@ -227,18 +256,20 @@ def _database(con: duckdb.DuckDBPyConnection, start: str | None, end: str | None
     return out
 
 
-def _class_ttl(frame: Any, main: Trace, rate: float) -> list[ClassTtl]:
+def _class_ttl(frame: Any, main: Trace, rate: float, full: _TraceSize) -> list[ClassTtl]:
     """Per content class: hit ratios under each TTL with a cache that holds the whole class (so only
-    expiry decides), on the class's spatially sampled requests."""
+    expiry decides), on the class's spatially sampled requests (about ``rate`` x ``full.requests`` of them,
+    ``rate`` of the full population; ``main`` may be a spatial sample). Requests and bytes: ``full``'s."""
     out = []
+    trace_rate = main.sample_rate
     hit = frame["cs_hit"].to_numpy(np.int8)   # 1 HIT, 0 another status, -1 none logged
     for cls in CONTENT_CLASSES:
         sel = (frame["cls"] == cls).to_numpy(bool)
         if not sel.any():
             continue
         assert main.time_s is not None
-        tr = Trace(cls, main.obj_id[sel], main.size_bytes[sel], main.time_s[sel])
-        small = spatial_sample(tr, min(1.0, rate * len(main) / len(tr)))
+        tr = Trace(cls, main.obj_id[sel], main.size_bytes[sel], main.time_s[sel], sample_rate=trace_rate)
+        small = spatial_sample(tr, min(trace_rate, rate * full.requests / full.class_requests[cls]))
         if len(small) < 100:
             small = tr
         st = trace_stats(small, buckets=4)
@@ -250,7 +281,7 @@ def _class_ttl(frame: Any, main: Trace, rate: float) -> list[ClassTtl]:
         logged = hit[sel][hit[sel] >= 0]
         cur = float((logged == 1).mean()) if len(logged) else None
         rt = st.reuse_time_s_quantiles or {}
-        out.append(ClassTtl(cls, int(sel.sum()), int(frame["sz"].to_numpy()[sel].sum()), rt.get("p50"),
+        out.append(ClassTtl(cls, full.class_requests[cls], full.class_bytes[cls], rt.get("p50"),
                             rt.get("p90"), hr, bhr, cur))
     return out
 
@@ -294,27 +325,80 @@ def _bytes(setting: str) -> float:
     return float(number) * scale.get(unit, 1)
 
 
-def _load(con: Queryable, where: str, keys: tuple[str, ...], cache_key: str) -> Any:
-    """One scan of requests: time, an id per key design, the per-client key, size, content class, status.
+def _class_sql() -> str:
+    """The content class of a request as its code in CLASS_NAMES (SQL over requests)."""
+    cls = " ".join(f"WHEN {pred} THEN {i}" for i, pred in enumerate(CONTENT_CLASSES.values()))
+    return f"CASE {cls} ELSE {len(CONTENT_CLASSES)} END"
+
+
+@dataclass(frozen=True)
+class _TraceSize:
+    """The full trace's exact counts (bytes are bytes_sent, NULL as 0)."""
+
+    requests: int
+    bytes: int
+    client_requests: int                  # requests with a client_hash
+    client_bytes: int
+    class_requests: dict[str, int]        # per content class (CLASS_NAMES)
+    class_bytes: dict[str, int]
+
+
+def _trace_size(con: Queryable, where: str) -> _TraceSize:
+    """The trace :func:`_load` would extract in full, counted in one scan (portable SQL)."""
+    per_class = ", ".join(f"count(*) FILTER (WHERE cls = {i}), sum(b) FILTER (WHERE cls = {i})"
+                          for i in range(len(CLASS_NAMES)))
+    row = [int(v or 0) for v in as_engine(con).rows(
+        f"SELECT count(*), sum(b), count(*) FILTER (WHERE client_hash IS NOT NULL), "
+        f"sum(b) FILTER (WHERE client_hash IS NOT NULL), {per_class} "
+        f"FROM (SELECT {_class_sql()} AS cls, coalesce(bytes_sent, 0) AS b, client_hash FROM requests "
+        f"WHERE {where} AND path IS NOT NULL) AS r")[0]]
+    return _TraceSize(row[0], row[1], row[2], row[3], dict(zip(CLASS_NAMES, row[4::2], strict=True)),
+                      dict(zip(CLASS_NAMES, row[5::2], strict=True)))
+
+
+def sample_threshold(requests: int) -> int | None:
+    """The threshold T on a path id's low 24 bits that keeps about TRACE_MAX_REQUESTS of ``requests``
+    (rate T / 2^24), or None (no sampling) at or below TRACE_MAX_REQUESTS."""
+    if requests <= TRACE_MAX_REQUESTS:
+        return None
+    threshold = max(1, int(TRACE_MAX_REQUESTS / requests * 2**24))
+    return threshold if threshold < 2**24 else None
+
+
+def _load(con: Queryable, where: str, keys: tuple[str, ...], cache_key: str, threshold: int | None = None) -> Any:
+    """One scan of requests (:func:`trace_sql`) as a frame, time in epoch seconds and the class categorical."""
+    frame = _trace_frame(con, trace_sql(where, keys, cache_key, threshold))
+    frame.insert(0, "t", frame.pop("us").to_numpy(np.int64) / 1e6)  # epoch seconds
+    frame["cls"] = pd.Categorical.from_codes(frame["cls"].to_numpy(np.int8), categories=CLASS_NAMES)
+    return frame
+
+
+def trace_sql(where: str, keys: tuple[str, ...], cache_key: str, threshold: int | None = None) -> str:
+    """The trace query: time (epoch microseconds), an id per key design, the per-client key, size, content
+    class, status of the requests matching ``where``.
 
     Portable SQL (DuckDB or Spark, ``kit.engine``); rows in time order, ties broken by every column, so
-    both engines return the same trace."""
-    cols = ", ".join(f"{id64_sql(CACHE_KEYS[k])} AS h_{k}" for k in keys)
-    cls = " ".join(f"WHEN {pred} THEN {i}" for i, pred in enumerate(CONTENT_CLASSES.values()))
+    both engines return the same trace. With ``threshold`` T only the requests whose path id has its low
+    24 bits below T (a spatial sample of paths at T / 2^24, every request of a kept path): the path id is
+    computed and filtered first, the other ids on the kept rows only."""
+    src = f"requests WHERE {where} AND path IS NOT NULL"
+    ids = {k: id64_sql(CACHE_KEYS[k]) for k in keys}
+    if threshold is not None:
+        src = (f"(SELECT ts, path, query, route, client_hash, bytes_sent, content_type, cache_status, "
+               f"{id64_sql(CACHE_KEYS[SAMPLE_KEY])} AS h_sample FROM {src}) AS sampled "
+               f"WHERE h_sample % {2**24} < {int(threshold)}")
+        ids[SAMPLE_KEY] = "h_sample"
+    cols = ", ".join(f"{ids[k]} AS h_{k}" for k in keys)
     client = id64_sql(f"coalesce(client_hash, '') || chr(1) || ({CACHE_KEYS[cache_key]})")
     order = ", ".join(["us", *(f"h_{k}" for k in keys), "h_client", "has_client", "sz", "cls", "cs_hit"])
     # the class and the cache status as small integers, not strings: at 100M requests two string columns
     # took ~25 bytes a request in pandas (and more while DuckDB's result was converted)
-    frame = _trace_frame(
-        con, f"SELECT epoch_us(ts) AS us, {cols}, {client} AS h_client, "
-        f"client_hash IS NOT NULL AS has_client, coalesce(bytes_sent, 0) AS sz, "
-        f"CAST(CASE {cls} ELSE {len(CONTENT_CLASSES)} END AS TINYINT) AS cls, "
-        f"CAST(CASE WHEN cache_status IS NULL THEN -1 WHEN upper(cache_status) = 'HIT' THEN 1 ELSE 0 END "
-        f"AS TINYINT) AS cs_hit "
-        f"FROM requests WHERE {where} AND path IS NOT NULL ORDER BY {order}")
-    frame.insert(0, "t", frame.pop("us").to_numpy(np.int64) / 1e6)  # epoch seconds
-    frame["cls"] = pd.Categorical.from_codes(frame["cls"].to_numpy(np.int8), categories=CLASS_NAMES)
-    return frame
+    return (f"SELECT epoch_us(ts) AS us, {cols}, {client} AS h_client, "
+            f"client_hash IS NOT NULL AS has_client, coalesce(bytes_sent, 0) AS sz, "
+            f"CAST({_class_sql()} AS TINYINT) AS cls, "
+            f"CAST(CASE WHEN cache_status IS NULL THEN -1 WHEN upper(cache_status) = 'HIT' THEN 1 ELSE 0 END "
+            f"AS TINYINT) AS cs_hit "
+            f"FROM {src} ORDER BY {order}")
 
 
 def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", start: str | None = None,
@@ -324,7 +408,13 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
                   policy_sample_requests: int = POLICY_SAMPLE_REQUESTS, engine: Queryable | None = None
                   ) -> CacheResult:
     """The whole cache study of the warehouse's requests (GET/HEAD, status 200-399, in [start, end)).
-    ``engine`` extracts the trace (default: DuckDB on ``con``); the simulations run here."""
+    ``engine`` extracts the trace (default: DuckDB on ``con``); the simulations run here.
+
+    Above TRACE_MAX_REQUESTS requests (counted first) the engine extracts a spatial sample of paths at
+    R ~ TRACE_MAX_REQUESTS / requests (every request of a kept path) and every count, capacity and curve
+    is scaled back to the full population (``parameters["trace_sample_rate"]`` = R, 1.0 when not
+    sampled); the route key design, which a path sample does not sample, is then left out
+    (``parameters["keys_left_out"]``). With ``cache_key="route"`` the trace is never sampled."""
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
     policies = list(policies or ["lru", "fifo", "clock", "arc", "lfu", "twoq", "s3fifo", "sieve", "tinylfu",
@@ -337,7 +427,17 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
     where, params = requests_filter(start, end)
 
     t0 = time.perf_counter()
-    frame = _load(engine if engine is not None else con, requests_filter(start, end, literal=True)[0], keys, cache_key)
+    source = engine if engine is not None else con
+    literal_where = requests_filter(start, end, literal=True)[0]
+    full = _trace_size(source, literal_where)
+    n_full = full.requests
+    threshold = sample_threshold(n_full) if cache_key in SAMPLED_KEYS else None
+    keys_left_out: dict[str, str] = {}
+    if threshold is not None:
+        keys_left_out = {k: LEFT_OUT_REASON for k in keys if k not in SAMPLED_KEYS}
+        keys = tuple(k for k in keys if k in SAMPLED_KEYS)
+    trace_rate = 1.0 if threshold is None else threshold / 2**24
+    frame = _load(source, literal_where, keys, cache_key, threshold)
     if frame.empty:
         from kit.analysis.coverage import NEEDS
 
@@ -345,11 +445,18 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
                         f"{NEEDS['cacheable'].sentence()}")
     t_s = frame["t"].to_numpy(np.float64)
     raw_sz = frame["sz"].to_numpy(np.int64)
+    sampling = None if threshold is None else (
+        f"estimated from a spatial sample of keys: the requests of the paths whose id's low 24 bits fall "
+        f"below {threshold} (R = {trace_rate:.4f}, {len(frame):,} of {n_full:,} requests), counts, bytes and "
+        f"capacities scaled by 1/R")
     traces: dict[str, Trace] = {}
+    total_bytes: dict[str, float] = {}   # per key: requested bytes at the per-object sizes, full population
     for k in keys:
         ids = frame[f"h_{k}"].to_numpy(np.int64).view(np.uint64)   # the same bits, no copy
         traces[k] = Trace(f"requests:{k}", ids, normalize_sizes(ids, raw_sz), t_s, k,
-                          f"requests WHERE {where} (params {params})")
+                          f"requests WHERE {where} (params {params})" + (f"; {sampling}" if sampling else ""),
+                          trace_rate)
+        total_bytes[k] = _full_bytes(traces[k], int(raw_sz.sum()), full.bytes)
     main = traces[cache_key]
     timings["load_s"] = time.perf_counter() - t0
 
@@ -358,24 +465,27 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
     key_curves = []
     for k, tr in traces.items():
         t1 = time.perf_counter()
-        obj_c, byte_c, _ = _curve_for(tr)
+        obj_c, byte_c, _ = _curve_for(tr, n_full, total_bytes[k])
         curves[k] = (obj_c, byte_c)
         first = np.unique(tr.obj_id, return_index=True)[1]
-        unique_bytes = int(tr.size_bytes[first].sum())
-        key_curves.append(KeyCurves(k, len(tr), int(len(obj_c.capacity)), unique_bytes,
+        unique_bytes = int(round(tr.size_bytes[first].sum() / trace_rate))
+        unique_objects = int(len(obj_c.capacity)) if threshold is None else int(round(len(first) / trace_rate))
+        key_curves.append(KeyCurves(k, n_full, unique_objects, unique_bytes,
                                     float(1 - obj_c.miss_ratio[-1]), curve_points(obj_c), curve_points(byte_c),
                                     time.perf_counter() - t1))
     timings["curves_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    stats = trace_stats(main, object_curve=curves[cache_key][0])
+    stats = trace_stats(main, object_curve=curves[cache_key][0], total_requests=n_full,
+                        total_bytes=int(round(total_bytes[cache_key])))
     timings["stats_s"] = time.perf_counter() - t0
     obj_c, byte_c = curves[cache_key]
 
     grid = _capacity_grid(stats, size_points)
 
     t0 = time.perf_counter()
-    rate = min(1.0, policy_sample_requests / len(main))
+    rate = min(1.0, policy_sample_requests / n_full, trace_rate)   # of the full population
     table = compare_policies(main, policies, grid, unit="bytes", sample_rate=rate)
+    table = replace(table, requests=n_full)
     timings["policies_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -394,13 +504,13 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
     timings["ttl_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    ttl_cls = _class_ttl(frame, main, rate)
+    ttl_cls = _class_ttl(frame, main, rate, full)
     timings["ttl_by_class_s"] = time.perf_counter() - t0
 
     # sizing and cost
     lat = _latency(con, where, params)
     duration = stats.duration_s
-    cm = cost_model(byte_c, requests=len(main), total_bytes=int(main.size_bytes.sum()), duration_s=duration,
+    cm = cost_model(byte_c, requests=n_full, total_bytes=int(round(total_bytes[cache_key])), duration_s=duration,
                     memory_cost_per_gb_month=memory_cost_per_gb_month, egress_cost_per_gb=egress_cost_per_gb,
                     target_hit_ratio=target_hit_ratio, hit_latency_ms=lat["hit_latency_ms"],
                     miss_latency_ms=lat["miss_latency_ms"], latency_source=lat["source"])
@@ -432,23 +542,26 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
                 "source": "requests.cache_status (HIT over all logged statuses) of cacheable requests"}
 
     t0 = time.perf_counter()
-    browser = _browser(frame)
+    browser = _browser(frame, full, trace_rate)
     app_sel = frame["cls"].isin(["html", "api"]).to_numpy()
     application: dict[str, Any] = {"source": f"requests of content class html or api (see CONTENT_CLASSES), "
-                                              f"key {cache_key}, LRU by entry count (exact curve)"}
+                                              f"key {cache_key}, LRU by entry count "
+                                              + ("(exact curve)" if threshold is None else
+                                                 f"(SHARDS curve of the full population, {sampling})")}
     if app_sel.any():
-        ex = exact_lru(main.obj_id[app_sel], None, bytes_curve=False)
+        app_curve, app_requests, app_objects = _entry_curve(main.obj_id[app_sel], trace_rate,
+                                                            full.class_requests["html"] + full.class_requests["api"])
         mean_sz = float(raw_sz[app_sel].mean())
-        t_entries = capacity_for_hit_ratio(ex.objects, target_hit_ratio)
-        k_entries = knee(ex.objects)
+        t_entries = capacity_for_hit_ratio(app_curve, target_hit_ratio)
+        k_entries = knee(app_curve)
         chosen = t_entries if t_entries is not None else k_entries
-        m_app, _ = ex.objects.at(chosen)
+        m_app, _ = app_curve.at(chosen)
         application.update({
-            "requests": ex.requests, "unique_objects": ex.unique_objects,
-            "max_hit_ratio": float(1 - ex.objects.miss_ratio[-1]),
+            "requests": app_requests, "unique_objects": app_objects,
+            "max_hit_ratio": float(1 - app_curve.miss_ratio[-1]),
             "target_entries": t_entries, "knee_entries": k_entries, "recommended_entries": chosen,
             "recommended_hit_ratio": float(1 - m_app[0]), "mean_response_bytes": mean_sz,
-            "recommended_memory_bytes": chosen * mean_sz, "curve": curve_points(ex.objects, 120)})
+            "recommended_memory_bytes": chosen * mean_sz, "curve": curve_points(app_curve, 120)})
     timings["layers_s"] = time.perf_counter() - t0
 
     database = _database(con, start, end)
@@ -459,12 +572,35 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
                     "size_points": size_points, "target_hit_ratio": target_hit_ratio,
                     "memory_cost_per_gb_month": memory_cost_per_gb_month,
                     "egress_cost_per_gb": egress_cost_per_gb, "policy_sample_rate": rate,
-                    "ttl_choices_s": list(TTL_CHOICES_S)},
+                    "ttl_choices_s": list(TTL_CHOICES_S), "trace_sample_rate": trace_rate,
+                    "trace_sampled_requests": len(main), "trace_sampling": sampling,
+                    "keys_left_out": keys_left_out},
         trace=stats, keys=key_curves, main_key=cache_key, capacity_grid_bytes=grid.tolist(),
         policies=_policy_block(table, rate),
         ttl_grid=ttl_grid, ttl_by_class=ttl_cls, admission=admission, sizing=sizing, latency=lat,
         observed=observed, browser=browser, application=application, database=database, explorer=explorer,
         seconds=time.perf_counter() - t_all, timings_s=timings)
+
+
+def _full_bytes(trace: Trace, raw_bytes: int, raw_bytes_full: int) -> float:
+    """The full population's requested bytes at the per-object sizes of ``trace`` (``normalize_sizes``):
+    the trace's own sum, or on a spatial sample a ratio estimate, the full bytes_sent ``raw_bytes_full``
+    (exact, counted in the engine) times the sample's per-object over its raw bytes (``raw_bytes``)."""
+    own = float(trace.size_bytes.sum())
+    if trace.sample_rate >= 1.0:
+        return own
+    return raw_bytes_full * own / raw_bytes if raw_bytes > 0 else own / trace.sample_rate
+
+
+def _entry_curve(obj_id: np.ndarray, trace_rate: float, total_requests: int) -> tuple[MissRatioCurve, int, int]:
+    """LRU curve by entry count of the requests ``obj_id`` (a spatial sample at ``trace_rate`` of
+    ``total_requests`` requests when < 1: SHARDS of the full population), with its requests and objects."""
+    if trace_rate >= 1.0:
+        ex = exact_lru(obj_id, None, bytes_curve=False)
+        return ex.objects, ex.requests, ex.unique_objects
+    res = shards(obj_id, None, rate=min(1.0, SHARDS_SAMPLE_REQUESTS / len(obj_id)), bytes_curve=False,
+                 presampled_rate=trace_rate, total_requests=total_requests)
+    return res.objects, total_requests, int(round(len(np.unique(obj_id)) / trace_rate))
 
 
 def _policy_block(table: Any, rate: float) -> dict[str, Any]:

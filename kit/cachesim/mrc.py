@@ -359,7 +359,7 @@ def _object_curve(hist_req: np.ndarray, hist_bytes: np.ndarray, n: int, total_by
                           method, rate, None, n, n)
 
 
-def _byte_curve(byte_dist: np.ndarray, sizes: np.ndarray, n: int, total_bytes: int,
+def _byte_curve(byte_dist: np.ndarray, sizes: np.ndarray, n: int, total_bytes: float,
                 method: str = "exact", rate: float = 1.0, weight: np.ndarray | None = None,
                 denom_req: float | None = None, denom_bytes: float | None = None) -> MissRatioCurve:
     reuse = byte_dist >= 0
@@ -443,19 +443,29 @@ def _error_band(obj: np.ndarray, dist_scaled: np.ndarray, n_obj: int, grid: np.n
 
 
 def shards(obj_id: np.ndarray, size_bytes: np.ndarray | None = None, *, rate: float | None = 0.01,
-           s_max: int | None = None, seed: int = 0, bytes_curve: bool = True, error_points: int = 64) -> ShardsResult:
+           s_max: int | None = None, seed: int = 0, bytes_curve: bool = True, error_points: int = 64,
+           presampled_rate: float = 1.0, total_requests: int | None = None,
+           total_bytes: float | None = None) -> ShardsResult:
     """SHARDS miss-ratio curve with the adjusted correction.
 
     Fixed-rate with ``rate`` (sample keys whose hash mod 2^24 < rate*2^24); fixed-size with ``s_max``
-    (at most that many sampled objects; the rate falls as needed). Capacities are scaled by 1/R."""
+    (at most that many sampled objects; the rate falls as needed). Capacities are scaled by 1/R.
+
+    ``presampled_rate`` < 1: the input is already a spatial sample of a population at that rate (every
+    request of the keys kept, e.g. by the engine); the final rate R is the product of both rates and the
+    curves describe the population of ``total_requests`` requests and ``total_bytes`` bytes (default:
+    the input's, scaled by 1/presampled_rate), which the adjusted correction uses."""
     import time
 
     t0 = time.perf_counter()
     obj_id = np.ascontiguousarray(obj_id).astype(np.uint64, copy=False)
-    n = len(obj_id)
-    sizes_all = (np.broadcast_to(np.int64(1), (n,)) if size_bytes is None
+    sizes_all = (np.broadcast_to(np.int64(1), (len(obj_id),)) if size_bytes is None
                  else np.ascontiguousarray(size_bytes, dtype=np.int64))
-    total_bytes = int(sizes_all.sum())
+    n = int(round(len(obj_id) / presampled_rate)) if total_requests is None else int(total_requests)
+    if size_bytes is None:   # objects of 1 byte: the bytes are the requests
+        total_bytes = n
+    elif total_bytes is None:
+        total_bytes = int(sizes_all.sum()) if presampled_rate >= 1.0 else float(sizes_all.sum()) / presampled_rate
     want_bytes = bool(bytes_curve and size_bytes is not None)
     if s_max is None:
         if rate is None or not 0 < rate <= 1:
@@ -482,6 +492,9 @@ def shards(obj_id: np.ndarray, size_bytes: np.ndarray | None = None, *, rate: fl
         ns = len(o)
         variant = "shards-fixed-size"
         final_objects = int(len(np.unique(codes_all[hashes < final_thr])))
+    if presampled_rate < 1.0:
+        r *= presampled_rate
+        variant += " (sampled in the engine)"
     # scaled distances; cold misses have distance 0 here
     rec_rate = r / weight
     dist_scaled = np.where(dist > 0, dist / rec_rate, 0.0)
@@ -523,7 +536,7 @@ def shards(obj_id: np.ndarray, size_bytes: np.ndarray | None = None, *, rate: fl
         byte_c = MissRatioCurve("bytes", byte_c.capacity,
                                 np.clip(byte_c.miss_ratio - adj / expected, 0, 1),
                                 np.clip(byte_c.byte_miss_ratio - adj_b / (total_bytes * r), 0, 1),
-                                variant, r, None, n, ns, float(sizes_all.max()) if n else 0.0)
+                                variant, r, None, n, ns, float(sizes_all.max()) if len(sizes_all) else 0.0)
     sel = grid >= lo
     max_err = float(band[sel].max()) if sel.any() else float(band.max())
     return ShardsResult(objects, byte_c, variant, r, seed, ns, final_objects, max_err, time.perf_counter() - t0)

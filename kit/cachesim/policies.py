@@ -213,28 +213,48 @@ def quiet_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
-def spatial_mask(obj_id: np.ndarray, rate: float, seed: int = 0) -> np.ndarray:
+def _sample_threshold(rate: float, seed: int, trace_rate: float, trace_seed: int | None) -> tuple[int, float]:
+    """(hash threshold, its rate of the full population) of a spatial sample at ``rate`` of the full
+    population taken from a trace that is already one at ``trace_rate``: with the same hash (``trace_seed``
+    == ``seed``) the samples nest and the threshold is the rate's; otherwise (an independent hash) the rates
+    multiply and the threshold is that of ``rate / trace_rate``."""
+    from kit.cachesim.mrc import _HASH_MOD
+
+    if trace_seed == seed:
+        threshold = max(1, int(round(rate * _HASH_MOD)))
+        return threshold, threshold / _HASH_MOD
+    threshold = max(1, int(round(rate / trace_rate * _HASH_MOD)))
+    return threshold, trace_rate * threshold / _HASH_MOD
+
+
+def spatial_mask(obj_id: np.ndarray, rate: float, seed: int = 0, *, trace_rate: float = 1.0,
+                 trace_seed: int | None = None) -> np.ndarray:
     """Per request, whether :func:`spatial_sample` keeps it (its key's hash falls below ``rate``): a mask to
-    combine with other selections of one trace, instead of sampling each selection again."""
-    if rate >= 1.0:
+    combine with other selections of one trace, instead of sampling each selection again. ``rate`` is of the
+    full population; ``obj_id`` may already be a spatial sample of it (``trace_rate``, ``trace_seed`` as in
+    :class:`Trace`)."""
+    if rate >= trace_rate:
         return np.ones(len(obj_id), bool)
-    from kit.cachesim.mrc import _HASH_MOD, _shards_select
+    from kit.cachesim.mrc import _shards_select
 
     keep = np.zeros(len(obj_id), bool)
-    keep[_shards_select(np.ascontiguousarray(obj_id, np.uint64), seed, max(1, int(round(rate * _HASH_MOD))))] = True
+    threshold = _sample_threshold(rate, seed, trace_rate, trace_seed)[0]
+    keep[_shards_select(np.ascontiguousarray(obj_id, np.uint64), seed, threshold)] = True
     return keep
 
 
 def spatial_sample(trace: Trace, rate: float, seed: int = 0) -> Trace:
-    """The requests of keys whose hash falls below ``rate`` (SHARDS' filter); the trace when rate >= 1."""
-    if rate >= 1.0:
+    """The requests of keys whose hash falls below ``rate`` (SHARDS' filter): a spatial sample of the full
+    population at ``rate`` (its ``sample_rate``), also when the trace is already a sample (``rate`` of the
+    full population, not of the trace). The trace itself when ``rate`` >= ``trace.sample_rate``."""
+    if rate >= trace.sample_rate:
         return trace
-    from kit.cachesim.mrc import _HASH_MOD, _shards_select
+    from kit.cachesim.mrc import _shards_select
 
-    idx = _shards_select(np.ascontiguousarray(trace.obj_id, np.uint64), seed,
-                         max(1, int(round(rate * _HASH_MOD))))
+    threshold, kept = _sample_threshold(rate, seed, trace.sample_rate, trace.sample_seed)
+    idx = _shards_select(np.ascontiguousarray(trace.obj_id, np.uint64), seed, threshold)
     return Trace(trace.name, trace.obj_id[idx], trace.size_bytes[idx],
-                 None if trace.time_s is None else trace.time_s[idx], trace.key, trace.source)
+                 None if trace.time_s is None else trace.time_s[idx], trace.key, trace.source, kept, seed)
 
 
 def compare_policies(trace: Trace, policies: list[str], capacities: list[float] | np.ndarray, *,
@@ -243,7 +263,9 @@ def compare_policies(trace: Trace, policies: list[str], capacities: list[float] 
     """Simulate each policy at each capacity with libcachesim.
 
     ``sample_rate < 1`` runs a miniature simulation (Waldspurger et al., ATC'17): keep the requests of
-    keys whose hash falls below the rate (the SHARDS filter) and scale every capacity by the rate.
+    keys whose hash falls below the rate (the SHARDS filter) and scale every capacity by the rate. The rate
+    is of the full population: on a trace that is already a spatial sample it is at most
+    ``trace.sample_rate`` (lowered to it), and ``requests`` counts the full population (estimated).
     ``scaled_capacity_cap`` (policy -> bytes) lowers a policy's rate so that its largest scaled capacity
     stays below the cap (default: :data:`SCALED_CAPACITY_CAP` when sampling)."""
     if unit not in ("bytes", "objects"):
@@ -251,6 +273,7 @@ def compare_policies(trace: Trace, policies: list[str], capacities: list[float] 
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         raise ValueError(f"unknown cache policy(ies) {', '.join(unknown)}; known: {', '.join(POLICIES)}")
+    sample_rate = min(sample_rate, trace.sample_rate)
     caps = scaled_capacity_cap if scaled_capacity_cap is not None else (
         SCALED_CAPACITY_CAP if sample_rate < 1.0 else {})
     biggest = max(float(c) for c in capacities) if len(capacities) else 1.0
@@ -278,7 +301,8 @@ def compare_policies(trace: Trace, policies: list[str], capacities: list[float] 
                         rows.append(PolicyRow(pol, float(cap), mr, bmr, time.perf_counter() - t0, rate))
     order = {p: i for i, p in enumerate(policies)}
     rows.sort(key=lambda r: (r.capacity, order[r.policy]))
-    return PolicyTable(unit, trace.name, len(trace), sample_rate, [float(c) for c in capacities], rows)
+    return PolicyTable(unit, trace.name, int(round(len(trace) / trace.sample_rate)), sample_rate,
+                       [float(c) for c in capacities], rows)
 
 
 def size_admission(trace: Trace, capacity_bytes: int, thresholds: list[int], *, policy: str = "lru"

@@ -30,7 +30,8 @@ ORACLE_DTYPE = np.dtype([("clock_time", "<u4"), ("obj_id", "<u8"), ("obj_size", 
 @dataclass(frozen=True)
 class Trace:
     """A request trace: arrays of equal length (``obj_id`` uint64, ``size_bytes`` int64 >= 1,
-    ``time_s`` float64 seconds or None)."""
+    ``time_s`` float64 seconds or None). ``sample_rate`` is the share of the full key space it holds
+    (< 1: a spatial sample, every request of the keys kept, e.g. extracted so by the engine)."""
 
     name: str
     obj_id: np.ndarray
@@ -38,6 +39,10 @@ class Trace:
     time_s: np.ndarray | None = None
     key: str = ""                 # how objects were keyed (path, path_query, route, or the trace format)
     source: str = ""              # where it came from (table and filter, or file)
+    sample_rate: float = 1.0      # share of the full population's keys the trace holds
+    # the seed of the SHARDS hash that sampled it (kit.cachesim.spatial_sample), None when not sampled or
+    # sampled independently of that hash (the engine's md5 ids): a second sample with the same seed nests
+    sample_seed: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.obj_id) != len(self.size_bytes) or (self.time_s is not None
@@ -50,7 +55,8 @@ class Trace:
     def head(self, n: int) -> Trace:
         """The first ``n`` requests."""
         return Trace(self.name, self.obj_id[:n], self.size_bytes[:n],
-                     None if self.time_s is None else self.time_s[:n], self.key, self.source)
+                     None if self.time_s is None else self.time_s[:n], self.key, self.source, self.sample_rate,
+                     self.sample_seed)
 
 
 def normalize_sizes(obj_id: np.ndarray, size_bytes: np.ndarray) -> np.ndarray:
@@ -193,15 +199,22 @@ class TraceStats:
     working_set: list[dict[str, float]]   # per time bucket: start_s, requests, unique objects, unique bytes
     # rank-frequency curve at up to 64 log-spaced ranks: rank (1 = most requested), requests to that object
     rank_frequency: list[dict[str, int]] = field(default_factory=list)
+    # < 1: estimated from a spatial sample of keys at this rate (counts, bytes and ranks scaled by 1/rate;
+    # ratios, shares, quantiles and per-object frequencies as measured on the sample)
+    sample_rate: float = 1.0
 
 
 ZIPF_RANKS = 1000  # the Zipf exponent is fitted over the most requested ranks
 
 
 def trace_stats(trace: Trace, *, buckets: int = 24, zipf_ranks: int = ZIPF_RANKS,
-                object_curve: MissRatioCurve | None = None) -> TraceStats:
+                object_curve: MissRatioCurve | None = None, total_requests: int | None = None,
+                total_bytes: int | None = None) -> TraceStats:
     """Statistics of a trace (vectorized). Reuse distances come from ``object_curve`` (the trace's exact
-    LRU curve by object count) when given, else from one stack-distance pass."""
+    LRU curve by object count, or a SHARDS curve scaled to the full population) when given, else from one
+    stack-distance pass. On a spatial sample (``trace.sample_rate`` R < 1) the statistics describe the full
+    population: counts, bytes and ranks scaled by 1/R, requests and requested bytes ``total_requests`` and
+    ``total_bytes`` when known (else also scaled)."""
     n = len(trace)
     if n == 0:
         raise ValueError(f"trace {trace.name!r} is empty")
@@ -251,8 +264,10 @@ def trace_stats(trace: Trace, *, buckets: int = 24, zipf_ranks: int = ZIPF_RANKS
            "unique_bytes": float(ub[i])} for i in range(buckets)]
     n_reuse = int(reuse.sum())
     if object_curve is not None and n_reuse:
-        # share of reuses with distance <= c is hits(c) / reuses; hits(c) = n * (1 - miss(c))
-        frac = n * (1.0 - object_curve.miss_ratio) / n_reuse
+        # share of reuses with distance <= c is hits(c) / reuses; hits(c) = n * (1 - miss(c)); on a sample the
+        # curve (of the full population) says itself how many reuses there are: its hits at infinite size
+        frac = (n * (1.0 - object_curve.miss_ratio) / n_reuse if trace.sample_rate >= 1.0 else
+                (1.0 - object_curve.miss_ratio) / max(1.0 - float(object_curve.miss_ratio[-1]), 1e-12))
         rdq = {f"p{p}": float(object_curve.capacity[min(int(np.searchsorted(frac, p / 100 - 1e-12)),
                                                             len(frac) - 1)]) for p in q}
     else:
@@ -261,11 +276,27 @@ def trace_stats(trace: Trace, *, buckets: int = 24, zipf_ranks: int = ZIPF_RANKS
         rdq = ({f"p{p}": float(np.percentile(rd, p, method="inverted_cdf")) for p in q} if len(rd)
                else {f"p{p}": 0.0 for p in q})
     ohw = int((counts == 1).sum())
-    return TraceStats(trace.name, trace.key, trace.source, n, u, int(trace.size_bytes.sum()),
-                      int(obj_size.sum()), ohw, ohw / u, int(obj_size.max()), float(obj_size.mean()),
-                      alpha, r2, share, rt, rdq, float(reuse.mean()), duration, ws,
-                      [{"rank": int(r), "requests": int(freq[r - 1])}
-                       for r in np.unique(np.geomspace(1, u, 64).round().astype(np.int64))])
+    rf = np.unique(np.geomspace(1, u, 64).round().astype(np.int64))
+    rate = trace.sample_rate
+    if rate >= 1.0:
+        return TraceStats(trace.name, trace.key, trace.source, n, u, int(trace.size_bytes.sum()),
+                          int(obj_size.sum()), ohw, ohw / u, int(obj_size.max()), float(obj_size.mean()),
+                          alpha, r2, share, rt, rdq, float(reuse.mean()), duration, ws,
+                          [{"rank": int(r), "requests": int(freq[r - 1])} for r in rf])
+
+    def up(x: float) -> int:
+        return int(round(x / rate))
+
+    ws = [{"start_s": w["start_s"], "requests": up(w["requests"]), "unique_objects": up(w["unique_objects"]),
+           "unique_bytes": float(w["unique_bytes"] / rate)} for w in ws]
+    requests = up(n) if total_requests is None else total_requests
+    # reuses are the requests that are not an object's first: from the scaled objects and the exact requests
+    # (objects vary less from key to key than requests do under Zipf popularity)
+    return TraceStats(trace.name, trace.key, trace.source, requests,
+                      up(u), up(trace.size_bytes.sum()) if total_bytes is None else total_bytes,
+                      up(obj_size.sum()), up(ohw), ohw / u, int(obj_size.max()), float(obj_size.mean()),
+                      alpha, r2, share, rt, rdq, max(0.0, 1.0 - up(u) / requests), duration, ws,
+                      [{"rank": max(1, up(r)), "requests": int(freq[r - 1])} for r in rf], rate)
 
 
 def zipf_trace(n: int, n_objects: int, alpha: float = 0.9, *, seed: int = 0,

@@ -363,9 +363,12 @@ def build_caching_plan(results: dict[str, Any], config: RunConfig) -> dict[str, 
     sizing, observed, trace = cache["sizing"], cache["observed"], cache["trace"]
     rec, best = basis.recommended_bytes, basis.best
     offload = (sizing["cost"].get("target") or {}).get("byte_hit_ratio", sizing["recommended_byte_hit_ratio"])
+    trace_rate = float(cache["parameters"].get("trace_sample_rate") or 1.0)
+    how = ("exact simulation" if trace_rate >= 1 else
+           f"SHARDS estimate from a spatial sample of keys at R={trace_rate:.4f}")
     headline = (f"CDN cache of {size(rec)} keyed by {basis.key}: expected hit ratio "
                 f"{pct(sizing['recommended_hit_ratio'])} and byte hit ratio "
-                f"{pct(sizing['recommended_byte_hit_ratio'])} with LRU (exact simulation; today "
+                f"{pct(sizing['recommended_byte_hit_ratio'])} with LRU ({how}; today "
                 f"{pct(observed.get('hit_ratio'))} / {pct(observed.get('byte_hit_ratio'))}); "
                 f"{best['policy']} simulated best at {size(basis.table_at)} ({pct(best['hit_ratio'])})")
     return {
@@ -374,7 +377,7 @@ def build_caching_plan(results: dict[str, Any], config: RunConfig) -> dict[str, 
         "summary": {"headline": headline, "expected_hit_ratio": sizing["recommended_hit_ratio"],
                     "expected_byte_hit_ratio": sizing["recommended_byte_hit_ratio"],
                     "origin_byte_offload": offload, "recommended_cdn_capacity_bytes": rec,
-                    "source": "cache.sizing (exact LRU curve) and cache.observed (cache_status in the logs)"},
+                    "source": f"cache.sizing (LRU curve: {how}) and cache.observed (cache_status in the logs)"},
         "parameters": {k: cache["parameters"].get(k) for k in ("cache_key", "start", "end", "policies",
                                                                "target_hit_ratio", "memory_cost_per_gb_month",
                                                                "egress_cost_per_gb")},
