@@ -172,3 +172,23 @@ def test_spatial_sample_rates_are_of_the_full_population() -> None:
     nested = spatial_sample(spatial_sample(whole, 0.5), 0.1)
     assert np.array_equal(nested.obj_id, spatial_sample(whole, 0.1).obj_id)
     assert nested.sample_rate == pytest.approx(0.1, rel=1e-6)
+
+
+def test_the_caching_plan_of_a_sampled_study_validates_and_says_so(sampled) -> None:
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from kit.config import RunConfig
+    from kit.report.caching_plan import build_caching_plan
+    from kit.results import dumps, to_jsonable
+
+    plan = json.loads(dumps(build_caching_plan({"cache": to_jsonable(sampled)}, RunConfig())))
+    schema = Path(__file__).resolve().parents[1] / "kit" / "report" / "schemas" / \
+        "Caching_Implementation_Plan.schema.json"
+    jsonschema.validate(plan, json.loads(schema.read_text()))
+    assert "spatial sample of keys at R=0.2" in plan["summary"]["headline"]
+    assert plan["trace"]["requests"] == N and "spatial sample" in plan["trace"]["source"]
+    app = next(la for la in plan["layers"] if la["layer"] == "application")
+    assert app["simulation"]["method"].startswith("SHARDS")

@@ -373,3 +373,20 @@ def test_the_cache_study_is_the_same_on_both_engines(engines) -> None:
         return [without_timings(v) for v in value] if isinstance(value, list) else value
 
     assert without_timings(a) == without_timings(b)
+
+
+def test_the_sampled_cache_trace_and_its_count_are_the_same_on_both_engines(engines) -> None:
+    """Above TRACE_MAX_REQUESTS the trace query keeps the paths whose id's low 24 bits fall below a threshold:
+    Spark keeps the same rows with the same ids, and the count query gives the same totals."""
+    from kit.analysis.cache import _load, _trace_size
+    from kit.cachesim.trace import requests_filter
+
+    duck, spark, _ = engines
+    where, _ = requests_filter(None, None, literal=True)
+    assert _trace_size(duck, where) == _trace_size(spark, where)
+    a = _load(duck, where, ("path", "path_query"), "path", 2**22)
+    b = _load(spark, where, ("path", "path_query"), "path", 2**22)
+    assert 0 < len(a) < _trace_size(duck, where).requests and list(a.columns) == list(b.columns)
+    for column in a.columns:
+        assert a[column].tolist() == b[column].tolist(), column
+    assert (a["h_path"] % 2**24 < 2**22).all()

@@ -494,13 +494,13 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
         small = spatial_sample(main, rate)     # the same miniature trace as the policy table
         for ttl in TTL_CHOICES_S:
             for cap in grid:
-                if ttl == 0:   # no expiry: the exact curve
+                if ttl == 0:   # no expiry: the LRU curve (exact, or SHARDS on an engine sample)
                     mm, bb = byte_c.at(cap)
                     m, b = float(mm[0]), float(bb[0])
                 else:
                     m, b = lru_ttl(small, max(1, int(round(cap * rate))), ttl)
                 ttl_grid.append({"ttl_s": ttl, "capacity_bytes": float(cap), "miss_ratio": m,
-                                 "byte_miss_ratio": b, "sample_rate": 1.0 if ttl == 0 else rate})
+                                 "byte_miss_ratio": b, "sample_rate": trace_rate if ttl == 0 else rate})
     timings["ttl_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -548,6 +548,8 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
                                               f"key {cache_key}, LRU by entry count "
                                               + ("(exact curve)" if threshold is None else
                                                  f"(SHARDS curve of the full population, {sampling})")}
+    application["method"] = ("exact LRU by entry count" if threshold is None else
+                             "SHARDS LRU by entry count (keys sampled in the engine)")
     if app_sel.any():
         app_curve, app_requests, app_objects = _entry_curve(main.obj_id[app_sel], trace_rate,
                                                             full.class_requests["html"] + full.class_requests["api"])

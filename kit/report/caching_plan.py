@@ -272,6 +272,7 @@ def cdn_layer(cache: dict[str, Any], basis: PlanBasis) -> dict[str, Any]:
 def application_layer(cache: dict[str, Any], basis: PlanBasis) -> dict[str, Any]:
     """The in-process or shared response cache, sized by entry count (exact LRU)."""
     app = cache["application"]
+    app_method = app.get("method", "exact LRU by entry count")
     key, online, best, trace = basis.key, basis.online, basis.best, cache["trace"]
     api_rule, html_rule = basis.ttl.get("api"), basis.ttl.get("html")
     return {
@@ -284,7 +285,7 @@ def application_layer(cache: dict[str, Any], basis: PlanBasis) -> dict[str, Any]
                    "source": "cache.policies ranking (frequency-aware policies resist one-hit wonders: "
                              f"{pct(trace['one_hit_wonder_ratio'])} of objects are requested once)"},
         "capacity": {"entries": _num(app.get("recommended_entries"), "cache.application.recommended_entries "
-                                                                     "(exact LRU by entry count)", "entries"),
+                                                                     f"({app_method})", "entries"),
                      "bytes": _num(app.get("recommended_memory_bytes"),
                                    "entries x mean response size (cache.application)", "bytes"),
                      "knee_bytes": _num(None if app.get("knee_entries") is None
@@ -301,7 +302,7 @@ def application_layer(cache: dict[str, Any], basis: PlanBasis) -> dict[str, Any]
         "expected": {"hit_ratio": _num(app.get("recommended_hit_ratio"), f"cache.application: {app.get('source')}"),
                      "byte_hit_ratio": _num(None, "not simulated by bytes for this layer"),
                      "max_hit_ratio": _num(app.get("max_hit_ratio"), "cache.application.max_hit_ratio")},
-        "simulation": {"method": "exact LRU by entry count", "curve": _curve(app["curve"]) if app.get("curve") else [],
+        "simulation": {"method": app_method, "curve": _curve(app["curve"]) if app.get("curve") else [],
                        "curve_unit": "entries", "policy_table": []},
         "metrics": [{"name": "app_cache_hit_ratio", "definition": "hits / lookups",
                      "alert": {"condition": "below", "threshold": _alert_floor(app.get("recommended_hit_ratio")),
