@@ -338,17 +338,22 @@ def analyse_cdn(con: duckdb.DuckDBPyConnection, window: Window, *, cache: dict[s
     sql: dict[str, str] = {}
     # Queries that need single requests (reuse intervals, the Vary periods, the replay's trace) read
     # ``requests`` through the CTE ``r``, computing only the columns they use; the others read
-    # the grouped requests ``g`` (:func:`_groups_cte`), held in a temporary table for the study: no copy of
+    # the grouped requests ``gr`` (:func:`_groups_cte`), held in a temporary table for the study: no copy of
     # the window, only its distinct (route, path, query, type, status, cache status) combinations; regrouped
     # from the shared grouped requests when the caller gives them (no scan of ``requests`` here).
     table = f"cdn_groups_{abs(hash((window.start, window.end))) % 10**8}"
     shown = _groups_cte(window)
+    # the table holds ``gr``: outcome, class and keys computed once per group, not in every query that reads it
+    def build(shared: str) -> None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS WITH g AS ({_groups_from_shared_sql(shared)}), "
+                    f"{_GR} SELECT * FROM gr")
+
     if groups is None:   # on its own: the requests grouped for this study alone (no asset sizes)
         with request_groups(con, window, assets=False) as own:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_groups_from_shared_sql(own.of(window))}")
+            build(own.of(window))
     else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_groups_from_shared_sql(groups.of(window))}")
-    grouped = f"g AS (SELECT * FROM {table}), {_GR}"
+        build(groups.of(window))
+    grouped = f"gr AS (SELECT * FROM {table})"
     try:
         found = _analyse(con, window, cache, top_routes, _base_cte(window), grouped, sql, t_all, timings)
     finally:
