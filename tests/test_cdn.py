@@ -431,6 +431,24 @@ def test_same_size_share_counts_keys_two_clients_asked_for(con):
     assert row["same_size_share"] == pytest.approx(2 / (2 + 3))
 
 
+def test_two_clients_is_min_below_max(con):
+    """two_clients (two early-stopping scans) says what ``min(client_hash) < max(client_hash)`` says: no client,
+    one client many times (with NULLs between), two clients."""
+    from kit.analysis.request_groups import two_clients
+
+    def row(i, client):
+        return (i, "s", "GET", "/a", "/a", None, 200, 1, None, "HIT", client)
+
+    cases = [[row(1, None), row(2, None)], [row(3, "c1"), row(4, None), row(5, "c1")], [row(6, "c2")]]
+    for rows in cases:
+        insert(con, rows)
+        w = window_of(con)
+        ref = con.execute(f"SELECT coalesce(min(client_hash) < max(client_hash), false) FROM requests "
+                          f"WHERE {w.sql()}").fetchone()[0]
+        assert two_clients(con, w) is ref
+    assert ref is True
+
+
 def test_spatial_mask_keeps_what_spatial_sample_keeps() -> None:
     """The replay filters each selection with one SHARDS mask per key (kit.cachesim.spatial_mask); on any
     selection the masked requests are the ones spatial_sample of that selection keeps, in order, and a
