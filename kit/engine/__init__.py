@@ -37,6 +37,9 @@ DuckDB (as the kit writes it)  Spark                               why / how
 ``make_timestamptz(us)``       ``timestamp_micros(us)``            DuckDB-only name: rewritten
 ``a // b`` (integers)          ``a DIV b``                         sqlglot; the kit keeps both sides >= 0
                                                                    (floor and truncation agree)
+``a % b`` (integers)           same                                the sign of a remainder follows ``a`` in
+                                                                   both; the kit's (the cache trace's sample
+                                                                   test on md5 ids) has a >= 0
 ``x::T``, ``TIMESTAMPTZ 's'``  ``CAST(x AS T)``                    sqlglot; Spark TIMESTAMP is UTC-instant
                                                                    (session time zone UTC)
 ``0.5`` (decimal literal)      ``CAST(0.5 AS DOUBLE)``             Spark keeps DECIMAL arithmetic (6 decimal
@@ -78,7 +81,8 @@ so a number rounded for a document differs only when it falls on a rounding tie.
 Heavy on Spark: ``kit.analysis.kpis`` (RED tables and series, throughput, histogram, heatmap, headline,
 comparison; ``kpi_report(engine=...)``), ``kit.analysis.slo.sli.minute_series`` (``slo_report(engine=...)``),
 ``kit.analysis.bottlenecks.time_consumers``, the findings' series (``find_bottlenecks(engine=...)``) and
-the cache trace (``analyze_cache(engine=...)``). The light queries (window, metrics, events, database
+the cache trace (``analyze_cache(engine=...)``: its count, and above ``TRACE_MAX_REQUESTS`` requests its
+spatial sample of paths). The light queries (window, metrics, events, database
 statistics) stay on DuckDB, which reads the same Parquet warehouse.
 """
 
