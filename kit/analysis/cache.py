@@ -149,13 +149,9 @@ def _curve_for(trace: Trace, total_requests: int | None = None, total_bytes: flo
     SHARDS above EXACT_MAX_REQUESTS, and SHARDS of the population of ``total_requests`` requests and
     ``total_bytes`` bytes when the trace is a spatial sample (``trace.sample_rate`` < 1; sampled again
     in Python to about SHARDS_SAMPLE_REQUESTS requests, the rates multiply)."""
-    if trace.sample_rate < 1.0:
+    if trace.sample_rate < 1.0 or len(trace) > EXACT_MAX_REQUESTS:
         res = shards(trace.obj_id, trace.size_bytes, rate=min(1.0, SHARDS_SAMPLE_REQUESTS / len(trace)),
                      presampled_rate=trace.sample_rate, total_requests=total_requests, total_bytes=total_bytes)
-        assert res.bytes is not None
-        return res.objects, res.bytes, res.variant
-    if len(trace) > EXACT_MAX_REQUESTS:
-        res = shards(trace.obj_id, trace.size_bytes, rate=min(1.0, SHARDS_SAMPLE_REQUESTS / len(trace)))
         assert res.bytes is not None
         return res.objects, res.bytes, res.variant
     ex = exact_lru(trace.obj_id, trace.size_bytes)

@@ -62,7 +62,7 @@ import pandas as pd
 
 from kit import fmt
 from kit.analysis.opportunity import Opportunity, Saving, opportunity
-from kit.analysis.request_groups import RequestGroups, request_groups
+from kit.analysis.request_groups import CLIENT_AGGREGATES, RequestGroups, request_groups
 from kit.analysis.window import Window
 from kit.cachesim.policies import lru_ttl, spatial_mask, spatial_sample
 from kit.cachesim.trace import CACHE_KEYS, Trace
@@ -204,11 +204,6 @@ def _narrow_key(groups: pd.DataFrame) -> list[str]:
     return [c for c in _GROUP_EXPR if c in key]
 
 
-# the least and greatest client and size of a group: two clients asked when they differ, one size when equal
-_CLIENTS_SIZES = ("min(client_hash) AS client_lo, max(client_hash) AS client_hi, "
-                  "min(coalesce(bytes_sent, 0)) AS bytes_lo, max(coalesce(bytes_sent, 0)) AS bytes_hi")
-
-
 def _groups_cte(window: Window) -> str:
     """``g``: the window's requests grouped by every column the outcome, class and keys derive from
     (:data:`_GROUP_COLS`), with their count ``n``, ``bytes`` and ``bytes1`` (bytes with at least 1 per
@@ -216,7 +211,7 @@ def _groups_cte(window: Window) -> str:
     single requests (ratios, audits, key counts, the replay's totals) is computed from it."""
     return (f"g AS (SELECT {_GROUP_SELECT}, count(*) AS n, "
             f"sum(coalesce(bytes_sent, 0)) AS bytes, sum(greatest(coalesce(bytes_sent, 0), 1)) AS bytes1, "
-            f"{_CLIENTS_SIZES} FROM requests WHERE {window.sql()} AND path IS NOT NULL GROUP BY ALL), {_GR}")
+            f"{CLIENT_AGGREGATES} FROM requests WHERE {window.sql()} AND path IS NOT NULL GROUP BY ALL), {_GR}")
 
 
 def _groups_from_shared_sql(shared: str) -> str:

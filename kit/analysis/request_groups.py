@@ -56,8 +56,8 @@ _SUMS = ("count(*) AS n, sum(coalesce(bytes_sent, 0)) AS bytes, sum(greatest(coa
          "sum(latency_ms) AS latency_ms")
 # the least and greatest client and size per group; NULL when the window holds at most one client (then no
 # group has two clients, and the ~0.8 s the string aggregates cost at 100M requests are saved)
-_CLIENTS = ("min(client_hash) AS client_lo, max(client_hash) AS client_hi, min(coalesce(bytes_sent, 0)) AS bytes_lo, "
-            "max(coalesce(bytes_sent, 0)) AS bytes_hi")
+CLIENT_AGGREGATES = ("min(client_hash) AS client_lo, max(client_hash) AS client_hi, "
+                     "min(coalesce(bytes_sent, 0)) AS bytes_lo, max(coalesce(bytes_sent, 0)) AS bytes_hi")
 _NO_CLIENTS = ("NULL::VARCHAR AS client_lo, NULL::VARCHAR AS client_hi, NULL::BIGINT AS bytes_lo, "
                "NULL::BIGINT AS bytes_hi")
 
@@ -91,7 +91,7 @@ def build_sql(window: Window, *, assets: bool = True, clients: bool = True) -> s
     """The grouped requests of ``window`` (a table ``requests``: grouped by hash, columns read by rowid);
     ``clients=False``: client_lo, client_hi, bytes_lo and bytes_hi NULL."""
     return f"""WITH hg AS (SELECT hash({_RAW_COLS}, {_asset_bytes(assets=assets)}) AS h, min(rowid) AS rid, {_SUMS},
-         {_CLIENTS if clients else _NO_CLIENTS}
+         {CLIENT_AGGREGATES if clients else _NO_CLIENTS}
   FROM requests WHERE {window.sql()} GROUP BY h)
 SELECT q.service, q.route, q.method, q.status, q.path, q.query, q.content_type, q.cache_status,
        {_asset_bytes("q.", assets=assets)} AS asset_bytes, hg.n, hg.bytes, hg.bytes1, hg.latency_ms, hg.client_lo,
@@ -102,7 +102,7 @@ FROM requests q JOIN hg ON q.rowid = hg.rid"""
 def build_sql_by_columns(window: Window, *, assets: bool = True, clients: bool = True) -> str:
     """The same rows grouped by the columns (for a view ``requests``, which has no rowid)."""
     return (f"SELECT {_RAW_COLS}, {_asset_bytes(assets=assets)} AS asset_bytes, {_SUMS}, "
-            f"{_CLIENTS if clients else _NO_CLIENTS} "
+            f"{CLIENT_AGGREGATES if clients else _NO_CLIENTS} "
             f"FROM requests WHERE {window.sql()} GROUP BY ALL")
 
 
