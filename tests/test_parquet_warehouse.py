@@ -8,6 +8,7 @@ exactly once, replace, append, line accounting, SIGKILL at random moments, concu
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -19,12 +20,16 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kit import parquet_warehouse as pw
 from kit.errors import WarehouseError
+from kit.ingest.parquet import DIRECT
 from kit.warehouse import connect, schema_columns
 
 from .conftest import SHARED_DATASETS
+from .test_ingest_clf_fast import clf_lines
 
 ROOT_DIR = Path(__file__).resolve().parents[1]
 ACCESS = SHARED_DATASETS / "access_logs"
@@ -182,8 +187,9 @@ def test_sigkill_at_random_moments_leaves_all_or_nothing(tmp_path: Path) -> None
     """kill -9 of real ingests at random moments, first of a first load, then of --replace swaps of a
     committed source: a reader sees all of the file's rows from one source (the old or the new) or, before
     anything was committed, none; never a part, two sources or, once committed, nothing; a later ingest
-    succeeds. Half the kills are aimed at the writing phase (once a data file is staged, plus a random
-    delay: during the COPY, the renames into place or around the commit), the other half anywhere."""
+    succeeds. Half the kills are aimed at the writing phase (once the scratch tables' data files are
+    staged, plus a random delay: during the COPY, the renames into place or around the commit), the other
+    half anywhere (the access-log reader's own Parquet files are staged from its first chunk on)."""
     root, big = tmp_path / "w", tmp_path / "big.log"
     big.write_bytes(ELASTIC.read_bytes() * 20)                     # 200,000 lines, 199,980 loadable
     started = time.perf_counter()
@@ -197,16 +203,18 @@ def test_sigkill_at_random_moments_leaves_all_or_nothing(tmp_path: Path) -> None
         (writing, renaming into place, committing or just after: the last ~25 % of a clean run here)."""
         proc = subprocess.Popen(_ingest_cmd("access-log", root, "--warehouse-format", "parquet", *extra, big),
                                 env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        def exported() -> bool:        # the scratch tables' files staged: the export has begun
+            return any(DIRECT not in p.parts for p in (root / pw.STAGING).rglob("*.parquet"))
+
         if aim_at_writing:
             deadline = time.perf_counter() + 10 * duration
-            while proc.poll() is None and time.perf_counter() < deadline and not any(
-                    (root / pw.STAGING).rglob("*.parquet")):
+            while proc.poll() is None and time.perf_counter() < deadline and not exported():
                 time.sleep(0.005)
-            staged = any((root / pw.STAGING).rglob("*.parquet"))
+            staged = exported()
             time.sleep(rng.uniform(0.0, 0.15) * duration)
         else:
             time.sleep(rng.uniform(0.2, 0.95) * duration)
-            staged = any((root / pw.STAGING).rglob("*.parquet"))
+            staged = exported()
         writing = staged and proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -377,3 +385,65 @@ def test_a_query_larger_than_the_memory_limit_spills_on_the_views(tmp_path: Path
     finally:
         con.close()
     assert not spill.exists() or not any(spill.iterdir())   # DuckDB removes its spill files
+
+
+# ---------------------------------------------------------------------------------------------- direct files
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_access_log_readers_own_parquet_files_hold_the_rows_a_duckdb_file_stores(tmp_path_factory, monkeypatch,
+                                                                                    data) -> None:
+    """A Parquet warehouse's access-log ingest writes the compiled reader's rows as Parquet itself
+    (:class:`kit.ingest.parquet.DayFiles`); the reference is the same file ingested into a DuckDB file
+    (the reader's rows INSERTed by SQL). Random lines of many days and zones, in many small chunks, with
+    user route rules, non-ASCII query strings with secrets (redacted by DuckDB's regex), lines the
+    reader hands to the general path and a rejected line: the same rows, each in the file of its own UTC
+    day, with the schema's column types; the same line accounting and service naming."""
+    from kit.ingest import clf_fast
+    from kit.ingest.access_log import ingest_access_log
+    from kit.ingest.parquet import ingest
+
+    tmp = tmp_path_factory.mktemp("direct")
+    monkeypatch.setattr(clf_fast, "read_clf_chunks", functools.partial(clf_fast.read_clf_chunks, chunk_bytes=2000))
+    monkeypatch.setattr(clf_fast, "FIRST_CHUNK_BYTES", 700)
+    lines = data.draw(st.lists(clf_lines("combined_kv"), min_size=1, max_size=60))
+    extra = ['10.0.0.9 - - [10/Oct/2024:13:55:36 +0000] "GET /a/7?Token=\u00e91&q=\u00fc HTTP/1.1" 200 5 "-" "x" '
+             'rt=0.1 urt=- ucs=HIT',                                           # non-ASCII query: DuckDB redacts
+             '10.0.0.9 - - [10/Oct/2024:13:55:37 +0000] "GET http://h.example/a/8 HTTP/1.1" 200 5 "-" "x" '
+             'rt=0.1 urt=- ucs=HIT',                                           # absolute URI: the general path
+             "not a log line"]                                                 # rejected
+    for line in extra:
+        lines.insert(data.draw(st.integers(0, len(lines))), line)
+    # first, a chunk whose first and last rows are of one day and another day's row between them
+    day = '1.2.3.4 - - [{}/Nov/2026:23:59:59 +0000] "GET /d HTTP/1.1" 200 1 "-" "-" rt=0.1 urt=- ucs=-'
+    lines[:0] = [day.format(20), day.format(21)] + [day.format(20)] * 8
+    log = tmp / "shop.log"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rules = ["^/a/[0-9]+$ => /a/{n}"]
+
+    def load(con: duckdb.DuckDBPyConnection):  # noqa: ANN202 - an IngestSummary
+        return ingest_access_log(con, log, format="combined_kv", salt="s", route_rules=rules)
+
+    reference = load(connect(tmp / "w.duckdb"))
+    mine = ingest(tmp / "parquet", load)
+    assert (mine.lines_in, mine.rows_loaded, mine.rows_rejected) == (
+        reference.lines_in, reference.rows_loaded, reference.rows_rejected)
+    con = connect(tmp / "parquet", read_only=True)
+    con.execute(f"ATTACH '{tmp / 'w.duckdb'}' AS d (READ_ONLY)")
+    for a, b in (("", "d."), ("d.", "")):
+        extra_rows = con.execute(f"SELECT count(*) FROM ({_keyed('requests', a)} EXCEPT ALL "
+                                 f"{_keyed('requests', b)})").fetchone()
+        assert extra_rows == (0,), (a or "parquet", "rows missing from the other")
+    assert (con.execute("SELECT options FROM ingest_log").fetchone()
+            == con.execute("SELECT options FROM d.ingest_log").fetchone())
+    files = pw.committed_files(tmp / "parquet")["requests"]
+    direct = [f for f in files if f.name.endswith("_direct.parquet")]
+    assert direct, "the reader wrote no file of its own"
+    for path in files:
+        day = path.parent.name.removeprefix("day=")
+        raw = f"read_parquet('{path}', hive_partitioning=false)"
+        assert [r[:2] for r in con.execute(f"DESCRIBE SELECT * FROM {raw}").fetchall()] == list(
+            schema_columns()["requests"])
+        assert con.execute(f"SELECT DISTINCT strftime(ts, '%Y-%m-%d') FROM {raw}").fetchall() == [(day,)]
+    con.close()

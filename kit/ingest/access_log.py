@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, TypeVar
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from kit.ingest.core import (
     COMPRESSED_SUFFIXES,
@@ -74,7 +75,7 @@ from kit.ingest.log_formats import (
     json_keys_from_sample,
     sample_lines,
 )
-from kit.ingest.parquet import scratch_warehouse
+from kit.ingest.parquet import DayFiles, direct_directory, scratch_warehouse
 from kit.ingest.routes import RouteRule, client_hash_sql, parse_route_rule, redact_query_sql, route_sql
 from kit.ingest.services import record_service_naming, service_sql
 from kit.parquet_warehouse import salt_file as parquet_salt_file
@@ -407,21 +408,67 @@ def _load_general(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, line
 
 
 
+def _fast_route_sql(route_rules: Sequence[RouteRule]) -> str:
+    """SQL of a fast-path row's route: the user's rules over the compiled built-in templating."""
+    return route_sql("path", route_rules, builtin="route") if route_rules else "route"
+
+
+# the query strings the reader left for DuckDB's regex (non-ASCII ones) redacted
+_FAST_QUERY_SQL = f"CASE WHEN query_regex THEN {redact_query_sql('query')} ELSE query END"
+
+
 def _fast_insert_sql(table: str, fmt: LogFormat, sid: int, salt: str, service_of: ServiceSql,
                      route_rules: Sequence[RouteRule]) -> str:
     """SQL moving one chunk table of :func:`kit.ingest.clf_fast.read_clf_chunks` into ``requests``: the
     route (user rules over the compiled built-in templating), the redaction of the non-ASCII query
     strings the reader left (``query_regex``) and the service are added here (the reader takes no line
     with a host, so the service is the option or the file's); the client hashes come with the chunk
-    (:class:`_ClientHashes`)."""
-    route = route_sql("path", route_rules, builtin="route") if route_rules else "route"
+    (:class:`_ClientHashes`). :func:`_fast_rows` is the same in Arrow."""
     return (
         f"INSERT INTO requests ({_REQUEST_COLUMNS}) "
-        f"SELECT ts, {service_of(None)}, NULL, method, {route}, path, "
-        f"CASE WHEN query_regex THEN {redact_query_sql('query')} ELSE query END, "
+        f"SELECT ts, {service_of(None)}, NULL, method, {_fast_route_sql(route_rules)}, path, {_FAST_QUERY_SQL}, "
         f"status, latency_s * {fmt.latency_ms_per_unit!r}, "
         f"upstream_s * {fmt.upstream_ms_per_unit!r}, bytes_sent, NULL, cache_status, "
         f"client_hash, user_agent, {int(sid)} FROM {table}")
+
+
+# ``requests`` rows as Arrow, with the warehouse schema's types
+_REQUESTS_ARROW = pa.schema([
+    ("ts", pa.timestamp("us", tz="UTC")), ("service", pa.large_string()), ("host", pa.large_string()),
+    ("method", pa.large_string()), ("route", pa.large_string()), ("path", pa.large_string()),
+    ("query", pa.large_string()), ("status", pa.int16()), ("latency_ms", pa.float64()),
+    ("upstream_ms", pa.float64()), ("bytes_sent", pa.int64()), ("content_type", pa.large_string()),
+    ("cache_status", pa.large_string()), ("client_hash", pa.large_string()),
+    ("user_agent", pa.large_string()), ("source_id", pa.int64())])
+
+
+# the columns whose row-group min/max a reader can prune by (not the long, mostly distinct strings)
+_STATISTICS = ("ts", "service", "host", "method", "route", "status", "latency_ms", "upstream_ms", "bytes_sent",
+               "content_type", "cache_status", "source_id")
+
+
+def _fast_rows(con: duckdb.DuckDBPyConnection, chunk: pa.Table, name: str, fmt: LogFormat, sid: int, service: str,
+               route_rules: Sequence[RouteRule]) -> pa.Table:
+    """The ``requests`` rows of one chunk table (with its client hashes) as Arrow: what
+    :func:`_fast_insert_sql` stores, for a Parquet warehouse's loader to write itself. DuckDB computes
+    the route and query only when user route rules or non-ASCII query strings need its regexes."""
+    n = chunk.num_rows
+    route, query = chunk["route"], chunk["query"]
+    if route_rules or pc.any(chunk["query_regex"]).as_py():
+        con.register(name, chunk)
+        try:
+            fixed = con.sql(f"SELECT {_fast_route_sql(route_rules)} AS route, {_FAST_QUERY_SQL} AS query "
+                            f"FROM {name}").to_arrow_table()
+        finally:
+            con.unregister(name)
+        route, query = fixed["route"], fixed["query"]
+    text_nulls = pa.nulls(n, pa.large_string())
+    return pa.Table.from_arrays([
+        chunk["ts"], pa.repeat(service, n).cast(pa.large_string()), text_nulls, chunk["method"], route,
+        chunk["path"], query, chunk["status"], pc.multiply(chunk["latency_s"], float(fmt.latency_ms_per_unit)),
+        pc.multiply(chunk["upstream_s"], float(fmt.upstream_ms_per_unit)), chunk["bytes_sent"], text_nulls,
+        chunk["cache_status"], chunk["client_hash"], chunk["user_agent"], pa.repeat(int(sid), n).cast(pa.int64()),
+    ], names=_REQUESTS_ARROW.names).cast(_REQUESTS_ARROW)
 
 
 class _ClientHashes:
@@ -461,45 +508,60 @@ def _read_ahead(items: Iterator[T]) -> Iterator[T]:
 
 def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: Path, skip_lines: int,
                sample: Sequence[str], salt: str, service_of: ServiceSql,
-               route_rules: Sequence[RouteRule]) -> tuple[int, int, int, FileDigest | None] | None:
+               route_rules: Sequence[RouteRule]) -> tuple[int, int, int, FileDigest | None, list[Path]] | None:
     """The fast path for common/combined/combined_kv: the compiled reader (:mod:`kit.ingest.clf_fast`)
-    turns each chunk of lines into typed Arrow columns that one INSERT stores; the lines it does not
+    turns each chunk of lines into typed Arrow columns that one INSERT stores — or, in a Parquet
+    warehouse's ingest, that :class:`kit.ingest.parquet.DayFiles` writes as Parquet (storing them in
+    the scratch DuckDB and copying them out would cost more than parsing them); the lines it does not
     take are collected with their line numbers in a temp table and read by the general path. Returns
     (lines in, rejected, skipped, the sha256 of the whole file taken while reading it — None for a
-    compressed file or a grown log's new lines), or None, with nothing inserted, when the file has carriage
-    returns or a byte order mark (which the general path strips)."""
+    compressed file or a grown log's new lines, the Parquet files written), or None, with nothing
+    inserted, when the file has carriage returns or a byte order mark (which the general path strips)."""
     from kit.ingest import clf_fast  # numba: imported when an access log is read, not for every CLI call
 
     chunk_table, others = f"_al_chunk_{sid}", f"_al_others_{sid}"
     insert = _fast_insert_sql(chunk_table, fmt, sid, salt, service_of, route_rules)
     client_hashes = _ClientHashes(con, salt, f"_al_clients_{sid}")
     digest = FileDigest() if not skip_lines and path.suffix.lower() not in COMPRESSED_SUFFIXES else None
+    direct = direct_directory(con)      # a Parquet warehouse: its rows are written as Parquet right away
+    writer = DayFiles(direct, "requests", sid, _REQUESTS_ARROW, statistics=_STATISTICS) if direct is not None else None
+    service = con.execute(f"SELECT {service_of(None)}").fetchone()[0]  # type: ignore[index]
     con.execute(f"CREATE TEMP TABLE {others} (line_no BIGINT, line VARCHAR)")
     try:
         lines = n_others = 0
         for chunk in _read_ahead(clf_fast.read_clf_chunks(path, clf_fast.KIND_BY_FORMAT[fmt.name], skip_lines,
                                                           digest=digest)):
-            con.register(chunk_table, client_hashes.add_to(chunk))
-            try:
-                con.execute(insert)
-            finally:
-                con.unregister(chunk_table)
+            if writer is not None:
+                writer.add(_fast_rows(con, client_hashes.add_to(chunk), chunk_table, fmt, sid, service, route_rules))
+            else:
+                con.register(chunk_table, client_hashes.add_to(chunk))
+                try:
+                    con.execute(insert)
+                finally:
+                    con.unregister(chunk_table)
             lines += chunk.lines
             if chunk.others:
                 n_others += len(chunk.others)
                 con.execute(f"INSERT INTO {others} SELECT unnest(?::BIGINT[]), unnest(?::VARCHAR[])",
                             [[n for n, _ in chunk.others],
                              [raw.decode("utf-8", errors="replace") for _, raw in chunk.others]])
+        files = writer.close() if writer is not None else []
         rejected = skipped = 0
         if n_others:
             _, rejected, skipped = _load_general(con, fmt, sid, f"SELECT line_no, line FROM {others}", 0, sample,
                                                  salt, service_of, route_rules)
     except clf_fast.NotForFastPath:
+        if writer is not None:
+            writer.discard()
         con.execute("DELETE FROM requests WHERE source_id = ?", [sid])
         return None
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
     finally:
         con.execute(f"DROP TABLE IF EXISTS {others}")
-    return lines, rejected, skipped, digest
+    return lines, rejected, skipped, digest, files
 
 
 @contextmanager
@@ -557,17 +619,18 @@ def load_access_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
     service_of = functools.partial(service_sql, service, path)
     result = None
     digest = None
+    files: list[Path] = []
     if fast and fmt.fast == "clf":
         fast_result = _load_fast(con, fmt, sid, path, skip_lines, sample, salt, service_of, route_rules)
         if fast_result is not None:
             result = fast_result[:3]
-            digest = fast_result[3]
+            digest, files = fast_result[3:]
     if result is None:
         with readable_path(path) as readable, _valid_utf8(readable) as text, lines_table(con, text) as lines_sql:
             result = _load_general(con, fmt, sid, lines_sql, skip_lines, sample, salt, service_of, route_rules)
     lines_in, rejected, skipped = result
     loaded = lines_in - skipped - rejected
-    record_service_naming(con, sid, service)
+    record_service_naming(con, sid, service, also=files)
     return LoadCounts(lines_in, loaded, rejected, skipped, fmt=fmt.name + detected, formats_tried=tried,
                       sha256=digest.hexdigest() if digest else None, size_bytes=digest.size if digest else None)
 

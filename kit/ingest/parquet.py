@@ -1,6 +1,8 @@
 """``perfkit ingest`` into a Parquet warehouse (:mod:`kit.parquet_warehouse` has the layout and the
 method): today's loaders run on a scratch in-memory DuckDB warehouse, then the new source's rows are
-written as Parquet, renamed into place and committed by one atomic link of a commit record.
+written as Parquet, renamed into place and committed by one atomic link of a commit record. A loader
+whose rows are already Arrow (the access-log reader) may instead write them as Parquet itself
+(:class:`DayFiles` into :func:`direct_directory`), skipping the scratch table and the copy out of it.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from kit.errors import IngestError
 from kit.parquet_warehouse import (
@@ -37,12 +43,85 @@ from kit.warehouse import connect, schema_columns, sql_string
 if TYPE_CHECKING:
     from kit.ingest.core import IngestSummary
 
-_SCRATCH_ROOTS: dict[int, Path] = {}     # id(scratch connection) -> its warehouse, while an ingest runs
+_SCRATCH_ROOTS: dict[int, tuple[Path, Path]] = {}   # id(scratch connection) -> (its warehouse, direct
+#                                                     directory), while an ingest runs
+DIRECT = "direct"                   # under an ingest's stage: the files its loader wrote itself
 
 
 def scratch_warehouse(con: duckdb.DuckDBPyConnection) -> Path | None:
     """The Parquet warehouse whose ingest ``con`` is the scratch database of (None for any other)."""
-    return _SCRATCH_ROOTS.get(id(con))
+    found = _SCRATCH_ROOTS.get(id(con))
+    return found[0] if found else None
+
+
+def direct_directory(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """Where the loader of a Parquet-warehouse ingest on the scratch ``con`` may write Parquet files of
+    its source's rows itself, in the warehouse's layout (``<table>/day=<YYYY-MM-DD>/<name>.parquet``):
+    they are committed with the rows the scratch tables hold. None on any other connection."""
+    found = _SCRATCH_ROOTS.get(id(con))
+    return found[1] if found else None
+
+
+class DayFiles:
+    """One source's rows of a partitioned table written straight from Arrow, one Parquet file per UTC
+    day (``<directory>/<table>/day=<YYYY-MM-DD>/<source id>_direct.parquet``, zstd, a row group per
+    :meth:`add` and day) by one background thread, so the caller prepares the next rows while the last
+    ones are compressed and written. Rows keep their order within a day."""
+
+    def __init__(self, directory: Path, table: str, source_id: int, schema: pa.Schema,
+                 statistics: Sequence[str] | None = None) -> None:
+        """``statistics``: the columns whose min/max each row group records (default all; a reader skips
+        row groups by them, and for long distinct strings they cost more than they save)."""
+        self.root, self.table, self.source_id, self.schema = directory / table, table, int(source_id), schema
+        self.statistics: bool | list[str] = list(statistics) if statistics is not None else True
+        self.writers: dict[str, pq.ParquetWriter] = {}
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="perfkit-parquet-writer")
+        self.pending: Future | None = None
+
+    def _write(self, rows: pa.Table) -> None:
+        micros = rows["ts"].combine_chunks().cast(pa.int64()).to_numpy()
+        days = np.floor_divide(micros, 86_400_000_000)
+        distinct = np.unique(days)
+        for day in distinct:
+            part = rows if len(distinct) == 1 else rows.filter(pa.array(days == day))
+            name = str(np.datetime64(int(day), "D"))
+            writer = self.writers.get(name)
+            if writer is None:
+                folder = self.root / f"day={name}"
+                folder.mkdir(parents=True, exist_ok=True)
+                writer = pq.ParquetWriter(folder / f"{self.source_id}_direct.parquet", self.schema,
+                                          compression="zstd", store_schema=False,
+                                          write_statistics=self.statistics)
+                self.writers[name] = writer
+            writer.write_table(part, row_group_size=max(1, part.num_rows))
+
+    def _wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def add(self, rows: pa.Table) -> None:
+        """Queue ``rows`` (of ``schema``; ``ts`` a UTC timestamp) for writing, after the previous ones."""
+        self._wait()
+        self.pending = self.pool.submit(self._write, rows.cast(self.schema))
+
+    def close(self) -> list[Path]:
+        """Finish writing; return the files, by day."""
+        try:
+            self._wait()
+        finally:
+            for writer in self.writers.values():
+                writer.close()
+            self.pool.shutdown()
+        return [self.root / f"day={name}" / f"{self.source_id}_direct.parquet" for name in sorted(self.writers)]
+
+    def discard(self) -> None:
+        """Stop and delete what was written."""
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - discarding after a failure: the first error is the one to show
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def new_source_id() -> int:
@@ -65,10 +144,11 @@ def _scratch(root: Path, snapshot: Snapshot, source_id: int, stage: Path,
 
 
 def _export(con: duckdb.DuckDBPyConnection, root: Path, stage: Path, source_id: int) -> dict[str, tuple[str, ...]]:
-    """Write the source's rows of every table as Parquet under ``stage``, fsync them and rename them
-    into place under ``root``; return table -> files relative to ``root``."""
+    """Write the source's rows of every table as Parquet under ``stage``, fsync them and rename them,
+    with the files the loader wrote itself under ``stage / DIRECT``, into place under ``root``; return
+    table -> files relative to ``root``."""
     sid = int(source_id)
-    written: list[Path] = []
+    written: list[tuple[Path, Path]] = []    # (file, its path relative to the warehouse)
     for table in TABLES:
         where = (f" WHERE sha256 IN (SELECT sha256 FROM assets WHERE source_id = {sid})"
                  if table == "asset_content" else f" WHERE source_id = {sid}")
@@ -82,12 +162,12 @@ def _export(con: duckdb.DuckDBPyConnection, root: Path, stage: Path, source_id: 
             (stage / table).mkdir()
             con.execute(f"COPY (SELECT * FROM {table}{where}) TO {sql_string(stage / table / f'{sid}.parquet')} "
                         "(FORMAT parquet)")
-        written.extend(sorted((stage / table).rglob("*.parquet")))
+        written.extend((f, f.relative_to(stage)) for f in sorted((stage / table).rglob("*.parquet")))
+    written.extend((f, f.relative_to(stage / DIRECT)) for f in sorted((stage / DIRECT).rglob("*.parquet")))
     files: dict[str, list[str]] = {}
     directories: set[Path] = set()
-    for path in written:
+    for path, relative in written:
         fsync_path(path)
-        relative = path.relative_to(stage)
         target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(path, target)
@@ -150,7 +230,7 @@ def ingest(root: str | Path, load: Callable[[duckdb.DuckDBPyConnection], IngestS
         files: dict[str, tuple[str, ...]] = {}
         try:
             con = _scratch(p, snapshot, source_id, stage, memory_limit)
-            _SCRATCH_ROOTS[id(con)] = p
+            _SCRATCH_ROOTS[id(con)] = (p, stage / DIRECT)
             try:
                 before = {int(r[0]) for r in con.execute("SELECT source_id FROM ingest_log").fetchall()}
                 summary = load(con)
