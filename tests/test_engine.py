@@ -305,6 +305,21 @@ def test_the_spark_driver_gets_a_heap_the_cache_trace_fits_in(engines) -> None:
     assert engines[1].spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory() > 3 * 2**30
 
 
+def test_a_spark_jvm_started_by_someone_else_with_a_small_heap_is_named(tmp_path: Path) -> None:
+    # the heap is fixed when the JVM starts: a notebook that started Spark itself (1 GiB default here
+    # 512m) before perfkit gets that heap, and is told so rather than failing later on a large trace
+    code = ("import warnings; from pyspark.sql import SparkSession; "
+            "s = SparkSession.builder.master('local[1]').config('spark.driver.memory', '512m')"
+            ".config('spark.ui.enabled', 'false').getOrCreate(); "
+            "from kit.engine import spark_session, _memory_bytes; "
+            "assert (_memory_bytes('4g'), _memory_bytes('512m'), _memory_bytes('1024')) == (2**32, 2**29, 2**30); "
+            "warnings.simplefilter('error'); spark_session()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                          timeout=300)
+    assert done.returncode != 0
+    assert "RuntimeWarning" in done.stderr and "spark.driver.memory=4g" in done.stderr, done.stderr[-2000:]
+
+
 def test_spark_is_imported_only_when_chosen() -> None:
     # nor sqlglot: a DuckDB run transpiles nothing
     code = ("import sys, duckdb; import kit.engine, kit.analysis.kpis, kit.analysis.cache, kit.analysis.slo; "

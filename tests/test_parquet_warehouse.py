@@ -314,26 +314,22 @@ def test_a_commit_that_loses_the_race_on_the_same_file_starts_over(tmp_path: Pat
 def test_spark_reads_the_committed_files_with_the_null_day(tmp_path: Path) -> None:
     """The layout contract for the Spark reader: Spark (local[2]) reads the committed files of a large
     table with ``day`` as the Hive key — NULL for the NULL-ts partition — and the same rows as DuckDB."""
-    from pyspark.sql import SparkSession
+    from kit.engine import spark_session
 
     root = tmp_path / "w"
     trace, log = SOURCES[6][2], SOURCES[1][2]
     perfkit_ingest("trace", root, "--warehouse-format", "parquet", "--format", "text", trace)
     perfkit_ingest("access-log", root, log)
     files = pw.committed_files(root)
-    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
-             .config("spark.sql.session.timeZone", "UTC").getOrCreate())
-    try:
-        cache = spark.read.option("basePath", str(root / "cache_requests")).parquet(
-            *map(str, files["cache_requests"]))
-        got = cache.selectExpr("count(*)", "count(day)", "sum(seq)", "count(ts)").collect()[0]
-        requests = spark.read.option("basePath", str(root / "requests")).parquet(*map(str, files["requests"]))
-        requests.createOrReplaceTempView("requests")
-        days = [(str(r[0]), r[1], r[2]) for r in spark.sql(
-            "SELECT day, count(*), sum(bytes_sent) FROM requests GROUP BY day ORDER BY day").collect()]
-        spark_ts = requests.selectExpr("min(ts)", "max(ts)").collect()[0]
-    finally:
-        spark.stop()
+    spark = spark_session()   # the process's session (its JVM's heap is fixed at start: kit.engine starts it)
+    cache = spark.read.option("basePath", str(root / "cache_requests")).parquet(*map(str, files["cache_requests"]))
+    got = cache.selectExpr("count(*)", "count(day)", "sum(seq)", "count(ts)").collect()[0]
+    requests = spark.read.option("basePath", str(root / "requests")).parquet(*map(str, files["requests"]))
+    requests.createOrReplaceTempView("parquet_test_requests")
+    days = [(str(r[0]), r[1], r[2]) for r in spark.sql(
+        "SELECT day, count(*), sum(bytes_sent) FROM parquet_test_requests GROUP BY day ORDER BY day").collect()]
+    spark_ts = requests.selectExpr("min(ts)", "max(ts)").collect()[0]
+    spark.catalog.dropTempView("parquet_test_requests")
     assert tuple(got) == visible(root, "SELECT count(*), 0, sum(seq), count(ts) FROM cache_requests")[0]
     assert got[0] > 0 and got[3] == 0                               # a trace without times: every day NULL
     assert days == [(str(d), n, b) for d, n, b in visible(
