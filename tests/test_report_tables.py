@@ -84,6 +84,23 @@ def test_the_html_escapes_data_and_embeds_the_bundle_once_per_notebook() -> None
     assert "injectModule(" in table._repr_html_()
 
 
+def test_element_ids_do_not_repeat_those_shown_from_before_a_kernel_restart(monkeypatch) -> None:
+    """After a restart the outputs of the last run are still on the page: a table's id must not be one of
+    theirs unless it is the same table (then its cell's output is the one replaced)."""
+    def ids(html: str) -> list[str]:
+        return re.findall(r'<table id="(perfkit_table_[^"]+)"', html)
+
+    tables = [kit.viz.table(_rows(), caption="Routes"), kit.viz.table(_rows()[1:], caption="All but the first"),
+              kit.viz.table(_rows(), caption="Routes again")]
+    before = [ids(t._repr_html_()) for t in tables]
+    monkeypatch.setattr(kit.viz, "_tables_drawn", {})        # a new kernel
+    after = [ids(t._repr_html_()) for t in reversed(tables)][::-1]
+    assert all(len(i) == 1 for i in before + after)
+    assert before == after                                    # the same tables, the same ids
+    assert len({i[0] for i in before}) == len(tables)         # no two tables share one
+    assert ids(tables[0]._repr_html_()) != before[0]          # drawn twice in one kernel: two ids
+
+
 def _notebook(path: Path) -> None:
     rows = _rows()
     cells = [

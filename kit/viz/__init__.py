@@ -22,6 +22,7 @@ plain table."""
 
 from __future__ import annotations
 
+import hashlib
 import html
 import math
 import re
@@ -318,7 +319,7 @@ def _ranked(cells: list[str], keys: list[float]) -> pd.Categorical:
 
 
 _bundle_embedded = False  # the DataTables bundle is in an earlier output of this notebook
-_tables_drawn = 0  # interactive tables drawn in this kernel: their element ids
+_tables_drawn: dict[str, int] = {}  # interactive tables drawn in this kernel, by content digest
 
 
 class PagedTable:
@@ -342,8 +343,17 @@ class PagedTable:
     def __repr__(self) -> str:
         return self.data.to_string(index=False) + (f"\n{self.caption}" if self.caption else "")
 
+    def _element_id(self) -> str:
+        """The HTML id of this drawing: a digest of the caption and rows (a counter after the first drawing
+        of the same table in this kernel). Counting alone would repeat the ids of the outputs still shown
+        from before a kernel restart, and DataTables would bind to those elements instead."""
+        digest = hashlib.sha1(f"{self.caption}\0{self.data.to_csv(index=False)}".encode()).hexdigest()[:12]
+        drawn = _tables_drawn.get(digest, 0)
+        _tables_drawn[digest] = drawn + 1
+        return f"perfkit_table_{digest}" + (f"_{drawn}" if drawn else "")
+
     def _repr_html_(self) -> str:
-        global _bundle_embedded, _tables_drawn
+        global _bundle_embedded
         import pandas as pd
         from itables import options as itables_options
         from itables.javascript import generate_init_offline_itables_html, to_html_datatable
@@ -362,9 +372,8 @@ class PagedTable:
             "columnDefs": [{"targets": ranked, "type": "num"},
                            {"targets": [columns.index(c) for c in self.numeric], "className": "dt-right"},
                            {"targets": "_all", "className": "dt-left"}],
-            "css": _PAGED_CSS, "table_id": f"perfkit_table_{_tables_drawn}",
+            "css": _PAGED_CSS, "table_id": self._element_id(),
         }
-        _tables_drawn += 1
         html_table = to_html_datatable(self.data, html.escape(self.caption) if self.caption else None,
                                        **options)
         if _bundle_embedded:
