@@ -437,8 +437,9 @@ def _queries(buf: np.ndarray, fields: np.ndarray, rows: np.ndarray, words: np.nd
         lengths[j] = 0
         if s >= 0:
             hi = 0
-            for k in range(s, e):    # branch-free: vectorized
-                hi = max(hi, buf[k])
+            query = buf[s:e]
+            for k in range(query.shape[0]):   # branch-free, over a slice from 0: vectorized
+                hi = max(hi, query[k])
             raw[j] = hi >= 128
             lengths[j] = e - s if raw[j] else _redact(buf, s, e, buf, 0, False, words, word_at, redacted)
     offsets = _offsets(lengths)
@@ -547,8 +548,9 @@ def _parse_line(buf: np.ndarray, s: int, e: int, kind: int, months: np.ndarray, 
     lo = 255
     hi = 0
     nq = 0
-    for i in range(s, e):          # branch-free: vectorized
-        c = buf[i]
+    line = buf[s:e]
+    for i in range(line.shape[0]):  # branch-free, and over a slice from 0: vectorized
+        c = line[i]
         lo = min(lo, c)
         hi = max(hi, c)
         nq += c == 34
