@@ -79,6 +79,8 @@ class DayFiles:
         self.pending: Future | None = None
 
     def _write(self, rows: pa.Table) -> None:
+        if rows["ts"].null_count:
+            raise ValueError(f"DayFiles writes rows with a time only ({self.table})")
         micros = rows["ts"].combine_chunks().cast(pa.int64()).to_numpy()
         days = np.floor_divide(micros, 86_400_000_000)
         distinct = np.unique(days)
@@ -101,7 +103,8 @@ class DayFiles:
             pending.result()
 
     def add(self, rows: pa.Table) -> None:
-        """Queue ``rows`` (of ``schema``; ``ts`` a UTC timestamp) for writing, after the previous ones."""
+        """Queue ``rows`` (of ``schema``; ``ts`` a UTC timestamp, never null) for writing, after the previous
+        ones."""
         self._wait()
         self.pending = self.pool.submit(self._write, rows.cast(self.schema))
 
