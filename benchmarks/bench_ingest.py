@@ -3,9 +3,9 @@
 Generates an N-line (default 2,000,000) combined log with ``rt= urt= ucs=`` fields, ingests it into a
 fresh warehouse (typed, route-templated, redacted, hashed) in a child process, then lets GoAccess parse
 the same file; then ingests it into a Parquet warehouse (``--warehouse-format parquet``, where the reader
-writes its rows as Parquet itself). Prints lines/s for each, the ratios, each one's peak resident memory, and CPU seconds per
-line (the machine is shared: wall time depends on the load, CPU time much less; on two cores,
-1,000,000 lines/s needs at most 2 CPU-s per million lines). ``--general`` also
+writes its rows as Parquet itself). Prints lines/s for each, the ratios, each one's peak resident memory,
+and CPU seconds per line (the machine is shared: wall time depends on the load, CPU time much less; on
+two cores, 1,000,000 lines/s needs at most 2 CPU-s per million lines). ``--general`` also
 times the general (regex) path on the same file, for the fast path's speed-up.
 
 A second baseline is DuckDB's own storage cost: the same rows, already parsed and held in memory as
