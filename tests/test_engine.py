@@ -311,8 +311,7 @@ def test_a_spark_jvm_started_by_someone_else_with_a_small_heap_is_named(tmp_path
     code = ("import warnings; from pyspark.sql import SparkSession; "
             "s = SparkSession.builder.master('local[1]').config('spark.driver.memory', '512m')"
             ".config('spark.ui.enabled', 'false').getOrCreate(); "
-            "from kit.engine import spark_session, _memory_bytes; "
-            "assert (_memory_bytes('4g'), _memory_bytes('512m'), _memory_bytes('1024')) == (2**32, 2**29, 2**30); "
+            "from kit.engine import spark_session; "
             "warnings.simplefilter('error'); spark_session()")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
                           timeout=300)

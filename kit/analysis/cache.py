@@ -465,8 +465,7 @@ def analyze_cache(con: duckdb.DuckDBPyConnection, *, cache_key: str = "path", st
         curves[k] = (obj_c, byte_c)
         first = np.unique(tr.obj_id, return_index=True)[1]
         unique_bytes = int(round(tr.size_bytes[first].sum() / trace_rate))
-        unique_objects = int(len(obj_c.capacity)) if threshold is None else int(round(len(first) / trace_rate))
-        key_curves.append(KeyCurves(k, n_full, unique_objects, unique_bytes,
+        key_curves.append(KeyCurves(k, n_full, int(round(len(first) / trace_rate)), unique_bytes,
                                     float(1 - obj_c.miss_ratio[-1]), curve_points(obj_c), curve_points(byte_c),
                                     time.perf_counter() - t1))
     timings["curves_s"] = time.perf_counter() - t0

@@ -245,24 +245,16 @@ def spark_session(master: str = "local[2]", options: Mapping[str, Any] | None = 
         warnings.simplefilter("ignore", FutureWarning)
         _SESSION = builder.getOrCreate()
     _SESSION.sparkContext.setLogLevel("ERROR")
-    wanted = _memory_bytes(settings["spark.driver.memory"])
-    heap = _SESSION.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory()
+    jvm = _SESSION.sparkContext._jvm
+    # Spark's own reading of the setting (a number without a unit is MiB)
+    wanted = jvm.org.apache.spark.network.util.JavaUtils.byteStringAsMb(settings["spark.driver.memory"]) * 2**20
+    heap = jvm.java.lang.Runtime.getRuntime().maxMemory()
     if heap < 0.8 * wanted:   # the JVM's heap is fixed when it starts: someone else started it first
         warnings.warn(f"Spark's driver JVM in this process was started before perfkit asked for it, with a "
                       f"{heap / 2**30:.1f} GiB heap instead of spark.driver.memory={settings['spark.driver.memory']}: "
                       "large cache traces may fail; restart the Python process (or notebook kernel) and let "
                       "perfkit start Spark, or start it with that setting", RuntimeWarning, stacklevel=2)
     return _SESSION
-
-
-def _memory_bytes(text: str) -> int:
-    """Bytes of a JVM memory setting such as ``4g``, ``512m`` or ``1024`` (MiB, Spark's unit without a
-    suffix)."""
-    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-    value = text.strip().lower().removesuffix("b")
-    if value and value[-1] in units:
-        return int(float(value[:-1]) * units[value[-1]])
-    return int(float(value) * 2**20)
 
 
 class SparkEngine:

@@ -359,8 +359,15 @@ def warehouse_salt(con: duckdb.DuckDBPyConnection) -> str:
 
 # ---------------------------------------------------------------------------------------------- loading
 
-_REQUEST_COLUMNS = ("ts, service, host, method, route, path, query, status, latency_ms, upstream_ms, bytes_sent, "
-                    "content_type, cache_status, client_hash, user_agent, source_id")
+# ``requests`` rows as Arrow, with the warehouse schema's types
+_REQUESTS_ARROW = pa.schema([
+    ("ts", pa.timestamp("us", tz="UTC")), ("service", pa.large_string()), ("host", pa.large_string()),
+    ("method", pa.large_string()), ("route", pa.large_string()), ("path", pa.large_string()),
+    ("query", pa.large_string()), ("status", pa.int16()), ("latency_ms", pa.float64()),
+    ("upstream_ms", pa.float64()), ("bytes_sent", pa.int64()), ("content_type", pa.large_string()),
+    ("cache_status", pa.large_string()), ("client_hash", pa.large_string()),
+    ("user_agent", pa.large_string()), ("source_id", pa.int64())])
+_REQUEST_COLUMNS = ", ".join(_REQUESTS_ARROW.names)
 
 
 def _insert_sql(typed: str, reason: str, sid: int, salt: str, route_rules: Sequence[RouteRule]) -> str:
@@ -423,23 +430,15 @@ def _fast_insert_sql(table: str, fmt: LogFormat, sid: int, salt: str, service_of
     route (user rules over the compiled built-in templating), the redaction of the non-ASCII query
     strings the reader left (``query_regex``) and the service are added here (the reader takes no line
     with a host, so the service is the option or the file's); the client hashes come with the chunk
-    (:class:`_ClientHashes`). :func:`_fast_rows` is the same in Arrow."""
+    (:class:`_ClientHashes`). :func:`_fast_rows` is the same in Arrow (each the faster for its consumer:
+    DuckDB computes these columns in its own threads; the Parquet writer takes Arrow; a test holds them
+    equal)."""
     return (
         f"INSERT INTO requests ({_REQUEST_COLUMNS}) "
         f"SELECT ts, {service_of(None)}, NULL, method, {_fast_route_sql(route_rules)}, path, {_FAST_QUERY_SQL}, "
         f"status, latency_s * {fmt.latency_ms_per_unit!r}, "
         f"upstream_s * {fmt.upstream_ms_per_unit!r}, bytes_sent, NULL, cache_status, "
         f"client_hash, user_agent, {int(sid)} FROM {table}")
-
-
-# ``requests`` rows as Arrow, with the warehouse schema's types
-_REQUESTS_ARROW = pa.schema([
-    ("ts", pa.timestamp("us", tz="UTC")), ("service", pa.large_string()), ("host", pa.large_string()),
-    ("method", pa.large_string()), ("route", pa.large_string()), ("path", pa.large_string()),
-    ("query", pa.large_string()), ("status", pa.int16()), ("latency_ms", pa.float64()),
-    ("upstream_ms", pa.float64()), ("bytes_sent", pa.int64()), ("content_type", pa.large_string()),
-    ("cache_status", pa.large_string()), ("client_hash", pa.large_string()),
-    ("user_agent", pa.large_string()), ("source_id", pa.int64())])
 
 
 # the columns whose row-group min/max a reader can prune by (not the long, mostly distinct strings)
@@ -550,15 +549,13 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
         if n_others:
             _, rejected, skipped = _load_general(con, fmt, sid, f"SELECT line_no, line FROM {others}", 0, sample,
                                                  salt, service_of, route_rules)
-    except clf_fast.NotForFastPath:
+    except BaseException as failure:
         if writer is not None:
             writer.discard()
+        if not isinstance(failure, clf_fast.NotForFastPath):
+            raise
         con.execute("DELETE FROM requests WHERE source_id = ?", [sid])
         return None
-    except BaseException:
-        if writer is not None:
-            writer.discard()
-        raise
     finally:
         con.execute(f"DROP TABLE IF EXISTS {others}")
     return lines, rejected, skipped, digest, files
