@@ -195,6 +195,27 @@ def connect(path: str | Path, *, read_only: bool = False, memory_limit: str | No
     return con
 
 
+# session settings a second connection to the same database takes over from the first: the time zone changes
+# answers (calendar buckets of TIMESTAMPTZ); the progress bar what the user sees
+SESSION_SETTINGS = ("TimeZone", "enable_progress_bar")
+
+
+@contextmanager
+def cursor(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A second connection to ``con``'s database for another thread (DuckDB runs the two connections'
+    queries at once), with ``con``'s :data:`SESSION_SETTINGS`; closed after the block. It sees the tables
+    and views, not ``con``'s temporary tables or registered frames."""
+    settings = con.execute("SELECT name, value FROM duckdb_settings() WHERE name IN "
+                           f"({', '.join(sql_string(n) for n in SESSION_SETTINGS)})").fetchall()
+    other = con.cursor()
+    try:
+        for name, value in settings:
+            other.execute(f"SET {name} = {sql_string(str(value))}")
+        yield other
+    finally:
+        other.close()
+
+
 @cache
 def schema_columns() -> dict[str, tuple[tuple[str, str], ...]]:
     """Table -> its (column, DuckDB type) in schema order, for every table of the current schema."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from kit import warehouse
 from kit.warehouse import (
     CORE_TABLES,
     SCHEMA_VERSION,
@@ -111,3 +112,21 @@ def test_opening_a_warehouse_another_process_writes_gives_a_clear_message(tmp_pa
         assert "open for writing by another process" in result.stderr and "Traceback" not in result.stderr
     finally:
         holder.communicate("")
+
+
+def test_a_cursor_keeps_the_session_time_zone_and_runs_beside_its_connection(tmp_path: Path) -> None:
+    con = warehouse.connect(tmp_path / "w.duckdb")
+    try:
+        con.execute("SET TimeZone = 'Asia/Kathmandu'")   # +05:45: a day bucket differs from UTC's
+        con.execute("CREATE TEMP TABLE mine AS SELECT 1 AS x")
+        day = "SELECT time_bucket(INTERVAL 1 DAY, TIMESTAMPTZ '2026-01-01 20:00:00+00')::VARCHAR"
+        with warehouse.cursor(con) as other:
+            assert other.execute("SELECT current_setting('TimeZone')").fetchone() == ("Asia/Kathmandu",)
+            assert other.execute(day).fetchone() == con.execute(day).fetchone()
+            assert other.execute("SELECT count(*) FROM requests").fetchone() == (0,)
+            with pytest.raises(duckdb.CatalogException):   # the caller's temporary tables stay its own
+                other.execute("SELECT * FROM mine")
+        with pytest.raises(duckdb.ConnectionException):    # closed after the block
+            other.execute("SELECT 1")
+    finally:
+        con.close()
