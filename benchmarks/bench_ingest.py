@@ -145,8 +145,12 @@ def main() -> int:
                   f"{time.perf_counter() - t:.1f} s")
         import json
 
+        def warehouse_name(path_kind: str) -> str:
+            """A DuckDB file, or the Parquet warehouse's directory."""
+            return f"bench-{path_kind}" + ("" if path_kind == "parquet" else ".duckdb")
+
         def ingest(path_kind: str) -> tuple[dict, float, int, float]:
-            db = work / f"bench-{path_kind}.duckdb"
+            db = work / warehouse_name(path_kind)
             child, wall, peak_kib, cpu = run_child([sys.executable, "-c", CHILD, str(db), str(log), str(args.threads),
                                                    path_kind], cwd=PROJECT_ROOT)
             if child.returncode:
@@ -164,7 +168,7 @@ def main() -> int:
             return result, wall, peak_kib, cpu
 
         def drop(path_kind: str) -> None:
-            for leftover in work.glob(f"bench-{path_kind}.duckdb*"):
+            for leftover in work.glob(f"{warehouse_name(path_kind)}*"):
                 if leftover.is_dir():
                     shutil.rmtree(leftover)
                 else:
