@@ -127,6 +127,24 @@ def test_reading_reports_the_fraction_of_the_file_read(tmp_path, suffix):
     assert seen[-1] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_the_last_chunks_shrink_so_that_the_consumer_finishes_soon_after_the_reader(tmp_path, monkeypatch, suffix):
+    import gzip
+
+    monkeypatch.setattr(clf_fast, "FIRST_CHUNK_BYTES", 1000)
+    text = "".join(f'1.2.3.4 - - [10/Oct/2024:13:55:36 +0200] "GET /a/{i} HTTP/1.1" 200 {i}\n' for i in range(6000))
+    path = tmp_path / f"t.log{suffix}"
+    path.write_bytes(gzip.compress(text.encode(), mtime=0) if suffix else text.encode())
+    sizes = [c.lines for c in clf_fast.read_clf_chunks(path, clf_fast.KIND_COMMON, chunk_bytes=40_000)]
+    assert sum(sizes) == 6000
+    full = max(sizes)                      # lines of a whole buffer (about 40,000 bytes)
+    assert full == pytest.approx(40_000 / len(text.splitlines()[3000]), rel=0.05)
+    tail = sizes[sizes.index(full):]
+    assert tail[-1] <= full / 8             # the last chunk is small ...
+    if not suffix:                          # ... and, with the file's size known exactly, the sizes halve
+        assert all(a >= b for a, b in zip(tail, tail[1:], strict=False))
+
+
 # query strings built from pieces that stress the redaction: secret words in any case and position, the
 # separators, empty keys and values, and non-ASCII letters that RE2's case-insensitive match folds to ASCII
 # (KELVIN SIGN → k, LONG S → s), which the reader leaves to the SQL regex

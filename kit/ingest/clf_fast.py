@@ -878,6 +878,15 @@ def _skip_offset(handle: io.BufferedIOBase, skip_lines: int) -> int | None:
     return offset
 
 
+def _next_limit(buffer_bytes: int, held: int, read: int, fraction: float) -> int:
+    """How much of the buffer the next read may fill: all of it, but about half of what is left of the
+    file (estimated from the ``fraction`` of it that ``read`` bytes are) once that is less than two
+    buffers, and at least :data:`FIRST_CHUNK_BYTES` beyond the ``held`` bytes. The last chunks are small,
+    so the consumer, one chunk behind the reader, finishes soon after it."""
+    left = read * (1.0 - fraction) / fraction if fraction > 0 else float(buffer_bytes)
+    return min(buffer_bytes, max(held + FIRST_CHUNK_BYTES, int(left / 2)))
+
+
 def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0, chunk_bytes: int | None = None,
                     digest: FileDigest | None = None) -> Iterator[ClfChunk]:
     """Read the text file ``path`` (plain or compressed; after its first ``skip_lines`` lines) in
@@ -910,6 +919,7 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0, chunk_bytes: int
         buf = np.empty(chunk_bytes, dtype=np.uint8)
         clients = Dictionary()
         held = 0                      # bytes of an incomplete line kept at the buffer's start
+        read = 0                      # bytes read (decompressed)
         line_no = skip_lines + 1
         limit = min(len(buf), FIRST_CHUNK_BYTES)   # a small first chunk: DuckDB starts storing sooner
         while True:
@@ -929,9 +939,10 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0, chunk_bytes: int
                 held = total
                 continue
             chunk = _parse_chunk(buf[:cut], line_no, kind, clients)
-            limit = len(buf)
             line_no += chunk.lines
             held = total - cut
+            read += got
+            limit = _next_limit(len(buf), held, read, fraction())
             hashed()
             buf[:held] = buf[cut:total]
             yield chunk
