@@ -444,6 +444,9 @@ def _fast_insert_sql(table: str, fmt: LogFormat, sid: int, salt: str, service_of
 # the columns whose row-group min/max a reader can prune by (not the long, mostly distinct strings)
 _STATISTICS = ("ts", "service", "host", "method", "route", "status", "latency_ms", "upstream_ms", "bytes_sent",
                "content_type", "cache_status", "source_id")
+# columns written without a dictionary, in this encoding: the clients' hashes are mostly distinct within a row
+# group (2M lines: writing them 0.18 -> 0.09 CPU-s, the column 14 % smaller, DuckDB reads it 1.4x as fast)
+_ENCODINGS = {"client_hash": "DELTA_LENGTH_BYTE_ARRAY"}
 
 
 def _fast_rows(con: duckdb.DuckDBPyConnection, chunk: pa.Table, name: str, fmt: LogFormat, sid: int, service: str,
@@ -523,7 +526,8 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
     client_hashes = _ClientHashes(con, salt, f"_al_clients_{sid}")
     digest = FileDigest() if not skip_lines and path.suffix.lower() not in COMPRESSED_SUFFIXES else None
     direct = direct_directory(con)      # a Parquet warehouse: its rows are written as Parquet right away
-    writer = DayFiles(direct, "requests", sid, _REQUESTS_ARROW, statistics=_STATISTICS) if direct is not None else None
+    writer = DayFiles(direct, "requests", sid, _REQUESTS_ARROW, statistics=_STATISTICS,
+                                      encodings=_ENCODINGS) if direct is not None else None
     service = con.execute(f"SELECT {service_of(None)}").fetchone()[0]  # type: ignore[index]
     con.execute(f"CREATE TEMP TABLE {others} (line_no BIGINT, line VARCHAR)")
     try:

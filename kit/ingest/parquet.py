@@ -13,7 +13,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,11 +69,14 @@ class DayFiles:
     ones are compressed and written. Rows keep their order within a day."""
 
     def __init__(self, directory: Path, table: str, source_id: int, schema: pa.Schema,
-                 statistics: Sequence[str] | None = None) -> None:
+                 statistics: Sequence[str] | None = None, encodings: Mapping[str, str] | None = None) -> None:
         """``statistics``: the columns whose min/max each row group records (default all; a reader skips
-        row groups by them, and for long distinct strings they cost more than they save)."""
+        row groups by them, and for long distinct strings they cost more than they save). ``encodings``:
+        columns written without a dictionary, in the given Parquet encoding (default: every column with a
+        dictionary)."""
         self.root, self.table, self.source_id, self.schema = directory / table, table, int(source_id), schema
         self.statistics: bool | list[str] = list(statistics) if statistics is not None else True
+        self.encodings = dict(encodings or {})
         self.writers: dict[str, pq.ParquetWriter] = {}
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="perfkit-parquet-writer")
         self.pending: Future | None = None
@@ -93,7 +96,9 @@ class DayFiles:
                 folder.mkdir(parents=True, exist_ok=True)
                 writer = pq.ParquetWriter(folder / f"{self.source_id}_direct.parquet", self.schema,
                                           compression="zstd", store_schema=False,
-                                          write_statistics=self.statistics)
+                                          write_statistics=self.statistics,
+                                          use_dictionary=[n for n in self.schema.names if n not in self.encodings],
+                                          column_encoding=self.encodings or None)
                 self.writers[name] = writer
             writer.write_table(part, row_group_size=max(1, part.num_rows))
 
