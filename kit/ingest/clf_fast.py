@@ -27,7 +27,7 @@ import io
 import os
 import sys
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -812,15 +812,17 @@ class ClfChunk:
 
 
 def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np.ndarray, rows: np.ndarray,
-                 clients: Dictionary) -> tuple[pa.Table, pa.Array]:
+                 clients: Dictionary, numbering: Executor | None = None) -> tuple[pa.Table, pa.Array]:
+    """The chunk's columns and its new clients; the clients are numbered (serial and memory-bound) in
+    ``numbering``'s thread, when given, while this one runs the parallel kernels of the other columns."""
     def text(s: int, e: int, upper: bool = False) -> pa.Array:
         return _string_array(*_gather(buf, fields[s], fields[e], rows, upper))
 
-    client_codes, new_clients = clients.encode(buf, fields[_CLIENT_S], fields[_CLIENT_E], rows)
+    args = (buf, fields[_CLIENT_S], fields[_CLIENT_E], rows)
+    numbered = numbering.submit(clients.encode, *args) if numbering is not None else None
     query_offsets, query_data, query_valid, query_raw = _queries(buf, fields, rows, _WORDS, _WORD_AT, _REDACTED)
-    table = pa.table({
+    columns = {
         "ts": pa.array(wide[_TS, rows], type=pa.timestamp("us", tz="UTC")),
-        "client_code": pa.array(client_codes),
         "method": text(_METHOD_S, _METHOD_E),
         "route": _string_array(*_routes(buf, fields, rows), None),
         "path": text(_PATH_S, _PATH_E),
@@ -832,7 +834,9 @@ def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np
         "bytes_sent": pa.array(wide[_BYTES, rows]),
         "cache_status": text(_UCS_S, _UCS_E, upper=True),
         "user_agent": text(_UA_S, _UA_E),
-    })
+    }
+    client_codes, new_clients = numbered.result() if numbered is not None else clients.encode(*args)
+    table = pa.table({"ts": columns.pop("ts"), "client_code": pa.array(client_codes), **columns})
     return table, new_clients
 
 
@@ -840,8 +844,10 @@ class NotForFastPath(Exception):
     """The file has carriage returns or a byte order mark, which the general path strips: read it there."""
 
 
-def _parse_chunk(buf: np.ndarray, first_line: int, kind: int, clients: Dictionary) -> ClfChunk:
-    """Parse the whole lines in ``buf`` (8-byte aligned); the chunk keeps no reference to ``buf``."""
+def _parse_chunk(buf: np.ndarray, first_line: int, kind: int, clients: Dictionary,
+                 numbering: Executor | None = None) -> ClfChunk:
+    """Parse the whole lines in ``buf`` (8-byte aligned); the chunk keeps no reference to ``buf``.
+    ``numbering``: a thread for the clients' numbering (:func:`_chunk_table`)."""
     words = buf[:len(buf) // 8 * 8].view(np.uint64)
     if first_line == 1 and buf[:3].tobytes() == b"\xef\xbb\xbf":
         raise NotForFastPath
@@ -856,7 +862,7 @@ def _parse_chunk(buf: np.ndarray, first_line: int, kind: int, clients: Dictionar
             if b"\r" in raw:          # the kernel takes no line with a control character
                 raise NotForFastPath
             others.append((first_line + int(i), raw))
-    return ClfChunk(*_chunk_table(buf, fields, wide, nums, good, clients), others, len(ends))
+    return ClfChunk(*_chunk_table(buf, fields, wide, nums, good, clients, numbering), others, len(ends))
 
 
 def _skip_offset(handle: io.BufferedIOBase, skip_lines: int) -> int | None:
@@ -902,7 +908,8 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0, chunk_bytes: int
         print("perfkit: compiling the access-log reader, once (about 15 s; `make install` does it ahead)",
               file=sys.stderr, flush=True)
     with open_measured(path) as (handle, fraction), reading_progress(fraction), \
-            ThreadPoolExecutor(1, thread_name_prefix="perfkit-sha256") as hasher:
+            ThreadPoolExecutor(1, thread_name_prefix="perfkit-sha256") as hasher, \
+            ThreadPoolExecutor(1, thread_name_prefix="perfkit-clients") as numbering:
         hashing: Future | None = None   # the digest of the bytes just read, taken while they are parsed
 
         def hashed() -> None:          # wait for it before the buffer is written again
@@ -938,7 +945,7 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0, chunk_bytes: int
             if cut == 0:
                 held = total
                 continue
-            chunk = _parse_chunk(buf[:cut], line_no, kind, clients)
+            chunk = _parse_chunk(buf[:cut], line_no, kind, clients, numbering)
             line_no += chunk.lines
             held = total - cut
             read += got
