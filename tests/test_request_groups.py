@@ -18,6 +18,7 @@ import pytest
 
 from kit.analysis.cdn import analyse_cdn
 from kit.analysis.compression import analyse_compression
+from kit.analysis.database import analyse_database
 from kit.analysis.optimizations import optimization_opportunities
 from kit.analysis.request_groups import (
     TRAFFIC_SQL,
@@ -204,6 +205,10 @@ def test_areas_from_groups_match_their_own_scans_on_the_demo(demo_warehouse) -> 
         assert found.cdn is not None
         assert same_within(_cdn_view(found.cdn), _cdn_view(analyse_cdn(con, window)))
         assert same_within(_compression_view(found.compression), _compression_view(analyse_compression(con, window)))
+        # the database analysis runs in a thread on a second connection, beside the others: it is the one run
+        # alone on this connection
+        assert found.database is not None and found.database.opportunities
+        assert same_within(to_jsonable(found.database), to_jsonable(analyse_database(con, window)))
         row = con.execute("SELECT count(*), count(*) FILTER (WHERE status >= 500), coalesce(sum(bytes_sent), 0) "
                           f"FROM requests WHERE {window.sql()}").fetchone()
         assert row is not None
