@@ -9,6 +9,8 @@ Layout of a warehouse ``ROOT`` (shared with the Spark reader; do not change it l
                                                          day = UTC date of ts, NULL ts: day=__HIVE_DEFAULT_PARTITION__
     ROOT/<small table>/<source_id>.parquet               ingest_log, rejects, assets, asset_content, profiles, events
     ROOT/_commits/<version, 20 digits>.json              one commit record per ingested source
+    ROOT/_commits/<version>.checkpoint                   every CHECKPOINT_EVERY versions: the records up to it
+    ROOT/_commits/<version>.ingest_log.parquet           and the ingest_log rows of the sources visible at it
     ROOT/_staging/<source_id>/                           an ingest in progress (or killed): never read
 
 Every file holds every schema column (same names and types as :mod:`kit.warehouse`; TIMESTAMPTZ as
@@ -30,8 +32,17 @@ unique without a shared database: milliseconds since the epoch << 20 | 20 random
 like the DuckDB sequence; an id already in the log is drawn again, and two ingests drawing the same id
 in the same millisecond conflict at commit, so one starts over).
 
-Limits: readers read every commit record, and each ingest every visible ``ingest_log`` file
-(thousands: fine; millions would want a checkpoint). Several machines need a shared POSIX file
+Checkpoints: the ingest that commits a version divisible by :data:`CHECKPOINT_EVERY` then writes, with
+the same link-or-nothing publish, ``<version>.ingest_log.parquet`` (the ``ingest_log`` rows of the sources
+visible at that version, in one file) and then ``<version>.checkpoint`` (every commit record up to it, in
+one JSON document). A reader takes the newest checkpoint and the commit records after it; an ingest reads
+the checkpoint's ``ingest_log`` file, less the sources replaced since, and the ``ingest_log`` files of the
+commits after it. Commit records are immutable, so a checkpoint is a copy of them, never a second truth; a
+missing one (its ingest was killed) only means the previous one is used. The names do not end in
+``.json``: a kit older than checkpoints ignores them and reads every record, as before.
+
+Limits: readers list every data file (thousands of sources: fine; compaction of small files is not
+done). Several machines need a shared POSIX file
 system with atomic ``link()`` (NFS, CephFS, Lustre); an object store would need a put-if-absent commit
 instead (not done). Orphans of killed ingests (staging directories, renamed but uncommitted data
 files) are invisible and removed by :func:`vacuum` (``perfkit vacuum``) once older than its grace
@@ -68,6 +79,9 @@ UNPARTITIONED = ("ingest_log", "rejects", "assets", "asset_content", "profiles",
 TABLES = (*PARTITIONED, *UNPARTITIONED)
 MAX_ATTEMPTS = 8                              # an ingest starts over at most this often on conflicts
 VACUUM_GRACE_S = 3600.0                       # orphans younger than this may belong to a running ingest
+CHECKPOINT_EVERY = 100                        # versions between checkpoints of the commit log
+CHECKPOINT = ".checkpoint"                    # <version, 20 digits>.checkpoint: the commit records up to it
+CHECKPOINT_LOG = ".ingest_log.parquet"        # <version>.ingest_log.parquet: ingest_log visible at it
 
 
 @dataclass(frozen=True)
@@ -85,10 +99,12 @@ class Commit:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The commit log as read at one moment: ``version`` is the last commit's (0 for none)."""
+    """The commit log as read at one moment: ``version`` is the last commit's (0 for none);
+    ``checkpoint`` the version of the checkpoint it started from (0: none)."""
 
     version: int
     commits: tuple[Commit, ...]
+    checkpoint: int = 0
 
     def visible(self) -> list[Commit]:
         """The commits whose rows readers see: every commit that no other commit replaces."""
@@ -179,16 +195,73 @@ def publish(target: Path, data: bytes, mode: int = 0o644) -> bool:
 # ---------------------------------------------------------------------------------------------- reading
 
 def read_log(root: str | Path) -> Snapshot:
-    """Every commit record of the warehouse, in version order."""
+    """Every commit record of the warehouse, in version order: the newest checkpoint's, then those after it."""
     directory = Path(root) / COMMITS
-    commits = []
-    names = sorted(n for n in os.listdir(directory) if n.endswith(".json")) if directory.is_dir() else []
-    for name in names:
-        record = json.loads((directory / name).read_text())
-        commits.append(Commit(int(name[:-5]), int(record["source_id"]), record["kind"], record["path"],
-                              record["sha256"], tuple(record["replaces"]),
-                              {t: tuple(f) for t, f in record["files"].items()}))
-    return Snapshot(commits[-1].version if commits else 0, tuple(commits))
+    names = os.listdir(directory) if directory.is_dir() else []
+    checkpoints = sorted(n for n in names if n.endswith(CHECKPOINT) and n[:-len(CHECKPOINT)].isdigit())
+    base, commits = 0, []
+    if checkpoints:
+        base = int(checkpoints[-1][:-len(CHECKPOINT)])
+        commits = [_commit(int(r["version"]), r) for r in json.loads((directory / checkpoints[-1]).read_text())]
+    for name in sorted(n for n in names if n.endswith(".json") and n[:-5].isdigit() and int(n[:-5]) > base):
+        commits.append(_commit(int(name[:-5]), json.loads((directory / name).read_text())))
+    return Snapshot(commits[-1].version if commits else 0, tuple(commits), base)
+
+
+def _commit(version: int, record: dict[str, Any]) -> Commit:
+    return Commit(version, int(record["source_id"]), record["kind"], record["path"], record["sha256"],
+                  tuple(record["replaces"]), {t: tuple(f) for t, f in record["files"].items()})
+
+
+def commit_record(commit: Commit) -> dict[str, Any]:
+    """The JSON record of ``commit`` (its version is the record's file name)."""
+    return {"source_id": commit.source_id, "kind": commit.kind, "path": commit.path, "sha256": commit.sha256,
+            "replaces": list(commit.replaces), "files": {t: list(f) for t, f in commit.files.items()}}
+
+
+def write_checkpoint(root: str | Path, version: int, columns: Columns) -> None:
+    """Publish the checkpoint of ``version`` (module docstring): its ``ingest_log`` file, then its records.
+    Either may exist already (then it is kept: both are copies of immutable records)."""
+    directory = Path(root) / COMMITS
+    snapshot = read_log(root)
+    upto = tuple(c for c in snapshot.commits if c.version <= version)
+    if not upto or upto[-1].version != version or snapshot.checkpoint > version:
+        raise WarehouseError(f"{root}: no commit {version} to checkpoint after checkpoint {snapshot.checkpoint}")
+    then = Snapshot(version, upto, snapshot.checkpoint)   # the log at ``version``, from the previous checkpoint
+    target = directory / f"{version:020d}{CHECKPOINT_LOG}"
+    if not target.exists():
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".parquet")
+        os.close(fd)
+        try:
+            con = duckdb.connect(":memory:")
+            try:
+                con.execute(f"COPY ({ingest_log_sql(root, then, columns)}) TO '{tmp}' (FORMAT parquet)")
+            finally:
+                con.close()
+            fsync_path(Path(tmp))
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                pass
+            fsync_path(directory)
+        finally:
+            os.unlink(tmp)
+    records = [{"version": c.version, **commit_record(c)} for c in upto]
+    publish(directory / f"{version:020d}{CHECKPOINT}", json.dumps(records, sort_keys=True).encode())
+
+
+def ingest_log_sql(root: str | Path, snapshot: Snapshot, columns: Columns) -> str:
+    """A SELECT of the ``ingest_log`` rows of the sources visible in ``snapshot``: its checkpoint's file
+    less the sources replaced since, and the files of the visible commits after the checkpoint."""
+    p = Path(root)
+    later = [c for c in snapshot.visible() if c.version > snapshot.checkpoint]
+    rest = table_sql("ingest_log", [p / f for c in later for f in c.files.get("ingest_log", ())], columns)
+    if not snapshot.checkpoint:
+        return rest
+    replaced = sorted({sid for c in snapshot.commits if c.version > snapshot.checkpoint for sid in c.replaces})
+    base = table_sql("ingest_log", [p / COMMITS / f"{snapshot.checkpoint:020d}{CHECKPOINT_LOG}"], columns)
+    keep = f" WHERE source_id NOT IN ({', '.join(map(str, replaced))})" if replaced else ""
+    return f"SELECT * FROM ({base}){keep} UNION ALL {rest}"
 
 
 def committed_files(root: str | Path) -> dict[str, list[Path]]:
@@ -196,10 +269,14 @@ def committed_files(root: str | Path) -> dict[str, list[Path]]:
     in commit order). What every reader uses: data files are never globbed."""
     p = Path(root).absolute()
     _check_marker(p)
+    return _visible_files(p, read_log(p))
+
+
+def _visible_files(root: Path, snapshot: Snapshot) -> dict[str, list[Path]]:
     out: dict[str, list[Path]] = {t: [] for t in TABLES}
-    for commit in read_log(p).visible():
+    for commit in snapshot.visible():
         for table, files in commit.files.items():
-            out[table].extend(p / f for f in files)
+            out[table].extend(root / f for f in files)
     return out
 
 
@@ -233,7 +310,10 @@ def connect_views(root: str | Path, columns: Columns, schema_version: int, *, me
     the analyses run on it unchanged (:func:`kit.warehouse.connect` calls this); temp tables work.
     Writes fail: DuckDB refuses INSERT/UPDATE/DELETE on a view, and any other write names the read-only
     database ``parquet_warehouse_read_only``. The views see the commits made before this call."""
-    files = committed_files(root)
+    p = Path(root).absolute()
+    _check_marker(p)
+    snapshot = read_log(p)
+    files = _visible_files(p, snapshot)
     config: dict[str, Any] = {}
     if memory_limit:
         config["memory_limit"] = memory_limit
@@ -247,7 +327,9 @@ def connect_views(root: str | Path, columns: Columns, schema_version: int, *, me
         build = duckdb.connect(str(catalog))
         try:
             for table in TABLES:
-                build.execute(f"CREATE VIEW {table} AS {table_sql(table, files[table], columns)}")
+                select = ingest_log_sql(p, snapshot, columns) if table == "ingest_log" else \
+                    table_sql(table, files[table], columns)
+                build.execute(f"CREATE VIEW {table} AS {select}")
             build.execute(f"CREATE VIEW schema_info AS SELECT {int(schema_version)}::INTEGER AS version, "
                           "NULL::TIMESTAMPTZ AS applied_at")
         finally:

@@ -444,3 +444,57 @@ def test_the_access_log_readers_own_parquet_files_hold_the_rows_a_duckdb_file_st
             schema_columns()["requests"])
         assert con.execute(f"SELECT DISTINCT strftime(ts, '%Y-%m-%d') FROM {raw}").fetchall() == [(day,)]
     con.close()
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+def _every_record(root: Path) -> list[tuple]:
+    """The commit records as a kit without checkpoints reads them: every ``<version>.json``."""
+    directory = root / pw.COMMITS
+    out = []
+    for name in sorted(n for n in os.listdir(directory) if n.endswith(".json") and n[:-5].isdigit()):
+        r = json.loads((directory / name).read_text())
+        out.append((int(name[:-5]), r["source_id"], r["kind"], r["path"], r["sha256"], tuple(r["replaces"]),
+                    {t: tuple(f) for t, f in r["files"].items()}))
+    return out
+
+
+def test_checkpoints_of_the_commit_log_give_what_every_record_gives(tmp_path: Path, monkeypatch) -> None:
+    """With a checkpoint every 3 versions: the records read, the views' rows, exactly-once against a
+    checkpointed source and a replace of one are what the records alone give; the replaced source's
+    ingest_log row leaves the view although the checkpoint's ingest_log file holds it."""
+    from kit.ingest import parquet as ingest_parquet
+    from kit.ingest.access_log import ingest_access_log
+
+    monkeypatch.setattr(ingest_parquet, "CHECKPOINT_EVERY", 3)
+    root = tmp_path / "w"
+    lines = ELASTIC.read_bytes().splitlines(keepends=True)
+    logs = []
+    for i in range(7):
+        logs.append(tmp_path / f"part{i}.log")
+        logs[-1].write_bytes(b"".join(lines[i * 300:(i + 1) * 300]))
+
+    def load(path: Path, replace: bool = False):  # noqa: ANN202 - an IngestSummary
+        return ingest_parquet.ingest(root, lambda con: ingest_access_log(con, path, salt="s", replace=replace))
+
+    ids = [load(f).source_id for f in logs]
+    directory = root / pw.COMMITS
+    assert sorted(n for n in os.listdir(directory) if not n.endswith(".json")) == [
+        f"{v:020d}{suffix}" for v in (3, 6) for suffix in (pw.CHECKPOINT, pw.CHECKPOINT_LOG)]
+    snapshot = pw.read_log(root)
+    assert snapshot.checkpoint == 6
+    assert [(c.version, c.source_id, c.kind, c.path, c.sha256, c.replaces, c.files)
+            for c in snapshot.commits] == _every_record(root)
+    assert load(logs[1]).status == "unchanged"                    # a source the checkpoint holds
+    replaced = load(logs[1], replace=True)
+    assert replaced.status == "replaced"
+    expected = sorted([i for i in ids if i != ids[1]] + [replaced.source_id])
+    assert [r[0] for r in visible(root, "SELECT source_id FROM ingest_log ORDER BY 1")] == expected
+    assert visible(root, "SELECT count(*), count(DISTINCT source_id) FROM requests") == [
+        (sum(len(f.read_bytes().splitlines()) for f in logs), 7)]
+    # checkpoint 6's file, built from checkpoint 3's and the records after it, holds the six sources, the
+    # replaced one too: the view leaves that one out
+    held = duckdb.sql(f"SELECT list(source_id ORDER BY source_id) FROM "
+                      f"'{directory / f'{6:020d}{pw.CHECKPOINT_LOG}'}'").fetchall()
+    assert held == [(sorted(ids[:6]),)]
+    assert load(logs[1]).status == "unchanged"                    # the replacing source, after the checkpoint

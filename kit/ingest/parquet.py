@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,8 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kit.errors import IngestError
+from kit.errors import IngestError, WarehouseError
 from kit.parquet_warehouse import (
+    CHECKPOINT_EVERY,
     COMMITS,
     MAX_ATTEMPTS,
     PARTITIONED,
@@ -32,11 +34,13 @@ from kit.parquet_warehouse import (
     TABLES,
     Commit,
     Snapshot,
+    commit_record,
     create,
     fsync_path,
+    ingest_log_sql,
     publish,
     read_log,
-    table_sql,
+    write_checkpoint,
 )
 from kit.warehouse import connect, schema_columns, sql_string
 
@@ -145,9 +149,7 @@ def _scratch(root: Path, snapshot: Snapshot, source_id: int, stage: Path,
     con.execute(f"SET temp_directory = {sql_string(stage / 'spill')}")
     con.execute("DROP SEQUENCE source_id_seq")
     con.execute(f"CREATE SEQUENCE source_id_seq START {int(source_id)}")
-    logs = [root / f for c in snapshot.visible() for f in c.files.get("ingest_log", ())]
-    if logs:
-        con.execute(f"INSERT INTO ingest_log BY NAME {table_sql('ingest_log', logs, schema_columns())}")
+    con.execute(f"INSERT INTO ingest_log BY NAME {ingest_log_sql(root, snapshot, schema_columns())}")
     return con
 
 
@@ -198,10 +200,7 @@ def _conflicts(mine: Commit, other: Commit) -> bool:
 def _try_commit(root: Path, after: int, commit: Commit) -> Commit | None:
     """Publish ``commit`` at the first free version after version ``after`` (the last one its ingest
     read); None on a conflict."""
-    record = json.dumps({"source_id": commit.source_id, "kind": commit.kind, "path": commit.path,
-                         "sha256": commit.sha256, "replaces": list(commit.replaces),
-                         "files": {t: list(f) for t, f in commit.files.items()},
-                         "committed_at": time.time()}, sort_keys=True).encode()
+    record = json.dumps({**commit_record(commit), "committed_at": time.time()}, sort_keys=True).encode()
     directory = root / COMMITS
     directory.mkdir(exist_ok=True)
     version = after + 1
@@ -254,7 +253,10 @@ def ingest(root: str | Path, load: Callable[[duckdb.DuckDBPyConnection], IngestS
                 _SCRATCH_ROOTS.pop(id(con), None)
                 con.close()
             commit = Commit(0, source_id, row[0], row[1], row[2], tuple(sorted(before - after)), files)
-            if _try_commit(p, snapshot.version, commit) is not None:
+            done = _try_commit(p, snapshot.version, commit)
+            if done is not None:
+                if done.version % CHECKPOINT_EVERY == 0:
+                    _checkpoint(p, done.version)
                 return dataclasses.replace(summary, seconds=time.perf_counter() - started)
             for relative in (f for fs in files.values() for f in fs):
                 (p / relative).unlink(missing_ok=True)
@@ -262,6 +264,16 @@ def ingest(root: str | Path, load: Callable[[duckdb.DuckDBPyConnection], IngestS
             shutil.rmtree(stage, ignore_errors=True)
     raise IngestError(f"{MAX_ATTEMPTS} attempts lost the commit to concurrent ingests of the same source; "
                       "try again", path=str(root))
+
+
+def _checkpoint(root: Path, version: int) -> None:
+    """Write the commit log's checkpoint at ``version`` (after the commit: the rows are visible either
+    way); a failure is reported, not raised, as readers then use the previous checkpoint."""
+    try:
+        write_checkpoint(root, version, schema_columns())
+    except (OSError, duckdb.Error, WarehouseError) as exc:
+        print(f"perfkit: the commit log's checkpoint at version {version} was not written ({exc}); readers use "
+              "the one before it", file=sys.stderr)
 
 
 def convert(db: str | Path, root: str | Path) -> int:
