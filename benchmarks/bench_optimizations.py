@@ -215,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name in areas.seconds:
             label = AREAS.get(name, "other (ranking, advice)")
             print(f"    {label:<45}{areas.seconds[name]:7.2f} s  {areas.seconds[name] / base:5.2f}x KPI  "
-                  f"peak RSS {areas.peak_rss.get(name, 0) / gib:5.2f} GiB")
+                  + (f"peak RSS {areas.peak_rss[name] / gib:5.2f} GiB" if name in areas.peak_rss
+                     else "peak RSS     - (no 50 ms sample)"))
     verdict = ("PASS" if ratio <= TARGET_RATIO else "FAIL") if judged else "not judged below 100M (--full)"
     print(f"  analyses / KPI query: {ratio:.2f}x   target <= {TARGET_RATIO:g}x at {TARGET_REQUESTS:,} requests "
           f"and 10M queries rows: {verdict}")
