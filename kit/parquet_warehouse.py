@@ -58,7 +58,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,16 +172,19 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def publish(target: Path, data: bytes, mode: int = 0o644) -> bool:
+def publish(target: Path, data: bytes | Callable[[Path], None], mode: int = 0o644) -> bool:
     """Create ``target`` with ``data`` all at once, or not at all if it exists (temp file, fsync,
-    ``os.link``); True if this call created it."""
+    ``os.link``); True if this call created it. ``data``: the bytes, or a function that writes the file
+    at the path it is given."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
     try:
-        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if isinstance(data, bytes):
+                handle.write(data)
+        if not isinstance(data, bytes):
+            data(Path(tmp))
+        os.chmod(tmp, mode)
+        fsync_path(Path(tmp))
         try:
             os.link(tmp, target)
         except FileExistsError:
@@ -230,22 +233,13 @@ def write_checkpoint(root: str | Path, version: int, columns: Columns) -> None:
     then = Snapshot(version, upto, snapshot.checkpoint)   # the log at ``version``, from the previous checkpoint
     target = directory / f"{version:020d}{CHECKPOINT_LOG}"
     if not target.exists():
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".parquet")
-        os.close(fd)
-        try:
+        def copy(tmp: Path) -> None:
             con = duckdb.connect(":memory:")
             try:
                 con.execute(f"COPY ({ingest_log_sql(root, then, columns)}) TO '{tmp}' (FORMAT parquet)")
             finally:
                 con.close()
-            fsync_path(Path(tmp))
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                pass
-            fsync_path(directory)
-        finally:
-            os.unlink(tmp)
+        publish(target, copy)
     records = [{"version": c.version, **commit_record(c)} for c in upto]
     publish(directory / f"{version:020d}{CHECKPOINT}", json.dumps(records, sort_keys=True).encode())
 

@@ -481,6 +481,8 @@ def test_checkpoints_of_the_commit_log_give_what_every_record_gives(tmp_path: Pa
     directory = root / pw.COMMITS
     assert sorted(n for n in os.listdir(directory) if not n.endswith(".json")) == [
         f"{v:020d}{suffix}" for v in (3, 6) for suffix in (pw.CHECKPOINT, pw.CHECKPOINT_LOG)]
+    for name in (f"{6:020d}{pw.CHECKPOINT}", f"{6:020d}{pw.CHECKPOINT_LOG}"):   # readable by other ingests' users
+        assert (directory / name).stat().st_mode & 0o777 == 0o644
     snapshot = pw.read_log(root)
     assert snapshot.checkpoint == 6
     assert [(c.version, c.source_id, c.kind, c.path, c.sha256, c.replaces, c.files)

@@ -821,7 +821,7 @@ def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np
     args = (buf, fields[_CLIENT_S], fields[_CLIENT_E], rows)
     numbered = numbering.submit(clients.encode, *args) if numbering is not None else None
     query_offsets, query_data, query_valid, query_raw = _queries(buf, fields, rows, _WORDS, _WORD_AT, _REDACTED)
-    columns = {
+    table = pa.table({
         "ts": pa.array(wide[_TS, rows], type=pa.timestamp("us", tz="UTC")),
         "method": text(_METHOD_S, _METHOD_E),
         "route": _string_array(*_routes(buf, fields, rows), None),
@@ -834,10 +834,9 @@ def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np
         "bytes_sent": pa.array(wide[_BYTES, rows]),
         "cache_status": text(_UCS_S, _UCS_E, upper=True),
         "user_agent": text(_UA_S, _UA_E),
-    }
+    })
     client_codes, new_clients = numbered.result() if numbered is not None else clients.encode(*args)
-    table = pa.table({"ts": columns.pop("ts"), "client_code": pa.array(client_codes), **columns})
-    return table, new_clients
+    return table.add_column(1, "client_code", pa.array(client_codes)), new_clients
 
 
 class NotForFastPath(Exception):
@@ -936,6 +935,7 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0, chunk_bytes: int
                 limit = len(buf)
             hashed()
             got = handle.readinto(buf[held:limit].data)
+            read += got
             if digest is not None and got:
                 hashing = hasher.submit(digest.update, buf[held:held + got].data)
             total = held + got
@@ -948,7 +948,6 @@ def read_clf_chunks(path: Path, kind: int, skip_lines: int = 0, chunk_bytes: int
             chunk = _parse_chunk(buf[:cut], line_no, kind, clients, numbering)
             line_no += chunk.lines
             held = total - cut
-            read += got
             limit = _next_limit(len(buf), held, read, fraction())
             hashed()
             buf[:held] = buf[cut:total]
