@@ -32,14 +32,15 @@ unique without a shared database: milliseconds since the epoch << 20 | 20 random
 like the DuckDB sequence; an id already in the log is drawn again, and two ingests drawing the same id
 in the same millisecond conflict at commit, so one starts over).
 
-Checkpoints: the ingest that commits a version divisible by :data:`CHECKPOINT_EVERY` then writes, with
-the same link-or-nothing publish, ``<version>.ingest_log.parquet`` (the ``ingest_log`` rows of the sources
-visible at that version, in one file) and then ``<version>.checkpoint`` (every commit record up to it, in
-one JSON document). A reader takes the newest checkpoint and the commit records after it; an ingest reads
-the checkpoint's ``ingest_log`` file, less the sources replaced since, and the ``ingest_log`` files of the
-commits after it. Commit records are immutable, so a checkpoint is a copy of them, never a second truth; a
-missing one (its ingest was killed) only means the previous one is used. The names do not end in
-``.json``: a kit older than checkpoints ignores them and reads every record, as before.
+Checkpoints: the ingest (or ``convert``) that commits a version divisible by :data:`CHECKPOINT_EVERY`
+then writes, with the same link-or-nothing publish, ``<version>.ingest_log.parquet`` (the ``ingest_log``
+rows of the sources visible at that version, in one file) and then ``<version>.checkpoint`` (every commit
+record up to it, in one JSON document). A reader takes the newest checkpoint and the commit records
+after it; an ingest reads the checkpoint's ``ingest_log`` file, less the sources replaced since, and the
+``ingest_log`` files of the commits after it. Commit records are immutable, so a checkpoint is a copy of
+them, never a second truth; a missing one (its ingest was killed) only means the previous one is used.
+The names do not end in ``.json``: a kit older than checkpoints ignores them and reads every record, as
+before.
 
 Limits: readers list every data file (thousands of sources: fine; compaction of small files is not
 done). Several machines need a shared POSIX file

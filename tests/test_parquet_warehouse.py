@@ -500,3 +500,33 @@ def test_checkpoints_of_the_commit_log_give_what_every_record_gives(tmp_path: Pa
                       f"'{directory / f'{6:020d}{pw.CHECKPOINT_LOG}'}'").fetchall()
     assert held == [(sorted(ids[:6]),)]
     assert load(logs[1]).status == "unchanged"                    # the replacing source, after the checkpoint
+
+
+def test_convert_checkpoints_the_commit_log_as_ingests_do(tmp_path: Path, monkeypatch) -> None:
+    """Converting a DuckDB warehouse of 7 sources with a checkpoint every 3 versions leaves checkpoints 3
+    and 6, whose records are every record's, and views holding the file's ingest_log and requests."""
+    from kit.ingest import parquet as ingest_parquet
+    from kit.ingest.access_log import ingest_access_log
+
+    monkeypatch.setattr(ingest_parquet, "CHECKPOINT_EVERY", 3)
+    lines = ELASTIC.read_bytes().splitlines(keepends=True)
+    db = tmp_path / "w.duckdb"
+    con = connect(db)
+    for i in range(7):
+        log = tmp_path / f"part{i}.log"
+        log.write_bytes(b"".join(lines[i * 200:(i + 1) * 200]))
+        ingest_access_log(con, log, salt="s")
+    expected = {t: sorted(con.execute(f"SELECT source_id, count(*) FROM {t} GROUP BY 1").fetchall())
+                for t in ("ingest_log", "requests")}
+    con.close()
+    root = tmp_path / "w"
+    assert ingest_parquet.convert(db, root) == 7
+    directory = root / pw.COMMITS
+    assert sorted(n for n in os.listdir(directory) if not n.endswith(".json")) == [
+        f"{v:020d}{suffix}" for v in (3, 6) for suffix in (pw.CHECKPOINT, pw.CHECKPOINT_LOG)]
+    snapshot = pw.read_log(root)
+    assert snapshot.checkpoint == 6
+    assert [(c.version, c.source_id, c.kind, c.path, c.sha256, c.replaces, c.files)
+            for c in snapshot.commits] == _every_record(root)
+    for table, rows in expected.items():
+        assert sorted(visible(root, f"SELECT source_id, count(*) FROM {table} GROUP BY 1")) == rows

@@ -278,10 +278,10 @@ def _checkpoint(root: Path, version: int) -> None:
 
 def convert(db: str | Path, root: str | Path) -> int:
     """Copy the DuckDB warehouse file ``db`` into a new (or empty) Parquet warehouse ``root``, one
-    commit per finished source of its ``ingest_log``, keeping the source ids; return the sources
-    copied. The salt is not copied (a later access-log ingest into ``root`` hashes clients with
-    ``root``'s own salt unless ``$PERFKIT_SALT`` is set). Raises IngestError when rows belong to no
-    finished source (they would be lost)."""
+    commit per finished source of its ``ingest_log``, keeping the source ids, the commit log checkpointed
+    as an ingest checkpoints it; return the sources copied. The salt is not copied (a later access-log
+    ingest into ``root`` hashes clients with ``root``'s own salt unless ``$PERFKIT_SALT`` is set). Raises
+    IngestError when rows belong to no finished source (they would be lost)."""
     p = create(root).absolute()
     version = read_log(p).version
     if version:
@@ -306,6 +306,8 @@ def convert(db: str | Path, root: str | Path) -> int:
             if committed is None:
                 raise IngestError(f"another process committed source {source_id} while converting", path=str(root))
             version = committed.version
+            if version % CHECKPOINT_EVERY == 0:   # as ingests do: readers of a converted warehouse of many
+                _checkpoint(p, version)            # sources read one checkpoint, not every record
     finally:
         con.close()
     return len(sources)
