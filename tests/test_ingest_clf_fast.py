@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kit.ingest import clf_fast
@@ -181,14 +181,24 @@ def test_compiled_redaction_equals_the_sql_regex(tmp_path_factory, data):
     assert table.column("query_regex").to_pylist() == [not a for a in ascii_only]
 
 
+# client values: short strings, and dotted quads both canonical (looked up by their integer) and not
+# (leading zeros, octets over 255, too few or many parts: looked up as strings)
+_OCTETS = st.sampled_from(["0", "1", "9", "10", "99", "255", "256", "01", "00", "1000", ""])
+_CLIENTS = st.one_of(st.text("ab1.:-\u00e9", min_size=1, max_size=4),
+                     st.builds(lambda *o: ".".join(o), _OCTETS, _OCTETS, _OCTETS, _OCTETS),
+                     st.sampled_from(["1.2.3", "1.2.3.4.5", "::1", "2001:db8::1", "255.255.255.255", " 1.2.3.4"]))
+
+
 @SETTINGS
-@given(values=st.lists(st.text("ab1.:-\u00e9", min_size=1, max_size=4), min_size=1, max_size=300),
+@example(values=["1.2.3.4", "01.2.3.4", "1.2.3.04", "1.2.3.4", "256.2.3.4", "0.0.0.0", "00.0.0.0", "1.2.3.4",
+                 "1.2.3", "0.2.3.4", "1.2.3", "::1", "1.2.3.04"], cuts=[3, 9], skipped=set())
+@given(values=st.lists(_CLIENTS, min_size=1, max_size=300),
        cuts=st.lists(st.integers(0, 300), max_size=4), skipped=st.sets(st.integers(0, 299)))
 def test_client_dictionary_numbers_values_in_order_of_first_occurrence(values, cuts, skipped):
     """Over chunks (``cuts``), codes number the distinct values of the rows taken (the reader encodes its
     good lines only, not the ``skipped`` ones) in order of first occurrence, as a Python dict does, and each
-    chunk hands out exactly the values it saw first; a dictionary made with room for two values grows and
-    rehashes many times on the way."""
+    chunk hands out exactly the values it saw first, IPv4 addresses and other strings mixed; a dictionary
+    made with room for two values grows and rehashes many times on the way."""
     import numpy as np
 
     encoded = [v.encode() for v in values]
