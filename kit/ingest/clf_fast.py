@@ -327,7 +327,37 @@ def _v4_slot(v4: np.ndarray, ip: np.uint64) -> np.int64:
     return slot
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
+def _v4_with_room(v4: np.ndarray, entries: int) -> np.ndarray:
+    """``v4``, or it rehashed into a larger one, at most half full with ``entries`` entries."""
+    while 2 * entries > v4.shape[0]:
+        old = v4
+        v4 = np.zeros(2 * old.shape[0], dtype=np.uint64)
+        for i in range(old.shape[0]):
+            if old[i]:
+                v4[_v4_slot(v4, old[i] >> np.uint64(32))] = old[i]
+    return v4
+
+
+@numba.njit(cache=True)
+def _table_with_room(table: np.ndarray, entries: int) -> np.ndarray:
+    """The string table ``table`` (slots of two words), or it rehashed into a larger one, at most half full
+    with ``entries`` entries."""
+    while 4 * entries > table.shape[0]:
+        old = table
+        table = np.zeros(2 * old.shape[0], dtype=np.uint64)
+        mask = table.shape[0] // 2 - 1
+        for i in range(old.shape[0] // 2):
+            if old[2 * i + 1]:
+                slot = np.int64(old[2 * i] & np.uint64(mask))
+                while table[2 * slot + 1]:
+                    slot = (slot + 1) & mask
+                table[2 * slot] = old[2 * i]
+                table[2 * slot + 1] = old[2 * i + 1]
+    return table
+
+
+@numba.njit(cache=True)
 def _string_code(buf: np.ndarray, s: int, e: int, table: np.ndarray, key_at: np.ndarray, keys: np.ndarray,
                  starts: np.ndarray, ends: np.ndarray, first: np.ndarray,
                  before: int) -> tuple[np.int64, np.int64, np.uint64]:
@@ -370,30 +400,15 @@ def _encode(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, rows: np.ndar
     looked up in ``table``, whose slot i holds (FNV-1a hash, code + 1; 0 = free) in table[2i],
     table[2i + 1], equal hashes confirmed byte by byte. A value not seen before gets the next code; the
     bytes of code c are keys[key_at[c]:key_at[c + 1]]. The loop neither grows a table nor copies bytes
-    (either made it about twice as slow): the tables are first grown to stay at most half full were every
-    row new, and a value new in this call is read at its first row ``first[c - before]`` until it is
-    copied after the loop. Returns (code of each row, and the dictionary, grown where needed)."""
+    (either made it about twice as slow): the tables are first given room for every row being new, and a
+    value new in this call is read at its first row ``first[c - before]`` until it is copied after the
+    loop. Returns (code of each row, and the dictionary, grown where needed)."""
     m = rows.shape[0]
     codes = np.empty(m, dtype=np.int64)
     first = np.empty(m, dtype=np.int64)
     before = n
-    while 2 * (n4 + m) > v4.shape[0]:
-        old4 = v4
-        v4 = np.zeros(2 * old4.shape[0], dtype=np.uint64)
-        for i in range(old4.shape[0]):
-            if old4[i]:
-                v4[_v4_slot(v4, old4[i] >> np.uint64(32))] = old4[i]
-    while 4 * (n - n4 + m) > table.shape[0]:
-        old = table
-        table = np.zeros(2 * old.shape[0], dtype=np.uint64)
-        mask = table.shape[0] // 2 - 1
-        for i in range(old.shape[0] // 2):
-            if old[2 * i + 1]:
-                slot = np.int64(old[2 * i] & np.uint64(mask))
-                while table[2 * slot + 1]:
-                    slot = (slot + 1) & mask
-                table[2 * slot] = old[2 * i]
-                table[2 * slot + 1] = old[2 * i + 1]
+    v4 = _v4_with_room(v4, n4 + m)
+    table = _table_with_room(table, n - n4 + m)
     for j in range(m):
         r = rows[j]
         s, e = starts[r], ends[r]
