@@ -42,7 +42,7 @@ from kit.parquet_warehouse import (
     read_log,
     write_checkpoint,
 )
-from kit.warehouse import connect, schema_columns, sql_string
+from kit.warehouse import connect, schema_columns, sql_string, table_columns
 
 if TYPE_CHECKING:
     from kit.ingest.core import IngestSummary
@@ -149,7 +149,8 @@ def _scratch(root: Path, snapshot: Snapshot, source_id: int, stage: Path,
     con.execute(f"SET temp_directory = {sql_string(stage / 'spill')}")
     con.execute("DROP SEQUENCE source_id_seq")
     con.execute(f"CREATE SEQUENCE source_id_seq START {int(source_id)}")
-    con.execute(f"INSERT INTO ingest_log BY NAME {ingest_log_sql(root, snapshot, schema_columns())}")
+    # the columns from the scratch warehouse itself: schema_columns() would open and migrate another DuckDB
+    con.execute(f"INSERT INTO ingest_log BY NAME {ingest_log_sql(root, snapshot, table_columns(con))}")
     return con
 
 
