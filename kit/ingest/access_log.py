@@ -514,14 +514,14 @@ def _read_ahead(items: Iterator[T]) -> Iterator[T]:
 
 def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: Path, skip_lines: int,
                sample: Sequence[str], salt: str, service_of: ServiceSql,
-               route_rules: Sequence[RouteRule]) -> tuple[int, int, int, FileDigest | None, list[Path]] | None:
+               route_rules: Sequence[RouteRule]) -> tuple[int, int, int, FileDigest | None, dict[str, int]] | None:
     """The fast path for common/combined/combined_kv: the compiled reader (:mod:`kit.ingest.clf_fast`)
     turns each chunk of lines into typed Arrow columns that one INSERT stores — or, in a Parquet
     warehouse's ingest, that :class:`kit.ingest.parquet.DayFiles` writes as Parquet (storing them in
     the scratch DuckDB and copying them out would cost more than parsing them); the lines it does not
     take are collected with their line numbers in a temp table and read by the general path. Returns
     (lines in, rejected, skipped, the sha256 of the whole file taken while reading it — None for a
-    compressed file or a grown log's new lines, the Parquet files written), or None, with nothing
+    compressed file or a grown log's new lines, the rows written as Parquet by service), or None, with nothing
     inserted, when the file has carriage returns or a byte order mark (which the general path strips)."""
     from kit.ingest import clf_fast  # numba: imported when an access log is read, not for every CLI call
 
@@ -535,11 +535,12 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
     service = con.execute(f"SELECT {service_of(None)}").fetchone()[0]  # type: ignore[index]
     con.execute(f"CREATE TEMP TABLE {others} (line_no BIGINT, line VARCHAR)")
     try:
-        lines = n_others = 0
+        lines = n_others = direct_rows = 0
         for chunk in _read_ahead(clf_fast.read_clf_chunks(path, clf_fast.KIND_BY_FORMAT[fmt.name], skip_lines,
                                                           digest=digest)):
             if writer is not None:
                 writer.add(_fast_rows(con, client_hashes.add_to(chunk), chunk_table, fmt, sid, service, route_rules))
+                direct_rows += chunk.table.num_rows
             else:
                 con.register(chunk_table, client_hashes.add_to(chunk))
                 try:
@@ -552,7 +553,8 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
                 con.execute(f"INSERT INTO {others} SELECT unnest(?::BIGINT[]), unnest(?::VARCHAR[])",
                             [[n for n, _ in chunk.others],
                              [raw.decode("utf-8", errors="replace") for _, raw in chunk.others]])
-        files = writer.close() if writer is not None else []
+        if writer is not None:
+            writer.close()
         rejected = skipped = 0
         if n_others:
             _, rejected, skipped = _load_general(con, fmt, sid, f"SELECT line_no, line FROM {others}", 0, sample,
@@ -566,7 +568,7 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
         return None
     finally:
         con.execute(f"DROP TABLE IF EXISTS {others}")
-    return lines, rejected, skipped, digest, files
+    return lines, rejected, skipped, digest, {service: direct_rows} if direct_rows else {}
 
 
 @contextmanager
@@ -624,18 +626,18 @@ def load_access_log(con: duckdb.DuckDBPyConnection, source: Source, path: Path, 
     service_of = functools.partial(service_sql, service, path)
     result = None
     digest = None
-    files: list[Path] = []
+    direct: dict[str, int] = {}
     if fast and fmt.fast == "clf":
         fast_result = _load_fast(con, fmt, sid, path, skip_lines, sample, salt, service_of, route_rules)
         if fast_result is not None:
             result = fast_result[:3]
-            digest, files = fast_result[3:]
+            digest, direct = fast_result[3:]
     if result is None:
         with readable_path(path) as readable, _valid_utf8(readable) as text, lines_table(con, text) as lines_sql:
             result = _load_general(con, fmt, sid, lines_sql, skip_lines, sample, salt, service_of, route_rules)
     lines_in, rejected, skipped = result
     loaded = lines_in - skipped - rejected
-    record_service_naming(con, sid, service, also=files)
+    record_service_naming(con, sid, service, direct=direct)
     return LoadCounts(lines_in, loaded, rejected, skipped, fmt=fmt.name + detected, formats_tried=tried,
                       sha256=digest.hexdigest() if digest else None, size_bytes=digest.size if digest else None)
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,24 +86,23 @@ def service_sql(service: str | None, path: str | Path, host: str | None = None) 
 
 
 def record_service_naming(con: duckdb.DuckDBPyConnection, source_id: int, service: str | None, *,
-                          also: Sequence[Path] = ()) -> dict:
+                          direct: Mapping[str, int] | None = None) -> dict:
     """Record in the source's ``ingest_log.options`` how its rows were named, and return the record:
     ``service_from`` (``option``, ``virtual host``, ``file name``, ``mixed`` when rows were named by
     more than one rule, or null when no row was loaded) and ``services``, a list of ``{"service",
     "from", "rows"}`` (most rows first). Call after the rows are stored, inside the ingest's transaction
     (the rule of :func:`service_sql` is recovered from each row: a host means ``virtual host``).
-    ``also``: Parquet files holding more of the source's rows (written by the loader itself)."""
+    ``direct``: rows of the source not in ``requests`` (written as Parquet by the loader itself, none
+    with a host), by service."""
     how = f"CASE WHEN host IS NOT NULL THEN {sql_string(VIRTUAL_HOST)} ELSE {sql_string(FILE_NAME)} END"
     if service:
         how = sql_string(OPTION)
-    rows = "requests"
-    if also:
-        files = ", ".join(sql_string(str(f)) for f in also)
-        rows = (f"(SELECT service, host, source_id FROM requests UNION ALL "
-                f"SELECT service, host, source_id FROM read_parquet([{files}]))")
-    counts = con.execute(
-        f"SELECT service, {how} AS how, count(*) AS n FROM {rows} WHERE source_id = ? "
-        "GROUP BY ALL ORDER BY n DESC, service, how", [source_id]).fetchall()
+    stored = con.execute(f"SELECT service, {how} AS how, count(*) AS n FROM requests WHERE source_id = ? "
+                         "GROUP BY ALL", [source_id]).fetchall()
+    rows: Counter[tuple[str | None, str]] = Counter({(s, h): int(n) for s, h, n in stored})
+    for name, n in (direct or {}).items():
+        rows[(name, OPTION if service else FILE_NAME)] += n
+    counts = sorted(((s, h, n) for (s, h), n in rows.items()), key=lambda c: (-c[2], c[0] is None, c[0] or "", c[1]))
     hows = {h for _, h, _ in counts}
     record = {
         "service_from": (hows.pop() if len(hows) == 1 else MIXED) if hows else (OPTION if service else None),
