@@ -922,20 +922,23 @@ def _chunk_table(buf: np.ndarray, fields: np.ndarray, wide: np.ndarray, nums: np
     def text(s: int, e: int, upper: bool = False) -> pa.Array:
         return _string_array(*_gather(buf, fields[s], fields[e], rows, upper))
 
+    def column(values: np.ndarray, i: int) -> np.ndarray:   # every line good (the usual case): a view, no copy
+        return values[i] if len(rows) == values.shape[1] else values[i, rows]
+
     args = (buf, fields[_CLIENT_S], fields[_CLIENT_E], rows)
     numbered = numbering.submit(clients.encode, *args) if numbering is not None else None
     query_offsets, query_data, query_valid, query_raw = _queries(buf, fields, rows, _WORDS, _WORD_AT, _REDACTED)
     table = pa.table({
-        "ts": pa.array(wide[_TS, rows], type=pa.timestamp("us", tz="UTC")),
+        "ts": pa.array(column(wide, _TS), type=pa.timestamp("us", tz="UTC")),
         "method": text(_METHOD_S, _METHOD_E),
         "route": _string_array(*_routes(buf, fields, rows), None),
         "path": text(_PATH_S, _PATH_E),
         "query": _string_array(query_offsets, query_data, query_valid),
         "query_regex": pa.array(query_raw),
-        "status": pa.array(fields[_STATUS, rows].astype(np.int16)),
-        "latency_s": _float(nums[0, rows]),
-        "upstream_s": _float(nums[1, rows]),
-        "bytes_sent": pa.array(wide[_BYTES, rows]),
+        "status": pa.array(column(fields, _STATUS).astype(np.int16)),
+        "latency_s": _float(column(nums, 0)),
+        "upstream_s": _float(column(nums, 1)),
+        "bytes_sent": pa.array(column(wide, _BYTES)),
         "cache_status": text(_UCS_S, _UCS_E, upper=True),
         "user_agent": text(_UA_S, _UA_E),
     })

@@ -94,7 +94,9 @@ class DayFiles:
             raise ValueError(f"DayFiles writes rows with a time only ({self.table})")
         micros = rows["ts"].combine_chunks().cast(pa.int64()).to_numpy()
         days = np.floor_divide(micros, 86_400_000_000)
-        distinct = np.unique(days)
+        if not len(days):
+            return
+        distinct = days[:1] if days.min() == days.max() else np.unique(days)   # mostly one day: no sort
         for day in distinct:
             part = rows if len(distinct) == 1 else rows.filter(pa.array(days == day))
             name = str(np.datetime64(int(day), "D"))
