@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 import duckdb
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -443,6 +445,13 @@ def test_the_access_log_readers_own_parquet_files_hold_the_rows_a_duckdb_file_st
         assert [r[:2] for r in con.execute(f"DESCRIBE SELECT * FROM {raw}").fetchall()] == list(
             schema_columns()["requests"])
         assert con.execute(f"SELECT DISTINCT strftime(ts, '%Y-%m-%d') FROM {raw}").fetchall() == [(day,)]
+    for path in direct:   # each row group records its time range, which a reader's time window prunes by
+        file = pq.ParquetFile(path)
+        for g in range(file.num_row_groups):
+            stats = file.metadata.row_group(g).column(0).statistics
+            times = file.read_row_group(g, columns=["ts"])["ts"]
+            assert stats is not None and stats.has_min_max
+            assert (stats.min, stats.max) == (pc.min(times).as_py(), pc.max(times).as_py())
     con.close()
 
 
