@@ -45,7 +45,7 @@ from kit.ingest.routes import REDACTED, SECRET_KEY_WORDS  # noqa: E402
 __all__ = ["CHUNK_BYTES", "FIRST_CHUNK_BYTES", "ClfChunk", "Dictionary", "NotForFastPath", "read_clf_chunks",
            "warm_up"]
 
-CHUNK_BYTES = 48 << 20   # bytes of whole lines per chunk: bounds memory (about 5x this at peak)
+CHUNK_BYTES = 16 << 20   # bytes of whole lines per chunk: bounds memory (about 8x this at peak; see read_clf_chunks)
 FIRST_CHUNK_BYTES = 4 << 20   # the first chunk's: DuckDB waits for it (then stores chunk k while k+1 is parsed)
 
 # rows of the column-major int32 field table F (offsets into the chunk, -1 = missing) and int64 table W
