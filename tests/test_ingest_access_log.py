@@ -442,6 +442,7 @@ def test_fast_path_hashes_the_file_as_it_reads_it(tmp_path, fast_calls, monkeypa
     import hashlib
     import sys
 
+    import kit.ingest.access_log as access_log
     import kit.ingest.clf_fast as clf_fast
     import kit.ingest.core as core
 
@@ -451,7 +452,7 @@ def test_fast_path_hashes_the_file_as_it_reads_it(tmp_path, fast_calls, monkeypa
     path = tmp_path / "bench.log"
     generate(path, 5_000, seed=5)
     monkeypatch.setattr(clf_fast, "FIRST_CHUNK_BYTES", 1000)   # several chunks, each hashed in turn
-    monkeypatch.setattr(clf_fast, "CHUNK_BYTES", 200_000)
+    monkeypatch.setattr(access_log, "_INSERT_CHUNK_BYTES", 200_000)   # a DuckDB file's chunks
     hashed: list = []
     real = core._sha256_and_size
     monkeypatch.setattr(core, "_sha256_and_size", lambda p, limit=None: hashed.append(p) or real(p, limit))
