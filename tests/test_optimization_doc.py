@@ -219,6 +219,37 @@ def test_demo_top_five_fix_the_four_planted_incidents(demo_results: dict) -> Non
     assert "Cut the latency of" not in text  # issue #12: a route alone is not an opportunity
 
 
+def test_a_failing_grouped_pass_reaches_the_caller_and_stops_the_database_thread(
+        demo_warehouse: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database analysis starts before the grouped pass and waits for its requests per route: a failure
+    of the pass (injected) must reach the caller instead of leaving that wait, and the call, hanging."""
+    import threading
+
+    import kit.analysis.optimizations as optimizations
+    from kit.analysis.window import resolve_window
+    from kit.warehouse import connect
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the grouped pass failed")
+
+    monkeypatch.setattr(optimizations, "build_request_groups", broken)
+    con = connect(demo_warehouse(**DEMO), read_only=True)
+    raised: list[str] = []
+
+    def call() -> None:
+        try:
+            optimizations.optimization_opportunities(con, resolve_window(con))
+        except RuntimeError as exc:
+            raised.append(str(exc))
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(90)
+    assert not worker.is_alive(), "optimization_opportunities hangs after its grouped pass failed"
+    assert raised == ["the grouped pass failed"]
+    con.close()
+
+
 def test_document_leads_with_the_summary_without_duplicated_or_empty_sections() -> None:
     """Issue 14: five summary bullets first; the caching section has one heading, no section is empty."""
     from tests.document_shape import check_shape

@@ -16,7 +16,7 @@ opportunity (issue #12): a route appears only with what in it costs the time."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -295,24 +295,31 @@ def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
     result), either of which may be missing. With ``database_dsn`` the top query fingerprints are also
     EXPLAINed on that live PostgreSQL with hypothetical indexes (bounded per statement and in total)."""
     gaps: list[dict[str, str]] = []
-    # one grouped pass over the window's requests gives the per-route traffic, the compression study's 200s
-    # of the assets and the CDN study's groups (kit.analysis.request_groups)
-    groups = build_request_groups(con, window)
     with warehouse.cursor(con) as own, ThreadPoolExecutor(1, thread_name_prefix="perfkit-database") as pool:
+        # the database analysis (10M query rows: about half of the CPU) runs from the start on a second connection
+        # beside the other areas, whose Python and single-threaded parts leave a core idle; it needs the requests
+        # per route, from the grouped pass below, only at its end (N+1 per request)
+        routed: Future[pd.DataFrame] = Future()
+        pending = pool.submit(analyse_database, own, window, bottlenecks=dict(bottlenecks) if bottlenecks else None,
+                              route_counts=routed.result) \
+            if _has_rows(con, "queries", window, "Database", "queries", gaps) else None
         try:
-            traffic = route_traffic(con, window, groups)
-            totals = window_totals(traffic)
-            routed = traffic[traffic["route"].notna()]
-            # the database analysis (10M query rows: about a third of the time) runs on a second connection
-            # beside the other areas, whose Python and single-threaded parts leave a core idle
-            pending = pool.submit(analyse_database, own, window, bottlenecks=dict(bottlenecks) if bottlenecks
-                                  else None, route_counts=routed) \
-                if _has_rows(con, "queries", window, "Database", "queries", gaps) else None
-            compression = analyse_compression(con, window, served_bytes_total=totals.bytes_sent, groups=groups)
-            cdn = _run_area("CDN", lambda: analyse_cdn(con, window, cache=dict(cache) if cache else None,
-                                                       groups=groups), gaps)
-        finally:
-            drop_request_groups(con, groups)
+            # one grouped pass over the window's requests gives the per-route traffic, the compression study's
+            # 200s of the assets and the CDN study's groups (kit.analysis.request_groups)
+            groups = build_request_groups(con, window)
+            try:
+                traffic = route_traffic(con, window, groups)
+                routed.set_result(traffic[traffic["route"].notna()])
+                totals = window_totals(traffic)
+                compression = analyse_compression(con, window, served_bytes_total=totals.bytes_sent, groups=groups)
+                cdn = _run_area("CDN", lambda: analyse_cdn(con, window, cache=dict(cache) if cache else None,
+                                                           groups=groups), gaps)
+            finally:
+                drop_request_groups(con, groups)
+        except BaseException as failure:
+            if not routed.done():      # the database analysis stops at its wait instead of waiting for ever
+                routed.set_exception(failure)
+            raise
         found_before = dict(bottlenecks) if bottlenecks else None
         profiles = analyse_profiles(con, window, bottlenecks=found_before, traffic=traffic) \
             if _has_rows(con, "profiles", window, "Code profiles", "profiles", gaps) else None

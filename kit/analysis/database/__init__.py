@@ -15,6 +15,7 @@ index whose columns lead another candidate's on the same table is folded into it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -303,10 +304,11 @@ def _rewrite_opportunity(row: Any, total_ms: float, digest_sql: str) -> Opportun
 
 def analyse_database(con: duckdb.DuckDBPyConnection, window: Window, *,
                      bottlenecks: dict[str, Any] | None = None, top: int = TOP_FOR_INDEXES,
-                     route_counts: pd.DataFrame | None = None) -> DatabaseAnalysis:
+                     route_counts: pd.DataFrame | Callable[[], pd.DataFrame] | None = None) -> DatabaseAnalysis:
     """The database analysis of ``window`` (see the module docstring); ``bottlenecks`` is notebook 30's
     saved result (its ``findings.items[*].onset`` add before/after comparisons); ``route_counts``: the
-    window's requests per ``service``, ``route`` (``requests``) when the caller has them (else a scan)."""
+    window's requests per ``service``, ``route`` (``requests``) when the caller has them (else a scan), or
+    a function returning them, called when they are needed (the caller may be computing them meanwhile)."""
     deltas = hold_deltas(con, window.start, window.end)   # read by the digest, regressions, N+1 and indexes
     try:
         return _analyse(con, window, bottlenecks, top, route_counts, deltas)
@@ -315,7 +317,7 @@ def analyse_database(con: duckdb.DuckDBPyConnection, window: Window, *,
 
 
 def _analyse(con: duckdb.DuckDBPyConnection, window: Window, bottlenecks: dict[str, Any] | None, top: int,
-             route_counts: pd.DataFrame | None, deltas: str) -> DatabaseAnalysis:
+             route_counts: pd.DataFrame | Callable[[], pd.DataFrame] | None, deltas: str) -> DatabaseAnalysis:
     notes: list[str] = []
     sql: dict[str, str] = {}
     from kit.analysis.database.bursts import event_digest, event_pass  # numba: loaded where it is used
@@ -348,8 +350,8 @@ def _analyse(con: duckdb.DuckDBPyConnection, window: Window, bottlenecks: dict[s
     # N+1
     bursts, sql["nplus1_bursts"] = burst_nplus1(con, window, held=held)
     del held
-    sigs, sig_sql = signature_nplus1(con, window, frame, route_counts=route_counts, deltas=deltas) \
-        if len(frame) else ([], {})
+    sigs, sig_sql = signature_nplus1(con, window, frame, deltas=deltas, route_counts=route_counts()
+                                     if callable(route_counts) else route_counts) if len(frame) else ([], {})
     sql.update(sig_sql)
     seen = {str(b["fingerprint"]) for b in bursts}
     nplus1 = [*bursts, *[s for s in sigs if str(s["fingerprint"]) not in seen]]
