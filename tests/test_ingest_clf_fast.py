@@ -224,15 +224,15 @@ def test_fast_ingest_hashes_each_client_and_redacts_each_query_across_chunks(tmp
     ones, so their codes index hashes computed chunks before): each row's client hash is
     left(md5(salt || client), 16) computed by hashlib, NULL for ``-``, and its query is the Python twin's
     redaction of the raw one."""
-    import functools
     import hashlib
 
+    from kit.ingest import access_log
     from kit.ingest.access_log import load_access_log
     from kit.ingest.log_formats import get_format
     from kit.ingest.routes import redact_query
     from kit.warehouse import begin_source, connect
 
-    monkeypatch.setattr(clf_fast, "read_clf_chunks", functools.partial(clf_fast.read_clf_chunks, chunk_bytes=400))
+    monkeypatch.setattr(access_log, "_INSERT_CHUNK_BYTES", 400)   # the chunk size of a DuckDB file's ingest
     monkeypatch.setattr(clf_fast, "FIRST_CHUNK_BYTES", 150)
     clients = ["10.0.0.1", "-", "2001:db8::1", "10.0.0.2", "192.168.1.10"] + [f"172.16.0.{i}" for i in range(40)]
     queries = ["token=abc&page=2", "a=1", "Session_ID=7&x=y=z", "q=é&api_key=k", "\u212aey=v&b=2", "x"]
@@ -241,7 +241,7 @@ def test_fast_ingest_hashes_each_client_and_redacts_each_query_across_chunks(tmp
     path = tmp_path / "h.log"
     path.write_text("".join(f'{c} - - [10/Oct/2024:13:55:36 +0000] "GET /p/{i}?{q} HTTP/1.1" 200 {i}\n'
                             for i, (c, q) in enumerate(rows)), encoding="utf-8")
-    assert len(list(clf_fast.read_clf_chunks(path, clf_fast.KIND_COMMON))) > 20
+    assert len(list(clf_fast.read_clf_chunks(path, clf_fast.KIND_COMMON, chunk_bytes=400))) > 20
 
     con = connect(":memory:")
     source = begin_source(con, "access-log", "h")

@@ -8,7 +8,6 @@ exactly once, replace, append, line accounting, SIGKILL at random moments, concu
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import random
@@ -404,7 +403,7 @@ def test_the_access_log_readers_own_parquet_files_hold_the_rows_a_duckdb_file_st
     from kit.ingest.parquet import ingest
 
     tmp = tmp_path_factory.mktemp("direct")
-    monkeypatch.setattr(clf_fast, "read_clf_chunks", functools.partial(clf_fast.read_clf_chunks, chunk_bytes=2000))
+    monkeypatch.setattr(clf_fast, "CHUNK_BYTES", 2000)   # the chunk size of a Parquet warehouse's ingest
     monkeypatch.setattr(clf_fast, "FIRST_CHUNK_BYTES", 700)
     lines = data.draw(st.lists(clf_lines("combined_kv"), min_size=1, max_size=60))
     extra = ['10.0.0.9 - - [10/Oct/2024:13:55:36 +0000] "GET /a/7?Token=\u00e91&q=\u00fc HTTP/1.1" 200 5 "-" "x" '

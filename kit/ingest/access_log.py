@@ -543,7 +543,8 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
     try:
         lines = n_others = direct_rows = 0
         for chunk in _read_ahead(clf_fast.read_clf_chunks(path, clf_fast.KIND_BY_FORMAT[fmt.name], skip_lines,
-                                                          None if writer is not None else _INSERT_CHUNK_BYTES, digest)):
+                                                          chunk_bytes=clf_fast.CHUNK_BYTES if writer is not None
+                                                          else _INSERT_CHUNK_BYTES, digest=digest)):
             if writer is not None:
                 writer.add(_fast_rows(con, client_hashes.add_to(chunk), chunk_table, fmt, sid, service, route_rules))
                 direct_rows += chunk.table.num_rows
