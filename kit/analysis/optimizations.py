@@ -286,6 +286,25 @@ def _has_rows(con: duckdb.DuckDBPyConnection, table: str, window: Window, area: 
     return False
 
 
+def _request_areas(con: duckdb.DuckDBPyConnection, window: Window, cache: Mapping[str, Any] | None,
+                   gaps: list[dict[str, str]], routed: Future[pd.DataFrame]
+                   ) -> tuple[pd.DataFrame, WindowTotals, CompressionAnalysis, CdnAnalysis | None]:
+    """The areas that read the requests: one grouped pass over the window's requests gives the per-route
+    traffic (handed to ``routed`` as soon as it is known), the compression study's 200s of the assets and
+    the CDN study's groups (:mod:`kit.analysis.request_groups`)."""
+    groups = build_request_groups(con, window)
+    try:
+        traffic = route_traffic(con, window, groups)
+        routed.set_result(traffic[traffic["route"].notna()])
+        totals = window_totals(traffic)
+        compression = analyse_compression(con, window, served_bytes_total=totals.bytes_sent, groups=groups)
+        cdn = _run_area("CDN", lambda: analyse_cdn(con, window, cache=dict(cache) if cache else None,
+                                                   groups=groups), gaps)
+    finally:
+        drop_request_groups(con, groups)
+    return traffic, totals, compression, cdn
+
+
 def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
                                bottlenecks: Mapping[str, Any] | None = None,
                                cache: Mapping[str, Any] | None = None, *,
@@ -298,24 +317,13 @@ def optimization_opportunities(con: duckdb.DuckDBPyConnection, window: Window,
     with warehouse.cursor(con) as own, ThreadPoolExecutor(1, thread_name_prefix="perfkit-database") as pool:
         # the database analysis (10M query rows: about half of the CPU) runs from the start on a second connection
         # beside the other areas, whose Python and single-threaded parts leave a core idle; it needs the requests
-        # per route, from the grouped pass below, only at its end (N+1 per request)
+        # per route, from the grouped pass of _request_areas, only at its end (N+1 per request)
         routed: Future[pd.DataFrame] = Future()
         pending = pool.submit(analyse_database, own, window, bottlenecks=dict(bottlenecks) if bottlenecks else None,
                               route_counts=routed.result) \
             if _has_rows(con, "queries", window, "Database", "queries", gaps) else None
         try:
-            # one grouped pass over the window's requests gives the per-route traffic, the compression study's
-            # 200s of the assets and the CDN study's groups (kit.analysis.request_groups)
-            groups = build_request_groups(con, window)
-            try:
-                traffic = route_traffic(con, window, groups)
-                routed.set_result(traffic[traffic["route"].notna()])
-                totals = window_totals(traffic)
-                compression = analyse_compression(con, window, served_bytes_total=totals.bytes_sent, groups=groups)
-                cdn = _run_area("CDN", lambda: analyse_cdn(con, window, cache=dict(cache) if cache else None,
-                                                           groups=groups), gaps)
-            finally:
-                drop_request_groups(con, groups)
+            traffic, totals, compression, cdn = _request_areas(con, window, cache, gaps, routed)
         except BaseException as failure:
             if not routed.done():      # the database analysis stops at its wait instead of waiting for ever
                 routed.set_exception(failure)

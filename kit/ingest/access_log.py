@@ -541,13 +541,12 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
     service = con.execute(f"SELECT {service_of(None)}").fetchone()[0]  # type: ignore[index]
     con.execute(f"CREATE TEMP TABLE {others} (line_no BIGINT, line VARCHAR)")
     try:
-        lines = n_others = direct_rows = 0
+        lines = n_others = 0
         for chunk in _read_ahead(clf_fast.read_clf_chunks(path, clf_fast.KIND_BY_FORMAT[fmt.name], skip_lines,
                                                           chunk_bytes=clf_fast.CHUNK_BYTES if writer is not None
                                                           else _INSERT_CHUNK_BYTES, digest=digest)):
             if writer is not None:
                 writer.add(_fast_rows(con, client_hashes.add_to(chunk), chunk_table, fmt, sid, service, route_rules))
-                direct_rows += chunk.table.num_rows
             else:
                 con.register(chunk_table, client_hashes.add_to(chunk))
                 try:
@@ -575,7 +574,7 @@ def _load_fast(con: duckdb.DuckDBPyConnection, fmt: LogFormat, sid: int, path: P
         return None
     finally:
         con.execute(f"DROP TABLE IF EXISTS {others}")
-    return lines, rejected, skipped, digest, {service: direct_rows} if direct_rows else {}
+    return lines, rejected, skipped, digest, {service: writer.rows} if writer is not None and writer.rows else {}
 
 
 @contextmanager
