@@ -21,15 +21,19 @@ from kit.analysis.compression import analyse_compression
 from kit.analysis.database import analyse_database
 from kit.analysis.optimizations import optimization_opportunities
 from kit.analysis.request_groups import (
+    ROLLUP,
     TRAFFIC_SQL,
     build_request_groups,
     drop_request_groups,
+    refresh_rollup,
     request_groups,
+    rollup_days,
     route_traffic,
+    uncovered,
 )
 from kit.analysis.window import Window, resolve_window
 from kit.results import to_jsonable
-from kit.warehouse import begin_source
+from kit.warehouse import begin_source, delete_source
 from tests.conftest import same_within
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -229,3 +233,114 @@ def test_counter_reference_is_not_trivial() -> None:
     got = _groups_reference(rows)
     assert Counter(k[4] for k in got) == Counter({"/s/app.js": 3, "/p/1": 1})
     assert got[("s", "/r", "GET", 304, "/s/app.js", None, "t", None, None)] == (1, 0, 1, None)
+
+
+# ------------------------------------------------------------------------------------------ per-day rollup
+def _spread_over_days(con: duckdb.DuckDBPyConnection, rows: list[tuple], source_id: int) -> list[tuple]:
+    """Move the ``i``-th planted request of ``source_id`` ``i % 3`` days later (in the table and in ``rows``)."""
+    con.execute("CREATE TEMP TABLE shift AS SELECT rowid AS r, row_number() OVER (ORDER BY rowid) - 1 AS i "
+                "FROM requests WHERE source_id = ?", [source_id])
+    con.execute("UPDATE requests SET ts = ts + to_days(CAST(shift.i % 3 AS INTEGER)) FROM shift "
+                "WHERE requests.rowid = shift.r")
+    con.execute("DROP TABLE shift")
+    return [(r[0] + timedelta(days=i % 3), *r[1:]) for i, r in enumerate(rows)]
+
+
+def _groups_of(con: duckdb.DuckDBPyConnection, window: Window, *, assets: bool = True) -> dict[tuple, tuple]:
+    with request_groups(con, window, assets=assets) as groups:
+        return _table_groups(con, groups.table)
+
+
+def _without_asset_split(want: dict[tuple, tuple]) -> dict[tuple, tuple]:
+    """The reference groups with the assets' 200s no longer split by size (``assets=False``)."""
+    acc: dict[tuple, list[Any]] = defaultdict(lambda: [0, 0, 0, None])
+    for key, (n, b, b1, lat) in want.items():
+        a = acc[(*key[:8], None)]
+        a[0], a[1], a[2] = a[0] + n, a[1] + b, a[2] + b1
+        if lat is not None:
+            a[3] = (a[3] or 0.0) + lat
+    return {k: tuple(v) for k, v in acc.items()}
+
+
+ALL_DAYS = Window(T0 - timedelta(days=1), T0 + timedelta(days=4))
+CUT = Window(T0 + timedelta(hours=1), T0 + timedelta(days=2, hours=1))   # cuts the first and last day it meets
+
+
+def test_rollup_groups_are_the_python_group_by_over_whole_and_cut_days(con) -> None:
+    planted = plant(con, seed=5)
+    rows = _spread_over_days(con, planted, 1)
+    done = refresh_rollup(con)
+    assert done is not None and done.full and done.days == 4   # Jan 4 (from 23:50) to Jan 7 (to 02:10)
+    assert refresh_rollup(con).days == 0                        # nothing new: nothing regrouped
+    whole = rollup_days(con, ALL_DAYS)
+    assert whole is not None and len(whole) == 4
+    cut = rollup_days(con, CUT)
+    assert cut == [int((T0 - datetime(1970, 1, 1, tzinfo=UTC)).days) + 1]   # Jan 6 only: Jan 5 and 7 are cut
+    assert [(w.start, w.end) for w in uncovered(CUT, cut)] == [(CUT.start, T0 + timedelta(days=1)),
+                                                              (T0 + timedelta(days=2), CUT.end)]
+    for window in (ALL_DAYS, CUT, WINDOW):
+        want = _groups_reference(_in_window(rows, window))
+        _same_groups(_groups_of(con, window), want)
+        _same_groups(_groups_of(con, window, assets=False), _without_asset_split(want))
+    # the rollup is really read: changed behind its back (its inputs unchanged), a whole day's groups change too
+    con.execute(f"UPDATE {ROLLUP} SET n = n + 1000")
+    assert min(v[0] for v in _groups_of(con, Window(T0 + timedelta(days=1), T0 + timedelta(days=2))).values()) > 1000
+
+
+def test_an_out_of_date_rollup_is_not_read_and_a_refresh_regroups_what_changed(con) -> None:
+    rows = _spread_over_days(con, plant(con, seed=6, n=1500), 1)
+    refresh_rollup(con)
+    # a newer source: the rollup is out of date (not read) until refreshed, then only the new rows' day
+    src = begin_source(con, "synthetic", "later")
+    late = [(T0 + timedelta(days=2, hours=5), "web", "GET", "/p/{id}", "/p/1", None, 200, 5.0, 100, "text/html",
+             "MISS", "c1")] * 3
+    con.executemany(f"INSERT INTO requests ({COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {src.source_id})",
+                    late)
+    rows += late
+    assert rollup_days(con, ALL_DAYS) is None
+    _same_groups(_groups_of(con, ALL_DAYS), _groups_reference(_in_window(rows, ALL_DAYS)))
+    done = refresh_rollup(con)
+    assert done is not None and (done.full, done.days) == (False, 1)
+    assert rollup_days(con, ALL_DAYS)
+    _same_groups(_groups_of(con, ALL_DAYS), _groups_reference(_in_window(rows, ALL_DAYS)))
+    # requests gone (a replaced source): every day is regrouped
+    delete_source(con, src.source_id)
+    rows = rows[:-3]
+    assert rollup_days(con, ALL_DAYS) is None
+    done = refresh_rollup(con)
+    assert done is not None and done.full
+    _same_groups(_groups_of(con, ALL_DAYS), _groups_reference(_in_window(rows, ALL_DAYS)))
+    # the assets changed: their sizes key the groups, so every day is regrouped
+    con.execute("DELETE FROM assets WHERE path = '/s/logo.png'")
+    assert rollup_days(con, ALL_DAYS) is None
+    done = refresh_rollup(con)
+    assert done is not None and done.full
+    got = _groups_of(con, ALL_DAYS)
+    assert not any(k[4] == "/s/logo.png" and k[8] is not None for k in got)
+    assert any(k[4] == "/s/app.js" and k[8] is not None for k in got)
+
+
+def test_perfkit_ingest_keeps_the_rollup_and_a_parquet_warehouse_has_none(tmp_path, con) -> None:
+    from kit.cli import main as perfkit
+    from kit.warehouse import connect
+
+    log = tmp_path / "access.log"
+    log.write_text("".join(f'10.0.0.{i % 5} - - [05/Jan/2026:0{i % 3}:00:0{i % 10} +0000] "GET /p/{i % 4}?a={i % 2} '
+                           f'HTTP/1.1" {200 if i % 7 else 500} {100 + i} "-" "ua"\n' for i in range(60)))
+    db = tmp_path / "w.duckdb"
+    assert perfkit(["ingest", "access-log", str(log), "--db", str(db), "--service", "web"]) == 0
+    w = connect(db, read_only=True)
+    try:
+        window = resolve_window(w)
+        assert rollup_days(w, window) == [int((T0 - datetime(1970, 1, 1, tzinfo=UTC)).days)]
+        with request_groups(w, window) as held:
+            from_rollup = _table_groups(w, held.table)
+        with request_groups(w, window, rollup=False) as raw:
+            assert _table_groups(w, raw.table) == from_rollup
+        assert sum(v[0] for v in from_rollup.values()) == 60
+    finally:
+        w.close()
+    con.execute("CREATE TABLE requests_t AS SELECT * FROM requests")
+    con.execute("DROP TABLE requests")
+    con.execute("CREATE VIEW requests AS SELECT * FROM requests_t")
+    assert refresh_rollup(con) is None and rollup_days(con, WINDOW) is None

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from kit import warehouse
+from kit.analysis.request_groups import refresh_rollup
 from kit.demo.assets import NAME_LISTS, binary_blob, name_lists, text_blob, write_assets
 from kit.demo.catalog import CACHE_STATUSES, CONTENT_TYPES, DEMO_END, HOSTS, METHODS, SERVICES, US_PER_MIN, demo_routes
 from kit.demo.clients import QUERY_KINDS, USER_AGENTS, query_lists
@@ -314,6 +315,7 @@ def _build(con: Any, target: str, *, requests: int, days: int, seed: int, chunk_
     write_profiles(con, source("profiles"), start, days, seed, incidents)
     write_events(con, source("events"), start, days, incidents)
     con.execute("DROP TABLE dim_routes")
+    refresh_rollup(con)   # the per-day grouped requests, as `perfkit ingest` keeps them
     rows = {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
             for t in (*warehouse.DATA_TABLES, "asset_content", "ingest_log")}
     return DemoSummary(path=target, seed=seed, requests=n_written, days=days, start=start, end=end,

@@ -68,11 +68,13 @@ __all__ = [
     "lines_table",
     "open_text",
     "readable_path",
+    "refresh_request_rollup",
     "run_ingest_cli",
     "sql_string",
 ]
 
 PROGRESS_MIN_BYTES = 5 * 1024 * 1024   # files larger than this get a progress bar in the CLI
+PROGRESS_MIN_ROLLUP_ROWS = 20_000_000   # and a rollup refresh of a warehouse with more requests than this
 DEFAULT_INGEST_MEMORY = "1GB"          # DuckDB memory_limit of `perfkit ingest` ($PERFKIT_INGEST_MEMORY)
 RAW_MAX_CHARS = 2000                   # rejects.raw is truncated to this many characters
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".zst", ".xz")
@@ -603,6 +605,19 @@ def run_ingest_cli(args: argparse.Namespace,
             with _progress(con, str(path), big):
                 summary = fn(con, path)
             print(summary.to_json() if getattr(args, "json", False) else summary.line(), flush=True)
+        refresh_request_rollup(con)
     finally:
         con.close()
     return 0
+
+
+def refresh_request_rollup(con: duckdb.DuckDBPyConnection) -> None:
+    """Bring the warehouse's per-day grouped requests up to date after an ingest (the days the new requests
+    fall in; :func:`kit.analysis.request_groups.refresh_rollup`), saying on stderr what it regrouped."""
+    from kit.analysis.request_groups import refresh_rollup  # the analysis package: not needed by other commands
+
+    rows = con.execute("SELECT count(*) FROM requests").fetchone()
+    with _progress(con, "request rollup", bool(rows and rows[0] > PROGRESS_MIN_ROLLUP_ROWS)):
+        done = refresh_rollup(con)
+    if done is not None and done.days:
+        print(done.line(), file=sys.stderr, flush=True)
