@@ -54,9 +54,11 @@ if sys.argv[4] == "parquet":   # a Parquet warehouse, as `perfkit ingest --wareh
     summary = ingest(sys.argv[1], load, memory_limit="1GB")
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 else:
+    from kit.analysis.request_groups import refresh_rollup
     con = connect(sys.argv[1], threads=int(sys.argv[3]), memory_limit="1GB")   # as `perfkit ingest` does
     start, cpu = time.perf_counter(), time.process_time()
     summary = load(con)
+    refresh_rollup(con)   # the per-day grouped requests, which `perfkit ingest` refreshes after loading
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     con.close()
 print(json.dumps({"seconds": seconds, "cpu": cpu, "loaded": summary.rows_loaded, "rejected": summary.rows_rejected,

@@ -80,6 +80,7 @@ class OptimizationsWarehouse:
     assets: int
     profile_rows: int
     seconds: float
+    rollup_seconds: float   # of the seconds: the per-day grouped requests the ingest keeps (refresh_rollup)
 
 
 def _u(key: str, stream: int) -> str:
@@ -208,6 +209,7 @@ def _profiles(con, start, n_min: int, seed: int) -> int:
 def generate(path: str | Path, *, requests: int = FULL[0], queries: int = FULL[1], seed: int = 7,
              threads: int = 2) -> OptimizationsWarehouse:
     """Write a new 30-day warehouse at ``path`` (module docstring)."""
+    from kit.analysis.request_groups import refresh_rollup
     from kit.warehouse import connect, transaction
 
     started = time.perf_counter()
@@ -222,11 +224,12 @@ def generate(path: str | Path, *, requests: int = FULL[0], queries: int = FULL[1
             events, snapshots = _queries(con, w.start, n_min, queries, seed)
             profile_rows = _profiles(con, w.start, n_min, seed)
         n_queries = int(con.execute("SELECT count(*) FROM queries").fetchall()[0][0])
+        rollup = refresh_rollup(con)   # as `perfkit ingest` does after loading
         con.execute("CHECKPOINT")
     finally:
         con.close()
     return OptimizationsWarehouse(w.path, w.requests, n_queries, events, snapshots, len(assets), profile_rows,
-                                  time.perf_counter() - started)
+                                  time.perf_counter() - started, rollup.seconds if rollup else 0.0)
 
 
 def _main() -> None:  # pragma: no cover - build one warehouse and print what it holds
