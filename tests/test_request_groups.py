@@ -16,6 +16,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from kit.analysis import request_groups as rg
 from kit.analysis.cdn import analyse_cdn
 from kit.analysis.compression import analyse_compression
 from kit.analysis.database import analyse_database
@@ -266,7 +267,13 @@ ALL_DAYS = Window(T0 - timedelta(days=1), T0 + timedelta(days=4))
 CUT = Window(T0 + timedelta(hours=1), T0 + timedelta(days=2, hours=1))   # cuts the first and last day it meets
 
 
-def test_rollup_groups_are_the_python_group_by_over_whole_and_cut_days(con) -> None:
+@pytest.fixture
+def roll_every_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every day is rolled up, however many groups it has (the planted days have many for their size)."""
+    monkeypatch.setattr(rg, "MAX_GROUP_SHARE", 1.0)
+
+
+def test_rollup_groups_are_the_python_group_by_over_whole_and_cut_days(con, roll_every_day) -> None:
     planted = plant(con, seed=5)
     rows = _spread_over_days(con, planted, 1)
     done = refresh_rollup(con)
@@ -287,7 +294,7 @@ def test_rollup_groups_are_the_python_group_by_over_whole_and_cut_days(con) -> N
     assert min(v[0] for v in _groups_of(con, Window(T0 + timedelta(days=1), T0 + timedelta(days=2))).values()) > 1000
 
 
-def test_an_out_of_date_rollup_is_not_read_and_a_refresh_regroups_what_changed(con) -> None:
+def test_an_out_of_date_rollup_is_not_read_and_a_refresh_regroups_what_changed(con, roll_every_day) -> None:
     rows = _spread_over_days(con, plant(con, seed=6, n=1500), 1)
     refresh_rollup(con)
     # a newer source: the rollup is out of date (not read) until refreshed, then only the new rows' day
@@ -320,7 +327,7 @@ def test_an_out_of_date_rollup_is_not_read_and_a_refresh_regroups_what_changed(c
     assert any(k[4] == "/s/app.js" and k[8] is not None for k in got)
 
 
-def test_perfkit_ingest_keeps_the_rollup_and_a_parquet_warehouse_has_none(tmp_path, con) -> None:
+def test_perfkit_ingest_keeps_the_rollup_and_a_parquet_warehouse_has_none(tmp_path, con, roll_every_day) -> None:
     from kit.cli import main as perfkit
     from kit.warehouse import connect
 
@@ -344,3 +351,21 @@ def test_perfkit_ingest_keeps_the_rollup_and_a_parquet_warehouse_has_none(tmp_pa
     con.execute("DROP TABLE requests")
     con.execute("CREATE VIEW requests AS SELECT * FROM requests_t")
     assert refresh_rollup(con) is None and rollup_days(con, WINDOW) is None
+
+
+def test_a_day_of_nearly_unique_requests_is_not_rolled_up(con) -> None:
+    """A day with few groups is rolled up, one where nearly every request is a group of its own is not (its
+    rollup would be the requests again); the window's groups are right either way."""
+    src = begin_source(con, "synthetic", "two days")
+    few = [(T0 + timedelta(minutes=i), "web", "GET", "/p/{id}", f"/p/{i % 4}", None, 200, 1.0, 10, "text/html",
+            "MISS", "c1") for i in range(400)]
+    unique = [(T0 + timedelta(days=1, minutes=i), "web", "GET", "/p/{id}", f"/p/{i}", f"s={i}", 200, 1.0, 10,
+               "text/html", "MISS", "c1") for i in range(400)]
+    con.executemany(f"INSERT INTO requests ({COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {src.source_id})",
+                    few + unique)
+    done = refresh_rollup(con)
+    assert done is not None and (done.days, done.rolled_up) == (2, 1) and "1 not rolled up" in done.line()
+    window = Window(T0, T0 + timedelta(days=2))
+    assert rollup_days(con, window) == [int((T0 - datetime(1970, 1, 1, tzinfo=UTC)).days)]
+    assert con.execute(f"SELECT count(*), count(DISTINCT day) FROM {ROLLUP}").fetchone() == (4, 1)
+    _same_groups(_groups_of(con, window), _groups_reference(few + unique))

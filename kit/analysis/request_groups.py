@@ -27,8 +27,10 @@ size (as many groups as sizes).
 
 Per-day rollup: ``perfkit ingest`` ends by bringing :data:`ROLLUP` up to date (:func:`refresh_rollup`): the
 same groups per UTC day, with each group's first and last request time, regrouped for the days the new
-requests fall in (every day when requests went away or the assets changed). A window then takes the days
-whose requests it holds whole from there and groups only the requests of the days it cuts, and regroups
+requests fall in (every day when requests went away or the assets changed). A day whose groups (a HyperLogLog
+estimate, from a first scan) outnumber half its requests is not rolled up (:data:`MAX_GROUP_SHARE`): its
+rollup would be about the requests again, costing at ingest what it saves later. A window then takes the
+rolled-up days whose requests it holds whole from there and groups only the requests of the days it cuts, and regroups
 the union by the columns (:func:`from_rollup_sql`). What the rollup was built from (the requests' count and
 greatest ``source_id``, the assets' count and the hash of their paths) is stored with it; when any differs,
 it is ignored (:func:`rollup_days`): an ingest that did not refresh it (a library call, a failed run) costs
@@ -178,14 +180,12 @@ def route_traffic(con: duckdb.DuckDBPyConnection, window: Window, groups: Reques
 
 
 # ------------------------------------------------------------------------------------------ per-day rollup
-# The grouped requests of each UTC day, kept in the warehouse beside ``requests`` by the ingest
-# (:func:`refresh_rollup`): a window's groups then read the days it covers whole from here (a few rows per
-# group and day) and group only the requests of the days it cuts. What the rollup was built from (the
-# requests' count and greatest source id, the assets' count and paths' hash) is stored with it; when any of
-# these differ it is not used (:func:`rollup_days`), so an ingest that did not refresh it costs speed, never
-# correctness. Rows changed in place (same count, same sources) would go unseen: no kit command does that.
-ROLLUP = "request_day_groups"
-ROLLUP_INPUTS = "request_day_groups_inputs"
+ROLLUP = "request_day_groups"               # the groups of each rolled-up day (rollup_sql's columns)
+ROLLUP_DAYS = "request_day_groups_days"     # every day with requests: its count, time span, whether rolled up
+ROLLUP_INPUTS = "request_day_groups_inputs"  # what the rollup was built from (_INPUTS_SQL)
+# a day whose groups (HyperLogLog estimate) outnumber this share of its requests is not rolled up: its rollup
+# would hold nearly as many rows as the requests, costing at ingest (writing them) what it saves later
+MAX_GROUP_SHARE = 0.5
 _DAY_US = 86_400_000_000
 _GROUP_COLS = ("service, route, method, status, path, query, content_type, cache_status, asset_bytes, n, bytes, "
                "bytes1, latency_ms, client_lo, client_hi, bytes_lo, bytes_hi")
@@ -195,9 +195,11 @@ _INPUTS_SQL = ("SELECT (SELECT count(*) FROM requests), (SELECT max(source_id) F
 
 @dataclass(frozen=True)
 class RollupRefresh:
-    """What :func:`refresh_rollup` did: how many UTC days it regrouped (``full``: every day), in seconds."""
+    """What :func:`refresh_rollup` did: the UTC days it looked at again (``full``: every day), how many of
+    them it rolled up (the others have too many groups: :data:`MAX_GROUP_SHARE`), in seconds."""
 
     days: int
+    rolled_up: int
     full: bool
     seconds: float
 
@@ -205,7 +207,9 @@ class RollupRefresh:
         if not self.days:
             return "request rollup: up to date"
         what = f"every day ({self.days})" if self.full else f"{self.days} day{'s' if self.days != 1 else ''}"
-        return f"request rollup: {what} regrouped in {self.seconds:.2f} s"
+        rest = self.days - self.rolled_up
+        return (f"request rollup: {what} regrouped in {self.seconds:.2f} s" + (
+            f"; {rest} not rolled up (more than one group per {1 / MAX_GROUP_SHARE:g} requests)" if rest else ""))
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
@@ -215,11 +219,16 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(row and row[0])
 
 
+def _day_key(day: str) -> str:
+    """The 64-bit key of a request's group within its UTC day ``day`` (columns of ``requests``)."""
+    return f"hash({day}, {_RAW_COLS}, {_asset_bytes()})"
+
+
 def rollup_sql(where: str) -> str:
     """The requests matching ``where`` grouped per UTC day (``day``: days since the epoch) as :func:`build_sql`
     groups them (with the assets and the clients), with each group's first and last ``ts`` (``ts_lo``,
     ``ts_hi``)."""
-    return f"""WITH hg AS (SELECT day, hash(day, {_RAW_COLS}, {_asset_bytes()}) AS h, min(rid) AS rid, {_SUMS},
+    return f"""WITH hg AS (SELECT day, {_day_key("day")} AS h, min(rid) AS rid, {_SUMS},
          {CLIENT_AGGREGATES}, min(ts) AS ts_lo, max(ts) AS ts_hi
   FROM (SELECT rowid AS rid, epoch_us(ts) // {_DAY_US} AS day, * FROM requests WHERE {where}) GROUP BY day, h)
 SELECT hg.day, q.service, q.route, q.method, q.status, q.path, q.query, q.content_type, q.cache_status,
@@ -232,26 +241,47 @@ def _day_start(day: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=day)
 
 
-def _regroup(con: duckdb.DuckDBPyConnection, days: Sequence[int] | None) -> None:
-    """Replace the rollup's groups of ``days`` (every day when None) with the requests' (in the caller's
-    transaction)."""
+def _regroup(con: duckdb.DuckDBPyConnection, days: Sequence[int] | None) -> tuple[int, int]:
+    """Replace the rollup of ``days`` (every day when None) with the requests' (in the caller's transaction):
+    each day's requests, time span and estimated groups first (one scan), then the groups of the days with
+    few enough of them. Returns (days looked at, days rolled up)."""
     if days is None:
+        where, listed = "TRUE", ""
         con.execute(f"DELETE FROM {ROLLUP}")
-        con.execute(f"INSERT INTO {ROLLUP} {rollup_sql('TRUE')}")
-        return
-    listed = ", ".join(str(int(d)) for d in days)
-    lo, hi = _day_start(min(days)).isoformat(), _day_start(max(days) + 1).isoformat()
-    where = f"ts >= TIMESTAMPTZ '{lo}' AND ts < TIMESTAMPTZ '{hi}' AND epoch_us(ts) // {_DAY_US} IN ({listed})"
-    con.execute(f"DELETE FROM {ROLLUP} WHERE day IN ({listed})")
-    con.execute(f"INSERT INTO {ROLLUP} {rollup_sql(where)}")
+        con.execute(f"DELETE FROM {ROLLUP_DAYS}")
+    else:
+        listed = ", ".join(str(int(d)) for d in days)
+        lo, hi = _day_start(min(days)).isoformat(), _day_start(max(days) + 1).isoformat()
+        where = f"ts >= TIMESTAMPTZ '{lo}' AND ts < TIMESTAMPTZ '{hi}' AND epoch_us(ts) // {_DAY_US} IN ({listed})"
+        con.execute(f"DELETE FROM {ROLLUP} WHERE day IN ({listed})")
+        con.execute(f"DELETE FROM {ROLLUP_DAYS} WHERE day IN ({listed})")
+    con.execute(f"""INSERT INTO {ROLLUP_DAYS}
+SELECT day, count(*), approx_count_distinct({_day_key("day")}) <= {MAX_GROUP_SHARE!r} * count(*), min(ts), max(ts)
+FROM (SELECT epoch_us(ts) // {_DAY_US} AS day, * FROM requests WHERE {where}) GROUP BY day""")
+    held = [int(d) for (d,) in con.execute(
+        f"SELECT day FROM {ROLLUP_DAYS} WHERE rolled_up{f' AND day IN ({listed})' if listed else ''} ORDER BY day"
+    ).fetchall()]
+    every = days is None and len(held) == _count(con, ROLLUP_DAYS)
+    if held:
+        only = "" if every else f" AND epoch_us(ts) // {_DAY_US} IN ({', '.join(map(str, held))})"
+        con.execute(f"INSERT INTO {ROLLUP} {rollup_sql(where + only)}")
+    looked = len(days) if days is not None else _count(con, ROLLUP_DAYS)
+    return looked, len(held)
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
 
 
 def _inputs(con: duckdb.DuckDBPyConnection) -> tuple[tuple, tuple | None]:
-    """What the rollup would be built from now, and what it was built from (None: never built)."""
+    """What the rollup would be built from now, and what it was built from (None: never built, or its days
+    do not add up to the requests it was built from)."""
     now = con.execute(_INPUTS_SQL).fetchone()
     before = con.execute(f"SELECT requests, max_source, assets, assets_hash FROM {ROLLUP_INPUTS}").fetchone()
-    assert now is not None
-    return tuple(now), tuple(before) if before is not None else None
+    days = con.execute(f"SELECT coalesce(sum(requests), 0) FROM {ROLLUP_DAYS}").fetchone()
+    assert now is not None and days is not None
+    return tuple(now), tuple(before) if before is not None and before[0] == days[0] else None
 
 
 def refresh_rollup(con: duckdb.DuckDBPyConnection) -> RollupRefresh | None:
@@ -264,38 +294,39 @@ def refresh_rollup(con: duckdb.DuckDBPyConnection) -> RollupRefresh | None:
     started = time.perf_counter()
     with transaction(con):
         con.execute(f"CREATE TABLE IF NOT EXISTS {ROLLUP} AS {rollup_sql('FALSE')}")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {ROLLUP_DAYS} (day BIGINT, requests BIGINT, rolled_up BOOLEAN, "
+                    "ts_lo TIMESTAMPTZ, ts_hi TIMESTAMPTZ)")
         con.execute(f"CREATE TABLE IF NOT EXISTS {ROLLUP_INPUTS} (requests BIGINT, max_source BIGINT, "
                     "assets BIGINT, assets_hash UBIGINT, built_at TIMESTAMPTZ)")
         now, before = _inputs(con)
         if before == now:
-            return RollupRefresh(0, False, time.perf_counter() - started)
+            return RollupRefresh(0, 0, False, time.perf_counter() - started)
         full = before is None or before[1] is None or before[2:] != now[2:]
-        days: list[int] = []
+        looked = rolled = 0
         if not full and before is not None:
             days = [int(d) for (d,) in con.execute(f"SELECT DISTINCT epoch_us(ts) // {_DAY_US} FROM requests "
                                                    "WHERE source_id > ? ORDER BY 1", [before[1]]).fetchall()]
             if days:
-                _regroup(con, days)
-            held = con.execute(f"SELECT coalesce(sum(n), 0) FROM {ROLLUP}").fetchone()
-            full = not held or int(held[0]) != int(now[0])   # requests went away (a replaced source)
+                looked, rolled = _regroup(con, days)
+            counted = con.execute(f"SELECT coalesce(sum(requests), 0) FROM {ROLLUP_DAYS}").fetchone()
+            full = not counted or int(counted[0]) != int(now[0])   # requests went away (a replaced source)
         if full:
-            _regroup(con, None)
-            days = [int(d) for (d,) in con.execute(f"SELECT DISTINCT day FROM {ROLLUP}").fetchall()]
+            looked, rolled = _regroup(con, None)
         con.execute(f"DELETE FROM {ROLLUP_INPUTS}")
         con.execute(f"INSERT INTO {ROLLUP_INPUTS} VALUES (?, ?, ?, ?, now())", list(now))
-    return RollupRefresh(len(days), full, time.perf_counter() - started)
+    return RollupRefresh(looked, rolled, full, time.perf_counter() - started)
 
 
 def rollup_days(con: duckdb.DuckDBPyConnection, window: Window) -> list[int] | None:
-    """The UTC days (epoch days) whose requests lie all in ``window`` and are held by an up-to-date rollup
+    """The rolled-up UTC days (epoch days) whose requests lie all in ``window``, from an up-to-date rollup
     (:func:`refresh_rollup`); None when the warehouse has none or it is out of date."""
-    if not _has_table(con, ROLLUP_INPUTS) or not _has_table(con, ROLLUP):
+    if not all(_has_table(con, t) for t in (ROLLUP, ROLLUP_DAYS, ROLLUP_INPUTS)):
         return None
     now, before = _inputs(con)
     if before != now:
         return None
     return [int(d) for (d,) in con.execute(
-        f"SELECT day FROM {ROLLUP} GROUP BY day HAVING min(ts_lo) >= ? AND max(ts_hi) < ? ORDER BY day",
+        f"SELECT day FROM {ROLLUP_DAYS} WHERE rolled_up AND ts_lo >= ? AND ts_hi < ? ORDER BY day",
         [window.start, window.end]).fetchall()]
 
 
