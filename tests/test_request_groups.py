@@ -10,6 +10,7 @@ import hashlib
 import random
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -327,13 +328,17 @@ def test_an_out_of_date_rollup_is_not_read_and_a_refresh_regroups_what_changed(c
     assert any(k[4] == "/s/app.js" and k[8] is not None for k in got)
 
 
+def _small_log(path: Path) -> Path:
+    path.write_text("".join(f'10.0.0.{i % 5} - - [05/Jan/2026:0{i % 3}:00:0{i % 10} +0000] "GET /p/{i % 4}?a={i % 2} '
+                            f'HTTP/1.1" {200 if i % 7 else 500} {100 + i} "-" "ua"\n' for i in range(60)))
+    return path
+
+
 def test_perfkit_ingest_keeps_the_rollup_and_a_parquet_warehouse_has_none(tmp_path, con, roll_every_day) -> None:
     from kit.cli import main as perfkit
     from kit.warehouse import connect
 
-    log = tmp_path / "access.log"
-    log.write_text("".join(f'10.0.0.{i % 5} - - [05/Jan/2026:0{i % 3}:00:0{i % 10} +0000] "GET /p/{i % 4}?a={i % 2} '
-                           f'HTTP/1.1" {200 if i % 7 else 500} {100 + i} "-" "ua"\n' for i in range(60)))
+    log = _small_log(tmp_path / "access.log")
     db = tmp_path / "w.duckdb"
     assert perfkit(["ingest", "access-log", str(log), "--db", str(db), "--service", "web"]) == 0
     w = connect(db, read_only=True)
@@ -369,3 +374,33 @@ def test_a_day_of_nearly_unique_requests_is_not_rolled_up(con) -> None:
     assert rollup_days(con, window) == [int((T0 - datetime(1970, 1, 1, tzinfo=UTC)).days)]
     assert con.execute(f"SELECT count(*), count(DISTINCT day) FROM {ROLLUP}").fetchone() == (4, 1)
     _same_groups(_groups_of(con, window), _groups_reference(few + unique))
+
+
+def test_perfkit_rollup_brings_a_library_ingest_up_to_date(tmp_path, capsys, roll_every_day) -> None:
+    from kit.cli import main as perfkit
+    from kit.ingest.access_log import ingest_access_log
+    from kit.warehouse import connect
+
+    db = tmp_path / "w.duckdb"
+    w = connect(db)
+    ingest_access_log(w, _small_log(tmp_path / "access.log"), service="web")   # a library call: no rollup
+    window = resolve_window(w)
+    assert rollup_days(w, window) is None
+    w.close()
+    assert perfkit(["rollup", "--db", str(db)]) == 0 and "every day (1) regrouped" in capsys.readouterr().out
+    assert perfkit(["rollup", "--db", str(db)]) == 0 and "up to date" in capsys.readouterr().out
+    w = connect(db)
+    try:
+        assert rollup_days(w, window) == [int((T0 - datetime(1970, 1, 1, tzinfo=UTC)).days)]
+        w.execute("UPDATE requests SET route = '/q/{id}'")   # in place: the rollup cannot see it...
+        assert {k[1] for k in _groups_of(w, window)} == {"/p/{id}"}
+    finally:
+        w.close()
+    assert perfkit(["rollup", "--db", str(db), "--full"]) == 0   # ...until regrouped in full
+    w = connect(db, read_only=True)
+    try:
+        assert {k[1] for k in _groups_of(w, window)} == {"/q/{id}"}
+    finally:
+        w.close()
+    assert perfkit(["rollup", "--db", str(tmp_path / "nope.duckdb")]) == 1
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "nope.duckdb").exists()

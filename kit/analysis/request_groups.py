@@ -283,11 +283,11 @@ def _inputs(con: duckdb.DuckDBPyConnection) -> tuple[tuple, tuple | None]:
     return tuple(now), tuple(before) if before is not None and before[0] == days[0] else None
 
 
-def refresh_rollup(con: duckdb.DuckDBPyConnection) -> RollupRefresh | None:
+def refresh_rollup(con: duckdb.DuckDBPyConnection, *, full: bool = False) -> RollupRefresh | None:
     """Bring the per-day rollup up to date with ``requests`` and ``assets``, in one transaction: the days
-    holding requests of sources newer than the rollup are regrouped, or every day when requests went away
-    or the assets changed (their sizes key the groups). None for a warehouse whose ``requests`` is a view
-    (a Parquet warehouse: its analyses group the requests themselves)."""
+    holding requests of sources newer than the rollup are regrouped, or every day when requests went away,
+    the assets changed (their sizes key the groups) or ``full`` is set. None for a warehouse whose
+    ``requests`` is a view (a Parquet warehouse: its analyses group the requests themselves)."""
     if not _has_table(con, "requests"):
         return None
     started = time.perf_counter()
@@ -298,9 +298,9 @@ def refresh_rollup(con: duckdb.DuckDBPyConnection) -> RollupRefresh | None:
         con.execute(f"CREATE TABLE IF NOT EXISTS {ROLLUP_INPUTS} (requests BIGINT, max_source BIGINT, "
                     "assets BIGINT, assets_hash UBIGINT, built_at TIMESTAMPTZ)")
         now, before = _inputs(con)
-        if before == now:
+        if before == now and not full:
             return RollupRefresh(0, 0, False, time.perf_counter() - started)
-        full = before is None or before[1] is None or before[2:] != now[2:]
+        full = full or before is None or before[1] is None or before[2:] != now[2:]
         looked = rolled = 0
         if not full and before is not None:
             days = [int(d) for (d,) in con.execute(f"SELECT DISTINCT epoch_us(ts) // {_DAY_US} FROM requests "
