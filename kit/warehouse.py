@@ -238,14 +238,18 @@ def schema_columns() -> dict[str, tuple[tuple[str, str], ...]]:
         con.close()
 
 
-def schema_version(con: duckdb.DuckDBPyConnection) -> int:
-    """The schema version stored in the warehouse (0 for an empty database)."""
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether ``name`` is a table (not a view) of ``con``'s warehouse."""
     # duckdb_tables(), not information_schema.tables: the first query of the latter binds its views, 12 ms of a
     # fresh connection's 30
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'schema_info' AND database_name = current_database()"
-    ).fetchone()
-    if not exists or not exists[0]:
+    row = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND database_name = "
+                      "current_database() AND schema_name = 'main'", [name]).fetchone()
+    return bool(row and row[0])
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The schema version stored in the warehouse (0 for an empty database)."""
+    if not has_table(con, "schema_info"):
         return 0
     row = con.execute("SELECT max(version) FROM schema_info").fetchone()
     return int(row[0]) if row and row[0] is not None else 0

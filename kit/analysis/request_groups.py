@@ -59,7 +59,7 @@ import duckdb
 import pandas as pd
 
 from kit.analysis.window import Window
-from kit.warehouse import transaction
+from kit.warehouse import has_table, transaction
 
 TRAFFIC_SQL = ("SELECT service, route, count(*) AS requests, coalesce(sum(latency_ms), 0) AS request_ms, "
                "count(*) FILTER (WHERE status >= 500) AS errors_5xx, coalesce(sum(bytes_sent), 0) AS bytes_sent "
@@ -108,12 +108,21 @@ def _asset_bytes(alias: str = "", *, assets: bool = True) -> str:
 def build_sql(window: Window, *, assets: bool = True, clients: bool = True) -> str:
     """The grouped requests of ``window`` (a table ``requests``: grouped by hash, columns read by rowid);
     ``clients=False``: client_lo, client_hi, bytes_lo and bytes_hi NULL."""
-    return f"""WITH hg AS (SELECT hash({_RAW_COLS}, {_asset_bytes(assets=assets)}) AS h, min(rowid) AS rid, {_SUMS},
-         {CLIENT_AGGREGATES if clients else _NO_CLIENTS}
-  FROM requests WHERE {window.sql()} GROUP BY h)
-SELECT q.service, q.route, q.method, q.status, q.path, q.query, q.content_type, q.cache_status,
-       {_asset_bytes("q.", assets=assets)} AS asset_bytes, hg.n, hg.bytes, hg.bytes1, hg.latency_ms, hg.client_lo,
-       hg.client_hi, hg.bytes_lo, hg.bytes_hi
+    return _hashed_sql(window.sql(), assets=assets, clients=clients)
+
+
+def _hashed_sql(where: str, *, assets: bool = True, clients: bool = True, by_day: bool = False) -> str:
+    """The requests matching ``where`` grouped by the 64-bit hash of their columns (:func:`build_sql`), each
+    group's columns read back by the rowid of one of its requests; ``by_day``: also by UTC day (``day``, days
+    since the epoch; :func:`rollup_sql`), with each group's first and last ``ts`` (``ts_lo``, ``ts_hi``)."""
+    day = f"epoch_us(ts) // {_DAY_US}"
+    key = _day_key(day, assets=assets) if by_day else f"hash({_RAW_COLS}, {_asset_bytes(assets=assets)})"
+    return f"""WITH hg AS (SELECT {f"{day} AS day, " if by_day else ""}{key} AS h, min(rowid) AS rid, {_SUMS},
+         {CLIENT_AGGREGATES if clients else _NO_CLIENTS}{", min(ts) AS ts_lo, max(ts) AS ts_hi" if by_day else ""}
+  FROM requests WHERE {where} GROUP BY {"day, " if by_day else ""}h)
+SELECT {"hg.day, " if by_day else ""}q.service, q.route, q.method, q.status, q.path, q.query, q.content_type,
+       q.cache_status, {_asset_bytes("q.", assets=assets)} AS asset_bytes, hg.n, hg.bytes, hg.bytes1, hg.latency_ms,
+       hg.client_lo, hg.client_hi, hg.bytes_lo, hg.bytes_hi{", hg.ts_lo, hg.ts_hi" if by_day else ""}
 FROM requests q JOIN hg ON q.rowid = hg.rid"""
 
 
@@ -135,7 +144,7 @@ def build_request_groups(con: duckdb.DuckDBPyConnection, window: Window, *, asse
     days = rollup_days(con, window) if rollup else None
     if days:
         sql = from_rollup_sql(window, days, assets=assets, clients=clients)
-    elif _has_table(con, "requests"):
+    elif has_table(con, "requests"):
         sql = build_sql(window, assets=assets, clients=clients)
     else:   # requests is a view (no rowid): group by the columns
         sql = build_sql_by_columns(window, assets=assets, clients=clients)
@@ -211,29 +220,15 @@ class RollupRefresh:
             f"; {rest} not rolled up (more than one group per {1 / MAX_GROUP_SHARE:g} requests)" if rest else ""))
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    """Whether ``name`` is a table (not a view) of ``con``'s warehouse."""
-    row = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND database_name = "
-                      "current_database() AND schema_name = 'main'", [name]).fetchone()
-    return bool(row and row[0])
-
-
-def _day_key(day: str) -> str:
+def _day_key(day: str, *, assets: bool = True) -> str:
     """The 64-bit key of a request's group within its UTC day ``day`` (columns of ``requests``)."""
-    return f"hash({day}, {_RAW_COLS}, {_asset_bytes()})"
+    return f"hash({day}, {_RAW_COLS}, {_asset_bytes(assets=assets)})"
 
 
 def rollup_sql(where: str) -> str:
-    """The requests matching ``where`` grouped per UTC day (``day``: days since the epoch) as :func:`build_sql`
-    groups them (with the assets and the clients), with each group's first and last ``ts`` (``ts_lo``,
-    ``ts_hi``)."""
-    return f"""WITH hg AS (SELECT day, {_day_key("day")} AS h, min(rid) AS rid, {_SUMS},
-         {CLIENT_AGGREGATES}, min(ts) AS ts_lo, max(ts) AS ts_hi
-  FROM (SELECT rowid AS rid, epoch_us(ts) // {_DAY_US} AS day, * FROM requests WHERE {where}) GROUP BY day, h)
-SELECT hg.day, q.service, q.route, q.method, q.status, q.path, q.query, q.content_type, q.cache_status,
-       {_asset_bytes("q.")} AS asset_bytes, hg.n, hg.bytes, hg.bytes1, hg.latency_ms, hg.client_lo, hg.client_hi,
-       hg.bytes_lo, hg.bytes_hi, hg.ts_lo, hg.ts_hi
-FROM requests q JOIN hg ON q.rowid = hg.rid"""
+    """The requests matching ``where`` grouped per UTC day as :func:`build_sql` groups them (with the assets
+    and the clients): the rows of :data:`ROLLUP`."""
+    return _hashed_sql(where, by_day=True)
 
 
 def _day_start(day: int) -> datetime:
@@ -244,33 +239,24 @@ def _regroup(con: duckdb.DuckDBPyConnection, days: Sequence[int] | None) -> tupl
     """Replace the rollup of ``days`` (every day when None) with the requests' (in the caller's transaction):
     each day's requests, time span and estimated groups first (one scan), then the groups of the days with
     few enough of them. Returns (days looked at, days rolled up)."""
-    if days is None:
-        where, listed = "TRUE", ""
-        con.execute(f"DELETE FROM {ROLLUP}")
-        con.execute(f"DELETE FROM {ROLLUP_DAYS}")
-    else:
+    day = f"epoch_us(ts) // {_DAY_US}"
+    where, of_days = "TRUE", "TRUE"
+    if days is not None:
         listed = ", ".join(str(int(d)) for d in days)
-        lo, hi = _day_start(min(days)).isoformat(), _day_start(max(days) + 1).isoformat()
-        where = f"ts >= TIMESTAMPTZ '{lo}' AND ts < TIMESTAMPTZ '{hi}' AND epoch_us(ts) // {_DAY_US} IN ({listed})"
-        con.execute(f"DELETE FROM {ROLLUP} WHERE day IN ({listed})")
-        con.execute(f"DELETE FROM {ROLLUP_DAYS} WHERE day IN ({listed})")
+        of_days = f"day IN ({listed})"
+        where = f"{Window(_day_start(min(days)), _day_start(max(days) + 1)).sql()} AND {day} IN ({listed})"
+    con.execute(f"DELETE FROM {ROLLUP} WHERE {of_days}")
+    con.execute(f"DELETE FROM {ROLLUP_DAYS} WHERE {of_days}")
     con.execute(f"""INSERT INTO {ROLLUP_DAYS}
-SELECT day, count(*), approx_count_distinct({_day_key("day")}) <= {MAX_GROUP_SHARE!r} * count(*), min(ts), max(ts)
-FROM (SELECT epoch_us(ts) // {_DAY_US} AS day, * FROM requests WHERE {where}) GROUP BY day""")
-    held = [int(d) for (d,) in con.execute(
-        f"SELECT day FROM {ROLLUP_DAYS} WHERE rolled_up{f' AND day IN ({listed})' if listed else ''} ORDER BY day"
-    ).fetchall()]
-    every = days is None and len(held) == _count(con, ROLLUP_DAYS)
+SELECT {day} AS day, count(*), approx_count_distinct({_day_key(day)}) <= {MAX_GROUP_SHARE!r} * count(*), min(ts),
+       max(ts)
+FROM requests WHERE {where} GROUP BY day""")
+    state = con.execute(f"SELECT day, rolled_up FROM {ROLLUP_DAYS} WHERE {of_days} ORDER BY day").fetchall()
+    held = [int(d) for d, rolled_up in state if rolled_up]
     if held:
-        only = "" if every else f" AND epoch_us(ts) // {_DAY_US} IN ({', '.join(map(str, held))})"
+        only = "" if len(held) == len(state) else f" AND {day} IN ({', '.join(map(str, held))})"
         con.execute(f"INSERT INTO {ROLLUP} {rollup_sql(where + only)}")
-    looked = len(days) if days is not None else _count(con, ROLLUP_DAYS)
-    return looked, len(held)
-
-
-def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
-    return int(row[0]) if row else 0
+    return len(state), len(held)
 
 
 def _inputs(con: duckdb.DuckDBPyConnection) -> tuple[tuple, tuple | None]:
@@ -288,7 +274,7 @@ def refresh_rollup(con: duckdb.DuckDBPyConnection, *, full: bool = False) -> Rol
     holding requests of sources newer than the rollup are regrouped, or every day when requests went away,
     the assets changed (their sizes key the groups) or ``full`` is set. None for a warehouse whose
     ``requests`` is a view (a Parquet warehouse: its analyses group the requests themselves)."""
-    if not _has_table(con, "requests"):
+    if not has_table(con, "requests"):
         return None
     started = time.perf_counter()
     with transaction(con):
@@ -319,7 +305,7 @@ def refresh_rollup(con: duckdb.DuckDBPyConnection, *, full: bool = False) -> Rol
 def rollup_days(con: duckdb.DuckDBPyConnection, window: Window) -> list[int] | None:
     """The rolled-up UTC days (epoch days) whose requests lie all in ``window``, from an up-to-date rollup
     (:func:`refresh_rollup`); None when the warehouse has none or it is out of date."""
-    if not all(_has_table(con, t) for t in (ROLLUP, ROLLUP_DAYS, ROLLUP_INPUTS)):
+    if not all(has_table(con, t) for t in (ROLLUP, ROLLUP_DAYS, ROLLUP_INPUTS)):
         return None
     now, before = _inputs(con)
     if before != now:
